@@ -1,0 +1,17 @@
+"""cyprop: multilayer perceptrons trained by backpropagation, with a compiled core.
+
+>>> import cyprop
+>>> net = cyprop.Network([64, 32, 10], seed=0)
+>>> history = net.fit(X, y, epochs=30, batch_size=10, optimizer=cyprop.SGD(0.5))
+"""
+
+from ._version import __version__
+from ._backend import available as available_backends
+from .errors import TrainingDiverged
+from .gradcheck import check_gradients
+from .history import History
+from .network import Network
+from .optimizers import SGD, Optimizer
+
+__all__ = ["Network", "SGD", "Optimizer", "History", "TrainingDiverged", "check_gradients",
+           "available_backends", "__version__"]

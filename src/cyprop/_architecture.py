@@ -1,0 +1,70 @@
+"""The shape of a network and the layout of its parameters in one flat buffer.
+
+For each layer l, the weights W_l (n_out, n_in) row-major, then the biases b_l.
+Gradients and optimizer state share this layout, so an optimizer step is a pass
+over flat arrays in either backend.
+"""
+
+import numpy as np
+
+from . import _maths
+
+
+class Architecture:
+    """Layer sizes, per-layer activations and the loss; immutable."""
+
+    def __init__(self, sizes, activations, loss):
+        self.sizes = tuple(int(s) for s in sizes)
+        self.activations = tuple(activations)
+        self.loss = loss
+        self.n_layers = len(self.sizes) - 1
+        self.w_slices, self.b_slices = [], []
+        offset = 0
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+            self.w_slices.append(slice(offset, offset + n_out * n_in))
+            offset += n_out * n_in
+            self.b_slices.append(slice(offset, offset + n_out))
+            offset += n_out
+        self.n_params = offset
+        # What the compiled core takes: unit counts, activation and loss codes.
+        self.sizes_array = np.array(self.sizes, dtype=np.intp)
+        self.activation_codes = np.array(
+            [_maths.ACTIVATIONS.index(a) for a in self.activations], dtype=np.intc)
+        self.loss_code = _maths.LOSSES.index(loss)
+
+    @property
+    def n_inputs(self):
+        return self.sizes[0]
+
+    @property
+    def n_outputs(self):
+        return self.sizes[-1]
+
+    @property
+    def output(self):
+        return self.activations[-1]
+
+    def split(self, flat):
+        """Views of a flat parameter-shaped array as (weights, biases) lists."""
+        weights = [flat[s].reshape(n_out, n_in) for s, n_in, n_out
+                   in zip(self.w_slices, self.sizes[:-1], self.sizes[1:])]
+        biases = [flat[s] for s in self.b_slices]
+        return weights, biases
+
+    def decay_mask(self, dtype):
+        """1 where weight decay applies (weights), 0 where it does not (biases)."""
+        mask = np.zeros(self.n_params, dtype=dtype)
+        for s in self.w_slices:
+            mask[s] = 1
+        return mask
+
+    def __eq__(self, other):
+        return (isinstance(other, Architecture) and self.sizes == other.sizes
+                and self.activations == other.activations and self.loss == other.loss)
+
+    def __hash__(self):
+        return hash((self.sizes, self.activations, self.loss))
+
+    def __repr__(self):
+        return (f"Architecture(sizes={list(self.sizes)}, activations={list(self.activations)}, "
+                f"loss={self.loss!r})")

@@ -1,0 +1,38 @@
+"""Choosing a backend: the compiled core when it imports, else the NumPy reference."""
+
+import warnings
+
+from . import _reference
+
+try:
+    from . import _compiled
+    _IMPORT_ERROR = None
+except ImportError as exc:  # the extension was not built for this platform
+    _compiled = None
+    _IMPORT_ERROR = exc
+
+BACKENDS = ("auto", "cython", "numpy")
+
+
+def available():
+    """The backends that can run here."""
+    return ("cython", "numpy") if _compiled is not None else ("numpy",)
+
+
+def resolve(name):
+    """(resolved name, backend module) for ``"auto"``, ``"cython"`` or ``"numpy"``."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "numpy":
+        return "numpy", _reference
+    if _compiled is not None:
+        return "cython", _compiled
+    if name == "cython":
+        raise ImportError(
+            "backend='cython' was asked for, but cyprop's compiled extension cannot be "
+            f"imported ({_IMPORT_ERROR}); reinstall cyprop with a C compiler available, "
+            "or use backend='numpy'")
+    warnings.warn(
+        f"cyprop's compiled extension cannot be imported ({_IMPORT_ERROR}); "
+        "falling back to the much slower NumPy backend", RuntimeWarning, stacklevel=3)
+    return "numpy", _reference

@@ -1,0 +1,96 @@
+"""Activations, their derivatives and the losses, in NumPy.
+
+The compiled core (csrc/_core.pyx) implements the same functions under the same
+integer codes; the order of ``ACTIVATIONS`` and ``LOSSES`` *is* the code.
+Derivatives are written in terms of the activation a = f(z), which every function
+here allows, so backpropagation needs only the activations it stored going forward.
+"""
+
+import numpy as np
+
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
+HIDDEN_ACTIVATIONS = ACTIVATIONS[:-1]
+LOSSES = ("mse", "cross_entropy")
+LEAKY_SLOPE = 0.01
+
+
+def identity(z):
+    return z
+
+
+def sigmoid(z):
+    # exp(-z) overflows to inf for very negative z, and 1 / inf = 0 is the right answer.
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-z))
+
+
+def relu(z):
+    return np.where(z > 0, z, 0).astype(z.dtype, copy=False)
+
+
+def leaky_relu(z):
+    return np.where(z > 0, z, z.dtype.type(LEAKY_SLOPE) * z)
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+ACTIVATE = {
+    "identity": identity,
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "softmax": softmax,
+}
+
+# f'(z) as a function of a = f(z).  relu'(0) = 0; leaky_relu'(0) = slope, as in PyTorch.
+DERIVATIVE = {
+    "identity": lambda a: np.ones_like(a),
+    "sigmoid": lambda a: a * (1 - a),
+    "tanh": lambda a: 1 - a * a,
+    "relu": lambda a: (a > 0).astype(a.dtype),
+    "leaky_relu": lambda a: np.where(a > 0, 1, LEAKY_SLOPE).astype(a.dtype),
+}
+
+
+def softplus(z):
+    """log(1 + exp(z)) without overflow."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def sample_losses(loss, output, a, z, y):
+    """The loss of each sample (one per row), from the output activations a and, where
+    that is stabler, from the output pre-activations z."""
+    if loss == "mse":
+        return 0.5 * np.sum((a - y) ** 2, axis=1)
+    if output == "softmax":
+        # -sum_k y_k log softmax(z)_k = sum(y) * logsumexp(z) - sum_k y_k z_k
+        zmax = z.max(axis=1, keepdims=True)
+        lse = zmax[:, 0] + np.log(np.sum(np.exp(z - zmax), axis=1))
+        return y.sum(axis=1) * lse - np.sum(y * z, axis=1)
+    # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z
+    return np.sum(softplus(z) - y * z, axis=1)
+
+
+def output_delta(loss, output, a, y):
+    """dLoss/dz at the output layer, one row per sample."""
+    if loss == "cross_entropy":
+        if output == "softmax":
+            return a * y.sum(axis=1, keepdims=True) - y
+        return a - y  # sigmoid output
+    residual = a - y
+    if output == "softmax":
+        # through the softmax Jacobian diag(a) - a a^T
+        return a * (residual - np.sum(residual * a, axis=1, keepdims=True))
+    return residual * DERIVATIVE[output](a)
+
+
+def count_correct(a, y):
+    """How many samples the outputs classify right: argmax for several outputs,
+    a threshold of 0.5 for a single one."""
+    if a.shape[1] == 1:
+        return int(np.count_nonzero((a[:, 0] > 0.5) == (y[:, 0] > 0.5)))
+    return int(np.count_nonzero(a.argmax(axis=1) == y.argmax(axis=1)))

@@ -1,0 +1,127 @@
+"""Input checks and conversions, done once in Python before any kernel runs.
+
+Every function returns arrays the kernels can trust: the network's dtype,
+C-contiguous, finite, of the right shape.  The caller's arrays are never modified
+(a conversion copies; an array that already fits is used read-only as it is).
+"""
+
+import numbers
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype):
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return np.dtype(name)
+
+
+def check_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _as_float_array(name, data, dtype):
+    """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
+    if isinstance(data, np.ndarray):
+        arr = data
+    else:
+        try:
+            arr = np.asarray(data)
+        except ValueError as exc:  # ragged nested sequences
+            raise ValueError(f"{name} is not a rectangular array: {exc}") from None
+    kind = arr.dtype.kind
+    if kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers (got dtype {arr.dtype}); "
+                        "convert it to a float array first")
+    with np.errstate(over="ignore"):
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity (or values too large for {dtype.name})")
+    return arr
+
+
+def check_X(X, n_inputs, dtype, allow_single=False, name="X"):
+    """X as a C-contiguous (n, n_inputs) array of ``dtype``; a 1-D X is one sample when
+    ``allow_single``.  Returns (X, was_single)."""
+    X = _as_float_array(name, X, dtype)
+    single = False
+    if X.ndim == 1 and allow_single:
+        X, single = X.reshape(1, -1), True
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), "
+                         f"got {X.ndim} dimension(s)")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no samples")
+    if X.shape[1] != n_inputs:
+        raise ValueError(f"{name} has {X.shape[1]} features, but the network expects "
+                         f"{n_inputs} (sizes[0])")
+    return X, single
+
+
+def check_Y(Y, n_samples, n_outputs, dtype, name="Y"):
+    """Targets as a C-contiguous (n, n_outputs) array of ``dtype``.
+
+    Integer class labels of shape (n,) are one-hot encoded; with a single output,
+    a 1-D Y holds the targets themselves.
+    """
+    if not isinstance(Y, np.ndarray):
+        Y = np.asarray(Y)
+    if Y.ndim == 1 and n_outputs > 1:
+        return one_hot(Y, n_outputs, dtype, name)
+    Y = _as_float_array(name, Y, dtype)
+    if Y.ndim == 1:
+        Y = Y.reshape(-1, 1)
+    if Y.ndim != 2:
+        raise ValueError(f"{name} must be class labels (n,) or targets (n, n_outputs), "
+                         f"got {Y.ndim} dimensions")
+    if Y.shape[0] != n_samples:
+        raise ValueError(f"X and {name} have different numbers of samples: "
+                         f"{n_samples} and {Y.shape[0]}")
+    if Y.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {Y.shape[1]} columns, but the network has "
+                         f"{n_outputs} outputs")
+    return Y
+
+
+def check_labels(y, n_classes, name="Y"):
+    """Class labels as an int array, each in [0, n_classes)."""
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        if not np.all(y == np.round(y)):
+            raise ValueError(f"{name} holds class labels, but some are not whole numbers")
+    elif y.dtype.kind not in "biu":
+        raise TypeError(f"{name} class labels must be integers, got dtype {y.dtype}")
+    labels = y.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = labels[(labels < 0) | (labels >= n_classes)][0]
+        raise ValueError(f"{name} has label {bad}, outside the range 0..{n_classes - 1} "
+                         f"of the network's {n_classes} outputs")
+    return labels
+
+
+def one_hot(y, n_classes, dtype, name="Y"):
+    labels = check_labels(y, n_classes, name)
+    Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    Y[np.arange(labels.shape[0]), labels] = 1
+    return Y
+
+
+def check_XY(X, Y, n_inputs, n_outputs, dtype):
+    X, _ = check_X(X, n_inputs, dtype)
+    Y = check_Y(Y, X.shape[0], n_outputs, dtype)
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"X and Y have different numbers of samples: "
+                         f"{X.shape[0]} and {Y.shape[0]}")
+    return X, Y
