@@ -46,8 +46,9 @@ class Network:
     activation : str or list of str
         Hidden-layer activation (one name, or one per hidden layer): ``"sigmoid"``,
         ``"tanh"``, ``"relu"``, ``"leaky_relu"`` or ``"identity"``.
-    output : str
-        Output activation: any of those, or ``"softmax"``.
+    output : str or None
+        Output activation: any of those, or ``"softmax"``.  None picks ``"softmax"``
+        for several outputs and ``"sigmoid"`` for one.
     loss : str
         ``"mse"`` (0.5 * sum of squared errors) or ``"cross_entropy"`` (with a
         softmax or sigmoid output); per sample, averaged over samples.
@@ -62,9 +63,11 @@ class Network:
         ``"cython"`` or ``"numpy"``.
     """
 
-    def __init__(self, sizes, activation="sigmoid", output="softmax", loss="cross_entropy",
+    def __init__(self, sizes, activation="sigmoid", output=None, loss="cross_entropy",
                  init="normal", dtype="float64", seed=None, backend="auto"):
         sizes = _check_sizes(sizes)
+        if output is None:
+            output = "softmax" if sizes[-1] > 1 else "sigmoid"
         activations = _check_activations(activation, output, loss, len(sizes) - 1)
         if init not in INITIALIZERS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
