@@ -109,3 +109,7 @@ def _check_non_negative(name, value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+#: Optimizer classes by name, for persistence and the command line.
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD,)}
