@@ -45,6 +45,46 @@ cdef enum:
 cdef enum:
     OPT_SGD = 0
 
+# ------------------------------------------------------- instruction-set dispatch
+cdef extern from *:
+    """
+    /* The instruction set this copy of the module was compiled for. */
+    #if defined(__AVX512F__)
+    #define CYPROP_ISA "avx512"
+    #elif defined(__AVX2__) && defined(__FMA__)
+    #define CYPROP_ISA "avx2"
+    #else
+    #define CYPROP_ISA "baseline"
+    #endif
+
+    /* Whether this CPU (and OS) runs a level: 0 baseline, 1 avx2+fma, 2 avx512.
+       libgcc's __builtin_cpu_supports also checks that the OS saves the registers. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    static int cyprop_cpu_runs(int level) {
+        __builtin_cpu_init();
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        if (level == 1) return avx2;
+        if (level == 2) return avx2 && __builtin_cpu_supports("avx512f")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512dq");
+        return 1;
+    }
+    #else
+    static int cyprop_cpu_runs(int level) { return level == 0; }
+    #endif
+    """
+    const char* CYPROP_ISA
+    int cyprop_cpu_runs(int level) nogil
+
+INSTRUCTION_SET = CYPROP_ISA.decode()
+_LEVELS = {"baseline": 0, "avx2": 1, "avx512": 2}
+
+
+def cpu_runs(instruction_set):
+    """Whether this CPU can run kernels built for ``instruction_set``."""
+    return bool(cyprop_cpu_runs(_LEVELS[instruction_set]))
+
+
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
 LOSSES = ("mse", "cross_entropy")
 OPTIMIZERS = ("sgd",)

@@ -7,6 +7,7 @@
 
 from ._version import __version__
 from ._backend import available as available_backends
+from ._config import config, show_config
 from .errors import TrainingDiverged
 from .gradcheck import check_gradients
 from .history import History
@@ -14,4 +15,4 @@ from .network import Network
 from .optimizers import SGD, Optimizer
 
 __all__ = ["Network", "SGD", "Optimizer", "History", "TrainingDiverged", "check_gradients",
-           "available_backends", "__version__"]
+           "available_backends", "config", "show_config", "__version__"]

@@ -26,7 +26,7 @@ def resolve(name):
     if name == "numpy":
         return "numpy", _reference
     if _compiled is not None:
-        return "cython", _compiled
+        return "cython", _compiled.default
     if name == "cython":
         raise ImportError(
             "backend='cython' was asked for, but cyprop's compiled extension cannot be "

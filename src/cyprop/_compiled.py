@@ -1,32 +1,82 @@
 """The compiled backend: the same functions as ``_reference.py``, run by the Cython core.
 
-Inputs arrive validated and converted (``_validation.py``); this module only
-allocates the buffers that the kernels fill and unpacks what they return.
+The core is built once per instruction set (``_core`` portable, ``_core_avx2``,
+``_core_avx512``); the best one this CPU runs is chosen once, at import, unless the
+environment variable ``CYPROP_KERNEL`` names one.  Inputs arrive validated and
+converted (``_validation.py``); this module only allocates what the kernels fill.
 """
+
+import importlib
+import os
+import warnings
 
 import numpy as np
 
-from . import _core
+from . import _core as _baseline
+
+#: Best first.
+INSTRUCTION_SETS = ("avx512", "avx2", "baseline")
 
 
-def forward(arch, params, X):
-    out = np.empty((X.shape[0], arch.n_outputs), dtype=params.dtype)
-    if X.shape[0]:
-        _core.forward(arch.sizes_array, arch.activation_codes, params, X, out)
-    return out
+def _load_kernels():
+    """The kernel modules this build has and this CPU runs, by instruction set."""
+    kernels = {}
+    for name in INSTRUCTION_SETS:
+        if not _baseline.cpu_runs(name):
+            continue
+        try:
+            kernels[name] = (_baseline if name == "baseline"
+                             else importlib.import_module(f"cyprop._core_{name}"))
+        except ImportError:  # not built on this platform or compiler
+            pass
+    return kernels
 
 
-def loss_and_gradients(arch, params, X, Y, want_grad=True):
-    grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
-    loss, correct = _core.loss_and_gradients(arch.sizes_array, arch.activation_codes,
-                                             arch.loss_code, params, X, Y, grad)
-    return loss, correct, grad if want_grad else None
+def _choose(kernels):
+    forced = os.environ.get("CYPROP_KERNEL", "").strip().lower()
+    if not forced or forced == "auto":
+        return next(iter(kernels))
+    if forced not in INSTRUCTION_SETS:
+        raise ImportError(f"CYPROP_KERNEL={forced!r} is not one of "
+                          f"{', '.join(INSTRUCTION_SETS)} or 'auto'")
+    if forced not in kernels:
+        best = next(iter(kernels))
+        warnings.warn(f"CYPROP_KERNEL={forced!r}: this build or CPU cannot run it; "
+                      f"using {best!r}", RuntimeWarning, stacklevel=2)
+        return best
+    return forced
 
 
-def train_epoch(arch, params, X, Y, order, batch_size, optimizer):
-    state = optimizer.state_for(params)
-    grad = np.empty_like(params)
-    loss, correct, optimizer.steps = _core.train_epoch(
-        arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y,
-        order, batch_size, optimizer.code, optimizer.hyper(), state, optimizer.steps, grad)
-    return loss, correct
+KERNELS = _load_kernels()
+CHOSEN = _choose(KERNELS)
+
+
+class CompiledBackend:
+    """The backend interface over one kernel module."""
+
+    def __init__(self, instruction_set=None):
+        self.instruction_set = instruction_set or CHOSEN
+        self.core = KERNELS[self.instruction_set]
+
+    def forward(self, arch, params, X):
+        out = np.empty((X.shape[0], arch.n_outputs), dtype=params.dtype)
+        if X.shape[0]:
+            self.core.forward(arch.sizes_array, arch.activation_codes, params, X, out)
+        return out
+
+    def loss_and_gradients(self, arch, params, X, Y, want_grad=True):
+        grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
+        loss, correct = self.core.loss_and_gradients(
+            arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, grad)
+        return loss, correct, grad if want_grad else None
+
+    def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer):
+        state = optimizer.state_for(params)
+        grad = np.empty_like(params)
+        loss, correct, optimizer.steps = self.core.train_epoch(
+            arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, order,
+            batch_size, optimizer.code, optimizer.hyper(), state, optimizer.steps, grad)
+        return loss, correct
+
+
+default = CompiledBackend()
