@@ -23,7 +23,8 @@ it, so reading the two side by side shows the same algorithm, plus types.
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, fabsf
 from libc.math cimport sqrt, sqrtf
 from libc.stdlib cimport malloc, calloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 ctypedef fused floating:
     float
@@ -219,6 +220,26 @@ cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noe
 
 
 # ------------------------------------------------------------ forward and deltas
+cdef inline void output_activation(int act, const floating* z, floating* a, Py_ssize_t n) noexcept nogil:
+    """a = f(z) for the output layer, where f may be the softmax."""
+    cdef Py_ssize_t j
+    cdef floating zmax, total
+    if act != SOFTMAX:
+        for j in range(n):
+            a[j] = activate(act, z[j])
+        return
+    zmax = z[0]
+    for j in range(1, n):
+        if z[j] > zmax:
+            zmax = z[j]
+    total = 0
+    for j in range(n):
+        a[j] = f_exp(z[j] - zmax)
+        total += a[j]
+    for j in range(n):
+        a[j] = a[j] / total
+
+
 cdef void feedforward(const Layout* lay, const floating* params, const floating* x,
                       floating* a,         # OUT: activations of every layer (n_units)
                       floating* z_out      # OUT: pre-activations of the output layer
@@ -229,7 +250,6 @@ cdef void feedforward(const Layout* lay, const floating* params, const floating*
     cdef const floating* W
     cdef const floating* b
     cdef floating* a_l
-    cdef floating z, zmax, total
     for l in range(L):
         n_in = lay.sizes[l]
         n_out = lay.sizes[l + 1]
@@ -239,20 +259,7 @@ cdef void feedforward(const Layout* lay, const floating* params, const floating*
         if l == L - 1:
             for j in range(n_out):
                 z_out[j] = b[j] + dot(W + j * n_in, a_in, n_in)
-            if lay.acts[l] == SOFTMAX:
-                zmax = z_out[0]
-                for j in range(1, n_out):
-                    if z_out[j] > zmax:
-                        zmax = z_out[j]
-                total = 0
-                for j in range(n_out):
-                    a_l[j] = f_exp(z_out[j] - zmax)
-                    total += a_l[j]
-                for j in range(n_out):
-                    a_l[j] = a_l[j] / total
-            else:
-                for j in range(n_out):
-                    a_l[j] = activate(lay.acts[l], z_out[j])
+            output_activation(lay.acts[l], z_out, a_l, n_out)
         else:
             for j in range(n_out):
                 a_l[j] = activate(lay.acts[l], b[j] + dot(W + j * n_in, a_in, n_in))
@@ -416,6 +423,112 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
                 d_prev[i] *= derivative(lay.acts[l - 1], a_prev[i])
 
 
+# ------------------------------------------------------- mini-batches through BLAS
+# A mini-batch is a block of rows, so its forward and backward passes are matrix
+# products; with a BLAS (scipy's, handed over as PyCapsules by cyprop/_compiled.py)
+# they run blocked and vectorised, and only the element-wise work is ours.  Layer l's
+# activations and deltas for a batch of B samples are (B, n_l) row-major blocks at
+# B * a_off[l].  BLAS is column-major: a row-major (r, c) block is its (c, r) transpose.
+ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*,
+                         double*, int*, double*, double*, int*) noexcept nogil
+ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*,
+                         float*, int*, float*, float*, int*) noexcept nogil
+cdef dgemm_t blas_dgemm = NULL
+cdef sgemm_t blas_sgemm = NULL
+
+
+def set_blas(dgemm, sgemm):
+    """Use these gemm routines (PyCapsules of scipy.linalg.cython_blas) for
+    mini-batches; ``set_blas(None, None)`` goes back to per-sample loops."""
+    global blas_dgemm, blas_sgemm
+    if dgemm is None or sgemm is None:
+        blas_dgemm, blas_sgemm = NULL, NULL
+        return
+    blas_dgemm = <dgemm_t>PyCapsule_GetPointer(dgemm, PyCapsule_GetName(dgemm))
+    blas_sgemm = <sgemm_t>PyCapsule_GetPointer(sgemm, PyCapsule_GetName(sgemm))
+
+
+def has_blas():
+    return blas_dgemm != NULL and blas_sgemm != NULL
+
+
+cdef inline void gemm(char transa, char transb, int m, int n, int k,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """Column-major c = op(a) @ op(b) + beta * c."""
+    cdef floating one = 1
+    if floating is double:
+        blas_dgemm(&transa, &transb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb,
+                   &beta, c, &ldc)
+    else:
+        blas_sgemm(&transa, &transb, &m, &n, &k, &one, <float*>a, &lda, <float*>b, &ldb,
+                   &beta, c, &ldc)
+
+
+cdef void batch_feedforward(const Layout* lay, const floating* params,
+                            const floating* xb, int B,  # IN: (B, n_in) inputs
+                            floating* acts,    # OUT: every layer's (B, n_l) activations
+                            floating* z_out    # OUT: (B, n_out) output pre-activations
+                            ) noexcept nogil:
+    cdef int l, L = lay.n_layers, n_in, n_out
+    cdef Py_ssize_t s, i
+    cdef const floating* a_in = xb
+    cdef const floating* b
+    cdef floating* a_l
+    cdef floating* z
+    for l in range(L):
+        n_in = <int>lay.sizes[l]
+        n_out = <int>lay.sizes[l + 1]
+        b = params + lay.b_off[l]
+        a_l = acts + B * lay.a_off[l]
+        z = z_out if l == L - 1 else a_l
+        # Z = A_in @ W.T + b: the bias rows first, then gemm adds the product onto them
+        for s in range(B):
+            memcpy(z + s * n_out, b, n_out * sizeof(floating))
+        gemm(c'T', c'N', n_out, B, n_in, params + lay.w_off[l], n_in, a_in, n_in, 1, z, n_out)
+        if l == L - 1:
+            for s in range(B):
+                output_activation(lay.acts[l], z + s * n_out, a_l + s * n_out, n_out)
+        else:
+            for i in range(B * n_out):
+                a_l[i] = activate(lay.acts[l], a_l[i])
+        a_in = a_l
+
+
+cdef void batch_backprop(const Layout* lay, const floating* params,
+                         const floating* xb, int B, const floating* acts,
+                         floating* deltas,  # IN: the output deltas; scratch for the rest
+                         floating* grad     # IN/OUT: the batch's gradient sums are added
+                         ) noexcept nogil:
+    cdef int l, n_in, n_out
+    cdef Py_ssize_t s, j, i
+    cdef const floating* a_prev
+    cdef const floating* d_row
+    cdef floating* d_l
+    cdef floating* d_prev
+    cdef floating* gb
+    for l in range(lay.n_layers - 1, -1, -1):
+        n_in = <int>lay.sizes[l]
+        n_out = <int>lay.sizes[l + 1]
+        d_l = deltas + B * lay.a_off[l]
+        a_prev = xb if l == 0 else acts + B * lay.a_off[l - 1]
+        gb = grad + lay.b_off[l]
+        for s in range(B):
+            d_row = d_l + s * n_out
+            for j in range(n_out):
+                gb[j] += d_row[j]
+        # grad_W += D.T @ A_prev
+        gemm(c'N', c'T', n_in, n_out, B, a_prev, n_in, d_l, n_out, 1,
+             grad + lay.w_off[l], n_in)
+        if l > 0:
+            d_prev = deltas + B * lay.a_off[l - 1]
+            # D_prev = (D @ W) * f'(A_prev)
+            gemm(c'N', c'N', n_in, B, n_out, params + lay.w_off[l], n_in, d_l, n_out, 0,
+                 d_prev, n_in)
+            for i in range(B * n_in):
+                d_prev[i] *= derivative(lay.acts[l - 1], a_prev[i])
+
+
 # ------------------------------------------------------------------- optimizers
 cdef void sgd_step(floating* p, const floating* g, floating* buf, Py_ssize_t n,
                    floating lr, floating momentum, bint nesterov, floating wd,
@@ -458,95 +571,131 @@ cdef void optimizer_step(const Layout* lay, int opt, const double* hyper,
 
 
 # ------------------------------------------------------------ Python entry points
-cdef class _Scratch:
-    """Per-call buffers, allocated once and freed however the call ends."""
-    cdef void* units
-    cdef void* deltas
-    cdef void* z_out
+cdef class Workspace:
+    """Buffers for batches of up to ``rows`` samples, allocated once per call and freed
+    however the call ends."""
+    cdef void* inputs   # (rows, n_in): a batch's inputs, gathered in training order
+    cdef void* acts     # (rows, n_units): every layer's activations
+    cdef void* deltas   # (rows, n_units)
+    cdef void* z_out    # (rows, n_out)
+    cdef Layout lay
+    cdef bint has_layout
+
+    def __cinit__(self, const Py_ssize_t[::1] sizes, const int[::1] acts, Py_ssize_t rows,
+                  size_t itemsize):
+        self.has_layout = True
+        if layout_init(&self.lay, sizes, acts) != 0:
+            raise MemoryError("cyprop: cannot allocate the layer layout")
+        self.inputs = calloc(rows * sizes[0], itemsize)
+        self.acts = calloc(rows * self.lay.n_units, itemsize)
+        self.deltas = calloc(rows * self.lay.n_units, itemsize)
+        self.z_out = calloc(rows * sizes[sizes.shape[0] - 1], itemsize)
+        if not (self.inputs and self.acts and self.deltas and self.z_out):
+            raise MemoryError(f"cyprop: cannot allocate scratch buffers for {rows} rows")
 
     def __dealloc__(self):
-        free(self.units)
+        if self.has_layout:
+            layout_free(&self.lay)
+        free(self.inputs)
+        free(self.acts)
         free(self.deltas)
         free(self.z_out)
 
 
-cdef int scratch_init(_Scratch s, Py_ssize_t n_units, Py_ssize_t n_out, size_t itemsize):
-    s.units = calloc(n_units, itemsize)
-    s.deltas = calloc(n_units, itemsize)
-    s.z_out = calloc(n_out, itemsize)
-    if s.units == NULL or s.deltas == NULL or s.z_out == NULL:
-        raise MemoryError("cyprop: cannot allocate scratch buffers")
-    return 0
-
-
-cdef Layout make_layout(const Py_ssize_t[::1] sizes, const int[::1] acts) except *:
-    cdef Layout lay
-    if layout_init(&lay, sizes, acts) != 0:
-        layout_free(&lay)
-        raise MemoryError("cyprop: cannot allocate the layer layout")
-    return lay
+cdef Py_ssize_t rows_needed(bint batched, Py_ssize_t batch, Py_ssize_t n):
+    if not batched:
+        return 1
+    return batch if batch < n else (n if n > 0 else 1)
 
 
 def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1] params,
             const floating[:, ::1] X,
-            floating[:, ::1] out):   # OUT: output activations, (n, n_out)
+            floating[:, ::1] out,    # OUT: output activations, (n, n_out)
+            Py_ssize_t chunk=0):     # rows per matrix product; 0: one sample at a time
     """Output activations of every row of X."""
-    cdef Layout lay = make_layout(sizes, acts)
-    cdef _Scratch s = _Scratch()
-    cdef Py_ssize_t k, j, n = X.shape[0], n_out = out.shape[1]
-    cdef floating* a
+    cdef Py_ssize_t n = X.shape[0], n_out = out.shape[1]
+    cdef bint batched = chunk > 0 and has_blas()
+    cdef Workspace ws = Workspace(sizes, acts, rows_needed(batched, chunk, n), sizeof(floating))
+    cdef Layout* lay = &ws.lay
+    cdef Py_ssize_t k, j, rows
+    cdef floating* a = <floating*>ws.acts
     cdef const floating* a_out
-    try:
-        scratch_init(s, lay.n_units, n_out, sizeof(floating))
-        a = <floating*>s.units
-        a_out = a + lay.a_off[lay.n_layers - 1]
-        with nogil:
+    with nogil:
+        if batched:
+            k = 0
+            while k < n:
+                rows = chunk if k + chunk <= n else n - k
+                batch_feedforward(lay, &params[0], &X[k, 0], <int>rows, a, <floating*>ws.z_out)
+                memcpy(&out[k, 0], a + rows * lay.a_off[lay.n_layers - 1],
+                       rows * n_out * sizeof(floating))
+                k += rows
+        else:
+            a_out = a + lay.a_off[lay.n_layers - 1]
             for k in range(n):
-                feedforward(&lay, &params[0], &X[k, 0], a, <floating*>s.z_out)
+                feedforward(lay, &params[0], &X[k, 0], a, <floating*>ws.z_out)
                 for j in range(n_out):
                     out[k, j] = a_out[j]
-    finally:
-        layout_free(&lay)
+
+
+cdef inline void score_rows(int loss, int out_act, const floating* a_out, const floating* z,
+                            const floating[:, ::1] Y, const Py_ssize_t* rows, Py_ssize_t first,
+                            Py_ssize_t count, Py_ssize_t n_out,
+                            floating* d_out,      # OUT: output deltas; NULL for none
+                            double* total, Py_ssize_t* n_correct) noexcept nogil:
+    """Loss, correctness and (optionally) output deltas of ``count`` consecutive samples
+    of a block; sample s is row ``rows[s]`` of Y (or ``first + s`` when rows is NULL)."""
+    cdef Py_ssize_t s, r
+    cdef const floating* y
+    for s in range(count):
+        r = rows[s] if rows != NULL else first + s
+        y = &Y[r, 0]
+        total[0] += sample_loss(loss, out_act, a_out + s * n_out, z + s * n_out, y, n_out)
+        n_correct[0] += is_correct(a_out + s * n_out, y, n_out)
+        if d_out != NULL:
+            output_delta(loss, out_act, a_out + s * n_out, y, d_out + s * n_out, n_out)
 
 
 def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                        const floating[::1] params, const floating[:, ::1] X,
                        const floating[:, ::1] Y,
                        floating[::1] grad,   # OUT: gradient sums (zeroed here); ignored if empty
-                       ):
+                       Py_ssize_t chunk=0):  # rows per matrix product; 0: one sample at a time
     """Sum over the rows of X, Y of the loss, and (if grad is not empty) of its gradient.
 
     Returns (loss sum, number of correctly classified rows)."""
-    cdef Layout lay = make_layout(sizes, acts)
-    cdef _Scratch s = _Scratch()
-    cdef Py_ssize_t k, n = X.shape[0], n_out = Y.shape[1]
+    cdef Py_ssize_t n = X.shape[0], n_out = Y.shape[1]
+    cdef bint batched = chunk > 0 and has_blas()
+    cdef Workspace ws = Workspace(sizes, acts, rows_needed(batched, chunk, n), sizeof(floating))
+    cdef Layout* lay = &ws.lay
+    cdef int L = lay.n_layers, out_act = lay.acts[L - 1]
     cdef bint want_grad = grad.shape[0] > 0
-    cdef int out_act
-    cdef floating* a
-    cdef floating* d
-    cdef floating* z
+    cdef Py_ssize_t k, rows
+    cdef floating* a = <floating*>ws.acts
+    cdef floating* d = <floating*>ws.deltas
+    cdef floating* z = <floating*>ws.z_out
     cdef double total = 0
     cdef Py_ssize_t n_correct = 0
-    try:
-        scratch_init(s, lay.n_units, n_out, sizeof(floating))
-        a = <floating*>s.units
-        d = <floating*>s.deltas
-        z = <floating*>s.z_out
-        out_act = lay.acts[lay.n_layers - 1]
-        with nogil:
-            if want_grad:
-                memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
-            for k in range(n):
-                feedforward(&lay, &params[0], &X[k, 0], a, z)
-                total += sample_loss(loss, out_act, a + lay.a_off[lay.n_layers - 1], z,
-                                     &Y[k, 0], n_out)
-                n_correct += is_correct(a + lay.a_off[lay.n_layers - 1], &Y[k, 0], n_out)
+    with nogil:
+        if want_grad:
+            memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
+        if batched:
+            k = 0
+            while k < n:
+                rows = chunk if k + chunk <= n else n - k
+                batch_feedforward(lay, &params[0], &X[k, 0], <int>rows, a, z)
+                score_rows(loss, out_act, a + rows * lay.a_off[L - 1], z, Y, NULL, k, rows,
+                           n_out, d + rows * lay.a_off[L - 1] if want_grad else NULL,
+                           &total, &n_correct)
                 if want_grad:
-                    output_delta(loss, out_act, a + lay.a_off[lay.n_layers - 1], &Y[k, 0],
-                                 d + lay.a_off[lay.n_layers - 1], n_out)
-                    backprop_accumulate(&lay, &params[0], &X[k, 0], a, d, &grad[0])
-    finally:
-        layout_free(&lay)
+                    batch_backprop(lay, &params[0], &X[k, 0], <int>rows, a, d, &grad[0])
+                k += rows
+        else:
+            for k in range(n):
+                feedforward(lay, &params[0], &X[k, 0], a, z)
+                score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, NULL, k, 1, n_out,
+                           d + lay.a_off[L - 1] if want_grad else NULL, &total, &n_correct)
+                if want_grad:
+                    backprop_accumulate(lay, &params[0], &X[k, 0], a, d, &grad[0])
     return total, n_correct
 
 
@@ -558,7 +707,8 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                 int opt, const double[::1] hyper,
                 floating[:, ::1] state,          # IN/OUT: optimizer state, (n_slots, n_params)
                 long step,                       # optimizer steps taken before this call
-                floating[::1] grad):             # scratch: (n_params,)
+                floating[::1] grad,              # scratch: (n_params,)
+                bint batched=False):             # mini-batches as matrix products (BLAS)
     """One epoch of mini-batch training.
 
     Returns (sum of the sample losses, number of samples classified right, steps taken).
@@ -566,53 +716,53 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     The loss of each sample is taken on the forward pass that trains on it, with the
     weights of that moment (the running training loss that Keras and scikit-learn report).
     """
-    cdef Layout lay = make_layout(sizes, acts)
-    cdef _Scratch s = _Scratch()
-    cdef Py_ssize_t k, start, stop, n = order.shape[0], n_out = Y.shape[1]
-    cdef int out_act, L
-    cdef floating* a
-    cdef floating* d
-    cdef floating* z
-    cdef floating* a_out
+    cdef Py_ssize_t n = order.shape[0], n_out = Y.shape[1], n_in = X.shape[1]
+    batched = batched and batch_size > 1 and has_blas()
+    cdef Workspace ws = Workspace(sizes, acts, rows_needed(batched, batch_size, n),
+                                  sizeof(floating))
+    cdef Layout* lay = &ws.lay
+    cdef int L = lay.n_layers, out_act = lay.acts[L - 1]
+    cdef Py_ssize_t k, start, rows
+    cdef floating* xb = <floating*>ws.inputs
+    cdef floating* a = <floating*>ws.acts
+    cdef floating* d = <floating*>ws.deltas
+    cdef floating* z = <floating*>ws.z_out
     cdef floating* st = &state[0, 0]
     cdef double total = 0
     cdef Py_ssize_t n_correct = 0
     cdef long steps = step
     # Online plain SGD takes the fused path: no gradient buffer, one pass over W.
     cdef bint fused_sgd = (batch_size == 1 and opt == OPT_SGD and hyper[1] == 0)
-    try:
-        scratch_init(s, lay.n_units, n_out, sizeof(floating))
-        a = <floating*>s.units
-        d = <floating*>s.deltas
-        z = <floating*>s.z_out
-        L = lay.n_layers
-        out_act = lay.acts[L - 1]
-        a_out = a + lay.a_off[L - 1]
-        with nogil:
-            start = 0
-            while start < n:
-                stop = start + batch_size if start + batch_size < n else n
-                if fused_sgd:
-                    k = order[start]
-                    feedforward(&lay, &params[0], &X[k, 0], a, z)
-                    total += sample_loss(loss, out_act, a_out, z, &Y[k, 0], n_out)
-                    n_correct += is_correct(a_out, &Y[k, 0], n_out)
-                    output_delta(loss, out_act, a_out, &Y[k, 0], d + lay.a_off[L - 1], n_out)
-                    backprop_sgd_update(&lay, &params[0], &X[k, 0], a, d,
-                                        <floating>hyper[0], <floating>hyper[3])
-                else:
-                    memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
-                    for k in range(start, stop):
-                        feedforward(&lay, &params[0], &X[order[k], 0], a, z)
-                        total += sample_loss(loss, out_act, a_out, z, &Y[order[k], 0], n_out)
-                        n_correct += is_correct(a_out, &Y[order[k], 0], n_out)
-                        output_delta(loss, out_act, a_out, &Y[order[k], 0],
-                                     d + lay.a_off[L - 1], n_out)
-                        backprop_accumulate(&lay, &params[0], &X[order[k], 0], a, d, &grad[0])
-                    optimizer_step(&lay, opt, &hyper[0], &params[0], &grad[0], st, steps,
-                                   <floating>1 / <floating>(stop - start))
+    cdef Py_ssize_t stop = 0
+    with nogil:
+        while stop < n:
+            start = stop
+            stop = start + batch_size if start + batch_size < n else n
+            rows = stop - start
+            if fused_sgd:
+                k = order[start]
+                feedforward(lay, &params[0], &X[k, 0], a, z)
+                score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[start], 0, 1,
+                           n_out, d + lay.a_off[L - 1], &total, &n_correct)
+                backprop_sgd_update(lay, &params[0], &X[k, 0], a, d,
+                                    <floating>hyper[0], <floating>hyper[3])
                 steps += 1
-                start = stop
-    finally:
-        layout_free(&lay)
+                continue
+            memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
+            if batched:
+                for k in range(rows):
+                    memcpy(xb + k * n_in, &X[order[start + k], 0], n_in * sizeof(floating))
+                batch_feedforward(lay, &params[0], xb, <int>rows, a, z)
+                score_rows(loss, out_act, a + rows * lay.a_off[L - 1], z, Y, &order[start], 0,
+                           rows, n_out, d + rows * lay.a_off[L - 1], &total, &n_correct)
+                batch_backprop(lay, &params[0], xb, <int>rows, a, d, &grad[0])
+            else:
+                for k in range(start, stop):
+                    feedforward(lay, &params[0], &X[order[k], 0], a, z)
+                    score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[k], 0, 1,
+                               n_out, d + lay.a_off[L - 1], &total, &n_correct)
+                    backprop_accumulate(lay, &params[0], &X[order[k], 0], a, d, &grad[0])
+            optimizer_step(lay, opt, &hyper[0], &params[0], &grad[0], st, steps,
+                           <floating>1 / <floating>rows)
+            steps += 1
     return total, n_correct, steps

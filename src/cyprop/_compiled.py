@@ -47,8 +47,26 @@ def _choose(kernels):
     return forced
 
 
+def _blas_capsules():
+    """scipy's BLAS gemm routines, or None: without scipy, mini-batches run as
+    per-sample loops (correct, but slower for batches of more than a few samples)."""
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return None
+    return cython_blas.__pyx_capi__["dgemm"], cython_blas.__pyx_capi__["sgemm"]
+
+
 KERNELS = _load_kernels()
 CHOSEN = _choose(KERNELS)
+BLAS = _blas_capsules()
+for _kernel in KERNELS.values():
+    _kernel.set_blas(*(BLAS or (None, None)))
+
+#: Rows per matrix product in forward() and loss/gradient evaluation.
+CHUNK_ROWS = 256
+#: Smallest mini-batch trained with matrix products rather than per-sample loops.
+MIN_BLAS_BATCH = 4
 
 
 class CompiledBackend:
@@ -61,13 +79,15 @@ class CompiledBackend:
     def forward(self, arch, params, X):
         out = np.empty((X.shape[0], arch.n_outputs), dtype=params.dtype)
         if X.shape[0]:
-            self.core.forward(arch.sizes_array, arch.activation_codes, params, X, out)
+            self.core.forward(arch.sizes_array, arch.activation_codes, params, X, out,
+                              CHUNK_ROWS)
         return out
 
     def loss_and_gradients(self, arch, params, X, Y, want_grad=True):
         grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
         loss, correct = self.core.loss_and_gradients(
-            arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, grad)
+            arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, grad,
+            CHUNK_ROWS)
         return loss, correct, grad if want_grad else None
 
     def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer):
@@ -75,7 +95,8 @@ class CompiledBackend:
         grad = np.empty_like(params)
         loss, correct, optimizer.steps = self.core.train_epoch(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, order,
-            batch_size, optimizer.code, optimizer.hyper(), state, optimizer.steps, grad)
+            batch_size, optimizer.code, optimizer.hyper(), state, optimizer.steps, grad,
+            batch_size >= MIN_BLAS_BATCH)
         return loss, correct
 
 
