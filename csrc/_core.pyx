@@ -21,7 +21,7 @@ it, so reading the two side by side shows the same algorithm, plus types.
 """
 
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, fabsf
-from libc.math cimport sqrt, sqrtf
+from libc.math cimport sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
@@ -45,6 +45,10 @@ cdef enum:
 
 cdef enum:
     OPT_SGD = 0
+    OPT_ADAM = 1
+    OPT_RMSPROP = 2
+    OPT_ADAGRAD = 3
+    OPT_RPROP = 4
 
 # ------------------------------------------------------- instruction-set dispatch
 cdef extern from *:
@@ -88,7 +92,7 @@ def cpu_runs(instruction_set):
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
 LOSSES = ("mse", "cross_entropy")
-OPTIMIZERS = ("sgd",)
+OPTIMIZERS = ("SGD", "Adam", "RMSprop", "Adagrad", "Rprop")
 
 # Independent accumulators in a dot product: gcc does not vectorise a floating-point
 # sum without -ffast-math, but it does vectorise 16 separate running sums.
@@ -550,24 +554,113 @@ cdef void sgd_step(floating* p, const floating* g, floating* buf, Py_ssize_t n,
         p[i] -= lr * gi
 
 
+cdef inline floating f_sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef void adam_step(floating* p, const floating* g, floating* m, floating* v, Py_ssize_t n,
+                    floating step_size, floating beta1, floating beta2, floating eps,
+                    floating bc2_sqrt, floating wd, floating scale) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gi
+    for i in range(n):
+        gi = g[i] * scale + wd * p[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * gi
+        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
+        p[i] -= step_size * m[i] / (f_sqrt(v[i]) / bc2_sqrt + eps)
+
+
+cdef void rmsprop_step(floating* p, const floating* g, floating* v, floating* buf,
+                       Py_ssize_t n, floating lr, floating alpha, floating eps,
+                       floating momentum, floating wd, floating scale) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gi, step
+    for i in range(n):
+        gi = g[i] * scale + wd * p[i]
+        v[i] = alpha * v[i] + (1 - alpha) * gi * gi
+        step = gi / (f_sqrt(v[i]) + eps)
+        if momentum != 0:
+            buf[i] = momentum * buf[i] + step
+            step = buf[i]
+        p[i] -= lr * step
+
+
+cdef void adagrad_step(floating* p, const floating* g, floating* total, Py_ssize_t n,
+                       floating lr, floating eps, floating wd, floating scale) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gi
+    for i in range(n):
+        gi = g[i] * scale + wd * p[i]
+        total[i] += gi * gi
+        p[i] -= lr * gi / (f_sqrt(total[i]) + eps)
+
+
+cdef void rprop_step(floating* p, const floating* g, floating* prev, floating* step_size,
+                     Py_ssize_t n, floating lr, floating eta_minus, floating eta_plus,
+                     floating step_min, floating step_max, bint first_step,
+                     floating scale) noexcept nogil:
+    """iRPROP-: per-weight step sizes driven by the sign of grad * previous grad."""
+    cdef Py_ssize_t i
+    cdef floating gi, product, size
+    for i in range(n):
+        gi = g[i] * scale
+        if first_step:
+            step_size[i] = lr
+        product = gi * prev[i]
+        size = step_size[i]
+        if product > 0:
+            size = size * eta_plus
+        elif product < 0:
+            size = size * eta_minus
+            gi = 0          # a sign flip: no move now, and no memory of this gradient
+        step_size[i] = step_max if size > step_max else (step_min if size < step_min else size)
+        if gi > 0:
+            p[i] -= step_size[i]
+        elif gi < 0:
+            p[i] += step_size[i]
+        prev[i] = gi
+
+
 cdef void optimizer_step(const Layout* lay, int opt, const double* hyper,
-                         floating* params, const floating* grad, floating* state,
+                         floating* params, const floating* grad,
+                         floating* state,  # IN/OUT: (n_slots, n_params) row-major
                          long step, floating scale) noexcept nogil:
-    """One optimizer step over all layers; weight decay touches weights, never biases."""
-    cdef int l
-    cdef Py_ssize_t nw, nb
-    cdef floating lr = <floating>hyper[0]
-    cdef floating momentum = <floating>hyper[1]
-    cdef bint nesterov = hyper[2] != 0
-    cdef floating wd = <floating>hyper[3]
+    """One optimizer step over all layers, given gradient sums and ``scale`` that makes
+    them means; weight decay touches weights, never biases."""
+    cdef int l, part
+    cdef Py_ssize_t off, size, N = lay.n_params
+    cdef double wd
+    cdef double t = <double>(step + 1)
     for l in range(lay.n_layers):
-        nw = lay.b_off[l] - lay.w_off[l]
-        nb = lay.sizes[l + 1]
-        if opt == OPT_SGD:
-            sgd_step(params + lay.w_off[l], grad + lay.w_off[l], state + lay.w_off[l], nw,
-                     lr, momentum, nesterov, wd, step == 0, scale)
-            sgd_step(params + lay.b_off[l], grad + lay.b_off[l], state + lay.b_off[l], nb,
-                     lr, momentum, nesterov, 0, step == 0, scale)
+        for part in range(2):   # the weights, then the biases
+            off = lay.w_off[l] if part == 0 else lay.b_off[l]
+            size = lay.b_off[l] - lay.w_off[l] if part == 0 else lay.sizes[l + 1]
+            if opt == OPT_SGD:
+                wd = hyper[3] if part == 0 else 0
+                sgd_step(params + off, grad + off, state + off, size, <floating>hyper[0],
+                         <floating>hyper[1], hyper[2] != 0, <floating>wd, step == 0, scale)
+            elif opt == OPT_ADAM:
+                wd = hyper[4] if part == 0 else 0
+                adam_step(params + off, grad + off, state + off, state + N + off, size,
+                          <floating>(hyper[0] / (1 - pow(hyper[1], t))), <floating>hyper[1],
+                          <floating>hyper[2], <floating>hyper[3],
+                          <floating>sqrt(1 - pow(hyper[2], t)), <floating>wd, scale)
+            elif opt == OPT_RMSPROP:
+                wd = hyper[4] if part == 0 else 0
+                rmsprop_step(params + off, grad + off, state + off, state + N + off, size,
+                             <floating>hyper[0], <floating>hyper[1], <floating>hyper[2],
+                             <floating>hyper[3], <floating>wd, scale)
+            elif opt == OPT_ADAGRAD:
+                wd = hyper[2] if part == 0 else 0
+                adagrad_step(params + off, grad + off, state + off, size, <floating>hyper[0],
+                             <floating>hyper[1], <floating>wd, scale)
+            elif opt == OPT_RPROP:
+                rprop_step(params + off, grad + off, state + off, state + N + off, size,
+                           <floating>hyper[0], <floating>hyper[1], <floating>hyper[2],
+                           <floating>hyper[3], <floating>hyper[4], step == 0, scale)
 
 
 # ------------------------------------------------------------ Python entry points

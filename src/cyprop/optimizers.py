@@ -80,8 +80,7 @@ class SGD(Optimizer):
 
     def update_params(self, params, grad, arch):
         buf = self.state_for(params)[0]
-        if self.weight_decay:
-            grad = grad + self.weight_decay * params * arch.decay_mask(params.dtype)
+        grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         if self.momentum:
             if self.steps == 0:
                 buf[...] = grad
@@ -97,6 +96,184 @@ class SGD(Optimizer):
                 "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
 
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam`` (weight decay as L2 on the gradient, not AdamW)::
+
+        g = grad + weight_decay * w                      (weights only)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        w = w - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+    """
+
+    code = 1
+    n_slots = 2
+
+    def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(learning_rate)
+        for name, value in (("beta1", beta1), ("beta2", beta2)):
+            _check_non_negative(name, value)
+            if value >= 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        _check_positive("eps", eps)
+        _check_non_negative("weight_decay", weight_decay)
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+
+    def hyper(self):
+        return np.array([self.learning_rate, self.beta1, self.beta2, self.eps,
+                         self.weight_decay], dtype=np.float64)
+
+    def update_params(self, params, grad, arch):
+        m, v = self.state_for(params)
+        grad = _with_weight_decay(grad, params, self.weight_decay, arch)
+        t = self.steps + 1
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        v *= self.beta2
+        v += (1 - self.beta2) * grad * grad
+        step_size = self.learning_rate / (1 - self.beta1 ** t)
+        denom = np.sqrt(v) / np.sqrt(1 - self.beta2 ** t) + self.eps
+        params -= step_size * m / denom
+        self.steps += 1
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "beta1": self.beta1, "beta2": self.beta2,
+                "eps": self.eps, "weight_decay": self.weight_decay}
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop`` (not centered)::
+
+        g = grad + weight_decay * w                      (weights only)
+        v = alpha * v + (1 - alpha) * g * g
+        buf = momentum * buf + g / (sqrt(v) + eps);  w = w - lr * buf   (momentum > 0)
+        w = w - lr * g / (sqrt(v) + eps)                                (momentum = 0)
+    """
+
+    code = 2
+    n_slots = 2
+
+    def __init__(self, learning_rate=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
+        super().__init__(learning_rate)
+        _check_non_negative("alpha", alpha)
+        if alpha > 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        _check_positive("eps", eps)
+        _check_non_negative("momentum", momentum)
+        _check_non_negative("weight_decay", weight_decay)
+        self.alpha, self.eps = float(alpha), float(eps)
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+
+    def hyper(self):
+        return np.array([self.learning_rate, self.alpha, self.eps, self.momentum,
+                         self.weight_decay], dtype=np.float64)
+
+    def update_params(self, params, grad, arch):
+        v, buf = self.state_for(params)
+        grad = _with_weight_decay(grad, params, self.weight_decay, arch)
+        v *= self.alpha
+        v += (1 - self.alpha) * grad * grad
+        step = grad / (np.sqrt(v) + self.eps)
+        if self.momentum:
+            buf *= self.momentum
+            buf += step
+            step = buf
+        params -= self.learning_rate * step
+        self.steps += 1
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "alpha": self.alpha, "eps": self.eps,
+                "momentum": self.momentum, "weight_decay": self.weight_decay}
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as ``torch.optim.Adagrad`` (no learning-rate decay)::
+
+        g = grad + weight_decay * w                      (weights only)
+        s = s + g * g
+        w = w - lr * g / (sqrt(s) + eps)
+    """
+
+    code = 3
+    n_slots = 1
+
+    def __init__(self, learning_rate=1e-2, eps=1e-10, weight_decay=0.0):
+        super().__init__(learning_rate)
+        _check_positive("eps", eps)
+        _check_non_negative("weight_decay", weight_decay)
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+
+    def hyper(self):
+        return np.array([self.learning_rate, self.eps, self.weight_decay], dtype=np.float64)
+
+    def update_params(self, params, grad, arch):
+        (total,) = self.state_for(params)
+        grad = _with_weight_decay(grad, params, self.weight_decay, arch)
+        total += grad * grad
+        params -= self.learning_rate * grad / (np.sqrt(total) + self.eps)
+        self.steps += 1
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+
+class Rprop(Optimizer):
+    """Resilient backpropagation, iRPROP- (as FANN and ``torch.optim.Rprop``).
+
+    Each parameter has its own step size, starting at ``learning_rate``: it grows by
+    ``etas[1]`` while the gradient keeps its sign and shrinks by ``etas[0]`` when the
+    sign flips, within ``step_sizes``; on a flip that parameter does not move and its
+    remembered gradient is set to 0.  Only the signs of gradients are used, so Rprop is
+    meant for full batches (``batch_size`` >= the number of samples).
+    """
+
+    code = 4
+    n_slots = 2
+
+    def __init__(self, learning_rate=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50)):
+        super().__init__(learning_rate)
+        eta_minus, eta_plus = (float(e) for e in etas)
+        if not 0 < eta_minus < 1 < eta_plus:
+            raise ValueError(f"etas must satisfy 0 < etas[0] < 1 < etas[1], got {etas!r}")
+        step_min, step_max = (float(s) for s in step_sizes)
+        if not 0 <= step_min <= step_max:
+            raise ValueError(f"step_sizes must satisfy 0 <= min <= max, got {step_sizes!r}")
+        self.etas = (eta_minus, eta_plus)
+        self.step_sizes = (step_min, step_max)
+
+    def hyper(self):
+        return np.array([self.learning_rate, *self.etas, *self.step_sizes], dtype=np.float64)
+
+    def update_params(self, params, grad, arch):
+        prev, step_size = self.state_for(params)
+        if self.steps == 0:
+            step_size[...] = self.learning_rate
+        product = grad * prev
+        factor = np.where(product > 0, self.etas[1], np.where(product < 0, self.etas[0], 1))
+        np.clip(step_size * factor.astype(params.dtype), *self.step_sizes, out=step_size)
+        grad = np.where(product < 0, 0, grad).astype(params.dtype)
+        params -= step_size * np.sign(grad)
+        prev[...] = grad
+        self.steps += 1
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "etas": list(self.etas),
+                "step_sizes": list(self.step_sizes)}
+
+
+#: Optimizer classes by name, for persistence and the command line.
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad, Rprop)}
+
+
+def _with_weight_decay(grad, params, weight_decay, arch):
+    """grad + weight_decay * w on the weights (never the biases)."""
+    if not weight_decay:
+        return grad
+    return grad + weight_decay * params * arch.decay_mask(params.dtype)
+
+
 def _check_positive(name, value):
     if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -109,7 +286,3 @@ def _check_non_negative(name, value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-#: Optimizer classes by name, for persistence and the command line.
-OPTIMIZERS = {cls.__name__: cls for cls in (SGD,)}
