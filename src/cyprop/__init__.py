@@ -12,7 +12,8 @@ from .errors import TrainingDiverged
 from .gradcheck import check_gradients
 from .history import History
 from .network import Network
-from .optimizers import SGD, Optimizer
+from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop, Rprop
+from .persistence import load
 
-__all__ = ["Network", "SGD", "Optimizer", "History", "TrainingDiverged", "check_gradients",
-           "available_backends", "config", "show_config", "__version__"]
+__all__ = ["Network", "SGD", "Adam", "RMSprop", "Adagrad", "Rprop", "Optimizer", "History", "TrainingDiverged", "check_gradients",
+           "available_backends", "config", "show_config", "load", "__version__"]

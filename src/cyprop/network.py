@@ -228,6 +228,15 @@ class Network:
     def _optimizer_restore(self, snapshot):
         self.optimizer.steps, self.optimizer.state = snapshot
 
+    # ------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write the network (architecture, weights, optimizer state, history) to one
+        ``.npz`` file at exactly ``path`` (no suffix is added), atomically; read it back
+        with ``cyprop.load(path)``.  See ``cyprop.persistence``."""
+        from . import persistence  # here, not at the top: persistence imports Network
+
+        persistence.save(self, path)
+
     # ---------------------------------------------------------------- helpers
     def _check_data(self, X, Y):
         return _validation.check_XY(X, Y, self.arch.n_inputs, self.arch.n_outputs, self.dtype)

@@ -1,0 +1,602 @@
+"""Saving and loading networks (cyprop.persistence), pickling and deep copies."""
+
+import copy
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import persistence
+
+BACKENDS = cyprop.available_backends()
+
+ARCHITECTURES = [
+    dict(sizes=[4, 3]),                                               # no hidden layer
+    dict(sizes=[4, 5, 3], activation="sigmoid"),
+    dict(sizes=[4, 6, 5, 1], activation=["tanh", "relu"]),            # sigmoid output
+    dict(sizes=[4, 7, 2], activation="leaky_relu", output="identity", loss="mse", init="he"),
+]
+
+
+def data(n_outputs, n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    if n_outputs == 1:
+        return X, (X[:, 0] > 0).astype(float)
+    return X, rng.integers(0, n_outputs, n)
+
+
+def trained(sizes=(4, 5, 3), dtype="float64", backend="numpy", optimizer=None, epochs=2,
+            **kwargs):
+    net = cyprop.Network(list(sizes), dtype=dtype, seed=1, backend=backend, **kwargs)
+    X, Y = data(net.arch.n_outputs)
+    net.fit(X, Y, epochs=epochs, batch_size=7,
+            optimizer=optimizer or cyprop.SGD(0.1, momentum=0.9))
+    return net
+
+
+def assert_same(a, b, timings=True):
+    """Everything that defines the network and its training continuation, bit for bit
+    (``timings=False``: except the measured seconds, for networks trained apart)."""
+    assert a.arch == b.arch and a.dtype == b.dtype and a._params.dtype == b._params.dtype
+    assert a._params.tobytes() == b._params.tobytes()
+    assert (a.init, a.seed) == (b.init, b.seed)
+    assert a._rng.bit_generator.state == b._rng.bit_generator.state
+    if a.optimizer is None:
+        assert b.optimizer is None
+    else:
+        assert type(a.optimizer) is type(b.optimizer)
+        assert a.optimizer.get_config() == b.optimizer.get_config()
+        assert a.optimizer.steps == b.optimizer.steps
+        if a.optimizer.state is None:
+            assert b.optimizer.state is None
+        else:
+            assert a.optimizer.state.dtype == b.optimizer.state.dtype
+            assert a.optimizer.state.tobytes() == b.optimizer.state.tobytes()
+            assert b.optimizer.state.flags.c_contiguous and b.optimizer.state.flags.writeable
+    skip = () if timings else ("seconds", "samples_per_second")
+    assert ({k: v for k, v in a.history.to_dict().items() if k not in skip}
+            == {k: v for k, v in b.history.to_dict().items() if k not in skip})
+    assert a.history.stop_reason == b.history.stop_reason
+
+
+def members(path):
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def metadata_of(arrays):
+    return json.loads(arrays["metadata"].tobytes().decode())
+
+
+def rewrite(path, arrays):
+    """Replace the file by an .npz of ``arrays`` (exactly at ``path``)."""
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def with_metadata(arrays, meta):
+    text = json.dumps(meta).encode()
+    return {**arrays, "metadata": np.frombuffer(text, dtype=np.uint8)}
+
+
+@pytest.fixture
+def saved(tmp_path):
+    net = trained(backend=BACKENDS[0])
+    path = tmp_path / "model.npz"
+    net.save(path)
+    return net, path
+
+
+def load_error(path):
+    with pytest.raises(ValueError) as info:
+        cyprop.load(path)
+    message = str(info.value)
+    assert message.startswith(f"cannot load {os.fspath(path)!r}: ")
+    return message
+
+
+# --------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("spec", ARCHITECTURES, ids=lambda s: "-".join(map(str, s["sizes"])))
+def test_round_trip_untrained(tmp_path, spec, dtype):
+    net = cyprop.Network(dtype=dtype, seed=3, backend="numpy", **spec)
+    net.save(tmp_path / "m.npz")
+    back = cyprop.load(tmp_path / "m.npz", backend="numpy")
+    assert_same(net, back)
+    assert back.optimizer is None and back.history.epochs == 0
+    assert back.activations == net.activations and back.loss_name == net.loss_name
+    X, _ = data(net.arch.n_outputs)
+    assert net.forward(X).tobytes() == back.forward(X).tobytes()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("spec", ARCHITECTURES, ids=lambda s: "-".join(map(str, s["sizes"])))
+def test_round_trip_trained(tmp_path, spec, dtype, backend):
+    spec = dict(spec)
+    net = trained(spec.pop("sizes"), dtype=dtype, backend=backend,
+                  optimizer=cyprop.SGD(0.05, momentum=0.5, nesterov=True, weight_decay=1e-3),
+                  **spec)
+    net.save(tmp_path / "m.npz")
+    back = cyprop.load(tmp_path / "m.npz", backend=backend)
+    assert_same(net, back)
+    assert back.backend == backend and back.history.epochs == 2
+    assert back.history.stop_reason == "epochs"
+
+
+def test_round_trip_optimizer_without_state(tmp_path):
+    net = cyprop.Network([4, 3], seed=0)
+    net.optimizer = cyprop.SGD(0.2)                    # assigned, never stepped
+    net.save(tmp_path / "m.npz")
+    assert "optimizer_state" not in members(tmp_path / "m.npz")
+    back = cyprop.load(tmp_path / "m.npz")
+    assert_same(net, back)
+    assert back.optimizer.state is None and back.optimizer.steps == 0
+
+
+def test_round_trip_keeps_history_values_and_none(tmp_path):
+    net = trained()
+    net.history.val_loss[-1] = 0.25                    # others stay None
+    net.history.samples_per_second[0] = float("inf")   # what fit records for a 0 s epoch
+    net.save(tmp_path / "m.npz")
+    back = cyprop.load(tmp_path / "m.npz")
+    assert_same(net, back)
+    assert back.history.val_loss == [None, 0.25] and back.history.samples_per_second[0] == np.inf
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_continued_training_is_identical(tmp_path, backend, dtype):
+    # Momentum state, step count and the shuffling generator must all survive.
+    X, y = data(3, n=53)
+    a = cyprop.Network([4, 6, 3], dtype=dtype, seed=5, backend=backend)
+    a.fit(X, y, epochs=3, batch_size=8, optimizer=cyprop.SGD(0.1, momentum=0.9))
+    a.save(tmp_path / "m.npz")
+    b = cyprop.load(tmp_path / "m.npz", backend=backend)
+    a.fit(X, y, epochs=3, batch_size=8)
+    b.fit(X, y, epochs=3, batch_size=8)
+    assert a._params.tobytes() == b._params.tobytes()
+    assert a.optimizer.state.tobytes() == b.optimizer.state.tobytes()
+    assert a.optimizer.steps == b.optimizer.steps == 6 * 7
+    assert a.history.loss == b.history.loss
+
+
+def test_load_chooses_backend(saved):
+    _, path = saved
+    for backend in BACKENDS:
+        assert cyprop.load(path, backend=backend).backend == backend
+    with pytest.raises(ValueError, match="unknown backend"):
+        cyprop.load(path, backend="gpu")
+
+
+def test_path_without_suffix_is_written_exactly(tmp_path):
+    net = cyprop.Network([4, 3], seed=0)
+    net.save(tmp_path / "model")
+    net.save(str(tmp_path / "other.bin"))
+    assert sorted(os.listdir(tmp_path)) == ["model", "other.bin"]
+    assert_same(net, cyprop.load(str(tmp_path / "model")))
+    assert_same(net, cyprop.load(tmp_path / "other.bin"))
+
+
+def test_file_is_plain_npz(saved):
+    net, path = saved
+    arrays = members(path)
+    assert sorted(arrays) == ["biases_0", "biases_1", "metadata", "optimizer_state",
+                              "weights_0", "weights_1"]
+    for layer, W in enumerate(net.weights):
+        assert arrays[f"weights_{layer}"].tobytes() == W.tobytes()
+    meta = metadata_of(arrays)
+    assert meta["format"] == "cyprop-network"
+    assert meta["format_version"] == persistence.FORMAT_VERSION
+    assert meta["sizes"] == [4, 5, 3] and meta["optimizer"]["name"] == "SGD"
+
+
+def test_save_overwrites_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "m.npz"
+    cyprop.Network([4, 3], seed=0).save(path)
+    net = cyprop.Network([4, 5, 3], seed=1)
+    net.save(path)
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert_same(net, cyprop.load(path))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        cyprop.Network([4, 3], seed=0).save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.npz").st_mode & 0o777 == 0o644
+
+
+def test_unsupported_optimizer_is_refused_before_writing(tmp_path):
+    class MySGD(cyprop.SGD):
+        pass
+
+    net = cyprop.Network([4, 3], seed=0)
+    net.optimizer = MySGD(0.1)
+    with pytest.raises(ValueError, match="MySGD"):
+        net.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_state_from_another_network_is_saved_as_none(tmp_path):
+    # Optimizer.state_for would discard it on the next step anyway.
+    X, y = data(3)
+    opt = cyprop.SGD(0.1, momentum=0.9)
+    cyprop.Network([4, 8, 3], seed=0).fit(X, y, epochs=1, optimizer=opt)
+    net = cyprop.Network([4, 3], seed=0)
+    net.optimizer = opt
+    net.save(tmp_path / "m.npz")
+    back = cyprop.load(tmp_path / "m.npz")
+    assert back.optimizer.state is None and back.optimizer.steps == 0
+
+
+# ------------------------------------------------------------------- atomic saving
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch, saved):
+    good, path = saved
+    before = path.read_bytes()
+
+    def half_then_fail(fh, **arrays):
+        fh.write(b"PK\x03\x04 partial data")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        cyprop.Network([4, 9, 3], seed=2).save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == ["model.npz"]
+    assert_same(good, cyprop.load(path))
+
+
+@pytest.mark.parametrize("where", ["fsync", "replace"])
+def test_interrupted_save_cleans_up(tmp_path, monkeypatch, saved, where):
+    _, path = saved
+    before = path.read_bytes()
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, where, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        cyprop.Network([4, 9, 3], seed=2).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == ["model.npz"]
+
+
+def test_save_into_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        cyprop.Network([4, 3]).save(tmp_path / "nowhere" / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------- bad files
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        cyprop.load(tmp_path / "absent.npz")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(OSError):
+        cyprop.load(tmp_path)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "empty"),
+    (b"sizes = [4, 5, 3]\nweights = ...\n", "not an .npz"),
+    (b"\x93NUMPY\x01\x00", "not an .npz"),
+    (b"PK\x03\x04", "truncated or corrupted"),
+])
+def test_not_a_model(tmp_path, content, problem):
+    path = tmp_path / "m.npz"
+    path.write_bytes(content)
+    assert problem in load_error(path)
+
+
+def test_plain_npy_file(tmp_path):
+    path = tmp_path / "m.npz"
+    np.save(path.open("wb"), np.zeros(3))
+    assert "not an .npz" in load_error(path)
+
+
+def test_foreign_npz(tmp_path):
+    path = tmp_path / "m.npz"
+    rewrite(path, {"x": np.zeros(3), "y": np.arange(4)})
+    assert "not a cyprop network file" in load_error(path)
+
+
+def test_foreign_metadata(tmp_path):
+    path = tmp_path / "m.npz"
+    rewrite(path, with_metadata({}, {"format": "something-else", "version": 1}))
+    assert "not a cyprop network file" in load_error(path)
+    rewrite(path, {"metadata": np.array("a string")})
+    assert "dtype" in load_error(path)
+
+
+def test_other_zip_file(tmp_path):
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    assert "not a cyprop network file" in load_error(path)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.99])
+def test_truncated(saved, fraction):
+    _, path = saved
+    content = path.read_bytes()
+    path.write_bytes(content[:max(1, int(len(content) * fraction))])
+    message = load_error(path)
+    assert "truncated or corrupted" in message or "not an .npz" in message
+
+
+@pytest.mark.parametrize("cut", [1, 2, 22, 23, 100])
+def test_truncated_at_the_end(saved, cut):
+    # The zip directory lives at the end: short cuts must fail too.
+    _, path = saved
+    path.write_bytes(path.read_bytes()[:-cut])
+    assert "truncated or corrupted" in load_error(path)
+
+
+def test_fuzzed_bytes_fail_cleanly(saved):
+    """Random byte changes: a ValueError naming the file, or (for bytes zip does not
+    use, such as timestamps) the very same network.  Never anything else."""
+    good, path = saved
+    content = path.read_bytes()
+    rng = np.random.default_rng(1234)
+    failures = 0
+    for trial in range(400):
+        mutated = bytearray(content)
+        for _ in range(rng.integers(1, 4)):
+            # Half the hits go to the zip and .npy headers at either end, where a
+            # change is least likely to be caught by a mere checksum.
+            if rng.random() < 0.5:
+                position = int(rng.integers(len(content)))
+            elif rng.random() < 0.5:
+                position = int(rng.integers(200))
+            else:
+                position = len(content) - 1 - int(rng.integers(300))
+            mutated[position] = (mutated[position] + int(rng.integers(1, 256))) % 256
+        path.write_bytes(bytes(mutated))
+        try:
+            back = cyprop.load(path, backend=good.backend)
+        except ValueError as exc:
+            assert str(exc).startswith(f"cannot load {os.fspath(path)!r}: "), exc
+            failures += 1
+        else:
+            assert_same(good, back)
+    assert failures > 300
+
+
+def test_newer_format_version(saved):
+    _, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    meta["format_version"] = persistence.FORMAT_VERSION + 1
+    rewrite(path, with_metadata(arrays, meta))
+    message = load_error(path)
+    assert "newer cyprop" in message and "upgrade" in message
+
+
+@pytest.mark.parametrize("name, replacement, problem", [
+    ("weights_0", lambda a: a.T, "shape"),
+    ("weights_1", lambda a: a[:, :-1], "shape"),
+    ("biases_0", lambda a: a[:, None], "shape"),
+    ("biases_1", lambda a: a.astype(np.float32), "dtype float32, expected float64"),
+    ("weights_0", lambda a: a.astype(np.int64), "dtype"),
+    ("optimizer_state", lambda a: a[0], "shape"),
+    ("optimizer_state", lambda a: np.vstack([a, a]), "shape"),
+    ("weights_1", lambda a: np.full_like(a, np.nan), "NaN"),
+    ("optimizer_state", lambda a: np.full_like(a, np.inf), "NaN or infinity"),
+    ("metadata", lambda a: a.astype(np.int16), "dtype"),
+])
+def test_altered_array(saved, name, replacement, problem):
+    _, path = saved
+    arrays = members(path)
+    arrays[name] = replacement(arrays[name])
+    rewrite(path, arrays)
+    message = load_error(path)
+    assert problem in message
+    if name != "metadata":
+        assert name in message or "NaN" in message
+
+
+def test_object_array_is_not_unpickled(saved, monkeypatch):
+    _, path = saved
+    arrays = members(path)
+    arrays["weights_0"] = np.empty(arrays["weights_0"].shape, dtype=object)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)                # pickles the object array
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled"))
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
+    assert "dtype object" in load_error(path)
+
+
+def test_big_endian_arrays_are_read(saved):
+    good, path = saved
+    arrays = members(path)
+    rewrite(path, {k: v if k == "metadata" else v.astype(v.dtype.newbyteorder(">"))
+                   for k, v in arrays.items()})
+    back = cyprop.load(path, backend=good.backend)
+    assert_same(good, back)
+    assert back.optimizer.state.dtype.isnative
+
+
+@pytest.mark.parametrize("name", ["weights_0", "biases_1", "optimizer_state"])
+def test_missing_array(saved, name):
+    _, path = saved
+    arrays = members(path)
+    del arrays[name]
+    rewrite(path, arrays)
+    message = load_error(path)
+    assert "missing" in message and name in message
+
+
+def test_missing_metadata(saved):
+    _, path = saved
+    arrays = members(path)
+    del arrays["metadata"]
+    rewrite(path, arrays)
+    assert "not a cyprop network file" in load_error(path)
+
+
+def test_unexpected_array(saved):
+    _, path = saved
+    rewrite(path, {**members(path), "weights_9": np.zeros(3)})
+    assert "unexpected entries 'weights_9.npy'" in load_error(path)
+
+
+def test_metadata_not_json(saved):
+    _, path = saved
+    arrays = members(path)
+    arrays["metadata"] = np.frombuffer(b'{"format": "cyprop-network", ', dtype=np.uint8)
+    rewrite(path, arrays)
+    assert "not valid JSON" in load_error(path)
+    arrays["metadata"] = np.frombuffer(b"\xff\xfe", dtype=np.uint8)
+    rewrite(path, arrays)
+    assert "not valid JSON" in load_error(path)
+
+
+def _set(meta, keys, value):
+    target = meta
+    for key in keys[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+
+
+@pytest.mark.parametrize("keys, value, problem", [
+    (["format_version"], "1", "invalid format version"),
+    (["format_version"], 0, "invalid format version"),
+    (["sizes"], KeyError, "lacks 'sizes'"),
+    (["history"], KeyError, "lacks 'history'"),
+    (["sizes"], [4, 5], "invalid activations"),
+    (["sizes"], [4, 0, 3], "invalid layer sizes"),
+    (["sizes"], [4, 5.0, 3], "invalid layer sizes"),
+    (["sizes"], [4, True, 3], "invalid layer sizes"),
+    (["sizes"], [4, 2 ** 70, 3], "invalid layer sizes"),
+    (["sizes"], [4, 6, 3], "shape"),
+    (["sizes"], [4, 5000000, 3], "shape"),
+    (["activations"], ["sigmoid", "swish"], "invalid activations"),
+    (["activations"], ["softmax", "softmax"], "cannot build"),
+    (["activations"], ["sigmoid", "relu"], "cannot build"),
+    (["loss"], "hinge", "invalid loss"),
+    (["dtype"], "float16", "invalid dtype"),
+    (["dtype"], "float32", "dtype float64, expected float32"),
+    (["init"], "zeros", "cannot build"),
+    (["seed"], "7", "invalid seed"),
+    (["seed"], -1, "cannot build"),
+    (["rng", "bit_generator"], "os.system", "random generator"),
+    (["rng", "state"], "oops", "random generator"),
+    (["rng", "state", "inc"], KeyError, "random generator"),
+    (["optimizer", "name"], "Adamax", "unknown optimizer"),
+    (["optimizer", "name"], "__class__", "unknown optimizer"),
+    (["optimizer", "config"], {"learning_rate": -1.0}, "invalid SGD configuration"),
+    (["optimizer", "config"], {"lr": 0.1}, "invalid SGD configuration"),
+    (["optimizer", "config"], [0.1], "invalid optimizer config"),
+    (["optimizer", "steps"], -1, "step count"),
+    (["optimizer", "has_state"], False, "unexpected entries 'optimizer_state.npy'"),
+    (["optimizer", "extra"], 1, "invalid optimizer entry"),
+    (["history", "records", "loss"], ["0.5", 0.4], "history record 'loss'"),
+    (["history", "records", "loss"], [0.5], "different lengths"),
+    (["history", "stop_reason"], 3, "invalid training history"),
+])
+def test_invalid_metadata(saved, keys, value, problem):
+    _, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    _set(meta, keys, value)
+    rewrite(path, with_metadata(arrays, meta))
+    assert problem in load_error(path)
+
+
+def test_metadata_not_an_object(saved):
+    _, path = saved
+    rewrite(path, with_metadata(members(path), [1, 2, 3]))
+    assert "not a cyprop network file" in load_error(path)
+
+
+def test_history_records_missing_or_unknown(saved):
+    # Records added or dropped between cyprop versions do not make a file unreadable.
+    good, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    del meta["history"]["records"]["seconds"]
+    meta["history"]["records"]["gradient_norm"] = [1.0, 2.0]
+    rewrite(path, with_metadata(arrays, meta))
+    back = cyprop.load(path)
+    assert back.history.seconds == [None, None]
+    assert back.history.loss == good.history.loss
+
+
+# --------------------------------------------------------------- pickle, deepcopy
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("clone", [
+    lambda net: pickle.loads(pickle.dumps(net)),
+    lambda net: pickle.loads(pickle.dumps(net, protocol=2)),
+    copy.deepcopy,
+    lambda net: net.copy(),
+], ids=["pickle", "pickle2", "deepcopy", "copy"])
+def test_pickle_and_deepcopy(backend, clone):
+    X, y = data(3)
+    net = trained(backend=backend)
+    twin = clone(net)
+    assert_same(net, twin)
+    assert twin.backend == backend and twin._params is not net._params
+    assert twin.optimizer is not net.optimizer and twin.optimizer.state is not net.optimizer.state
+    net.fit(X, y, epochs=2, batch_size=7)             # each trains with its own lock
+    twin.fit(X, y, epochs=2, batch_size=7)
+    assert_same(net, twin, timings=False)
+    twin.weights[0][...] = 0.0                        # independent parameters
+    assert np.any(net.weights[0] != 0.0)
+
+
+def test_pickle_of_loaded_network(saved):
+    _, path = saved
+    net = cyprop.load(path)
+    assert_same(net, pickle.loads(pickle.dumps(net)))
+
+
+def test_save_to_file_object_is_not_supported(tmp_path):
+    # ``path`` is a path: atomic replacement needs a directory entry to rename onto.
+    with pytest.raises(TypeError):
+        cyprop.Network([4, 3]).save(io.BytesIO())
+
+
+def test_header_claiming_huge_array_is_refused_before_reading(saved):
+    # Metadata and .npy header agree on a 20-million-element layer, but the file holds
+    # a few bytes: refused from the sizes alone, before anything is allocated.
+    from numpy.lib import format as npy_format
+
+    _, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    meta["sizes"] = [4, 5_000_000, 3]
+    meta["optimizer"] = None
+    arrays = with_metadata(arrays, meta)
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (5_000_000, 4)})
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in ("metadata", "biases_0", "weights_1", "biases_1"):
+            buffer = io.BytesIO()
+            np.save(buffer, arrays[name])
+            zf.writestr(name + ".npy", buffer.getvalue())
+        zf.writestr("weights_0.npy", header.getvalue() + b"\0" * 64)
+    assert "'weights_0' claims more data than the file holds" in load_error(path)
+
+
+def test_duplicate_entries(saved):
+    _, path = saved
+    with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate"):
+        zf.writestr("weights_0.npy", b"")
+    assert "duplicate entries" in load_error(path)
