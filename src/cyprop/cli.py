@@ -1,0 +1,584 @@
+"""The ``cyprop`` command line: train, evaluate, predict, info, bench.
+
+``main(argv)`` returns the exit status instead of exiting, so tests can call it:
+0 for success, 2 for a usage error, 1 for any other error.  Errors are reported as
+one line on stderr, ``cyprop: error: ...``; set ``CYPROP_DEBUG=1`` for the traceback.
+"""
+
+import argparse
+import importlib
+import inspect
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import cyprop
+from . import datasets
+from ._maths import HIDDEN_ACTIVATIONS
+from .optimizers import OPTIMIZERS
+
+BUILTIN_DATA = ("digits", "xor", "spirals", "moons")
+#: Samples the compiled-vs-NumPy comparison trains on: enough for a steady rate,
+#: few enough that the NumPy epoch stays short.
+COMPARE_SAMPLES = 2000
+#: Data sets this small are tested on their training samples (a split would leave
+#: XOR with three points, from which the fourth cannot be learned).
+TINY = 10
+
+
+class UsageError(Exception):
+    """A mistake in the command's arguments: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors become one line (``UsageError``) instead of usage + exit."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ------------------------------------------------------------------ parsing
+def _layers(text):
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer sizes such as 64,32,10, got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"need at least an input and an output size, all positive, got {text!r}")
+    return sizes
+
+
+@dataclass
+class DataSpec:
+    kind: str              # one of BUILTIN_DATA, "mnist" or "csv"
+    path: str = None
+    target: object = -1    # csv only: column index or name
+
+    def __str__(self):
+        if self.kind == "csv":
+            return f"csv:{self.path} (target column {self.target})"
+        return f"{self.kind}:{self.path}" if self.path else self.kind
+
+
+def _data_spec(text):
+    """``digits``, ``xor``, ``spirals``, ``moons``, ``mnist:PATH`` or ``csv:PATH[:TARGET]``."""
+    kind, _, rest = text.partition(":")
+    if kind in BUILTIN_DATA and not rest:
+        return DataSpec(kind)
+    if kind == "mnist" and rest:
+        return DataSpec("mnist", rest)
+    if kind == "csv" and rest:
+        return _csv_spec(rest)
+    raise argparse.ArgumentTypeError(
+        f"unknown data {text!r}; use {', '.join(BUILTIN_DATA)}, mnist:FOLDER or "
+        "csv:FILE[:TARGET]")
+
+
+def _csv_spec(rest):
+    # A path may itself hold ':' (C:\data.csv), so only split off a TARGET when the
+    # whole text is not a file already.
+    if os.path.exists(rest) or ":" not in rest:
+        return DataSpec("csv", rest)
+    path, target = rest.rsplit(":", 1)
+    try:
+        target = int(target)
+    except ValueError:
+        pass   # a column name
+    return DataSpec("csv", path, target)
+
+
+def _add_data_options(parser, for_training):
+    parser.add_argument("--data", type=_data_spec, default=DataSpec("digits"),
+                        metavar="DATA",
+                        help="digits (needs scikit-learn), xor, spirals, moons, "
+                             "mnist:FOLDER (IDX files; t10k files are the test set) or "
+                             "csv:FILE[:TARGET] (TARGET: column index or name, default "
+                             "the last column) (default: digits)")
+    parser.add_argument("--test-size", type=float, default=None, metavar="FRACTION",
+                        help="fraction held out for testing; 0 tests on the training "
+                             "data (default: 0.25, 0 for xor)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the split" + (", the weights and the shuffling"
+                                                  if for_training else
+                                                  " (use train's seed to get its test set)")
+                        + " (default: 0)")
+
+
+def build_parser():
+    parser = _Parser(prog="cyprop", description="Multilayer perceptrons trained by "
+                     "backpropagation, with a compiled Cython core.")
+    parser.add_argument("--version", action="version", version=f"cyprop {cyprop.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    train = commands.add_parser("train", help="train a network and report its test accuracy",
+                                description="Train a network, print its progress, its test "
+                                "accuracy, and the compiled backend's speed-up over NumPy.")
+    _add_data_options(train, for_training=True)
+    train.add_argument("--layers", type=_layers, default=None, metavar="SIZES",
+                       help="layer sizes, input first, e.g. 64,32,10 (default: "
+                            "n_features,32,n_classes)")
+    train.add_argument("--epochs", type=int, default=30, help="(default: 30)")
+    train.add_argument("--batch-size", type=int, default=10, help="(default: 10)")
+    train.add_argument("--optimizer", default="sgd", choices=sorted(n.lower() for n in OPTIMIZERS),
+                       help="(default: sgd)")
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default: 0.5 for sgd, else the optimizer's own)")
+    train.add_argument("--momentum", type=float, default=0.0,
+                       help="for sgd and rmsprop (default: 0)")
+    train.add_argument("--weight-decay", type=float, default=0.0,
+                       help="L2 penalty on the weights (default: 0)")
+    train.add_argument("--activation", default="sigmoid", choices=list(HIDDEN_ACTIVATIONS),
+                       help="hidden-layer activation (default: sigmoid)")
+    train.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                       help="(default: float64)")
+    train.add_argument("--backend", default="auto", choices=("auto", "cython", "numpy"),
+                       help="(default: auto)")
+    train.add_argument("--save", metavar="MODEL.npz", help="save the trained network")
+    train.add_argument("--plot", metavar="FILE.png",
+                       help="draw the loss and accuracy curves (needs matplotlib)")
+    train.add_argument("--no-compare", action="store_true",
+                       help="skip the compiled-vs-NumPy speed comparison")
+    train.add_argument("--quiet", "-q", action="store_true",
+                       help="print only the results, not the header and the epochs")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="loss and accuracy of a saved network",
+                                   description="Loss and accuracy of a saved network on "
+                                   "the test part of a data set (split as 'train' does).")
+    evaluate.add_argument("model", metavar="MODEL.npz")
+    _add_data_options(evaluate, for_training=False)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="label the rows of a CSV file",
+                                  description="Print one predicted label per row of a CSV "
+                                  "file of features (no label column; a header row is "
+                                  "recognised and skipped).")
+    predict.add_argument("model", metavar="MODEL.npz")
+    predict.add_argument("input", metavar="INPUT.csv")
+    predict.add_argument("--output", "-o", metavar="FILE",
+                         help="write the labels here instead of to stdout")
+    predict.add_argument("--delimiter", default=",", help="(default: ,)")
+    predict.set_defaults(handler=cmd_predict)
+
+    info = commands.add_parser("info", help="versions, backends and CPU",
+                               description="Show versions, backends, the compiled module "
+                               "and the CPU, for bug reports and benchmarks.")
+    info.set_defaults(handler=cmd_info)
+
+    # Everything after "bench" goes to benchmarks/bench.py untouched (see main), so
+    # this parser exists only to list the command in --help.
+    commands.add_parser("bench", add_help=False, help="run benchmarks/bench.py from the "
+                        "source tree (arguments are passed on)")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["bench"]:
+            return cmd_bench(argv[1:])
+        args = build_parser().parse_args(argv)
+        return args.handler(args) or 0
+    except SystemExit as exc:   # --help and --version
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UsageError as exc:
+        return _fail(exc, 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`cyprop train | head`): not worth an error message.
+        _silence_stdout()
+        return 1
+    except Exception as exc:    # noqa: BLE001 - every failure becomes one line
+        if os.environ.get("CYPROP_DEBUG"):
+            raise
+        return _fail(exc, 1)
+
+
+def _silence_stdout():
+    # Python flushes stdout at exit; send it nowhere so that flush does not fail too.
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass   # stdout is not a real file (captured by a test, say)
+
+
+def _fail(error, status):
+    text = str(error) or type(error).__name__
+    # One line, whatever the exception's message looked like.
+    print(f"cyprop: error: {' '.join(text.split())}", file=sys.stderr)
+    return status
+
+
+# --------------------------------------------------------------------- data
+@dataclass
+class Data:
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    classes: object = None       # csv: the original class of each label
+    tested_on_training: bool = False
+
+    @property
+    def n_features(self):
+        return self.X_train.shape[1]
+
+
+def load_data(spec, test_size=None, seed=0):
+    """The data set ``spec`` split into training and test parts."""
+    if spec.kind == "mnist":
+        return _load_mnist(spec, test_size, seed)
+    classes = None
+    if spec.kind == "csv":
+        X, y, classes = datasets.load_csv(spec.path, target=spec.target, return_classes=True)
+    elif spec.kind == "digits":
+        X, y = datasets.load_digits()
+    elif spec.kind == "xor":
+        X, y = datasets.xor()
+    else:
+        X, y = getattr(datasets, spec.kind)(seed=seed)
+    n_classes = max(int(y.max()) + 1, 2)
+    if test_size is None:
+        test_size = 0.0 if len(y) < TINY else 0.25
+    if test_size == 0:
+        return Data(str(spec), X, y, X, y, n_classes, classes, tested_on_training=True)
+    _check_test_size(test_size)
+    X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, test_size, seed)
+    return Data(str(spec), X_train, y_train, X_test, y_test, n_classes, classes)
+
+
+def _load_mnist(spec, test_size, seed):
+    X, y = datasets.load_mnist(spec.path, "train")
+    if test_size is None:
+        # MNIST comes with its own test set, the t10k files.
+        X_test, y_test = datasets.load_mnist(spec.path, "test")
+        return Data(str(spec), X, y, X_test, y_test, 10)
+    if test_size == 0:
+        return Data(str(spec), X, y, X, y, 10, tested_on_training=True)
+    _check_test_size(test_size)
+    X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, test_size, seed)
+    return Data(str(spec), X_train, y_train, X_test, y_test, 10)
+
+
+def _check_test_size(test_size):
+    if not 0 < test_size < 1:
+        raise UsageError(f"--test-size must be 0 or a fraction between 0 and 1, got {test_size}")
+
+
+# -------------------------------------------------------------------- train
+def cmd_train(args):
+    _check_training_args(args)
+    data = load_data(args.data, args.test_size, args.seed)
+    sizes = _network_sizes(args.layers, data)
+    net = cyprop.Network(sizes, activation=args.activation, dtype=args.dtype,
+                         seed=args.seed, backend=args.backend)
+    optimizer = _make_optimizer(args)
+    if not args.quiet:
+        _print_header(data, net, optimizer, args)
+    history = net.fit(data.X_train, data.y_train, epochs=args.epochs,
+                      batch_size=args.batch_size, optimizer=optimizer, seed=args.seed,
+                      verbose=0 if args.quiet else 1)
+    _print_results(net, data, history)
+    if not args.no_compare:
+        _print_speedup(net, data, args.batch_size)
+    if args.plot:
+        _plot(history, args.plot, data.name)
+        print(f"curves written to {args.plot}")
+    if args.save:
+        net.save(args.save)
+        print(f"model saved to {args.save}")
+    return 0
+
+
+def _check_training_args(args):
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.lr is not None and args.lr <= 0:
+        raise UsageError("--lr must be > 0")
+    for name in ("momentum", "weight_decay"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
+    # Find out before training, not after, that the model could not be saved.
+    if args.save and not hasattr(cyprop.Network, "save"):
+        raise RuntimeError(_NO_PERSISTENCE)
+    if args.plot:
+        _import_matplotlib()
+
+
+def _network_sizes(layers, data):
+    # Two classes may use one sigmoid output instead of two softmax outputs.
+    outputs_ok = (data.n_classes, 1) if data.n_classes == 2 else (data.n_classes,)
+    if layers is None:
+        return [data.n_features, 32, data.n_classes]
+    if layers[0] != data.n_features:
+        raise UsageError(f"--layers starts with {layers[0]} inputs, but {data.name} has "
+                         f"{data.n_features} features")
+    if layers[-1] not in outputs_ok:
+        raise UsageError(f"--layers ends with {layers[-1]} outputs, but {data.name} has "
+                         f"{data.n_classes} classes")
+    return layers
+
+
+def _make_optimizer(args):
+    cls = {name.lower(): cls for name, cls in OPTIMIZERS.items()}[args.optimizer]
+    accepted = inspect.signature(cls).parameters
+    kwargs = {}
+    if args.lr is not None:
+        kwargs["learning_rate"] = args.lr
+    elif args.optimizer == "sgd":
+        # SGD's library default (0.1) is cautious; 0.5 trains the default digits run
+        # to ~97% in 30 epochs.  Other optimizers keep their own defaults.
+        kwargs["learning_rate"] = 0.5
+    for name in ("momentum", "weight_decay"):
+        value = getattr(args, name)
+        if name in accepted:
+            kwargs[name] = value
+        elif value:
+            raise UsageError(f"--{name.replace('_', '-')} does not apply to "
+                             f"--optimizer {args.optimizer}")
+    return cls(**kwargs)
+
+
+def _print_header(data, net, optimizer, args):
+    split = ("tested on the training samples" if data.tested_on_training
+             else f"{len(data.y_test)} for testing")
+    print(f"cyprop {cyprop.__version__}: training on {data.name}")
+    print(f"data:      {len(data.y_train)} training samples x {data.n_features} features, "
+          f"{data.n_classes} classes; {split}")
+    if data.classes is not None and data.classes.dtype.kind not in "iu":
+        print("classes:   " + _abbreviate([f"{i}={c}" for i, c in enumerate(data.classes)]))
+    acts = net.activations
+    print(f"network:   {'-'.join(map(str, net.sizes))} ({net.n_params:,} parameters), "
+          f"{acts[0] if len(set(acts[:-1])) == 1 else ','.join(acts[:-1])} hidden, "
+          f"{acts[-1]} output, {net.loss_name} loss, {net.dtype.name}")
+    print(f"backend:   {net.backend}")
+    print(f"optimizer: {optimizer!r}, {args.epochs} epochs, batch size {args.batch_size}, "
+          f"seed {args.seed}", flush=True)
+
+
+def _abbreviate(items, limit=10):
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _print_results(net, data, history):
+    result = net.evaluate(data.X_test, data.y_test)
+    where = ("training samples" if data.tested_on_training else "test samples")
+    print(f"test accuracy: {result['accuracy']:.2%} (loss {result['loss']:.4f}) on "
+          f"{len(data.y_test)} {where}")
+    seconds = sum(history.seconds)
+    rate = len(data.y_train) * history.epochs / seconds if seconds > 0 else float("inf")
+    print(f"training: {rate:,.0f} samples/s ({net.backend} backend), {seconds:.2f} s "
+          f"for {history.epochs} epochs")
+
+
+# ---------------------------------------------------------- compiled vs numpy
+def _print_speedup(net, data, batch_size):
+    if "cython" not in cyprop.available_backends():
+        print("speed-up: not measured, the compiled backend is not available here")
+        return
+    X, y = data.X_train[:COMPARE_SAMPLES], data.y_train[:COMPARE_SAMPLES]
+    compiled = _training_rate(net, "cython", X, y, batch_size)
+    reference = _training_rate(net, "numpy", X, y, batch_size)
+    print(f"compiled backend: {compiled:,.0f} samples/s, NumPy reference: "
+          f"{reference:,.0f} samples/s, speed-up: {compiled / reference:.1f}x "
+          f"({len(y)} samples, batch size {batch_size})")
+
+
+def _training_rate(net, backend, X, y, batch_size, repeats=3, budget_s=1.0):
+    """Best samples/s of a few epochs of a copy of ``net`` on ``backend``.
+
+    The best of several epochs damps timer noise on the fast backend; the time budget
+    keeps the slow one from repeating long epochs.
+    """
+    twin = _copy_on_backend(net, backend)
+    optimizer = type(net.optimizer)(**net.optimizer.get_config())
+    best, spent = 0.0, 0.0
+    for _ in range(repeats):
+        history = twin.fit(X, y, epochs=1, batch_size=batch_size, optimizer=optimizer, seed=0)
+        best = max(best, history.samples_per_second[-1])
+        spent += history.seconds[-1]
+        if spent > budget_s:
+            break
+    return best
+
+
+def _copy_on_backend(net, backend):
+    acts = net.activations
+    twin = cyprop.Network(net.sizes, activation=acts[:-1], output=acts[-1],
+                          loss=net.loss_name, dtype=net.dtype.name, backend=backend)
+    twin.weights = net.weights
+    twin.biases = net.biases
+    return twin
+
+
+# --------------------------------------------------------------------- plot
+def _import_matplotlib():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("--plot needs matplotlib, which is not installed; install it "
+                          "with `pip install matplotlib`") from None
+    return Figure
+
+
+def _plot(history, filename, title):
+    # Figure without pyplot: no GUI backend is needed to write a file.
+    fig = _import_matplotlib()(figsize=(9, 3.5))
+    epochs = np.arange(1, history.epochs + 1)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, history.loss, marker=".")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
+    acc_ax.plot(epochs, history.accuracy, marker=".")
+    acc_ax.set(xlabel="epoch", ylabel="training accuracy", title="accuracy")
+    fig.suptitle(f"cyprop on {title}")
+    fig.tight_layout()
+    fig.savefig(filename)
+
+
+# ------------------------------------------------------- evaluate / predict
+_NO_PERSISTENCE = ("this version of cyprop cannot save or load models (Network.save / "
+                   "cyprop.load are missing); update cyprop")
+
+
+def _load_model(path):
+    load = getattr(cyprop, "load", None)
+    if load is None:
+        raise RuntimeError(_NO_PERSISTENCE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file {path!r} not found")
+    return load(path)
+
+
+def cmd_evaluate(args):
+    net = _load_model(args.model)
+    data = load_data(args.data, args.test_size, args.seed)
+    if data.n_features != net.sizes[0]:
+        raise ValueError(f"the model takes {net.sizes[0]} features, but {data.name} has "
+                         f"{data.n_features}")
+    result = net.evaluate(data.X_test, data.y_test)
+    where = "training samples" if data.tested_on_training else "test samples"
+    print(f"{args.model} on {data.name}: loss {result['loss']:.4f}, accuracy "
+          f"{result['accuracy']:.2%} ({len(data.y_test)} {where})")
+    return 0
+
+
+def cmd_predict(args):
+    net = _load_model(args.model)
+    X, _ = datasets.load_csv(args.input, target=None, delimiter=args.delimiter)
+    if X.shape[1] != net.sizes[0]:
+        raise ValueError(f"{args.input} has {X.shape[1]} columns, but the model takes "
+                         f"{net.sizes[0]} features (the file must hold features only)")
+    text = "".join(f"{label}\n" for label in net.predict(X))
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# --------------------------------------------------------------------- info
+def cmd_info(args):
+    print(f"cyprop:          {cyprop.__version__} ({Path(cyprop.__file__).parent})")
+    print(f"Python:          {platform.python_version()} ({sys.executable})")
+    print(f"NumPy:           {np.__version__}")
+    print(f"backends:        {', '.join(cyprop.available_backends())}")
+    for i, line in enumerate(_compiled_modules()):
+        print(("compiled module: " if i == 0 else " " * 17) + line)
+    model, flags = _cpu_info()
+    print(f"platform:        {platform.platform()}")
+    print(f"CPU:             {model or platform.processor() or 'unknown'}")
+    if flags is not None:
+        print(f"CPU features:    {', '.join(flags) or 'none of ' + ', '.join(_FLAGS)}")
+    print(f"CPU cores:       {_usable_cores()} usable of {os.cpu_count()}")
+    print(f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'not set')}")
+    return 0
+
+
+def _compiled_modules():
+    """Where the compiled core was loaded from: one line per kernel build."""
+    from . import _backend
+    compiled = getattr(_backend, "_compiled", None)
+    if compiled is None:
+        return [f"not available ({getattr(_backend, '_IMPORT_ERROR', 'import failed')})"]
+    # The core may be built once per instruction set, one of them chosen at import.
+    kernels = getattr(compiled, "KERNELS", None)
+    if isinstance(kernels, dict) and kernels:
+        chosen = getattr(compiled, "CHOSEN", None)
+        return [f"{getattr(module, '__file__', '?')} ({name}"
+                f"{', in use' if name == chosen else ''})" for name, module in kernels.items()]
+    return [importlib.import_module("cyprop._core").__file__]
+
+
+#: The instruction-set extensions that matter for numeric code, oldest first.
+_FLAGS = ("sse2", "sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd", "sve")
+
+
+def _cpu_info(cpuinfo="/proc/cpuinfo"):
+    """(model name, relevant flags) from /proc/cpuinfo; (None, None) where there is none."""
+    try:
+        with open(cpuinfo) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None, None
+    fields = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or fields.get("Model") or fields.get("cpu model")
+    present = set((fields.get("flags") or fields.get("Features") or "").split())
+    return model, [flag for flag in _FLAGS if flag in present]
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count()
+
+
+# -------------------------------------------------------------------- bench
+BENCH_HELP = """usage: cyprop bench [ARGS...]
+
+Run benchmarks/bench.py from cyprop's source tree with ARGS passed on; it exists
+only in a checkout of the repository (an editable install), not in a wheel."""
+
+
+def find_bench_script():
+    """benchmarks/bench.py of the repository this cyprop was imported from, or None."""
+    package = Path(cyprop.__file__).resolve().parent          # <repo>/src/cyprop
+    for root in (package.parent.parent, package.parent):      # src layout, flat layout
+        script = root / "benchmarks" / "bench.py"
+        if script.is_file():
+            return script
+    return None
+
+
+def cmd_bench(bench_args):
+    script = find_bench_script()
+    wants_help = any(a in ("-h", "--help") for a in bench_args)
+    if script is None:
+        if wants_help:
+            print(BENCH_HELP)
+            return 0
+        raise RuntimeError("benchmarks/bench.py not found next to the cyprop package "
+                           f"({Path(cyprop.__file__).parent}); 'cyprop bench' needs a "
+                           "source checkout: clone the repository and `pip install -e .`")
+    if wants_help:
+        print(BENCH_HELP + f"\nThe script is {script}; its own help follows.\n", flush=True)
+    return subprocess.call([sys.executable, str(script), *bench_args])

@@ -1,0 +1,337 @@
+"""The command line, mostly through ``cli.main([...])``; one run as ``python -m cyprop``."""
+
+import gzip
+import os
+import pickle
+import re
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import cli
+
+QUICK = ["--epochs", "3", "--no-compare"]
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of ``cyprop ARGV``."""
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(err, *fragments):
+    assert err.startswith("cyprop: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def accuracy_of(out):
+    return float(re.search(r"test accuracy: ([\d.]+)%", out).group(1)) / 100
+
+
+@pytest.fixture
+def pickle_persistence(monkeypatch):
+    """Stand-in ``Network.save`` / ``cyprop.load``, so the CLI's model commands can be
+    tested whether or not the real persistence is there."""
+    def save(self, path):
+        with open(path, "wb") as f:
+            pickle.dump(self, f)
+
+    def load(path):
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+    monkeypatch.setattr(cyprop.Network, "save", save, raising=False)
+    monkeypatch.setattr(cyprop, "load", load, raising=False)
+
+
+# -------------------------------------------------------------------- train
+def test_train_prints_header_epochs_and_results(capsys):
+    status, out, err = run(capsys, "train", "--data", "spirals", "--epochs", "4",
+                           "--activation", "tanh", "--lr", "0.1")
+    assert status == 0, err
+    assert "training on spirals" in out
+    assert "150 training samples x 2 features, 2 classes; 50 for testing" in out
+    assert "network:   2-32-2" in out and "tanh hidden" in out
+    assert f"backend:   {cyprop.Network([2, 2]).backend}" in out
+    assert len(re.findall(r"^epoch \d+/4 .*samples/s$", out, re.M)) == 4
+    assert 0 <= accuracy_of(out) <= 1
+    assert re.search(r"^training: [\d,]+ samples/s", out, re.M)
+    if "cython" in cyprop.available_backends():
+        assert re.search(r"compiled backend: [\d,]+ samples/s, NumPy reference: [\d,]+ "
+                         r"samples/s, speed-up: [\d.]+x", out)
+
+
+def test_train_learns_xor(capsys):
+    status, out, _ = run(capsys, "train", "--data", "xor", "--layers", "2,8,2",
+                         "--activation", "tanh", "--lr", "2", "--batch-size", "4",
+                         "--epochs", "1000", "--quiet", "--no-compare")
+    assert status == 0
+    assert "on 4 training samples" in out      # too small to split
+    assert accuracy_of(out) == 1.0
+    assert not re.search(r"^epoch", out, re.M) and "network:" not in out
+
+
+def test_train_digits_default_is_accurate(capsys):
+    pytest.importorskip("sklearn")
+    status, out, _ = run(capsys, "train", "--quiet", "--no-compare")
+    assert status == 0
+    assert accuracy_of(out) >= 0.95
+
+
+def test_train_moons_with_one_sigmoid_output(capsys):
+    status, out, _ = run(capsys, "train", "--data", "moons", "--layers", "2,16,1", *QUICK)
+    assert status == 0 and "2-16-1" in out and "sigmoid output" in out
+
+
+def test_train_speedup_skipped_without_compiled_backend(capsys, monkeypatch):
+    monkeypatch.setattr(cyprop, "available_backends", lambda: ("numpy",))
+    status, out, _ = run(capsys, "train", "--data", "moons", "--epochs", "1", "--quiet",
+                         "--backend", "numpy")
+    assert status == 0
+    assert "speed-up: not measured, the compiled backend is not available" in out
+
+
+def test_train_speedup_line(capsys):
+    if "cython" not in cyprop.available_backends():
+        pytest.skip("needs the compiled backend")
+    status, out, _ = run(capsys, "train", "--data", "moons", "--epochs", "1", "--quiet")
+    assert status == 0
+    match = re.search(r"compiled backend: ([\d,]+) samples/s, NumPy reference: ([\d,]+) "
+                      r"samples/s, speed-up: ([\d.]+)x", out)
+    assert match and float(match.group(3)) > 0
+
+
+def test_train_csv_with_class_names(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["width,height,kind"]
+    for _ in range(40):
+        kind = rng.integers(2)
+        w, h = rng.normal(size=2) + 3 * kind
+        rows.append(f"{w:.3f},{h:.3f},{['small', 'large'][kind]}")
+    path = tmp_path / "shapes.csv"
+    path.write_text("\n".join(rows) + "\n")
+    status, out, _ = run(capsys, "train", "--data", f"csv:{path}:kind", *QUICK)
+    assert status == 0
+    assert "classes:   0=large, 1=small" in out
+    assert "30 training samples x 2 features" in out
+    status, _, err = run(capsys, "train", "--data", f"csv:{path}:0", *QUICK)
+    assert status == 1
+    assert_one_line_error(err, "column 'kind'", "is not a number")
+
+
+def write_idx(path, array, magic):
+    array = np.asarray(array, dtype=np.uint8)
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def test_train_mnist_folder(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n, 4, 4)), 2051)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10, 2049)
+    status, out, _ = run(capsys, "train", "--data", f"mnist:{tmp_path}", *QUICK)
+    assert status == 0
+    assert "30 training samples x 16 features, 10 classes; 10 for testing" in out
+    assert "network:   16-32-10" in out
+
+
+def test_train_mnist_missing_files(capsys, tmp_path):
+    status, _, err = run(capsys, "train", "--data", f"mnist:{tmp_path}")
+    assert status == 1
+    assert_one_line_error(err, "train-images-idx3-ubyte", "yann.lecun.com")
+
+
+def test_train_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    status, out, _ = run(capsys, "train", "--data", "moons", "--plot", str(png), *QUICK)
+    assert status == 0 and f"curves written to {png}" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_plot_without_matplotlib(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails
+    status, out, err = run(capsys, "train", "--data", "moons", "--plot", "x.png", *QUICK)
+    assert status == 1 and out == ""        # found out before training
+    assert_one_line_error(err, "pip install matplotlib")
+
+
+# ------------------------------------------------------------- usage errors
+@pytest.mark.parametrize("argv, fragment", [
+    ([], "required: COMMAND"),
+    (["fly"], "invalid choice: 'fly'"),
+    (["train", "--data", "iris"], "unknown data 'iris'"),
+    (["train", "--data", "mnist"], "unknown data 'mnist'"),
+    (["train", "--epochs", "many"], "invalid int value: 'many'"),
+    (["train", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--lr", "-1"], "--lr must be > 0"),
+    (["train", "--layers", "2,x,2"], "comma-separated layer sizes"),
+    (["train", "--data", "xor", "--layers", "3,4,2"], "starts with 3 inputs, but xor has 2"),
+    (["train", "--data", "xor", "--layers", "2,4,3"], "ends with 3 outputs, but xor has 2"),
+    (["train", "--data", "xor", "--test-size", "1.5"], "--test-size"),
+    (["train", "--activation", "softmax"], "invalid choice: 'softmax'"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["info", "extra"], "unrecognized arguments: extra"),
+])
+def test_usage_errors_are_one_line_with_status_2(capsys, argv, fragment):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert_one_line_error(err, fragment)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "info"])
+def test_help(capsys, command):
+    status, out, _ = run(capsys, command, "--help")
+    assert status == 0 and out.startswith(f"usage: cyprop {command}")
+
+
+def test_top_level_help_and_version(capsys):
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    for command in ("train", "evaluate", "predict", "info", "bench"):
+        assert command in out
+    status, out, _ = run(capsys, "--version")
+    assert status == 0 and out.strip() == f"cyprop {cyprop.__version__}"
+
+
+def test_diverging_training_is_an_error(capsys, monkeypatch):
+    def diverge(self, *args, **kwargs):
+        raise cyprop.TrainingDiverged("training diverged in epoch 1: try a smaller rate")
+    monkeypatch.setattr(cyprop.Network, "fit", diverge)
+    status, _, err = run(capsys, "train", "--data", "xor", "--quiet")
+    assert status == 1
+    assert_one_line_error(err, "training diverged")
+
+
+# --------------------------------------------------- save / evaluate / predict
+def test_save_evaluate_predict(capsys, tmp_path, pickle_persistence):
+    model = tmp_path / "model.npz"
+    status, out, _ = run(capsys, "train", "--data", "moons", "--epochs", "20", "--lr", "0.2",
+                         "--activation", "tanh", "--quiet", "--no-compare", "--save", str(model))
+    assert status == 0 and f"model saved to {model}" in out
+    trained = accuracy_of(out)
+
+    status, out, _ = run(capsys, "evaluate", str(model), "--data", "moons")
+    assert status == 0
+    # The default split is train's, so evaluate reports train's test accuracy.
+    accuracy = float(re.search(r"accuracy ([\d.]+)%", out).group(1)) / 100
+    assert accuracy == pytest.approx(trained) and "(50 test samples)" in out
+
+    features = tmp_path / "points.csv"
+    features.write_text("x,y\n0,1\n1,-0.5\n-1,0.5\n")
+    status, out, _ = run(capsys, "predict", str(model), str(features))
+    assert status == 0
+    expected = cyprop.load(model).predict([[0, 1], [1, -0.5], [-1, 0.5]])
+    assert out.split() == [str(label) for label in expected]
+
+    labels = tmp_path / "labels.txt"
+    status, out, _ = run(capsys, "predict", str(model), str(features), "-o", str(labels))
+    assert status == 0 and out == ""
+    assert labels.read_text().split() == [str(label) for label in expected]
+
+    status, _, err = run(capsys, "evaluate", str(model), "--data", "xor", "--test-size", "0")
+    assert status == 0
+    status, _, err = run(capsys, "predict", str(model), str(tmp_path / "nope.csv"))
+    assert status == 1
+    assert_one_line_error(err, "nope.csv")
+    features.write_text("1,2,3\n")
+    status, _, err = run(capsys, "predict", str(model), str(features))
+    assert status == 1
+    assert_one_line_error(err, "3 columns, but the model takes 2 features")
+
+
+def test_model_errors(capsys, tmp_path, pickle_persistence):
+    status, _, err = run(capsys, "evaluate", str(tmp_path / "missing.npz"), "--data", "xor")
+    assert status == 1
+    assert_one_line_error(err, "missing.npz")
+    model = tmp_path / "m.npz"
+    cyprop.Network([3, 2]).save(model)
+    status, _, err = run(capsys, "evaluate", str(model), "--data", "xor")
+    assert status == 1
+    assert_one_line_error(err, "takes 3 features")
+
+
+def test_without_persistence_the_model_commands_say_so(capsys, monkeypatch, tmp_path):
+    monkeypatch.delattr(cyprop.Network, "save", raising=False)
+    monkeypatch.delattr(cyprop, "load", raising=False)
+    status, out, err = run(capsys, "train", "--data", "xor", "--save", "m.npz")
+    assert status == 1 and out == ""        # refused before training
+    assert_one_line_error(err, "cannot save or load models")
+    for argv in (["evaluate", "m.npz"], ["predict", "m.npz", "x.csv"]):
+        status, _, err = run(capsys, *argv)
+        assert status == 1
+        assert_one_line_error(err, "cannot save or load models")
+
+
+@pytest.mark.skipif(not hasattr(cyprop, "load"), reason="cyprop has no persistence yet")
+def test_real_persistence_round_trip(capsys, tmp_path):
+    model = tmp_path / "model.npz"
+    status, out, _ = run(capsys, "train", "--data", "moons", "--quiet", "--no-compare",
+                         "--save", str(model))
+    assert status == 0
+    status, out2, _ = run(capsys, "evaluate", str(model), "--data", "moons")
+    assert status == 0
+    assert re.search(r"accuracy ([\d.]+)%", out2).group(1) in out
+
+
+# -------------------------------------------------------------- info, bench
+def test_info(capsys):
+    status, out, _ = run(capsys, "info")
+    assert status == 0
+    assert f"cyprop:          {cyprop.__version__}" in out
+    assert f"NumPy:           {np.__version__}" in out
+    assert f"backends:        {', '.join(cyprop.available_backends())}" in out
+    assert "compiled module:" in out and "OMP_NUM_THREADS:" in out
+
+
+def test_cpu_info_parsing(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU @ 3GHz\n"
+                       "flags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\n")
+    assert cli._cpu_info(str(cpuinfo)) == ("Example CPU @ 3GHz", ["sse2", "avx", "avx2", "fma"])
+    assert cli._cpu_info(str(tmp_path / "none")) == (None, None)
+
+
+def test_bench_passes_arguments_on(capfd, monkeypatch, tmp_path):
+    script = tmp_path / "bench.py"
+    script.write_text("import sys\nprint('bench got', sys.argv[1:])\nsys.exit(3)\n")
+    monkeypatch.setattr(cli, "find_bench_script", lambda: script)
+    assert cli.main(["bench", "--quick", "--repeats", "2"]) == 3
+    assert "bench got ['--quick', '--repeats', '2']" in capfd.readouterr().out
+
+
+def test_bench_without_script(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "find_bench_script", lambda: None)
+    status, _, err = run(capsys, "bench")
+    assert status == 1
+    assert_one_line_error(err, "benchmarks/bench.py not found")
+    status, out, _ = run(capsys, "bench", "--help")
+    assert status == 0 and out.startswith("usage: cyprop bench")
+
+
+def test_bench_script_is_found_in_the_source_tree():
+    script = cli.find_bench_script()
+    assert script is None or script.name == "bench.py"
+
+
+# --------------------------------------------------------------- subprocess
+def test_python_dash_m(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-m", "cyprop", "train", "--data", "moons",
+                           "--epochs", "2", "--quiet"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy:" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "cyprop", "train", "--data", "nope"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("cyprop: error:") and done.stderr.count("\n") == 1
