@@ -111,6 +111,10 @@ cdef struct Layout:
     int* acts               # activation code of each weight layer
     Py_ssize_t n_units      # units of all non-input layers together
     Py_ssize_t n_params
+    # training only (NULL / 0 elsewhere):
+    const double* dropout   # dropout rate of each weight layer's outputs
+    unsigned long long dropout_seed
+    double max_norm         # bound on the L2 norm of each unit's incoming weights
 
 
 cdef int layout_init(Layout* lay, const Py_ssize_t[::1] sizes, const int[::1] acts) noexcept nogil:
@@ -118,6 +122,9 @@ cdef int layout_init(Layout* lay, const Py_ssize_t[::1] sizes, const int[::1] ac
     cdef int L = <int>sizes.shape[0] - 1
     cdef int l
     lay.n_layers = L
+    lay.dropout = NULL
+    lay.dropout_seed = 0
+    lay.max_norm = 0
     lay.sizes = <Py_ssize_t*>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.w_off = <Py_ssize_t*>malloc(L * sizeof(Py_ssize_t))
     lay.b_off = <Py_ssize_t*>malloc(L * sizeof(Py_ssize_t))
@@ -200,6 +207,66 @@ cdef inline floating derivative(int act, floating a) noexcept nogil:
     return 1
 
 
+cdef inline unsigned long long splitmix64(unsigned long long x) noexcept nogil:
+    x += 0x9E3779B97F4A7C15ULL
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL
+    return x ^ (x >> 31)
+
+
+cdef inline bint unit_kept(const Layout* lay, int l, Py_ssize_t pos, Py_ssize_t j) noexcept nogil:
+    """Dropout mask: whether unit j of weight layer l survives for the sample at position
+    ``pos`` of this call's order.  A hash of (seed, pos, unit) rather than a stream, so
+    that any batching, and the NumPy reference, draw exactly the same masks."""
+    cdef unsigned long long h = splitmix64(
+        lay.dropout_seed + <unsigned long long>(pos * lay.n_units + lay.a_off[l] + j))
+    return <double>(h >> 11) * (1.0 / 9007199254740992.0) >= lay.dropout[l]
+
+
+cdef inline bint has_dropout(const Layout* lay, int l) noexcept nogil:
+    return lay.dropout != NULL and lay.dropout[l] > 0
+
+
+cdef inline floating dropped_out(const Layout* lay, int l, floating a, Py_ssize_t pos,
+                                 Py_ssize_t j) noexcept nogil:
+    """Inverted dropout: a kept unit is scaled by 1 / keep, so expectations match inference."""
+    if not unit_kept(lay, l, pos, j):
+        return 0
+    return a / <floating>(1 - lay.dropout[l])
+
+
+cdef inline floating hidden_derivative(const Layout* lay, int l, floating a, Py_ssize_t pos,
+                                       Py_ssize_t j) noexcept nogil:
+    """f'(z) of unit j of hidden weight layer l, times its dropout factor, from its
+    activation a as stored (after dropout)."""
+    cdef floating keep
+    if not has_dropout(lay, l):
+        return derivative(lay.acts[l], a)
+    if not unit_kept(lay, l, pos, j):
+        return 0
+    keep = <floating>(1 - lay.dropout[l])
+    return derivative(lay.acts[l], a * keep) / keep
+
+
+cdef void apply_max_norm(const Layout* lay, floating* params) noexcept nogil:
+    """Scale down each unit's incoming weights (a row of W) whose L2 norm exceeds max_norm."""
+    cdef int l
+    cdef Py_ssize_t i, j, n_in
+    cdef floating* w
+    cdef double norm
+    for l in range(lay.n_layers):
+        n_in = lay.sizes[l]
+        for j in range(lay.sizes[l + 1]):
+            w = params + lay.w_off[l] + j * n_in
+            norm = 0
+            for i in range(n_in):
+                norm += <double>w[i] * w[i]
+            norm = sqrt(norm)
+            if norm > lay.max_norm:
+                for i in range(n_in):
+                    w[i] = <floating>(w[i] * (lay.max_norm / norm))
+
+
 cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noexcept nogil:
     cdef floating s[N_ACC]
     cdef Py_ssize_t i = 0, k, half
@@ -246,7 +313,8 @@ cdef inline void output_activation(int act, const floating* z, floating* a, Py_s
 
 cdef void feedforward(const Layout* lay, const floating* params, const floating* x,
                       floating* a,         # OUT: activations of every layer (n_units)
-                      floating* z_out      # OUT: pre-activations of the output layer
+                      floating* z_out,     # OUT: pre-activations of the output layer
+                      Py_ssize_t pos=0     # the sample's position in the order (dropout)
                       ) noexcept nogil:
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t j, n_in, n_out
@@ -267,6 +335,9 @@ cdef void feedforward(const Layout* lay, const floating* params, const floating*
         else:
             for j in range(n_out):
                 a_l[j] = activate(lay.acts[l], b[j] + dot(W + j * n_in, a_in, n_in))
+            if has_dropout(lay, l):
+                for j in range(n_out):
+                    a_l[j] = dropped_out(lay, l, a_l[j], pos, j)
         a_in = a_l
 
 
@@ -343,7 +414,8 @@ cdef void output_delta(int loss, int out_act, const floating* a, const floating*
 
 cdef void backprop_accumulate(const Layout* lay, const floating* params, const floating* x,
                               const floating* a, floating* d,
-                              floating* grad   # IN/OUT: gradients are added here
+                              floating* grad,  # IN/OUT: gradients are added here
+                              Py_ssize_t pos=0
                               ) noexcept nogil:
     """Add one sample's gradient to ``grad``; d holds the output delta on entry."""
     cdef int l
@@ -378,12 +450,12 @@ cdef void backprop_accumulate(const Layout* lay, const floating* params, const f
                     g[i] += dj * a_prev[i]
         if l > 0:
             for i in range(n_in):
-                d_prev[i] *= derivative(lay.acts[l - 1], a_prev[i])
+                d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
 
 
 cdef void backprop_sgd_update(const Layout* lay, floating* params, const floating* x,
-                              const floating* a, floating* d, floating lr, floating wd
-                              ) noexcept nogil:
+                              const floating* a, floating* d, floating lr, floating wd,
+                              Py_ssize_t pos=0) noexcept nogil:
     """Online SGD: backward pass and update fused, one pass over each weight matrix.
 
     Each weight is read once, used for the delta of the layer below, then written:
@@ -424,7 +496,7 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
                     w[i] -= c * a_prev[i]
         if l > 0:
             for i in range(n_in):
-                d_prev[i] *= derivative(lay.acts[l - 1], a_prev[i])
+                d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
 
 
 # ------------------------------------------------------- mini-batches through BLAS
@@ -472,7 +544,8 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k,
 cdef void batch_feedforward(const Layout* lay, const floating* params,
                             const floating* xb, int B,  # IN: (B, n_in) inputs
                             floating* acts,    # OUT: every layer's (B, n_l) activations
-                            floating* z_out    # OUT: (B, n_out) output pre-activations
+                            floating* z_out,   # OUT: (B, n_out) output pre-activations
+                            Py_ssize_t pos=0   # position of the first sample (dropout)
                             ) noexcept nogil:
     cdef int l, L = lay.n_layers, n_in, n_out
     cdef Py_ssize_t s, i
@@ -496,13 +569,18 @@ cdef void batch_feedforward(const Layout* lay, const floating* params,
         else:
             for i in range(B * n_out):
                 a_l[i] = activate(lay.acts[l], a_l[i])
+            if has_dropout(lay, l):
+                for s in range(B):
+                    for i in range(n_out):
+                        a_l[s * n_out + i] = dropped_out(lay, l, a_l[s * n_out + i], pos + s, i)
         a_in = a_l
 
 
 cdef void batch_backprop(const Layout* lay, const floating* params,
                          const floating* xb, int B, const floating* acts,
                          floating* deltas,  # IN: the output deltas; scratch for the rest
-                         floating* grad     # IN/OUT: the batch's gradient sums are added
+                         floating* grad,    # IN/OUT: the batch's gradient sums are added
+                         Py_ssize_t pos=0   # position of the first sample (dropout)
                          ) noexcept nogil:
     cdef int l, n_in, n_out
     cdef Py_ssize_t s, j, i
@@ -529,8 +607,10 @@ cdef void batch_backprop(const Layout* lay, const floating* params,
             # D_prev = (D @ W) * f'(A_prev)
             gemm(c'N', c'N', n_in, B, n_out, params + lay.w_off[l], n_in, d_l, n_out, 0,
                  d_prev, n_in)
-            for i in range(B * n_in):
-                d_prev[i] *= derivative(lay.acts[l - 1], a_prev[i])
+            for s in range(B):
+                for i in range(n_in):
+                    d_prev[s * n_in + i] *= hidden_derivative(lay, l - 1, a_prev[s * n_in + i],
+                                                              pos + s, i)
 
 
 # ------------------------------------------------------------------- optimizers
@@ -703,49 +783,58 @@ cdef Py_ssize_t rows_needed(bint batched, Py_ssize_t batch, Py_ssize_t n):
 
 def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1] params,
             const floating[:, ::1] X,
-            floating[:, ::1] out,    # OUT: output activations, (n, n_out)
+            floating[:, ::1] out,    # OUT: (n, n_out) output, or (n, n_units) every layer
             Py_ssize_t chunk=0):     # rows per matrix product; 0: one sample at a time
-    """Output activations of every row of X."""
-    cdef Py_ssize_t n = X.shape[0], n_out = out.shape[1]
+    """Activations of every row of X: of the output layer, or, when ``out`` has a column
+    per unit, of every layer (concatenated, first hidden layer first)."""
+    cdef Py_ssize_t n = X.shape[0]
     cdef bint batched = chunk > 0 and has_blas()
     cdef Workspace ws = Workspace(sizes, acts, rows_needed(batched, chunk, n), sizeof(floating))
     cdef Layout* lay = &ws.lay
-    cdef Py_ssize_t k, j, rows
+    cdef bint every_layer = out.shape[1] == lay.n_units
+    cdef int l, first = 0 if every_layer else lay.n_layers - 1
+    cdef Py_ssize_t k, s, rows, width
     cdef floating* a = <floating*>ws.acts
-    cdef const floating* a_out
     with nogil:
-        if batched:
-            k = 0
-            while k < n:
-                rows = chunk if k + chunk <= n else n - k
+        k = 0
+        while k < n:
+            rows = (chunk if k + chunk <= n else n - k) if batched else 1
+            if batched:
                 batch_feedforward(lay, &params[0], &X[k, 0], <int>rows, a, <floating*>ws.z_out)
-                memcpy(&out[k, 0], a + rows * lay.a_off[lay.n_layers - 1],
-                       rows * n_out * sizeof(floating))
-                k += rows
-        else:
-            a_out = a + lay.a_off[lay.n_layers - 1]
-            for k in range(n):
+            else:
                 feedforward(lay, &params[0], &X[k, 0], a, <floating*>ws.z_out)
-                for j in range(n_out):
-                    out[k, j] = a_out[j]
+            # layer l's activations: a (rows, n_l) block at rows * a_off[l]
+            for l in range(first, lay.n_layers):
+                width = lay.sizes[l + 1]
+                for s in range(rows):
+                    memcpy(&out[k + s, lay.a_off[l] - lay.a_off[first]],
+                           a + rows * lay.a_off[l] + s * width, width * sizeof(floating))
+            k += rows
 
 
 cdef inline void score_rows(int loss, int out_act, const floating* a_out, const floating* z,
                             const floating[:, ::1] Y, const Py_ssize_t* rows, Py_ssize_t first,
                             Py_ssize_t count, Py_ssize_t n_out,
+                            const floating* weights,  # per-row sample weights; NULL for none
                             floating* d_out,      # OUT: output deltas; NULL for none
                             double* total, Py_ssize_t* n_correct) noexcept nogil:
     """Loss, correctness and (optionally) output deltas of ``count`` consecutive samples
-    of a block; sample s is row ``rows[s]`` of Y (or ``first + s`` when rows is NULL)."""
-    cdef Py_ssize_t s, r
+    of a block; sample s is row ``rows[s]`` of Y (or ``first + s`` when rows is NULL).
+    A sample weight scales the sample's loss and so, linearly, its whole gradient."""
+    cdef Py_ssize_t s, r, k
     cdef const floating* y
+    cdef floating w
     for s in range(count):
         r = rows[s] if rows != NULL else first + s
         y = &Y[r, 0]
-        total[0] += sample_loss(loss, out_act, a_out + s * n_out, z + s * n_out, y, n_out)
+        w = weights[r] if weights != NULL else 1
+        total[0] += w * sample_loss(loss, out_act, a_out + s * n_out, z + s * n_out, y, n_out)
         n_correct[0] += is_correct(a_out + s * n_out, y, n_out)
         if d_out != NULL:
             output_delta(loss, out_act, a_out + s * n_out, y, d_out + s * n_out, n_out)
+            if weights != NULL:
+                for k in range(n_out):
+                    d_out[s * n_out + k] *= w
 
 
 def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
@@ -777,7 +866,7 @@ def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int los
                 rows = chunk if k + chunk <= n else n - k
                 batch_feedforward(lay, &params[0], &X[k, 0], <int>rows, a, z)
                 score_rows(loss, out_act, a + rows * lay.a_off[L - 1], z, Y, NULL, k, rows,
-                           n_out, d + rows * lay.a_off[L - 1] if want_grad else NULL,
+                           n_out, NULL, d + rows * lay.a_off[L - 1] if want_grad else NULL,
                            &total, &n_correct)
                 if want_grad:
                     batch_backprop(lay, &params[0], &X[k, 0], <int>rows, a, d, &grad[0])
@@ -785,7 +874,7 @@ def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int los
         else:
             for k in range(n):
                 feedforward(lay, &params[0], &X[k, 0], a, z)
-                score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, NULL, k, 1, n_out,
+                score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, NULL, k, 1, n_out, NULL,
                            d + lay.a_off[L - 1] if want_grad else NULL, &total, &n_correct)
                 if want_grad:
                     backprop_accumulate(lay, &params[0], &X[k, 0], a, d, &grad[0])
@@ -795,16 +884,20 @@ def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int los
 def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                 floating[::1] params,            # IN/OUT: the model
                 const floating[:, ::1] X, const floating[:, ::1] Y,
-                const Py_ssize_t[::1] order,     # the order of the samples for this epoch
+                const Py_ssize_t[::1] order,     # the order of the samples for this call
                 Py_ssize_t batch_size,
                 int opt, const double[::1] hyper,
                 floating[:, ::1] state,          # IN/OUT: optimizer state, (n_slots, n_params)
                 long step,                       # optimizer steps taken before this call
                 floating[::1] grad,              # scratch: (n_params,)
-                bint batched=False):             # mini-batches as matrix products (BLAS)
-    """One epoch of mini-batch training.
+                bint batched=False,              # mini-batches as matrix products (BLAS)
+                const floating[::1] sample_weight=None,  # per row of X; None: all 1
+                const double[::1] dropout=None,  # rate per weight layer; None: no dropout
+                unsigned long long dropout_seed=0,
+                double max_norm=0):              # > 0: bound each unit's incoming weights
+    """Mini-batch training over ``order``: an epoch, or a run of whole batches of one.
 
-    Returns (sum of the sample losses, number of samples classified right, steps taken).
+    Returns (sum of the (weighted) sample losses, number classified right, steps taken).
 
     The loss of each sample is taken on the forward pass that trains on it, with the
     weights of that moment (the running training loss that Keras and scikit-learn report).
@@ -815,18 +908,22 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                                   sizeof(floating))
     cdef Layout* lay = &ws.lay
     cdef int L = lay.n_layers, out_act = lay.acts[L - 1]
-    cdef Py_ssize_t k, start, rows
+    cdef Py_ssize_t k, start, rows, stop = 0
     cdef floating* xb = <floating*>ws.inputs
     cdef floating* a = <floating*>ws.acts
     cdef floating* d = <floating*>ws.deltas
     cdef floating* z = <floating*>ws.z_out
     cdef floating* st = &state[0, 0]
+    cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
     cdef double total = 0
     cdef Py_ssize_t n_correct = 0
     cdef long steps = step
+    if dropout is not None:
+        lay.dropout = &dropout[0]
+        lay.dropout_seed = dropout_seed
+    lay.max_norm = max_norm
     # Online plain SGD takes the fused path: no gradient buffer, one pass over W.
     cdef bint fused_sgd = (batch_size == 1 and opt == OPT_SGD and hyper[1] == 0)
-    cdef Py_ssize_t stop = 0
     with nogil:
         while stop < n:
             start = stop
@@ -834,28 +931,30 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
             rows = stop - start
             if fused_sgd:
                 k = order[start]
-                feedforward(lay, &params[0], &X[k, 0], a, z)
+                feedforward(lay, &params[0], &X[k, 0], a, z, start)
                 score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[start], 0, 1,
-                           n_out, d + lay.a_off[L - 1], &total, &n_correct)
+                           n_out, sw, d + lay.a_off[L - 1], &total, &n_correct)
                 backprop_sgd_update(lay, &params[0], &X[k, 0], a, d,
-                                    <floating>hyper[0], <floating>hyper[3])
-                steps += 1
-                continue
-            memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
-            if batched:
-                for k in range(rows):
-                    memcpy(xb + k * n_in, &X[order[start + k], 0], n_in * sizeof(floating))
-                batch_feedforward(lay, &params[0], xb, <int>rows, a, z)
-                score_rows(loss, out_act, a + rows * lay.a_off[L - 1], z, Y, &order[start], 0,
-                           rows, n_out, d + rows * lay.a_off[L - 1], &total, &n_correct)
-                batch_backprop(lay, &params[0], xb, <int>rows, a, d, &grad[0])
+                                    <floating>hyper[0], <floating>hyper[3], start)
             else:
-                for k in range(start, stop):
-                    feedforward(lay, &params[0], &X[order[k], 0], a, z)
-                    score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[k], 0, 1,
-                               n_out, d + lay.a_off[L - 1], &total, &n_correct)
-                    backprop_accumulate(lay, &params[0], &X[order[k], 0], a, d, &grad[0])
-            optimizer_step(lay, opt, &hyper[0], &params[0], &grad[0], st, steps,
-                           <floating>1 / <floating>rows)
+                memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
+                if batched:
+                    for k in range(rows):
+                        memcpy(xb + k * n_in, &X[order[start + k], 0], n_in * sizeof(floating))
+                    batch_feedforward(lay, &params[0], xb, <int>rows, a, z, start)
+                    score_rows(loss, out_act, a + rows * lay.a_off[L - 1], z, Y, &order[start],
+                               0, rows, n_out, sw, d + rows * lay.a_off[L - 1], &total,
+                               &n_correct)
+                    batch_backprop(lay, &params[0], xb, <int>rows, a, d, &grad[0], start)
+                else:
+                    for k in range(start, stop):
+                        feedforward(lay, &params[0], &X[order[k], 0], a, z, k)
+                        score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[k], 0, 1,
+                                   n_out, sw, d + lay.a_off[L - 1], &total, &n_correct)
+                        backprop_accumulate(lay, &params[0], &X[order[k], 0], a, d, &grad[0], k)
+                optimizer_step(lay, opt, &hyper[0], &params[0], &grad[0], st, steps,
+                               <floating>1 / <floating>rows)
+            if max_norm > 0:
+                apply_max_norm(lay, &params[0])
             steps += 1
     return total, n_correct, steps

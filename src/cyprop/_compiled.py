@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from . import _core as _baseline
+from ._training import TrainingOptions
 
 #: Best first.
 INSTRUCTION_SETS = ("avx512", "avx2", "baseline")
@@ -76,12 +77,16 @@ class CompiledBackend:
         self.instruction_set = instruction_set or CHOSEN
         self.core = KERNELS[self.instruction_set]
 
-    def forward(self, arch, params, X):
-        out = np.empty((X.shape[0], arch.n_outputs), dtype=params.dtype)
+    def forward(self, arch, params, X, every_layer=False):
+        width = sum(arch.sizes[1:]) if every_layer else arch.n_outputs
+        out = np.empty((X.shape[0], width), dtype=params.dtype)
         if X.shape[0]:
             self.core.forward(arch.sizes_array, arch.activation_codes, params, X, out,
                               CHUNK_ROWS)
-        return out
+        if not every_layer:
+            return out
+        bounds = np.cumsum(arch.sizes[1:])[:-1]
+        return [np.ascontiguousarray(block) for block in np.split(out, bounds, axis=1)]
 
     def loss_and_gradients(self, arch, params, X, Y, want_grad=True):
         grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
@@ -90,13 +95,17 @@ class CompiledBackend:
             CHUNK_ROWS)
         return loss, correct, grad if want_grad else None
 
-    def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer):
+    def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer,
+                    options=TrainingOptions()):
         state = optimizer.state_for(params)
         grad = np.empty_like(params)
+        dropout = options.dropout
         loss, correct, optimizer.steps = self.core.train_epoch(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, order,
             batch_size, optimizer.code, optimizer.hyper(), state, optimizer.steps, grad,
-            batch_size >= MIN_BLAS_BATCH)
+            batch_size >= MIN_BLAS_BATCH, options.sample_weight,
+            None if dropout is None else dropout.rates, 0 if dropout is None else dropout.seed,
+            options.max_norm)
         return loss, correct
 
 

@@ -11,27 +11,34 @@ Every function takes the network's ``Architecture`` and its flat parameter vecto
 import numpy as np
 
 from . import _maths
+from ._training import TrainingOptions
 
 
-def feedforward(arch, params, X):
+def feedforward(arch, params, X, dropout=None, first=0):
     """Activations of every layer for the rows of X (input first), and the output
-    layer's pre-activations z."""
+    layer's pre-activations z.  With ``dropout`` (training only), hidden units are
+    dropped by the masks of samples ``first, first + 1, ...`` of the order."""
     weights, biases = arch.split(params)
     activations = [X]
     a = X
-    for W, b, act in zip(weights, biases, arch.activations):
+    for l, (W, b, act) in enumerate(zip(weights, biases, arch.activations)):
         z = a @ W.T + b
         a = _maths.ACTIVATE[act](z)
+        if dropout is not None and l < arch.n_layers - 1 and dropout.rates[l] > 0:
+            # inverted dropout: kept units are scaled by 1 / keep
+            keep = a.dtype.type(1 - dropout.rates[l])
+            a = np.where(dropout.mask(arch, l, first, a.shape[0]), a / keep, 0).astype(a.dtype)
         activations.append(a)
     return activations, z
 
 
-def forward(arch, params, X):
-    """Output activations, one row per row of X."""
-    return feedforward(arch, params, X)[0][-1]
+def forward(arch, params, X, every_layer=False):
+    """Output activations, one row per row of X (every layer's, with ``every_layer``)."""
+    activations = feedforward(arch, params, X)[0]
+    return activations[1:] if every_layer else activations[-1]
 
 
-def backprop(arch, params, activations, delta):
+def backprop(arch, params, activations, delta, dropout=None, first=0):
     """Gradient sums over the batch, given the output deltas dLoss/dz (one row per sample)."""
     weights, _ = arch.split(params)
     grad = np.empty_like(params)
@@ -40,33 +47,67 @@ def backprop(arch, params, activations, delta):
         grad_w[l][...] = delta.T @ activations[l]
         grad_b[l][...] = delta.sum(axis=0)
         if l > 0:
-            delta = (delta @ weights[l]) * _maths.DERIVATIVE[arch.activations[l - 1]](activations[l])
+            delta = (delta @ weights[l]) * _hidden_derivative(arch, l - 1, activations[l],
+                                                              dropout, first)
     return grad
 
 
-def loss_and_gradients(arch, params, X, Y, want_grad=True):
-    """(sum of the sample losses, number classified right, gradient sum or None)."""
-    activations, z = feedforward(arch, params, X)
+def _hidden_derivative(arch, l, a, dropout, first):
+    """f'(z) of weight layer l's units from their stored activations, times the dropout
+    factor (mask / keep) when dropout is on."""
+    derivative = _maths.DERIVATIVE[arch.activations[l]]
+    if dropout is None or dropout.rates[l] == 0:
+        return derivative(a)
+    keep = a.dtype.type(1 - dropout.rates[l])
+    factor = derivative(a * keep) / keep
+    return np.where(dropout.mask(arch, l, first, a.shape[0]), factor, 0).astype(a.dtype)
+
+
+def loss_and_gradients(arch, params, X, Y, want_grad=True, sample_weight=None,
+                       dropout=None, first=0):
+    """(sum of the sample losses, number classified right, gradient sum or None).
+
+    A sample weight scales its sample's loss, and so its gradient."""
+    activations, z = feedforward(arch, params, X, dropout, first)
     a = activations[-1]
-    loss = float(np.sum(_maths.sample_losses(arch.loss, arch.output, a, z, Y)))
+    losses = _maths.sample_losses(arch.loss, arch.output, a, z, Y)
+    if sample_weight is not None:
+        losses = losses * sample_weight
+    loss = float(np.sum(losses))
     correct = _maths.count_correct(a, Y)
     if not want_grad:
         return loss, correct, None
     delta = _maths.output_delta(arch.loss, arch.output, a, Y)
-    return loss, correct, backprop(arch, params, activations, delta)
+    if sample_weight is not None:
+        delta = delta * sample_weight[:, None]
+    return loss, correct, backprop(arch, params, activations, delta, dropout, first)
 
 
-def train_epoch(arch, params, X, Y, order, batch_size, optimizer):
-    """One epoch: consecutive batches of ``order``, one optimizer step per batch.
+def train_epoch(arch, params, X, Y, order, batch_size, optimizer, options=TrainingOptions()):
+    """Consecutive batches of ``order`` (an epoch, or whole batches of one), one
+    optimizer step per batch.
 
     Returns (sum of the sample losses, number classified right), each sample's loss
     taken with the weights it was trained with.
     """
     total, correct = 0.0, 0
+    weights = options.sample_weight
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        loss, right, grad_sum = loss_and_gradients(arch, params, X[batch], Y[batch])
+        loss, right, grad_sum = loss_and_gradients(
+            arch, params, X[batch], Y[batch], True,
+            None if weights is None else weights[batch], options.dropout, start)
         total += loss
         correct += right
         optimizer.update_params(params, grad_sum / len(batch), arch)
+        if options.max_norm:
+            apply_max_norm(arch, params, options.max_norm)
     return total, correct
+
+
+def apply_max_norm(arch, params, max_norm):
+    """Scale down each unit's incoming weights (a row of W) whose L2 norm exceeds max_norm."""
+    for W in arch.split(params)[0]:
+        norms = np.sqrt(np.sum(W.astype(np.float64) ** 2, axis=1))
+        too_long = norms > max_norm
+        W[too_long] = (W[too_long] * (max_norm / norms[too_long])[:, None]).astype(W.dtype)
