@@ -6,6 +6,7 @@
 """
 
 from ._version import __version__
+from . import datasets, schedules
 from ._backend import available as available_backends
 from ._config import config, show_config
 from .errors import TrainingDiverged
@@ -15,5 +16,6 @@ from .network import Network
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop, Rprop
 from .persistence import load
 
-__all__ = ["Network", "SGD", "Adam", "RMSprop", "Adagrad", "Rprop", "Optimizer", "History", "TrainingDiverged", "check_gradients",
-           "available_backends", "config", "show_config", "load", "__version__"]
+__all__ = ["Network", "SGD", "Adam", "RMSprop", "Adagrad", "Rprop", "Optimizer", "History",
+           "TrainingDiverged", "check_gradients", "load", "datasets", "schedules",
+           "available_backends", "config", "show_config", "__version__"]

@@ -6,12 +6,16 @@ class History:
 
     Attributes are lists with one entry per epoch: ``loss`` (mean training loss, each
     sample's loss taken as it was trained on), ``accuracy`` (fraction classified right
-    in the same pass), ``learning_rate``, ``seconds`` and ``samples_per_second``;
-    ``stop_reason`` says why the last ``fit`` stopped.
+    in the same pass), ``val_loss`` and ``val_accuracy`` (None without validation
+    data), ``learning_rate``, ``seconds``, ``samples_per_second`` and
+    ``largest_update`` (the largest change of any weight or bias in the epoch).
+    ``stop_reason`` says why training stopped: "epochs", "target_loss",
+    "target_error", "min_update", "early_stopping", "callback", "diverged" or
+    "interrupted".
     """
 
     KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
-            "samples_per_second")
+            "samples_per_second", "largest_update")
 
     def __init__(self):
         for key in self.KEYS:

@@ -15,6 +15,8 @@ import numpy as np
 from . import _backend, _maths, _validation
 from ._architecture import Architecture
 from .errors import TrainingDiverged
+from ._progress import Progress
+from ._training import Dropout, TrainingOptions
 from .history import History
 from .initializers import INITIALIZERS
 from .optimizers import SGD, Optimizer
@@ -61,10 +63,17 @@ class Network:
     backend : str
         ``"auto"`` (compiled, or NumPy with a warning if the extension is missing),
         ``"cython"`` or ``"numpy"``.
+    dropout : float or list of float
+        Inverted dropout on the hidden layers during training: one rate for all, or
+        one per hidden layer; 0 turns it off.
+    max_norm : float or None
+        If set, after every optimizer step each unit's incoming weight vector (a row
+        of ``weights[l]``) is scaled down to an L2 norm of at most ``max_norm``.
     """
 
     def __init__(self, sizes, activation="sigmoid", output=None, loss="cross_entropy",
-                 init="normal", dtype="float64", seed=None, backend="auto"):
+                 init="normal", dtype="float64", seed=None, backend="auto", dropout=0.0,
+                 max_norm=None):
         sizes = _check_sizes(sizes)
         if output is None:
             output = "softmax" if sizes[-1] > 1 else "sigmoid"
@@ -84,8 +93,11 @@ class Network:
             W, b = INITIALIZERS[init](self._rng, n_in, n_out)
             self._params[s_w] = W.ravel()
             self._params[s_b] = b
+        self.dropout = _check_dropout(dropout, len(sizes) - 2)
+        self.max_norm = _check_max_norm(max_norm)
         self.optimizer = None
         self.history = History()
+        self.stop_training = False   # a callback may set it to end fit after this epoch
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ model
@@ -125,10 +137,16 @@ class Network:
         _assign_all(self.biases, values, "biases")
 
     # -------------------------------------------------------------- inference
-    def forward(self, X):
-        """Output activations: (n, n_in) -> (n, n_out); one sample (n_in,) -> (n_out,)."""
+    def forward(self, X, return_hidden=False):
+        """Output activations: (n, n_in) -> (n, n_out); one sample (n_in,) -> (n_out,).
+
+        With ``return_hidden=True``, a list of every layer's activations instead, the
+        first hidden layer first and the output last (no dropout: this is inference).
+        """
         X, single = _validation.check_X(X, self.arch.n_inputs, self.dtype, allow_single=True)
-        out = self._impl.forward(self.arch, self._params, X)
+        out = self._impl.forward(self.arch, self._params, X, every_layer=bool(return_hidden))
+        if return_hidden:
+            return [a[0] for a in out] if single else out
         return out[0] if single else out
 
     def predict(self, X):
@@ -161,8 +179,12 @@ class Network:
 
     # --------------------------------------------------------------- training
     def fit(self, X, Y, epochs=30, batch_size=10, optimizer=None, shuffle=True, seed=None,
-            verbose=0):
-        """Train by mini-batch backpropagation; returns the ``History`` of this call.
+            verbose="auto", schedule=None, validation_data=None, validation_split=0.0,
+            early_stopping=False, patience=10, min_delta=0.0, target_loss=None,
+            target_error=None, min_update=None, callbacks=(), sample_weight=None,
+            class_weight=None):
+        """Train by mini-batch backpropagation; returns the ``History`` of this call
+        (also ``net.history``).
 
         Each epoch visits the samples in a fresh permutation (``shuffle=True``, drawn
         from ``seed``, else from the network's own generator) or in the given order, in
@@ -170,10 +192,55 @@ class Network:
         gradient is the mean of its samples' gradients and gives one optimizer step.
         ``batch_size=1`` is online SGD.  The optimizer (default ``SGD(0.1)``) stays
         with the network, state included, for later calls.
+
+        Training stops after ``epochs``, or earlier when any rule given holds:
+        ``target_loss`` (training loss below it), ``target_error`` (training error
+        rate below it), ``min_update`` (no weight moved more than this in an epoch),
+        ``early_stopping`` (validation loss not better by ``min_delta`` for
+        ``patience`` epochs; the best epoch's weights are restored at the end), or a
+        callback's ``on_epoch_end(net, epoch, logs)`` returning True (or setting
+        ``net.stop_training``).  ``history.stop_reason`` says which.
+
+        Validation: ``validation_data=(X_val, Y_val)``, or ``validation_split`` (the
+        last fraction of the samples, before shuffling); ``early_stopping`` without
+        either holds out 10%.  ``sample_weight`` (one per sample) and ``class_weight``
+        ("balanced" or {label: weight}) scale each sample's loss and gradient.
+        ``verbose``: 0 silent, 1 a progress bar (tqdm) or a line per epoch, "auto" 1
+        when the output is a terminal.
         """
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)
+        patience = _validation.check_int("patience", patience, minimum=0)
+        labels = Y
         X, Y = self._check_data(X, Y)
+        weights = self._sample_weights(sample_weight, class_weight, labels, Y)
+        validation = self._validation_set(X, Y, weights, validation_data, validation_split,
+                                          early_stopping)
+        if validation is not None and validation_data is None:
+            n_train = X.shape[0] - validation[0].shape[0]
+            X, Y = X[:n_train], Y[:n_train]
+            weights = None if weights is None else weights[:n_train]
+        self._set_optimizer(optimizer)
+        rules = _StoppingRules(target_loss, target_error, min_update, early_stopping,
+                               patience, min_delta)
+        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        return self._run(X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
+                         validation, rules, list(callbacks), History())
+
+    def partial_fit(self, X, Y, batch_size=10, optimizer=None, shuffle=True, sample_weight=None,
+                    class_weight=None, verbose=0):
+        """One more epoch over (X, Y), keeping the optimizer and its state, and adding to
+        ``net.history``."""
+        batch_size = _validation.check_int("batch_size", batch_size)
+        labels = Y
+        X, Y = self._check_data(X, Y)
+        weights = self._sample_weights(sample_weight, class_weight, labels, Y)
+        self._set_optimizer(optimizer)
+        self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
+                  _StoppingRules(), [], self.history)
+        return self
+
+    def _set_optimizer(self, optimizer):
         if optimizer is not None:
             if not isinstance(optimizer, Optimizer):
                 raise TypeError(f"optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
@@ -181,52 +248,157 @@ class Network:
             self.optimizer = optimizer
         elif self.optimizer is None:
             self.optimizer = SGD()
-        rng = np.random.default_rng(seed) if seed is not None else self._rng
+
+    def _run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
+             validation, rules, callbacks, history):
+        """The training loop shared by fit and partial_fit."""
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("this network is already training in another thread; "
                                "train a copy, or wait for that fit to finish")
         try:
-            self.history = History()
-            self._train(X, Y, epochs, batch_size, shuffle, rng, verbose)
+            self.history = history
+            self.stop_training = False
+            if verbose == "auto":
+                verbose = int(getattr(sys.stdout, "isatty", lambda: False)())
+            progress = Progress(epochs, X.shape[0]) if verbose else None
+            try:
+                for epoch in range(epochs):
+                    logs = self._epoch(X, Y, weights, batch_size, shuffle, rng, schedule,
+                                       validation, progress)
+                    history.record(**logs)
+                    if progress is not None:
+                        progress.end_epoch(logs)
+                    if schedule is not None:
+                        schedule.update(logs)
+                    reason = rules.check(self, logs)
+                    for callback in callbacks:
+                        if callback.on_epoch_end(self, history.epochs - 1, logs) is True:
+                            self.stop_training = True
+                    if reason is None and self.stop_training:
+                        reason = "callback"
+                    if reason is not None:
+                        history.stop_reason = reason
+                        break
+                else:
+                    history.stop_reason = "epochs"
+            except KeyboardInterrupt:
+                # Whole batches only were applied: the network is usable as it is.
+                history.stop_reason = "interrupted"
+                raise
+            finally:
+                rules.restore_best(self)
+                if progress is not None:
+                    progress.close()
         finally:
             self._lock.release()
-        return self.history
+        return history
 
-    def _train(self, X, Y, epochs, batch_size, shuffle, rng, verbose):
+    def _epoch(self, X, Y, weights, batch_size, shuffle, rng, schedule, validation, progress):
+        """One epoch; returns its records.  Divergence restores the epoch's start."""
         n = X.shape[0]
-        history = self.history
-        for epoch in range(epochs):
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            kept = self._params.copy(), self._optimizer_snapshot()
-            start = time.perf_counter()
-            loss_sum, correct = self._impl.train_epoch(
-                self.arch, self._params, X, Y, order.astype(np.intp, copy=False),
-                batch_size, self.optimizer)
-            seconds = time.perf_counter() - start
-            if not (np.isfinite(loss_sum) and np.isfinite(self._params).all()):
-                self._params[...] = kept[0]
-                self._optimizer_restore(kept[1])
-                history.stop_reason = "diverged"
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}: the loss or a weight became "
-                    "NaN or infinite; the weights of the last finite epoch were kept (try a "
-                    "smaller learning rate)", epoch=epoch)
-            history.record(loss=loss_sum / n, accuracy=correct / n,
-                           learning_rate=self.optimizer.learning_rate, seconds=seconds,
-                           samples_per_second=n / seconds if seconds > 0 else float("inf"))
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}  loss {loss_sum / n:.4f}  "
-                      f"accuracy {correct / n:.2%}  {seconds:.3f}s  "
-                      f"{history.samples_per_second[-1]:,.0f} samples/s", flush=True,
-                      file=sys.stdout)
-        history.stop_reason = "epochs"
+        epoch = self.history.epochs
+        optimizer = self.optimizer
+        if schedule is not None:
+            optimizer.learning_rate = float(schedule.rate(epoch, optimizer.initial_learning_rate))
+        order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp, copy=False)
+        dropout_seed = int(rng.integers(2 ** 63)) if any(self.dropout) else None
+        kept = self._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
+        if progress is not None:
+            progress.start_epoch(epoch)
+        loss_sum, correct, seconds = 0.0, 0, 0.0
+        # Long epochs run in parts of whole batches (the same result as one call), so
+        # that progress shows and Ctrl-C is seen within the epoch.
+        for start, stop in _parts(n, batch_size, self.arch.n_params):
+            options = TrainingOptions(
+                None if weights is None else weights,
+                None if dropout_seed is None else
+                Dropout([*self.dropout, 0.0], dropout_seed + start * sum(self.arch.sizes[1:])),
+                self.max_norm)
+            began = time.perf_counter()
+            part_loss, part_correct = self._impl.train_epoch(
+                self.arch, self._params, X, Y, order[start:stop], batch_size, optimizer, options)
+            seconds += time.perf_counter() - began
+            loss_sum += part_loss
+            correct += part_correct
+            if progress is not None:
+                progress.advance(stop - start)
+        if not (np.isfinite(loss_sum) and np.isfinite(self._params).all()):
+            self._params[...] = kept[0]
+            optimizer.steps, optimizer.state = kept[1], kept[2]
+            self.history.stop_reason = "diverged"
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch + 1}: the loss or a weight became NaN or "
+                "infinite; the weights of the last finite epoch were kept (try a smaller "
+                "learning rate)", epoch=epoch)
+        logs = {"loss": loss_sum / n, "accuracy": correct / n,
+                "learning_rate": optimizer.learning_rate, "seconds": seconds,
+                "samples_per_second": n / seconds if seconds > 0 else float("inf"),
+                "largest_update": float(np.max(np.abs(self._params - kept[0])))}
+        if validation is not None:
+            val_loss, val_correct, _ = self._impl.loss_and_gradients(
+                self.arch, self._params, validation[0], validation[1], False)
+            n_val = validation[0].shape[0]
+            logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
+        return logs
 
-    def _optimizer_snapshot(self):
-        opt = self.optimizer
-        return opt.steps, None if opt.state is None else opt.state.copy()
+    def _sample_weights(self, sample_weight, class_weight, labels, Y):
+        """One weight per sample (sample_weight times class_weight), or None."""
+        if sample_weight is None and class_weight is None:
+            return None
+        n = Y.shape[0]
+        weights = np.ones(n, dtype=np.float64)
+        if sample_weight is not None:
+            sw = np.asarray(sample_weight)
+            if sw.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
+            sw = sw.astype(np.float64)
+            if sw.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
+            if not np.isfinite(sw).all() or (sw < 0).any():
+                raise ValueError("sample_weight must be finite and >= 0")
+            weights *= sw
+        if class_weight is not None:
+            classes = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(int)
+            n_classes = max(Y.shape[1], 2)
+            if isinstance(class_weight, str):
+                if class_weight != "balanced":
+                    raise ValueError(f"class_weight must be 'balanced' or a dict, "
+                                     f"got {class_weight!r}")
+                counts = np.bincount(classes, minlength=n_classes)
+                table = np.where(counts > 0, n / (np.count_nonzero(counts) * np.maximum(counts, 1)),
+                                 0.0)
+            else:
+                table = np.ones(n_classes)
+                for label, w in dict(class_weight).items():
+                    if not 0 <= int(label) < n_classes:
+                        raise ValueError(f"class_weight names class {label!r}, outside "
+                                         f"0..{n_classes - 1}")
+                    if not np.isfinite(w) or w < 0:
+                        raise ValueError(f"class_weight for class {label!r} must be >= 0")
+                    table[int(label)] = w
+            weights *= table[classes]
+        if not weights.any():
+            raise ValueError("the sample weights are all zero: nothing to learn from")
+        return weights.astype(self.dtype)
 
-    def _optimizer_restore(self, snapshot):
-        self.optimizer.steps, self.optimizer.state = snapshot
+    def _validation_set(self, X, Y, weights, validation_data, validation_split, early_stopping):
+        """(X_val, Y_val) or None."""
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, Y_val)")
+            return self._check_data(*validation_data)
+        split = float(validation_split or 0.0)
+        if early_stopping and split == 0.0:
+            split = 0.1
+        if split == 0.0:
+            return None
+        if not 0.0 < split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+        n_val = int(round(X.shape[0] * split))
+        if n_val < 1 or n_val >= X.shape[0]:
+            raise ValueError(f"validation_split={split} of {X.shape[0]} samples leaves no "
+                             "training or no validation samples")
+        return X[-n_val:], Y[-n_val:]
 
     # ------------------------------------------------------------ persistence
     def save(self, path):
@@ -294,6 +466,84 @@ def _check_activations(activation, output, loss, n_layers):
         raise ValueError(f"loss='cross_entropy' needs output='softmax' or 'sigmoid', "
                          f"got output={output!r}")
     return hidden + [output]
+
+
+def _check_dropout(dropout, n_hidden):
+    rates = [dropout] * n_hidden if np.ndim(dropout) == 0 else list(dropout)
+    if len(rates) != n_hidden:
+        raise ValueError(f"dropout lists {len(rates)} rates, but the network has "
+                         f"{n_hidden} hidden layers")
+    for rate in rates:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
+            raise TypeError(f"dropout rates must be numbers, got {rate!r}")
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rates must be in [0, 1), got {rate!r}")
+    return [float(r) for r in rates]
+
+
+def _check_max_norm(max_norm):
+    if max_norm is None:
+        return 0.0
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number)):
+        raise TypeError(f"max_norm must be a number or None, got {max_norm!r}")
+    if not np.isfinite(max_norm) or max_norm <= 0:
+        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+    return float(max_norm)
+
+
+def _copy_or_none(array):
+    return None if array is None else array.copy()
+
+
+def _parts(n, batch_size, n_params):
+    """(start, stop) ranges of whole batches covering an epoch of n samples: one part,
+    unless the epoch is long (about 5e7 weight-sample products or more), then ~10."""
+    if n * n_params < 50_000_000:
+        return [(0, n)]
+    batches = -(-n // batch_size)
+    per_part = -(-batches // 10) * batch_size
+    return [(start, min(start + per_part, n)) for start in range(0, n, per_part)]
+
+
+class _StoppingRules:
+    """The early-stopping rules of one fit call, checked after every epoch."""
+
+    def __init__(self, target_loss=None, target_error=None, min_update=None,
+                 early_stopping=False, patience=10, min_delta=0.0):
+        for name, value in (("target_loss", target_loss), ("target_error", target_error),
+                            ("min_update", min_update), ("min_delta", min_delta)):
+            if value is not None and (not np.isfinite(value) or value < 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.target_loss, self.target_error = target_loss, target_error
+        self.min_update = min_update
+        self.early_stopping, self.patience, self.min_delta = early_stopping, patience, min_delta
+        self._best_loss = np.inf
+        self._best_params = None
+        self._waited = 0
+
+    def check(self, net, logs):
+        """The reason to stop after this epoch, or None."""
+        if self.early_stopping:
+            if logs["val_loss"] < self._best_loss - self.min_delta:
+                self._best_loss = logs["val_loss"]
+                self._best_params = net._params.copy()
+                self._waited = 0
+            else:
+                self._waited += 1
+                if self._waited >= self.patience:
+                    return "early_stopping"
+        if self.target_loss is not None and logs["loss"] < self.target_loss:
+            return "target_loss"
+        if self.target_error is not None and 1.0 - logs["accuracy"] < self.target_error:
+            return "target_error"
+        if self.min_update is not None and logs["largest_update"] < self.min_update:
+            return "min_update"
+        return None
+
+    def restore_best(self, net):
+        """Early stopping keeps the weights of the epoch with the best validation loss."""
+        if self._best_params is not None:
+            net._params[...] = self._best_params
 
 
 def _assign_all(current, values, name):

@@ -20,6 +20,7 @@ class Optimizer:
     def __init__(self, learning_rate):
         _check_positive("learning_rate", learning_rate)
         self.learning_rate = float(learning_rate)
+        self.initial_learning_rate = self.learning_rate   # what schedules scale
         self.steps = 0        # optimizer steps taken so far
         self.state = None     # (n_slots, n_params), created on the first step
 
