@@ -505,27 +505,73 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
 # they run blocked and vectorised, and only the element-wise work is ours.  Layer l's
 # activations and deltas for a batch of B samples are (B, n_l) row-major blocks at
 # B * a_off[l].  BLAS is column-major: a row-major (r, c) block is its (c, r) transpose.
+#
+# The products run on the calling thread alone: OpenBLAS's own threads change the
+# rounding with the thread count (results must not), and oversubscribe a busy machine.
+# OpenBLAS (0.3.27+) can be told so per thread, without touching other threads.
 ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*,
                          double*, int*, double*, double*, int*) noexcept nogil
 ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*,
                          float*, int*, float*, float*, int*) noexcept nogil
+ctypedef int (*set_threads_t)(int) noexcept nogil
 cdef dgemm_t blas_dgemm = NULL
 cdef sgemm_t blas_sgemm = NULL
+cdef set_threads_t blas_set_threads_local = NULL
+
+cdef extern from *:
+    """
+    /* The symbol `name` of the shared library that holds `addr`, or NULL. */
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <dlfcn.h>
+    static void* cyprop_symbol_beside(void* addr, const char* name) {
+        Dl_info info;
+        void *lib, *sym;
+        if (!dladdr(addr, &info) || !info.dli_fname) return NULL;
+        lib = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+        if (!lib) return NULL;
+        sym = dlsym(lib, name);
+        dlclose(lib);  /* a NOLOAD handle: the library stays loaded */
+        return sym;
+    }
+    #else
+    static void* cyprop_symbol_beside(void* addr, const char* name) { return NULL; }
+    #endif
+    """
+    void* cyprop_symbol_beside(void* addr, const char* name)
+
+
+cdef inline int blas_single_thread() noexcept nogil:
+    """Make this thread's BLAS calls single-threaded; returns what to restore."""
+    if blas_set_threads_local != NULL:
+        return blas_set_threads_local(1)
+    return 0
+
+
+cdef inline void blas_restore_threads(int previous) noexcept nogil:
+    if blas_set_threads_local != NULL and previous > 0:
+        blas_set_threads_local(previous)
 
 
 def set_blas(dgemm, sgemm):
     """Use these gemm routines (PyCapsules of scipy.linalg.cython_blas) for
     mini-batches; ``set_blas(None, None)`` goes back to per-sample loops."""
-    global blas_dgemm, blas_sgemm
+    global blas_dgemm, blas_sgemm, blas_set_threads_local
     if dgemm is None or sgemm is None:
-        blas_dgemm, blas_sgemm = NULL, NULL
+        blas_dgemm, blas_sgemm, blas_set_threads_local = NULL, NULL, NULL
         return
     blas_dgemm = <dgemm_t>PyCapsule_GetPointer(dgemm, PyCapsule_GetName(dgemm))
     blas_sgemm = <sgemm_t>PyCapsule_GetPointer(sgemm, PyCapsule_GetName(sgemm))
+    blas_set_threads_local = <set_threads_t>cyprop_symbol_beside(
+        <void*>blas_dgemm, "openblas_set_num_threads_local")
 
 
 def has_blas():
     return blas_dgemm != NULL and blas_sgemm != NULL
+
+
+def blas_threads_controlled():
+    """Whether the BLAS lets each call be kept to one thread (OpenBLAS 0.3.27+)."""
+    return blas_set_threads_local != NULL
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k,
@@ -795,7 +841,9 @@ def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1
     cdef int l, first = 0 if every_layer else lay.n_layers - 1
     cdef Py_ssize_t k, s, rows, width
     cdef floating* a = <floating*>ws.acts
+    cdef int blas_previous
     with nogil:
+        blas_previous = blas_single_thread() if batched else 0
         k = 0
         while k < n:
             rows = (chunk if k + chunk <= n else n - k) if batched else 1
@@ -810,6 +858,7 @@ def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1
                     memcpy(&out[k + s, lay.a_off[l] - lay.a_off[first]],
                            a + rows * lay.a_off[l] + s * width, width * sizeof(floating))
             k += rows
+        blas_restore_threads(blas_previous)
 
 
 cdef inline void score_rows(int loss, int out_act, const floating* a_out, const floating* z,
@@ -857,7 +906,9 @@ def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int los
     cdef floating* z = <floating*>ws.z_out
     cdef double total = 0
     cdef Py_ssize_t n_correct = 0
+    cdef int blas_previous
     with nogil:
+        blas_previous = blas_single_thread() if batched else 0
         if want_grad:
             memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
         if batched:
@@ -878,6 +929,7 @@ def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int los
                            d + lay.a_off[L - 1] if want_grad else NULL, &total, &n_correct)
                 if want_grad:
                     backprop_accumulate(lay, &params[0], &X[k, 0], a, d, &grad[0])
+        blas_restore_threads(blas_previous)
     return total, n_correct
 
 
@@ -924,7 +976,9 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     lay.max_norm = max_norm
     # Online plain SGD takes the fused path: no gradient buffer, one pass over W.
     cdef bint fused_sgd = (batch_size == 1 and opt == OPT_SGD and hyper[1] == 0)
+    cdef int blas_previous
     with nogil:
+        blas_previous = blas_single_thread() if batched else 0
         while stop < n:
             start = stop
             stop = start + batch_size if start + batch_size < n else n
@@ -957,4 +1011,5 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
             if max_norm > 0:
                 apply_max_norm(lay, &params[0])
             steps += 1
+        blas_restore_threads(blas_previous)
     return total, n_correct, steps
