@@ -1,0 +1,705 @@
+#!/usr/bin/env python
+"""cyprop benchmark suite: one epoch of training, samples/s, against peers and the C yardstick.
+
+Workloads, batch sizes and method follow ../shared/WORKLOADS.md: one epoch of plain SGD on
+sigmoid MLPs (softmax + cross-entropy output), a warm-up epoch, then the median of
+``--repeats`` epochs.  The machines are shared and noisy, so read the ratios between systems
+measured in the same run, not the absolute figures.
+
+    python benchmarks/bench.py                       # full run (a few minutes)
+    python benchmarks/bench.py --quick               # smoke run (< 30 s)
+    python benchmarks/bench.py --workloads W2 --batch-sizes 1,10 --systems cython,torch
+    python benchmarks/bench.py --plot benchmarks/results/throughput.png
+
+Raw numbers go to benchmarks/results/bench-<date>.json (``--json PATH``).
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks" / "results"
+DEFAULT_YARDSTICK = REPO.parent / "shared" / "limit"
+
+WORKLOADS = {"W1": [64, 32, 10], "W2": [784, 30, 10], "W3": [784, 100, 10]}
+SYSTEMS = ("cython", "numpy", "torch", "sklearn", "yardstick")
+LEARNING_RATE = 0.1
+SHORT_DTYPE = {"float64": "f64", "float32": "f32"}
+
+
+# ----------------------------------------------------------------------------- helpers
+def measure(epoch, repeats, budget=None):
+    """Warm up with one call of ``epoch()``, then time ``repeats`` calls; list of seconds.
+
+    ``epoch()`` may return the seconds it measured itself as a float (cyprop's History,
+    which leaves out input validation); otherwise the call is timed here.  With a
+    ``budget`` (seconds), stop early once 3 timed calls are done and the budget is spent
+    (a pathologically slow point, e.g. threads fighting over a busy machine)."""
+    epoch()
+    times = []
+    spent = time.perf_counter()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        inner = epoch()
+        times.append(inner if isinstance(inner, float) else time.perf_counter() - start)
+        if budget and len(times) >= 3 and time.perf_counter() - spent > budget:
+            break
+    return times
+
+
+def result(system, variant, workload, bs, dtype, n, times, limited=False):
+    """One measurement: ``n`` samples per epoch, ``times`` in seconds per epoch."""
+    med = statistics.median(times)
+    return {"system": system, "variant": variant, "workload": workload, "batch_size": bs,
+            "dtype": dtype, "n_samples": n, "limited": limited, "times": times,
+            "repeats": len(times), "seconds_med": med, "sps_med": n / med}
+
+
+def label(r):
+    return f"{r['system']} {r['variant']}"
+
+
+def samples_for(slow, bs, n_total, args):
+    """Samples to train on: slow systems at bs=1 use at most --max-samples-slow."""
+    if slow and bs == 1 and args.max_samples_slow:
+        return min(n_total, args.max_samples_slow)
+    return n_total
+
+
+def fmt_sps(x):
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def progress(r):
+    star = f" (first {r['n_samples']} samples)" if r["limited"] else ""
+    print(f"  {label(r):<28} {r['workload']} bs={r['batch_size']:<4} "
+          f"{fmt_sps(r['sps_med']):>8} samples/s{star}", flush=True)
+
+
+# -------------------------------------------------------------------------------- data
+def make_data(workload, n, seed=0):
+    """(X float64 C-contiguous, y int64 labels) for a workload."""
+    if workload == "W1":
+        try:
+            from sklearn.datasets import load_digits
+            digits = load_digits()
+            X, y = digits.data / 16.0, digits.target
+        except ImportError:
+            rng = np.random.default_rng(seed)
+            X, y = rng.random((1797, 64)), rng.integers(0, 10, 1797)
+        X, y = X[:n], y[:n]
+    else:
+        rng = np.random.default_rng(seed)
+        X, y = rng.random((n, WORKLOADS[workload][0])), rng.integers(0, 10, n)
+    return np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
+def w1_source():
+    try:
+        import sklearn.datasets  # noqa: F401
+        return "sklearn load_digits / 16"
+    except ImportError:
+        return "random (scikit-learn missing)"
+
+
+# ----------------------------------------------------------------------------- systems
+def make_cyprop_net(workload, dtype, backend):
+    import cyprop
+    return cyprop.Network(WORKLOADS[workload], activation="sigmoid", output="softmax",
+                          loss="cross_entropy", dtype=dtype, seed=0, backend=backend)
+
+
+def run_cyprop(backend, data, batch_sizes, dtypes, args):
+    """cyprop with ``backend`` ("cython" or "numpy"); the epoch time is the History's."""
+    import cyprop
+    slow = backend == "numpy"
+    out = []
+    for wl, (X, y) in data.items():
+        for dtype in dtypes:
+            for bs in batch_sizes:
+                n = samples_for(slow, bs, len(X), args)
+                Xd, yd = np.ascontiguousarray(X[:n], dtype=dtype), y[:n]
+                net = make_cyprop_net(wl, dtype, backend)
+                opt = cyprop.SGD(learning_rate=LEARNING_RATE)
+
+                def epoch():
+                    h = net.fit(Xd, yd, epochs=1, batch_size=bs, optimizer=opt, shuffle=True,
+                                seed=0, verbose=0)
+                    return h.seconds[-1]
+
+                r = result(f"cyprop-{backend}", SHORT_DTYPE[dtype], wl, bs, dtype, n,
+                           measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
+                progress(r)
+                out.append(r)
+    return out
+
+
+def run_torch(data, batch_sizes, args):
+    """PyTorch CPU: nn.Linear+Sigmoid+Linear, CrossEntropyLoss, optim.SGD, a plain loop over
+    index batches of a fresh permutation; float32 on 1 thread and on one thread per core
+    (torch's default), float64 on 1 thread."""
+    import torch
+    from torch import nn
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    variants = [("float32", 1)]
+    if not args.quick:
+        if cores > 1:
+            variants.append(("float32", cores))  # torch's default: one thread per core
+        variants.append(("float64", 1))
+    out = []
+    try:
+        for dtype, threads in variants:
+            torch.set_num_threads(threads)
+            tdtype = getattr(torch, dtype)
+            variant = f"{SHORT_DTYPE[dtype]} {threads}thr"
+            for wl, (X, y) in data.items():
+                for bs in batch_sizes:
+                    n = samples_for(True, bs, len(X), args)
+                    Xt = torch.from_numpy(np.ascontiguousarray(X[:n], dtype=dtype))
+                    yt = torch.from_numpy(y[:n])
+                    torch.manual_seed(0)
+                    n_in, n_hidden, n_out = WORKLOADS[wl]
+                    model = nn.Sequential(nn.Linear(n_in, n_hidden), nn.Sigmoid(),
+                                          nn.Linear(n_hidden, n_out)).to(tdtype)
+                    loss_fn = nn.CrossEntropyLoss()
+                    opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+
+                    def epoch():
+                        perm = torch.randperm(n)
+                        for i in range(0, n, bs):
+                            idx = perm[i:i + bs]
+                            opt.zero_grad()
+                            loss = loss_fn(model(Xt[idx]), yt[idx])
+                            loss.backward()
+                            opt.step()
+
+                    r = result("torch", variant, wl, bs, dtype, n,
+                               measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
+                    progress(r)
+                    out.append(r)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def run_sklearn(data, batch_sizes, args):
+    """scikit-learn MLPClassifier, one epoch per partial_fit (plain SGD, shuffled)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    out = []
+    for wl, (X, y) in data.items():
+        classes = np.unique(y)
+        for bs in batch_sizes:
+            n = samples_for(True, bs, len(X), args)
+            Xd, yd = X[:n], y[:n]
+            clf = MLPClassifier(hidden_layer_sizes=(WORKLOADS[wl][1],), activation="logistic",
+                                solver="sgd", learning_rate_init=LEARNING_RATE, momentum=0.0,
+                                nesterovs_momentum=False, alpha=0.0, batch_size=bs,
+                                shuffle=True, max_iter=1, random_state=0)
+
+            def epoch():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    clf.partial_fit(Xd, yd, classes=classes)
+
+            r = result("sklearn", "f64", wl, bs, "float64", n, measure(epoch, args.repeats, args.point_budget),
+                       limited=n < len(X))
+            progress(r)
+            out.append(r)
+    return out
+
+
+def run_yardstick(path, n, repeats, workloads):
+    """The plain-C per-sample SGD (bs=1): run.sh compiles it portable and native, f64 and f32.
+    Returns (results, note); results is empty when it cannot run."""
+    script = Path(path) / "run.sh"
+    if not script.is_file():
+        return [], f"yardstick: {script} not found"
+    if shutil.which("gcc") is None or shutil.which("bash") is None:
+        return [], "yardstick: gcc or bash not on PATH"
+    try:
+        proc = subprocess.run(["bash", str(script), str(n), str(repeats)], capture_output=True,
+                              text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return [], "yardstick: run.sh took over 600 s"
+    if proc.returncode != 0:
+        return [], f"yardstick failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
+    out = []
+    for line in proc.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        rec = json.loads(line)
+        if rec["workload"] not in workloads:
+            continue
+        prec, flags, kernel = rec["variant"].split("/")
+        r = result("C-yardstick", f"{prec} {flags}", rec["workload"], 1,
+                   "float32" if prec == "f32" else "float64", rec["n"], rec["times"])
+        r.update(kernel=kernel, sps_med=rec["sps_med"], gflops6_med=rec.get("gflops6_med"))
+        progress(r)
+        out.append(r)
+    return out, None
+
+
+# ---------------------------------------------------------------- inference and threads
+def numpy_forward(X, weights, biases):
+    """The NumPy baseline: one matrix-product chain, sigmoid hidden, softmax output."""
+    a = X
+    for W, b in zip(weights[:-1], biases[:-1]):
+        a = 1.0 / (1.0 + np.exp(-(a @ W.T + b)))
+    z = a @ weights[-1].T + biases[-1]
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run_inference(workloads, n, dtypes, args):
+    """cython ``net.forward`` on n samples vs the NumPy chain with the same weights."""
+    out = []
+    for wl in workloads:
+        rng = np.random.default_rng(1)
+        X64 = rng.random((n, WORKLOADS[wl][0]))
+        for dtype in dtypes:
+            X = np.ascontiguousarray(X64, dtype=dtype)
+            net = make_cyprop_net(wl, dtype, "cython")
+            Ws = [w.copy() for w in net.weights]
+            bs = [b.copy() for b in net.biases]
+            t_cy = statistics.median(measure(lambda: net.forward(X), args.repeats))
+            t_np = statistics.median(measure(lambda: numpy_forward(X, Ws, bs), args.repeats))
+            diff = float(np.abs(net.forward(X) - numpy_forward(X, Ws, bs)).max())
+            r = {"workload": wl, "dtype": dtype, "n_samples": n, "cython_seconds": t_cy,
+                 "numpy_seconds": t_np, "ratio_time_cython_over_numpy": t_cy / t_np,
+                 "max_abs_diff": diff}
+            print(f"  forward {wl} {SHORT_DTYPE[dtype]}: cython {t_cy * 1e3:.2f} ms, "
+                  f"numpy chain {t_np * 1e3:.2f} ms, ratio {t_cy / t_np:.2f}", flush=True)
+            out.append(r)
+    return out
+
+
+def run_threads(X, y, args):
+    """Two threads each training its own W2 net (bs=1, one epoch) vs the same two
+    trainings one after the other; ratio of wall times (1.0: no overlap, 0.5: perfect)."""
+    import cyprop
+    nets = [make_cyprop_net("W2", "float64", "cython") for _ in range(2)]
+    errors = []
+
+    def train(net):
+        try:
+            net.fit(X, y, epochs=1, batch_size=1, optimizer=cyprop.SGD(learning_rate=LEARNING_RATE),
+                    shuffle=True, seed=0, verbose=0)
+        except BaseException as exc:  # re-raised in the main thread
+            errors.append(exc)
+
+    def sequential():
+        for net in nets:
+            train(net)
+
+    def threaded():
+        threads = [threading.Thread(target=train, args=(net,)) for net in nets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    seq, thr, cpu = [], [], []
+    sequential()  # warm-up
+    for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
+        for fn, times in ((sequential, seq), (threaded, thr)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            times.append(time.perf_counter() - start)
+            if fn is threaded:  # CPU seconds per wall second: ~2 if both threads ran at once
+                cpu.append((time.process_time() - start_cpu) / times[-1])
+    if errors:
+        raise errors[0]
+    ratio = statistics.median(thr) / statistics.median(seq)
+    best = min(thr) / min(seq)  # what the code can do when the machine lets both threads run
+    print(f"  two threads W2 bs=1, {len(X)} samples each: sequential "
+          f"{statistics.median(seq):.3f} s, threaded {statistics.median(thr):.3f} s, "
+          f"ratio {ratio:.2f} (best {best:.2f}), threaded CPU/wall {statistics.median(cpu):.2f}",
+          flush=True)
+    return {"workload": "W2", "batch_size": 1, "n_samples": len(X), "sequential_times": seq,
+            "threaded_times": thr, "threaded_cpu_over_wall": cpu,
+            "ratio_threaded_over_sequential": ratio, "ratio_best_over_best": best,
+            "target": 0.6,
+            "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+# ------------------------------------------------------------------------------ ratios
+def lookup(results, system, variant, wl, bs):
+    for r in results:
+        if (r["system"], r["variant"], r["workload"], r["batch_size"]) == (system, variant, wl, bs):
+            return r["sps_med"]
+    return None
+
+
+def div(a, b):
+    return a / b if a is not None and b else None
+
+
+def compute_ratios(results, workloads, batch_sizes):
+    """Ratios of samples/s within this run, keyed "W2/bs=10" etc."""
+    cy = lambda v, wl, bs: lookup(results, "cyprop-cython", v, wl, bs)  # noqa: E731
+    ratios = {"cython_f64_over_numpy_f64": {}, "cython_f32_over_cython_f64": {},
+              "cython_over_best_peer": {}, "cython_bs1_over_yardstick": {}}
+    peers = [r for r in results if r["system"] in ("torch", "sklearn")]
+    for wl in workloads:
+        for bs in batch_sizes:
+            key = f"{wl}/bs={bs}"
+            f64, f32 = cy("f64", wl, bs), cy("f32", wl, bs)
+            ratios["cython_f64_over_numpy_f64"][key] = div(
+                f64, lookup(results, "cyprop-numpy", "f64", wl, bs))
+            ratios["cython_f32_over_cython_f64"][key] = div(f32, f64)
+            here = [r for r in peers if r["workload"] == wl and r["batch_size"] == bs]
+            if here and f64 is not None:
+                best = max(here, key=lambda r: r["sps_med"])
+                ratios["cython_over_best_peer"][key] = {
+                    "peer": label(best), "peer_sps": best["sps_med"], "cython_f64_sps": f64,
+                    "cython_f32_sps": f32, "f64_ratio": div(f64, best["sps_med"]),
+                    "f32_ratio": div(f32, best["sps_med"])}
+        if 1 in batch_sizes:
+            entry = {}
+            for mine in ("f64", "f32"):
+                for flags in ("native", "portable"):
+                    c = lookup(results, "C-yardstick", f"{mine} {flags}", wl, 1)
+                    if c is not None and cy(mine, wl, 1) is not None:
+                        entry[f"{mine}_vs_{flags}"] = {"cython_sps": cy(mine, wl, 1),
+                                                       "yardstick_sps": c,
+                                                       "fraction": cy(mine, wl, 1) / c}
+            if entry:
+                ratios["cython_bs1_over_yardstick"][wl] = entry
+    return ratios
+
+
+# ------------------------------------------------------------------------------ output
+def print_tables(report, workloads, batch_sizes):
+    results, ratios, cfg = report["results"], report["ratios"], report["config"]
+    print("\n" + "=" * 78)
+    print(f"Training throughput, samples/s: one epoch, median of {cfg['repeats']} after a warm-up.")
+    print(f"* = measured on the first {cfg['max_samples_slow']} samples (slow systems at bs=1); "
+          "still samples/s.")
+    for wl in workloads:
+        rows = [r for r in results if r["workload"] == wl]
+        if not rows:
+            continue
+        print(f"\n{wl} {WORKLOADS[wl]}  ({cfg['n_samples'][wl]} samples"
+              f"{', ' + cfg['w1_data'] if wl == 'W1' else ', random uniform [0,1)'})")
+        print(f"  {'system':<28}" + "".join(f"{'bs=' + str(bs):>11}" for bs in batch_sizes))
+        for name in dict.fromkeys(label(r) for r in rows):
+            cells = []
+            for bs in batch_sizes:
+                hit = [r for r in rows if label(r) == name and r["batch_size"] == bs]
+                cells.append(fmt_sps(hit[0]["sps_med"]) + ("*" if hit[0]["limited"] else " ")
+                             if hit else "- ")
+            print(f"  {name:<28}" + "".join(f"{c:>11}" for c in cells))
+
+    short = [r for r in results if r["repeats"] < cfg["repeats"] and r["system"] != "C-yardstick"]
+    if short:
+        print(f"\nFewer repeats than {cfg['repeats']} (point over the {cfg['point_budget']:.0f} s budget): "
+              + ", ".join(f"{label(r)} {r['workload']} bs={r['batch_size']} ({r['repeats']})"
+                          for r in short))
+
+    keys = [f"{wl}/bs={bs}" for wl in workloads for bs in batch_sizes]
+    best = ratios["cython_over_best_peer"]
+    rows = [("cython f64 / numpy f64", ratios["cython_f64_over_numpy_f64"]),
+            ("cython f32 / cython f64", ratios["cython_f32_over_cython_f64"]),
+            ("cython f64 / best peer", {k: v["f64_ratio"] for k, v in best.items()}),
+            ("cython f32 / best peer", {k: v["f32_ratio"] for k, v in best.items()})]
+    rows = [(title, vals) for title, vals in rows if any(vals.get(k) is not None for k in keys)]
+    if rows:
+        print("\nRatios of samples/s (same run; > 1: the first is faster)")
+        print(f"  {'':<28}" + "".join(f"{k.replace('/bs=', '/'):>8}" for k in keys))
+        for title, vals in rows:
+            print(f"  {title:<28}" + "".join(
+                f"{'-' if vals.get(k) is None else format(vals[k], '.2f'):>8}" for k in keys))
+    if best:
+        print("  best peer (torch, sklearn) at each point:")
+        for k in keys:
+            if k in best:
+                b = best[k]
+                print(f"    {k:<10} {b['peer']:<18} {fmt_sps(b['peer_sps']):>8}   "
+                      f"cython f64 {fmt_sps(b['cython_f64_sps']):>8}   "
+                      f"f32 {fmt_sps(b['cython_f32_sps']):>8}")
+    yard = ratios["cython_bs1_over_yardstick"]
+    if yard:
+        print("\ncyprop cython at bs=1 as a fraction of the plain-C yardstick (1.0 = as fast as C)")
+        for wl, entry in yard.items():
+            parts = [f"{k.replace('_vs_', ' vs C ')} {v['fraction']:.2f}"
+                     for k, v in entry.items()]
+            print(f"  {wl}: " + ",  ".join(parts))
+    if report.get("inference"):
+        print(f"\nInference: cython net.forward vs one NumPy matrix-product chain, "
+              f"{report['inference'][0]['n_samples']} samples (time ratio; < 1: cython faster)")
+        for r in report["inference"]:
+            print(f"  {r['workload']} {SHORT_DTYPE[r['dtype']]}: cython "
+                  f"{r['cython_seconds'] * 1e3:7.2f} ms  numpy {r['numpy_seconds'] * 1e3:7.2f} ms"
+                  f"  ratio {r['ratio_time_cython_over_numpy']:.2f}"
+                  f"  (max |diff| {r['max_abs_diff']:.1e})")
+    t = report.get("threads")
+    if t:
+        verdict = "meets" if t["ratio_threaded_over_sequential"] <= t["target"] else "misses"
+        print(f"\nTwo threads (W2, bs=1, {t['n_samples']} samples each): threaded / sequential "
+              f"wall time {t['ratio_threaded_over_sequential']:.2f} ({verdict} the target "
+              f"<= {t['target']}; fastest/fastest {t['ratio_best_over_best']:.2f})\n"
+              f"  CPU/wall while threaded "
+              f"{statistics.median(t['threaded_cpu_over_wall']):.2f} (2.0: both threads ran "
+              f"at once), load average {t['loadavg_after'][0]:.1f} on "
+              f"{report['machine'].get('usable_cpus', '?')} cpus" if t["loadavg_after"] else "")
+
+
+def plot(report, workloads, batch_sizes, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot: matplotlib is not installed (pip install matplotlib); no plot written.")
+        return
+    names = list(dict.fromkeys(label(r) for r in report["results"]))
+    colours = {n: plt.get_cmap("tab20")(i % 20) for i, n in enumerate(names)}
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5 * len(workloads), 4.2), squeeze=False)
+    for ax, wl in zip(axes[0], workloads):
+        rows = [r for r in report["results"] if r["workload"] == wl]
+        for name in dict.fromkeys(label(r) for r in rows):
+            pts = sorted((r["batch_size"], r["sps_med"]) for r in rows if label(r) == name)
+            yard = name.startswith("C-yardstick")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="*" if yard else "o",
+                    markersize=10 if yard else 6, color=colours[name], label=name,
+                    linestyle="none" if len(pts) == 1 else "-")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(batch_sizes)
+        ax.set_xticklabels([str(b) for b in batch_sizes])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("samples/s")
+        ax.set_title(f"{wl} {WORKLOADS[wl]}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+# ----------------------------------------------------------------------- machine info
+def threadpools():
+    """BLAS / OpenMP thread pools loaded now (threadpoolctl, if installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [{k: p.get(k) for k in ("internal_api", "num_threads", "version", "filepath")}
+            for p in threadpool_info()]
+
+
+def machine_info():
+    info = {"cpu_model": None, "cpu_flags_simd": [], "logical_cpus": os.cpu_count(),
+            "platform": platform.platform(), "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+        info["loadavg"] = os.getloadavg()
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and info["cpu_model"] is None:
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    info["cpu_flags_simd"] = [x for x in ("sse2", "avx", "avx2", "fma",
+                                                          "avx512f") if x in flags]
+                    break
+    except OSError:
+        pass
+    for mod, dist in (("cyprop", "cyprop"), ("torch", "torch"), ("sklearn", "scikit-learn"),
+                      ("threadpoolctl", "threadpoolctl"), ("matplotlib", "matplotlib")):
+        try:  # the installed version, without importing the package
+            info[mod] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[mod] = None
+    try:
+        import cyprop
+        info["cyprop"] = cyprop.__version__
+        info["cyprop_backends"] = list(cyprop.available_backends())
+    except ImportError:
+        pass
+    try:
+        git = ["git", "-C", str(REPO)]
+        info["git_commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
+                                            text=True).stdout.strip() or None
+        info["git_dirty"] = bool(subprocess.run(git + ["status", "--porcelain", "src", "csrc"],
+                                                capture_output=True, text=True).stdout.strip())
+    except OSError:
+        pass
+    return info
+
+
+# -------------------------------------------------------------------------------- main
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workloads", default="W1,W2,W3", help="comma list of W1,W2,W3")
+    p.add_argument("--batch-sizes", default="1,10,128", help="comma list, default 1,10,128")
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"comma list of {','.join(SYSTEMS)} (missing peers are skipped)")
+    p.add_argument("--repeats", type=int, default=5, help="timed epochs after the warm-up (5)")
+    p.add_argument("--samples", type=int, default=10000,
+                   help="samples for W2/W3, inference and the thread test (10000); W1 uses "
+                        "its 1797 digits")
+    p.add_argument("--max-samples-slow", type=int, default=2000,
+                   help="samples used by the numpy backend, torch and sklearn at bs=1 "
+                        "(2000; 0 = all)")
+    p.add_argument("--yardstick", default=str(DEFAULT_YARDSTICK),
+                   help="folder holding the yardstick's run.sh (default ../shared/limit)")
+    p.add_argument("--json", default=None, help="where to write the raw numbers "
+                   "(default benchmarks/results/bench-<date>.json)")
+    p.add_argument("--plot", default=None, metavar="PATH.png", help="write a throughput plot")
+    p.add_argument("--point-budget", type=float, default=30.0, metavar="SECONDS",
+                   help="stop repeating a point after 3 timed epochs once this much time is "
+                        "spent on it (30; 0 = never)")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS/OpenMP threads (threadpoolctl) for the whole run: 1 by default, "
+                        "like cyprop's single-threaded core (0 = the libraries' defaults, "
+                        "which collapse on a busy 2-core machine)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 300 samples, 2 repeats, 100 samples for slow systems, "
+                        "torch float32 1 thread only")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.samples, args.repeats, args.max_samples_slow = 300, 2, 100
+    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    args.systems = [s.strip().lower() for s in args.systems.split(",") if s.strip()]
+    for w in args.workloads:
+        if w not in WORKLOADS:
+            p.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
+    for s in args.systems:
+        if s not in SYSTEMS:
+            p.error(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
+    if args.repeats < 1 or args.samples < 1 or any(b < 1 for b in args.batch_sizes):
+        p.error("--repeats, --samples and batch sizes must be positive")
+    return args
+
+
+def available(module):
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.t_start = time.perf_counter()  # imports count: an editable install may rebuild here
+    # Load every library first, so that threadpoolctl sees (and limits) their thread pools.
+    for module in ("cyprop", "torch", "sklearn.neural_network"):
+        if module.split(".")[0] in args.systems or module == "cyprop":
+            available(module)
+    if not args.blas_threads:
+        return run(args)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("--blas-threads: threadpoolctl is not installed; thread pools left as they are")
+        args.blas_threads = None
+        return run(args)
+    with threadpool_limits(limits=args.blas_threads):
+        return run(args)
+
+
+def run(args):
+    t_start = args.t_start
+    data = {wl: make_data(wl, args.samples) for wl in args.workloads}
+    cy_dtypes = ["float64", "float32"]
+    report = {"machine": machine_info(),
+              "config": {"workloads": args.workloads, "batch_sizes": args.batch_sizes,
+                         "systems": args.systems, "repeats": args.repeats,
+                         "samples": args.samples, "max_samples_slow": args.max_samples_slow,
+                         "quick": args.quick, "learning_rate": LEARNING_RATE,
+                         "point_budget": args.point_budget, "blas_threads": args.blas_threads,
+                         "w1_data": w1_source(), "yardstick": args.yardstick,
+                         "n_samples": {wl: len(X) for wl, (X, _) in data.items()}},
+              "results": [], "skipped": []}
+    m = report["machine"]
+    print(f"cyprop {m['cyprop']} | {m['cpu_model']} ({m.get('usable_cpus', m['logical_cpus'])} "
+          f"cpus, load {m.get('loadavg', ['?'])[0]}) | numpy {m['numpy']} torch {m['torch']} "
+          f"sklearn {m['sklearn']} | BLAS/OpenMP threads: "
+          f"{args.blas_threads or 'library defaults'}", flush=True)
+
+    results = report["results"]
+    if "cython" in args.systems:
+        print("cyprop cython backend", flush=True)
+        results += run_cyprop("cython", data, args.batch_sizes, cy_dtypes, args)
+    if "yardstick" in args.systems:  # right after cython: the ratio is taken close in time
+        print(f"plain-C yardstick ({args.yardstick})", flush=True)
+        yard, note = run_yardstick(args.yardstick, args.samples, args.repeats, args.workloads)
+        results += yard
+        if note:
+            print(f"  {note}")
+            report["skipped"].append(note)
+    if "numpy" in args.systems:
+        print("cyprop numpy backend", flush=True)
+        results += run_cyprop("numpy", data, args.batch_sizes, ["float64"], args)
+    for system, module, title, runner in (
+            ("torch", "torch", "PyTorch CPU", run_torch),
+            ("sklearn", "sklearn.neural_network", "scikit-learn MLPClassifier", run_sklearn)):
+        if system not in args.systems:
+            continue
+        if available(module):
+            print(title, flush=True)
+            results += runner(data, args.batch_sizes, args)
+        else:
+            report["skipped"].append(f"{system}: not installed")
+    if "cython" in args.systems:
+        print("inference", flush=True)
+        report["inference"] = run_inference(args.workloads, args.samples, cy_dtypes, args)
+        print("thread test", flush=True)
+        X2, y2 = data["W2"] if "W2" in data else make_data("W2", args.samples)
+        report["threads"] = run_threads(X2, y2, args)
+
+    report["machine"]["threadpools"] = threadpools()
+    report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes)
+    report["elapsed_seconds"] = time.perf_counter() - t_start
+    print_tables(report, args.workloads, args.batch_sizes)
+    for note in report["skipped"]:
+        print(f"skipped: {note}")
+
+    path = Path(args.json) if args.json else (
+        RESULTS_DIR / f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    print(f"\nraw numbers written to {path}")
+    if args.plot:
+        plot(report, args.workloads, args.batch_sizes, args.plot)
+    print(f"elapsed {time.perf_counter() - t_start:.1f} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()
