@@ -314,15 +314,16 @@ cdef inline void output_activation(int act, const floating* z, floating* a, Py_s
 cdef void feedforward(const Layout* lay, const floating* params, const floating* x,
                       floating* a,         # OUT: activations of every layer (n_units)
                       floating* z_out,     # OUT: pre-activations of the output layer
-                      Py_ssize_t pos=0     # the sample's position in the order (dropout)
+                      Py_ssize_t pos=0,    # the sample's position in the order (dropout)
+                      int first=0          # start at this layer (earlier ones are in a)
                       ) noexcept nogil:
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t j, n_in, n_out
-    cdef const floating* a_in = x
+    cdef const floating* a_in = x if first == 0 else a + lay.a_off[first - 1]
     cdef const floating* W
     cdef const floating* b
     cdef floating* a_l
-    for l in range(L):
+    for l in range(first, L):
         n_in = lay.sizes[l]
         n_out = lay.sizes[l + 1]
         W = params + lay.w_off[l]
@@ -455,11 +456,14 @@ cdef void backprop_accumulate(const Layout* lay, const floating* params, const f
 
 cdef void backprop_sgd_update(const Layout* lay, floating* params, const floating* x,
                               const floating* a, floating* d, floating lr, floating wd,
-                              Py_ssize_t pos=0) noexcept nogil:
+                              Py_ssize_t pos=0,
+                              int last=0   # the lowest layer to update
+                              ) noexcept nogil:
     """Online SGD: backward pass and update fused, one pass over each weight matrix.
 
     Each weight is read once, used for the delta of the layer below, then written:
-    w <- w - lr * (d_j a_i + wd w), the same formula as the reference's SGD step.
+    w <- w - lr * d_j a_i, or w - lr * (d_j a_i + wd w) with weight decay, the formula
+    of the reference's SGD step.
     """
     cdef int l
     cdef Py_ssize_t i, j, n_in, n_out
@@ -468,8 +472,8 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
     cdef const floating* a_prev
     cdef floating* d_l
     cdef floating* d_prev
-    cdef floating dj, c, wi, keep = 1 - lr * wd
-    for l in range(lay.n_layers - 1, -1, -1):
+    cdef floating dj, c, wi
+    for l in range(lay.n_layers - 1, last - 1, -1):
         n_in = lay.sizes[l]
         n_out = lay.sizes[l + 1]
         b = params + lay.b_off[l]
@@ -487,16 +491,59 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
                 for i in range(n_in):
                     wi = w[i]
                     d_prev[i] += wi * dj
-                    w[i] = keep * wi - c * a_prev[i]
+                    w[i] = wi - c * a_prev[i] if wd == 0 else wi - lr * (dj * a_prev[i] + wd * wi)
             elif wd != 0:
                 for i in range(n_in):
-                    w[i] = keep * w[i] - c * a_prev[i]
+                    w[i] -= lr * (dj * a_prev[i] + wd * w[i])
             else:
                 for i in range(n_in):
                     w[i] -= c * a_prev[i]
         if l > 0:
             for i in range(n_in):
                 d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
+
+
+cdef void update_first_forward_next(const Layout* lay, floating* params, const floating* x,
+                                    const floating* x_next, const floating* d, floating* a,
+                                    floating lr, floating wd, Py_ssize_t pos_next) noexcept nogil:
+    """Online SGD's first-layer update for sample x, fused with the first layer's forward
+    pass for the next sample: W1 is read and written once per sample instead of being
+    read twice.  The same arithmetic as backprop_sgd_update then feedforward, in the
+    same order, so the results are identical; only the memory traffic drops."""
+    cdef Py_ssize_t i, j, q, half, n_in = lay.sizes[0], n_out = lay.sizes[1]
+    cdef floating* w
+    cdef floating* b = params + lay.b_off[0]
+    cdef floating s[N_ACC]
+    cdef floating c, t, wn
+    for j in range(n_out):
+        c = lr * d[j]
+        b[j] -= c
+        w = params + lay.w_off[0] + j * n_in
+        for q in range(N_ACC):
+            s[q] = 0
+        i = 0
+        while i + N_ACC <= n_in:
+            for q in range(N_ACC):
+                wn = (w[i + q] - c * x[i + q] if wd == 0
+                      else w[i + q] - lr * (d[j] * x[i + q] + wd * w[i + q]))
+                w[i + q] = wn
+                s[q] += wn * x_next[i + q]
+            i += N_ACC
+        half = N_ACC // 2
+        while half > 0:
+            for q in range(half):
+                s[q] += s[q + half]
+            half //= 2
+        t = s[0]
+        while i < n_in:
+            wn = w[i] - c * x[i] if wd == 0 else w[i] - lr * (d[j] * x[i] + wd * w[i])
+            w[i] = wn
+            t += wn * x_next[i]
+            i += 1
+        a[j] = activate(lay.acts[0], b[j] + t)
+    if has_dropout(lay, 0):
+        for j in range(n_out):
+            a[j] = dropped_out(lay, 0, a[j], pos_next, j)
 
 
 # ------------------------------------------------------- mini-batches through BLAS
@@ -976,6 +1023,9 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     lay.max_norm = max_norm
     # Online plain SGD takes the fused path: no gradient buffer, one pass over W.
     cdef bint fused_sgd = (batch_size == 1 and opt == OPT_SGD and hyper[1] == 0)
+    # ... and, with hidden layers and no max-norm step between samples, fuses the first
+    # layer's update with the next sample's forward pass.
+    cdef bint fuse_next = fused_sgd and L > 1 and max_norm <= 0
     cdef int blas_previous
     with nogil:
         blas_previous = blas_single_thread() if batched else 0
@@ -984,12 +1034,22 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
             stop = start + batch_size if start + batch_size < n else n
             rows = stop - start
             if fused_sgd:
+                # sample `start` was fed forward by the previous iteration (or below)
                 k = order[start]
-                feedforward(lay, &params[0], &X[k, 0], a, z, start)
+                if start == 0 or not fuse_next:
+                    feedforward(lay, &params[0], &X[k, 0], a, z, start)
                 score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[start], 0, 1,
                            n_out, sw, d + lay.a_off[L - 1], &total, &n_correct)
-                backprop_sgd_update(lay, &params[0], &X[k, 0], a, d,
-                                    <floating>hyper[0], <floating>hyper[3], start)
+                if fuse_next and stop < n:
+                    backprop_sgd_update(lay, &params[0], &X[k, 0], a, d, <floating>hyper[0],
+                                        <floating>hyper[3], start, 1)
+                    update_first_forward_next(lay, &params[0], &X[k, 0], &X[order[stop], 0],
+                                              d, a, <floating>hyper[0], <floating>hyper[3],
+                                              stop)
+                    feedforward(lay, &params[0], NULL, a, z, stop, 1)
+                else:
+                    backprop_sgd_update(lay, &params[0], &X[k, 0], a, d,
+                                        <floating>hyper[0], <floating>hyper[3], start)
             else:
                 memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
                 if batched:
