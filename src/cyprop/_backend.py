@@ -12,6 +12,7 @@ except ImportError as exc:  # the extension was not built for this platform
     _IMPORT_ERROR = exc
 
 BACKENDS = ("auto", "cython", "numpy")
+_warned = False  # the fallback warning is given once per process, not once per network
 
 
 def available():
@@ -32,7 +33,10 @@ def resolve(name):
             "backend='cython' was asked for, but cyprop's compiled extension cannot be "
             f"imported ({_IMPORT_ERROR}); reinstall cyprop with a C compiler available, "
             "or use backend='numpy'")
-    warnings.warn(
-        f"cyprop's compiled extension cannot be imported ({_IMPORT_ERROR}); "
-        "falling back to the much slower NumPy backend", RuntimeWarning, stacklevel=3)
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"cyprop's compiled extension cannot be imported ({_IMPORT_ERROR}); "
+            "falling back to the much slower NumPy backend", RuntimeWarning, stacklevel=3)
     return "numpy", _reference
