@@ -45,9 +45,20 @@ def _as_float_array(name, data, dtype):
                         "convert it to a float array first")
     with np.errstate(over="ignore"):
         arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity (or values too large for {dtype.name})")
     return arr
+
+
+def all_finite(arr, block=1 << 20):
+    """Whether every element is finite, without an array-sized temporary: a sum is
+    finite only if every term is (NaN and inf propagate); only when it is not (or
+    overflows) are the elements checked, a block at a time."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr, dtype=np.float64)):
+            return True
+    flat = arr.reshape(-1)
+    return all(np.isfinite(flat[i:i + block]).all() for i in range(0, flat.size, block))
 
 
 def check_X(X, n_inputs, dtype, allow_single=False, name="X"):

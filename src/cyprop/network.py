@@ -143,6 +143,14 @@ class Network:
         With ``return_hidden=True``, a list of every layer's activations instead, the
         first hidden layer first and the output last (no dropout: this is inference).
         """
+        if _needs_conversion(X, self.dtype) and np.ndim(X) == 2 and len(X) > _FORWARD_BLOCK:
+            # A large input of another dtype or layout is converted a block at a time,
+            # so the extra memory stays bounded whatever the number of samples.
+            blocks = [self.forward(X[i:i + _FORWARD_BLOCK], return_hidden)
+                      for i in range(0, len(X), _FORWARD_BLOCK)]
+            if return_hidden:
+                return [np.concatenate(layer) for layer in zip(*blocks)]
+            return np.concatenate(blocks)
         X, single = _validation.check_X(X, self.arch.n_inputs, self.dtype, allow_single=True)
         out = self._impl.forward(self.arch, self._params, X, every_layer=bool(return_hidden))
         if return_hidden:
@@ -431,6 +439,14 @@ class Network:
     def __repr__(self):
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "
                 f"loss={self.arch.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+
+#: Rows converted at a time when forward() gets a large input that needs converting.
+_FORWARD_BLOCK = 65536
+
+
+def _needs_conversion(X, dtype):
+    return not (isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.c_contiguous)
 
 
 def _check_sizes(sizes):
