@@ -25,6 +25,7 @@ from libc.math cimport sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cython.parallel cimport prange
 
 ctypedef fused floating:
     float
@@ -503,6 +504,61 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
                 d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
 
 
+cdef inline Py_ssize_t chunk_rows(Py_ssize_t rows) noexcept nogil:
+    """Rows per part of a batch: at most 4 parts of at least 16 rows.  It depends on the
+    batch size alone, never on the thread count, so neither do the results."""
+    cdef Py_ssize_t quarter = (rows + 3) // 4
+    return quarter if quarter > 16 else 16
+
+
+cdef void batch_gradient(const Layout* lay, const floating* params,
+                         const floating[:, ::1] X, const floating[:, ::1] Y,
+                         const Py_ssize_t* batch,   # the rows of X and Y in this batch
+                         Py_ssize_t rows, Py_ssize_t pos, int loss, const floating* sw,
+                         floating* xb, floating* a, floating* d, floating* z,  # scratch
+                         floating* partial,   # scratch: (parts - 1, n_params)
+                         double* part_loss, Py_ssize_t* part_correct,  # scratch: (parts,)
+                         floating* grad,      # OUT: the batch's gradient sum
+                         double* total, Py_ssize_t* n_correct,  # IN/OUT: added to
+                         int n_threads) noexcept nogil:
+    """A batch's gradient as matrix products, its parts on parallel threads.
+
+    Each part of the batch (see chunk_rows) is fed forward and back on its own, into its
+    own gradient sum; the sums are then added in part order.  Part p uses rows
+    p * size ... of every scratch block, laid out as batch_feedforward expects.
+    """
+    cdef Py_ssize_t size = chunk_rows(rows), parts = (rows + size - 1) // size
+    cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers], n_units = lay.n_units
+    cdef Py_ssize_t p, r0, r, k, i, N = lay.n_params
+    cdef int L = lay.n_layers, previous
+    cdef floating* g
+    for p in prange(parts, num_threads=n_threads, schedule="static"):
+        r0 = p * size
+        r = size if r0 + size <= rows else rows - r0
+        previous = blas_single_thread()
+        for k in range(r):
+            memcpy(xb + (r0 + k) * n_in, &X[batch[r0 + k], 0], n_in * sizeof(floating))
+        batch_feedforward(lay, params, xb + r0 * n_in, <int>r, a + r0 * n_units, z + r0 * n_out,
+                          pos + r0)
+        part_loss[p] = 0
+        part_correct[p] = 0
+        score_rows(loss, lay.acts[L - 1], a + r0 * n_units + r * lay.a_off[L - 1], z + r0 * n_out,
+                   Y, batch + r0, 0, r, n_out, sw, d + r0 * n_units + r * lay.a_off[L - 1],
+                   &part_loss[p], &part_correct[p])
+        g = grad if p == 0 else partial + (p - 1) * N
+        memset(g, 0, N * sizeof(floating))
+        batch_backprop(lay, params, xb + r0 * n_in, <int>r, a + r0 * n_units, d + r0 * n_units,
+                       g, pos + r0)
+        blas_restore_threads(previous)
+    for p in range(parts):
+        total[0] += part_loss[p]
+        n_correct[0] += part_correct[p]
+        if p > 0:
+            g = partial + (p - 1) * N
+            for i in range(N):
+                grad[i] += g[i]
+
+
 cdef void update_first_forward_next(const Layout* lay, floating* params, const floating* x,
                                     const floating* x_next, const floating* d, floating* a,
                                     floating lr, floating wd, Py_ssize_t pos_next) noexcept nogil:
@@ -619,6 +675,23 @@ def has_blas():
 def blas_threads_controlled():
     """Whether the BLAS lets each call be kept to one thread (OpenBLAS 0.3.27+)."""
     return blas_set_threads_local != NULL
+
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int cyprop_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int cyprop_max_threads(void) { return 1; }
+    #endif
+    """
+    int cyprop_max_threads() nogil
+
+
+def max_threads():
+    """Threads a parallel section would use now (OMP_NUM_THREADS, threadpoolctl)."""
+    return cyprop_max_threads()
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k,
@@ -844,6 +917,9 @@ cdef class Workspace:
     cdef void* acts     # (rows, n_units): every layer's activations
     cdef void* deltas   # (rows, n_units)
     cdef void* z_out    # (rows, n_out)
+    cdef void* partial  # (3, n_params): gradient sums of a batch's parts 2..4
+    cdef double part_loss[4]
+    cdef Py_ssize_t part_correct[4]
     cdef Layout lay
     cdef bint has_layout
 
@@ -856,7 +932,8 @@ cdef class Workspace:
         self.acts = calloc(rows * self.lay.n_units, itemsize)
         self.deltas = calloc(rows * self.lay.n_units, itemsize)
         self.z_out = calloc(rows * sizes[sizes.shape[0] - 1], itemsize)
-        if not (self.inputs and self.acts and self.deltas and self.z_out):
+        self.partial = calloc(3 * self.lay.n_params if rows > 16 else 1, itemsize)
+        if not (self.inputs and self.acts and self.deltas and self.z_out and self.partial):
             raise MemoryError(f"cyprop: cannot allocate scratch buffers for {rows} rows")
 
     def __dealloc__(self):
@@ -866,6 +943,7 @@ cdef class Workspace:
         free(self.acts)
         free(self.deltas)
         free(self.z_out)
+        free(self.partial)
 
 
 cdef Py_ssize_t rows_needed(bint batched, Py_ssize_t batch, Py_ssize_t n):
@@ -993,7 +1071,8 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                 const floating[::1] sample_weight=None,  # per row of X; None: all 1
                 const double[::1] dropout=None,  # rate per weight layer; None: no dropout
                 unsigned long long dropout_seed=0,
-                double max_norm=0):              # > 0: bound each unit's incoming weights
+                double max_norm=0,               # > 0: bound each unit's incoming weights
+                int n_threads=0):                # for a batch's parts; 0: OpenMP's default
     """Mini-batch training over ``order``: an epoch, or a run of whole batches of one.
 
     Returns (sum of the (weighted) sample losses, number classified right, steps taken).
@@ -1026,9 +1105,9 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     # ... and, with hidden layers and no max-norm step between samples, fuses the first
     # layer's update with the next sample's forward pass.
     cdef bint fuse_next = fused_sgd and L > 1 and max_norm <= 0
-    cdef int blas_previous
+    if n_threads <= 0:
+        n_threads = cyprop_max_threads()
     with nogil:
-        blas_previous = blas_single_thread() if batched else 0
         while stop < n:
             start = stop
             stop = start + batch_size if start + batch_size < n else n
@@ -1051,16 +1130,12 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                     backprop_sgd_update(lay, &params[0], &X[k, 0], a, d,
                                         <floating>hyper[0], <floating>hyper[3], start)
             else:
-                memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
                 if batched:
-                    for k in range(rows):
-                        memcpy(xb + k * n_in, &X[order[start + k], 0], n_in * sizeof(floating))
-                    batch_feedforward(lay, &params[0], xb, <int>rows, a, z, start)
-                    score_rows(loss, out_act, a + rows * lay.a_off[L - 1], z, Y, &order[start],
-                               0, rows, n_out, sw, d + rows * lay.a_off[L - 1], &total,
-                               &n_correct)
-                    batch_backprop(lay, &params[0], xb, <int>rows, a, d, &grad[0], start)
+                    batch_gradient(lay, &params[0], X, Y, &order[start], rows, start, loss, sw,
+                                   xb, a, d, z, <floating*>ws.partial, ws.part_loss,
+                                   ws.part_correct, &grad[0], &total, &n_correct, n_threads)
                 else:
+                    memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
                     for k in range(start, stop):
                         feedforward(lay, &params[0], &X[order[k], 0], a, z, k)
                         score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[k], 0, 1,
@@ -1071,5 +1146,4 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
             if max_norm > 0:
                 apply_max_norm(lay, &params[0])
             steps += 1
-        blas_restore_threads(blas_previous)
     return total, n_correct, steps

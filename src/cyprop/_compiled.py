@@ -105,7 +105,7 @@ class CompiledBackend:
             batch_size, optimizer.code, optimizer.hyper(), state, optimizer.steps, grad,
             batch_size >= MIN_BLAS_BATCH, options.sample_weight,
             None if dropout is None else dropout.rates, 0 if dropout is None else dropout.seed,
-            options.max_norm)
+            options.max_norm, options.n_threads or 0)
         return loss, correct
 
 

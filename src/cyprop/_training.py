@@ -37,7 +37,8 @@ def _splitmix64(x):
 class TrainingOptions:
     """Per-call training extras; the defaults change nothing."""
 
-    def __init__(self, sample_weight=None, dropout=None, max_norm=0.0):
+    def __init__(self, sample_weight=None, dropout=None, max_norm=0.0, n_threads=None):
         self.sample_weight = sample_weight   # (n,) of the network's dtype, or None
         self.dropout = dropout               # a Dropout, or None
         self.max_norm = float(max_norm or 0.0)
+        self.n_threads = n_threads           # None: OMP_NUM_THREADS / threadpoolctl

@@ -190,7 +190,7 @@ class Network:
             verbose="auto", schedule=None, validation_data=None, validation_split=0.0,
             early_stopping=False, patience=10, min_delta=0.0, target_loss=None,
             target_error=None, min_update=None, callbacks=(), sample_weight=None,
-            class_weight=None):
+            class_weight=None, n_threads=None):
         """Train by mini-batch backpropagation; returns the ``History`` of this call
         (also ``net.history``).
 
@@ -214,11 +214,15 @@ class Network:
         either holds out 10%.  ``sample_weight`` (one per sample) and ``class_weight``
         ("balanced" or {label: weight}) scale each sample's loss and gradient.
         ``verbose``: 0 silent, 1 a progress bar (tqdm) or a line per epoch, "auto" 1
-        when the output is a terminal.
+        when the output is a terminal.  ``n_threads``: threads for the parts of each
+        mini-batch of 32 or more samples (default: ``OMP_NUM_THREADS``, or what
+        threadpoolctl set); the results do not depend on it.
         """
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)
         patience = _validation.check_int("patience", patience, minimum=0)
+        if n_threads is not None:
+            n_threads = _validation.check_int("n_threads", n_threads)
         labels = Y
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, labels, Y)
@@ -233,7 +237,7 @@ class Network:
                                patience, min_delta)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         return self._run(X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
-                         validation, rules, list(callbacks), History())
+                         validation, rules, list(callbacks), History(), n_threads)
 
     def partial_fit(self, X, Y, batch_size=10, optimizer=None, shuffle=True, sample_weight=None,
                     class_weight=None, verbose=0):
@@ -258,7 +262,7 @@ class Network:
             self.optimizer = SGD()
 
     def _run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
-             validation, rules, callbacks, history):
+             validation, rules, callbacks, history, n_threads=None):
         """The training loop shared by fit and partial_fit."""
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("this network is already training in another thread; "
@@ -272,7 +276,7 @@ class Network:
             try:
                 for epoch in range(epochs):
                     logs = self._epoch(X, Y, weights, batch_size, shuffle, rng, schedule,
-                                       validation, progress)
+                                       validation, progress, n_threads)
                     history.record(**logs)
                     if progress is not None:
                         progress.end_epoch(logs)
@@ -301,7 +305,8 @@ class Network:
             self._lock.release()
         return history
 
-    def _epoch(self, X, Y, weights, batch_size, shuffle, rng, schedule, validation, progress):
+    def _epoch(self, X, Y, weights, batch_size, shuffle, rng, schedule, validation, progress,
+               n_threads=None):
         """One epoch; returns its records.  Divergence restores the epoch's start."""
         n = X.shape[0]
         epoch = self.history.epochs
@@ -321,7 +326,7 @@ class Network:
                 None if weights is None else weights,
                 None if dropout_seed is None else
                 Dropout([*self.dropout, 0.0], dropout_seed + start * sum(self.arch.sizes[1:])),
-                self.max_norm)
+                self.max_norm, n_threads)
             began = time.perf_counter()
             part_loss, part_correct = self._impl.train_epoch(
                 self.arch, self._params, X, Y, order[start:stop], batch_size, optimizer, options)
