@@ -25,7 +25,7 @@ from libc.math cimport sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 ctypedef fused floating:
     float
@@ -955,25 +955,35 @@ cdef Py_ssize_t rows_needed(bint batched, Py_ssize_t batch, Py_ssize_t n):
 def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1] params,
             const floating[:, ::1] X,
             floating[:, ::1] out,    # OUT: (n, n_out) output, or (n, n_units) every layer
-            Py_ssize_t chunk=0):     # rows per matrix product; 0: one sample at a time
+            Py_ssize_t chunk=0,      # rows per matrix product; 0: one sample at a time
+            int n_threads=0):        # threads for the chunks; 0: OpenMP's default
     """Activations of every row of X: of the output layer, or, when ``out`` has a column
     per unit, of every layer (concatenated, first hidden layer first)."""
     cdef Py_ssize_t n = X.shape[0]
     cdef bint batched = chunk > 0 and has_blas()
-    cdef Workspace ws = Workspace(sizes, acts, rows_needed(batched, chunk, n), sizeof(floating))
+    if n_threads <= 0:
+        n_threads = cyprop_max_threads()
+    if not batched:
+        n_threads = 1
+    cdef Workspace ws = Workspace(sizes, acts, rows_needed(batched, chunk, n) * n_threads,
+                                  sizeof(floating))
     cdef Layout* lay = &ws.lay
     cdef bint every_layer = out.shape[1] == lay.n_units
-    cdef int l, first = 0 if every_layer else lay.n_layers - 1
-    cdef Py_ssize_t k, s, rows, width
-    cdef floating* a = <floating*>ws.acts
-    cdef int blas_previous
+    cdef int l, previous, first = 0 if every_layer else lay.n_layers - 1
+    cdef Py_ssize_t c, k, s, rows, width, n_chunks, step = chunk if batched else 1
+    cdef floating* a
+    n_chunks = (n + step - 1) // step
     with nogil:
-        blas_previous = blas_single_thread() if batched else 0
-        k = 0
-        while k < n:
-            rows = (chunk if k + chunk <= n else n - k) if batched else 1
+        # Chunks are independent: each thread feeds its chunks through its own scratch.
+        for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            k = c * step
+            rows = step if k + step <= n else n - k
+            a = <floating*>ws.acts + threadid() * step * lay.n_units
             if batched:
-                batch_feedforward(lay, &params[0], &X[k, 0], <int>rows, a, <floating*>ws.z_out)
+                previous = blas_single_thread()
+                batch_feedforward(lay, &params[0], &X[k, 0], <int>rows, a,
+                                  <floating*>ws.z_out + threadid() * step * lay.sizes[lay.n_layers])
+                blas_restore_threads(previous)
             else:
                 feedforward(lay, &params[0], &X[k, 0], a, <floating*>ws.z_out)
             # layer l's activations: a (rows, n_l) block at rows * a_off[l]
@@ -982,8 +992,6 @@ def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1
                 for s in range(rows):
                     memcpy(&out[k + s, lay.a_off[l] - lay.a_off[first]],
                            a + rows * lay.a_off[l] + s * width, width * sizeof(floating))
-            k += rows
-        blas_restore_threads(blas_previous)
 
 
 cdef inline void score_rows(int loss, int out_act, const floating* a_out, const floating* z,
