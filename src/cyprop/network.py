@@ -323,7 +323,7 @@ class Network:
         # that progress shows and Ctrl-C is seen within the epoch.
         for start, stop in _parts(n, batch_size, self.arch.n_params):
             options = TrainingOptions(
-                None if weights is None else weights,
+                weights,
                 None if dropout_seed is None else
                 Dropout([*self.dropout, 0.0], dropout_seed + start * sum(self.arch.sizes[1:])),
                 self.max_norm, n_threads)
