@@ -99,6 +99,8 @@ OPTIMIZERS = ("SGD", "Adam", "RMSprop", "Adagrad", "Rprop")
 # sum without -ffast-math, but it does vectorise 16 separate running sums.
 cdef enum:
     N_ACC = 16
+    # weight-sample products in a batch from which its parts run on parallel threads
+    PARALLEL_WORK = 2000000
 cdef double LEAKY_SLOPE = 0.01
 
 
@@ -347,26 +349,24 @@ cdef floating sample_loss(int loss, int out_act, const floating* a, const floati
                           const floating* y, Py_ssize_t n) noexcept nogil:
     """The loss of one sample, computed from the output pre-activations where that is stabler."""
     cdef Py_ssize_t k
-    cdef floating s = 0, zmax, lse, ysum
+    cdef floating s = 0, zmax, lse
     if loss == MSE:
         for k in range(n):
             s += (a[k] - y[k]) * (a[k] - y[k])
         return s / 2
     if out_act == SOFTMAX:
-        # -sum_k y_k log softmax(z)_k = sum(y) * logsumexp(z) - sum_k y_k z_k
+        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0
         zmax = z[0]
         for k in range(1, n):
             if z[k] > zmax:
                 zmax = z[k]
         lse = 0
-        ysum = 0
         for k in range(n):
             lse += f_exp(z[k] - zmax)
-            ysum += y[k]
         lse = zmax + f_log(lse)
         for k in range(n):
-            s += y[k] * z[k]
-        return ysum * lse - s
+            s += y[k] * (lse - z[k])
+        return s
     # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z
     for k in range(n):
         s += softplus(z[k]) - y[k] * z[k]
@@ -504,10 +504,14 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
                 d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
 
 
-cdef inline Py_ssize_t chunk_rows(Py_ssize_t rows) noexcept nogil:
-    """Rows per part of a batch: at most 4 parts of at least 16 rows.  It depends on the
-    batch size alone, never on the thread count, so neither do the results."""
+cdef inline Py_ssize_t chunk_rows(Py_ssize_t rows, Py_ssize_t n_params) noexcept nogil:
+    """Rows per part of a batch: one part for a small batch (a thread's start and the
+    barrier would cost more than they save), else at most 4 parts of at least 16 rows.
+    It depends on the batch and the network, never on the thread count, so neither do
+    the results."""
     cdef Py_ssize_t quarter = (rows + 3) // 4
+    if rows * n_params < PARALLEL_WORK:
+        return rows
     return quarter if quarter > 16 else 16
 
 
@@ -527,12 +531,13 @@ cdef void batch_gradient(const Layout* lay, const floating* params,
     own gradient sum; the sums are then added in part order.  Part p uses rows
     p * size ... of every scratch block, laid out as batch_feedforward expects.
     """
-    cdef Py_ssize_t size = chunk_rows(rows), parts = (rows + size - 1) // size
+    cdef Py_ssize_t size = chunk_rows(rows, lay.n_params), parts = (rows + size - 1) // size
     cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers], n_units = lay.n_units
     cdef Py_ssize_t p, r0, r, k, i, N = lay.n_params
     cdef int L = lay.n_layers, previous
     cdef floating* g
-    for p in prange(parts, num_threads=n_threads, schedule="static"):
+    for p in prange(parts, num_threads=n_threads if n_threads < parts else parts,
+                    schedule="static"):
         r0 = p * size
         r = size if r0 + size <= rows else rows - r0
         previous = blas_single_thread()

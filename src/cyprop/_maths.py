@@ -67,10 +67,10 @@ def sample_losses(loss, output, a, z, y):
     if loss == "mse":
         return 0.5 * np.sum((a - y) ** 2, axis=1)
     if output == "softmax":
-        # -sum_k y_k log softmax(z)_k = sum(y) * logsumexp(z) - sum_k y_k z_k
+        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0
         zmax = z.max(axis=1, keepdims=True)
-        lse = zmax[:, 0] + np.log(np.sum(np.exp(z - zmax), axis=1))
-        return y.sum(axis=1) * lse - np.sum(y * z, axis=1)
+        lse = zmax + np.log(np.sum(np.exp(z - zmax), axis=1, keepdims=True))
+        return np.sum(y * (lse - z), axis=1)
     # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z
     return np.sum(softplus(z) - y * z, axis=1)
 

@@ -212,10 +212,12 @@ class Network:
         Validation: ``validation_data=(X_val, Y_val)``, or ``validation_split`` (the
         last fraction of the samples, before shuffling); ``early_stopping`` without
         either holds out 10%.  ``sample_weight`` (one per sample) and ``class_weight``
-        ("balanced" or {label: weight}) scale each sample's loss and gradient.
-        ``verbose``: 0 silent, 1 a progress bar (tqdm) or a line per epoch, "auto" 1
-        when the output is a terminal.  ``n_threads``: threads for the parts of each
-        mini-batch of 32 or more samples (default: ``OMP_NUM_THREADS``, or what
+        ("balanced" or {label: weight}) scale each sample's loss and gradient; as in
+        Keras, a batch's gradient is then sum(w_i g_i) / batch size, so weights with a
+        mean other than 1 also scale the step.  ``verbose``: 0 silent, 1 a progress
+        bar (tqdm) or a line per epoch, "auto" 1 when the output is a terminal.
+        ``n_threads``: threads for the parts of large mini-batches (about 2e6
+        weight-sample products or more; default: ``OMP_NUM_THREADS``, or what
         threadpoolctl set); the results do not depend on it.
         """
         epochs = _validation.check_int("epochs", epochs)
@@ -240,23 +242,28 @@ class Network:
                          validation, rules, list(callbacks), History(), n_threads)
 
     def partial_fit(self, X, Y, batch_size=10, optimizer=None, shuffle=True, sample_weight=None,
-                    class_weight=None, verbose=0):
+                    class_weight=None, verbose=0, n_threads=None):
         """One more epoch over (X, Y), keeping the optimizer and its state, and adding to
-        ``net.history``."""
+        ``net.history`` (arguments as in ``fit``)."""
         batch_size = _validation.check_int("batch_size", batch_size)
+        if n_threads is not None:
+            n_threads = _validation.check_int("n_threads", n_threads)
         labels = Y
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, labels, Y)
         self._set_optimizer(optimizer)
         self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
-                  _StoppingRules(), [], self.history)
+                  _StoppingRules(), [], self.history, n_threads)
         return self
 
     def _set_optimizer(self, optimizer):
-        if optimizer is not None:
+        if optimizer is not None and optimizer is not self.optimizer:
             if not isinstance(optimizer, Optimizer):
                 raise TypeError(f"optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
                                 f"got {type(optimizer).__name__}")
+            # An optimizer's state (momentum, moments) belongs to the network it trained:
+            # one that comes from elsewhere starts afresh here.
+            optimizer.reset()
             self.optimizer = optimizer
         elif self.optimizer is None:
             self.optimizer = SGD()
