@@ -1,0 +1,88 @@
+"""Shared fixtures for the cyprop test suite.
+
+Parametrized fixtures (``dtype``, ``backend``, ``combo``) expand every test that asks
+for them; a test narrows one by parametrizing the same name itself.
+"""
+
+import numpy as np
+import pytest
+
+import cyprop
+
+DTYPES = ("float64", "float32")
+BACKENDS = ("cython", "numpy")
+HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
+OUTPUTS = HIDDEN + ("softmax",)
+# Every valid (hidden activation, output activation, loss): mse goes with any output,
+# cross_entropy only with softmax or sigmoid.
+COMBOS = ([(h, o, "mse") for h in HIDDEN for o in OUTPUTS]
+          + [(h, o, "cross_entropy") for h in HIDDEN for o in ("softmax", "sigmoid")])
+
+# Backend parity tolerances (the documented promise), with a small absolute floor for
+# values near zero, where a relative tolerance means nothing.
+RTOL = {"float64": 1e-9, "float32": 1e-4}
+ATOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=COMBOS, ids=["-".join(c) for c in COMBOS])
+def combo(request):
+    """(activation, output, loss)"""
+    return request.param
+
+
+def make_data(sizes, output="softmax", n=23, seed=0):
+    """Random inputs and matching targets: class labels for a multi-unit softmax,
+    otherwise targets in (0, 1) (valid for every loss, soft labels for cross_entropy)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, sizes[0]))
+    if output == "softmax" and sizes[-1] > 1:
+        Y = rng.integers(0, sizes[-1], n)
+    else:
+        Y = rng.uniform(0.0, 1.0, (n, sizes[-1]))
+    return X, Y
+
+
+@pytest.fixture(name="make_data")
+def make_data_fixture():
+    return make_data
+
+
+@pytest.fixture
+def make_net():
+    """Network(sizes, combo, ...) with the test suite's defaults (seed 0)."""
+    def make(sizes, combo=("sigmoid", "softmax", "cross_entropy"), **kwargs):
+        activation, output, loss = combo
+        kwargs.setdefault("seed", 0)
+        return cyprop.Network(sizes, activation=activation, output=output, loss=loss, **kwargs)
+    return make
+
+
+def flat_params(net):
+    """All weights and biases of ``net`` as one float64 vector (a copy)."""
+    return np.concatenate([p.ravel() for p in list(net.weights) + list(net.biases)]
+                          ).astype(np.float64)
+
+
+@pytest.fixture(name="flat_params")
+def flat_params_fixture():
+    return flat_params
+
+
+@pytest.fixture
+def assert_parity():
+    """assert_allclose with the per-dtype parity tolerance table above."""
+    def check(actual, desired, dtype, what=""):
+        np.testing.assert_allclose(np.asarray(actual, dtype=np.float64),
+                                   np.asarray(desired, dtype=np.float64),
+                                   rtol=RTOL[dtype], atol=ATOL[dtype], err_msg=what)
+    return check

@@ -1,0 +1,219 @@
+"""The compiled backend computes what the NumPy reference computes.
+
+Same seed -> same initial weights, and then forward, loss, gradients and the weights
+after training agree within the documented tolerances (float64 rtol 1e-9, float32
+rtol 1e-4).  Training uses moderate learning rates: with large effective rates
+online SGD is chaotic and rounding differences between backends grow exponentially.
+"""
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import _maths
+
+# 1-unit layers and a deep net are where index arithmetic in the compiled core breaks.
+# Layers wider than 16 units cover the compiled dot product's unrolled part and its tail.
+SHAPES = [[3, 1, 2], [4, 1, 1], [1, 3, 1], [5, 4, 3], [2, 6, 1], [17, 9, 4], [33, 47, 19],
+          [6, 5, 4, 4, 3, 2]]
+OPTIMIZERS = {
+    "plain": {},
+    "momentum": {"momentum": 0.5},
+    "nesterov": {"momentum": 0.5, "nesterov": True},
+    "weight_decay": {"weight_decay": 0.01},
+    "everything": {"momentum": 0.5, "nesterov": True, "weight_decay": 0.01},
+}
+LEARNING_RATE = 0.05
+N_SAMPLES = 23  # leaves a short last batch for batch sizes 3 and 10
+EPOCHS = 3
+
+
+def both_backends(make_net, sizes, combo, dtype, **kwargs):
+    return {b: make_net(sizes, combo, dtype=dtype, backend=b, **kwargs)
+            for b in ("cython", "numpy")}
+
+
+def train_both(nets, X, Y, batch_size, optimizer_kwargs, **fit_kwargs):
+    """Train each network with its own optimizer (optimizer state must not be shared)."""
+    return {b: net.fit(X, Y, epochs=EPOCHS, batch_size=batch_size,
+                       optimizer=cyprop.SGD(LEARNING_RATE, **optimizer_kwargs), **fit_kwargs)
+            for b, net in nets.items()}
+
+
+# ------------------------------------------------------------------ the extension
+def test_compiled_extension_imports():
+    # No skip here on purpose: CI must fail when the extension was not built.
+    import cyprop._core  # noqa: F401
+    assert "cython" in cyprop.available_backends()
+
+
+def test_auto_backend_resolves_to_cython():
+    assert cyprop.Network([2, 3, 1], backend="auto").backend == "cython"
+    assert cyprop.Network([2, 3, 1]).backend == "cython"
+
+
+def test_activation_and_loss_codes_are_shared():
+    from cyprop import _core
+    assert tuple(_maths.ACTIVATIONS) == tuple(_core.ACTIVATIONS)
+    assert tuple(_maths.LOSSES) == tuple(_core.LOSSES)
+
+
+# ---------------------------------------------------------------- one evaluation
+@pytest.mark.parametrize("init", ["normal", "uniform", "xavier", "he"])
+def test_same_seed_same_initial_parameters(make_net, flat_params, init, dtype):
+    nets = both_backends(make_net, [5, 4, 3], ("tanh", "softmax", "cross_entropy"), dtype,
+                         init=init, seed=42)
+    np.testing.assert_array_equal(flat_params(nets["cython"]), flat_params(nets["numpy"]))
+
+
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+def test_forward_loss_gradients_parity(make_net, make_data, assert_parity, sizes, combo,
+                                       dtype):
+    nets = both_backends(make_net, sizes, combo, dtype)
+    X, Y = make_data(sizes, combo[1], n=N_SAMPLES)
+    cy, ref = nets["cython"], nets["numpy"]
+
+    out = cy.forward(X)
+    assert out.dtype == np.dtype(dtype) and out.shape == (N_SAMPLES, sizes[-1])
+    assert_parity(out, ref.forward(X), dtype, "forward")
+    assert_parity(cy.forward(X[0]), ref.forward(X[0]), dtype, "forward, one sample")
+    assert_parity(cy.loss(X, Y), ref.loss(X, Y), dtype, "loss")
+    if dtype == "float64":  # float32 outputs within rounding of a tie may flip argmax
+        assert cy.evaluate(X, Y)["accuracy"] == ref.evaluate(X, Y)["accuracy"]
+
+    (cy_w, cy_b), (ref_w, ref_b) = cy.gradients(X, Y), ref.gradients(X, Y)
+    for l, (a, b) in enumerate(zip(cy_w + cy_b, ref_w + ref_b)):
+        assert a.dtype == np.dtype(dtype)
+        assert_parity(a, b, dtype, f"gradient {l}")
+
+
+# ------------------------------------------------------------------- training
+def assert_training_parity(nets, histories, initial, dtype, assert_parity, flat_params):
+    cy, ref = nets["cython"], nets["numpy"]
+    for l in range(len(cy.weights)):
+        assert_parity(cy.weights[l], ref.weights[l], dtype, f"weights[{l}]")
+        assert_parity(cy.biases[l], ref.biases[l], dtype, f"biases[{l}]")
+    assert_parity(histories["cython"].loss, histories["numpy"].loss, dtype, "history loss")
+    if dtype == "float64":  # float32 outputs within rounding of a tie may flip argmax
+        assert histories["cython"].accuracy == histories["numpy"].accuracy
+    # Training moved the weights (else the comparison above proves little), except
+    # for a 1-unit softmax, whose output is constantly 1: its gradients are all 0.
+    if not (cy.activations[-1] == "softmax" and cy.sizes[-1] == 1):
+        assert not np.allclose(flat_params(cy), initial)
+
+
+@pytest.mark.parametrize("optimizer", ["plain", "everything"])
+@pytest.mark.parametrize("batch_size", [1, 3, 10])
+def test_training_parity_every_combination(make_net, make_data, assert_parity, flat_params,
+                                           combo, dtype, batch_size, optimizer):
+    sizes = [5, 4, 3]
+    nets = both_backends(make_net, sizes, combo, dtype)
+    X, Y = make_data(sizes, combo[1], n=N_SAMPLES, seed=1)
+    initial = flat_params(nets["cython"])
+    histories = train_both(nets, X, Y, batch_size, OPTIMIZERS[optimizer], seed=5)
+    assert_training_parity(nets, histories, initial, dtype, assert_parity, flat_params)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("batch_size", [1, 3, 10])
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+@pytest.mark.parametrize("combo", [("tanh", "softmax", "cross_entropy"),
+                                   ("relu", "identity", "mse")], ids="-".join)
+def test_training_parity_shapes_and_optimizers(make_net, make_data, assert_parity,
+                                               flat_params, combo, sizes, dtype, batch_size,
+                                               optimizer):
+    nets = both_backends(make_net, sizes, combo, dtype)
+    X, Y = make_data(sizes, combo[1], n=N_SAMPLES, seed=2)
+    X /= np.sqrt(sizes[0])  # else online SGD on the wide layers diverges at this rate
+    initial = flat_params(nets["cython"])
+    # seed=None: the shuffling comes from each network's own generator.
+    histories = train_both(nets, X, Y, batch_size, OPTIMIZERS[optimizer])
+    assert_training_parity(nets, histories, initial, dtype, assert_parity, flat_params)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_training_parity_without_shuffling_and_repeated_fits(make_net, make_data,
+                                                             assert_parity, flat_params,
+                                                             dtype, batch_size):
+    # A second fit continues with the optimizer state (momentum buffer) of the first.
+    sizes = [4, 6, 3]
+    combo = ("sigmoid", "softmax", "mse")
+    nets = both_backends(make_net, sizes, combo, dtype)
+    X, Y = make_data(sizes, "softmax", n=N_SAMPLES, seed=3)
+    initial = flat_params(nets["cython"])
+    for b, net in nets.items():
+        opt = cyprop.SGD(0.2, momentum=0.9)
+        net.fit(X, Y, epochs=2, batch_size=batch_size, optimizer=opt, shuffle=False)
+    histories = {b: net.fit(X, Y, epochs=2, batch_size=batch_size, shuffle=False)
+                 for b, net in nets.items()}
+    assert_training_parity(nets, histories, initial, dtype, assert_parity, flat_params)
+
+
+# ------------------------------------------------------------ reproducibility
+def test_same_seed_same_result_on_the_same_backend(make_net, make_data, flat_params,
+                                                   backend, dtype):
+    sizes = [5, 7, 3]
+    X, Y = make_data(sizes, n=N_SAMPLES)
+    runs = []
+    for _ in range(2):
+        net = make_net(sizes, backend=backend, dtype=dtype, seed=11)
+        h = net.fit(X, Y, epochs=3, batch_size=4, optimizer=cyprop.SGD(0.3, momentum=0.5))
+        runs.append((flat_params(net), h.loss, h.accuracy))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]
+
+
+def test_fit_seed_controls_the_shuffling(make_net, make_data, flat_params, backend):
+    sizes = [5, 7, 3]
+    X, Y = make_data(sizes, n=N_SAMPLES)
+
+    def train(fit_seed):
+        net = make_net(sizes, backend=backend, seed=0)
+        net.fit(X, Y, epochs=2, batch_size=1, optimizer=cyprop.SGD(0.1), seed=fit_seed)
+        return flat_params(net)
+
+    np.testing.assert_array_equal(train(7), train(7))
+    assert not np.allclose(train(7), train(8))
+
+
+# ------------------------------------------------- blocks and compiled kernels
+def test_parity_on_many_samples(make_net, make_data, assert_parity, combo, dtype):
+    # Enough rows for the compiled core to work in several blocks, the last one partial.
+    sizes = [7, 9, 4]
+    nets = both_backends(make_net, sizes, combo, dtype)
+    X, Y = make_data(sizes, combo[1], n=601, seed=4)
+    cy, ref = nets["cython"], nets["numpy"]
+    assert_parity(cy.forward(X), ref.forward(X), dtype, "forward")
+    assert_parity(cy.loss(X, Y), ref.loss(X, Y), dtype, "loss")
+    for a, b in zip(sum(cy.gradients(X, Y), []), sum(ref.gradients(X, Y), [])):
+        assert_parity(a, b, dtype, "gradients")
+    histories = train_both(nets, X, Y, 64, OPTIMIZERS["everything"], seed=0)
+    assert_parity(histories["cython"].loss, histories["numpy"].loss, dtype, "history loss")
+    for a, b in zip(cy.weights + cy.biases, ref.weights + ref.biases):
+        assert_parity(a, b, dtype, "trained parameters")
+
+
+@pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
+def test_every_compiled_kernel_matches_the_reference(make_net, make_data, assert_parity,
+                                                     instruction_set, dtype):
+    # The core is built once per instruction set and one is chosen at import; the
+    # others are reached through cyprop._compiled's (private) kernel table.
+    from cyprop import _compiled
+    if instruction_set not in _compiled.KERNELS:
+        assert instruction_set != "baseline", "the portable kernel must always be there"
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    combo = ("tanh", "softmax", "cross_entropy")
+    sizes = [6, 5, 4, 3]
+    nets = both_backends(make_net, sizes, combo, dtype)
+    nets["cython"]._impl = _compiled.CompiledBackend(instruction_set)
+    X, Y = make_data(sizes, n=300, seed=6)
+    cy, ref = nets["cython"], nets["numpy"]
+    assert_parity(cy.forward(X), ref.forward(X), dtype, "forward")
+    for a, b in zip(sum(cy.gradients(X, Y), []), sum(ref.gradients(X, Y), [])):
+        assert_parity(a, b, dtype, "gradients")
+    for batch_size in (1, 3, 10):
+        for net in nets.values():
+            net.fit(X[:23], Y[:23], epochs=2, batch_size=batch_size, seed=1,
+                    optimizer=cyprop.SGD(LEARNING_RATE, momentum=0.5, weight_decay=0.01))
+        for a, b in zip(cy.weights + cy.biases, ref.weights + ref.biases):
+            assert_parity(a, b, dtype, f"trained parameters, batch_size={batch_size}")
