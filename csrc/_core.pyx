@@ -568,40 +568,26 @@ cdef void update_first_forward_next(const Layout* lay, floating* params, const f
                                     const floating* x_next, const floating* d, floating* a,
                                     floating lr, floating wd, Py_ssize_t pos_next) noexcept nogil:
     """Online SGD's first-layer update for sample x, fused with the first layer's forward
-    pass for the next sample: W1 is read and written once per sample instead of being
-    read twice.  The same arithmetic as backprop_sgd_update then feedforward, in the
-    same order, so the results are identical; only the memory traffic drops."""
-    cdef Py_ssize_t i, j, q, half, n_in = lay.sizes[0], n_out = lay.sizes[1]
+    pass for the next sample: each row of W1 is updated and then, while it is still in
+    L1, dotted with the next input, so W1 comes from L2 or memory once per sample
+    instead of twice.  The same arithmetic as backprop_sgd_update then feedforward,
+    so the results are identical; only the memory traffic drops."""
+    cdef Py_ssize_t i, j, n_in = lay.sizes[0], n_out = lay.sizes[1]
     cdef floating* w
     cdef floating* b = params + lay.b_off[0]
-    cdef floating s[N_ACC]
-    cdef floating c, t, wn
+    cdef floating c, dj
     for j in range(n_out):
-        c = lr * d[j]
+        dj = d[j]
+        c = lr * dj
         b[j] -= c
         w = params + lay.w_off[0] + j * n_in
-        for q in range(N_ACC):
-            s[q] = 0
-        i = 0
-        while i + N_ACC <= n_in:
-            for q in range(N_ACC):
-                wn = (w[i + q] - c * x[i + q] if wd == 0
-                      else w[i + q] - lr * (d[j] * x[i + q] + wd * w[i + q]))
-                w[i + q] = wn
-                s[q] += wn * x_next[i + q]
-            i += N_ACC
-        half = N_ACC // 2
-        while half > 0:
-            for q in range(half):
-                s[q] += s[q + half]
-            half //= 2
-        t = s[0]
-        while i < n_in:
-            wn = w[i] - c * x[i] if wd == 0 else w[i] - lr * (d[j] * x[i] + wd * w[i])
-            w[i] = wn
-            t += wn * x_next[i]
-            i += 1
-        a[j] = activate(lay.acts[0], b[j] + t)
+        if wd == 0:
+            for i in range(n_in):
+                w[i] -= c * x[i]
+        else:
+            for i in range(n_in):
+                w[i] -= lr * (dj * x[i] + wd * w[i])
+        a[j] = activate(lay.acts[0], b[j] + dot(w, x_next, n_in))
     if has_dropout(lay, 0):
         for j in range(n_out):
             a[j] = dropped_out(lay, 0, a[j], pos_next, j)
