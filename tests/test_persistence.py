@@ -600,3 +600,139 @@ def test_duplicate_entries(saved):
     with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate"):
         zf.writestr("weights_0.npy", b"")
     assert "duplicate entries" in load_error(path)
+
+
+# ------------------------------------- dropout, max-norm and the initial learning rate
+# Added to format 1 after its first files: new files hold them, files without them load
+# as the networks they were (no dropout, no max-norm, the schedule base = the rate).
+def assert_same_training_setup(a, b):
+    assert a.dropout == b.dropout and a.max_norm == b.max_norm
+    assert a.optimizer.learning_rate == b.optimizer.learning_rate
+    assert a.optimizer.initial_learning_rate == b.optimizer.initial_learning_rate
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dropout, max_norm", [(0.25, 1.5), ([0.4, 0.0], None),
+                                               ([0.0, 0.3], 0.8)])
+def test_round_trip_dropout_and_max_norm(tmp_path, backend, dtype, dropout, max_norm):
+    X, y = data(3, n=30)
+    net = cyprop.Network([4, 6, 5, 3], dtype=dtype, seed=4, backend=backend, dropout=dropout,
+                         max_norm=max_norm)
+    net.fit(X, y, epochs=2, batch_size=4, optimizer=cyprop.Adam(0.05), verbose=0)
+    net.save(tmp_path / "m.npz")
+    back = cyprop.load(tmp_path / "m.npz", backend=backend)
+    assert_same(net, back)
+    assert_same_training_setup(net, back)
+    assert back.dropout == (dropout if isinstance(dropout, list) else [dropout] * 2)
+    assert back.max_norm == (max_norm or 0.0)
+    # Training goes on identically: same masks (drawn from the saved generator), same
+    # constraint, same optimizer state.
+    for n in (net, back):
+        n.fit(X, y, epochs=2, batch_size=4, verbose=0)
+    assert net._params.tobytes() == back._params.tobytes()
+    if max_norm:
+        assert all(np.linalg.norm(W.astype(np.float64), axis=1).max() <= max_norm * (1 + 1e-6)
+                   for W in back.weights)
+
+
+def test_round_trip_without_dropout_or_hidden_layers(tmp_path):
+    for sizes in ([4, 3], [4, 5, 3]):
+        net = cyprop.Network(sizes, seed=0)
+        net.save(tmp_path / "m.npz")
+        meta = metadata_of(members(tmp_path / "m.npz"))
+        assert meta["dropout"] == [0.0] * (len(sizes) - 2) and meta["max_norm"] == 0.0
+        back = cyprop.load(tmp_path / "m.npz")
+        assert back.dropout == net.dropout and back.max_norm == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_initial_learning_rate_survives_a_schedule(tmp_path, backend):
+    # get_config() holds the rate the schedule left (0.2 * 0.5 ** 2); the loaded optimizer
+    # must scale the original 0.2 in the next fit, as the saved network would.
+    X, y = data(3, n=30)
+    schedule = cyprop.schedules.StepDecay(step_size=1, gamma=0.5)
+    net = cyprop.Network([4, 6, 3], seed=2, backend=backend)
+    net.fit(X, y, epochs=3, batch_size=5, optimizer=cyprop.SGD(0.2, momentum=0.5),
+            schedule=schedule, verbose=0)
+    assert net.optimizer.learning_rate == pytest.approx(0.05)
+    net.save(tmp_path / "m.npz")
+    meta = metadata_of(members(tmp_path / "m.npz"))
+    assert meta["optimizer"]["initial_learning_rate"] == 0.2
+    assert meta["optimizer"]["config"]["learning_rate"] == pytest.approx(0.05)
+    back = cyprop.load(tmp_path / "m.npz", backend=backend)
+    assert_same(net, back)
+    assert_same_training_setup(net, back)
+    for n in (net, back):
+        h = n.fit(X, y, epochs=2, batch_size=5, schedule=schedule, verbose=0)
+        assert h.learning_rate == [0.2, 0.1]
+    assert net._params.tobytes() == back._params.tobytes()
+
+
+def test_files_without_the_newer_fields_still_load(saved):
+    good, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    del meta["dropout"], meta["max_norm"], meta["optimizer"]["initial_learning_rate"]
+    meta["optimizer"]["config"]["learning_rate"] = 0.07
+    rewrite(path, with_metadata(arrays, meta))
+    back = cyprop.load(path)
+    assert back.dropout == [0.0] and back.max_norm == 0.0
+    assert back.optimizer.learning_rate == back.optimizer.initial_learning_rate == 0.07
+    assert back._params.tobytes() == good._params.tobytes()
+
+
+@pytest.mark.parametrize("keys, value, problem", [
+    (["dropout"], [0.1, 0.2], "invalid dropout rates"),      # one hidden layer
+    (["dropout"], [], "invalid dropout rates"),
+    (["dropout"], [1.0], "invalid dropout rates"),
+    (["dropout"], [-0.1], "invalid dropout rates"),
+    (["dropout"], ["0.1"], "invalid dropout rates"),
+    (["dropout"], [True], "invalid dropout rates"),
+    (["dropout"], 0.1, "invalid dropout rates"),
+    (["max_norm"], -1.0, "invalid max_norm"),
+    (["max_norm"], "2", "invalid max_norm"),
+    (["max_norm"], None, "invalid max_norm"),
+    (["max_norm"], float("inf"), "invalid max_norm"),
+    (["optimizer", "initial_learning_rate"], 0.0, "invalid initial learning rate"),
+    (["optimizer", "initial_learning_rate"], -0.1, "invalid initial learning rate"),
+    (["optimizer", "initial_learning_rate"], "0.1", "invalid initial learning rate"),
+    (["optimizer", "initial_learning_rate"], float("nan"), "invalid initial learning rate"),
+])
+def test_invalid_newer_fields(saved, keys, value, problem):
+    _, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    _set(meta, keys, value)
+    rewrite(path, with_metadata(arrays, meta))
+    assert problem in load_error(path)
+
+
+@pytest.mark.parametrize("clone", [lambda net: pickle.loads(pickle.dumps(net)), copy.deepcopy],
+                         ids=["pickle", "deepcopy"])
+def test_pickle_keeps_dropout_max_norm_and_initial_rate(clone):
+    X, y = data(3)
+    net = cyprop.Network([4, 5, 3], seed=1, dropout=0.2, max_norm=3.0)
+    net.fit(X, y, epochs=2, optimizer=cyprop.SGD(0.1),
+            schedule=cyprop.schedules.InverseScaling(1.0), verbose=0)
+    twin = clone(net)
+    assert_same(net, twin)
+    assert_same_training_setup(net, twin)
+
+
+@pytest.mark.parametrize("schedule", [cyprop.schedules.Cosine(period=3),
+                                      cyprop.schedules.StepDecay(1, gamma=1e-200)],
+                         ids=["cosine", "step-decay-underflow"])
+def test_network_whose_schedule_reached_rate_zero_loads(tmp_path, schedule):
+    # A finished Cosine (min_rate 0) leaves the optimizer at exactly 0, which the
+    # optimizer's constructor refuses: the file must load all the same.
+    X, y = data(3)
+    net = cyprop.Network([4, 5, 3], seed=0)
+    net.fit(X, y, epochs=4, optimizer=cyprop.SGD(0.1, momentum=0.5), schedule=schedule,
+            verbose=0)
+    assert net.optimizer.learning_rate == 0.0
+    net.save(tmp_path / "m.npz")
+    back = cyprop.load(tmp_path / "m.npz")
+    assert_same(net, back)
+    assert_same_training_setup(net, back)
+    assert back.optimizer.initial_learning_rate == 0.1

@@ -29,8 +29,8 @@ class Progress:
             except ImportError:
                 pass
 
-    def start_epoch(self, epoch):
-        self._epoch = epoch
+    def start_epoch(self):
+        self._epoch = getattr(self, "_epoch", -1) + 1   # counted within this call
         if self._tqdm is not None:
             self._bar = self._tqdm(total=self.n_samples, unit="sample", leave=True,
                                    desc=f"epoch {epoch + 1}/{self.epochs}", file=self.stream)

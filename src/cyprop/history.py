@@ -1,5 +1,7 @@
 """What training records, epoch by epoch."""
 
+import math
+
 
 class History:
     """Per-epoch training records of one or more ``fit`` calls.
@@ -37,6 +39,78 @@ class History:
         """The records as a dict of lists (keys as in ``KEYS``)."""
         return {key: list(getattr(self, key)) for key in self.KEYS}
 
+    def plot(self, path=None, show=False):
+        """Draw the learning curves; returns the matplotlib ``Figure``.
+
+        Three panels over the epochs: the loss, the accuracy (training, and validation
+        when it was recorded, the best validation loss marked) and, smaller, the
+        learning rate.  ``path`` writes the figure there (a PNG unless the name's
+        suffix asks for another format matplotlib knows, such as ``.svg`` or ``.pdf``);
+        ``show=True`` also opens it in a window through ``matplotlib.pyplot``.
+        Needs matplotlib: ``pip install matplotlib`` (or ``pip install cyprop[plot]``).
+        """
+        if not self.epochs:
+            raise ValueError("the history is empty: there is nothing to plot before "
+                             "training")
+        try:
+            from matplotlib.figure import Figure
+            from matplotlib.ticker import NullFormatter
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib, which is not installed: "
+                              "pip install matplotlib (or pip install cyprop[plot])") from None
+        size = (7.0, 7.5)
+        if show:
+            import matplotlib.pyplot as plt
+            fig = plt.figure(figsize=size)
+        else:
+            # No pyplot: no GUI backend and no global figure list are involved.
+            fig = Figure(figsize=size)
+        epochs = list(range(1, self.epochs + 1))
+        rates = _values(self.learning_rate)
+        has_rate = any(not math.isnan(r) for r in rates)
+        axes = fig.subplots(3 if has_rate else 2, 1, sharex=True,
+                            gridspec_kw={"height_ratios": [3, 3, 1.4] if has_rate else [1, 1]})
+        val_loss = _values(self.val_loss)
+        best = None
+        if any(not math.isnan(v) for v in val_loss):
+            best = 1 + min((v, i) for i, v in enumerate(val_loss) if not math.isnan(v))[1]
+        for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+            ax.plot(epochs, _values(getattr(self, key)), marker=".", label="training")
+            validation = _values(getattr(self, "val_" + key))
+            if any(not math.isnan(v) for v in validation):
+                ax.plot(epochs, validation, marker=".", label="validation")
+                ax.legend(loc="best")
+            if best is not None:
+                ax.axvline(best, color="grey", linestyle=":", linewidth=1)
+            ax.set_ylabel(label)
+            ax.grid(True, alpha=0.3)
+        if has_rate:
+            axes[2].plot(epochs, rates, color="tab:green", drawstyle="steps-mid")
+            positive = [r for r in rates if r > 0]
+            if positive and max(positive) > 10 * min(positive):
+                axes[2].set_yscale("log")
+                axes[2].yaxis.set_minor_formatter(NullFormatter())   # decades only
+            axes[2].set_ylabel("learning rate")
+            axes[2].grid(True, alpha=0.3)
+        axes[-1].set_xlabel("epoch")
+        title = f"{self.epochs} epochs"
+        if self.stop_reason and self.stop_reason != "epochs":
+            title += f", stopped by {self.stop_reason.replace('_', ' ')}"
+        if best is not None:
+            title += f"; best validation loss at epoch {best}"
+        fig.suptitle(title)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        if show:
+            plt.show()
+        return fig
+
     def __repr__(self):
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
         return f"<History: {self.epochs} epochs{last}, stopped: {self.stop_reason}>"
+
+
+def _values(records):
+    """A record list as floats, None (not recorded) as NaN, which plots as a gap."""
+    return [math.nan if v is None else float(v) for v in records]

@@ -225,15 +225,16 @@ class Network:
         patience = _validation.check_int("patience", patience, minimum=0)
         if n_threads is not None:
             n_threads = _validation.check_int("n_threads", n_threads)
-        labels = Y
         X, Y = self._check_data(X, Y)
-        weights = self._sample_weights(sample_weight, class_weight, labels, Y)
-        validation = self._validation_set(X, Y, weights, validation_data, validation_split,
+        validation = self._validation_set(X, Y, validation_data, validation_split,
                                           early_stopping)
         if validation is not None and validation_data is None:
+            # the held-out samples take no part in training, nor in "balanced" weights
             n_train = X.shape[0] - validation[0].shape[0]
+            if np.shape(sample_weight) == (X.shape[0],):
+                sample_weight = np.asarray(sample_weight)[:n_train]
             X, Y = X[:n_train], Y[:n_train]
-            weights = None if weights is None else weights[:n_train]
+        weights = self._sample_weights(sample_weight, class_weight, Y)
         self._set_optimizer(optimizer)
         rules = _StoppingRules(target_loss, target_error, min_update, early_stopping,
                                patience, min_delta)
@@ -248,9 +249,8 @@ class Network:
         batch_size = _validation.check_int("batch_size", batch_size)
         if n_threads is not None:
             n_threads = _validation.check_int("n_threads", n_threads)
-        labels = Y
         X, Y = self._check_data(X, Y)
-        weights = self._sample_weights(sample_weight, class_weight, labels, Y)
+        weights = self._sample_weights(sample_weight, class_weight, Y)
         self._set_optimizer(optimizer)
         self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
                   _StoppingRules(), [], self.history, n_threads)
@@ -324,7 +324,7 @@ class Network:
         dropout_seed = int(rng.integers(2 ** 63)) if any(self.dropout) else None
         kept = self._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
         if progress is not None:
-            progress.start_epoch(epoch)
+            progress.start_epoch()
         loss_sum, correct, seconds = 0.0, 0, 0.0
         # Long epochs run in parts of whole batches (the same result as one call), so
         # that progress shows and Ctrl-C is seen within the epoch.
@@ -335,8 +335,10 @@ class Network:
                 Dropout([*self.dropout, 0.0], dropout_seed + start * sum(self.arch.sizes[1:])),
                 self.max_norm, n_threads)
             began = time.perf_counter()
-            part_loss, part_correct = self._impl.train_epoch(
-                self.arch, self._params, X, Y, order[start:stop], batch_size, optimizer, options)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below
+                part_loss, part_correct = self._impl.train_epoch(
+                    self.arch, self._params, X, Y, order[start:stop], batch_size, optimizer,
+                    options)
             seconds += time.perf_counter() - began
             loss_sum += part_loss
             correct += part_correct
@@ -361,7 +363,7 @@ class Network:
             logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
         return logs
 
-    def _sample_weights(self, sample_weight, class_weight, labels, Y):
+    def _sample_weights(self, sample_weight, class_weight, Y):
         """One weight per sample (sample_weight times class_weight), or None."""
         if sample_weight is None and class_weight is None:
             return None
@@ -401,7 +403,7 @@ class Network:
             raise ValueError("the sample weights are all zero: nothing to learn from")
         return weights.astype(self.dtype)
 
-    def _validation_set(self, X, Y, weights, validation_data, validation_split, early_stopping):
+    def _validation_set(self, X, Y, validation_data, validation_split, early_stopping):
         """(X_val, Y_val) or None."""
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -497,6 +499,8 @@ def _check_activations(activation, output, loss, n_layers):
 
 
 def _check_dropout(dropout, n_hidden):
+    if n_hidden == 0 and np.ndim(dropout) == 0 and dropout:
+        raise ValueError("dropout applies to hidden layers, and this network has none")
     rates = [dropout] * n_hidden if np.ndim(dropout) == 0 else list(dropout)
     if len(rates) != n_hidden:
         raise ValueError(f"dropout lists {len(rates)} rates, but the network has "

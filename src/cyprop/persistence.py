@@ -22,9 +22,16 @@ The JSON object in ``metadata``::
                              int or None, else as None (only the generator state
                              below matters once the network exists)
     rng                      ``bit_generator.state`` of the network's shuffling generator
-    optimizer                null, or {name, config, steps, has_state}: ``name`` is a key
-                             of ``cyprop.optimizers.OPTIMIZERS`` and ``config`` the
-                             keyword arguments of its constructor (``get_config()``)
+    dropout                  the dropout rate of each hidden layer (a list, [] without
+                             hidden layers); absent in early files: no dropout
+    max_norm                 the max-norm bound, 0 for none; absent in early files: none
+    optimizer                null, or {name, config, steps, has_state,
+                             initial_learning_rate}: ``name`` is a key of
+                             ``cyprop.optimizers.OPTIMIZERS``, ``config`` the keyword
+                             arguments of its constructor (``get_config()``, which holds
+                             the *current* learning rate, a schedule's last) and
+                             ``initial_learning_rate`` the rate schedules scale (absent
+                             in early files: the config's rate)
     history                  {records: {key: [float or null, ...]}, stop_reason}
 
 Non-finite history values (e.g. an infinite samples/second) are written as the
@@ -60,6 +67,9 @@ _DTYPES = ("float32", "float64")
 # Bit generators whose state round-trips through JSON and that a file may name; the
 # name is looked up on ``numpy.random``, so it must never be taken from the file as is.
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "SFC64", "Philox", "MT19937")
+# The optimizer entry's keys: those every file has, and those added since (optional).
+_OPTIMIZER_KEYS = {"name", "config", "steps", "has_state"}
+_OPTIMIZER_OPTIONAL_KEYS = {"initial_learning_rate"}
 
 
 # ----------------------------------------------------------------------------- save
@@ -86,6 +96,8 @@ def save(net, path):
         "init": net.init,
         "seed": _json_seed(net.seed),
         "rng": net._rng.bit_generator.state,
+        "dropout": [float(rate) for rate in net.dropout],
+        "max_norm": float(net.max_norm or 0.0),
         "optimizer": optimizer,
         "history": {
             "records": {key: [None if v is None else float(v) for v in getattr(net.history, key)]
@@ -128,7 +140,8 @@ def _optimizer_record(net):
         raise ValueError(f"cannot save: the {name} state has {state.shape[0]} rows, "
                          f"expected {type(opt).n_slots}")
     record = {"name": name, "config": opt.get_config(), "steps": steps,
-              "has_state": state is not None}
+              "has_state": state is not None,
+              "initial_learning_rate": float(opt.initial_learning_rate)}
     return record, state
 
 
@@ -338,10 +351,20 @@ def _validate(path, raw):
     except (ValueError, OverflowError) as exc:  # sizes beyond what an index can hold
         raise _invalid(path, f"invalid layer sizes {sizes!r} ({exc})") from exc
     meta["dtype"] = np.dtype(meta["dtype"])
+    # Added after the first files of format 1 were written: optional, with the values
+    # that those files' networks had (no dropout, no max-norm).
+    dropout = meta.setdefault("dropout", [0.0] * (len(sizes) - 2))
+    require(isinstance(dropout, list) and len(dropout) == len(sizes) - 2
+            and all(_is_number(r) and 0 <= r < 1 for r in dropout),
+            f"invalid dropout rates {dropout!r} for sizes {sizes}")
+    max_norm = meta.setdefault("max_norm", 0.0)
+    require(_is_number(max_norm) and math.isfinite(max_norm) and max_norm >= 0,
+            f"invalid max_norm {max_norm!r}")
 
     opt = meta["optimizer"]
     if opt is not None:
-        require(isinstance(opt, dict) and set(opt) == {"name", "config", "steps", "has_state"},
+        require(isinstance(opt, dict) and _OPTIMIZER_KEYS <= set(opt)
+                and set(opt) <= _OPTIMIZER_KEYS | _OPTIMIZER_OPTIONAL_KEYS,
                 "invalid optimizer entry")
         require(opt["name"] in OPTIMIZERS, f"unknown optimizer {opt['name']!r}; this cyprop "
                                            f"knows {', '.join(OPTIMIZERS)}")
@@ -349,6 +372,10 @@ def _validate(path, raw):
         require(_is_int(opt["steps"]) and opt["steps"] >= 0,
                 f"invalid optimizer step count {opt['steps']!r}")
         require(isinstance(opt["has_state"], bool), "invalid optimizer entry")
+        initial = opt.get("initial_learning_rate")
+        require(initial is None or (_is_number(initial) and math.isfinite(initial)
+                                    and initial > 0),
+                f"invalid initial learning rate {initial!r}")
 
     history = meta["history"]
     require(isinstance(history, dict) and isinstance(history.get("records"), dict)
@@ -387,7 +414,8 @@ def _build(path, meta, arrays, backend):
         # that Network itself would refuse.
         net = Network(list(arch.sizes), activation=list(arch.activations[:-1]),
                       output=arch.activations[-1], loss=arch.loss, init=meta["init"],
-                      dtype=meta["dtype"], seed=meta["seed"], backend=backend)
+                      dtype=meta["dtype"], seed=meta["seed"], backend=backend,
+                      dropout=meta["dropout"], max_norm=meta["max_norm"] or None)
     except (TypeError, ValueError) as exc:
         raise _invalid(path, f"it describes a network cyprop cannot build: {exc}") from exc
 
@@ -408,10 +436,25 @@ def _build(path, meta, arrays, backend):
 
     opt = meta["optimizer"]
     if opt is not None:
+        # get_config() gave the current rate, which a schedule may have taken anywhere
+        # down to 0 (a finished Cosine); the constructor, which wants a rate > 0, gets
+        # the initial one, which schedules scale, and the current one is set after.
+        config = dict(opt["config"])
+        initial = opt.get("initial_learning_rate")
+        current = config.get("learning_rate")
+        if initial is not None and "learning_rate" in config:
+            config["learning_rate"] = initial
         try:
-            optimizer = OPTIMIZERS[opt["name"]](**opt["config"])
+            optimizer = OPTIMIZERS[opt["name"]](**config)
+            if current is not None and not (_is_number(current) and math.isfinite(current)
+                                            and current >= 0):
+                raise ValueError(f"learning_rate must be a finite number >= 0, got {current!r}")
         except (TypeError, ValueError) as exc:
             raise _invalid(path, f"invalid {opt['name']} configuration ({exc})") from exc
+        if initial is not None:
+            optimizer.initial_learning_rate = float(initial)
+            if current is not None:
+                optimizer.learning_rate = float(current)
         optimizer.steps = opt["steps"]
         if opt["has_state"]:
             optimizer.state = arrays[_OPTIMIZER_STATE]
@@ -433,3 +476,7 @@ def _build(path, meta, arrays, backend):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
