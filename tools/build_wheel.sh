@@ -30,8 +30,11 @@ rm -f dist/cyprop-*.whl wheelhouse/cyprop-*.whl
 wheel=$(ls dist/cyprop-*.whl)
 
 echo "== 2. Repair it for manylinux"
-# No OpenMP or other shared library is linked, so there is nothing to bundle:
-# repair only checks the symbols the extensions use and retags the wheel.
+# The extensions link the OpenMP runtime (libgomp): repair copies it into cyprop.libs/
+# under a mangled name, so it cannot clash with another libgomp in the process (but two
+# OpenMP runtimes then coexist, each with its own thread pool).  Built here, libgomp's
+# versioned symbols limit the tag to manylinux_2_34; cibuildwheel's manylinux images
+# give older, wider tags.
 auditwheel show "$wheel"
 auditwheel repair "$wheel" -w wheelhouse
 repaired=$(ls wheelhouse/cyprop-*.whl)
