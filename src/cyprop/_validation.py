@@ -44,7 +44,7 @@ def _as_float_array(name, data, dtype):
         raise TypeError(f"{name} must hold numbers (got dtype {arr.dtype}); "
                         "convert it to a float array first")
     with np.errstate(over="ignore"):
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+        arr = np.asarray(arr, dtype=dtype, order="C")   # keeps a 0-d input 0-d
     if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity (or values too large for {dtype.name})")
     return arr
@@ -114,12 +114,15 @@ def check_labels(y, n_classes, name="Y"):
             raise ValueError(f"{name} holds class labels, but some are not whole numbers")
     elif y.dtype.kind not in "biu":
         raise TypeError(f"{name} class labels must be integers, got dtype {y.dtype}")
-    labels = y.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        bad = labels[(labels < 0) | (labels >= n_classes)][0]
+    # The range is checked in the labels' own dtype: casting first could wrap them.
+    outside = (y < 0) | (y >= n_classes)
+    if outside.any():
+        bad = y[outside][0]
+        if y.dtype.kind == "f" and abs(bad) < 2 ** 63:
+            bad = int(bad)   # a whole number (checked above), shown as one
         raise ValueError(f"{name} has label {bad}, outside the range 0..{n_classes - 1} "
                          f"of the network's {n_classes} outputs")
-    return labels
+    return y.astype(np.int64)
 
 
 def one_hot(y, n_classes, dtype, name="Y"):

@@ -6,6 +6,7 @@ model.  All the per-sample and per-batch work happens in the backend; this modul
 validates input, orders the samples of each epoch, and keeps the records.
 """
 
+import numbers
 import sys
 import threading
 import time
@@ -30,11 +31,10 @@ class _ParameterList(list):
         if isinstance(index, slice):
             raise TypeError("assign the layers one at a time, or the whole list")
         target = list.__getitem__(self, index)
-        value = np.asarray(value)
+        # numbers only, finite in the network's dtype (1e300 is inf in float32)
+        value = _validation._as_float_array(f"layer {index}", value, target.dtype)
         if value.shape != target.shape:
             raise ValueError(f"layer {index} has shape {target.shape}, got {value.shape}")
-        if not np.isfinite(value).all():
-            raise ValueError(f"layer {index}: values contain NaN or infinity")
         target[...] = value
 
 
@@ -143,7 +143,8 @@ class Network:
         With ``return_hidden=True``, a list of every layer's activations instead, the
         first hidden layer first and the output last (no dropout: this is inference).
         """
-        if _needs_conversion(X, self.dtype) and np.ndim(X) == 2 and len(X) > _FORWARD_BLOCK:
+        if (isinstance(X, np.ndarray) and X.ndim == 2 and len(X) > _FORWARD_BLOCK
+                and _needs_conversion(X, self.dtype)):
             # A large input of another dtype or layout is converted a block at a time,
             # so the extra memory stays bounded whatever the number of samples.
             blocks = [self.forward(X[i:i + _FORWARD_BLOCK], return_hidden)
@@ -152,38 +153,52 @@ class Network:
                 return [np.concatenate(layer) for layer in zip(*blocks)]
             return np.concatenate(blocks)
         X, single = _validation.check_X(X, self.arch.n_inputs, self.dtype, allow_single=True)
-        out = self._impl.forward(self.arch, self._params, X, every_layer=bool(return_hidden))
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self._impl.forward(self.arch, self._params, X, every_layer=bool(return_hidden))
+        _check_result(out[-1] if return_hidden else out, "forward")
         if return_hidden:
             return [a[0] for a in out] if single else out
         return out[0] if single else out
 
     def predict(self, X):
         """Class labels: the argmax of the outputs (a 0.5 threshold for one output)."""
-        out = np.atleast_2d(self.forward(X))
+        out = self.forward(X)
+        single = out.ndim == 1
+        out = np.atleast_2d(out)
         if out.shape[1] == 1:
             labels = (out[:, 0] > 0.5).astype(np.int64)
         else:
             labels = out.argmax(axis=1)
-        return labels[0] if np.ndim(X) == 1 else labels
+        return labels[0] if single else labels
 
     def loss(self, X, Y):
         """Mean over the samples of the per-sample loss (no regularisation term)."""
         X, Y = self._check_data(X, Y)
-        loss, _, _ = self._impl.loss_and_gradients(self.arch, self._params, X, Y, False)
+        loss, _, _ = self._compute(X, Y, False)
         return loss / X.shape[0]
 
     def gradients(self, X, Y):
         """(grad_weights, grad_biases): gradients of ``loss(X, Y)``, shaped like the parameters."""
         X, Y = self._check_data(X, Y)
-        _, _, grad = self._impl.loss_and_gradients(self.arch, self._params, X, Y, True)
+        _, _, grad = self._compute(X, Y, True)
         grad /= X.shape[0]
         return self.arch.split(grad)
 
     def evaluate(self, X, Y):
         """{"loss": mean loss, "accuracy": fraction classified right}."""
         X, Y = self._check_data(X, Y)
-        loss, correct, _ = self._impl.loss_and_gradients(self.arch, self._params, X, Y, False)
+        loss, correct, _ = self._compute(X, Y, False)
         return {"loss": loss / X.shape[0], "accuracy": correct / X.shape[0]}
+
+    def _compute(self, X, Y, want_grad):
+        """(loss sum, number right, gradient sum or None), refused if not finite."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, correct, grad = self._impl.loss_and_gradients(self.arch, self._params, X, Y,
+                                                                want_grad)
+        _check_result(np.array([loss]), "the loss")
+        if grad is not None:
+            _check_result(grad, "the gradient")
+        return loss, correct, grad
 
     # --------------------------------------------------------------- training
     def fit(self, X, Y, epochs=30, batch_size=10, optimizer=None, shuffle=True, seed=None,
@@ -223,6 +238,10 @@ class Network:
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)
         patience = _validation.check_int("patience", patience, minimum=0)
+        _check_schedule(schedule)
+        _check_optimizer(optimizer)
+        rules = _StoppingRules(target_loss, target_error, min_update, early_stopping,
+                               patience, min_delta)
         if n_threads is not None:
             n_threads = _validation.check_int("n_threads", n_threads)
         X, Y = self._check_data(X, Y)
@@ -236,8 +255,6 @@ class Network:
             X, Y = X[:n_train], Y[:n_train]
         weights = self._sample_weights(sample_weight, class_weight, Y)
         self._set_optimizer(optimizer)
-        rules = _StoppingRules(target_loss, target_error, min_update, early_stopping,
-                               patience, min_delta)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         return self._run(X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
                          validation, rules, list(callbacks), History(), n_threads)
@@ -249,6 +266,7 @@ class Network:
         batch_size = _validation.check_int("batch_size", batch_size)
         if n_threads is not None:
             n_threads = _validation.check_int("n_threads", n_threads)
+        _check_optimizer(optimizer)
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, Y)
         self._set_optimizer(optimizer)
@@ -258,9 +276,6 @@ class Network:
 
     def _set_optimizer(self, optimizer):
         if optimizer is not None and optimizer is not self.optimizer:
-            if not isinstance(optimizer, Optimizer):
-                raise TypeError(f"optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
-                                f"got {type(optimizer).__name__}")
             # An optimizer's state (momentum, moments) belongs to the network it trained:
             # one that comes from elsewhere starts afresh here.
             optimizer.reset()
@@ -271,6 +286,7 @@ class Network:
     def _run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
              validation, rules, callbacks, history, n_threads=None):
         """The training loop shared by fit and partial_fit."""
+        batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("this network is already training in another thread; "
                                "train a copy, or wait for that fit to finish")
@@ -392,16 +408,27 @@ class Network:
             else:
                 table = np.ones(n_classes)
                 for label, w in dict(class_weight).items():
-                    if not 0 <= int(label) < n_classes:
+                    if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+                        raise TypeError(f"class_weight keys must be class labels (integers), "
+                                        f"got {label!r}")
+                    if not 0 <= label < n_classes:
                         raise ValueError(f"class_weight names class {label!r}, outside "
                                          f"0..{n_classes - 1}")
+                    if isinstance(w, bool) or not isinstance(w, numbers.Real):
+                        raise TypeError(f"class_weight for class {label!r} must be a number, "
+                                        f"got {w!r}")
                     if not np.isfinite(w) or w < 0:
                         raise ValueError(f"class_weight for class {label!r} must be >= 0")
                     table[int(label)] = w
             weights *= table[classes]
         if not weights.any():
             raise ValueError("the sample weights are all zero: nothing to learn from")
-        return weights.astype(self.dtype)
+        with np.errstate(over="ignore"):
+            weights = weights.astype(self.dtype)
+        if not np.isfinite(weights).all():
+            raise ValueError(f"sample_weight (times class_weight) has values too large for "
+                             f"{self.dtype.name}")
+        return weights
 
     def _validation_set(self, X, Y, validation_data, validation_split, early_stopping):
         """(X_val, Y_val) or None."""
@@ -453,6 +480,26 @@ class Network:
     def __repr__(self):
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "
                 f"loss={self.arch.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+
+def _check_result(values, what):
+    """A result that overflowed inside the network is an error, not an answer."""
+    if not _validation.all_finite(values):
+        raise FloatingPointError(
+            f"{what} overflowed inside the network (NaN or infinity from finite inputs and "
+            "weights): the inputs or weights are too large; scale the inputs")
+
+
+def _check_optimizer(optimizer):
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
+                        f"got {type(optimizer).__name__}")
+
+
+def _check_schedule(schedule):
+    if schedule is not None and not callable(getattr(schedule, "rate", None)):
+        raise TypeError(f"schedule must be a cyprop.schedules object (with a rate method), "
+                        f"got {type(schedule).__name__}")
 
 
 #: Rows converted at a time when forward() gets a large input that needs converting.
