@@ -45,6 +45,8 @@ def _as_float_array(name, data, dtype):
                         "convert it to a float array first")
     with np.errstate(over="ignore"):
         arr = np.asarray(arr, dtype=dtype, order="C")   # keeps a 0-d input 0-d
+    if not arr.flags.aligned:
+        arr = arr.copy()   # the kernels read whole elements: never from a misaligned buffer
     if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity (or values too large for {dtype.name})")
     return arr

@@ -145,13 +145,16 @@ class Network:
         """
         if (isinstance(X, np.ndarray) and X.ndim == 2 and len(X) > _FORWARD_BLOCK
                 and _needs_conversion(X, self.dtype)):
-            # A large input of another dtype or layout is converted a block at a time,
-            # so the extra memory stays bounded whatever the number of samples.
-            blocks = [self.forward(X[i:i + _FORWARD_BLOCK], return_hidden)
-                      for i in range(0, len(X), _FORWARD_BLOCK)]
-            if return_hidden:
-                return [np.concatenate(layer) for layer in zip(*blocks)]
-            return np.concatenate(blocks)
+            # A large input of another dtype or layout is converted a block at a time
+            # into outputs allocated once, so the extra memory stays bounded whatever
+            # the number of samples (no list of blocks to concatenate).
+            widths = self.arch.sizes[1:] if return_hidden else [self.arch.n_outputs]
+            outs = [np.empty((len(X), width), dtype=self.dtype) for width in widths]
+            for i in range(0, len(X), _FORWARD_BLOCK):
+                block = self.forward(X[i:i + _FORWARD_BLOCK], return_hidden)
+                for out, part in zip(outs, block if return_hidden else [block]):
+                    out[i:i + len(part)] = part
+            return outs if return_hidden else outs[0]
         X, single = _validation.check_X(X, self.arch.n_inputs, self.dtype, allow_single=True)
         with np.errstate(over="ignore", invalid="ignore"):
             out = self._impl.forward(self.arch, self._params, X, every_layer=bool(return_hidden))
@@ -240,6 +243,11 @@ class Network:
         patience = _validation.check_int("patience", patience, minimum=0)
         _check_schedule(schedule)
         _check_optimizer(optimizer)
+        callbacks = list(callbacks)
+        for callback in callbacks:
+            if not callable(getattr(callback, "on_epoch_end", None)):
+                raise TypeError(f"callbacks need an on_epoch_end(net, epoch, logs) method; "
+                                f"{type(callback).__name__} has none")
         rules = _StoppingRules(target_loss, target_error, min_update, early_stopping,
                                patience, min_delta)
         if n_threads is not None:
@@ -254,10 +262,9 @@ class Network:
                 sample_weight = np.asarray(sample_weight)[:n_train]
             X, Y = X[:n_train], Y[:n_train]
         weights = self._sample_weights(sample_weight, class_weight, Y)
-        self._set_optimizer(optimizer)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         return self._run(X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
-                         validation, rules, list(callbacks), History(), n_threads)
+                         validation, rules, callbacks, History(), n_threads, optimizer)
 
     def partial_fit(self, X, Y, batch_size=10, optimizer=None, shuffle=True, sample_weight=None,
                     class_weight=None, verbose=0, n_threads=None):
@@ -269,9 +276,8 @@ class Network:
         _check_optimizer(optimizer)
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, Y)
-        self._set_optimizer(optimizer)
         self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
-                  _StoppingRules(), [], self.history, n_threads)
+                  _StoppingRules(), [], None, n_threads, optimizer)
         return self
 
     def _set_optimizer(self, optimizer):
@@ -284,13 +290,18 @@ class Network:
             self.optimizer = SGD()
 
     def _run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
-             validation, rules, callbacks, history, n_threads=None):
-        """The training loop shared by fit and partial_fit."""
+             validation, rules, callbacks, history, n_threads=None, optimizer=None):
+        """The training loop shared by fit and partial_fit (``history`` None: the
+        network's own, added to)."""
         batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("this network is already training in another thread; "
                                "train a copy, or wait for that fit to finish")
         try:
+            # Only now, with the lock held: a refused call must not change the optimizer
+            # under a fit running in another thread.
+            self._set_optimizer(optimizer)
+            history = self.history if history is None else history
             self.history = history
             self.stop_training = False
             if verbose == "auto":
@@ -360,7 +371,10 @@ class Network:
             correct += part_correct
             if progress is not None:
                 progress.advance(stop - start)
-        if not (np.isfinite(loss_sum) and np.isfinite(self._params).all()):
+        # the optimizer state too: squared gradients that overflow leave the loss and
+        # weights finite, but stall training, and load() refuses such a file
+        if not (np.isfinite(loss_sum) and np.isfinite(self._params).all()
+                and (optimizer.state is None or np.isfinite(optimizer.state).all())):
             self._params[...] = kept[0]
             optimizer.steps, optimizer.state = kept[1], kept[2]
             self.history.stop_reason = "diverged"
