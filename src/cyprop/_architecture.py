@@ -44,6 +44,12 @@ class Architecture:
     def output(self):
         return self.activations[-1]
 
+    def new_params(self, dtype):
+        """An uninitialised parameter vector whose data starts on a 64-byte boundary, so
+        that every weight row the kernels stream through starts aligned when its length
+        allows (unaligned vector loads cost up to a quarter of the speed of online SGD)."""
+        return aligned_empty(self.n_params, dtype)
+
     def split(self, flat):
         """Views of a flat parameter-shaped array as (weights, biases) lists."""
         weights = [flat[s].reshape(n_out, n_in) for s, n_in, n_out
@@ -68,3 +74,12 @@ class Architecture:
     def __repr__(self):
         return (f"Architecture(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r})")
+
+
+def aligned_empty(n, dtype, alignment=64):
+    """An uninitialised 1-D array of n elements whose data is ``alignment``-byte aligned."""
+    dtype = np.dtype(dtype)
+    spare = alignment // dtype.itemsize
+    buffer = np.empty(n + spare, dtype=dtype)
+    start = (-buffer.ctypes.data % alignment) // dtype.itemsize
+    return buffer[start:start + n]

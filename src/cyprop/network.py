@@ -87,7 +87,7 @@ class Network:
         self._requested_backend = backend
         self.backend, self._impl = _backend.resolve(backend)
         self._rng = np.random.default_rng(seed)
-        self._params = np.empty(self.arch.n_params, dtype=self.dtype)
+        self._params = self.arch.new_params(self.dtype)
         for s_w, s_b, n_in, n_out in zip(self.arch.w_slices, self.arch.b_slices,
                                          sizes[:-1], sizes[1:]):
             W, b = INITIALIZERS[init](self._rng, n_in, n_out)
@@ -488,6 +488,9 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        params = self.arch.new_params(self.dtype)   # an unpickled array may be unaligned
+        params[...] = self._params
+        self._params = params
         self.backend, self._impl = _backend.resolve(self._requested_backend)
         self._lock = threading.Lock()
 
