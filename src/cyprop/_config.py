@@ -24,9 +24,14 @@ def config():
     }
     compiled = _backend._compiled
     if compiled is not None:
+        core = compiled.KERNELS[compiled.CHOSEN]
         info["kernel"] = compiled.CHOSEN
         info["kernels_available"] = list(compiled.KERNELS)
-        info["extension"] = compiled.KERNELS[compiled.CHOSEN].__file__
+        info["extension"] = core.__file__
+        info["blas"] = ("scipy" + (", one thread per call" if core.blas_threads_controlled()
+                                   else "") if core.has_blas() else
+                        "none (pip install scipy: faster mini-batches)")
+        info["threads"] = core.max_threads()
     else:
         info["kernel"] = None
         info["extension_error"] = str(_backend._IMPORT_ERROR)

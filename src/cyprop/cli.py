@@ -506,6 +506,11 @@ def cmd_info(args):
         print(f"CPU features:    {', '.join(flags) or 'none of ' + ', '.join(_FLAGS)}")
     print(f"CPU cores:       {_usable_cores()} usable of {os.cpu_count()}")
     print(f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'not set')}")
+    config = cyprop.config()
+    if "threads" in config:
+        print(f"threads:         {config['threads']} (parallel parts of large mini-batches, "
+              "forward chunks)")
+        print(f"BLAS:            {config['blas']}")
     return 0
 
 
