@@ -294,6 +294,16 @@ cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noe
 
 
 # ------------------------------------------------------------ forward and deltas
+cdef inline floating largest(const floating* z, Py_ssize_t n) noexcept nogil:
+    """max(z): subtracted before exp in softmax and log-sum-exp, so exp never overflows."""
+    cdef Py_ssize_t k
+    cdef floating m = z[0]
+    for k in range(1, n):
+        if z[k] > m:
+            m = z[k]
+    return m
+
+
 cdef inline void output_activation(int act, const floating* z, floating* a, Py_ssize_t n) noexcept nogil:
     """a = f(z) for the output layer, where f may be the softmax."""
     cdef Py_ssize_t j
@@ -302,10 +312,7 @@ cdef inline void output_activation(int act, const floating* z, floating* a, Py_s
         for j in range(n):
             a[j] = activate(act, z[j])
         return
-    zmax = z[0]
-    for j in range(1, n):
-        if z[j] > zmax:
-            zmax = z[j]
+    zmax = largest(z, n)
     total = 0
     for j in range(n):
         a[j] = f_exp(z[j] - zmax)
@@ -356,10 +363,7 @@ cdef floating sample_loss(int loss, int out_act, const floating* a, const floati
         return s / 2
     if out_act == SOFTMAX:
         # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0
-        zmax = z[0]
-        for k in range(1, n):
-            if z[k] > zmax:
-                zmax = z[k]
+        zmax = largest(z, n)
         lse = 0
         for k in range(n):
             lse += f_exp(z[k] - zmax)
