@@ -431,7 +431,8 @@ def test_compiled_calls_release_the_gil():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(150_000, 40)), rng.integers(0, 10, 150_000)
     Y = np.eye(10)[y]
-    net = cyprop.Network([40, 64, 10], seed=0, backend="cython")
+    # wide enough that each call lasts well over 0.05 s on a fast machine
+    net = cyprop.Network([40, 256, 10], seed=0, backend="cython")
     opt = cyprop.SGD(0.01)
     order = np.arange(len(X), dtype=np.intp)
     calls = {

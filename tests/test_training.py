@@ -1072,8 +1072,10 @@ FEATURES = {
                                                                min_delta=0.05))),
     "dropout": (dict(dropout=[0.3, 0.1]), dict()),
     "max-norm": (dict(max_norm=0.8), dict()),
+    # A gentler rate: at 0.1 with momentum this float32 run is chaotic enough that FMA
+    # rounding (AVX2 kernels) alone grows to ~1e-4 relative in 4 epochs.
     "dropout-max-norm-decay": (dict(dropout=0.2, max_norm=1.0),
-                               dict(optimizer=cyprop.SGD(0.1, momentum=0.5,
+                               dict(optimizer=cyprop.SGD(0.05, momentum=0.5,
                                                          weight_decay=0.01))),
     "sample-weight": (dict(), dict(sample_weight=np.linspace(0.1, 2.0, 40))),
     "class-weight": (dict(), dict(class_weight="balanced")),
