@@ -99,8 +99,11 @@ OPTIMIZERS = ("SGD", "Adam", "RMSprop", "Adagrad", "Rprop")
 # sum without -ffast-math, but it does vectorise 16 separate running sums.
 cdef enum:
     N_ACC = 16
-    # weight-sample products in a batch from which its parts run on parallel threads
-    PARALLEL_WORK = 2000000
+    # Multiply-adds of a layer's matrix product per part, at least, when it is split
+    # into parts for parallel threads (below that a thread costs more than it saves) ...
+    PART_WORK = 500000
+    # ... and at most this many parts: more make each product less efficient on one core.
+    MAX_PARTS = 4
 cdef double LEAKY_SLOPE = 0.01
 
 
@@ -508,66 +511,6 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
                 d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
 
 
-cdef inline Py_ssize_t chunk_rows(Py_ssize_t rows, Py_ssize_t n_params) noexcept nogil:
-    """Rows per part of a batch: one part for a small batch (a thread's start and the
-    barrier would cost more than they save), else at most 4 parts of at least 16 rows.
-    It depends on the batch and the network, never on the thread count, so neither do
-    the results."""
-    cdef Py_ssize_t quarter = (rows + 3) // 4
-    if rows * n_params < PARALLEL_WORK:
-        return rows
-    return quarter if quarter > 16 else 16
-
-
-cdef void batch_gradient(const Layout* lay, const floating* params,
-                         const floating[:, ::1] X, const floating[:, ::1] Y,
-                         const Py_ssize_t* batch,   # the rows of X and Y in this batch
-                         Py_ssize_t rows, Py_ssize_t pos, int loss, const floating* sw,
-                         floating* xb, floating* a, floating* d, floating* z,  # scratch
-                         floating* partial,   # scratch: (parts - 1, n_params)
-                         double* part_loss, Py_ssize_t* part_correct,  # scratch: (parts,)
-                         floating* grad,      # OUT: the batch's gradient sum
-                         double* total, Py_ssize_t* n_correct,  # IN/OUT: added to
-                         int n_threads) noexcept nogil:
-    """A batch's gradient as matrix products, its parts on parallel threads.
-
-    Each part of the batch (see chunk_rows) is fed forward and back on its own, into its
-    own gradient sum; the sums are then added in part order.  Part p uses rows
-    p * size ... of every scratch block, laid out as batch_feedforward expects.
-    """
-    cdef Py_ssize_t size = chunk_rows(rows, lay.n_params), parts = (rows + size - 1) // size
-    cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers], n_units = lay.n_units
-    cdef Py_ssize_t p, r0, r, k, i, N = lay.n_params
-    cdef int L = lay.n_layers, previous
-    cdef floating* g
-    for p in prange(parts, num_threads=n_threads if n_threads < parts else parts,
-                    schedule="static"):
-        r0 = p * size
-        r = size if r0 + size <= rows else rows - r0
-        previous = blas_single_thread()
-        for k in range(r):
-            memcpy(xb + (r0 + k) * n_in, &X[batch[r0 + k], 0], n_in * sizeof(floating))
-        batch_feedforward(lay, params, xb + r0 * n_in, <int>r, a + r0 * n_units, z + r0 * n_out,
-                          pos + r0)
-        part_loss[p] = 0
-        part_correct[p] = 0
-        score_rows(loss, lay.acts[L - 1], a + r0 * n_units + r * lay.a_off[L - 1], z + r0 * n_out,
-                   Y, batch + r0, 0, r, n_out, sw, d + r0 * n_units + r * lay.a_off[L - 1],
-                   &part_loss[p], &part_correct[p])
-        g = grad if p == 0 else partial + (p - 1) * N
-        memset(g, 0, N * sizeof(floating))
-        batch_backprop(lay, params, xb + r0 * n_in, <int>r, a + r0 * n_units, d + r0 * n_units,
-                       g, pos + r0)
-        blas_restore_threads(previous)
-    for p in range(parts):
-        total[0] += part_loss[p]
-        n_correct[0] += part_correct[p]
-        if p > 0:
-            g = partial + (p - 1) * N
-            for i in range(N):
-                grad[i] += g[i]
-
-
 cdef extern from *:
     """
     /* w -= c * x, then return dot(w, x_next), in one pass over w with 16 running sums
@@ -807,76 +750,190 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k,
                    &beta, c, &ldc)
 
 
+cdef inline int unit_parts(Py_ssize_t B, Py_ssize_t n_in, Py_ssize_t n_units) noexcept nogil:
+    """Parts that a layer's n_units are split into for a batch of B rows: set by the work
+    alone, never by the thread count, so that neither are the results."""
+    cdef Py_ssize_t parts = B * n_in * n_units // PART_WORK
+    if parts > MAX_PARTS:
+        parts = MAX_PARTS
+    if parts > n_units // 16:
+        parts = n_units // 16
+    return <int>parts if parts > 1 else 1
+
+
+cdef inline int part_start(Py_ssize_t n, int parts, int p) noexcept nogil:
+    """First unit of part p of n units (p == parts: n); inner boundaries fall on multiples
+    of 8 units, so that two threads do not write to one cache line."""
+    if p <= 0:
+        return 0
+    if p >= parts:
+        return <int>n
+    return <int>((n * p // parts + 4) // 8 * 8)
+
+
+cdef void layer_forward(const Layout* lay, int l, const floating* params,
+                        const floating* a_in, int B,  # IN: (B, n_in) layer l's inputs
+                        floating* acts, floating* z_out, Py_ssize_t pos,
+                        int u0, int u1) noexcept nogil:
+    """Units u0 .. u1-1 of layer l for a batch: Z = A_in @ W.T + b, then (hidden layers)
+    the activation and dropout.  The output layer's activation needs all its units:
+    batch_feedforward applies it once every part is done."""
+    cdef int n_in = <int>lay.sizes[l], n_out = <int>lay.sizes[l + 1]
+    cdef Py_ssize_t s, i
+    cdef floating* a_l = acts + B * lay.a_off[l]
+    cdef floating* z = z_out if l == lay.n_layers - 1 else a_l
+    cdef floating* row
+    # the bias rows first, then gemm adds the product onto them
+    for s in range(B):
+        memcpy(z + s * n_out + u0, params + lay.b_off[l] + u0, (u1 - u0) * sizeof(floating))
+    gemm(c'T', c'N', u1 - u0, B, n_in, params + lay.w_off[l] + u0 * n_in, n_in, a_in, n_in, 1,
+         z + u0, n_out)
+    if l == lay.n_layers - 1:
+        return
+    for s in range(B):
+        row = a_l + s * n_out
+        for i in range(u0, u1):
+            row[i] = activate(lay.acts[l], row[i])
+        if has_dropout(lay, l):
+            for i in range(u0, u1):
+                row[i] = dropped_out(lay, l, row[i], pos + s, i)
+
+
 cdef void batch_feedforward(const Layout* lay, const floating* params,
                             const floating* xb, int B,  # IN: (B, n_in) inputs
                             floating* acts,    # OUT: every layer's (B, n_l) activations
                             floating* z_out,   # OUT: (B, n_out) output pre-activations
-                            Py_ssize_t pos=0   # position of the first sample (dropout)
+                            Py_ssize_t pos=0,  # position of the first sample (dropout)
+                            int n_threads=0    # 0: whole layers; else parts on this many
                             ) noexcept nogil:
-    cdef int l, L = lay.n_layers, n_in, n_out
-    cdef Py_ssize_t s, i
+    cdef int l, p, parts, previous, L = lay.n_layers
+    cdef Py_ssize_t s, n_out
     cdef const floating* a_in = xb
-    cdef const floating* b
-    cdef floating* a_l
-    cdef floating* z
     for l in range(L):
-        n_in = <int>lay.sizes[l]
-        n_out = <int>lay.sizes[l + 1]
-        b = params + lay.b_off[l]
-        a_l = acts + B * lay.a_off[l]
-        z = z_out if l == L - 1 else a_l
-        # Z = A_in @ W.T + b: the bias rows first, then gemm adds the product onto them
-        for s in range(B):
-            memcpy(z + s * n_out, b, n_out * sizeof(floating))
-        gemm(c'T', c'N', n_out, B, n_in, params + lay.w_off[l], n_in, a_in, n_in, 1, z, n_out)
-        if l == L - 1:
-            for s in range(B):
-                output_activation(lay.acts[l], z + s * n_out, a_l + s * n_out, n_out)
+        n_out = lay.sizes[l + 1]
+        parts = unit_parts(B, lay.sizes[l], n_out) if n_threads > 0 else 1
+        if parts == 1:
+            layer_forward(lay, l, params, a_in, B, acts, z_out, pos, 0, <int>n_out)
         else:
-            for i in range(B * n_out):
-                a_l[i] = activate(lay.acts[l], a_l[i])
-            if has_dropout(lay, l):
-                for s in range(B):
-                    for i in range(n_out):
-                        a_l[s * n_out + i] = dropped_out(lay, l, a_l[s * n_out + i], pos + s, i)
-        a_in = a_l
+            for p in prange(parts, num_threads=n_threads if n_threads < parts else parts,
+                            schedule="static"):
+                previous = blas_single_thread()
+                layer_forward(lay, l, params, a_in, B, acts, z_out, pos,
+                              part_start(n_out, parts, p), part_start(n_out, parts, p + 1))
+                blas_restore_threads(previous)
+        a_in = acts + B * lay.a_off[l]
+    for s in range(B):
+        output_activation(lay.acts[L - 1], z_out + s * n_out, acts + B * lay.a_off[L - 1] + s * n_out,
+                          n_out)
+
+
+cdef void layer_gradient(const Layout* lay, int l, const floating* a_prev, int B,
+                         const floating* deltas, floating* grad, floating beta,
+                         int u0, int u1) noexcept nogil:
+    """The gradient sums of units u0 .. u1-1 of layer l (their rows of W and their
+    biases): grad = beta * grad + D[:, u].T @ A_prev, and the column sums of D."""
+    cdef int n_in = <int>lay.sizes[l], n_out = <int>lay.sizes[l + 1]
+    cdef Py_ssize_t s, j
+    cdef const floating* d_l = deltas + B * lay.a_off[l]
+    cdef floating* gb = grad + lay.b_off[l]
+    if beta == 0:
+        for j in range(u0, u1):
+            gb[j] = 0
+    for s in range(B):
+        for j in range(u0, u1):
+            gb[j] += d_l[s * n_out + j]
+    gemm(c'N', c'T', n_in, u1 - u0, B, a_prev, n_in, d_l + u0, n_out, beta,
+         grad + lay.w_off[l] + u0 * n_in, n_in)
+
+
+cdef void layer_delta_below(const Layout* lay, int l, const floating* params,
+                            const floating* a_prev, int B, floating* deltas, Py_ssize_t pos,
+                            int i0, int i1) noexcept nogil:
+    """Deltas of units i0 .. i1-1 of layer l - 1: (D_l @ W_l)[:, i] * f'(A_prev[:, i])."""
+    cdef int n_in = <int>lay.sizes[l], n_out = <int>lay.sizes[l + 1]
+    cdef Py_ssize_t s, i
+    cdef floating* d_prev = deltas + B * lay.a_off[l - 1]
+    gemm(c'N', c'N', i1 - i0, B, n_out, params + lay.w_off[l] + i0, n_in,
+         deltas + B * lay.a_off[l], n_out, 0, d_prev + i0, n_in)
+    for s in range(B):
+        for i in range(i0, i1):
+            d_prev[s * n_in + i] *= hidden_derivative(lay, l - 1, a_prev[s * n_in + i], pos + s, i)
+
+
+cdef inline void backprop_part(const Layout* lay, int l, const floating* params,
+                               const floating* a_prev, int B, floating* deltas,
+                               floating* grad, floating beta, Py_ssize_t pos,
+                               int p, int grad_parts, int delta_parts) noexcept nogil:
+    """Part p of layer l's backward step: the first grad_parts parts are its gradient,
+    the rest the deltas of the layer below (both read W_l and D_l, neither writes them)."""
+    cdef Py_ssize_t n_in = lay.sizes[l], n_out = lay.sizes[l + 1]
+    if p < grad_parts:
+        layer_gradient(lay, l, a_prev, B, deltas, grad, beta, part_start(n_out, grad_parts, p),
+                       part_start(n_out, grad_parts, p + 1))
+    else:
+        p -= grad_parts
+        layer_delta_below(lay, l, params, a_prev, B, deltas, pos,
+                          part_start(n_in, delta_parts, p), part_start(n_in, delta_parts, p + 1))
 
 
 cdef void batch_backprop(const Layout* lay, const floating* params,
                          const floating* xb, int B, const floating* acts,
                          floating* deltas,  # IN: the output deltas; scratch for the rest
-                         floating* grad,    # IN/OUT: the batch's gradient sums are added
-                         Py_ssize_t pos=0   # position of the first sample (dropout)
+                         floating* grad,    # IN/OUT: beta * grad + the batch's gradient sums
+                         Py_ssize_t pos=0,  # position of the first sample (dropout)
+                         floating beta=1,
+                         int n_threads=0    # 0: whole layers; else parts on this many
                          ) noexcept nogil:
-    cdef int l, n_in, n_out
-    cdef Py_ssize_t s, j, i
+    cdef int l, p, grad_parts, delta_parts, parts, previous
     cdef const floating* a_prev
-    cdef const floating* d_row
-    cdef floating* d_l
-    cdef floating* d_prev
-    cdef floating* gb
     for l in range(lay.n_layers - 1, -1, -1):
-        n_in = <int>lay.sizes[l]
-        n_out = <int>lay.sizes[l + 1]
-        d_l = deltas + B * lay.a_off[l]
         a_prev = xb if l == 0 else acts + B * lay.a_off[l - 1]
-        gb = grad + lay.b_off[l]
-        for s in range(B):
-            d_row = d_l + s * n_out
-            for j in range(n_out):
-                gb[j] += d_row[j]
-        # grad_W += D.T @ A_prev
-        gemm(c'N', c'T', n_in, n_out, B, a_prev, n_in, d_l, n_out, 1,
-             grad + lay.w_off[l], n_in)
-        if l > 0:
-            d_prev = deltas + B * lay.a_off[l - 1]
-            # D_prev = (D @ W) * f'(A_prev)
-            gemm(c'N', c'N', n_in, B, n_out, params + lay.w_off[l], n_in, d_l, n_out, 0,
-                 d_prev, n_in)
-            for s in range(B):
-                for i in range(n_in):
-                    d_prev[s * n_in + i] *= hidden_derivative(lay, l - 1, a_prev[s * n_in + i],
-                                                              pos + s, i)
+        grad_parts, delta_parts = 1, (1 if l > 0 else 0)
+        if n_threads > 0:
+            grad_parts = unit_parts(B, lay.sizes[l], lay.sizes[l + 1])
+            if l > 0:
+                delta_parts = unit_parts(B, lay.sizes[l + 1], lay.sizes[l])
+        parts = grad_parts + delta_parts
+        if n_threads <= 1 or (grad_parts == 1 and delta_parts <= 1):
+            # one thread, or too little work to be worth a second one
+            for p in range(parts):
+                backprop_part(lay, l, params, a_prev, B, deltas, grad, beta, pos, p, grad_parts,
+                              delta_parts)
+        else:
+            for p in prange(parts, num_threads=n_threads if n_threads < parts else parts,
+                            schedule="static"):
+                previous = blas_single_thread()
+                backprop_part(lay, l, params, a_prev, B, deltas, grad, beta, pos, p, grad_parts,
+                              delta_parts)
+                blas_restore_threads(previous)
+
+
+cdef void batch_gradient(const Layout* lay, const floating* params,
+                         const floating[:, ::1] X, const floating[:, ::1] Y,
+                         const Py_ssize_t* batch,   # the rows of X and Y in this batch
+                         Py_ssize_t rows, Py_ssize_t pos, int loss, const floating* sw,
+                         floating* xb, floating* a, floating* d, floating* z,  # scratch
+                         floating* grad,      # OUT: the batch's gradient sum
+                         double* total, Py_ssize_t* n_correct,  # IN/OUT: added to
+                         int n_threads) noexcept nogil:
+    """A batch's gradient as matrix products.  A large layer's units are split in parts
+    (unit_parts) that run on parallel threads, each writing only its own columns of the
+    activations and deltas and its own rows of the gradient: nothing to reduce, and the
+    same arithmetic whatever the number of threads."""
+    cdef Py_ssize_t k, n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
+    cdef Py_ssize_t last = rows * lay.a_off[lay.n_layers - 1]
+    # Gathering the rows waits on memory (a shuffled epoch reads X at random): with
+    # threads, each gathers a share.
+    if n_threads > 1 and unit_parts(rows, n_in, lay.sizes[1]) > 1:
+        for k in prange(rows, num_threads=n_threads, schedule="static"):
+            memcpy(xb + k * n_in, &X[batch[k], 0], n_in * sizeof(floating))
+    else:
+        for k in range(rows):
+            memcpy(xb + k * n_in, &X[batch[k], 0], n_in * sizeof(floating))
+    batch_feedforward(lay, params, xb, <int>rows, a, z, pos, n_threads)
+    score_rows(loss, lay.acts[lay.n_layers - 1], a + last, z, Y, batch, 0, rows, n_out, sw,
+               d + last, total, n_correct)
+    batch_backprop(lay, params, xb, <int>rows, a, d, grad, pos, 0, n_threads)
 
 
 # ------------------------------------------------------------------- optimizers
@@ -973,17 +1030,27 @@ cdef void rprop_step(floating* p, const floating* g, floating* prev, floating* s
 cdef void optimizer_step(const Layout* lay, int opt, const double* hyper,
                          floating* params, const floating* grad,
                          floating* state,  # IN/OUT: (n_slots, n_params) row-major
-                         long step, floating scale) noexcept nogil:
+                         long step, floating scale,
+                         Py_ssize_t lo=0, Py_ssize_t hi=-1  # the parameters to step; -1: all
+                         ) noexcept nogil:
     """One optimizer step over all layers, given gradient sums and ``scale`` that makes
-    them means; weight decay touches weights, never biases."""
+    them means; weight decay touches weights, never biases.  Every parameter's step is
+    its own, so a step split into ranges of parameters is the same step."""
     cdef int l, part
-    cdef Py_ssize_t off, size, N = lay.n_params
+    cdef Py_ssize_t off, size, end, N = lay.n_params
     cdef double wd
     cdef double t = <double>(step + 1)
+    if hi < 0:
+        hi = N
     for l in range(lay.n_layers):
         for part in range(2):   # the weights, then the biases
             off = lay.w_off[l] if part == 0 else lay.b_off[l]
-            size = lay.b_off[l] - lay.w_off[l] if part == 0 else lay.sizes[l + 1]
+            end = off + (lay.b_off[l] - lay.w_off[l] if part == 0 else lay.sizes[l + 1])
+            off = off if off > lo else lo
+            end = end if end < hi else hi
+            if end <= off:
+                continue
+            size = end - off
             if opt == OPT_SGD:
                 wd = hyper[3] if part == 0 else 0
                 sgd_step(params + off, grad + off, state + off, size, <floating>hyper[0],
@@ -1017,10 +1084,7 @@ cdef class Workspace:
     cdef void* acts     # (rows, n_units): every layer's activations
     cdef void* deltas   # (rows, n_units)
     cdef void* z_out    # (rows, n_out)
-    cdef void* partial  # (3, n_params): gradient sums of a batch's parts 2..4
     cdef void* rows     # two input rows on 64-byte boundaries, + the slack to align them
-    cdef double part_loss[4]
-    cdef Py_ssize_t part_correct[4]
     cdef Layout lay
     cdef bint has_layout
 
@@ -1033,10 +1097,8 @@ cdef class Workspace:
         self.acts = calloc(rows * self.lay.n_units, itemsize)
         self.deltas = calloc(rows * self.lay.n_units, itemsize)
         self.z_out = calloc(rows * sizes[sizes.shape[0] - 1], itemsize)
-        self.partial = calloc(3 * self.lay.n_params if rows > 16 else 1, itemsize)
         self.rows = calloc(2 * sizes[0] * itemsize + 192, 1)
-        if not (self.inputs and self.acts and self.deltas and self.z_out and self.partial
-                and self.rows):
+        if not (self.inputs and self.acts and self.deltas and self.z_out and self.rows):
             raise MemoryError(f"cyprop: cannot allocate scratch buffers for {rows} rows")
 
     def __dealloc__(self):
@@ -1046,7 +1108,6 @@ cdef class Workspace:
         free(self.acts)
         free(self.deltas)
         free(self.z_out)
-        free(self.partial)
         free(self.rows)
 
 
@@ -1203,7 +1264,7 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                                   sizeof(floating))
     cdef Layout* lay = &ws.lay
     cdef int L = lay.n_layers, out_act = lay.acts[L - 1]
-    cdef Py_ssize_t k, start, rows, stop = 0
+    cdef Py_ssize_t k, p, start, rows, stop = 0
     cdef floating* xb = <floating*>ws.inputs
     cdef floating* a = <floating*>ws.acts
     cdef floating* d = <floating*>ws.deltas
@@ -1224,9 +1285,11 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     cdef bint fuse_next = fused_sgd and L > 1 and max_norm <= 0
     cdef floating* x_now = <floating*>align64(ws.rows)
     cdef floating* x_next = <floating*>align64(x_now + n_in)
+    cdef int blas_previous
     if n_threads <= 0:
         n_threads = cyprop_max_threads()
     with nogil:
+        blas_previous = blas_single_thread() if batched else 0
         while stop < n:
             start = stop
             stop = start + batch_size if start + batch_size < n else n
@@ -1256,8 +1319,7 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
             else:
                 if batched:
                     batch_gradient(lay, &params[0], X, Y, &order[start], rows, start, loss, sw,
-                                   xb, a, d, z, <floating*>ws.partial, ws.part_loss,
-                                   ws.part_correct, &grad[0], &total, &n_correct, n_threads)
+                                   xb, a, d, z, &grad[0], &total, &n_correct, n_threads)
                 else:
                     memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
                     for k in range(start, stop):
@@ -1265,9 +1327,16 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                         score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[k], 0, 1,
                                    n_out, sw, d + lay.a_off[L - 1], &total, &n_correct)
                         backprop_accumulate(lay, &params[0], &X[order[k], 0], a, d, &grad[0], k)
-                optimizer_step(lay, opt, &hyper[0], &params[0], &grad[0], st, steps,
-                               <floating>1 / <floating>rows)
+                if batched and n_threads > 1 and rows * lay.n_params >= 2 * PART_WORK:
+                    for p in prange(n_threads, num_threads=n_threads, schedule="static"):
+                        optimizer_step(lay, opt, &hyper[0], &params[0], &grad[0], st, steps,
+                                       <floating>1 / <floating>rows, lay.n_params * p // n_threads,
+                                       lay.n_params * (p + 1) // n_threads)
+                else:
+                    optimizer_step(lay, opt, &hyper[0], &params[0], &grad[0], st, steps,
+                                   <floating>1 / <floating>rows)
             if max_norm > 0:
                 apply_max_norm(lay, &params[0])
             steps += 1
+        blas_restore_threads(blas_previous)
     return total, n_correct, steps

@@ -1113,3 +1113,30 @@ def test_backend_parity(feature, dtype, batch_size):
     assert_close(h_c.learning_rate, h_n.learning_rate, dtype, "learning rate")
     if h_c.val_loss[0] is not None:
         assert_close(h_c.val_loss, h_n.val_loss, dtype, "val_loss")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fit_kwargs", [
+    dict(optimizer=cyprop.SGD(0.05)),
+    dict(optimizer=cyprop.Adam(1e-3), sample_weight="linspace"),
+], ids=["sgd", "adam-weighted"])
+def test_parallel_batches_same_result_for_any_thread_count(dtype, fit_kwargs):
+    """Layers big enough for the compiled core to split their units into parts on
+    parallel threads (forward, gradients and the deltas of the layer below, every one
+    of [256, 128, 128, 10] at batch size 64): the trained weights are bit-identical for
+    1, 2 and 3 threads, and agree with the NumPy reference."""
+    X, y = blobs(n=200, n_features=256, n_classes=10, spread=2.0)
+    results = {}
+    for backend, n_threads in (("cython", 1), ("cython", 2), ("cython", 3), ("numpy", None)):
+        kwargs = dict(fit_kwargs, optimizer=fit_kwargs["optimizer"].__class__(
+            fit_kwargs["optimizer"].learning_rate))
+        if kwargs.get("sample_weight") == "linspace":
+            kwargs["sample_weight"] = np.linspace(0.5, 1.5, len(X))
+        net = make(sizes=(256, 128, 128, 10), backend=backend, dtype=dtype, dropout=0.1)
+        net.fit(X, y, epochs=2, batch_size=64, seed=1, verbose=0, n_threads=n_threads,
+                **kwargs)
+        results[backend, n_threads] = snapshot(net)
+    one = results["cython", 1]
+    np.testing.assert_array_equal(results["cython", 2], one)
+    np.testing.assert_array_equal(results["cython", 3], one)
+    assert_close(one, results["numpy", None], dtype, "parameters")
