@@ -1122,9 +1122,10 @@ def test_backend_parity(feature, dtype, batch_size):
 ], ids=["sgd", "adam-weighted"])
 def test_parallel_batches_same_result_for_any_thread_count(dtype, fit_kwargs):
     """Layers big enough for the compiled core to split their units into parts on
-    parallel threads (forward, gradients and the deltas of the layer below, every one
-    of [256, 128, 128, 10] at batch size 64): the trained weights are bit-identical for
-    1, 2 and 3 threads, and agree with the NumPy reference."""
+    parallel threads (forward, gradients and the deltas of the layer below, in both
+    hidden layers of [256, 192, 192, 10], batches of 64 fed as two blocks of 32 rows):
+    the trained weights are bit-identical for 1, 2 and 3 threads, and agree with the
+    NumPy reference."""
     X, y = blobs(n=200, n_features=256, n_classes=10, spread=2.0)
     results = {}
     for backend, n_threads in (("cython", 1), ("cython", 2), ("cython", 3), ("numpy", None)):
@@ -1132,7 +1133,7 @@ def test_parallel_batches_same_result_for_any_thread_count(dtype, fit_kwargs):
             fit_kwargs["optimizer"].learning_rate))
         if kwargs.get("sample_weight") == "linspace":
             kwargs["sample_weight"] = np.linspace(0.5, 1.5, len(X))
-        net = make(sizes=(256, 128, 128, 10), backend=backend, dtype=dtype, dropout=0.1)
+        net = make(sizes=(256, 192, 192, 10), backend=backend, dtype=dtype, dropout=0.1)
         net.fit(X, y, epochs=2, batch_size=64, seed=1, verbose=0, n_threads=n_threads,
                 **kwargs)
         results[backend, n_threads] = snapshot(net)
