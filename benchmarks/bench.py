@@ -96,6 +96,22 @@ def progress(r):
           f"{fmt_sps(r['sps_med']):>8} samples/s{star}", flush=True)
 
 
+def blas_limited(threads):
+    """BLAS and OpenMP pools limited to ``threads`` inside the block (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads)
+
+
+def thread_counts(args, bs):
+    """The thread counts to measure a point at: online SGD (bs=1) is sequential in every
+    system, so it runs on one thread only."""
+    return [1] if bs == 1 else args.threads
+
+
 # -------------------------------------------------------------------------------- data
 def make_data(workload, n, seed=0):
     """(X float64 C-contiguous, y int64 labels) for a workload."""
@@ -130,7 +146,9 @@ def make_cyprop_net(workload, dtype, backend):
 
 
 def run_cyprop(backend, data, batch_sizes, dtypes, args):
-    """cyprop with ``backend`` ("cython" or "numpy"); the epoch time is the History's."""
+    """cyprop with ``backend`` ("cython" or "numpy"); the epoch time is the History's.
+    The compiled core gets its threads as ``fit(n_threads=...)``, the NumPy reference as
+    BLAS threads."""
     import cyprop
     slow = backend == "numpy"
     out = []
@@ -139,35 +157,33 @@ def run_cyprop(backend, data, batch_sizes, dtypes, args):
             for bs in batch_sizes:
                 n = samples_for(slow, bs, len(X), args)
                 Xd, yd = np.ascontiguousarray(X[:n], dtype=dtype), y[:n]
-                net = make_cyprop_net(wl, dtype, backend)
-                opt = cyprop.SGD(learning_rate=LEARNING_RATE)
+                for threads in thread_counts(args, bs):
+                    net = make_cyprop_net(wl, dtype, backend)
+                    opt = cyprop.SGD(learning_rate=LEARNING_RATE)
 
-                def epoch():
-                    h = net.fit(Xd, yd, epochs=1, batch_size=bs, optimizer=opt, shuffle=True,
-                                seed=0, verbose=0)
-                    return h.seconds[-1]
+                    def epoch():
+                        h = net.fit(Xd, yd, epochs=1, batch_size=bs, optimizer=opt,
+                                    shuffle=True, seed=0, verbose=0,
+                                    n_threads=threads if backend == "cython" else None)
+                        return h.seconds[-1]
 
-                r = result(f"cyprop-{backend}", SHORT_DTYPE[dtype], wl, bs, dtype, n,
-                           measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
-                progress(r)
-                out.append(r)
+                    with blas_limited(threads):
+                        times = measure(epoch, args.repeats, args.point_budget)
+                    r = result(f"cyprop-{backend}", f"{SHORT_DTYPE[dtype]} {threads}thr", wl, bs,
+                               dtype, n, times, limited=n < len(X))
+                    progress(r)
+                    out.append(r)
     return out
 
 
 def run_torch(data, batch_sizes, args):
     """PyTorch CPU: nn.Linear+Sigmoid+Linear, CrossEntropyLoss, optim.SGD, a plain loop over
-    index batches of a fresh permutation; float32 on 1 thread and on one thread per core
-    (torch's default), float64 on 1 thread."""
+    index batches of a fresh permutation; float64 and float32, at each thread count."""
     import torch
     from torch import nn
 
     before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    variants = [("float32", 1)]
-    if not args.quick:
-        if cores > 1:
-            variants.append(("float32", cores))  # torch's default: one thread per core
-        variants.append(("float64", 1))
+    variants = [("float64", t) for t in args.threads] + [("float32", t) for t in args.threads]
     out = []
     try:
         for dtype, threads in variants:
@@ -176,6 +192,8 @@ def run_torch(data, batch_sizes, args):
             variant = f"{SHORT_DTYPE[dtype]} {threads}thr"
             for wl, (X, y) in data.items():
                 for bs in batch_sizes:
+                    if threads not in thread_counts(args, bs):
+                        continue
                     n = samples_for(True, bs, len(X), args)
                     Xt = torch.from_numpy(np.ascontiguousarray(X[:n], dtype=dtype))
                     yt = torch.from_numpy(y[:n])
@@ -225,10 +243,13 @@ def run_sklearn(data, batch_sizes, args):
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     clf.partial_fit(Xd, yd, classes=classes)
 
-            r = result("sklearn", "f64", wl, bs, "float64", n, measure(epoch, args.repeats, args.point_budget),
-                       limited=n < len(X))
-            progress(r)
-            out.append(r)
+            for threads in thread_counts(args, bs):
+                with blas_limited(threads):
+                    times = measure(epoch, args.repeats, args.point_budget)
+                r = result("sklearn", f"f64 {threads}thr", wl, bs, "float64", n, times,
+                           limited=n < len(X))
+                progress(r)
+                out.append(r)
     return out
 
 
@@ -359,35 +380,42 @@ def div(a, b):
     return a / b if a is not None and b else None
 
 
-def compute_ratios(results, workloads, batch_sizes):
-    """Ratios of samples/s within this run, keyed "W2/bs=10" etc."""
+def compute_ratios(results, workloads, batch_sizes, threads):
+    """Ratios of samples/s within this run, keyed "W2/bs=10" etc.  Every comparison is
+    at one dtype and one thread count: cyprop's compiled core against the best of the
+    others (the NumPy reference, PyTorch, scikit-learn) given the same threads."""
     cy = lambda v, wl, bs: lookup(results, "cyprop-cython", v, wl, bs)  # noqa: E731
-    ratios = {"cython_f64_over_numpy_f64": {}, "cython_f32_over_cython_f64": {},
-              "cython_over_best_peer": {}, "cython_bs1_over_yardstick": {}}
-    peers = [r for r in results if r["system"] in ("torch", "sklearn")]
+    ratios = {"cython_f32_over_cython_f64": {}, "cython_bs1_over_yardstick": {},
+              "cython_over_best_peer": {}, "thread_scaling": {}}
+    peers = [r for r in results if r["system"] in ("torch", "sklearn", "cyprop-numpy")]
     for wl in workloads:
         for bs in batch_sizes:
             key = f"{wl}/bs={bs}"
-            f64, f32 = cy("f64", wl, bs), cy("f32", wl, bs)
-            ratios["cython_f64_over_numpy_f64"][key] = div(
-                f64, lookup(results, "cyprop-numpy", "f64", wl, bs))
-            ratios["cython_f32_over_cython_f64"][key] = div(f32, f64)
-            here = [r for r in peers if r["workload"] == wl and r["batch_size"] == bs]
-            if here and f64 is not None:
-                best = max(here, key=lambda r: r["sps_med"])
-                ratios["cython_over_best_peer"][key] = {
-                    "peer": label(best), "peer_sps": best["sps_med"], "cython_f64_sps": f64,
-                    "cython_f32_sps": f32, "f64_ratio": div(f64, best["sps_med"]),
-                    "f32_ratio": div(f32, best["sps_med"])}
+            ratios["cython_f32_over_cython_f64"][key] = div(cy("f32 1thr", wl, bs),
+                                                            cy("f64 1thr", wl, bs))
+            for t in ([1] if bs == 1 else threads):
+                for short in ("f64", "f32"):
+                    mine = cy(f"{short} {t}thr", wl, bs)
+                    here = [r for r in peers if (r["workload"], r["batch_size"], r["variant"])
+                            == (wl, bs, f"{short} {t}thr")]
+                    if here and mine is not None:
+                        best = max(here, key=lambda r: r["sps_med"])
+                        ratios["cython_over_best_peer"].setdefault(f"{short} {t}thr", {})[key] = {
+                            "peer": label(best), "peer_sps": best["sps_med"],
+                            "cython_sps": mine, "ratio": mine / best["sps_med"]}
+            if bs > 1:
+                for t in threads[1:]:
+                    ratios["thread_scaling"].setdefault(f"{t}thr/1thr", {})[key] = div(
+                        cy(f"f64 {t}thr", wl, bs), cy("f64 1thr", wl, bs))
         if 1 in batch_sizes:
             entry = {}
             for mine in ("f64", "f32"):
                 for flags in ("native", "portable"):
                     c = lookup(results, "C-yardstick", f"{mine} {flags}", wl, 1)
-                    if c is not None and cy(mine, wl, 1) is not None:
-                        entry[f"{mine}_vs_{flags}"] = {"cython_sps": cy(mine, wl, 1),
-                                                       "yardstick_sps": c,
-                                                       "fraction": cy(mine, wl, 1) / c}
+                    ours = cy(f"{mine} 1thr", wl, 1)
+                    if c is not None and ours is not None:
+                        entry[f"{mine}_vs_{flags}"] = {"cython_sps": ours, "yardstick_sps": c,
+                                                       "fraction": ours / c}
             if entry:
                 ratios["cython_bs1_over_yardstick"][wl] = entry
     return ratios
@@ -423,25 +451,22 @@ def print_tables(report, workloads, batch_sizes):
 
     keys = [f"{wl}/bs={bs}" for wl in workloads for bs in batch_sizes]
     best = ratios["cython_over_best_peer"]
-    rows = [("cython f64 / numpy f64", ratios["cython_f64_over_numpy_f64"]),
-            ("cython f32 / cython f64", ratios["cython_f32_over_cython_f64"]),
-            ("cython f64 / best peer", {k: v["f64_ratio"] for k, v in best.items()}),
-            ("cython f32 / best peer", {k: v["f32_ratio"] for k, v in best.items()})]
+    rows = [("cython f32 / cython f64, 1thr", ratios["cython_f32_over_cython_f64"])]
+    rows += [(f"cython / best peer, {v}", {k: e["ratio"] for k, e in best[v].items()})
+             for v in best]
+    rows += [(f"cython f64 {v}", vals) for v, vals in ratios["thread_scaling"].items()]
     rows = [(title, vals) for title, vals in rows if any(vals.get(k) is not None for k in keys)]
     if rows:
-        print("\nRatios of samples/s (same run; > 1: the first is faster)")
-        print(f"  {'':<28}" + "".join(f"{k.replace('/bs=', '/'):>8}" for k in keys))
+        print("\nRatios of samples/s (same run; > 1: the first is faster); peers are the NumPy "
+              "reference, PyTorch and scikit-learn at the same dtype and thread count")
+        print(f"  {'':<32}" + "".join(f"{k.replace('/bs=', '/'):>8}" for k in keys))
         for title, vals in rows:
-            print(f"  {title:<28}" + "".join(
+            print(f"  {title:<32}" + "".join(
                 f"{'-' if vals.get(k) is None else format(vals[k], '.2f'):>8}" for k in keys))
-    if best:
-        print("  best peer (torch, sklearn) at each point:")
-        for k in keys:
-            if k in best:
-                b = best[k]
-                print(f"    {k:<10} {b['peer']:<18} {fmt_sps(b['peer_sps']):>8}   "
-                      f"cython f64 {fmt_sps(b['cython_f64_sps']):>8}   "
-                      f"f32 {fmt_sps(b['cython_f32_sps']):>8}")
+    for v, entries in best.items():
+        print(f"  best peer, {v}: " + ", ".join(
+            f"{k.replace('/bs=', '/')} {e['peer'].split(' ')[0]} {fmt_sps(e['peer_sps'])}"
+            for k, e in entries.items()))
     yard = ratios["cython_bs1_over_yardstick"]
     if yard:
         print("\ncyprop cython at bs=1 as a fraction of the plain-C yardstick (1.0 = as fast as C)")
@@ -586,15 +611,24 @@ def parse_args(argv):
                    help="BLAS/OpenMP threads (threadpoolctl) for the whole run: 1 by default, "
                         "like cyprop's single-threaded core (0 = the libraries' defaults, "
                         "which collapse on a busy 2-core machine)")
+    p.add_argument("--threads", default=None,
+                   help="comma list of thread counts for every system at batch sizes > 1 "
+                        "(default: 1 and the usable cores; bs=1 always runs on 1)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 300 samples, 2 repeats, 100 samples for slow systems, "
-                        "torch float32 1 thread only")
+                        "1 thread only")
     args = p.parse_args(argv)
     if args.quick:
         args.samples, args.repeats, args.max_samples_slow = 300, 2, 100
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     args.systems = [s.strip().lower() for s in args.systems.split(",") if s.strip()]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if args.threads is None:
+        args.threads = "1" if args.quick or cores == 1 else f"1,{cores}"
+    args.threads = sorted({int(t) for t in args.threads.split(",") if t.strip()})
+    if not args.threads or args.threads[0] < 1:
+        p.error("--threads must be positive")
     for w in args.workloads:
         if w not in WORKLOADS:
             p.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
@@ -643,6 +677,7 @@ def run(args):
                          "samples": args.samples, "max_samples_slow": args.max_samples_slow,
                          "quick": args.quick, "learning_rate": LEARNING_RATE,
                          "point_budget": args.point_budget, "blas_threads": args.blas_threads,
+                         "threads": args.threads,
                          "w1_data": w1_source(), "yardstick": args.yardstick,
                          "n_samples": {wl: len(X) for wl, (X, _) in data.items()}},
               "results": [], "skipped": []}
@@ -684,7 +719,7 @@ def run(args):
         report["threads"] = run_threads(X2, y2, args)
 
     report["machine"]["threadpools"] = threadpools()
-    report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes)
+    report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes, args.threads)
     report["elapsed_seconds"] = time.perf_counter() - t_start
     print_tables(report, args.workloads, args.batch_sizes)
     for note in report["skipped"]:
