@@ -800,3 +800,17 @@ def test_risky_layouts_do_not_crash_the_compiled_core():
                             timeout=300)
     assert result.returncode >= 0, f"killed by signal {-result.returncode}:\n{result.stderr}"
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_finite_inputs_whose_sum_overflows_are_accepted(dtype):
+    """The finite check sums the input in its own dtype; a sum that overflows (every
+    value finite, near the dtype's largest) must fall back to checking the elements."""
+    big = np.finfo(dtype).max / 4
+    X = np.full((64, 3), big, dtype=dtype)
+    net = cyprop.Network([3, 2], output="identity", loss="mse", dtype=dtype, seed=0)
+    with np.errstate(over="ignore"):
+        assert net.forward(X).shape == (64, 2)
+    X[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.forward(X)

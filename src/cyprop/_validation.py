@@ -57,7 +57,7 @@ def all_finite(arr, block=1 << 20):
     finite only if every term is (NaN and inf propagate); only when it is not (or
     overflows) are the elements checked, a block at a time."""
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(arr, dtype=np.float64)):
+        if np.isfinite(np.sum(arr)):   # in its own dtype: no float32-to-64 copy
             return True
     flat = arr.reshape(-1)
     return all(np.isfinite(flat[i:i + block]).all() for i in range(0, flat.size, block))
