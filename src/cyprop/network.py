@@ -234,9 +234,10 @@ class Network:
         Keras, a batch's gradient is then sum(w_i g_i) / batch size, so weights with a
         mean other than 1 also scale the step.  ``verbose``: 0 silent, 1 a progress
         bar (tqdm) or a line per epoch, "auto" 1 when the output is a terminal.
-        ``n_threads``: threads for the parts of large mini-batches (about 2e6
-        weight-sample products or more; default: ``OMP_NUM_THREADS``, or what
-        threadpoolctl set); the results do not depend on it.
+        ``n_threads``: threads for the parts of large layers in mini-batches (a
+        layer of 32 units or more with about 1e6 weight-sample products or more per
+        block of 32 rows; default: ``OMP_NUM_THREADS``, or what threadpoolctl set,
+        else all cores); the results do not depend on it.
         """
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)
