@@ -1,5 +1,8 @@
 """The public API: parameter layout, initialisation, input handling, errors."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -459,3 +462,15 @@ def test_auto_backend_does_not_warn_when_the_extension_is_there():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cyprop.Network([2, 3, 1], backend="auto").backend == "cython"
+
+
+def test_thread_count_follows_omp_num_threads_and_threadpoolctl():
+    """The default thread count of the compiled core is OpenMP's: OMP_NUM_THREADS at
+    start-up, threadpoolctl's limit inside its context."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert cyprop.config()["threads"] == 1
+    env = dict(os.environ, OMP_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", "import cyprop; print(cyprop.config()['threads'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "3"
