@@ -241,3 +241,35 @@ def test_every_compiled_kernel_matches_the_reference_on_its_fast_paths(
     cy, ref = nets["cython"], nets["numpy"]
     for a, b in zip(cy.weights + cy.biases, ref.weights + ref.biases):
         assert_parity(a, b, dtype, f"trained parameters, {instruction_set}")
+
+
+@pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_vectorised_exp_is_within_3_ulp_of_numpy(instruction_set, dtype):
+    """The element-wise sigmoid of mini-batches and inference uses the kernels' own exp
+    (a polynomial that vectorises); it must match NumPy's to 3 ulp wherever the result is
+    a normal number, overflow to inf where NumPy's does, keep NaN, and give 0 (NumPy: a
+    subnormal) only below -708 (float32: -86.5)."""
+    from cyprop import _compiled
+    if instruction_set not in _compiled.KERNELS:
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    core = _compiled.KERNELS[instruction_set]
+    dt = np.dtype(dtype)
+    flush, top = (-708.0, 712.0) if dt == np.float64 else (-86.5, 90.0)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(flush, top, 200_000), rng.uniform(-5, 5, 100_000),
+                        np.linspace(flush, top, 20_001),
+                        [0.0, -0.0, np.log(np.finfo(dt).max)]]).astype(dt)
+    got = np.empty_like(x)
+    core.exp_into(x, got)
+    with np.errstate(over="ignore"):
+        want = np.exp(x)
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(np.isinf(got), ~finite)
+    ulps = np.abs(got[finite] - want[finite]) / np.spacing(want[finite])
+    assert ulps.max() <= 3
+    edge = np.array([np.nan, np.inf, -np.inf, flush - 1, -1e4, 1e4], dtype=dt)
+    out = np.empty_like(edge)
+    core.exp_into(edge, out)
+    assert np.isnan(out[0]) and out[1] == np.inf and out[2] == 0
+    assert out[3] == 0 and out[4] == 0 and out[5] == np.inf
