@@ -182,6 +182,7 @@ cdef extern from *:
         const double shift = 6755399441055744.0, log2e = 1.4426950408889634,
                      ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
         double xc = x < -708.0 ? -708.0 : (x > 709.782712893384 ? 709.782712893384 : x);
+        xc = xc == xc ? xc : 0.0;   /* NaN: converting it to an integer below is undefined */
         double k = (xc * log2e + shift) - shift;
         double r = (xc - k * ln2_hi) - k * ln2_lo;
         /* Taylor to r^12: the remainder is below 2e-16 relative for |r| <= ln2/2 */
@@ -210,6 +211,7 @@ cdef extern from *:
         const float shift = 12582912.0f, log2e = 1.44269504088896341f,
                     ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
         float xc = x < -86.5f ? -86.5f : (x > 88.7228394f ? 88.7228394f : x);
+        xc = xc == xc ? xc : 0.0f;
         float k = (xc * log2e + shift) - shift;
         float r = (xc - k * ln2_hi) - k * ln2_lo;
         /* Cephes expf's polynomial */
