@@ -108,6 +108,9 @@ cdef enum:
     # Rows of a mini-batch fed forward and back at a time: a block of 32 rows of inputs
     # and activations stays in L2 beside the weights; 128 at once spill it (20% slower).
     BATCH_BLOCK = 32
+    # A block's rows are scored (output activation, loss, output deltas) in this many
+    # fixed parts, their losses added in order: the same sum on any number of threads.
+    SCORE_PARTS = 4
 cdef double LEAKY_SLOPE = 0.01
 
 
@@ -908,7 +911,8 @@ cdef void batch_feedforward(const Layout* lay, const floating* params,
                             floating* acts,    # OUT: every layer's (B, n_l) activations
                             floating* z_out,   # OUT: (B, n_out) output pre-activations
                             Py_ssize_t pos=0,  # position of the first sample (dropout)
-                            int n_threads=0    # 0: whole layers; else parts on this many
+                            int n_threads=0,   # 0: whole layers; else parts on this many
+                            bint output=True   # False: leave the output activation undone
                             ) noexcept nogil:
     cdef int l, p, parts, previous, L = lay.n_layers
     cdef Py_ssize_t s, n_out
@@ -926,9 +930,10 @@ cdef void batch_feedforward(const Layout* lay, const floating* params,
                               part_start(n_out, parts, p), part_start(n_out, parts, p + 1))
                 blas_restore_threads(previous)
         a_in = acts + B * lay.a_off[l]
-    for s in range(B):
-        output_activation(lay.acts[L - 1], z_out + s * n_out, acts + B * lay.a_off[L - 1] + s * n_out,
-                          n_out)
+    if output:
+        for s in range(B):
+            output_activation(lay.acts[L - 1], z_out + s * n_out,
+                              acts + B * lay.a_off[L - 1] + s * n_out, n_out)
 
 
 cdef void layer_gradient(const Layout* lay, int l, const floating* a_prev, int B,
@@ -1012,6 +1017,22 @@ cdef void batch_backprop(const Layout* lay, const floating* params,
                 blas_restore_threads(previous)
 
 
+cdef void score_part(const Layout* lay, int loss, floating* a_out, const floating* z,
+                     const floating[:, ::1] Y, const Py_ssize_t* rows, Py_ssize_t s0,
+                     Py_ssize_t s1, const floating* sw, floating* d_out,
+                     double* part_loss, Py_ssize_t* part_correct) noexcept nogil:
+    """Rows s0 .. s1-1 of a block: output activation, then score_rows into the part's
+    own loss and count."""
+    cdef int out_act = lay.acts[lay.n_layers - 1]
+    cdef Py_ssize_t s, n_out = lay.sizes[lay.n_layers]
+    for s in range(s0, s1):
+        output_activation(out_act, z + s * n_out, a_out + s * n_out, n_out)
+    part_loss[0] = 0
+    part_correct[0] = 0
+    score_rows(loss, out_act, a_out + s0 * n_out, z + s0 * n_out, Y, rows + s0, 0, s1 - s0,
+               n_out, sw, d_out + s0 * n_out, part_loss, part_correct)
+
+
 cdef void batch_gradient(const Layout* lay, const floating* params,
                          const floating[:, ::1] X, const floating[:, ::1] Y,
                          const Py_ssize_t* batch,   # the rows of X and Y in this batch
@@ -1025,21 +1046,36 @@ cdef void batch_gradient(const Layout* lay, const floating* params,
     (unit_parts) that run on parallel threads, each writing only its own columns of the
     activations and deltas and its own rows of the gradient: nothing to reduce, and the
     same arithmetic whatever the number of threads."""
-    cdef Py_ssize_t k, r0 = 0, r, last, n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
+    cdef Py_ssize_t k, q, r0 = 0, r, last, n_in = lay.sizes[0]
+    cdef double part_loss[SCORE_PARTS]
+    cdef Py_ssize_t part_correct[SCORE_PARTS]
+    cdef bint threaded
     while r0 < rows:
         r = BATCH_BLOCK if r0 + BATCH_BLOCK <= rows else rows - r0
-        # Gathering the rows waits on memory (a shuffled epoch reads X at random): with
-        # threads, each gathers a share.
-        if n_threads > 1 and unit_parts(r, n_in, lay.sizes[1]) > 1:
+        # With threads, the row-wise work is shared too: gathering the rows (it waits on
+        # memory: a shuffled epoch reads X at random) and scoring them.
+        threaded = n_threads > 1 and unit_parts(r, n_in, lay.sizes[1]) > 1
+        if threaded:
             for k in prange(r, num_threads=n_threads, schedule="static"):
                 memcpy(xb + k * n_in, &X[batch[r0 + k], 0], n_in * sizeof(floating))
         else:
             for k in range(r):
                 memcpy(xb + k * n_in, &X[batch[r0 + k], 0], n_in * sizeof(floating))
-        batch_feedforward(lay, params, xb, <int>r, a, z, pos + r0, n_threads)
+        batch_feedforward(lay, params, xb, <int>r, a, z, pos + r0, n_threads, False)
         last = r * lay.a_off[lay.n_layers - 1]
-        score_rows(loss, lay.acts[lay.n_layers - 1], a + last, z, Y, batch + r0, 0, r, n_out,
-                   sw, d + last, total, n_correct)
+        if threaded:
+            for q in prange(SCORE_PARTS, num_threads=n_threads, schedule="static"):
+                score_part(lay, loss, a + last, z, Y, batch + r0, r * q // SCORE_PARTS,
+                           r * (q + 1) // SCORE_PARTS, sw, d + last, &part_loss[q],
+                           &part_correct[q])
+        else:
+            for q in range(SCORE_PARTS):
+                score_part(lay, loss, a + last, z, Y, batch + r0, r * q // SCORE_PARTS,
+                           r * (q + 1) // SCORE_PARTS, sw, d + last, &part_loss[q],
+                           &part_correct[q])
+        for q in range(SCORE_PARTS):
+            total[0] += part_loss[q]
+            n_correct[0] += part_correct[q]
         batch_backprop(lay, params, xb, <int>r, a, d, grad, pos + r0, 0 if r0 == 0 else 1,
                        n_threads)
         r0 += r
