@@ -615,6 +615,62 @@ cdef void backprop_sgd_update(const Layout* lay, floating* params, const floatin
                 d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
 
 
+cdef inline floating momentum_update(floating p, floating* buf, floating g, floating lr,
+                                     floating momentum, bint nesterov,
+                                     bint first_step) noexcept nogil:
+    """p after one torch.optim.SGD momentum step with gradient g (sgd_step's formula);
+    updates the momentum buffer."""
+    buf[0] = g if first_step else momentum * buf[0] + g
+    return p - lr * (g + momentum * buf[0] if nesterov else buf[0])
+
+
+cdef void backprop_momentum_update(const Layout* lay, floating* params, const floating* x,
+                                   const floating* a, floating* d,
+                                   floating* buf,   # IN/OUT: momentum buffers, like params
+                                   floating lr, floating momentum, bint nesterov,
+                                   floating wd, bint first_step, Py_ssize_t pos
+                                   ) noexcept nogil:
+    """Online SGD with momentum, fused like backprop_sgd_update: each weight is read once,
+    used for the delta of the layer below, then stepped with its momentum buffer; no
+    gradient buffer, one pass instead of three."""
+    cdef int l
+    cdef Py_ssize_t i, j, n_in, n_out
+    cdef floating* w
+    cdef floating* v
+    cdef const floating* a_prev
+    cdef floating* d_l
+    cdef floating* d_prev
+    cdef floating dj, wi
+    for l in range(lay.n_layers - 1, -1, -1):
+        n_in = lay.sizes[l]
+        n_out = lay.sizes[l + 1]
+        d_l = d + lay.a_off[l]
+        a_prev = x if l == 0 else a + lay.a_off[l - 1]
+        if l > 0:
+            d_prev = d + lay.a_off[l - 1]
+            memset(d_prev, 0, n_in * sizeof(floating))
+        for j in range(n_out):
+            dj = d_l[j]
+            i = lay.b_off[l] + j   # biases: no weight decay
+            params[i] = momentum_update(params[i], buf + i, dj, lr, momentum, nesterov,
+                                        first_step)
+            w = params + lay.w_off[l] + j * n_in
+            v = buf + lay.w_off[l] + j * n_in
+            if l > 0:
+                for i in range(n_in):
+                    wi = w[i]
+                    d_prev[i] += wi * dj
+                    w[i] = momentum_update(wi, v + i, dj * a_prev[i] + wd * wi, lr, momentum,
+                                           nesterov, first_step)
+            else:
+                for i in range(n_in):
+                    w[i] = momentum_update(w[i], v + i, dj * a_prev[i] + wd * w[i], lr,
+                                           momentum, nesterov, first_step)
+        if l > 0:
+            for i in range(n_in):
+                d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
+
+
 cdef extern from *:
     """
     /* w -= c * x, then return dot(w, x_next), in one pass over w with 16 running sums
@@ -1425,6 +1481,8 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     lay.max_norm = max_norm
     # Online plain SGD takes the fused path: no gradient buffer, one pass over W.
     cdef bint fused_sgd = (batch_size == 1 and opt == OPT_SGD and hyper[1] == 0)
+    # ... and online SGD with momentum a fused path of its own.
+    cdef bint fused_momentum = (batch_size == 1 and opt == OPT_SGD and hyper[1] != 0)
     # ... and, with hidden layers and no max-norm step between samples, fuses the first
     # layer's update with the next sample's forward pass.
     cdef bint fuse_next = fused_sgd and L > 1 and max_norm <= 0
@@ -1461,6 +1519,14 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                 else:
                     backprop_sgd_update(lay, &params[0], &X[k, 0], a, d,
                                         <floating>hyper[0], <floating>hyper[3], start)
+            elif fused_momentum:
+                k = order[start]
+                feedforward(lay, &params[0], &X[k, 0], a, z, start)
+                score_rows(loss, out_act, a + lay.a_off[L - 1], z, Y, &order[start], 0, 1,
+                           n_out, sw, d + lay.a_off[L - 1], &total, &n_correct)
+                backprop_momentum_update(lay, &params[0], &X[k, 0], a, d, st,
+                                         <floating>hyper[0], <floating>hyper[1], hyper[2] != 0,
+                                         <floating>hyper[3], steps == 0, start)
             else:
                 if batched:
                     batch_gradient(lay, &params[0], X, Y, &order[start], rows, start, loss, sw,

@@ -220,15 +220,17 @@ def test_every_compiled_kernel_matches_the_reference(make_net, make_data, assert
 
 
 @pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
-@pytest.mark.parametrize("sizes, batch_size", [
-    ([70, 33, 10], 1),     # fused online SGD: 16-wide loops with a tail, rows in pairs and one left
-    ([70, 33, 10], 10),    # mini-batches as matrix products
-    ([200, 160, 10], 64),  # blocks of 32 rows, the hidden layer split in parts
-], ids=["online", "batches", "split-layer"])
+@pytest.mark.parametrize("sizes, batch_size, momentum", [
+    ([70, 33, 10], 1, 0.0),     # fused online SGD: 16-wide loops with a tail, rows in pairs
+    ([70, 33, 10], 1, 0.9),     # fused online SGD with momentum
+    ([70, 33, 10], 10, 0.0),    # mini-batches as matrix products
+    ([200, 160, 10], 64, 0.0),  # blocks of 32 rows, the hidden layer split in parts
+], ids=["online", "online-momentum", "batches", "split-layer"])
 def test_every_compiled_kernel_matches_the_reference_on_its_fast_paths(
-        make_net, make_data, assert_parity, instruction_set, sizes, batch_size, dtype):
-    """Plain SGD on layers wide enough for each kernel's vector loops and its fused and
-    split paths (the test above uses momentum and small layers)."""
+        make_net, make_data, assert_parity, instruction_set, sizes, batch_size, momentum,
+        dtype):
+    """SGD on layers wide enough for each kernel's vector loops and its fused and split
+    paths (the test above uses small layers)."""
     from cyprop import _compiled
     if instruction_set not in _compiled.KERNELS:
         pytest.skip(f"no {instruction_set} kernel for this build or CPU")
@@ -236,8 +238,8 @@ def test_every_compiled_kernel_matches_the_reference_on_its_fast_paths(
     nets["cython"]._impl = _compiled.CompiledBackend(instruction_set)
     X, Y = make_data(sizes, n=150, seed=7)
     for net in nets.values():
-        net.fit(X, Y, epochs=2, batch_size=batch_size, seed=1, optimizer=cyprop.SGD(0.05),
-                n_threads=2)
+        net.fit(X, Y, epochs=2, batch_size=batch_size, seed=1, n_threads=2,
+                optimizer=cyprop.SGD(0.05, momentum=momentum, nesterov=momentum > 0))
     cy, ref = nets["cython"], nets["numpy"]
     for a, b in zip(cy.weights + cy.biases, ref.weights + ref.biases):
         assert_parity(a, b, dtype, f"trained parameters, {instruction_set}")
