@@ -470,17 +470,20 @@ cdef floating sample_loss(int loss, int out_act, const floating* a, const floati
         return s / 2
     if out_act == SOFTMAX:
         # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0
+        # as log-sum-exp(z - max z) + (max z - z_k): (max z + lse) - z_k would lose lse
+        # (log k for k equal logits) to rounding once the logits are large
         zmax = largest(z, n)
         lse = 0
         for k in range(n):
             lse += f_exp(z[k] - zmax)
-        lse = zmax + f_log(lse)
+        lse = f_log(lse)
         for k in range(n):
-            s += y[k] * (lse - z[k])
+            s += y[k] * (lse + (zmax - z[k]))
         return s
-    # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z
+    # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z, with the large terms
+    # max(z, 0) - y z cancelled first, for the same reason
     for k in range(n):
-        s += softplus(z[k]) - y[k] * z[k]
+        s += ((z[k] if z[k] > 0 else 0) - y[k] * z[k]) + softplus(z[k] if z[k] < 0 else -z[k])
     return s
 
 
@@ -890,6 +893,20 @@ cdef extern from *:
     #endif
     """
     int cyprop_max_threads() nogil
+
+
+#: The most threads any call starts, whatever it is asked for: _compiled.py caps requests
+#: to the cores; this keeps a direct call (or a huge OMP_NUM_THREADS) from starting thousands.
+cdef int THREAD_LIMIT = 256
+
+
+cdef int usable_threads(int requested) noexcept nogil:
+    """``requested`` threads (0 or less: OpenMP's default), within 1 .. THREAD_LIMIT."""
+    if requested <= 0:
+        requested = cyprop_max_threads()
+    if requested > THREAD_LIMIT:
+        requested = THREAD_LIMIT
+    return requested if requested > 0 else 1
 
 
 def max_threads():
@@ -1332,10 +1349,12 @@ def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1
     per unit, of every layer (concatenated, first hidden layer first)."""
     cdef Py_ssize_t n = X.shape[0]
     cdef bint batched = chunk > 0 and has_blas()
-    if n_threads <= 0:
-        n_threads = cyprop_max_threads()
+    n_threads = usable_threads(n_threads)
     if not batched:
         n_threads = 1
+    # scratch per thread that runs: never more threads than chunks
+    if batched and n_threads > (n + chunk - 1) // chunk:
+        n_threads = <int>((n + chunk - 1) // chunk) if n > 0 else 1
     cdef Workspace ws = Workspace(sizes, acts, rows_needed(batched, chunk, n) * n_threads,
                                   sizeof(floating))
     cdef Layout* lay = &ws.lay
@@ -1489,8 +1508,7 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     cdef floating* x_now = <floating*>align64(ws.rows)
     cdef floating* x_next = <floating*>align64(x_now + n_in)
     cdef int blas_previous
-    if n_threads <= 0:
-        n_threads = cyprop_max_threads()
+    n_threads = usable_threads(n_threads)
     with nogil:
         blas_previous = blas_single_thread() if batched else 0
         while stop < n:

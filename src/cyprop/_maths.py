@@ -67,12 +67,15 @@ def sample_losses(loss, output, a, z, y):
     if loss == "mse":
         return 0.5 * np.sum((a - y) ** 2, axis=1)
     if output == "softmax":
-        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0
+        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0.
+        # As log-sum-exp(z - max z) + (max z - z_k): (max z + lse) - z_k would lose lse
+        # (log k for k equal logits) to rounding once the logits are large.
         zmax = z.max(axis=1, keepdims=True)
-        lse = zmax + np.log(np.sum(np.exp(z - zmax), axis=1, keepdims=True))
-        return np.sum(y * (lse - z), axis=1)
-    # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z
-    return np.sum(softplus(z) - y * z, axis=1)
+        lse = np.log(np.sum(np.exp(z - zmax), axis=1, keepdims=True))
+        return np.sum(y * (lse + (zmax - z)), axis=1)
+    # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z, with the large terms
+    # max(z, 0) - y z cancelled first, for the same reason
+    return np.sum((np.maximum(z, 0) - y * z) + np.log1p(np.exp(-np.abs(z))), axis=1)
 
 
 def output_delta(loss, output, a, y):
