@@ -1,8 +1,12 @@
 """Exceptions raised by cyprop."""
 
 
-class TrainingDiverged(ArithmeticError):
-    """The training loss or a weight became NaN or infinite.
+class TrainingDiverged(ArithmeticError, ValueError):
+    """Training diverged: the loss or a weight became NaN or infinite, or the loss grew
+    past the divergence limit (see ``Network.fit``).
+
+    A ``ValueError`` too, as scikit-learn reports non-finite weights, and an
+    ``ArithmeticError`` as before.
 
     The network keeps the weights (and optimizer state) it had after the last epoch
     that ended finite; ``epoch`` is the 0-based index of the epoch that diverged.

@@ -98,7 +98,10 @@ class Network:
         self.optimizer = None
         self.history = History()
         self.stop_training = False   # a callback may set it to end fit after this epoch
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # one training call at a time
+        # Held while the parameters, optimizer state and history change together (a
+        # compiled call, a restore): save() and pickling take it to see a state that existed.
+        self._state_lock = threading.RLock()
 
     # ------------------------------------------------------------------ model
     @property
@@ -484,7 +487,7 @@ class Network:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        del state["_lock"], state["_impl"]
+        del state["_lock"], state["_state_lock"], state["_impl"]
         return state
 
     def __setstate__(self, state):
@@ -494,6 +497,7 @@ class Network:
         self._params = params
         self.backend, self._impl = _backend.resolve(self._requested_backend)
         self._lock = threading.Lock()
+        self._state_lock = threading.RLock()
 
     def __repr__(self):
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "
