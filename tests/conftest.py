@@ -24,6 +24,21 @@ RTOL = {"float64": 1e-9, "float32": 1e-4}
 ATOL = {"float64": 1e-12, "float32": 1e-5}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Leave out the parametrized cases that pair a softmax output with one output unit:
+    cyprop refuses that network (a softmax over one unit is always 1), as
+    test_api.py::test_softmax_over_one_unit_is_refused checks."""
+    def refused(item):
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        combo, sizes = params.get("combo"), params.get("sizes")
+        return (isinstance(combo, tuple) and len(combo) == 3 and combo[1] == "softmax"
+                and isinstance(sizes, list) and sizes and sizes[-1] == 1)
+    kept = [item for item in items if not refused(item)]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if refused(item)])
+        items[:] = kept
+
+
 @pytest.fixture(params=DTYPES)
 def dtype(request):
     return request.param

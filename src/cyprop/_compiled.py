@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _core as _baseline
 from ._training import TrainingOptions
+from .optimizers import OPTIMIZERS
 
 #: Best first.
 INSTRUCTION_SETS = ("avx512", "avx2", "baseline")
@@ -66,6 +67,49 @@ for _kernel in KERNELS.values():
 
 #: Rows per matrix product in forward() and loss/gradient evaluation.
 CHUNK_ROWS = 256
+
+
+def _usable_cores():
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+CORES = _usable_cores()
+
+
+def threads(requested=None):
+    """Threads for one call: the request (default: OMP_NUM_THREADS or what threadpoolctl
+    set, else all cores), capped to the cores this process may use: more would only
+    wait for each other, and every thread has scratch buffers of its own."""
+    wanted = requested if requested is not None else KERNELS[CHOSEN].max_threads()
+    return max(1, min(wanted, CORES))
+
+
+# What the kernels read for each optimizer code: the length of ``hyper()`` and the rows
+# of state.  A class that claims a code must match it, or the kernel would read past.
+_KERNEL_OPTIMIZERS = {cls.code: (len(cls().hyper()), cls.n_slots)
+                      for cls in OPTIMIZERS.values()}
+
+
+def _kernel_inputs(optimizer, params):
+    """(hyper-parameters, state) of ``optimizer`` for the kernel, checked against what
+    the kernel reads for the optimizer's code."""
+    expected = _KERNEL_OPTIMIZERS.get(type(optimizer).code)
+    if expected is None:
+        raise TypeError(f"the compiled backend runs cyprop's own optimizers "
+                        f"({', '.join(OPTIMIZERS)}); {type(optimizer).__name__} has no "
+                        "compiled step: train with backend='numpy'")
+    hyper, state = np.asarray(optimizer.hyper()), optimizer.state_for(params)
+    if (hyper.shape != (expected[0],) or hyper.dtype != np.float64
+            or state.shape[0] != expected[1]):
+        raise ValueError(f"{type(optimizer).__name__} does not match the compiled step of its "
+                         f"code {type(optimizer).code}: hyper() has shape {hyper.shape} and "
+                         f"the state {state.shape[0]} rows, expected ({expected[0]},) and "
+                         f"{expected[1]}")
+    return hyper, state
 #: Smallest mini-batch trained with matrix products rather than per-sample loops.
 MIN_BLAS_BATCH = 4
 
@@ -82,7 +126,7 @@ class CompiledBackend:
         out = np.empty((X.shape[0], width), dtype=params.dtype)
         if X.shape[0]:
             self.core.forward(arch.sizes_array, arch.activation_codes, params, X, out,
-                              CHUNK_ROWS)
+                              CHUNK_ROWS, threads())
         if not every_layer:
             return out
         bounds = np.cumsum(arch.sizes[1:])[:-1]
@@ -97,15 +141,19 @@ class CompiledBackend:
 
     def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer,
                     options=TrainingOptions()):
-        state = optimizer.state_for(params)
+        hyper, state = _kernel_inputs(optimizer, params)
         grad = np.empty_like(params)
         dropout = options.dropout
-        loss, correct, optimizer.steps = self.core.train_epoch(
+        if dropout is not None and dropout.rates.shape != (arch.n_layers,):
+            raise ValueError(f"dropout needs one rate per weight layer ({arch.n_layers}), "
+                             f"got {dropout.rates.shape[0]}")
+        # (the count is the kernel's own: past MAX_STEPS only by this call's steps)
+        loss, correct, optimizer._steps = self.core.train_epoch(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, order,
-            batch_size, optimizer.code, optimizer.hyper(), state, optimizer.steps, grad,
+            batch_size, optimizer.code, hyper, state, optimizer.steps, grad,
             batch_size >= MIN_BLAS_BATCH, options.sample_weight,
             None if dropout is None else dropout.rates, 0 if dropout is None else dropout.seed,
-            options.max_norm, options.n_threads or 0)
+            options.max_norm, threads(options.n_threads))
         return loss, correct
 
 

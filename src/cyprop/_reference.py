@@ -8,6 +8,10 @@ Every function takes the network's ``Architecture`` and its flat parameter vecto
 (see ``_architecture.py``) and has the same signature as its twin in ``_compiled.py``.
 """
 
+import contextlib
+import signal
+import threading
+
 import numpy as np
 
 from . import _maths
@@ -99,10 +103,35 @@ def train_epoch(arch, params, X, Y, order, batch_size, optimizer, options=Traini
             None if weights is None else weights[batch], options.dropout, start)
         total += loss
         correct += right
-        optimizer.update_params(params, grad_sum / len(batch), arch)
-        if options.max_norm:
-            apply_max_norm(arch, params, options.max_norm)
+        # A step is several NumPy statements: Ctrl-C must not land between them and
+        # leave half of it applied (the compiled core's step is one C call).
+        with _interrupts_deferred():
+            optimizer.update_params(params, grad_sum / len(batch), arch)
+            if options.max_norm:
+                apply_max_norm(arch, params, options.max_norm)
     return total, correct
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold SIGINT (Ctrl-C) back until the block is done, then deliver it."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):
+        # signals are only handled by the main thread; a handler installed from C
+        # (None here) could not be put back
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, received[0])
+        elif previous == signal.SIG_DFL:
+            signal.default_int_handler(signal.SIGINT, received[0])
 
 
 def apply_max_norm(arch, params, max_norm):

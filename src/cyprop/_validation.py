@@ -5,6 +5,7 @@ C-contiguous, finite, of the right shape.  The caller's arrays are never modifie
 (a conversion copies; an array that already fits is used read-only as it is).
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -22,12 +23,41 @@ def check_dtype(dtype):
     return np.dtype(name)
 
 
-def check_int(name, value, minimum=1):
+def check_int(name, value, minimum=1, maximum=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise TypeError(f"{name} must be an integer, got {_short(value)}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {_short(value)}")
     return int(value)
+
+
+def check_number(name, value, minimum=None, maximum=None, exclusive_minimum=False,
+                 exclusive_maximum=False):
+    """``value`` as a finite float within the bounds given, or a TypeError (not a real
+    number: a string, a bool, None) or ValueError (NaN, infinite, too large for a float,
+    out of range) naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:   # an int beyond float's range, such as 10**400
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {_short(value)}")
+    if minimum is not None and (number <= minimum if exclusive_minimum else number < minimum):
+        raise ValueError(f"{name} must be {'>' if exclusive_minimum else '>='} {minimum}, "
+                         f"got {_short(value)}")
+    if maximum is not None and (number >= maximum if exclusive_maximum else number > maximum):
+        raise ValueError(f"{name} must be {'<' if exclusive_maximum else '<='} {maximum}, "
+                         f"got {_short(value)}")
+    return number
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:20] + "..." + text[-10:]
 
 
 def _as_float_array(name, data, dtype):

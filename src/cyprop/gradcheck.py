@@ -24,10 +24,7 @@ def check_gradients(net, X, Y, epsilon=1e-4):
     """
     probe = net.copy()
     if probe.dtype != np.float64:
-        probe.dtype = np.dtype(np.float64)
-        params = probe.arch.new_params(np.float64)
-        params[...] = probe._params
-        probe._params = params
+        probe._as_float64()
     X, Y = _validation.check_XY(X, Y, probe.arch.n_inputs, probe.arch.n_outputs, probe.dtype)
     grad_w, grad_b = probe.gradients(X, Y)
     analytic = np.concatenate([g.ravel() for pair in zip(grad_w, grad_b) for g in pair])

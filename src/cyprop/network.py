@@ -6,6 +6,7 @@ model.  All the per-sample and per-batch work happens in the backend; this modul
 validates input, orders the samples of each epoch, and keeps the records.
 """
 
+import copy
 import numbers
 import sys
 import threading
@@ -78,10 +79,13 @@ class Network:
         if output is None:
             output = "softmax" if sizes[-1] > 1 else "sigmoid"
         activations = _check_activations(activation, output, loss, len(sizes) - 1)
+        if output == "softmax" and sizes[-1] == 1:
+            raise ValueError("a softmax over one output unit is always 1: use output='sigmoid' "
+                             "for two classes in one unit, or two softmax outputs")
         if init not in INITIALIZERS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
-        self.arch = Architecture(sizes, activations, loss)
-        self.dtype = _validation.check_dtype(dtype)
+        self._arch = Architecture(sizes, activations, loss)
+        self._dtype = _validation.check_dtype(dtype)
         self.init = init
         self.seed = seed
         self._requested_backend = backend
@@ -93,17 +97,47 @@ class Network:
             W, b = INITIALIZERS[init](self._rng, n_in, n_out)
             self._params[s_w] = W.ravel()
             self._params[s_b] = b
-        self.dropout = _check_dropout(dropout, len(sizes) - 2)
-        self.max_norm = _check_max_norm(max_norm)
+        self.dropout = dropout
+        self.max_norm = max_norm
         self.optimizer = None
         self.history = History()
         self.stop_training = False   # a callback may set it to end fit after this epoch
         self._lock = threading.Lock()          # one training call at a time
+        self._training_thread = None           # the thread holding _lock
         # Held while the parameters, optimizer state and history change together (a
         # compiled call, a restore): save() and pickling take it to see a state that existed.
         self._state_lock = threading.RLock()
 
     # ------------------------------------------------------------------ model
+    # The architecture and dtype are fixed: the parameter buffer was laid out for them.
+    @property
+    def arch(self):
+        """The ``Architecture`` (sizes, activations, loss, parameter layout); fixed."""
+        return self._arch
+
+    @property
+    def dtype(self):
+        """The NumPy dtype of the parameters and of every computation; fixed."""
+        return self._dtype
+
+    @property
+    def dropout(self):
+        """Dropout rate of each hidden layer (a list; set one rate or one per layer)."""
+        return list(self._dropout)
+
+    @dropout.setter
+    def dropout(self, value):
+        self._dropout = _check_dropout(value, self.arch.n_layers - 1)
+
+    @property
+    def max_norm(self):
+        """The max-norm bound on each unit's incoming weights, 0.0 for none."""
+        return self._max_norm
+
+    @max_norm.setter
+    def max_norm(self, value):
+        self._max_norm = _check_max_norm(value)
+
     @property
     def sizes(self):
         return list(self.arch.sizes)
@@ -240,13 +274,26 @@ class Network:
         ``n_threads``: threads for the parts of large layers in mini-batches (a
         layer of 32 units or more with about 1e6 weight-sample products or more per
         block of 32 rows; default: ``OMP_NUM_THREADS``, or what threadpoolctl set,
-        else all cores); the results do not depend on it.
+        else all cores); capped to the cores this process may use, and more than
+        ``MAX_THREADS`` (1024) is refused; the results do not depend on it.
+
+        Divergence: an epoch whose training loss is NaN or infinite, or more than
+        ``DIVERGENCE_FACTOR`` (1000) times the loss the call started from (measured on
+        its first ``DIVERGENCE_SAMPLES`` samples; at least 1), or that leaves a weight
+        NaN, infinite or beyond the square root of the dtype's largest value (where
+        products overflow), or the optimizer state non-finite, raises
+        ``cyprop.TrainingDiverged``; the weights and optimizer state of the epoch's
+        start are kept and ``history.stop_reason`` is ``"diverged"``.
         """
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)
         patience = _validation.check_int("patience", patience, minimum=0)
         _check_schedule(schedule)
         _check_optimizer(optimizer)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        if not isinstance(early_stopping, (bool, np.bool_)):
+            raise TypeError(f"early_stopping must be True or False, got {early_stopping!r}")
         callbacks = list(callbacks)
         for callback in callbacks:
             if not callable(getattr(callback, "on_epoch_end", None)):
@@ -254,11 +301,12 @@ class Network:
                                 f"{type(callback).__name__} has none")
         rules = _StoppingRules(target_loss, target_error, min_update, early_stopping,
                                patience, min_delta)
-        if n_threads is not None:
-            n_threads = _validation.check_int("n_threads", n_threads)
+        n_threads = _check_threads(n_threads)
         X, Y = self._check_data(X, Y)
         validation = self._validation_set(X, Y, validation_data, validation_split,
                                           early_stopping)
+        if schedule is not None and callable(getattr(schedule, "check", None)):
+            schedule.check(has_validation=validation is not None)
         if validation is not None and validation_data is None:
             # the held-out samples take no part in training, nor in "balanced" weights
             n_train = X.shape[0] - validation[0].shape[0]
@@ -275,9 +323,10 @@ class Network:
         """One more epoch over (X, Y), keeping the optimizer and its state, and adding to
         ``net.history`` (arguments as in ``fit``)."""
         batch_size = _validation.check_int("batch_size", batch_size)
-        if n_threads is not None:
-            n_threads = _validation.check_int("n_threads", n_threads)
+        n_threads = _check_threads(n_threads)
         _check_optimizer(optimizer)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, Y)
         self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
@@ -299,12 +348,20 @@ class Network:
         network's own, added to)."""
         batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
         if not self._lock.acquire(blocking=False):
+            if self._training_thread == threading.get_ident():
+                raise RuntimeError("fit or partial_fit was called on this network from "
+                                   "inside its own training (a callback?); train a copy "
+                                   "there, or act after fit returns")
             raise RuntimeError("this network is already training in another thread; "
                                "train a copy, or wait for that fit to finish")
+        self._training_thread = threading.get_ident()
         try:
             # Only now, with the lock held: a refused call must not change the optimizer
             # under a fit running in another thread.
+            _check_optimizer(self.optimizer if optimizer is None else optimizer)
+            (optimizer or self.optimizer or SGD()).check()
             self._set_optimizer(optimizer)
+            limit = self._divergence_limit(X, Y, weights)
             history = self.history if history is None else history
             self.history = history
             self.stop_training = False
@@ -314,11 +371,12 @@ class Network:
             try:
                 for epoch in range(epochs):
                     logs = self._epoch(X, Y, weights, batch_size, shuffle, rng, schedule,
-                                       validation, progress, n_threads)
-                    history.record(**logs)
+                                       validation, progress, n_threads, limit)
+                    with self._state_lock:
+                        history.record(**logs)
                     if progress is not None:
                         progress.end_epoch(logs)
-                    if schedule is not None:
+                    if callable(getattr(schedule, "update", None)):
                         schedule.update(logs)
                     reason = rules.check(self, logs)
                     for callback in callbacks:
@@ -336,23 +394,44 @@ class Network:
                 history.stop_reason = "interrupted"
                 raise
             finally:
-                rules.restore_best(self)
+                with self._state_lock:
+                    rules.restore_best(self)
                 if progress is not None:
                     progress.close()
         finally:
+            self._training_thread = None
             self._lock.release()
         return history
 
+    def _divergence_limit(self, X, Y, weights):
+        """The training loss past which a run counts as diverged: DIVERGENCE_FACTOR
+        times the mean loss, before this call trains, of its first samples (at least 1,
+        so that a network already near 0 loss may still move)."""
+        m = min(X.shape[0], DIVERGENCE_SAMPLES)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, _, _ = self._impl.loss_and_gradients(self.arch, self._params, X[:m], Y[:m],
+                                                       False)
+        start = loss / m * (float(np.mean(weights)) if weights is not None else 1.0)
+        return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
+
     def _epoch(self, X, Y, weights, batch_size, shuffle, rng, schedule, validation, progress,
-               n_threads=None):
+               n_threads=None, limit=np.inf):
         """One epoch; returns its records.  Divergence restores the epoch's start."""
         n = X.shape[0]
         epoch = self.history.epochs
         optimizer = self.optimizer
         if schedule is not None:
-            optimizer.learning_rate = float(schedule.rate(epoch, optimizer.initial_learning_rate))
+            optimizer.learning_rate = _validation.check_number(
+                f"the schedule's learning rate for epoch {epoch + 1}",
+                schedule.rate(epoch, optimizer.initial_learning_rate), 0)
         order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp, copy=False)
         dropout_seed = int(rng.integers(2 ** 63)) if any(self.dropout) else None
+        if not _validation.all_finite(self._params):
+            self.history.stop_reason = "diverged"
+            raise TrainingDiverged(
+                f"the weights were already NaN or infinite before epoch {epoch + 1} began "
+                "(written by a callback or by hand?): nothing was trained, and they were "
+                "left as they are", epoch=epoch)
         kept = self._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
         if progress is not None:
             progress.start_epoch()
@@ -366,7 +445,8 @@ class Network:
                 Dropout([*self.dropout, 0.0], dropout_seed + start * sum(self.arch.sizes[1:])),
                 self.max_norm, n_threads)
             began = time.perf_counter()
-            with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below
+            with self._state_lock, np.errstate(over="ignore", invalid="ignore"):
+                # divergence is checked below
                 part_loss, part_correct = self._impl.train_epoch(
                     self.arch, self._params, X, Y, order[start:stop], batch_size, optimizer,
                     options)
@@ -375,17 +455,15 @@ class Network:
             correct += part_correct
             if progress is not None:
                 progress.advance(stop - start)
-        # the optimizer state too: squared gradients that overflow leave the loss and
-        # weights finite, but stall training, and load() refuses such a file
-        if not (np.isfinite(loss_sum) and np.isfinite(self._params).all()
-                and (optimizer.state is None or np.isfinite(optimizer.state).all())):
-            self._params[...] = kept[0]
-            optimizer.steps, optimizer.state = kept[1], kept[2]
-            self.history.stop_reason = "diverged"
+        problem = self._divergence(loss_sum / n, limit, optimizer)
+        if problem is not None:
+            with self._state_lock:
+                self._params[...] = kept[0]
+                optimizer.steps, optimizer.state = kept[1], kept[2]
+                self.history.stop_reason = "diverged"
             raise TrainingDiverged(
-                f"training diverged in epoch {epoch + 1}: the loss or a weight became NaN or "
-                "infinite; the weights of the last finite epoch were kept (try a smaller "
-                "learning rate)", epoch=epoch)
+                f"training diverged in epoch {epoch + 1}: {problem}; the weights of the "
+                "last epoch before it were kept (try a smaller learning rate)", epoch=epoch)
         logs = {"loss": loss_sum / n, "accuracy": correct / n,
                 "learning_rate": optimizer.learning_rate, "seconds": seconds,
                 "samples_per_second": n / seconds if seconds > 0 else float("inf"),
@@ -396,6 +474,24 @@ class Network:
             n_val = validation[0].shape[0]
             logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
         return logs
+
+    def _divergence(self, loss, limit, optimizer):
+        """What makes this epoch a diverged one (see ``fit``), or None."""
+        if not np.isfinite(loss):
+            return "the loss became NaN or infinite"
+        if loss > limit:
+            return (f"the training loss grew to {loss:.4g}, more than {DIVERGENCE_FACTOR:g} "
+                    "times its value when training started")
+        if not _validation.all_finite(self._params):
+            return "a weight became NaN or infinite"
+        if float(np.max(np.abs(self._params))) > np.sqrt(np.finfo(self.dtype).max):
+            return (f"a weight grew past {np.sqrt(np.finfo(self.dtype).max):.3g}, where "
+                    f"{self.dtype.name} products overflow")
+        # the optimizer state too: squared gradients that overflow leave the loss and
+        # weights finite, but stall training, and load() refuses such a file
+        if optimizer.state is not None and not _validation.all_finite(optimizer.state):
+            return "the optimizer's state overflowed"
+        return None
 
     def _sample_weights(self, sample_weight, class_weight, Y):
         """One weight per sample (sample_weight times class_weight), or None."""
@@ -454,7 +550,7 @@ class Network:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, Y_val)")
             return self._check_data(*validation_data)
-        split = float(validation_split or 0.0)
+        split = _validation.check_number("validation_split", validation_split or 0.0, 0, 1)
         if early_stopping and split == 0.0:
             split = 0.1
         if split == 0.0:
@@ -478,19 +574,47 @@ class Network:
 
     # ---------------------------------------------------------------- helpers
     def _check_data(self, X, Y):
-        return _validation.check_XY(X, Y, self.arch.n_inputs, self.arch.n_outputs, self.dtype)
+        labels = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
+        X, Y = _validation.check_XY(X, Y, self.arch.n_inputs, self.arch.n_outputs, self.dtype)
+        if (self.arch.output == "sigmoid" and self.arch.n_outputs == 1
+                and labels.dtype.kind in "iu" and ((labels < 0) | (labels > 1)).any()):
+            raise ValueError(f"Y holds integer class labels from {labels.min()} to "
+                             f"{labels.max()}, but a single sigmoid output holds two classes "
+                             "(0 and 1): give the network one softmax output per class")
+        if self.arch.loss == "cross_entropy" and (labels.ndim != 1 or self.arch.n_outputs == 1):
+            # (class labels were one-hot encoded: those targets are 0 and 1)
+            low, high = float(Y.min()), float(Y.max())
+            if low < 0 or high > 1:
+                raise ValueError(f"cross-entropy needs targets in [0, 1] (probabilities), got "
+                                 f"values from {low:g} to {high:g}; use loss='mse' for other "
+                                 "targets, or class labels with a softmax output")
+        return X, Y
 
     def copy(self):
         """An independent copy: same parameters, optimizer state and backend."""
-        import copy
         return copy.deepcopy(self)
 
+    def _as_float64(self):
+        """This network converted to float64 in place (for gradient checks of a copy)."""
+        params = self.arch.new_params(np.float64)
+        params[...] = self._params
+        self._params, self._dtype = params, np.dtype(np.float64)
+
     def __getstate__(self):
-        state = self.__dict__.copy()
-        del state["_lock"], state["_state_lock"], state["_impl"]
+        # a snapshot that existed, even while another thread trains
+        with self._state_lock:
+            state = self.__dict__.copy()
+            state["_params"] = self._params.copy()
+            state["optimizer"] = copy.deepcopy(self.optimizer)
+            state["history"] = copy.deepcopy(self.history)
+        del state["_lock"], state["_state_lock"], state["_impl"], state["_training_thread"]
         return state
 
     def __setstate__(self, state):
+        # pickles from before the architecture and dtype were read-only
+        for name in ("arch", "dtype", "dropout", "max_norm"):
+            if name in state:
+                state["_" + name] = state.pop(name)
         self.__dict__.update(state)
         params = self.arch.new_params(self.dtype)   # an unpickled array may be unaligned
         params[...] = self._params
@@ -498,6 +622,7 @@ class Network:
         self.backend, self._impl = _backend.resolve(self._requested_backend)
         self._lock = threading.Lock()
         self._state_lock = threading.RLock()
+        self._training_thread = None
 
     def __repr__(self):
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "
@@ -526,6 +651,21 @@ def _check_schedule(schedule):
 
 #: Rows converted at a time when forward() gets a large input that needs converting.
 _FORWARD_BLOCK = 65536
+
+#: A training run has diverged when an epoch's training loss exceeds this many times the
+#: loss it started from (or 1, if that is larger): far beyond any normal run's wobble.
+DIVERGENCE_FACTOR = 1000.0
+#: The starting loss is measured on (at most) this many of the first training samples.
+DIVERGENCE_SAMPLES = 1024
+#: More threads than this is a mistake, not a request (capped to the cores below it).
+MAX_THREADS = 1024
+
+
+def _check_threads(n_threads):
+    """None (the default), or an int in 1 .. MAX_THREADS."""
+    if n_threads is None:
+        return None
+    return _validation.check_int("n_threads", n_threads, maximum=MAX_THREADS)
 
 
 def _needs_conversion(X, dtype):
@@ -611,10 +751,10 @@ class _StoppingRules:
 
     def __init__(self, target_loss=None, target_error=None, min_update=None,
                  early_stopping=False, patience=10, min_delta=0.0):
-        for name, value in (("target_loss", target_loss), ("target_error", target_error),
-                            ("min_update", min_update), ("min_delta", min_delta)):
-            if value is not None and (not np.isfinite(value) or value < 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        target_loss, target_error, min_update, min_delta = (
+            None if value is None else _validation.check_number(name, value, 0)
+            for name, value in (("target_loss", target_loss), ("target_error", target_error),
+                                ("min_update", min_update), ("min_delta", min_delta)))
         self.target_loss, self.target_error = target_loss, target_error
         self.min_update = min_update
         self.early_stopping, self.patience, self.min_delta = early_stopping, patience, min_delta

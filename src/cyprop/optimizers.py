@@ -8,9 +8,22 @@ the optimizer's ``code`` and reads the hyper-parameters from ``hyper()``.
 
 import numpy as np
 
+from ._validation import check_int, check_number
+
+#: The most steps an optimizer may be set to (or loaded with): far more than any run
+#: takes, and far enough below a C long's 2**63 that training on from it cannot overflow.
+MAX_STEPS = 2 ** 62
+
 
 class Optimizer:
-    """Base class: state bookkeeping shared by every optimizer."""
+    """Base class: state bookkeeping shared by every optimizer.
+
+    ``state`` and ``steps`` may be set by hand (to carry state over, say); both are
+    checked when set, and the state again against the network before each training
+    call: a state of another network's size or dtype is replaced by a fresh one (the
+    step count restarting at 0), and one of the wrong shape for this optimizer is a
+    ``ValueError``.  Hyper-parameters changed by hand are checked again before training.
+    """
 
     #: Index of this optimizer in the compiled core's table.
     code = None
@@ -18,20 +31,71 @@ class Optimizer:
     n_slots = 1
 
     def __init__(self, learning_rate):
-        _check_positive("learning_rate", learning_rate)
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = check_number("learning_rate", learning_rate, 0,
+                                          exclusive_minimum=True)
         self.initial_learning_rate = self.learning_rate   # what schedules scale
         self.steps = 0        # optimizer steps taken so far
         self.state = None     # (n_slots, n_params), created on the first step
 
+    @property
+    def steps(self):
+        """Optimizer steps taken so far (bias corrections and first-step rules use it)."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, value):
+        self._steps = check_int("steps", value, minimum=0, maximum=MAX_STEPS)
+
+    @property
+    def state(self):
+        """The optimizer's buffers, (n_slots, n_params), or None before the first step."""
+        return self._state
+
+    @state.setter
+    def state(self, value):
+        if value is not None:
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"{type(self).__name__}.state must be a NumPy array or None, "
+                                f"got {type(value).__name__}")
+            if value.ndim != 2 or value.shape[0] != self.n_slots:
+                raise ValueError(f"{type(self).__name__}.state must have shape "
+                                 f"({self.n_slots}, n_params), got {value.shape}")
+            if value.dtype not in (np.float32, np.float64):
+                raise ValueError(f"{type(self).__name__}.state must be float32 or float64, "
+                                 f"got {value.dtype}")
+        self._state = value
+
     def state_for(self, params):
         """The state array for ``params``, created (zeroed) when first needed or when
-        the optimizer moves to a network of another size or dtype."""
-        if (self.state is None or self.state.shape[1] != params.shape[0]
-                or self.state.dtype != params.dtype):
-            self.state = np.zeros((self.n_slots, params.shape[0]), dtype=params.dtype)
+        the optimizer moves to a network of another size or dtype; a state the kernels
+        could not use in place (a view, read-only, misaligned) is copied first."""
+        state = self._state
+        if (state is None or state.shape != (self.n_slots, params.shape[0])
+                or state.dtype != params.dtype):
+            self._state = np.zeros((self.n_slots, params.shape[0]), dtype=params.dtype)
             self.steps = 0
-        return self.state
+        elif not (state.flags.c_contiguous and state.flags.writeable and state.flags.aligned
+                  and state.dtype.isnative):
+            self._state = np.array(state, dtype=params.dtype, order="C")
+        return self._state
+
+    def check(self):
+        """Check the hyper-parameters again (they may have been set by hand since the
+        optimizer was made); raises TypeError or ValueError naming the one that is wrong."""
+        # The current rate may be 0 (a finished Cosine schedule); the constructor, which
+        # wants a rate > 0, gets the initial one.
+        check_number("learning_rate", self.learning_rate, 0)
+        check_number("initial_learning_rate", self.initial_learning_rate, 0,
+                     exclusive_minimum=True)
+        if type(self).get_config is not Optimizer.get_config:
+            type(self)(**{**self.get_config(), "learning_rate": self.initial_learning_rate})
+
+    def __setstate__(self, state):
+        # pickles from before steps and state were checked properties
+        for name in ("steps", "state"):
+            if name in state:
+                state["_" + name] = state.pop(name)
+        self.__dict__.update(state)
 
     def reset(self):
         """Forget the state: the next step is a first step again."""
@@ -67,13 +131,13 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(learning_rate)
-        _check_non_negative("momentum", momentum)
-        _check_non_negative("weight_decay", weight_decay)
-        if nesterov and momentum <= 0:
+        self.momentum = check_number("momentum", momentum, 0)
+        self.weight_decay = check_number("weight_decay", weight_decay, 0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        if nesterov and self.momentum <= 0:
             raise ValueError("nesterov=True needs a momentum > 0")
-        self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
 
     def hyper(self):
         return np.array([self.learning_rate, self.momentum, float(self.nesterov),
@@ -90,7 +154,7 @@ class SGD(Optimizer):
                 buf += grad
             grad = grad + self.momentum * buf if self.nesterov else buf
         params -= self.learning_rate * grad
-        self.steps += 1
+        self._steps += 1
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "momentum": self.momentum,
@@ -111,15 +175,10 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(learning_rate)
-        for name, value in (("beta1", beta1), ("beta2", beta2)):
-            _check_non_negative(name, value)
-            if value >= 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        _check_positive("eps", eps)
-        _check_non_negative("weight_decay", weight_decay)
-        self.beta1, self.beta2 = float(beta1), float(beta2)
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
+        self.beta1 = check_number("beta1", beta1, 0, 1, exclusive_maximum=True)
+        self.beta2 = check_number("beta2", beta2, 0, 1, exclusive_maximum=True)
+        self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
+        self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self):
         return np.array([self.learning_rate, self.beta1, self.beta2, self.eps,
@@ -136,7 +195,7 @@ class Adam(Optimizer):
         step_size = self.learning_rate / (1 - self.beta1 ** t)
         denom = np.sqrt(v) / np.sqrt(1 - self.beta2 ** t) + self.eps
         params -= step_size * m / denom
-        self.steps += 1
+        self._steps += 1
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "beta1": self.beta1, "beta2": self.beta2,
@@ -157,14 +216,10 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__(learning_rate)
-        _check_non_negative("alpha", alpha)
-        if alpha > 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-        _check_positive("eps", eps)
-        _check_non_negative("momentum", momentum)
-        _check_non_negative("weight_decay", weight_decay)
-        self.alpha, self.eps = float(alpha), float(eps)
-        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.alpha = check_number("alpha", alpha, 0, 1)
+        self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
+        self.momentum = check_number("momentum", momentum, 0)
+        self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self):
         return np.array([self.learning_rate, self.alpha, self.eps, self.momentum,
@@ -181,7 +236,7 @@ class RMSprop(Optimizer):
             buf += step
             step = buf
         params -= self.learning_rate * step
-        self.steps += 1
+        self._steps += 1
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "alpha": self.alpha, "eps": self.eps,
@@ -201,9 +256,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, learning_rate=1e-2, eps=1e-10, weight_decay=0.0):
         super().__init__(learning_rate)
-        _check_positive("eps", eps)
-        _check_non_negative("weight_decay", weight_decay)
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
+        self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self):
         return np.array([self.learning_rate, self.eps, self.weight_decay], dtype=np.float64)
@@ -213,7 +267,7 @@ class Adagrad(Optimizer):
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         total += grad * grad
         params -= self.learning_rate * grad / (np.sqrt(total) + self.eps)
-        self.steps += 1
+        self._steps += 1
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "eps": self.eps,
@@ -235,10 +289,10 @@ class Rprop(Optimizer):
 
     def __init__(self, learning_rate=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50)):
         super().__init__(learning_rate)
-        eta_minus, eta_plus = (float(e) for e in etas)
+        eta_minus, eta_plus = _pair("etas", etas)
         if not 0 < eta_minus < 1 < eta_plus:
             raise ValueError(f"etas must satisfy 0 < etas[0] < 1 < etas[1], got {etas!r}")
-        step_min, step_max = (float(s) for s in step_sizes)
+        step_min, step_max = _pair("step_sizes", step_sizes)
         if not 0 <= step_min <= step_max:
             raise ValueError(f"step_sizes must satisfy 0 <= min <= max, got {step_sizes!r}")
         self.etas = (eta_minus, eta_plus)
@@ -257,7 +311,7 @@ class Rprop(Optimizer):
         grad = np.where(product < 0, 0, grad).astype(params.dtype)
         params -= step_size * np.sign(grad)
         prev[...] = grad
-        self.steps += 1
+        self._steps += 1
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "etas": list(self.etas),
@@ -275,15 +329,10 @@ def _with_weight_decay(grad, params, weight_decay, arch):
     return grad + weight_decay * params * arch.decay_mask(params.dtype)
 
 
-def _check_positive(name, value):
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _check_non_negative(name, value):
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+def _pair(name, values):
+    """Two finite numbers, as floats."""
+    try:
+        first, second = values
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair of numbers, got {values!r}") from None
+    return check_number(f"{name}[0]", first), check_number(f"{name}[1]", second)

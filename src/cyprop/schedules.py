@@ -8,6 +8,8 @@ Before each epoch the training loop sets the optimizer's rate to
 
 import math
 
+from ._validation import check_int, check_number
+
 
 class Schedule:
     def rate(self, epoch, initial_rate):
@@ -15,6 +17,10 @@ class Schedule:
 
     def update(self, logs):
         """Called after every epoch with its records (loss, val_loss, ...)."""
+
+    def check(self, has_validation):
+        """Called by ``fit`` before the first epoch: raise ValueError if this schedule
+        cannot work with the fit as called."""
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -32,9 +38,7 @@ class InverseScaling(Schedule):
     """initial_rate / (epoch + 1) ** power (scikit-learn's 'invscaling', counted in epochs)."""
 
     def __init__(self, power=0.5):
-        if power <= 0:
-            raise ValueError(f"power must be > 0, got {power!r}")
-        self.power = float(power)
+        self.power = check_number("power", power, 0, exclusive_minimum=True)
 
     def rate(self, epoch, initial_rate):
         return initial_rate / (epoch + 1) ** self.power
@@ -44,11 +48,8 @@ class StepDecay(Schedule):
     """initial_rate * gamma ** (epoch // step_size), as torch's StepLR."""
 
     def __init__(self, step_size=10, gamma=0.1):
-        if int(step_size) < 1:
-            raise ValueError(f"step_size must be >= 1, got {step_size!r}")
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = check_int("step_size", step_size)
+        self.gamma = check_number("gamma", gamma, 0, 1, exclusive_minimum=True)
 
     def rate(self, epoch, initial_rate):
         return initial_rate * self.gamma ** (epoch // self.step_size)
@@ -59,11 +60,8 @@ class Cosine(Schedule):
     (torch's CosineAnnealingLR without restarts; ``min_rate`` after the period)."""
 
     def __init__(self, period, min_rate=0.0):
-        if int(period) < 1:
-            raise ValueError(f"period must be >= 1, got {period!r}")
-        if min_rate < 0:
-            raise ValueError(f"min_rate must be >= 0, got {min_rate!r}")
-        self.period, self.min_rate = int(period), float(min_rate)
+        self.period = check_int("period", period)
+        self.min_rate = check_number("min_rate", min_rate, 0)
 
     def rate(self, epoch, initial_rate):
         t = min(epoch, self.period) / self.period
@@ -76,20 +74,25 @@ class ReduceOnPlateau(Schedule):
     mode, absolute threshold).  ``monitor`` is "loss" or "val_loss"."""
 
     def __init__(self, factor=0.1, patience=10, min_delta=1e-4, min_rate=0.0, monitor="loss"):
-        if not 0 < factor < 1:
-            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        if int(patience) < 0:
-            raise ValueError(f"patience must be >= 0, got {patience!r}")
+        self.factor = check_number("factor", factor, 0, 1, exclusive_minimum=True,
+                                   exclusive_maximum=True)
+        self.patience = check_int("patience", patience, minimum=0)
+        self.min_delta = check_number("min_delta", min_delta, 0)
+        self.min_rate = check_number("min_rate", min_rate, 0)
         if monitor not in ("loss", "val_loss"):
             raise ValueError(f"monitor must be 'loss' or 'val_loss', got {monitor!r}")
-        self.factor, self.patience = float(factor), int(patience)
-        self.min_delta, self.min_rate, self.monitor = float(min_delta), float(min_rate), monitor
+        self.monitor = monitor
         self._scale = 1.0
         self._best = math.inf
         self._waited = 0
 
     def rate(self, epoch, initial_rate):
         return max(initial_rate * self._scale, self.min_rate)
+
+    def check(self, has_validation):
+        if self.monitor == "val_loss" and not has_validation:
+            raise ValueError("ReduceOnPlateau(monitor='val_loss') needs validation data: "
+                             "give fit validation_data= or validation_split=")
 
     def update(self, logs):
         value = logs.get(self.monitor)

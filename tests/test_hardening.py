@@ -1,0 +1,479 @@
+"""State set by hand, absurd settings and meaningless setups, met as a user (or an
+attacker) would: each is refused with a clear exception before any compiled code reads
+it, or made harmless.  What used to crash the process runs in a child process, so a crash
+is a failed test rather than a dead test run."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import network as network_module
+
+BACKENDS = ("cython", "numpy")
+CHILD_TIMEOUT = 300
+
+
+def run_child(code, env=None):
+    """Run ``code`` in a fresh interpreter; returns (exit status, stdout + stderr)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=CHILD_TIMEOUT, env={**os.environ, **(env or {})})
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def small_problem(backend="cython", sizes=(4, 6, 3), **kwargs):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, sizes[0]))
+    y = rng.integers(0, sizes[-1], 40)
+    return cyprop.Network(list(sizes), backend=backend, seed=0, **kwargs), X, y
+
+
+# ------------------------------------------------------------ state set by hand
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_optimizer_state_with_the_wrong_rows_is_refused_when_set(backend):
+    net, X, y = small_problem(backend)
+    adam = cyprop.Adam()
+    net.fit(X, y, epochs=1, verbose=0, optimizer=adam)
+    sgd_state = np.zeros((1, net.n_params))            # an SGD momentum buffer
+    with pytest.raises(ValueError, match=r"Adam.state must have shape \(2, n_params\)"):
+        adam.state = sgd_state
+    with pytest.raises(ValueError, match="shape"):
+        adam.state = np.zeros(2 * net.n_params)
+    with pytest.raises(TypeError, match="NumPy array"):
+        adam.state = [[0.0] * net.n_params] * 2
+    with pytest.raises(ValueError, match="float32 or float64"):
+        adam.state = np.zeros((2, net.n_params), dtype=np.int64)
+    assert adam.state.shape == (2, net.n_params)      # unchanged by the refusals
+
+
+def test_wrong_sized_optimizer_state_never_reaches_the_kernel():
+    """The crash this guards against: state rows of the wrong count let the compiled Adam
+    step write past the end of the array.  Every way in is tried in one child process."""
+    code = """
+        import numpy as np, cyprop
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+        net = cyprop.Network([4, 8, 3], backend="cython", seed=0)
+        adam = cyprop.Adam()
+        net.fit(X, y, epochs=1, verbose=0, optimizer=adam, batch_size=5)
+        refused = 0
+        for state in (np.zeros((1, net.n_params)), np.zeros((1, 10 * net.n_params)),
+                      np.zeros((3, 2))):
+            try:
+                adam.state = state
+            except ValueError:
+                refused += 1
+        # a state from a network of another size is replaced, not used
+        adam._state = np.zeros((2, 7))
+        net.fit(X, y, epochs=1, verbose=0, batch_size=5)
+        assert adam.state.shape == (2, net.n_params), adam.state.shape
+        # a view (not contiguous) or read-only array is copied, never written through
+        view = np.zeros((2, 2 * net.n_params))[:, ::2]
+        adam.state = view
+        net.fit(X, y, epochs=1, verbose=0, batch_size=5)
+        assert not view.any() and adam.state.flags.c_contiguous
+        frozen = np.zeros((2, net.n_params)); frozen.flags.writeable = False
+        adam.state = frozen
+        net.fit(X, y, epochs=1, verbose=0, batch_size=1)
+        assert not frozen.any()
+        print("refused", refused)
+    """
+    status, output = run_child(code)
+    assert status == 0, output
+    assert "refused 3" in output
+
+
+def test_an_optimizer_class_that_misstates_its_kernel_is_refused():
+    """A subclass claiming Adam's compiled step with one row of state would let the
+    kernel write past it: refused with a ValueError (in a child: it used to crash)."""
+    code = """
+        import numpy as np, cyprop
+        class OneRowAdam(cyprop.Adam):
+            n_slots = 1
+        class Custom(cyprop.optimizers.Optimizer):
+            def update_params(self, params, grad, arch):
+                params -= self.learning_rate * grad
+                self.steps += 1
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+        for opt in (OneRowAdam(), Custom(0.1)):
+            net = cyprop.Network([4, 8, 3], backend="cython", seed=0)
+            try:
+                net.fit(X, y, epochs=1, verbose=0, optimizer=opt)
+            except (TypeError, ValueError) as exc:
+                print(type(exc).__name__, exc)
+        # the NumPy backend runs a custom optimizer's own update_params
+        net = cyprop.Network([4, 8, 3], backend="numpy", seed=0)
+        net.fit(X, y, epochs=1, verbose=0, optimizer=Custom(0.1))
+        print("numpy ok")
+    """
+    status, output = run_child(code)
+    assert status == 0, output
+    assert "ValueError OneRowAdam does not match the compiled step" in output
+    assert "TypeError the compiled backend runs cyprop's own optimizers" in output
+    assert "numpy ok" in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hyper_parameters_set_by_hand_are_checked_before_training(backend):
+    net, X, y = small_problem(backend)
+    before = net._params.copy()
+    for name, value, error in (("learning_rate", "0.1", TypeError),
+                               ("learning_rate", float("nan"), ValueError),
+                               ("learning_rate", 10 ** 400, ValueError),
+                               ("momentum", -1.0, ValueError),
+                               ("nesterov", "yes", TypeError)):
+        opt = cyprop.SGD(0.1, momentum=0.5)
+        setattr(opt, name, value)
+        with pytest.raises(error, match=name):
+            net.fit(X, y, epochs=1, verbose=0, optimizer=opt)
+    adam = cyprop.Adam()
+    adam.beta2 = 1.5
+    with pytest.raises(ValueError, match="beta2"):
+        net.fit(X, y, epochs=1, verbose=0, optimizer=adam)
+    np.testing.assert_array_equal(net._params, before)
+    assert len(net.history) == 0
+
+
+def test_step_counts_are_bounded():
+    opt = cyprop.Adam()
+    for bad, error in ((2 ** 63, ValueError), (-1, ValueError), (1.5, TypeError),
+                       (True, TypeError)):
+        with pytest.raises(error, match="steps"):
+            opt.steps = bad
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=1, verbose=0, optimizer=opt, batch_size=40)
+    opt.steps = cyprop.optimizers.MAX_STEPS      # the largest allowed still trains on
+    net.fit(X, y, epochs=1, verbose=0, batch_size=40)
+    assert opt.steps == cyprop.optimizers.MAX_STEPS + 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropout_and_max_norm_are_checked_when_set(backend):
+    net, X, y = small_problem(backend, sizes=(4, 6, 5, 3))
+    for bad, error in (([0.5], ValueError), ([0.5, 0.5, 0.5], ValueError), (1.0, ValueError),
+                       (["a", 0.1], TypeError), (-0.1, ValueError)):
+        with pytest.raises(error, match="dropout"):
+            net.dropout = bad
+    assert net.dropout == [0.0, 0.0]
+    net.dropout = 0.25
+    assert net.dropout == [0.25, 0.25]
+    with pytest.raises(ValueError, match="max_norm"):
+        net.max_norm = float("inf")
+    net.fit(X, y, epochs=1, verbose=0)
+
+
+def test_architecture_and_dtype_cannot_be_swapped_under_the_parameters():
+    net = cyprop.Network([4, 6, 3])
+    other = cyprop.Network([784, 100, 10])
+    with pytest.raises(AttributeError):
+        net.arch = other.arch
+    with pytest.raises(AttributeError):
+        net.dtype = np.dtype(np.float32)
+
+
+# ---------------------------------------------------------------------- threads
+def test_absurd_thread_counts_are_refused():
+    net, X, y = small_problem()
+    for bad, error in ((10 ** 6, ValueError), (0, ValueError), (2.0, TypeError)):
+        with pytest.raises(error, match="n_threads"):
+            net.fit(X, y, epochs=1, verbose=0, n_threads=bad)
+        with pytest.raises(error, match="n_threads"):
+            net.partial_fit(X, y, n_threads=bad)
+    assert len(net.history) == 0
+
+
+def test_thread_requests_are_capped_to_the_cores():
+    """A request beyond the cores, and a huge OMP_NUM_THREADS, run on the cores (in a
+    child: thread creation failing inside OpenMP used to kill the process), and scratch
+    memory does not grow with the number asked for."""
+    code = """
+        import resource, numpy as np, cyprop
+        from cyprop import _compiled
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(3000, 100)), rng.integers(0, 10, 3000)
+        net = cyprop.Network([100, 200, 10], seed=0, backend="cython")
+        net.fit(X, y, epochs=1, verbose=0, batch_size=64, n_threads=1000)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(3):
+            net.forward(X)
+            net.fit(X, y, epochs=1, verbose=0, batch_size=64)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print("threads", _compiled.threads(), _compiled.threads(1000), _compiled.CORES)
+        print("grown_kib", grown)
+    """
+    status, output = run_child(code, env={"OMP_NUM_THREADS": "100000"})
+    assert status == 0, output
+    threads_line = next(l for l in output.splitlines() if l.startswith("threads"))
+    default, capped, cores = map(int, threads_line.split()[1:])
+    assert default == capped == cores
+    grown = int(next(l for l in output.splitlines() if l.startswith("grown_kib")).split()[1])
+    assert grown < 64 * 1024, output     # KiB: far below 100000 threads' scratch
+
+
+# ------------------------------------------------------------------- divergence
+def digits():
+    from cyprop import datasets
+    X, y = datasets.load_digits()
+    return X[:600], y[:600]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_size", [1, 10])
+def test_a_huge_learning_rate_is_divergence_not_a_finished_run(backend, batch_size):
+    """lr=1e10 on digits used to train to a loss of 1e10 and end with stop_reason
+    'epochs'.  Now the loss rule trips, and the weights of the last good epoch stay."""
+    pytest.importorskip("sklearn")
+    X, y = digits()
+    net = cyprop.Network([64, 32, 10], backend=backend, seed=0)
+    initial = net._params.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(cyprop.TrainingDiverged, match="diverged in epoch 1") as info:
+            net.fit(X, y, epochs=5, batch_size=batch_size, verbose=0,
+                    optimizer=cyprop.SGD(1e10))
+    assert isinstance(info.value, ValueError)
+    assert net.history.stop_reason == "diverged" and len(net.history) == 0
+    np.testing.assert_array_equal(net._params, initial)
+    assert net.optimizer.steps == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("optimizer", [cyprop.SGD(3.0), cyprop.SGD(0.5, momentum=0.9),
+                                       cyprop.Adam(0.05), cyprop.RMSprop(0.01)],
+                         ids=["sgd3", "momentum", "adam", "rmsprop"])
+def test_aggressive_but_sound_runs_never_trip_the_divergence_rule(backend, optimizer):
+    pytest.importorskip("sklearn")
+    X, y = digits()
+    net = cyprop.Network([64, 32, 10], backend=backend, seed=0)
+    history = net.fit(X, y, epochs=8, batch_size=10, verbose=0, optimizer=optimizer)
+    assert history.stop_reason == "epochs"
+    regression = cyprop.Network([64, 16, 1], activation="relu", output="identity",
+                                loss="mse", backend=backend, seed=0)
+    targets = 1000.0 * (y[:, None] + 1.0)          # large targets: a large start loss
+    regression.fit(X, targets, epochs=8, batch_size=10, verbose=0,
+                   optimizer=cyprop.Adam(0.01))
+    assert regression.history.stop_reason == "epochs"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_made_nan_by_a_callback_are_not_called_kept(backend):
+    net, X, y = small_problem(backend)
+
+    class Poison:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 1:
+                net.weights[0][0, 0] = np.nan
+
+    with pytest.raises(cyprop.TrainingDiverged) as info:
+        net.fit(X, y, epochs=5, verbose=0, callbacks=[Poison()])
+    message = str(info.value)
+    assert "already NaN or infinite before epoch 3" in message
+    assert "kept" not in message
+    assert np.isnan(net.weights[0][0, 0]) and len(net.history) == 2
+
+
+def test_the_cli_does_not_call_a_diverged_run_a_success(tmp_path):
+    pytest.importorskip("sklearn")
+    proc = subprocess.run([sys.executable, "-m", "cyprop", "train", "--lr", "1e10",
+                           "--epochs", "3", "--no-compare", "--quiet"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=CHILD_TIMEOUT)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "diverged" in proc.stderr
+
+
+# ---------------------------------------------------------- meaningless set-ups
+def test_softmax_over_one_unit_is_refused():
+    with pytest.raises(ValueError, match="softmax over one output unit"):
+        cyprop.Network([3, 4, 1], output="softmax")
+    with pytest.raises(ValueError, match="softmax over one output unit"):
+        cyprop.Network([3, 1], output="softmax", loss="mse")
+    assert cyprop.Network([3, 1]).activations[-1] == "sigmoid"   # the default for one
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_more_classes_than_one_sigmoid_output_holds_are_refused(backend):
+    net = cyprop.Network([2, 3, 1], backend=backend, loss="mse")
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="single sigmoid output holds two classes"):
+        net.fit(X, np.array([0, 1, 2, 3]), epochs=1, verbose=0)
+    net.fit(X, np.array([0, 1, 1, 0]), epochs=1, verbose=0)    # two classes are fine
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("output,n_out", [("softmax", 3), ("sigmoid", 1), ("sigmoid", 3)])
+def test_cross_entropy_targets_outside_0_1_are_refused(backend, output, n_out):
+    net = cyprop.Network([2, 3, n_out], output=output, backend=backend, seed=0)
+    X = np.zeros((4, 2))
+    for bad in (2.0, -0.5):
+        Y = np.full((4, n_out), 0.25)
+        Y[1, 0] = bad
+        for call in (lambda: net.fit(X, Y, epochs=1, verbose=0), lambda: net.loss(X, Y),
+                     lambda: net.evaluate(X, Y)):
+            with pytest.raises(ValueError, match=r"cross-entropy needs targets in \[0, 1\]"):
+                call()
+    assert len(net.history) == 0
+
+
+# --------------------------------------------------- softmax with large logits
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_rows", [1, 300], ids=["per-sample", "blocks"])
+def test_equal_large_logits_cost_log_k_not_zero(backend, dtype, n_rows):
+    """-log softmax of k equal logits is log k, however large they are: computed as
+    (max z + lse) - z_y it was 0 once z was about 1e17 (1e8 in float32)."""
+    k = 4
+    net = cyprop.Network([2, k], output="softmax", backend=backend, dtype=dtype)
+    net.weights = [np.ones((k, 2))]
+    net.biases = [np.zeros(k)]
+    big = 1e17 if dtype == "float64" else 1e9
+    X = np.full((n_rows, 2), big / 2)
+    y = np.zeros(n_rows, dtype=int)
+    tolerance = 1e-12 if dtype == "float64" else 1e-6
+    assert net.loss(X, y) == pytest.approx(np.log(k), rel=tolerance)
+    assert net.evaluate(X, y)["loss"] == pytest.approx(np.log(k), rel=tolerance)
+    # the training loss too (a rate of ~0 keeps the logits where they are), and
+    # target_loss does not stop on a false zero
+    history = net.fit(X, y, epochs=2, batch_size=min(n_rows, 50), verbose=0, shuffle=False,
+                      optimizer=cyprop.SGD(1e-60), target_loss=0.5)
+    assert history.stop_reason == "epochs"
+    assert history.loss[0] == pytest.approx(np.log(k), rel=tolerance)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_binary_cross_entropy_of_large_logits_is_not_lost_to_rounding(backend):
+    net = cyprop.Network([1, 1], output="sigmoid", backend=backend)
+    net.weights = [np.ones((1, 1))]
+    net.biases = [np.zeros(1)]
+    X = np.array([[1e17], [-1e17], [40.0]])
+    Y = np.array([[0.0], [1.0], [1.0]])
+    expected = (1e17 + 1e17 + np.log1p(np.exp(-40.0))) / 3
+    assert net.loss(X, Y) == pytest.approx(expected, rel=1e-12)
+    assert net.loss(X[2:], Y[2:]) == pytest.approx(np.log1p(np.exp(-40.0)), rel=1e-12)
+
+
+# ------------------------------------------------------------- parameter checks
+@pytest.mark.parametrize("kwargs,error,name", [
+    ({"target_loss": "1"}, TypeError, "target_loss"),
+    ({"target_error": float("nan")}, ValueError, "target_error"),
+    ({"min_update": -1}, ValueError, "min_update"),
+    ({"min_delta": float("inf")}, ValueError, "min_delta"),
+    ({"validation_split": "0.1"}, TypeError, "validation_split"),
+    ({"shuffle": "no"}, TypeError, "shuffle"),
+    ({"patience": 2.5}, TypeError, "patience"),
+])
+def test_fit_parameters_are_checked_by_type(kwargs, error, name):
+    net, X, y = small_problem()
+    with pytest.raises(error, match=name):
+        net.fit(X, y, epochs=1, verbose=0, **kwargs)
+
+
+def test_learning_rates_beyond_float_are_value_errors():
+    for make in (cyprop.SGD, cyprop.Adam, cyprop.RMSprop, cyprop.Adagrad, cyprop.Rprop):
+        with pytest.raises(ValueError, match="learning_rate must be a finite number"):
+            make(learning_rate=10 ** 400)
+        with pytest.raises(TypeError, match="learning_rate must be a number"):
+            make(learning_rate="0.1")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: cyprop.schedules.InverseScaling(power=float("nan")),
+    lambda: cyprop.schedules.StepDecay(step_size=5, gamma=float("inf")),
+    lambda: cyprop.schedules.Cosine(period=10, min_rate=float("nan")),
+    lambda: cyprop.schedules.ReduceOnPlateau(factor=float("nan")),
+    lambda: cyprop.schedules.ReduceOnPlateau(min_delta=float("-inf")),
+])
+def test_schedule_parameters_must_be_finite(make):
+    with pytest.raises(ValueError, match="finite"):
+        make()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_plateau_on_val_loss_without_validation_is_refused_before_training(backend):
+    net, X, y = small_problem(backend)
+    before = net._params.copy()
+    with pytest.raises(ValueError, match="needs validation data"):
+        net.fit(X, y, epochs=3, verbose=0,
+                schedule=cyprop.schedules.ReduceOnPlateau(monitor="val_loss"))
+    np.testing.assert_array_equal(net._params, before)
+    assert len(net.history) == 0
+    net.fit(X, y, epochs=2, verbose=0, validation_split=0.25,
+            schedule=cyprop.schedules.ReduceOnPlateau(monitor="val_loss"))
+
+
+def test_a_schedule_that_returns_nan_stops_before_the_epoch():
+    class Broken(cyprop.schedules.Schedule):
+        def rate(self, epoch, initial_rate):
+            return float("nan") if epoch == 1 else initial_rate
+
+    net, X, y = small_problem()
+    with pytest.raises(ValueError, match="schedule's learning rate for epoch 2"):
+        net.fit(X, y, epochs=3, verbose=0, schedule=Broken())
+    assert len(net.history) == 1 and np.isfinite(net._params).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_from_its_own_callback_says_so(backend):
+    net, X, y = small_problem(backend)
+    seen = []
+
+    class Recursive:
+        def on_epoch_end(self, net, epoch, logs):
+            try:
+                net.fit(X, y, epochs=1, verbose=0)
+            except RuntimeError as exc:
+                seen.append(str(exc))
+
+    net.fit(X, y, epochs=1, verbose=0, callbacks=[Recursive()])
+    assert len(seen) == 1 and "from inside its own training" in seen[0]
+    assert "another thread" not in seen[0]
+
+
+# ------------------------------------------------------- Ctrl-C, NumPy backend
+def test_ctrl_c_never_leaves_half_a_numpy_step():
+    """An interrupt that arrives between the statements of the reference optimizer's
+    step is held until the step is whole: momentum buffer, weights and step count all
+    move together, as in the compiled backend, whose step is one C call."""
+    code = """
+        import os, signal, numpy as np, cyprop
+
+        class InterruptedMidStep(cyprop.SGD):
+            # Ctrl-C lands after the momentum buffer moved and before the weights do
+            def update_params(self, params, grad, arch):
+                buf = self.state_for(params)[0]
+                if self.steps == 0:
+                    buf[...] = grad
+                else:
+                    buf *= self.momentum
+                    buf += grad
+                if self.steps == 2:
+                    os.kill(os.getpid(), signal.SIGINT)
+                params -= self.learning_rate * buf
+                self.steps += 1
+
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+        net = cyprop.Network([4, 6, 3], backend="numpy", seed=0)
+        twin = net.copy()
+        try:
+            net.fit(X, y, epochs=1, batch_size=10, shuffle=False, verbose=0,
+                    optimizer=InterruptedMidStep(0.1, momentum=0.9))
+        except KeyboardInterrupt:
+            print("interrupted")
+        # the twin takes exactly three whole steps of the same optimizer
+        twin.fit(X[:30], y[:30], epochs=1, batch_size=10, shuffle=False, verbose=0,
+                 optimizer=cyprop.SGD(0.1, momentum=0.9))
+        assert net.optimizer.steps == 3, net.optimizer.steps
+        np.testing.assert_array_equal(net._params, twin._params)
+        np.testing.assert_array_equal(net.optimizer.state, twin.optimizer.state)
+        print("whole steps")
+    """
+    status, output = run_child(code)
+    assert status == 0, output
+    assert "interrupted" in output and "whole steps" in output
