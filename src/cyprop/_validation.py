@@ -55,6 +55,13 @@ def check_number(name, value, minimum=None, maximum=None, exclusive_minimum=Fals
     return number
 
 
+def check_bool(name, value):
+    """``value`` as a bool, if it is one (NumPy's included): "no" is not False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_short(value)}")
+    return bool(value)
+
+
 def _short(value):
     text = repr(value)
     return text if len(text) <= 40 else text[:20] + "..." + text[-10:]

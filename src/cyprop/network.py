@@ -290,10 +290,8 @@ class Network:
         patience = _validation.check_int("patience", patience, minimum=0)
         _check_schedule(schedule)
         _check_optimizer(optimizer)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if not isinstance(early_stopping, (bool, np.bool_)):
-            raise TypeError(f"early_stopping must be True or False, got {early_stopping!r}")
+        shuffle = _validation.check_bool("shuffle", shuffle)
+        early_stopping = _validation.check_bool("early_stopping", early_stopping)
         callbacks = list(callbacks)
         for callback in callbacks:
             if not callable(getattr(callback, "on_epoch_end", None)):
@@ -325,8 +323,7 @@ class Network:
         batch_size = _validation.check_int("batch_size", batch_size)
         n_threads = _check_threads(n_threads)
         _check_optimizer(optimizer)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        shuffle = _validation.check_bool("shuffle", shuffle)
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, Y)
         self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,

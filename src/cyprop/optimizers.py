@@ -8,7 +8,7 @@ the optimizer's ``code`` and reads the hyper-parameters from ``hyper()``.
 
 import numpy as np
 
-from ._validation import check_int, check_number
+from ._validation import check_bool, check_int, check_number
 
 #: The most steps an optimizer may be set to (or loaded with): far more than any run
 #: takes, and far enough below a C long's 2**63 that training on from it cannot overflow.
@@ -133,11 +133,9 @@ class SGD(Optimizer):
         super().__init__(learning_rate)
         self.momentum = check_number("momentum", momentum, 0)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
-        if nesterov and self.momentum <= 0:
+        self.nesterov = check_bool("nesterov", nesterov)
+        if self.nesterov and self.momentum <= 0:
             raise ValueError("nesterov=True needs a momentum > 0")
-        self.nesterov = bool(nesterov)
 
     def hyper(self):
         return np.array([self.learning_rate, self.momentum, float(self.nesterov),
