@@ -41,18 +41,25 @@ def _one_openmp_thread():
 
 # ------------------------------------------------------- scikit-learn's checks
 # Small networks and few epochs keep the ~60 checks per estimator fast; the
-# configurations between them cover every solver, both backends, both dtypes,
-# hidden layers from none to two, and dropout with max-norm.  Besides the expected
-# failures below (each with its reason), scikit-learn itself skips a few checks
-# here: check_array_api_input unless SCIPY_ARRAY_API=1 is set (it passes with it),
-# the decision_function format checks (these estimators have none, as MLPClassifier),
-# and, without pandas installed, its DataFrame/Series checks.
+# configurations between them cover the defaults, every solver, both backends, both
+# dtypes, hidden layers from none to two, dropout with max-norm, early stopping and
+# the Poisson loss.  Besides the expected failures below (each with its reason),
+# scikit-learn itself skips a few checks here: check_array_api_input unless
+# SCIPY_ARRAY_API=1 is set (it passes with it), the decision_function format checks
+# (these estimators have none, as MLPClassifier), and, without pandas installed, its
+# DataFrame/Series checks.
 _SMALL = dict(hidden_layer_sizes=(10,), max_iter=100, learning_rate_init=0.01)
 CHECKED = [
+    BackpropClassifier(),
+    BackpropRegressor(),
     BackpropClassifier(**_SMALL),
     BackpropRegressor(**_SMALL),
+    BackpropClassifier(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=100),
+    BackpropRegressor(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=100),
     BackpropClassifier(solver="sgd", learning_rate="adaptive", learning_rate_init=0.1,
                        hidden_layer_sizes=(8, 6), activation="tanh", max_iter=100),
+    BackpropClassifier(solver="sgd", learning_rate="invscaling", learning_rate_init=0.5,
+                       power_t=0.25, hidden_layer_sizes=(10,), max_iter=100),
     BackpropRegressor(solver="adagrad", learning_rate_init=0.1, hidden_layer_sizes=(),
                       backend="numpy", max_iter=100),
     BackpropClassifier(solver="rprop", backend="numpy", **_SMALL),
@@ -60,19 +67,38 @@ CHECKED = [
     BackpropClassifier(dtype="float32", **_SMALL),
     BackpropRegressor(dtype="float32", **_SMALL),
     BackpropClassifier(dropout=0.1, max_norm=3.0, **_SMALL),
+    # the checks fit sets of 10 samples: a validation set of 3
+    BackpropClassifier(early_stopping=True, validation_fraction=0.3, **_SMALL),
+    BackpropRegressor(early_stopping=True, validation_fraction=0.3, **_SMALL),
+    BackpropRegressor(loss="poisson", solver="lbfgs", hidden_layer_sizes=(5,), max_iter=100),
 ]
 
 
 def _expected_failed_checks(estimator):
     """The checks each configuration cannot pass, with the reason (none for the defaults)."""
+    checks = ("check_sample_weight_equivalence_on_dense_data",
+              "check_sample_weight_equivalence_on_sparse_data")
     if estimator.dtype == "float32":
-        return {"check_sample_weight_equivalence_on_dense_data":
-                "float32 training: weighting and repeating samples agree to ~1e-6, "
-                "not the check's rtol=1e-7"}
+        return dict.fromkeys(checks, "float32 training: weighting and repeating samples "
+                                     "agree to ~1e-6, not the check's rtol=1e-7")
     if estimator.dropout:
-        return {"check_sample_weight_equivalence_on_dense_data":
-                "dropout masks are drawn per sample position, so a repeated sample gets "
-                "other masks than a weighted one"}
+        return dict.fromkeys(checks, "dropout masks are drawn per sample position, so a "
+                                     "repeated sample gets other masks than a weighted one")
+    if estimator.early_stopping:
+        partial = "partial_fit refuses early_stopping=True, as scikit-learn's MLP does"
+        return {**dict.fromkeys(checks, "the validation set is drawn from the rows: a repeated "
+                                        "sample can land on both sides of the split, a "
+                                        "weighted one on one side (as in scikit-learn)"),
+                "check_estimators_partial_fit_n_features": partial,
+                "check_fit_score_takes_y": partial,
+                "check_n_features_in_after_fitting": partial}
+    if estimator.learning_rate == "invscaling" and estimator.solver == "sgd":
+        return dict.fromkeys(checks, "'invscaling' decays with t_, the samples seen: "
+                                     "repeated samples advance it, weighted ones do not "
+                                     "(as in scikit-learn)")
+    if estimator.loss == "poisson":
+        return {"check_regressor_multioutput": "the check's targets are negative, and the "
+                                               "Poisson loss needs y >= 0"}
     return {}
 
 
@@ -190,7 +216,11 @@ def test_one_class_predicts_that_class():
     clf = _quiet_fit(BackpropClassifier(hidden_layer_sizes=(4,), max_iter=3), X, ["a"] * 20)
     assert list(clf.classes_) == ["a"]
     assert list(clf.predict(X[:3])) == ["a"] * 3
-    np.testing.assert_array_equal(clf.predict_proba(X[:3]), np.ones((3, 1)))
+    # as MLPClassifier: one sigmoid unit, whose output gives two columns, 1 - p and p
+    proba = clf.predict_proba(X[:3])
+    assert proba.shape == (3, 2)
+    np.testing.assert_allclose(proba[:, 1], clf.network_.forward(X[:3])[:, 0])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
 def test_multilabel_indicator_targets():
@@ -272,13 +302,18 @@ def test_convergence_warning_only_when_max_iter_is_reached(blobs):
 
 def test_loss_curve_includes_the_l2_penalty(blobs):
     X, y = blobs
-    clf = _quiet_fit(BackpropClassifier(hidden_layer_sizes=(5,), alpha=10.0, max_iter=2,
-                                        batch_size=50, random_state=0), X, y)
+    # a rate so small that the weights stay where they started: the epoch's loss is the
+    # loss at the initial weights, plus scikit-learn's penalty averaged over the batches
+    # (0.5 * alpha * ||W||^2 / batch size, for batches that divide the samples)
+    clf = _quiet_fit(BackpropClassifier(hidden_layer_sizes=(5,), alpha=10.0, max_iter=1,
+                                        batch_size=50, solver="sgd", momentum=0.0,
+                                        learning_rate_init=1e-300, random_state=0), X, y)
     net = clf.network_
     decay = 10.0 / 50
     assert net.optimizer.weight_decay == pytest.approx(decay)
     penalty = 0.5 * decay * sum(float(np.sum(W ** 2)) for W in net.weights)
-    assert clf.loss_curve_[-1] == pytest.approx(net.history.loss[-1] + penalty)
+    assert clf.loss_curve_[-1] == pytest.approx(net.loss(X, y) + penalty, rel=1e-12)
+    assert net.history.loss == clf.loss_curve_
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(digits):
@@ -290,12 +325,14 @@ def test_early_stopping_keeps_the_best_validation_epoch(digits):
     assert clf.best_loss_ is None
     assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
     assert clf.best_validation_score_ == max(clf.validation_scores_)
-    # the held-out split (the second draw of the random state) scores the best score
-    # with the weights that were kept
+    # the held-out split (drawn, as scikit-learn draws it, after the initial weights and
+    # not stratified for more than two classes) scores the best score with the weights
+    # that were kept
     rng = np.random.RandomState(0)
-    rng.randint(np.iinfo(np.int32).max)
-    _, X_val, _, y_val = train_test_split(X_train, y_train, random_state=rng, test_size=0.1,
-                                          stratify=y_train)
+    for n_in, n_out in ((64, 32), (32, 10)):
+        rng.uniform(size=(n_in, n_out))
+        rng.uniform(size=n_out)
+    _, X_val, _, y_val = train_test_split(X_train, y_train, random_state=rng, test_size=0.1)
     assert clf.score(X_val, y_val) == clf.best_validation_score_
 
 
@@ -361,8 +398,12 @@ def test_learning_rate_schedules(blobs):
     X, y = blobs
     inv = _quiet_fit(BackpropClassifier(solver="sgd", learning_rate="invscaling", power_t=0.5,
                                         learning_rate_init=0.1, max_iter=4), X, y)
+    # scikit-learn's schedule: after each epoch, init / (t_ + 1) ** power_t, t_ the
+    # samples seen so far
+    n = len(y)
     assert inv.network_.history.learning_rate == pytest.approx(
-        [0.1 / np.sqrt(e + 1) for e in range(4)])
+        [0.1] + [0.1 / np.sqrt(e * n + 1) for e in range(1, 4)])
+    assert inv._optimizer.learning_rate == pytest.approx(0.1 / np.sqrt(4 * n + 1))
     # 'adaptive' divides the rate by 5 where the stopping rule would stop
     ada = _quiet_fit(BackpropClassifier(solver="sgd", learning_rate="adaptive", tol=1e9,
                                         n_iter_no_change=2, learning_rate_init=0.1,
@@ -415,7 +456,10 @@ def test_backends_agree(blobs):
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(solver="lbfgs"), "no 'lbfgs'"),
+    (dict(solver="newton"), "solver must be one of"),
+    (dict(solver="lbfgs", dropout=0.2), "need a stochastic solver"),
+    (dict(n_iter_no_change=0), "n_iter_no_change must be an int >= 1 or np.inf"),
+    (dict(max_fun=0), "max_fun must be an int >= 1"),
     (dict(activation="softmax"), "activation must be one of"),
     (dict(learning_rate="optimal"), "learning_rate must be one of"),
     (dict(hidden_layer_sizes=(5, 0)), "hidden_layer_sizes must be > 0"),
@@ -425,7 +469,7 @@ def test_backends_agree(blobs):
     (dict(validation_fraction=1.0), "validation_fraction must be < 1"),
     (dict(beta_2=1.0), "beta_2 must be < 1"),
     (dict(max_iter=0), "max_iter must be an int >= 1"),
-    (dict(dtype="float16"), "dtype must be 'float64' or 'float32'"),
+    (dict(dtype="float16"), "dtype must be None, 'float64' or 'float32'"),
     (dict(init="zeros"), "unknown init"),
     (dict(backend="gpu"), "unknown backend"),
     (dict(n_threads=0), "n_threads must be None or an int >= 1"),

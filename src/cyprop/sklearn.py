@@ -1,12 +1,15 @@
 """scikit-learn estimators backed by cyprop: ``BackpropClassifier`` and ``BackpropRegressor``.
 
-They follow ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor``: the same
-constructor parameters where the meaning is the same, the same fitted attributes
-(``coefs_``, ``intercepts_``, ``loss_curve_``, ``n_iter_``, ...), the same convergence
-rule and ``ConvergenceWarning``, so they drop into ``Pipeline``, ``GridSearchCV``,
-``cross_val_score`` and ``clone``.  Training runs in cyprop's compiled core, which
-releases the GIL, so ``GridSearchCV`` under joblib's threading backend runs fits on
-several cores at once::
+They are drop-in replacements for ``sklearn.neural_network.MLPClassifier`` and
+``MLPRegressor``: the same constructor parameters, fitted attributes (``coefs_``,
+``intercepts_``, ``loss_curve_``, ``n_iter_``, ``t_``, ...), solvers ('lbfgs', 'sgd',
+'adam'), initialisation, early-stopping split, convergence rules and warnings, and
+they take the same input (dense or ``scipy.sparse``, float64 or float32), so they drop
+into ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` and ``clone``.  Training runs
+in cyprop's compiled core, which releases the GIL: one compiled call per epoch for the
+stochastic solvers, one per evaluation of the full-batch loss and gradient for
+'lbfgs'.  So ``GridSearchCV`` under joblib's threading backend runs fits on several
+cores at once::
 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -15,23 +18,26 @@ several cores at once::
     clf = make_pipeline(StandardScaler(), BackpropClassifier(hidden_layer_sizes=(64,)))
     clf.fit(X_train, y_train).score(X_test, y_test)
 
-scikit-learn (>= 1.6) is an optional dependency: ``pip install "cyprop[sklearn]"``.
+scikit-learn (>= 1.6) and SciPy are needed: ``pip install "cyprop[sklearn]"``.
 
-Differences from scikit-learn's MLP, all documented on the parameters below:
+What cyprop adds: the solvers 'rmsprop', 'adagrad' and 'rprop'; the activation
+'leaky_relu'; the parameters ``backend``, ``dtype``, ``dropout``, ``max_norm``, ``init``
+and ``n_threads``.  Where the results differ from scikit-learn's for the same
+``random_state`` (they start from the same weights, and SGD visits the samples in
+the same order):
 
-- ``solver``: 'sgd', 'adam', and cyprop's 'rmsprop', 'adagrad', 'rprop'; no 'lbfgs'.
-  The update formulas are ``torch.optim``'s (see ``cyprop.optimizers``), which for
-  SGD with momentum and for Adam match scikit-learn's up to where epsilon enters.
-- ``learning_rate='invscaling'`` decays per epoch (``cyprop.schedules.InverseScaling``),
-  not per sample seen.
-- The regression loss is cyprop's ``mse`` (0.5 * sum of squared errors per sample;
-  scikit-learn takes 0.5 * the mean over the outputs too): the same for one output.
-- Sample weights are rescaled to a mean of 1 over the training set (scikit-learn
-  normalises per mini-batch); with full batches the two agree exactly.
-- Sparse input is not accepted (cyprop's kernels are dense): densify it first.
+- Adam's epsilon is added as ``torch.optim.Adam`` adds it (to ``sqrt(v_hat)``, not to
+  ``sqrt(v)`` before the bias correction), a difference of order epsilon.
+- The L2 term of the stochastic solvers is a weight decay of ``alpha / batch_size``
+  on every batch (scikit-learn divides by each batch's size, or sum of sample
+  weights, so its last, shorter batch of an epoch decays a little more); the
+  penalty in ``loss_curve_`` is taken with the weights at the end of the epoch.
+- With float32 input, 'lbfgs' works on float32 weights and gradients (scikit-learn's
+  turn float64 during its L-BFGS run).
 """
 
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -43,6 +49,8 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state, column_or_1d
+    from sklearn.utils import shuffle as _sk_shuffle
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no validate_data)
@@ -51,7 +59,10 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
         'install it with `pip install "cyprop[sklearn]"` or `pip install "scikit-learn>=1.6"` '
         f"({exc})") from exc
 
-from . import schedules
+from . import _lbfgs, _sparse
+from ._training import Dropout, TrainingOptions
+from .errors import TrainingDiverged
+from .history import History
 from .network import Network
 from .optimizers import SGD, Adagrad, Adam, RMSprop, Rprop
 
@@ -60,23 +71,29 @@ __all__ = ["BackpropClassifier", "BackpropRegressor"]
 #: scikit-learn's activation names and cyprop's, to cyprop's.
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid",
                 "tanh": "tanh", "relu": "relu", "leaky_relu": "leaky_relu"}
-_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "rprop")
+_STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "rprop")
+_SOLVERS = ("lbfgs",) + _STOCHASTIC_SOLVERS
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
-#: cyprop's output activation -> scikit-learn's ``out_activation_`` name.
-_OUT_NAMES = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity"}
+_INITS = ("sklearn", "xavier", "he", "normal", "uniform")
+_REGRESSION_LOSSES = ("squared_error", "poisson")
+_OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad, Rprop)}
+#: The output activation (cyprop's name, "exp" for the Poisson loss) -> scikit-learn's
+#: ``out_activation_``.
+_OUT_NAMES = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity",
+              "exp": "exp"}
+_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain "
+               "large values and need to be preprocessed.")
 
 
 class _BaseBackprop(BaseEstimator):
-    """Parameters, training loop and attributes shared by the classifier and the regressor."""
+    """Parameters, training loops and attributes shared by the classifier and the regressor."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 backend="auto", dtype="float64", dropout=0.0, max_norm=None, init="xavier",
-                 n_threads=None):
+    def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size,
+                 learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
+                 random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
+                 early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+                 n_iter_no_change, max_fun, backend, dtype, dropout, max_norm, init,
+                 n_threads):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -86,6 +103,7 @@ class _BaseBackprop(BaseEstimator):
         self.learning_rate_init = learning_rate_init
         self.power_t = power_t
         self.max_iter = max_iter
+        self.loss = loss
         self.shuffle = shuffle
         self.random_state = random_state
         self.tol = tol
@@ -99,6 +117,7 @@ class _BaseBackprop(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
         self.dropout = dropout
@@ -110,13 +129,23 @@ class _BaseBackprop(BaseEstimator):
     @property
     def coefs_(self):
         """Weight matrices as scikit-learn lays them out: ``coefs_[l]`` is (n_in, n_out),
-        a transposed view of ``network_.weights[l]`` (writing into it changes the model)."""
-        return [W.T for W in self.network_.weights]
+        a transposed view of ``network_.weights[l]``.  Writing into them, assigning an
+        item (``coefs_[0] = W``) or the whole list changes the model."""
+        return _LayerList(self.network_, "weights", [W.T for W in self.network_.weights])
+
+    @coefs_.setter
+    def coefs_(self, values):
+        _assign_layers(self.network_, "weights", values)
 
     @property
     def intercepts_(self):
-        """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views of ``network_.biases``."""
-        return list(self.network_.biases)
+        """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views of ``network_.biases``
+        (assignable like ``coefs_``)."""
+        return _LayerList(self.network_, "biases", list(self.network_.biases))
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        _assign_layers(self.network_, "biases", values)
 
     @property
     def n_layers_(self):
@@ -125,122 +154,294 @@ class _BaseBackprop(BaseEstimator):
 
     @property
     def out_activation_(self):
-        """The output activation, by scikit-learn's name: 'softmax', 'logistic' or 'identity'."""
-        return _OUT_NAMES.get(self.network_.activations[-1], self.network_.activations[-1])
+        """The output activation by scikit-learn's name: 'softmax', 'logistic',
+        'identity' or 'exp' (the Poisson loss's log link)."""
+        return _OUT_NAMES[self._output_kind]
+
+    @property
+    def _optimizer(self):
+        """The stochastic solver's optimizer (scikit-learn's private ``_optimizer``, whose
+        ``learning_rate`` tests read): the network's ``cyprop`` optimizer."""
+        optimizer = self.network_.optimizer
+        if optimizer is None:
+            raise AttributeError("no stochastic solver has trained this estimator")
+        return optimizer
+
+    @property
+    def _output_kind(self):
+        return self.network_.activations[-1] if self.loss != "poisson" else "exp"
 
     # --------------------------------------------------------------- fitting
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         params = self._checked_params()
-        first_pass = not hasattr(self, "network_") or (not self.warm_start and not incremental)
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X, Y, labels = self._validate_training_data(X, y, reset=first_pass,
-                                                    incremental=incremental, classes=classes)
+        first_pass = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        dtype = self._input_dtype(first_pass)
+        X, Y, targets = self._validate_training_data(X, y, reset=first_pass,
+                                                     incremental=incremental, classes=classes,
+                                                     dtype=dtype)
+        X = _sparse.as_rows(X)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                                 ensure_non_negative=True)
+            # negative weights are allowed, as in scikit-learn
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         rng = check_random_state(self.random_state)
         sizes = [X.shape[1], *params["hidden"], self._n_out]
         if first_pass:
-            self._initialize(sizes, params, rng)
+            self._initialize(sizes, params, rng, X.dtype)
         else:
             self._check_architecture(sizes, params)
-        net = self.network_
-
-        if incremental:
-            self._partial_epoch(net, X, Y, sample_weight, params)
-            return self
-
-        # A fresh optimizer per fit call, as scikit-learn's MLP (warm_start keeps weights).
-        validation = None
-        if self.early_stopping:
-            X, Y, sample_weight, validation = self._split_validation(X, Y, labels,
-                                                                     sample_weight, rng)
-        batch_size = self._batch_size(X.shape[0], params["solver"])
-        weights, weight_mean = _normalised(sample_weight)
-        optimizer = self._make_optimizer(params, batch_size * weight_mean)
-        schedule = None
-        if params["solver"] == "sgd" and self.learning_rate == "invscaling" and self.power_t > 0:
-            schedule = schedules.InverseScaling(power=self.power_t)
-        # A warm start carries the best loss / score (and weights) on, as scikit-learn's
-        # MLP does; the count of epochs without improvement starts again.
-        self._no_improvement_count = 0
-        if self.early_stopping:
-            if self.validation_scores_ is None:
-                self.validation_scores_, self.best_validation_score_ = [], -np.inf
-            self.best_loss_ = None
+        if params["solver"] == "lbfgs":
+            self._fit_lbfgs(X, Y, sample_weight)
         else:
-            if self.best_loss_ is None:
-                self.best_loss_ = np.inf
-            self.validation_scores_ = self.best_validation_score_ = None
-        self.n_iter_ = 0   # epochs of this call, as scikit-learn (loss_curve_ keeps them all)
-        stopping = _SklearnStopping(self, X.shape[0], validation)
-        history = net.fit(X, Y, epochs=self.max_iter, batch_size=batch_size, optimizer=optimizer,
-                          shuffle=bool(self.shuffle), seed=_seed(rng), verbose=0,
-                          schedule=schedule, callbacks=[stopping], sample_weight=weights,
-                          n_threads=self.n_threads)
-        if self.early_stopping and self._best_params is not None:
-            net.weights, net.biases = self._best_params   # the best validation score's
-        if history.stop_reason == "epochs":
-            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                          "and the optimization hasn't converged yet.", ConvergenceWarning,
-                          stacklevel=3)
+            self._fit_stochastic(X, Y, targets, sample_weight, params, incremental, rng)
         return self
 
-    def _initialize(self, sizes, params, rng):
-        self.network_ = Network(sizes, activation=params["activation"],
-                                output=self._output_activation, loss=self._loss, init=self.init,
-                                dtype=self.dtype, seed=_seed(rng), backend=self.backend,
-                                dropout=self.dropout, max_norm=self.max_norm)
+    def _input_dtype(self, first_pass):
+        """The dtype X is converted to: the fitted network's (when training goes on),
+        the ``dtype`` parameter, else X's own floating dtype (float32 stays float32)."""
+        if not first_pass:
+            return self.network_.dtype
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return (np.float64, np.float32)
+
+    def _initialize(self, sizes, params, rng, dtype):
+        dtype = np.dtype(dtype)
+        sklearn_init = self.init == "sklearn"
+        net = Network(sizes, activation=params["activation"], output=self._network_output,
+                      loss=self._network_loss, init="xavier" if sklearn_init else self.init,
+                      dtype=dtype.name, seed=0 if sklearn_init else _seed(rng),
+                      backend=self.backend, dropout=self.dropout, max_norm=self.max_norm)
+        if sklearn_init:
+            # scikit-learn's MLP: Glorot uniform weights and biases, drawn layer by layer
+            # from the random state (weights (n_in, n_out) first, then the biases), with
+            # the bound sqrt(6 / (n_in + n_out)), or sqrt(2 / ...) for logistic units
+            factor = 2.0 if params["activation"] == "sigmoid" else 6.0
+            for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                bound = np.sqrt(factor / (n_in + n_out))
+                coef = rng.uniform(-bound, bound, (n_in, n_out))
+                intercept = rng.uniform(-bound, bound, n_out)
+                net.weights[l] = coef.T
+                net.biases[l] = intercept
+        self.network_ = net
         self.n_outputs_ = sizes[-1]
         self.n_iter_ = 0
         self.t_ = 0
+        self._best_params = net._params.copy()
+        if params["solver"] != "lbfgs":
+            self._reset_records()
+
+    def _reset_records(self):
+        """What the stochastic solvers record, as scikit-learn's MLP initialises it."""
         self.loss_curve_ = []
-        self.loss_ = None
-        self.best_loss_ = None if self.early_stopping else np.inf
-        self.validation_scores_ = [] if self.early_stopping else None
-        self.best_validation_score_ = -np.inf if self.early_stopping else None
         self._no_improvement_count = 0
-        self._best_params = None
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
 
     def _check_architecture(self, sizes, params):
         """warm_start / partial_fit continue the network: it must still be the one the
         parameters describe."""
         net = self.network_
-        wanted = [params["activation"]] * (len(sizes) - 2) + [self._output_activation]
-        if net.sizes != sizes or net.activations != wanted or net.dtype.name != self.dtype:
+        wanted = [params["activation"]] * (len(sizes) - 2) + [self._network_output]
+        dtype_ok = self.dtype is None or np.dtype(self.dtype) == net.dtype
+        if net.sizes != sizes or net.activations != wanted or not dtype_ok:
             raise ValueError(
                 f"cannot continue training: the fitted network has sizes {net.sizes} and "
                 f"activations {net.activations} ({net.dtype.name}), but the data and parameters "
-                f"now ask for sizes {sizes} and activations {wanted} ({self.dtype}); "
+                f"now ask for sizes {sizes} and activations {wanted}"
+                f"{'' if dtype_ok else f' ({np.dtype(self.dtype).name})'}; "
                 "fit with warm_start=False to start afresh")
 
-    def _partial_epoch(self, net, X, Y, sample_weight, params):
-        """One epoch over (X, Y), keeping the optimizer (scikit-learn's partial_fit)."""
-        batch_size = self._batch_size(X.shape[0], params["solver"])
-        weights, weight_mean = _normalised(sample_weight)
-        if net.optimizer is None:
-            net.optimizer = self._make_optimizer(params, batch_size * weight_mean)
-        elif hasattr(net.optimizer, "weight_decay"):
-            # the optimizer (and its state) carries on; the batch may be another size
-            net.optimizer.weight_decay = self._weight_decay(batch_size * weight_mean)
-        net.partial_fit(X, Y, batch_size=batch_size, shuffle=bool(self.shuffle),
-                        sample_weight=weights, verbose=0)
-        self.n_iter_ = 0
-        stopping = _SklearnStopping(self, X.shape[0], None)
-        stopping.on_epoch_end(net, net.history.epochs - 1, {"loss": net.history.loss[-1]})
+    # ------------------------------------------------------------------ lbfgs
+    def _fit_lbfgs(self, X, Y, sample_weight):
+        net = self.network_
+        objective = _lbfgs.Objective(net, X, Y, sample_weight, self.alpha, self._output_kind)
+        start = net._params.astype(np.float64)
+        with net._state_lock:
+            result, n_iter = _lbfgs.minimize(objective, start, self.max_iter, self.max_fun,
+                                             self.tol, self.verbose)
+            finite = bool(np.all(np.isfinite(result.x)))
+            if finite:
+                net._params[...] = result.x
+        self.n_iter_ = int(n_iter)
+        if not finite or not np.all(np.isfinite(net._params)):
+            net._params[...] = start
+            raise TrainingDiverged(_NON_FINITE + " (the weights the fit started from were kept)")
+        # scikit-learn reports the squared error averaged over the outputs too
+        scale = 1.0 / Y.shape[1] if self._output_kind == "identity" and Y.shape[1] > 1 else 1.0
+        self.loss_ = float(result.fun) if scale == 1.0 else float(objective.value(scale))
 
-    def _split_validation(self, X, Y, labels, sample_weight, rng):
-        stratify = labels if (self._is_single_output_classifier()) else None
-        arrays = [X, Y, labels] + ([] if sample_weight is None else [sample_weight])
+    # ------------------------------------------------------------- stochastic
+    def _fit_stochastic(self, X, Y, targets, sample_weight, params, incremental, rng):
+        net = self.network_
+        solver = params["solver"]
+        if not incremental or not isinstance(net.optimizer, _solver_class(solver)):
+            # a fresh optimizer per fit, as scikit-learn; partial_fit carries it on
+            net.optimizer = self._make_optimizer(solver, 1.0)
+        optimizer = net.optimizer
+        if not hasattr(self, "loss_curve_") or (self.early_stopping
+                                                and self.validation_scores_ is None):
+            self._reset_records()   # a warm start after 'lbfgs', or early stopping turned on
+
+        validation = None
+        if self.early_stopping:
+            X, Y, sample_weight, validation = self._split_validation(X, Y, targets,
+                                                                     sample_weight, rng)
+        n = X.shape[0]
+        batch_size = self._batch_size(n, solver)
+        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+        if solver != "rprop":
+            optimizer.weight_decay = self._weight_decay(batch_size * mean_weight)
+        epoch = _Epoch(self, net, X, Y, sample_weight, batch_size)
+        sample_idx = np.arange(n, dtype=np.intp)
+        invscaling = solver == "sgd" and self.learning_rate == "invscaling"
+        adaptive = solver == "sgd" and self.learning_rate == "adaptive"
+        self.n_iter_ = 0
+        stop_reason = "epochs"
+        started = time.perf_counter()
+        try:
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = _sk_shuffle(sample_idx, random_state=rng)
+                dropout_seed = int(rng.randint(np.iinfo(np.int32).max)) if any(net.dropout) \
+                    else None
+                kept = net._params.copy(), optimizer.steps, _copy(optimizer.state)
+                loss_sum, correct, penalty_factor, data_scale = epoch.run(sample_idx,
+                                                                          dropout_seed)
+                diverged = not np.all(np.isfinite(net._params))
+                penalty = 0.0
+                if self.alpha and not diverged:
+                    penalty = 0.5 * self.alpha * penalty_factor * _squared_weights(net)
+                loss = (loss_sum * data_scale + penalty) / n
+                self.n_iter_ += 1
+                self.loss_ = loss
+                self.t_ += n
+                self.loss_curve_.append(loss)
+                net.history.record(loss=loss, accuracy=correct / n,
+                                   learning_rate=optimizer.learning_rate,
+                                   seconds=time.perf_counter() - started)
+                started = time.perf_counter()
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+                self._update_no_improvement_count(validation)
+                if invscaling:
+                    # scikit-learn's SGD at the end of each iteration, t_ counting samples
+                    optimizer.learning_rate = (float(self.learning_rate_init)
+                                               / (self.t_ + 1) ** float(self.power_t))
+                if diverged:
+                    stop_reason = "diverged"
+                    self._diverged(kept, n, validation, incremental)
+                    break
+                if self._no_improvement_count > self.n_iter_no_change:
+                    what = "Validation score" if validation is not None else "Training loss"
+                    message = (f"{what} did not improve more than tol={self.tol:f} for "
+                               f"{self.n_iter_no_change} consecutive epochs.")
+                    if adaptive and optimizer.learning_rate > 1e-6:
+                        optimizer.learning_rate /= 5.0
+                        self._no_improvement_count = 0
+                        if self.verbose:
+                            print(f"{message} Setting learning rate to "
+                                  f"{optimizer.learning_rate:f}")
+                    else:
+                        if self.verbose:
+                            print(message + (" Learning rate too small. Stopping."
+                                             if adaptive else " Stopping."))
+                        stop_reason = "early_stopping" if validation is not None else "callback"
+                        break
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                                  "reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning, stacklevel=3)
+        except KeyboardInterrupt:
+            # as scikit-learn: the epochs done so far are kept (a compiled epoch is whole)
+            warnings.warn("Training interrupted by user.")
+            stop_reason = "interrupted"
+        net.history.stop_reason = stop_reason
+        if self.early_stopping:
+            net._params[...] = self._best_params   # the best validation score's weights
+
+    def _diverged(self, kept, n, validation, incremental):
+        """The weights became NaN or infinite.  scikit-learn's MLP trains on with them
+        (every later epoch NaN) to max_iter: with early stopping it then keeps the best
+        epoch's weights, else it raises a ValueError.  The same here, without computing
+        the NaN epochs."""
+        net = self.network_
+        if not incremental:
+            remaining = self.max_iter - self.n_iter_
+            self.loss_curve_.extend([np.nan] * remaining)
+            if validation is not None:
+                self.validation_scores_.extend([np.nan] * remaining)
+            self.n_iter_ += remaining
+            self.t_ += remaining * n
+            if remaining:
+                self.loss_ = np.nan
+                self._no_improvement_count = 0   # NaN never compares worse
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning, stacklevel=4)
+        if validation is None:
+            optimizer = net.optimizer
+            net._params[...] = kept[0]
+            optimizer.steps, optimizer.state = kept[1], kept[2]
+            net.history.stop_reason = "diverged"
+            raise TrainingDiverged(_NON_FINITE + " (the weights of the last finite epoch "
+                                   "were kept; try a smaller learning_rate_init)")
+
+    def _update_no_improvement_count(self, validation):
+        """scikit-learn's rule: count the epochs without an improvement of ``tol`` in the
+        validation score (early stopping, keeping the best weights) or the training loss."""
+        if validation is not None:
+            score = self._validation_score(*validation)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self.network_._params.copy()
+        else:
+            loss = self.loss_curve_[-1]
+            if loss > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if loss < self.best_loss_:
+                self.best_loss_ = loss
+
+    def _split_validation(self, X, Y, targets, sample_weight, rng):
+        """scikit-learn's hold-out split: ``train_test_split`` with the estimator's random
+        state (after the initial weights), stratified for single-output classifiers only
+        (binary: on the 0/1 target, as scikit-learn; not for multiclass or multilabel)."""
+        stratify = (Y > 0.5) if self._is_single_output_classifier() else None
+        arrays = [X, Y, targets] + ([] if sample_weight is None else [sample_weight])
         parts = train_test_split(*arrays, random_state=rng, test_size=self.validation_fraction,
                                  stratify=stratify)
-        X_tr, X_val, Y_tr, _, _, labels_val = parts[:6]
+        X_tr, X_val, Y_tr, _, _, targets_val = parts[:6]
         sw_tr, sw_val = (parts[6], parts[7]) if sample_weight is not None else (None, None)
         if X_val.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
-        return X_tr, Y_tr, sw_tr, (X_val, labels_val, sw_val)
+        return X_tr, np.ascontiguousarray(Y_tr), sw_tr, (X_val, targets_val, sw_val)
+
+    def _validation_score(self, X_val, targets_val, sw_val):
+        """The score early stopping watches: accuracy (classifier) or R^2 (regressor); NaN
+        where the outputs are not finite, as scikit-learn."""
+        outputs = self._outputs(X_val, validated=True)
+        if not np.all(np.isfinite(outputs)):
+            return np.nan
+        return float(self._score_outputs(outputs, targets_val, sw_val))
 
     def _batch_size(self, n_samples, solver):
         if self.batch_size == "auto":
@@ -255,12 +456,11 @@ class _BaseBackprop(BaseEstimator):
         # scikit-learn's L2 term, 0.5 * alpha * ||W||^2, is divided by the (weighted) number
         # of samples in the batch: on cyprop's batch-mean gradient that is a weight decay of
         # alpha / batch size.
-        return float(self.alpha) / weighted_batch
+        return float(self.alpha) / weighted_batch if weighted_batch > 0 else 0.0
 
-    def _make_optimizer(self, params, weighted_batch):
+    def _make_optimizer(self, solver, weighted_batch):
         decay = self._weight_decay(weighted_batch)
         lr = float(self.learning_rate_init)
-        solver = params["solver"]
         if solver == "sgd":
             return SGD(lr, momentum=float(self.momentum),
                        nesterov=bool(self.nesterovs_momentum) and self.momentum > 0,
@@ -291,9 +491,7 @@ class _BaseBackprop(BaseEstimator):
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, "
                              f"got {self.activation!r}")
         if self.solver not in _SOLVERS:
-            hint = " (cyprop trains by backpropagation only: no 'lbfgs')" \
-                if self.solver == "lbfgs" else ""
-            raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}{hint}")
+            raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
         if self.learning_rate not in _LEARNING_RATES:
             raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
                              f"got {self.learning_rate!r}")
@@ -311,103 +509,204 @@ class _BaseBackprop(BaseEstimator):
         _check_number("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         _check_number("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         _check_number("epsilon", self.epsilon, low=0.0, low_open=True)
-        for name in ("max_iter", "n_iter_no_change"):
+        for name in ("max_iter", "max_fun"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        value = self.n_iter_no_change
+        if not ((isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                 and value >= 1) or (isinstance(value, numbers.Real) and value == np.inf)):
+            raise ValueError(f"n_iter_no_change must be an int >= 1 or np.inf, got {value!r}")
         if self.n_threads is not None and (isinstance(self.n_threads, bool) or not isinstance(
                 self.n_threads, numbers.Integral) or self.n_threads < 1):
             raise ValueError(f"n_threads must be None or an int >= 1, got {self.n_threads!r}")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+        if self.dtype is not None and _dtype_name(self.dtype) not in ("float64", "float32"):
+            raise ValueError(f"dtype must be None, 'float64' or 'float32', got {self.dtype!r}")
+        if self.init not in _INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(_INITS)}")
+        self._check_loss()
+        if self.solver == "lbfgs" and (np.any(np.asarray(self.dropout, dtype=float) != 0)
+                                       or self.max_norm is not None):
+            raise ValueError("dropout and max_norm need a stochastic solver (a mini-batch "
+                             "at a time); solver='lbfgs' trains on the full batch")
         return {"hidden": [int(h) for h in hidden], "activation": _ACTIVATIONS[self.activation],
                 "solver": self.solver}
 
-    def _validation_score(self, X_val, labels_val, sw_val):
-        """The score early stopping watches: accuracy (classifier) or R^2 (regressor)."""
-        raise NotImplementedError
+    def _check_loss(self):
+        pass
 
     def _is_single_output_classifier(self):
         return False
 
+    # ------------------------------------------------------------- inference
+    def _outputs(self, X, validated=False):
+        """The output activations for X, in X's floating dtype (float32 stays float32,
+        anything else gives float64), whatever dtype the network computes in; a sparse X
+        a block of rows at a time.  Overflowing outputs come back as they are (inf, NaN),
+        as scikit-learn's do, not as an error."""
+        check_is_fitted(self, "network_")
+        if not validated:
+            X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc", "coo"],
+                              dtype=(np.float64, np.float32), order="C")
+            X = _sparse.as_rows(X)
+        net = self.network_
+
+        def forward(rows):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return net._impl.forward(net.arch, net._params, rows)
+
+        out = _sparse.map_rows(forward, X, net.dtype, net.arch.n_outputs,
+                               out_dtype=np.float32 if X.dtype == np.float32 else np.float64)
+        out = out.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
+        if self._output_kind == "exp":
+            out = _lbfgs.output_values("exp", out)
+        return out
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False   # cyprop's kernels take dense arrays
+        tags.input_tags.sparse = True
         return tags
 
+    # ------------------------------------------------------------ persistence
+    def __getstate__(self):
+        """The state as plain data (arrays, numbers, strings, lists, dicts): the network is
+        stored as its arrays and settings, so that ``skops.io`` needs to trust only this
+        class (and pickle stores no cyprop object but the estimator)."""
+        state = super().__getstate__()
+        if "network_" in state:
+            state = dict(state)
+            state["_network_state"] = _network_state(state.pop("network_"))
+        return state
 
-class _SklearnStopping:
-    """scikit-learn's convergence rule as a cyprop callback.
+    def __setstate__(self, state):
+        state = dict(state)
+        network = state.pop("_network_state", None)
+        super().__setstate__(state)
+        if network is not None:
+            self.network_ = _network_from_state(network)
 
-    After each epoch: record the loss (plus the L2 penalty) in ``loss_curve_``; with
-    early stopping, score the validation set and keep the best weights; count the
-    epochs without an improvement of ``tol`` (in the training loss, or the validation
-    score); after more than ``n_iter_no_change`` of them, stop -- or, with
-    ``learning_rate='adaptive'`` and the 'sgd' solver, divide the learning rate by 5
-    and go on, until it falls below 1e-6.
+
+class _Epoch:
+    """One epoch of a stochastic solver over the training rows, in scikit-learn's order.
+
+    A dense X goes to the compiled core in one call per epoch (the core gathers the
+    rows of each batch itself); a sparse X in parts of whole batches, each part's rows
+    gathered and densified (``_sparse.BLOCK_BYTES`` at a time), with the optimizer
+    state, dropout positions and sample weights carried across parts: the same
+    batches, the same steps, the same weights as the dense input.
     """
 
-    def __init__(self, estimator, n_samples, validation):
-        self.est = estimator
-        self.n_samples = n_samples
-        self.validation = validation
+    def __init__(self, estimator, net, X, Y, sample_weight, batch_size):
+        self.net, self.X, self.Y = net, X, Y
+        self.weights = sample_weight
+        self.batch_size = batch_size
+        self.n = X.shape[0]
+        self.sparse = _sparse.issparse(X)
+        self.n_threads = estimator.n_threads
+        self.poisson = estimator._output_kind == "exp"
+        # scikit-learn's squared error is averaged over the outputs
+        self.data_scale = (1.0 / Y.shape[1]
+                           if estimator._output_kind == "identity" and Y.shape[1] > 1 else 1.0)
+        self.poisson_terms = None
+        if self.poisson:
+            from scipy.special import xlogy
 
-    def on_epoch_end(self, net, epoch, logs):
-        est = self.est
-        decay = getattr(net.optimizer, "weight_decay", 0.0)
-        loss = float(logs["loss"])
-        if decay:
-            # einsum, not np.dot: a BLAS call here would wake NumPy's BLAS threads, whose
-            # spinning then competes with the training's own threads.
-            loss += 0.5 * decay * sum(float(np.einsum("ij,ij->", W, W)) for W in net.weights)
-        est.loss_ = loss
-        est.loss_curve_.append(loss)
-        est.n_iter_ += 1
-        est.t_ += self.n_samples
-        if est.verbose:
-            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
-        if self.validation is not None:
-            score = est._validation_score(*self.validation)
-            est.validation_scores_.append(score)
-            if est.verbose:
-                print(f"Validation score: {score:f}")
-            if score < est.best_validation_score_ + est.tol:
-                est._no_improvement_count += 1
+            self.poisson_terms = np.sum(xlogy(Y, Y) - Y, axis=1)
+        part = max(1, _sparse.block_rows(X.shape[1], net.dtype.itemsize) // batch_size)
+        self.part_rows = part * batch_size
+        self.n_batches = -(-self.n // batch_size)
+
+    def run(self, order, dropout_seed):
+        """Train one epoch over ``order``; returns (sum of the weighted sample losses,
+        number classified right, sum over batches of batch length / batch weight (the
+        factor of scikit-learn's averaged L2 penalty), the loss's reporting scale)."""
+        weights, penalty_factor = self._batch_weights(order)
+        net = self.net
+        rates = [*net.dropout, 0.0]
+        n_units = sum(net.arch.sizes[1:])
+        total, correct = 0.0, 0
+        parts = [(0, self.n)] if not self.sparse else \
+            [(s, min(s + self.part_rows, self.n)) for s in range(0, self.n, self.part_rows)]
+        for start, stop in parts:
+            dropout = None if dropout_seed is None else \
+                Dropout(rates, dropout_seed + start * n_units)
+            if self.sparse:
+                rows = order[start:stop]
+                X = _sparse.take(self.X, rows, net.dtype)
+                Y = np.ascontiguousarray(self.Y[rows])
+                w = None if weights is None else np.ascontiguousarray(weights[rows])
+                part_order = np.arange(stop - start, dtype=np.intp)
             else:
-                est._no_improvement_count = 0
-            if score > est.best_validation_score_:
-                est.best_validation_score_ = score
-                est._best_params = ([W.copy() for W in net.weights],
-                                    [b.copy() for b in net.biases])
-        elif est.best_loss_ is not None:
-            if loss > est.best_loss_ - est.tol:
-                est._no_improvement_count += 1
-            else:
-                est._no_improvement_count = 0
-            est.best_loss_ = min(est.best_loss_, loss)
-        if est._no_improvement_count > est.n_iter_no_change:
-            if (est.solver == "sgd" and est.learning_rate == "adaptive"
-                    and net.optimizer.learning_rate > 1e-6):
-                net.optimizer.learning_rate /= 5.0
-                est._no_improvement_count = 0
-                if est.verbose:
-                    print(f"Setting learning rate to {net.optimizer.learning_rate:f}")
-                return False
-            if est.verbose:
-                what = "Validation score" if self.validation is not None else "Training loss"
-                print(f"{what} did not improve more than tol={est.tol:f} for "
-                      f"{est.n_iter_no_change} consecutive epochs. Stopping.")
-            return True
-        return False
+                X, Y, w, part_order = self.X, self.Y, weights, order
+            options = TrainingOptions(w, dropout, net.max_norm, self.n_threads)
+            with net._state_lock, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                if self.poisson:
+                    loss, right = _poisson_epoch(net, X, Y, part_order, self.batch_size, options)
+                else:
+                    loss, right = net._impl.train_epoch(net.arch, net._params, X, Y, part_order,
+                                                        self.batch_size, net.optimizer, options)
+            total += float(loss)
+            correct += int(right)
+        if self.poisson:
+            terms = self.poisson_terms if weights is None else \
+                self.poisson_terms * weights.astype(np.float64)
+            total += float(np.sum(terms))
+        return total, correct, penalty_factor, self.data_scale
+
+    def _batch_weights(self, order):
+        """Sample weights normalised per batch as scikit-learn does (each batch's gradient
+        divided by the sum of its weights, not by its length), as the per-row weights the
+        core multiplies in before dividing by the length; and sum(len / weight sum) over
+        the batches."""
+        if self.weights is None:
+            return None, float(self.n_batches)
+        w = self.weights[order]
+        starts = np.arange(0, self.n, self.batch_size)
+        lengths = np.diff(np.append(starts, self.n))
+        sums = np.add.reduceat(w, starts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factors = lengths / sums
+        scaled = np.empty(self.n, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled[order] = w * np.repeat(factors, lengths)
+            weights = scaled.astype(self.net.dtype)
+        return weights, float(np.sum(factors))
+
+
+def _poisson_epoch(net, X, Y, order, batch_size, options):
+    """Mini-batch training for the Poisson loss (an exp output, which the compiled core
+    does not have): NumPy per batch, through the reference backend's forward and
+    backward passes, with the network's optimizer step.  Returns (sum of the weighted
+    exp(z) - y z, 0)."""
+    from . import _reference
+
+    arch, params = net.arch, net._params
+    weights = options.sample_weight
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        activations, z = _reference.feedforward(arch, params, X[batch], options.dropout, start)
+        mean = np.exp(z)
+        delta = mean - Y[batch]
+        losses = np.sum(mean - Y[batch] * z, axis=1)
+        if weights is not None:
+            delta *= weights[batch][:, None]
+            losses = losses * weights[batch]
+        total += float(np.sum(losses))
+        grad = _reference.backprop(arch, params, activations, delta, options.dropout, start)
+        net.optimizer.update_params(params, grad / len(batch), arch)
+        if options.max_norm:
+            _reference.apply_max_norm(arch, params, options.max_norm)
+    return total, 0
 
 
 class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     """A multilayer perceptron classifier trained by cyprop's backpropagation.
 
-    Mirrors ``sklearn.neural_network.MLPClassifier``: labels of any type; a softmax
-    output with cross-entropy for more than two classes, one sigmoid output with
-    binary cross-entropy for two, and one sigmoid output per label for multilabel
-    targets (a 2-D 0/1 indicator matrix).
+    A drop-in for ``sklearn.neural_network.MLPClassifier``: labels of any type; a
+    softmax output with cross-entropy for more than two classes, one sigmoid output
+    with binary cross-entropy for two (and for one), and one sigmoid output per label
+    for multilabel targets (a 2-D 0/1 indicator matrix).
 
     Parameters
     ----------
@@ -415,63 +714,80 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         Units of each hidden layer; ``()`` for none (logistic regression).
     activation : {'relu', 'tanh', 'logistic', 'identity', 'sigmoid', 'leaky_relu'}, default='relu'
         Hidden activation ('logistic' and 'sigmoid' are the same function).
-    solver : {'adam', 'sgd', 'rmsprop', 'adagrad', 'rprop'}, default='adam'
-        cyprop's optimizers (``cyprop.Adam`` and so on).  'rprop' trains on full
-        batches by default (``batch_size='auto'``) and does not use ``alpha``.
+    solver : {'adam', 'sgd', 'lbfgs', 'rmsprop', 'adagrad', 'rprop'}, default='adam'
+        'lbfgs' minimises the full-batch loss (plus the L2 term) with SciPy's L-BFGS-B,
+        the loss and gradient from cyprop's compiled core; the others are cyprop's
+        optimizers (``cyprop.Adam`` and so on), a mini-batch at a time.  'rprop'
+        trains on full batches by default (``batch_size='auto'``) and does not use
+        ``alpha``.
     alpha : float, default=0.0001
         L2 penalty strength, as in scikit-learn: the term 0.5 * alpha * ||W||^2 is
-        divided by the batch size, i.e. cyprop's ``weight_decay = alpha / batch_size``
-        (weights only, never biases).
+        divided by the number of samples (the sum of the sample weights) in the batch,
+        i.e. cyprop's ``weight_decay = alpha / batch_size`` (weights only, never biases).
     batch_size : int or 'auto', default='auto'
         ``min(200, n_samples)`` for 'auto' (all samples for 'rprop'); clipped to the
-        number of samples with a warning.
+        number of samples with a warning.  Not used by 'lbfgs'.
     learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        Used with solver='sgd' only, as in scikit-learn.  'invscaling' is
-        ``learning_rate_init / (epoch + 1) ** power_t``, per epoch; 'adaptive' divides
-        the rate by 5 each time the stopping rule would stop, until it is below 1e-6.
+        Used with solver='sgd' only, as in scikit-learn.  'invscaling' sets the rate
+        after each epoch to ``learning_rate_init / (t_ + 1) ** power_t``, ``t_`` the
+        samples seen so far (the first epoch of each ``fit`` uses
+        ``learning_rate_init``; ``partial_fit`` carries the rate on); 'adaptive'
+        divides the rate by 5 each time the stopping rule would stop, until it is
+        below 1e-6.
     learning_rate_init : float, default=0.001
     power_t : float, default=0.5
         The exponent of 'invscaling'.
     max_iter : int, default=200
-        Epochs at most; reaching it without converging warns ``ConvergenceWarning``.
+        Epochs at most ('lbfgs': iterations); reaching it without converging warns
+        ``ConvergenceWarning``.
     shuffle : bool, default=True
     random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, the shuffling, dropout and the validation split.
+        Seeds, in scikit-learn's order, the initial weights, the validation split,
+        the order of the samples in each epoch (and dropout).
     tol : float, default=1e-4
+        The improvement the stopping rule asks for; for 'lbfgs', the gradient tolerance.
     verbose : bool, default=False
         Print the loss (and validation score) of every epoch.
     warm_start : bool, default=False
-        Continue from the fitted weights on the next ``fit`` (a fresh optimizer).
+        Continue from the fitted weights on the next ``fit`` (a fresh optimizer; the
+        best loss and the count of epochs without improvement carry on).
     momentum : float, default=0.9
         For solver='sgd'.
     nesterovs_momentum : bool, default=True
         For solver='sgd' with momentum > 0.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified) and stop
-        when its accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs;
-        the weights of the best epoch are kept.
+        Hold out ``validation_fraction`` of the training data (as scikit-learn splits
+        it: stratified for binary targets) and stop when its accuracy has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs; the weights of the best
+        epoch are kept.  Stochastic solvers only.
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's; ``epsilon`` is also rmsprop's and adagrad's.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or np.inf, default=10
         Epochs without an improvement of ``tol`` (training loss, or the validation
         score with early stopping) tolerated before stopping: stops after more.
+    max_fun : int, default=15000
+        'lbfgs' only: the most loss and gradient evaluations.
     backend : {'auto', 'cython', 'numpy'}, default='auto'
-    dtype : {'float64', 'float32'}, default='float64'
-        The network's dtype, which it trains and predicts in.  Predictions come in the
-        input's dtype: float32 for float32 X, float64 otherwise.
+    dtype : {None, 'float64', 'float32'}, default=None
+        The network's dtype, which it trains in.  None: X's (float32 for float32
+        input, as scikit-learn, float64 otherwise).  Predictions come in the input's
+        dtype: float32 for float32 X, float64 otherwise.
     dropout : float or list of float, default=0.0
-        Inverted dropout on the hidden layers during training.
+        Inverted dropout on the hidden layers during training (stochastic solvers).
     max_norm : float or None, default=None
-        Bound on the L2 norm of each unit's incoming weights.
-    init : {'xavier', 'he', 'normal', 'uniform'}, default='xavier'
-        Initial weights ('xavier' is Glorot uniform, as scikit-learn uses; 'he' suits
-        deep relu networks).
+        Bound on the L2 norm of each unit's incoming weights (stochastic solvers).
+    init : {'sklearn', 'xavier', 'he', 'normal', 'uniform'}, default='sklearn'
+        Initial weights.  'sklearn' is scikit-learn's MLP initialisation, drawn from
+        ``random_state`` as it draws it (Glorot uniform weights and biases, the bound
+        sqrt(6 / (fan_in + fan_out)), sqrt(2 / ...) for logistic units), so the same
+        seed starts from the same weights as MLPClassifier; the others are
+        ``cyprop.Network``'s ('he' suits deep relu networks).
     n_threads : int or None, default=None
-        OpenMP threads for the parts of each mini-batch in ``fit`` (None: OpenMP's
-        default, ``OMP_NUM_THREADS``); the results do not depend on it.  Set 1 when
-        fits already run in parallel (``GridSearchCV`` with ``n_jobs``), so that they
-        don't oversubscribe the cores.  ``partial_fit`` uses OpenMP's default.
+        OpenMP threads for the parts of each mini-batch (None: OpenMP's default,
+        ``OMP_NUM_THREADS``); the results do not depend on it.  Set 1 when fits
+        already run in parallel (``GridSearchCV`` with ``n_jobs``), so that they
+        don't oversubscribe the cores.
 
     Attributes
     ----------
@@ -479,23 +795,50 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     network_ : cyprop.Network
         The trained network.
     coefs_, intercepts_ : list of ndarray
-        Views of the weights ((n_in, n_out), scikit-learn's layout) and biases.
-    loss_, loss_curve_, best_loss_ : the training loss (L2 penalty included)
+        Views of the weights ((n_in, n_out), scikit-learn's layout) and biases;
+        assignable.
+    loss_ : float
+    loss_curve_, best_loss_ : the training loss (L2 penalty included) of each epoch,
+        and the best (stochastic solvers)
     validation_scores_, best_validation_score_ : with early_stopping, else None
     n_iter_ : int
-        Epochs run by the last ``fit`` (1 after ``partial_fit``), as in scikit-learn;
-        ``loss_curve_`` and ``t_`` (samples seen) count every epoch since the start.
+        Epochs (iterations, for 'lbfgs') run by the last ``fit`` (1 after
+        ``partial_fit``), as in scikit-learn; ``loss_curve_`` and ``t_`` (samples
+        seen) count every epoch since the start.
     n_features_in_, feature_names_in_, n_layers_, n_outputs_, out_activation_
     """
 
-    _loss = "cross_entropy"
+    #: As MLPClassifier: the loss is not a parameter.
+    _network_loss = "cross_entropy"
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 backend="auto", dtype=None, dropout=0.0, max_norm=None, init="sklearn",
+                 n_threads=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss="log_loss", shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            backend=backend, dtype=dtype, dropout=dropout, max_norm=max_norm, init=init,
+            n_threads=n_threads)
 
     def fit(self, X, y, sample_weight=None):
         """Train on (X, y); returns self."""
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over (X, y), keeping the optimizer's state between calls.
+    @available_if(lambda est: _check_solver(est))
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y), keeping the optimizer's state between calls (stochastic
+        solvers only, as in scikit-learn).
 
         ``classes`` (every label that will ever appear) is required on the first call,
         as in scikit-learn; for multilabel y it may be omitted."""
@@ -513,7 +856,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
 
     def _labels_from_outputs(self, proba):
         if self._multilabel:
-            return (proba > 0.5).astype(self._label_dtype)
+            return (proba > 0.5).astype(np.dtype(self._label_dtype))
         if len(self.classes_) == 1:
             return np.full(proba.shape[0], self.classes_[0])
         if proba.shape[1] == 1:
@@ -521,33 +864,33 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         return self.classes_[proba.argmax(axis=1)]
 
     def predict_proba(self, X):
-        """Class probabilities, (n_samples, n_classes); one column per label for multilabel."""
+        """Class probabilities, (n_samples, n_classes); one column per label for
+        multilabel.  With a single output unit (two classes, or the one class seen in
+        training) the columns are 1 - p and p, as in scikit-learn."""
         proba = self._outputs(X)
-        if self._multilabel:
+        if self._multilabel or proba.shape[1] > 1:
             return proba
-        if len(self.classes_) == 1:
-            return np.ones((proba.shape[0], 1), dtype=proba.dtype)
-        if proba.shape[1] == 1:
-            return np.hstack([1 - proba, proba])
-        return proba
+        return np.hstack([1 - proba, proba])
 
     def predict_log_proba(self, X):
         """The log of ``predict_proba``."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def _outputs(self, X):
-        return _network_outputs(self, X)
+    def _score_outputs(self, outputs, labels, sample_weight):
+        return accuracy_score(labels, self._labels_from_outputs(outputs),
+                              sample_weight=sample_weight)
 
     @property
-    def _output_activation(self):
+    def _network_output(self):
         return "softmax" if self._n_out > 1 and not self._multilabel else "sigmoid"
 
-    def _validate_training_data(self, X, y, reset, incremental, classes=None):
+    def _validate_training_data(self, X, y, reset, incremental, classes=None, dtype=None):
         """(X, the network's targets, the labels as given); on a first fit (``reset``)
         the classes are set: those of y, or the given ``classes`` (partial_fit)."""
         X, y = validate_data(self, X, y, reset=reset, multi_output=True,
-                             dtype=np.dtype(self.dtype), order="C")
+                             accept_sparse=["csr", "csc", "coo"], dtype=dtype, order="C")
+        dtype = X.dtype
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -556,23 +899,22 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             raise ValueError("BackpropClassifier supports 1-D class labels and 2-D 0/1 "
                              "multilabel indicator matrices, not multiclass-multioutput "
                              f"targets (got {type_of_target(y)!r})")
-        new_classes = reset
+        new_classes = reset or not hasattr(self, "classes_")
         if multilabel:
             classes = np.arange(y.shape[1])
             if not new_classes and (not self._multilabel or len(self.classes_) != y.shape[1]):
                 raise ValueError("y does not have the labels the classifier was fitted with")
             if new_classes:
                 self.classes_, self._multilabel = classes, True
-                self._label_dtype = y.dtype
+                self._label_dtype = y.dtype.str
                 self._n_out = y.shape[1]
-            return X, y.astype(self.dtype), y
+            return X, np.ascontiguousarray(y, dtype=dtype), y
         if new_classes:
             given = classes if incremental else None
             classes = unique_labels(y if given is None else given)
             if given is not None and np.setdiff1d(unique_labels(y), classes).size:
                 raise ValueError(f"`y` has classes not in `classes`: {classes!r}")
-            self._encoder = LabelEncoder().fit(classes)
-            self.classes_ = self._encoder.classes_
+            self.classes_ = LabelEncoder().fit(classes).classes_
             self._multilabel = False
             self._n_out = len(self.classes_) if len(self.classes_) > 2 else 1
         else:
@@ -588,23 +930,20 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             elif np.setdiff1d(seen, self.classes_).size:
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {seen}.")
-        indices = self._encoder.transform(y)
+        encoder = LabelEncoder()
+        encoder.classes_ = self.classes_
+        indices = encoder.transform(y)
         if self._n_out == 1:
             # Two classes: one sigmoid output, the probability of classes_[1]; one class:
             # the output learns 0 (predict returns that class whatever it says).
-            Y = (indices == 1).astype(self.dtype).reshape(-1, 1)
+            Y = (indices == 1).astype(dtype).reshape(-1, 1)
         else:
-            Y = indices
+            Y = np.zeros((len(indices), self._n_out), dtype=dtype)
+            Y[np.arange(len(indices)), indices] = 1
         return X, Y, y
 
     def _is_single_output_classifier(self):
-        return not self._multilabel
-
-    def _validation_score(self, X_val, labels_val, sw_val):
-        # X_val was validated with the training data: straight to the network, so that
-        # no per-epoch validation (or feature-name warning) happens
-        predicted = self._labels_from_outputs(self.network_.forward(X_val))
-        return float(accuracy_score(labels_val, predicted, sample_weight=sw_val))
+        return self._n_out == 1 and not self._multilabel
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -615,54 +954,175 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
 class BackpropRegressor(RegressorMixin, _BaseBackprop):
     """A multilayer perceptron regressor trained by cyprop's backpropagation.
 
-    Mirrors ``sklearn.neural_network.MLPRegressor``: an identity output and the mse
-    loss (0.5 * squared error); y of shape (n_samples,) or (n_samples, n_outputs),
-    ``predict`` returning the same shape (1-D for one output).  Parameters as
+    A drop-in for ``sklearn.neural_network.MLPRegressor``: y of shape (n_samples,) or
+    (n_samples, n_outputs), ``predict`` returning the same shape (1-D for one
+    output); ``loss='squared_error'`` (an identity output, half the squared error) or
+    ``'poisson'`` (half the Poisson deviance with a log link: the network's identity
+    output is log E[y], ``predict`` returns its exp; needs y >= 0).  Parameters as
     ``BackpropClassifier``; early stopping watches the R^2 score of the held-out set.
+
+    The Poisson loss trains with 'lbfgs' in the compiled core (two calls per
+    evaluation); with a stochastic solver its batches run in NumPy (the compiled
+    core has no exp output), about as fast as scikit-learn's.
     """
 
-    _loss = "mse"
-    _output_activation = "identity"
+    _network_loss = "mse"
+    _network_output = "identity"
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 backend="auto", dtype=None, dropout=0.0, max_norm=None, init="sklearn",
+                 n_threads=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss=loss, shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            backend=backend, dtype=dtype, dropout=dropout, max_norm=max_norm, init=init,
+            n_threads=n_threads)
 
     def fit(self, X, y, sample_weight=None):
         """Train on (X, y); returns self."""
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda est: _check_solver(est))
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), keeping the optimizer's state between calls."""
+        """One epoch over (X, y), keeping the optimizer's state between calls (stochastic
+        solvers only)."""
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         """Predicted targets: (n_samples,) for one output, else (n_samples, n_outputs)."""
-        out = _network_outputs(self, X)
+        out = self._outputs(X)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def _validate_training_data(self, X, y, reset, incremental, classes=None):
+    def _check_loss(self):
+        if self.loss not in _REGRESSION_LOSSES:
+            raise ValueError(f"loss must be one of {list(_REGRESSION_LOSSES)}, "
+                             f"got {self.loss!r}")
+
+    def _validate_training_data(self, X, y, reset, incremental, classes=None, dtype=None):
         X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                             dtype=np.dtype(self.dtype), order="C")
+                             accept_sparse=["csr", "csc", "coo"], dtype=dtype, order="C")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        Y = np.asarray(y, dtype=self.dtype).reshape(y.shape[0], -1)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("loss='poisson' needs y >= 0 (counts or rates)")
+        Y = np.ascontiguousarray(np.asarray(y, dtype=X.dtype).reshape(y.shape[0], -1))
         self._n_out = Y.shape[1]
         return X, Y, y
 
-    def _validation_score(self, X_val, y_val, sw_val):
-        out = self.network_.forward(X_val)
-        return float(r2_score(y_val, out[:, 0] if out.shape[1] == 1 else out,
-                              sample_weight=sw_val))
+    def _score_outputs(self, outputs, y, sample_weight):
+        return r2_score(y, outputs[:, 0] if outputs.shape[1] == 1 and np.ndim(y) == 1
+                        else outputs, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        if self.loss == "poisson":
+            tags.target_tags.positive_only = True
         return tags
 
 
-def _network_outputs(estimator, X):
-    """The network's outputs for X, in X's floating dtype (float32 stays float32, anything
-    else gives float64), whatever dtype the network computes in."""
-    check_is_fitted(estimator, "network_")
-    X = validate_data(estimator, X, reset=False, dtype=(np.float64, np.float32), order="C")
-    return estimator.network_.forward(X).astype(X.dtype, copy=False)
+# ---------------------------------------------------------------------- helpers
+class _LayerList(list):
+    """``coefs_`` / ``intercepts_``: views of the network's layers; assigning an item
+    copies the values into the network (``coefs_`` transposed to cyprop's layout)."""
+
+    def __init__(self, net, kind, items):
+        super().__init__(items)
+        self._net, self._kind = net, kind
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            raise TypeError("assign the layers one at a time, or the whole list")
+        layers = getattr(self._net, self._kind)
+        value = np.asarray(value)
+        layers[index] = value.T if self._kind == "weights" else value
+
+
+def _assign_layers(net, kind, values):
+    values = list(values)
+    layers = getattr(net, kind)
+    if len(values) != len(layers):
+        raise ValueError(f"{'coefs_' if kind == 'weights' else 'intercepts_'} needs "
+                         f"{len(layers)} arrays, got {len(values)}")
+    for i, value in enumerate(values):
+        value = np.asarray(value)
+        layers[i] = value.T if kind == "weights" else value
+
+
+def _check_solver(estimator):
+    if estimator.solver not in _STOCHASTIC_SOLVERS:
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                             f"{estimator.solver} is not stochastic.")
+    return True
+
+
+def _solver_class(solver):
+    return {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
+            "rprop": Rprop}[solver]
+
+
+def _squared_weights(net):
+    # einsum, not np.dot: a BLAS call here would wake NumPy's BLAS threads, whose
+    # spinning then competes with the training's own threads.
+    return sum(float(np.einsum("ij,ij->", W, W, dtype=np.float64)) for W in net.weights)
+
+
+def _copy(array):
+    return None if array is None else array.copy()
+
+
+def _network_state(net):
+    """A Network as plain data: its settings, parameters, optimizer and history."""
+    optimizer = net.optimizer
+    opt_state = None
+    if optimizer is not None:
+        opt_state = {"name": type(optimizer).__name__, "config": optimizer.get_config(),
+                     "initial_learning_rate": float(optimizer.initial_learning_rate),
+                     "steps": int(optimizer.steps), "state": _copy(optimizer.state)}
+    history = net.history
+    return {"sizes": [int(s) for s in net.sizes], "activations": list(net.activations),
+            "loss": net.loss_name, "dtype": net.dtype.name,
+            "backend": str(getattr(net, "_requested_backend", net.backend)),
+            "init": net.init, "seed": None if net.seed is None else int(net.seed),
+            "dropout": [float(r) for r in net.dropout], "max_norm": float(net.max_norm or 0.0),
+            "params": net._params.copy(), "optimizer": opt_state,
+            "history": {key: [None if v is None else float(v) for v in getattr(history, key)]
+                        for key in History.KEYS},
+            "stop_reason": history.stop_reason}
+
+
+def _network_from_state(state):
+    activations = list(state["activations"])
+    net = Network(list(state["sizes"]), activation=activations[:-1], output=activations[-1],
+                  loss=state["loss"], init=state["init"], dtype=state["dtype"],
+                  seed=state["seed"], backend=state["backend"],
+                  dropout=list(state["dropout"]), max_norm=state["max_norm"] or None)
+    net._params[...] = state["params"]
+    opt_state = state["optimizer"]
+    if opt_state is not None:
+        optimizer = _OPTIMIZERS[opt_state["name"]](**opt_state["config"])
+        optimizer.initial_learning_rate = opt_state["initial_learning_rate"]
+        if opt_state["state"] is not None:
+            optimizer.state = np.array(opt_state["state"], dtype=net.dtype, order="C")
+        optimizer.steps = opt_state["steps"]
+        net.optimizer = optimizer
+    history = History()
+    for key in History.KEYS:
+        getattr(history, key).extend(state["history"].get(key, []))
+    history.stop_reason = state["stop_reason"]
+    net.history = history
+    return net
 
 
 def _is_multilabel(y):
@@ -672,14 +1132,11 @@ def _is_multilabel(y):
         return False
 
 
-def _normalised(sample_weight):
-    """(weights rescaled to a mean of 1, or None; the mean of the given weights)."""
-    if sample_weight is None:
-        return None, 1.0
-    mean = float(np.mean(sample_weight))
-    if not mean > 0:
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    return sample_weight / mean, mean
+def _dtype_name(dtype):
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return None
 
 
 def _seed(rng):

@@ -1,0 +1,75 @@
+"""Rows of a dense array or a ``scipy.sparse`` matrix, made dense a block at a time.
+
+cyprop's kernels take dense C-contiguous rows.  The scikit-learn estimators accept
+sparse input (CSR, CSC, COO; matrices and arrays) without densifying the whole data
+set: the rows the kernels need next are converted into a dense block of bounded size
+(``BLOCK_BYTES``), used, and dropped.  Dense input goes through the same block
+boundaries where a result must not depend on the input's format (the full-batch
+loss and gradient of ``solver='lbfgs'``), and in one piece where it cannot matter.
+"""
+
+import numpy as np
+
+try:
+    import scipy.sparse as _sp
+except ImportError:  # scipy is optional for cyprop itself; the estimators need it
+    _sp = None
+
+#: Dense bytes made from sparse rows at a time (and the size of a block of rows
+#: evaluated at once by the full-batch loss and gradient).
+BLOCK_BYTES = 1 << 24
+#: Blocks hold a multiple of the compiled core's rows per matrix product, so that its
+#: products see the same rows whether it gets the whole array or a block of it.
+CHUNK_ROWS = 256
+
+
+def issparse(X):
+    return _sp is not None and _sp.issparse(X)
+
+
+def block_rows(n_features, itemsize):
+    """Rows per dense block: ``BLOCK_BYTES`` of them, a multiple of ``CHUNK_ROWS``."""
+    rows = BLOCK_BYTES // max(1, int(n_features) * int(itemsize))
+    return max(CHUNK_ROWS, rows // CHUNK_ROWS * CHUNK_ROWS)
+
+
+def as_rows(X):
+    """A sparse X in the format whose rows are cheap to slice and gather (CSR); a dense
+    X as it is."""
+    if issparse(X) and X.format != "csr":
+        return X.tocsr()
+    return X
+
+
+def dense(X, dtype):
+    """X (dense or sparse rows) as a C-contiguous dense array of ``dtype``."""
+    if issparse(X):
+        X = X.toarray()
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def blocks(X, dtype, rows=None):
+    """(start, stop, dense rows start:stop) over X in blocks of ``rows`` rows
+    (``block_rows`` by default)."""
+    n = X.shape[0]
+    step = rows or block_rows(X.shape[1], np.dtype(dtype).itemsize)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        yield start, stop, dense(X[start:stop], dtype)
+
+
+def take(X, index, dtype):
+    """Rows ``index`` of X (dense or sparse) as a dense C-contiguous array."""
+    return dense(X[index], dtype)
+
+
+def map_rows(function, X, dtype, width, out_dtype=None):
+    """``function(dense rows)`` for every row of X, as one (n, width) array: a dense X
+    of the right dtype and layout in one call, anything else a block at a time (so a
+    sparse X, or a dense one that needs converting, never exists densely in full)."""
+    if isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.c_contiguous:
+        return function(X)
+    out = np.empty((X.shape[0], width), dtype=out_dtype or dtype)
+    for start, stop, block in blocks(X, dtype):
+        out[start:stop] = function(block)
+    return out
