@@ -653,7 +653,7 @@ _FORWARD_BLOCK = 65536
 #: loss it started from (or 1, if that is larger): far beyond any normal run's wobble.
 DIVERGENCE_FACTOR = 1000.0
 #: The starting loss is measured on (at most) this many of the first training samples.
-DIVERGENCE_SAMPLES = 1024
+DIVERGENCE_SAMPLES = 256
 #: More threads than this is a mistake, not a request (capped to the cores below it).
 MAX_THREADS = 1024
 
