@@ -485,7 +485,7 @@ def _set(meta, keys, value):
     (["sizes"], [4, True, 3], "invalid layer sizes"),
     (["sizes"], [4, 2 ** 70, 3], "invalid layer sizes"),
     (["sizes"], [4, 6, 3], "shape"),
-    (["sizes"], [4, 5000000, 3], "shape"),
+    (["sizes"], [4, 5000000, 3], "their arrays need"),
     (["activations"], ["sigmoid", "swish"], "invalid activations"),
     (["activations"], ["softmax", "softmax"], "cannot build"),
     (["activations"], ["sigmoid", "relu"], "cannot build"),
@@ -494,7 +494,8 @@ def _set(meta, keys, value):
     (["dtype"], "float32", "dtype float64, expected float32"),
     (["init"], "zeros", "cannot build"),
     (["seed"], "7", "invalid seed"),
-    (["seed"], -1, "cannot build"),
+    (["seed"], -1, "invalid seed"),
+    (["seed"], 2 ** 128, "invalid seed"),
     (["rng", "bit_generator"], "os.system", "random generator"),
     (["rng", "state"], "oops", "random generator"),
     (["rng", "state", "inc"], KeyError, "random generator"),
@@ -596,7 +597,7 @@ def test_header_claiming_huge_array_is_refused_before_reading(saved):
             np.save(buffer, arrays[name])
             zf.writestr(name + ".npy", buffer.getvalue())
         zf.writestr("weights_0.npy", header.getvalue() + b"\0" * 64)
-    assert "'weights_0' claims more data than the file holds" in load_error(path)
+    assert "invalid layer sizes [4, 5000000, 3]: their arrays need" in load_error(path)
 
 
 def test_duplicate_entries(saved):
