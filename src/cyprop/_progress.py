@@ -1,6 +1,7 @@
-"""Progress output of ``fit``: a tqdm bar per epoch when tqdm is installed and the
-output is a terminal, else one plain line per epoch."""
+"""Progress output of ``fit``: one line per epoch, and while an epoch runs a tqdm bar
+when tqdm is installed and the output is a terminal or a Jupyter notebook."""
 
+import os
 import sys
 
 
@@ -13,6 +14,40 @@ def _format(logs):
     return "  ".join(parts)
 
 
+def in_ipython_kernel():
+    """True inside a Jupyter (IPython) kernel, whose stdout is no terminal but shows bars."""
+    if "ipykernel" not in sys.modules:
+        return False
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:   # noqa: BLE001 - a half-imported IPython is no kernel
+        return False
+    return getattr(shell, "kernel", None) is not None
+
+
+def _unsized_terminal_shape(stream):
+    """tqdm options for a terminal that reports a size of 0 (a pty nobody sized, as CI
+    and `script` make), where tqdm would print empty bars; else none."""
+    try:
+        columns, lines = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):   # not a terminal
+        return {}
+    return {} if columns and lines else {"ncols": columns or 80, "nrows": lines or 24}
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):   # no isatty, or a closed file
+        return False
+
+
+def is_interactive(stream):
+    """Whether a person watches ``stream`` live: a terminal, or a notebook's output."""
+    return _isatty(stream) or (stream in (sys.stdout, sys.stderr) and in_ipython_kernel())
+
+
 class Progress:
     """Reports epochs (and, for long epochs, parts of them) to ``stream``."""
 
@@ -20,35 +55,44 @@ class Progress:
         self.epochs = epochs
         self.n_samples = n_samples
         self.stream = stream or sys.stdout
+        self._epoch = -1        # counted within this fit call
         self._bar = None
         self._tqdm = None
-        if getattr(self.stream, "isatty", lambda: False)():
+        self._shape = _unsized_terminal_shape(self.stream)
+        if is_interactive(self.stream):
             try:
+                # tqdm.auto picks the notebook widget in Jupyter, the text bar elsewhere.
                 from tqdm.auto import tqdm
                 self._tqdm = tqdm
             except ImportError:
                 pass
 
     def start_epoch(self):
-        self._epoch = getattr(self, "_epoch", -1) + 1   # counted within this call
+        self.close()            # a bar left open by an epoch that never ended
+        self._epoch += 1
         if self._tqdm is not None:
-            self._bar = self._tqdm(total=self.n_samples, unit="sample", leave=True,
-                                   desc=f"epoch {epoch + 1}/{self.epochs}", file=self.stream)
+            try:
+                # leave=False: the bar shows the epoch as it runs, then gives way to
+                # the epoch's line, which a bar of any width would cut short.
+                self._bar = self._tqdm(total=self.n_samples, unit="sample", leave=False,
+                                       file=self.stream,
+                                       desc=f"epoch {self._epoch + 1}/{self.epochs}",
+                                       **self._shape)
+            except ImportError:
+                # tqdm.notebook without ipywidgets: plain lines from now on.
+                self._tqdm = None
 
     def advance(self, samples):
         if self._bar is not None:
             self._bar.update(samples)
 
     def end_epoch(self, logs):
-        if self._bar is not None:
-            self._bar.set_postfix_str(_format(logs), refresh=False)
-            self._bar.close()
-            self._bar = None
-        else:
-            print(f"epoch {self._epoch + 1}/{self.epochs}  {_format(logs)}", file=self.stream,
-                  flush=True)
+        self.close()
+        print(f"epoch {self._epoch + 1}/{self.epochs}  {_format(logs)}", file=self.stream,
+              flush=True)
 
     def close(self):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        """Close the epoch's bar; ``fit`` calls it however training ends (an error, Ctrl-C)."""
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.close()
