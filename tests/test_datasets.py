@@ -307,7 +307,7 @@ def test_csv_errors(tmp_path):
         datasets.load_csv(write(tmp_path, "1,2,0\n3,4,1\n5,6\n"))
     with pytest.raises(ValueError, match=r"line 3, column 'b': feature 'oops' is not a number"):
         datasets.load_csv(write(tmp_path, "a,b,c\n1,2,0\n3,oops,1\n"))
-    with pytest.raises(ValueError, match="line 2, column 0: feature '' is not a number"):
+    with pytest.raises(ValueError, match="line 2, column 0: missing value"):
         datasets.load_csv(write(tmp_path, "1,2,0\n,4,1\n"))
     with pytest.raises(ValueError, match="not a finite number"):
         datasets.load_csv(write(tmp_path, "1,2,0\nnan,4,1\n"))
@@ -323,3 +323,220 @@ def test_csv_errors(tmp_path):
         datasets.load_csv(write(tmp_path, "1,2,0\n"), target=3)
     with pytest.raises(ValueError, match="only the target"):
         datasets.load_csv(write(tmp_path, "0\n1\n"))
+
+
+# ------------------------------------------------------- CSV: header and rows
+def write_bytes(tmp_path, data, name="data.csv"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("text, line, column", [
+    ("1,,0\n2,3,1\n4,5,0\n", 1, 1),           # was taken for a header and dropped
+    ("1,2,0\n3,,1\n", 2, 1),
+    ("a,b,c\n1,2,0\n ,4,1\n", 3, "'a'"),
+])
+def test_csv_missing_feature_is_an_error_naming_line_and_column(tmp_path, text, line, column):
+    with pytest.raises(ValueError, match=rf"line {line}, column {column}: missing value"):
+        datasets.load_csv(write(tmp_path, text))
+    with pytest.raises(ValueError, match=rf"line {line}, column {column}: missing value"):
+        datasets.load_csv(write(tmp_path, text), target=None)
+
+
+def test_csv_missing_target_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="line 2, column 2: the target is missing"):
+        datasets.load_csv(write(tmp_path, "1,2,0\n3,4,\n"))
+
+
+def test_csv_a_data_row_is_never_a_header(tmp_path):
+    # Any number in the first row makes it data, whatever the second row holds.
+    for text in ("1,x,0\n2,3,1\n", "0.5,nan_label\n1,2\n"):
+        with pytest.raises(ValueError, match="line 1"):
+            datasets.load_csv(write(tmp_path, text))
+    # Names above names: no header either (and names are no features).
+    with pytest.raises(ValueError, match="line 1, column 0: feature 'a' is not a number"):
+        datasets.load_csv(write(tmp_path, "a,b\nc,d\n"))
+
+
+def test_csv_header_with_an_empty_name_is_refused(tmp_path):
+    path = write(tmp_path, ",x,label\n0,1.5,1\n1,2.5,0\n")     # pandas' index column
+    with pytest.raises(ValueError, match="line 1: looks like a header .* column 0 has no "
+                                         "name .* header=True or header=False"):
+        datasets.load_csv(path)
+    X, y = datasets.load_csv(path, header=True, target="label")
+    assert X.tolist() == [[0, 1.5], [1, 2.5]] and y.tolist() == [1, 0]
+
+
+def test_csv_numeric_column_names_suggest_header_true(tmp_path):
+    path = write(tmp_path, "1,2,label\n0.5,0.1,0\n0.2,0.3,1\n")
+    with pytest.raises(ValueError, match="pass header=True"):
+        datasets.load_csv(path)
+    with pytest.raises(ValueError, match="line 1, column 2: feature 'label'.*header=True"):
+        datasets.load_csv(path, target=None)
+    X, y = datasets.load_csv(path, header=True)
+    assert X.shape == (2, 2) and y.tolist() == [0, 1]
+
+
+def test_csv_rows_of_empty_fields_are_blank(tmp_path):
+    X, y = datasets.load_csv(write(tmp_path, ",,\n1,2,0\n , ,\n3,4,1\n,,\n"))
+    assert X.tolist() == [[1, 2], [3, 4]] and y.tolist() == [0, 1]
+
+
+def test_csv_duplicate_target_name(tmp_path):
+    with pytest.raises(ValueError, match="2 columns named 'a'"):
+        datasets.load_csv(write(tmp_path, "a,a,b\n1,2,0\n"), target="a")
+
+
+# ------------------------------------------------------------- CSV: labels
+@pytest.mark.parametrize("labels, y, classes", [
+    (["0", "9"], [0, 9], list(range(10))),              # digits, some missing: kept
+    (["1", "2", "2"], [1, 2, 2], [0, 1, 2]),             # counted from 1: kept
+    (["1", "1.0", "3e0"], [1, 1, 3], [0, 1, 2, 3]),      # the same number is one class
+    (["100", "5000", "100"], [0, 1, 0], [100, 5000]),    # sparse: mapped
+    (["100000000", "0"], [1, 0], [0, 100000000]),        # was 10**8 outputs (24 GiB)
+    (["-1", "1"], [0, 1], [-1, 1]),
+    (["b", "a", "b"], [1, 0, 1], ["a", "b"]),
+])
+def test_csv_label_rules(tmp_path, labels, y, classes):
+    text = "".join(f"{i},{label}\n" for i, label in enumerate(labels))
+    _, got, got_classes = datasets.load_csv(write(tmp_path, text), return_classes=True)
+    assert got.tolist() == y and got_classes.tolist() == classes
+    assert got.dtype == np.int64
+
+
+@pytest.mark.parametrize("label, message", [
+    ("1e300", "too large for a class number"),            # was a negative class
+    ("9007199254740992", "too large for a class number"),
+    ("1.5", "fractional"),
+    ("nan", "not a finite number"),
+    ("-inf", "not a finite number"),
+])
+def test_csv_refused_labels(tmp_path, label, message):
+    with pytest.raises(ValueError, match=f"line 2, column 1: target '{label}' .*{message}"):
+        datasets.load_csv(write(tmp_path, f"1,0\n2,{label}\n"))
+
+
+def test_csv_labels_are_numbers_or_names_not_both(tmp_path):
+    with pytest.raises(ValueError, match="line 3, column 1: target 'NA' is a name, but the "
+                                         "target on line 1 \\('0'\\) is a number"):
+        datasets.load_csv(write(tmp_path, "1,0\n2,1\n3,NA\n"))
+
+
+def test_csv_too_many_classes(tmp_path):
+    rows = "".join(f"{i},{i}\n" for i in range(datasets.MAX_CLASSES + 1))
+    with pytest.raises(ValueError, match=f"line {datasets.MAX_CLASSES + 1}, .* more than "
+                                         f"{datasets.MAX_CLASSES} distinct targets"):
+        datasets.load_csv(write(tmp_path, rows))
+    X, y = datasets.load_csv(write(tmp_path, rows), target=None)   # features are fine
+    assert X.shape == (datasets.MAX_CLASSES + 1, 2) and y is None
+
+
+# --------------------------------------------------- CSV: bytes and sizes
+def test_csv_encodings_and_line_ends(tmp_path):
+    for data in (b"\xef\xbb\xbfa,b\n1,0\n2,1\n", b"a,b\r1,0\r2,1", b"a,b\r\n1,0\r\n2,1\r\n"):
+        X, y = datasets.load_csv(write_bytes(tmp_path, data), target="b")
+        assert X.tolist() == [[1], [2]] and y.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"1,2,0\n3,\xff,1\n", r"line 2: not UTF-8 text \(byte 0xff\)"),
+    ("a,b\n1,2\n".encode("utf-16"), "line 1: not UTF-8 text"),
+    (b"1,2\x00,0\n", r"line 1, column 1: feature '2\\x00' holds a NUL byte"),
+    (b'1,"2,0\n3,4,1\n', r"line 2: not valid CSV \(unexpected end of data\)"),
+    (b'1,"2"x,0\n', "line 1: not valid CSV"),
+    (b"1,1e999,0\n", "line 1, column 1: '1e999' is not a finite number"),
+    (b"1,2," + b"9" * 200_000 + b"\n", r"line 1: not valid CSV \(field larger than field limit"),
+    (b"\n" + b"0," * datasets.MAX_COLUMNS + b"0\n", "line 2: more than 100,000 fields"),
+])
+def test_csv_bad_bytes_are_clear_errors(tmp_path, data, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.load_csv(write_bytes(tmp_path, data))
+
+
+def test_csv_record_length_is_limited(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "MAX_RECORD_CHARS", 1000)
+    X, _ = datasets.load_csv(write(tmp_path, "0." + "1" * 990 + ",0\n"))
+    assert X.shape == (1, 1)
+    with pytest.raises(ValueError, match="line 2: a record longer than 1,000 characters"):
+        datasets.load_csv(write(tmp_path, "1,0\n" + "1" * 1200))       # no line end at all
+    with pytest.raises(ValueError, match="line 4: a record longer"):   # a quote left open
+        datasets.load_csv(write(tmp_path, '1,0\n2,"\n' + ("x" * 600 + "\n") * 3))
+
+
+def test_csv_options_are_checked(tmp_path):
+    path = write(tmp_path, "1,0\n")
+    for delimiter in ("", ",,", '"', "\n", ".", "-", "1", 7):
+        with pytest.raises(ValueError, match="delimiter"):
+            datasets.load_csv(path, delimiter=delimiter)
+    with pytest.raises(TypeError, match="target"):
+        datasets.load_csv(path, target=1.0)
+    assert datasets.load_csv(write(tmp_path, "1\t2\t0\n"), delimiter="\t")[0].shape == (1, 2)
+
+
+def test_csv_header_none_means_no_header(tmp_path):
+    X, _ = datasets.load_csv(write(tmp_path, "1,0\n2,1\n"), header=None)
+    assert X.shape == (2, 1)
+
+
+# ---------------------------------------------- CSV: in a child process only
+REPLAY = """
+import sys
+from pathlib import Path
+import numpy as np
+from cyprop import datasets
+
+loaded = refused = 0
+for path in sorted(Path(sys.argv[1]).iterdir()):
+    for target, header, delimiter in ((-1, "infer", ","), (None, "infer", ","),
+                                      (0, True, ","), (-1, "infer", ";")):
+        try:
+            X, y, classes = datasets.load_csv(path, target=target, header=header,
+                                              delimiter=delimiter, return_classes=True)
+        except (ValueError, OSError, TypeError) as exc:
+            assert str(exc).strip(), (path, type(exc))
+            refused += 1
+            continue
+        assert X.dtype == np.float64 and X.ndim == 2 and np.isfinite(X).all(), path
+        if target is not None:
+            assert y.dtype == np.int64 and y.shape == (len(X),), path
+            assert 0 <= y.min() and y.max() < len(classes), path
+        loaded += 1
+print(loaded, refused)
+"""
+
+
+def test_csv_corpus_replays_cleanly(tmp_path):
+    """Every file of tests/corpus/csv (crafted, and what the fuzzer found) loads or is
+    refused with a clear error; a crash would take the child down, not the tests."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "corpus" / "csv"
+    if not corpus.is_dir():
+        pytest.skip("no tests/corpus/csv beside these tests")
+    done = subprocess.run([sys.executable, "-c", REPLAY, str(corpus)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded, refused = map(int, done.stdout.split())
+    assert loaded > 0 and refused > 0 and loaded + refused == 4 * len(list(corpus.iterdir()))
+
+
+def test_csv_special_files_are_refused_without_blocking(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "fifo")
+    code = ("import sys\nfrom cyprop import datasets\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n        datasets.load_csv(path)\n"
+            "    except ValueError as exc:\n        print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fifo"), str(tmp_path),
+                           os.devnull], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{str(tmp_path / 'fifo')!r} is a FIFO (named pipe), not a CSV file",
+        f"{str(tmp_path)!r} is a directory, not a CSV file",
+        f"{os.devnull!r} is a character device, not a CSV file"]

@@ -9,11 +9,15 @@ downloads anything; MNIST is read from files you already have.
 >>> X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, seed=0)
 """
 
+import array
 import csv
 import gzip
+import itertools
 import math
 import numbers
 import os
+import re
+import stat
 
 import numpy as np
 
@@ -241,91 +245,252 @@ def _read_maybe_gzipped(filename):
 
 
 # ----------------------------------------------------------------------- CSV
+#: A damaged or hostile file must not fill memory: a record (a line, or lines joined
+#: by a quoted field) longer than this many characters, or with more fields than
+#: MAX_COLUMNS, is refused before it is split into fields.
+MAX_RECORD_CHARS = 8 * 2**20
+MAX_COLUMNS = 100_000
+#: Each class is an output unit and a column of the one-hot targets: a target with
+#: more distinct values than this is refused (it is likely a regression target).
+MAX_CLASSES = 1000
+#: Whole numbers at or beyond this cannot all be told apart once read as float64.
+_EXACT_LIMIT = 2**53
+
+
 def load_csv(path, target=-1, header="infer", delimiter=",", return_classes=False):
     """Your own table of numbers: one sample per row, one column holding the class.
 
     Parameters
     ----------
     path : str or path-like
-        The CSV file.
+        The CSV file: UTF-8 text (an Excel byte-order mark is dropped), lines ending
+        in ``\\n``, ``\\r\\n`` or ``\\r``.  Anything but a regular file (a directory,
+        a FIFO, a device) is refused without being opened.
     target : int, str or None
         The label column: an index (negative counts from the end) or, with a header,
         its name.  None reads features only and returns ``(X, None)``.
     header : "infer", True or False
-        Whether the first row names the columns; ``"infer"`` takes it as a header when
-        it has text where the next row has numbers.
+        Whether the first row names the columns.  ``"infer"`` takes it as a header
+        only when none of its fields is a number (every data row has at least one
+        numeric feature, so a data row is never taken for a header) and one of its
+        names stands above a number in the second row.  Such a row with an empty
+        name is refused: say ``header=True`` or ``False``.
     delimiter : str
-        The field separator.
+        The field separator: one character, not a quote, digit, sign or point.
     return_classes : bool
         Also return ``classes``, the original class of each label: ``classes[y[i]]``.
 
-    Labels: a target of whole numbers >= 0 is used as it is; any other target (class
-    names such as ``"setosa"``, negative numbers) is mapped to 0..k-1 in sorted order.
+    Features must be finite numbers; blank lines (also rows of empty fields) are
+    skipped, but an empty field in a row is a missing value and an error, as is any
+    other problem, naming the file line and column (``ValueError``): bytes that are
+    not UTF-8, a stray quote, a field over csv's limit (128 KiB), a record over
+    ``MAX_RECORD_CHARS`` characters or ``MAX_COLUMNS`` fields.
+
+    Labels are all numbers or all names (a mix is refused: often a missing-value
+    marker such as ``NA``, or a header that was read as data).
+
+    - Whole numbers (``3``, ``3.0``) that are 0 or more are used as they are when the
+      largest is below 10 or below twice the number of distinct labels (digits 0-9,
+      or classes counted from 1): ``classes`` is then ``arange(largest + 1)``.
+    - Other whole numbers (negative, or sparse such as 0 and 5000) are mapped to
+      0..k-1 in increasing order; numbers of 2**53 or more are refused.
+    - Fractional numbers (``1.5``) are refused: cyprop trains classifiers, and such
+      a target is a quantity to regress, not a class.
+    - Names (``"setosa"``) are mapped to 0..k-1 in sorted order.
+
+    More than ``MAX_CLASSES`` (1000) distinct labels are refused.
     """
-    rows = _read_rows(path, delimiter)
-    names = None
-    if _has_header(rows, header):
-        names, rows = [field.strip() for field in rows[0]], rows[1:]
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    first_line = 2 if names else 1   # file line of rows[0], for error messages
-    width = _check_rectangular(path, rows, names, first_line)
-    if target is None:
-        X = _to_float(path, rows, list(range(width)), names, first_line)
-        return (X, None, None) if return_classes else (X, None)
-    column = _target_index(target, names, width, path)
+    header = False if header is None else header
+    _check_csv_options(header, delimiter, target)
+    path = os.fspath(path)
+    with _open_text(path, "CSV file") as f:
+        records = _records(path, f, delimiter)
+        head = list(itertools.islice(records, 2))   # the header, if any, and a data row
+        if not head:
+            raise ValueError(f"{path}: the file is empty")
+        names = None
+        if _has_header(path, head, header):
+            names = [field.strip() for field in head.pop(0)[1]]
+        if not head:
+            raise ValueError(f"{path}: no data rows")
+        maybe_header = header == "infer" and names is None
+        return _read_table(path, itertools.chain(head, records), names, target,
+                           maybe_header, return_classes)
+
+
+def _check_csv_options(header, delimiter, target):
+    if not (isinstance(header, bool) or (isinstance(header, str) and header == "infer")):
+        raise ValueError(f"header must be 'infer', True or False, got {header!r}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be one character, got {delimiter!r}")
+    # A delimiter that can occur in a number would split numbers silently.
+    if delimiter in '"\r\n\0.+-0123456789':
+        raise ValueError(f"delimiter {delimiter!r} cannot separate fields of numbers")
+    if target is not None and not isinstance(target, str) and (
+            isinstance(target, bool) or not isinstance(target, numbers.Integral)):
+        raise TypeError(f"target must be a column index or name, got {target!r}")
+
+
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _check_regular_file(path, what):
+    """Raise unless ``path`` is an existing regular file: a FIFO would block whoever
+    opens it and a device can be endless, so they are refused from their stat."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path!r} not found") from None
+    except OSError as exc:
+        raise OSError(exc.errno, f"{what} {path!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path!r} is {_file_kind(mode)}, not a {what}")
+
+
+def _open_text(path, what):
+    _check_regular_file(path, what)
+    # Non-blocking, so that a FIFO put there since the check cannot hang the open.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path!r} is {_file_kind(mode)}, not a {what}")
+        # -sig: drop an Excel BOM.  Bytes that are not UTF-8 come through as lone
+        # surrogates, for _Lines to report with their line.
+        return open(fd, newline="", encoding="utf-8-sig", errors="surrogateescape")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+class _Lines:
+    """The lines of a text file for ``csv.reader``, counted and measured: a record too
+    long or too wide is refused before csv splits it, and bytes that are not UTF-8
+    are reported with their line."""
+
+    def __init__(self, path, f, delimiter):
+        self.path, self.f, self.delimiter = path, f, delimiter
+        self.number = 0      # lines read so far
+        self.start_record()
+
+    def start_record(self):
+        self.chars = self.delimiters = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.f.readline(MAX_RECORD_CHARS + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        undecodable = None if line.isascii() else _UNDECODABLE.search(line)
+        if undecodable:
+            raise ValueError(f"{self.path}, line {self.number}: not UTF-8 text (byte "
+                             f"{ord(undecodable.group()) - 0xDC00:#04x}); save the file as UTF-8")
+        self.chars += len(line)
+        self.delimiters += line.count(self.delimiter)
+        if self.chars > MAX_RECORD_CHARS:
+            raise ValueError(f"{self.path}, line {self.number}: a record longer than "
+                             f"{MAX_RECORD_CHARS:,} characters (not a CSV file, or an "
+                             "unmatched quote?)")
+        if self.delimiters >= MAX_COLUMNS:
+            raise ValueError(f"{self.path}, line {self.number}: more than {MAX_COLUMNS:,} "
+                             f"fields (is {self.delimiter!r} the delimiter?)")
+        return line
+
+
+def _records(path, f, delimiter):
+    """(file line, fields) of each record that holds something."""
+    lines = _Lines(path, f, delimiter)
+    # strict: a stray quote is an error, not a silently merged field.
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    while True:
+        line = lines.number + 1
+        lines.start_record()
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ValueError(f"{path}, line {lines.number}: not valid CSV ({exc})") from None
+        # Blank lines (often one at the end) and rows of empty fields carry no sample.
+        if any(field.strip() for field in row):
+            yield line, row
+
+
+def _number(text):
+    """``text`` as a float, or None where it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _has_header(path, head, header):
+    """Whether the first record names the columns (the rule is in ``load_csv``)."""
+    if header == "infer":
+        first = [field.strip() for field in head[0][1]]
+        if any(_number(field) is not None for field in first):
+            return False      # a number: a data row (a missing value does not change that)
+        if len(head) == 1:
+            return all(first)
+        line, second = head[1]
+        if not any(name and _number(value) is not None for name, value in zip(first, second)):
+            return False      # no name above a number: data (refused as not numbers)
+        if not all(first):
+            raise ValueError(
+                f"{path}, line {head[0][0]}: looks like a header (names above the numbers "
+                f"of line {line}), but column {first.index('')} has no name (a pandas "
+                "index? drop it); pass header=True or header=False to say which it is")
+        return True
+    return header
+
+
+def _read_table(path, rows, names, target, maybe_header, return_classes):
+    rows = iter(rows)
+    first = next(rows)
+    width = len(names) if names is not None else len(first[1])
+    column = None if target is None else _target_index(target, names, width, path)
     features = [c for c in range(width) if c != column]
     if not features:
         raise ValueError(f"{path}: the table has only the target column, no features")
-    X = _to_float(path, rows, features, names, first_line)
-    y, classes = _labels([row[column].strip() for row in rows], path)
-    return (X, y, classes) if return_classes else (X, y)
-
-
-def _read_rows(path, delimiter):
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"CSV file {path!r} not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: drop an Excel BOM
-        # Blank lines (often one at the end) carry no sample.
-        rows = [row for row in csv.reader(f, delimiter=delimiter) if any(c.strip() for c in row)]
-    if not rows:
-        raise ValueError(f"{path}: the file is empty")
-    return rows
-
-
-def _is_number(field):
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
-
-
-def _has_header(rows, header):
-    if header in (True, False):
-        return header
-    if header is None:
-        return False
-    if header != "infer":
-        raise ValueError(f"header must be 'infer', True or False, got {header!r}")
-    first = rows[0]
-    if len(rows) == 1:
-        return not any(_is_number(field) for field in first)
-    # A text field above a number: that column has a name.  (A text column of class
-    # names has text in both rows, so it cannot make a header on its own.)
-    second = rows[1]
-    return any(not _is_number(a) and _is_number(b) for a, b in zip(first, second))
-
-
-def _check_rectangular(path, rows, names, first_line):
-    width = len(names) if names is not None else len(rows[0])
-    for i, row in enumerate(rows):
+    # Read into flat float arrays row by row: a table of strings would take 10-50x
+    # the memory of the numbers.
+    values = array.array("d")
+    labels = None if column is None else _Labels(
+        path, _column_name(column, names), first[0] if maybe_header else None)
+    n = 0
+    for line, row in itertools.chain([first], rows):
         if len(row) != width:
-            raise ValueError(f"{path}, line {first_line + i}: {len(row)} fields, but "
+            raise ValueError(f"{path}, line {line}: {len(row)} fields, but "
                              f"{'the header has' if names else 'the first row has'} {width} "
                              "(ragged rows; is the delimiter right?)")
-    return width
+        try:
+            numbers_ = [float(row[c]) for c in features]
+        except ValueError:
+            _raise_bad_feature(path, line, row, features, names, maybe_header and n == 0)
+        if not math.isfinite(sum(numbers_)):   # cheap; finds inf and nan (and overflow)
+            for c, value in zip(features, numbers_):
+                if not math.isfinite(value):
+                    raise ValueError(f"{path}, line {line}, {_column_name(c, names)}: "
+                                     f"{row[c].strip()[:100]!r} is not a finite number")
+        values.extend(numbers_)
+        if labels is not None:
+            labels.add(line, row[column])
+        n += 1
+    X = np.frombuffer(values, dtype=np.float64).reshape(n, len(features))
+    y, classes = (None, None) if labels is None else labels.result()
+    return (X, y, classes) if return_classes else (X, y)
 
 
 def _target_index(target, names, width, path):
@@ -335,58 +500,108 @@ def _target_index(target, names, width, path):
                              "header row; give the column's index instead")
         if target not in names:
             raise ValueError(f"{path} has no column {target!r}; its columns are "
-                             f"{', '.join(names)}")
+                             f"{_abbreviate(names)}")
+        if names.count(target) > 1:
+            raise ValueError(f"{path} has {names.count(target)} columns named {target!r}; "
+                             "give the target column's index instead")
         return names.index(target)
-    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
-        raise TypeError(f"target must be a column index or name, got {target!r}")
     if not -width <= target < width:
         raise ValueError(f"target column {target} is out of range: {path} has {width} columns")
     return int(target) % width
 
 
-def _to_float(path, rows, columns, names, first_line):
-    table = [[row[c] for c in columns] for row in rows]
-    try:
-        X = np.array(table, dtype=np.float64)
-    except ValueError:
-        _raise_first_bad_field(path, table, columns, names, first_line)
-    if not np.isfinite(X).all():
-        i, j = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"{path}, line {first_line + i}, {_column_name(columns[j], names)}: "
-                         f"{table[i][j].strip()!r} is not a finite number")
-    return X
+def _abbreviate(names, limit=20):
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _raise_first_bad_field(path, table, columns, names, first_line):
-    """Say where the first feature that is not a number is (the slow search runs only
-    once conversion has failed)."""
-    for i, row in enumerate(table):
-        for j, field in enumerate(row):
-            if not _is_number(field):
-                raise ValueError(f"{path}, line {first_line + i}, "
-                                 f"{_column_name(columns[j], names)}: feature {field!r} is "
-                                 "not a number (features must be numeric)")
-    raise ValueError(f"{path}: the features could not be read as numbers")
+def _raise_bad_feature(path, line, row, features, names, first_row):
+    """Say which feature of a row is not a number (only once conversion has failed)."""
+    for c in features:
+        field = row[c].strip()
+        hint = ""
+        if not field:
+            problem = "missing value (an empty field)"
+        elif "\0" in field:
+            problem = f"feature {field[:100]!r} holds a NUL byte (is this a text file?)"
+        elif _number(field) is None:
+            problem = f"feature {field[:100]!r} is not a number (features must be numeric)"
+            if first_row:
+                hint = f"; if line {line} is a header, pass header=True"
+        else:
+            continue
+        raise ValueError(f"{path}, line {line}, {_column_name(c, names)}: {problem}{hint}")
+    raise ValueError(f"{path}, line {line}: the features could not be read as numbers")
 
 
 def _column_name(index, names):
     return f"column {names[index]!r}" if names else f"column {index}"
 
 
-def _labels(values, path):
-    """int64 labels and the class of each label (see ``load_csv``)."""
-    if all(_is_number(v) for v in values):
-        numbers_ = np.array(values, dtype=np.float64)
-        if not np.isfinite(numbers_).all():
-            raise ValueError(f"{path}: the target column contains NaN or infinity")
-        whole = np.all(numbers_ == np.round(numbers_))
-        if whole and numbers_.min() >= 0:
-            labels = numbers_.astype(np.int64)
-            return labels, np.arange(labels.max() + 1)
-        if not whole:
-            raise ValueError(f"{path}: the target column holds fractional numbers; cyprop "
-                             "trains classifiers, so the target must hold classes")
-        classes, labels = np.unique(numbers_.astype(np.int64), return_inverse=True)
-        return labels.astype(np.int64), classes
-    classes, labels = np.unique(np.array(values, dtype=str), return_inverse=True)
-    return labels.astype(np.int64).ravel(), classes
+class _Labels:
+    """The target column, read row by row: each label is checked as it comes (so the
+    first bad one is reported) and kept as the index of its class."""
+
+    def __init__(self, path, column, first_line):
+        self.path, self.column = path, column
+        self.first_line = first_line   # the first row, when it may be a header read as data
+        self.ids = {}                  # class (a number or a name) -> index
+        self.first = None              # (line, text, is a name) of the first label
+        self.y = array.array("q")
+
+    def _error(self, line, problem, name_line=None):
+        hint = ""
+        if name_line is not None and name_line == self.first_line:
+            hint = f"; if line {name_line} is a header, pass header=True"
+        return ValueError(f"{self.path}, line {line}, {self.column}: {problem}{hint}")
+
+    def add(self, line, text):
+        text = text.strip()
+        if not text:
+            raise self._error(line, "the target is missing (an empty field)")
+        key = _number(text)
+        shown = repr(text[:100])
+        if key is None:
+            key = text
+        elif not math.isfinite(key):
+            raise self._error(line, f"target {shown} is not a finite number")
+        elif not key.is_integer():
+            raise self._error(line, f"target {shown} is a fractional number; cyprop trains "
+                              "classifiers, so the target must hold classes (whole numbers "
+                              "or names), not a quantity")
+        elif abs(key) >= _EXACT_LIMIT:
+            raise self._error(line, f"target {shown} is too large for a class number "
+                              "(2**53 or more); give classes as names or smaller numbers")
+        is_name = isinstance(key, str)
+        if self.first is None:
+            self.first = (line, text, is_name)
+        elif is_name != self.first[2]:
+            kinds = ("a name", "a number") if is_name else ("a number", "a name")
+            raise self._error(line, f"target {shown} is {kinds[0]}, but the target on line "
+                              f"{self.first[0]} ({self.first[1][:100]!r}) is {kinds[1]}; "
+                              "targets must be all numbers or all names (a missing-value "
+                              "marker?)", self.first[0] if self.first[2] else line)
+        index = self.ids.setdefault(key, len(self.ids))
+        if index >= MAX_CLASSES:
+            raise self._error(line, f"more than {MAX_CLASSES} distinct targets; cyprop "
+                              "trains classifiers, and this looks like a quantity to "
+                              "regress")
+        self.y.append(index)
+
+    def result(self):
+        """(int64 labels, classes): the rules are in ``load_csv``."""
+        keys = list(self.ids)
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        code = np.empty(len(keys), dtype=np.int64)       # class index -> label
+        if self.first[2]:
+            classes = np.array([keys[i] for i in order])
+            code[order] = np.arange(len(keys))
+        else:
+            values = np.array([keys[i] for i in order], dtype=np.int64)
+            if values[0] >= 0 and values[-1] < max(10, 2 * len(values)):
+                classes = np.arange(values[-1] + 1)
+                code[order] = values
+            else:
+                classes = values
+                code[order] = np.arange(len(keys))
+        return code[np.frombuffer(self.y, dtype=np.int64)], classes
