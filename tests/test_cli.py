@@ -1,4 +1,6 @@
-"""The command line, mostly through ``cli.main([...])``; one run as ``python -m cyprop``."""
+"""The command line, mostly through ``cli.main([...])``; what could block or crash (FIFOs,
+divergence) through the installed console script in a child process, run in a
+temporary folder outside the source tree, and one run as ``python -m cyprop``."""
 
 import gzip
 import os
@@ -7,6 +9,7 @@ import re
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,3 +366,148 @@ def test_python_dash_m(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert done.returncode == 2
     assert done.stderr.startswith("cyprop: error:") and done.stderr.count("\n") == 1
+
+
+# ------------------------------------------- the console script, as installed
+CYPROP = Path(sys.executable).with_name("cyprop")
+
+
+def run_script(cwd, *argv, timeout=120):
+    """(exit status, stdout, stderr) of the installed ``cyprop`` console script, run
+    in ``cwd`` (a temporary folder, outside the source tree)."""
+    if not CYPROP.exists():
+        pytest.skip("no cyprop console script beside this Python")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([str(CYPROP), *argv], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("lr", ["1e10", "1e300"])
+def test_script_diverging_training_is_an_error(tmp_path, lr):
+    model = tmp_path / "model.npz"
+    status, out, err = run_script(tmp_path, "train", "--data", "moons", "--epochs", "5",
+                                  "--lr", lr, "--no-compare", "--save", str(model))
+    assert status != 0, out
+    assert_one_line_error(err, "diverged", "try a smaller --lr")
+    assert "test accuracy" not in out and not model.exists()
+
+
+def test_script_train_and_predict(tmp_path):
+    if not hasattr(cyprop, "load"):
+        pytest.skip("cyprop has no persistence yet")
+    status, out, err = run_script(tmp_path, "train", "--data", "moons", "--epochs", "3",
+                                  "--quiet", "--no-compare", "--save", "m.npz")
+    assert status == 0, err
+    assert "model saved to m.npz" in out and (tmp_path / "m.npz").is_file()
+    (tmp_path / "x.tsv").write_text("x\ty\n0\t1\n1\t-0.5\n")
+    status, out, err = run_script(tmp_path, "predict", "m.npz", "x.tsv", "--delimiter", "tab")
+    assert status == 0, err
+    assert len(out.split()) == 2
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+def test_script_refuses_fifos_directories_and_devices_at_once(tmp_path, fifo):
+    """Nothing may block on a FIFO: each refusal comes at once (from a stat)."""
+    (tmp_path / "x.csv").write_text("1,2\n")
+    cases = [
+        (["evaluate", str(fifo), "--data", "xor"], 1, "is a FIFO (named pipe), not a model file"),
+        (["evaluate", str(tmp_path), "--data", "xor"], 1, "is a directory, not a model file"),
+        (["predict", os.devnull, "x.csv"], 1, "is a character device, not a model file"),
+        (["train", "--data", f"csv:{fifo}", *QUICK], 1, "is a FIFO (named pipe), not a CSV file"),
+        (["train", "--data", f"csv:{tmp_path}", *QUICK], 1, "is a directory, not a CSV file"),
+        (["train", "--data", "xor", "--save", str(fifo)], 2, "is a FIFO (named pipe)"),
+        (["train", "--data", "xor", "--plot", str(fifo)], 2, "is a FIFO (named pipe)"),
+        (["predict", "m.npz", "x.csv", "-o", str(fifo)], 2, "is a FIFO (named pipe)"),
+    ]
+    for argv, expected, fragment in cases:
+        status, out, err = run_script(tmp_path, *argv, timeout=60)
+        assert status == expected, (argv, err)
+        assert_one_line_error(err, fragment)
+        assert out == "", argv          # nothing trained or printed first
+
+
+def test_script_predict_input_fifo(tmp_path, fifo):
+    (tmp_path / "m.npz").write_bytes(b"")     # the input is checked first
+    status, _, err = run_script(tmp_path, "predict", "m.npz", str(fifo), timeout=60)
+    assert status == 1
+    assert_one_line_error(err, "is a FIFO (named pipe), not a CSV file")
+
+
+# ------------------------------------------------ destinations, before training
+@pytest.mark.parametrize("option", ["--save", "--plot"])
+def test_destinations_are_checked_before_training(capsys, tmp_path, option):
+    pytest.importorskip("matplotlib")
+    name = "out.npz" if option == "--save" else "out.png"
+    for destination, fragment in [
+            (tmp_path / "missing" / name, "does not exist"),
+            (tmp_path, "is a directory"),
+            (f"{tmp_path}/", "names a folder"),
+            (os.devnull, "is a character device")]:
+        status, out, err = run(capsys, "train", "--data", "moons", option, str(destination),
+                               *QUICK)
+        assert status == 2 and out == "", destination
+        assert_one_line_error(err, option, fragment)
+
+
+@pytest.mark.parametrize("name, fragment", [("curves.xyz", "cannot write .xyz files"),
+                                            ("curves", "needs an extension")])
+def test_plot_format_is_checked_before_training(capsys, tmp_path, name, fragment):
+    pytest.importorskip("matplotlib")
+    status, out, err = run(capsys, "train", "--data", "moons", "--plot",
+                           str(tmp_path / name), *QUICK)
+    assert status == 2 and out == ""
+    assert_one_line_error(err, fragment, ".png", ".pdf", ".svg")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_destinations(capsys, tmp_path, pickle_persistence):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    readonly = tmp_path / "readonly.npz"
+    readonly.write_bytes(b"")
+    readonly.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        for destination in (folder / "m.npz", readonly):
+            status, out, err = run(capsys, "train", "--data", "xor", "--save",
+                                   str(destination), *QUICK)
+            assert status == 2 and out == ""
+            assert_one_line_error(err, "not writable")
+        status, _, err = run(capsys, "predict", "m.npz", "x.csv", "-o", str(readonly))
+        assert status == 2
+        assert_one_line_error(err, "--output", "not writable")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_output_destination_is_checked_before_the_model(capsys, tmp_path):
+    status, _, err = run(capsys, "predict", "nope.npz", "x.csv", "-o",
+                         str(tmp_path / "missing" / "labels.txt"))
+    assert status == 2
+    assert_one_line_error(err, "--output", "does not exist")
+
+
+# --------------------------------------------------------------- CSV classes
+def test_train_csv_shows_mapped_number_classes(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [f"{x:.3f},{[100, 5000][int(x > 0)]}" for x in rng.normal(size=40)]
+    path = tmp_path / "codes.csv"
+    path.write_text("\n".join(rows) + "\n")
+    status, out, _ = run(capsys, "train", "--data", f"csv:{path}", *QUICK)
+    assert status == 0
+    assert "2 classes" in out and "classes:   0=100, 1=5000" in out
+
+
+def test_train_csv_refuses_a_quantity_as_target(capsys, tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_text("size,price\n1,0.5\n2,1.5\n")
+    status, out, err = run(capsys, "train", "--data", f"csv:{path}", *QUICK)
+    assert status == 1 and out == ""
+    assert_one_line_error(err, "line 2", "fractional")

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import os
 import platform
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -165,7 +166,8 @@ def build_parser():
     predict.add_argument("input", metavar="INPUT.csv")
     predict.add_argument("--output", "-o", metavar="FILE",
                          help="write the labels here instead of to stdout")
-    predict.add_argument("--delimiter", default=",", help="(default: ,)")
+    predict.add_argument("--delimiter", default=",",
+                         help="one character, or 'tab' (default: ,)")
     predict.set_defaults(handler=cmd_predict)
 
     info = commands.add_parser("info", help="versions, backends and CPU",
@@ -287,9 +289,13 @@ def cmd_train(args):
     optimizer = _make_optimizer(args)
     if not args.quiet:
         _print_header(data, net, optimizer, args)
-    history = net.fit(data.X_train, data.y_train, epochs=args.epochs,
-                      batch_size=args.batch_size, optimizer=optimizer, seed=args.seed,
-                      verbose=0 if args.quiet else 1)
+    try:
+        history = net.fit(data.X_train, data.y_train, epochs=args.epochs,
+                          batch_size=args.batch_size, optimizer=optimizer, seed=args.seed,
+                          verbose=0 if args.quiet else 1)
+    except cyprop.TrainingDiverged as exc:
+        # An error, not a result: nothing is saved, and the exit status says so.
+        raise RuntimeError(_diverged_message(exc, optimizer)) from None
     _print_results(net, data, history)
     if not args.no_compare:
         _print_speedup(net, data, args.batch_size)
@@ -300,6 +306,14 @@ def cmd_train(args):
         net.save(args.save)
         print(f"model saved to {args.save}")
     return 0
+
+
+def _diverged_message(exc, optimizer):
+    text = str(exc).removesuffix(" (try a smaller learning rate)")
+    if not text.startswith("training diverged"):
+        text = f"training diverged: {text}"
+    rate = getattr(optimizer, "initial_learning_rate", None)
+    return text + (f"; try a smaller --lr than {rate:g}" if rate else "; try a smaller --lr")
 
 
 def _check_training_args(args):
@@ -314,8 +328,48 @@ def _check_training_args(args):
     # Find out before training, not after, that the model could not be saved.
     if args.save and not hasattr(cyprop.Network, "save"):
         raise RuntimeError(_NO_PERSISTENCE)
+    if args.save:
+        _check_destination(args.save, "--save")
     if args.plot:
         _import_matplotlib()
+        _check_destination(args.plot, "--plot")
+        _check_plot_format(args.plot)
+
+
+def _check_destination(path, option):
+    """Refuse, before any work, a file the command could not write: its folder is
+    missing or read-only, or the path is a folder, a FIFO (writing would block until
+    someone reads it) or a device."""
+    if path.endswith(("/", os.sep)):
+        raise UsageError(f"{option} {path!r} names a folder; give a file name")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UsageError(f"{option} {path!r}: {exc.strerror}") from None
+    if mode is not None:
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{option} {path!r} is {datasets._file_kind(mode)}, not a file "
+                             "to write")
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{option} {path!r} is not writable")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path!r}: the folder {folder!r} is not writable")
+
+
+def _check_plot_format(path):
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension not in formats:
+        problem = (f"matplotlib cannot write .{extension} files" if extension
+                   else "the file name needs an extension")
+        raise UsageError(f"--plot {path!r}: {problem}; use one of "
+                         f"{', '.join('.' + f for f in formats)}")
 
 
 def _network_sizes(layers, data):
@@ -358,7 +412,8 @@ def _print_header(data, net, optimizer, args):
     print(f"cyprop {cyprop.__version__}: training on {data.name}")
     print(f"data:      {len(data.y_train)} training samples x {data.n_features} features, "
           f"{data.n_classes} classes; {split}")
-    if data.classes is not None and data.classes.dtype.kind not in "iu":
+    if data.classes is not None and not np.array_equal(data.classes,
+                                                      np.arange(len(data.classes))):
         print("classes:   " + _abbreviate([f"{i}={c}" for i, c in enumerate(data.classes)]))
     acts = net.activations
     print(f"network:   {'-'.join(map(str, net.sizes))} ({net.n_params:,} parameters), "
@@ -408,7 +463,8 @@ def _training_rate(net, backend, X, y, batch_size, repeats=3, budget_s=1.0):
     optimizer = type(net.optimizer)(**net.optimizer.get_config())
     best, spent = 0.0, 0.0
     for _ in range(repeats):
-        history = twin.fit(X, y, epochs=1, batch_size=batch_size, optimizer=optimizer, seed=0)
+        history = twin.fit(X, y, epochs=1, batch_size=batch_size, optimizer=optimizer, seed=0,
+                           verbose=0)
         best = max(best, history.samples_per_second[-1])
         spent += history.seconds[-1]
         if spent > budget_s:
@@ -458,8 +514,8 @@ def _load_model(path):
     load = getattr(cyprop, "load", None)
     if load is None:
         raise RuntimeError(_NO_PERSISTENCE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file {path!r} not found")
+    # From its stat, before anything opens it: a FIFO would block the open forever.
+    datasets._check_regular_file(path, "model file")
     return load(path)
 
 
@@ -477,8 +533,14 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    # Everything is checked before the (slower) model load.
+    if getattr(cyprop, "load", None) is None:
+        raise RuntimeError(_NO_PERSISTENCE)
+    if args.output:
+        _check_destination(args.output, "--output")
+    datasets._check_regular_file(args.input, "CSV file")
     net = _load_model(args.model)
-    X, _ = datasets.load_csv(args.input, target=None, delimiter=args.delimiter)
+    X, _ = datasets.load_csv(args.input, target=None, delimiter=_delimiter(args.delimiter))
     if X.shape[1] != net.sizes[0]:
         raise ValueError(f"{args.input} has {X.shape[1]} columns, but the model takes "
                          f"{net.sizes[0]} features (the file must hold features only)")
@@ -489,6 +551,11 @@ def cmd_predict(args):
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _delimiter(text):
+    # A tab is hard to type in a shell: accept its name and its escape.
+    return "\t" if text in ("tab", "\\t") else text
 
 
 # --------------------------------------------------------------------- info
