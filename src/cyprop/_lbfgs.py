@@ -37,15 +37,24 @@ def output_values(output, z):
 
 
 def sample_losses(output, a, z, y):
-    """Each sample's loss (one per row) for an output activation: cross-entropy for
-    softmax and sigmoid, half the squared error for identity, and for exp the Poisson
-    deviance's terms that depend on z (exp(z) - y z)."""
+    """Each sample's loss (one per row) for an output activation, as scikit-learn
+    computes it: cross-entropy for softmax and sigmoid from the probabilities clipped
+    to [eps, 1 - eps] (so that one sample's loss is at most -log(eps): with negative
+    sample weights the objective stays bounded, as scikit-learn's), half the squared
+    error for identity, and for exp the Poisson deviance's terms that depend on z
+    (exp(z) - y z)."""
     if output == "exp":
         with np.errstate(over="ignore", invalid="ignore"):
             return np.sum(a - y * z, axis=1)
     if output == "identity":
         return _maths.sample_losses("mse", "identity", a, z, y)
-    return _maths.sample_losses("cross_entropy", output, a, z, y)
+    from scipy.special import xlogy
+
+    eps = np.finfo(a.dtype).eps
+    p = np.clip(a, eps, 1 - eps)
+    if output == "softmax":
+        return -np.sum(xlogy(y, p), axis=1)
+    return -np.sum(xlogy(y, p) + xlogy(1 - y, 1 - p), axis=1)
 
 
 def poisson_constant(y, sample_weight=None):

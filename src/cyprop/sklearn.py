@@ -30,8 +30,14 @@ the same order):
   ``sqrt(v)`` before the bias correction), a difference of order epsilon.
 - The L2 term of the stochastic solvers is a weight decay of ``alpha / batch_size``
   on every batch (scikit-learn divides by each batch's size, or sum of sample
-  weights, so its last, shorter batch of an epoch decays a little more); the
-  penalty in ``loss_curve_`` is taken with the weights at the end of the epoch.
+  weights, so its last, shorter batch of an epoch decays a little more).  The
+  penalty in ``loss_curve_`` is scikit-learn's for one batch per epoch; with more,
+  it takes ||W||^2 interpolated between the epoch's start and end (scikit-learn's
+  uses the weights before each batch's step).
+- The cross-entropy of the stochastic solvers and of unweighted 'lbfgs' is computed
+  exactly, from the pre-activations; scikit-learn clips the probabilities to
+  [eps, 1 - eps] first, which only matters for a sample whose probability is below
+  eps (a loss above 36).  Weighted 'lbfgs' clips as scikit-learn does.
 - With float32 input, 'lbfgs' works on float32 weights and gradients (scikit-learn's
   turn float64 during its L-BFGS run).
 """
@@ -313,12 +319,19 @@ class _BaseBackprop(BaseEstimator):
                 dropout_seed = int(rng.randint(np.iinfo(np.int32).max)) if any(net.dropout) \
                     else None
                 kept = net._params.copy(), optimizer.steps, _copy(optimizer.state)
+                squares_before = _squared_weights(net) if self.alpha else 0.0
                 loss_sum, correct, penalty_factor, data_scale = epoch.run(sample_idx,
                                                                           dropout_seed)
                 diverged = not np.all(np.isfinite(net._params))
                 penalty = 0.0
                 if self.alpha and not diverged:
-                    penalty = 0.5 * self.alpha * penalty_factor * _squared_weights(net)
+                    # scikit-learn adds each batch's penalty with the weights before its
+                    # step: exact for one batch per epoch, ||W||^2 interpolated between
+                    # the epoch's start and end for more
+                    squares_after = _squared_weights(net)
+                    share = (epoch.n_batches - 1) / (2 * epoch.n_batches)
+                    squares = squares_before + (squares_after - squares_before) * share
+                    penalty = 0.5 * self.alpha * penalty_factor * squares
                 loss = (loss_sum * data_scale + penalty) / n
                 self.n_iter_ += 1
                 self.loss_ = loss
@@ -540,10 +553,10 @@ class _BaseBackprop(BaseEstimator):
 
     # ------------------------------------------------------------- inference
     def _outputs(self, X, validated=False):
-        """The output activations for X, in X's floating dtype (float32 stays float32,
-        anything else gives float64), whatever dtype the network computes in; a sparse X
-        a block of rows at a time.  Overflowing outputs come back as they are (inf, NaN),
-        as scikit-learn's do, not as an error."""
+        """The output activations for X, in the dtype scikit-learn's would have: float32
+        for float32 X and float32 weights, else float64 (the network computes in its own
+        dtype); a sparse X a block of rows at a time.  Overflowing outputs come back as
+        they are (inf, NaN), as scikit-learn's do, not as an error."""
         check_is_fitted(self, "network_")
         if not validated:
             X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc", "coo"],
@@ -555,9 +568,9 @@ class _BaseBackprop(BaseEstimator):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return net._impl.forward(net.arch, net._params, rows)
 
-        out = _sparse.map_rows(forward, X, net.dtype, net.arch.n_outputs,
-                               out_dtype=np.float32 if X.dtype == np.float32 else np.float64)
-        out = out.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
+        out_dtype = np.promote_types(X.dtype, net.dtype)
+        out = _sparse.map_rows(forward, X, net.dtype, net.arch.n_outputs, out_dtype=out_dtype)
+        out = out.astype(out_dtype, copy=False)
         if self._output_kind == "exp":
             out = _lbfgs.output_values("exp", out)
         return out
@@ -771,8 +784,8 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     backend : {'auto', 'cython', 'numpy'}, default='auto'
     dtype : {None, 'float64', 'float32'}, default=None
         The network's dtype, which it trains in.  None: X's (float32 for float32
-        input, as scikit-learn, float64 otherwise).  Predictions come in the input's
-        dtype: float32 for float32 X, float64 otherwise.
+        input, as scikit-learn, float64 otherwise).  Predictions are float32 when X and
+        the network are, else float64 (as scikit-learn's X @ coefs_).
     dropout : float or list of float, default=0.0
         Inverted dropout on the hidden layers during training (stochastic solvers).
     max_norm : float or None, default=None

@@ -1,0 +1,530 @@
+"""cyprop.sklearn as a drop-in for scikit-learn's MLPClassifier and MLPRegressor.
+
+The behaviours scikit-learn's own test module (sklearn/neural_network/tests/
+test_mlp.py) checks, in our words, and agreement with scikit-learn's estimators on
+the same data and random_state: the same initial weights, the same SGD trajectory,
+the same L-BFGS iterates, the same early-stopping split, warnings and errors.
+Sparse input is in test_sklearn_sparse.py, persistence in test_sklearn_persistence.py.
+"""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", reason="cyprop.sklearn needs scikit-learn")
+
+from sklearn.datasets import (load_digits, load_iris, make_multilabel_classification,  # noqa: E402
+                              make_regression)
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from sklearn.preprocessing import LabelBinarizer, MinMaxScaler  # noqa: E402
+
+import cyprop  # noqa: E402
+from cyprop import _lbfgs  # noqa: E402
+from cyprop.sklearn import BackpropClassifier, BackpropRegressor  # noqa: E402
+
+ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
+
+_X3, _y3 = load_digits(n_class=3, return_X_y=True)
+X_MULTI, Y_MULTI = MinMaxScaler().fit_transform(_X3[:200]), _y3[:200]
+_X2, _y2 = load_digits(n_class=2, return_X_y=True)
+X_BIN, Y_BIN = MinMaxScaler().fit_transform(_X2[:200]), _y2[:200]
+X_REG, Y_REG = make_regression(n_samples=200, n_features=6, noise=1.0, random_state=0)
+Y_REG = Y_REG / Y_REG.std()
+X_IRIS, Y_IRIS = load_iris(return_X_y=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_openmp_thread():
+    """Many tiny fits: one OpenMP thread keeps them fast (see test_sklearn.py)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+def _fit(est, X, y, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y, **kwargs)
+
+
+def _layers(est):
+    return [*est.coefs_, *est.intercepts_]
+
+
+def _poisson_data(n=200, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(size=(n, 3))
+    return X, rng.poisson(np.exp(X @ [1.0, -1.0, 0.5]))
+
+
+# ------------------------------------------------------------- initial weights
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_initial_weights_are_sklearns(activation, dtype):
+    # a rate so small that no step moves a weight: coefs_ are the initial weights
+    kwargs = dict(hidden_layer_sizes=(7, 5), activation=activation, solver="sgd",
+                  learning_rate_init=1e-300, momentum=0.0, max_iter=1, random_state=3)
+    ours = _fit(BackpropClassifier(**kwargs), X_MULTI.astype(dtype), Y_MULTI)
+    theirs = _fit(MLPClassifier(**kwargs), X_MULTI.astype(dtype), Y_MULTI)
+    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    # Glorot's bound, factor 2 for logistic units, 6 otherwise (weights and biases)
+    factor = 2.0 if activation == "logistic" else 6.0
+    for coef, intercept in zip(ours.coefs_, ours.intercepts_):
+        bound = np.sqrt(factor / sum(coef.shape))
+        assert np.abs(coef).max() <= bound and np.abs(intercept).max() <= bound
+        assert np.abs(coef).max() > 0.5 * bound
+
+
+def test_cyprop_inits_stay_available():
+    clf = _fit(BackpropClassifier(hidden_layer_sizes=(6,), init="xavier", max_iter=1,
+                                  random_state=0), X_MULTI, Y_MULTI)
+    assert clf.network_.init == "xavier"
+
+
+# -------------------------------------------------------- stochastic solvers
+@pytest.mark.parametrize("Estimator, Reference, X, y", [
+    (BackpropClassifier, MLPClassifier, X_MULTI, Y_MULTI),
+    (BackpropClassifier, MLPClassifier, X_BIN, Y_BIN),
+    (BackpropRegressor, MLPRegressor, X_REG, Y_REG)])
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_follows_sklearns_trajectory(Estimator, Reference, X, y, momentum, nesterov):
+    # the same initial weights, the same order of the samples (scikit-learn's shuffle
+    # from the same random state), the same steps: the same training, to rounding
+    kwargs = dict(hidden_layer_sizes=(20,), solver="sgd", learning_rate_init=0.05,
+                  momentum=momentum, nesterovs_momentum=nesterov, max_iter=15,
+                  batch_size=50, alpha=0.0, n_iter_no_change=100, random_state=0)
+    ours, theirs = _fit(Estimator(**kwargs), X, y), _fit(Reference(**kwargs), X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert ours.t_ == theirs.t_ and ours.n_iter_ == theirs.n_iter_
+
+
+def test_sgd_l2_penalty_and_sample_weights_as_sklearn():
+    # one batch per epoch: the penalty in loss_curve_ is scikit-learn's exactly; sample
+    # weights normalise each batch's gradient by the batch's weight, as scikit-learn
+    weights = np.random.RandomState(1).uniform(0.2, 3.0, len(Y_MULTI))
+    kwargs = dict(hidden_layer_sizes=(20,), solver="sgd", learning_rate_init=0.1,
+                  max_iter=10, batch_size=200, alpha=0.01, n_iter_no_change=100,
+                  random_state=0)
+    for sample_weight in (None, weights):
+        ours = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=sample_weight)
+        theirs = _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=sample_weight)
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+        np.testing.assert_allclose(ours.predict_proba(X_MULTI), theirs.predict_proba(X_MULTI),
+                                   atol=1e-10)
+    # several batches: the weights still agree; the penalty is interpolated
+    kwargs.update(batch_size=50, alpha=0.0, max_iter=5)
+    ours = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    theirs = _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+
+
+def test_adam_is_close_to_sklearns():
+    # Adam's epsilon enters as in torch.optim: a difference of order epsilon
+    kwargs = dict(hidden_layer_sizes=(20,), max_iter=20, random_state=0, alpha=0.0)
+    ours, theirs = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI), \
+        _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+
+
+@pytest.mark.parametrize("X, y", [(X_BIN, Y_BIN), (X_MULTI, Y_MULTI)])
+def test_early_stopping_splits_and_scores_as_sklearn(X, y):
+    # binary targets: a stratified split, multiclass: not (scikit-learn stratifies on
+    # its one-column target only); the same split gives the same validation scores
+    kwargs = dict(hidden_layer_sizes=(15,), solver="sgd", learning_rate_init=0.05,
+                  early_stopping=True, validation_fraction=0.2, max_iter=30,
+                  n_iter_no_change=3, alpha=0.0, random_state=0)
+    ours, theirs = _fit(BackpropClassifier(**kwargs), X, y), _fit(MLPClassifier(**kwargs), X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.validation_scores_ == theirs.validation_scores_
+    assert ours.best_validation_score_ == theirs.best_validation_score_
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
+
+
+def test_early_stopping_split_is_stratified_where_sklearns_is():
+    X, y = [[1, 2], [2, 3], [3, 4], [4, 5]], [0, 0, 0, 1]
+    with pytest.raises(ValueError, match=r"least populated classes.*too few members are: "
+                                         r"\['True'\]"):
+        BackpropClassifier(early_stopping=True).fit(X, y)
+    # multilabel targets are not stratified
+    X, Y = make_multilabel_classification(n_samples=50, random_state=0)
+    _fit(BackpropClassifier(early_stopping=True, max_iter=5), X, Y).predict(X)
+
+
+def test_invscaling_follows_samples_seen_across_warm_starts():
+    X, y = [[3, 2], [1, 6], [5, 6], [-2, -4]], [1, 1, 1, 0]
+    clf = BackpropClassifier(solver="sgd", hidden_layer_sizes=4, learning_rate="invscaling",
+                             max_iter=1, power_t=0.25, warm_start=True, random_state=0)
+    _fit(clf, X, y)
+    assert clf._optimizer.learning_rate == pytest.approx(0.001 / 5 ** 0.25)
+    _fit(clf, X, y)
+    # a fresh optimizer for the second fit, the rate after it from t_ = 8
+    assert clf.t_ == 8
+    assert clf._optimizer.learning_rate == 0.001 / pow(8 + 1, 0.25)
+    assert clf.network_.history.learning_rate == [0.001, 0.001]
+    # partial_fit carries the rate on
+    clf.partial_fit(X, y)
+    assert clf.network_.history.learning_rate[-1] == 0.001 / pow(8 + 1, 0.25)
+
+
+def test_adaptive_learning_rate_divides_by_five_until_small():
+    X, y = [[3, 2], [1, 6]], [1, 0]
+    clf = BackpropClassifier(tol=0.5, max_iter=3000, solver="sgd", learning_rate="adaptive",
+                             random_state=0).fit(X, y)
+    assert clf.n_iter_ < 3000
+    assert clf._optimizer.learning_rate < 1e-6
+    assert clf.network_.history.stop_reason == "callback"
+
+
+def test_n_iter_no_change_inf_trains_to_max_iter():
+    clf = BackpropClassifier(tol=1e9, max_iter=300, solver="sgd", n_iter_no_change=np.inf,
+                             hidden_layer_sizes=(5,), random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(300\)"):
+        clf.fit(X_BIN[:100], Y_BIN[:100])
+    assert clf.n_iter_ == 300
+    assert clf._no_improvement_count == clf.n_iter_ - 1
+
+
+def test_no_improvement_count_carries_across_warm_starts():
+    # as scikit-learn: the count (and the best loss) go on from fit to fit
+    kwargs = dict(hidden_layer_sizes=(5,), solver="sgd", tol=1e9, n_iter_no_change=5,
+                  max_iter=3, warm_start=True, random_state=0)
+    ours, theirs = BackpropClassifier(**kwargs), MLPClassifier(**kwargs)
+    for est in (ours, theirs):
+        runs = []
+        for _ in range(3):
+            _fit(est, X_BIN, Y_BIN)
+            runs.append((est.n_iter_, est._no_improvement_count))
+        est.runs = runs
+    assert ours.runs == theirs.runs == [(3, 2), (3, 5), (1, 6)]
+
+
+@pytest.mark.parametrize("Estimator", [BackpropClassifier, BackpropRegressor])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_warm_start_reaching_max_iter_warns(Estimator, solver):
+    est = Estimator(solver=solver, hidden_layer_sizes=(10,), warm_start=True, max_iter=10,
+                    n_iter_no_change=np.inf, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X_IRIS, Y_IRIS)
+    assert est.n_iter_ == 10
+    est.set_params(max_iter=20)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X_IRIS, Y_IRIS)
+    assert est.n_iter_ == 20
+
+
+# ---------------------------------------------------------------------- lbfgs
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("Estimator, Reference, X, y", [
+    (BackpropClassifier, MLPClassifier, X_MULTI, Y_MULTI),
+    (BackpropClassifier, MLPClassifier, X_BIN, Y_BIN),
+    (BackpropRegressor, MLPRegressor, X_REG, Y_REG)])
+def test_lbfgs_follows_sklearns_iterates(activation, Estimator, Reference, X, y):
+    # the same objective from the same start: the same L-BFGS-B iterates
+    kwargs = dict(hidden_layer_sizes=(10,), activation=activation, solver="lbfgs",
+                  max_iter=12, random_state=1)
+    ours, theirs = _fit(Estimator(**kwargs), X, y), _fit(Reference(**kwargs), X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    assert not hasattr(ours, "partial_fit") and not hasattr(ours, "loss_curve_")
+
+
+def test_lbfgs_with_sample_weights_and_negative_weights_as_sklearn():
+    weights = np.random.RandomState(1).uniform(0.2, 3.0, len(Y_MULTI))
+    weights[::7] = -0.3   # accepted, as scikit-learn accepts them
+    kwargs = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=10, random_state=0)
+    ours = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    theirs = _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    np.testing.assert_allclose(ours.predict_proba(X_MULTI), theirs.predict_proba(X_MULTI),
+                               atol=1e-9)
+    # and the stochastic solvers take them too
+    _fit(BackpropClassifier(hidden_layer_sizes=(5,), max_iter=3), X_MULTI, Y_MULTI,
+         sample_weight=weights)
+
+
+def test_lbfgs_max_fun_and_tol():
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        clf = BackpropClassifier(solver="lbfgs", hidden_layer_sizes=50, max_iter=150,
+                                 max_fun=10, random_state=1).fit(X_MULTI, Y_MULTI)
+    assert clf.n_iter_ <= 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = BackpropClassifier(solver="lbfgs", hidden_layer_sizes=10, tol=1e-2,
+                                 random_state=1).fit(X_MULTI, Y_MULTI)
+    assert clf.score(X_MULTI, Y_MULTI) > 0.95
+
+
+def test_lbfgs_multilabel_multioutput_and_warm_start():
+    X, Y = make_multilabel_classification(n_samples=50, random_state=0)
+    clf = BackpropClassifier(solver="lbfgs", hidden_layer_sizes=50, alpha=1e-5, max_iter=150,
+                             random_state=0, activation="logistic").fit(X, Y)
+    assert clf.score(X, Y) > 0.97 and clf.out_activation_ == "logistic"
+    X, Y = make_regression(n_samples=200, n_targets=3, random_state=11)
+    reg = _fit(BackpropRegressor(solver="lbfgs", hidden_layer_sizes=20, max_iter=200,
+                                 random_state=1), X, Y / Y.std())
+    assert reg.predict(X).shape == (200, 3) and reg.score(X, Y / Y.std()) > 0.9
+    warm = _fit(BackpropClassifier(solver="lbfgs", hidden_layer_sizes=10, max_iter=5,
+                                   warm_start=True, random_state=0), X_MULTI, Y_MULTI)
+    first = warm.loss_
+    network = warm.network_
+    _fit(warm, X_MULTI, Y_MULTI)
+    assert warm.network_ is network and warm.loss_ < first
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "sigmoid-multilabel", "identity",
+                                    "exp"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_gradient_matches_finite_differences(output, activation, weighted):
+    # scikit-learn's test_gradient, on our objective: the analytic gradient of the full
+    # loss (data term plus L2 penalty) against central differences
+    rng = np.random.RandomState(42)
+    X = rng.rand(5, 4)
+    if output == "softmax":
+        est, Y = BackpropClassifier, LabelBinarizer().fit_transform([1, 2, 3, 1, 2])
+        y = [1, 2, 3, 1, 2]
+    elif output.startswith("sigmoid"):
+        est = BackpropClassifier
+        Y = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0]])
+        if output == "sigmoid":
+            Y = Y[:, :1]
+        y = Y if Y.shape[1] > 1 else Y[:, 0]
+    elif output == "identity":
+        est, Y = BackpropRegressor, rng.normal(size=(5, 2))
+        y = Y
+    else:
+        est, Y = BackpropRegressor, rng.poisson(2.0, size=(5, 1)).astype(float)
+        y = Y[:, 0]
+    kwargs = dict(activation=activation, hidden_layer_sizes=3, solver="lbfgs", alpha=0.1,
+                  max_iter=1, random_state=1)
+    if output == "exp":
+        kwargs["loss"] = "poisson"
+    model = _fit(est(**kwargs), X, y)
+    assert model.out_activation_ == {"softmax": "softmax", "identity": "identity",
+                                     "exp": "exp"}.get(output, "logistic")
+    weights = rng.uniform(0.5, 2.0, 5) if weighted else None
+    objective = _lbfgs.Objective(model.network_, X, Y.astype(float), weights, 0.1,
+                                 model._output_kind)
+    theta = model.network_._params.copy()
+    _, grad = objective(theta)
+    numeric = np.empty_like(theta)
+    for i in range(theta.size):
+        step = np.zeros_like(theta)
+        step[i] = 1e-6
+        numeric[i] = (objective(theta + step)[0] - objective(theta - step)[0]) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+# --------------------------------------------------------- one worked example
+def test_one_sgd_step_is_sklearns_worked_example():
+    # scikit-learn's test_fit: weights set by hand, one SGD step on one sample
+    X, y = np.array([[0.6, 0.8, 0.7]]), np.array([0])
+    models = []
+    for Estimator in (BackpropClassifier, MLPClassifier):
+        mlp = Estimator(solver="sgd", learning_rate_init=0.1, alpha=0.1, activation="logistic",
+                        random_state=1, hidden_layer_sizes=2, momentum=0)
+        mlp.partial_fit(X, y, classes=[0, 1])        # builds the network
+        mlp.coefs_ = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]]), np.array([[0.1], [0.2]])]
+        mlp.intercepts_ = [np.array([0.1, 0.1]), np.array([1.0])]
+        mlp.partial_fit(X, y)
+        models.append(mlp)
+    ours, theirs = models
+    np.testing.assert_allclose(ours.coefs_[0], [[0.098, 0.195756], [0.2956664, 0.096008],
+                                                [0.4939998, -0.002244]], atol=1e-3)
+    np.testing.assert_allclose(ours.coefs_[1], [[0.04706], [0.154089]], atol=1e-3)
+    np.testing.assert_allclose(ours.intercepts_[0], [0.098333, 0.09626], atol=1e-3)
+    np.testing.assert_allclose(ours.intercepts_[1], [0.9235], atol=1e-3)
+    assert ours.predict_proba(X)[0, 1] == pytest.approx(0.739, abs=1e-3)
+    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_coefs_and_intercepts_are_assignable():
+    clf = _fit(BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0),
+               X_MULTI, Y_MULTI)
+    before = clf.predict_proba(X_MULTI)
+    # the whole list
+    clf.coefs_ = [np.zeros_like(c) for c in clf.coefs_]
+    proba = clf.predict_proba(X_MULTI)
+    assert not np.allclose(proba, before)
+    np.testing.assert_allclose(proba, np.tile(proba[0], (len(proba), 1)))
+    # one item
+    clf.intercepts_[1] = [0.0, 0.0, 5.0]
+    assert set(clf.predict(X_MULTI)) == {2}
+    with pytest.raises(ValueError, match="shape"):
+        clf.coefs_[0] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="needs 2 arrays"):
+        clf.intercepts_ = [np.zeros(4)]
+
+
+# ----------------------------------------------------------------- divergence
+def test_non_finite_weights_raise_sklearns_value_error():
+    rng = np.random.RandomState(0)
+    X = np.finfo(np.float64).max * rng.uniform(size=(10, 2))
+    y = rng.standard_normal(size=10)
+    reg = BackpropRegressor(random_state=0)
+    msg = ("Solver produced non-finite parameter weights. The input data may contain large "
+           "values and need to be preprocessed.")
+    with pytest.raises(ValueError, match=re.escape(msg)) as info:
+        _fit(reg, X, y)
+    assert isinstance(info.value, cyprop.TrainingDiverged)
+    assert all(np.isfinite(c).all() for c in reg.coefs_)   # the last finite weights
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        reg.partial_fit(X, y)
+
+
+def test_diverging_fit_with_early_stopping_finishes_as_sklearns():
+    kwargs = dict(hidden_layer_sizes=100, activation="identity", solver="sgd",
+                  learning_rate_init=1, max_iter=20, early_stopping=True, n_iter_no_change=10,
+                  random_state=0)
+    for Estimator in (BackpropRegressor, MLPRegressor):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with pytest.warns(ConvergenceWarning):
+                model = Estimator(**kwargs).fit(X_IRIS, Y_IRIS)
+        assert model.n_iter_ == 20 and len(model.validation_scores_) == 20
+        assert np.isnan(model.validation_scores_[-1]) and np.isnan(model.loss_curve_[-1])
+        assert isinstance(model.validation_scores_[-1], float)
+        assert all(np.isfinite(c).all() for c in model.coefs_)   # the best epoch's
+        assert np.isfinite(model.predict(X_IRIS)).all()
+
+
+def test_predict_on_overflowing_activations_returns_what_sklearn_returns():
+    big = [np.full((4, 3), 1e200), np.full((3, 1), 1e200)]
+    X = np.array([[1.0, 1, 1, 1], [1, -1, 1, -1], [-1, -1, -1, -1]])
+    for activation in ("identity", "relu", "tanh", "logistic"):
+        outputs = []
+        for Estimator in (BackpropRegressor, MLPRegressor):
+            reg = _fit(Estimator(hidden_layer_sizes=(3,), activation=activation, max_iter=1,
+                                 random_state=0), X, [1.0, 2.0, 3.0])
+            reg.coefs_ = [b.copy() for b in big]
+            with np.errstate(all="ignore"):
+                outputs.append(reg.predict(X))
+        np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)   # inf, -inf, NaN alike
+    # the classifier's probabilities and labels too, without an error
+    clf = _fit(BackpropClassifier(hidden_layer_sizes=(3,), max_iter=1), X, [0, 1, 2])
+    clf.coefs_ = [np.full((4, 3), 1e200), np.full((3, 3), 1e200)]
+    clf.predict_proba(X)
+    clf.predict(X)
+
+
+# -------------------------------------------------------------- shapes, dtypes
+def test_predict_proba_of_a_single_class_has_two_columns_as_sklearns():
+    X = np.random.RandomState(0).rand(20, 3)
+    for Estimator in (BackpropClassifier, MLPClassifier):
+        clf = _fit(Estimator(hidden_layer_sizes=(3,), max_iter=5, random_state=0), X, ["a"] * 20)
+        proba = clf.predict_proba(X[:4])
+        assert proba.shape == (4, 2) and clf.n_outputs_ == 1
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        assert list(clf.predict(X[:4])) == ["a"] * 4
+
+
+@pytest.mark.parametrize("Estimator", [BackpropClassifier, BackpropRegressor])
+def test_dtypes_follow_the_input_as_sklearns(Estimator):
+    X, y = X_MULTI, Y_MULTI
+    for X_dtype, param, weights, predictions in [
+            (np.float32, None, np.float32, np.float32),
+            (np.float64, None, np.float64, np.float64),
+            (np.float32, "float64", np.float64, np.float64),   # the parameter overrides
+            (np.float64, "float32", np.float32, np.float64)]:
+        est = _fit(Estimator(hidden_layer_sizes=(5, 3), max_iter=20, dtype=param,
+                             random_state=1), X.astype(X_dtype), y)
+        assert all(c.dtype == weights for c in est.coefs_ + est.intercepts_)
+        predicted = est.predict_proba(X.astype(X_dtype)) if Estimator is BackpropClassifier \
+            else est.predict(X.astype(X_dtype))
+        assert predicted.dtype == predictions
+    # a float32 network continues (warm start, partial_fit) on float64 data in float32
+    est = _fit(Estimator(hidden_layer_sizes=(5,), max_iter=3, warm_start=True),
+               X.astype(np.float32), y)
+    _fit(est, X, y)
+    assert est.network_.dtype == np.float32
+
+
+def test_float32_and_float64_agree():
+    kwargs = dict(alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=100, tol=1e-1)
+    clf64 = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI)
+    clf32 = _fit(BackpropClassifier(**kwargs), X_MULTI.astype(np.float32), Y_MULTI)
+    np.testing.assert_array_equal(clf64.predict(X_MULTI), clf32.predict(X_MULTI))
+    np.testing.assert_allclose(clf64.predict_proba(X_MULTI), clf32.predict_proba(X_MULTI),
+                               rtol=1e-2)
+
+
+# -------------------------------------------------------------------- poisson
+def test_poisson_lbfgs_is_sklearns():
+    X, y = _poisson_data()
+    weights = np.random.RandomState(2).uniform(0.5, 2.0, len(y))
+    kwargs = dict(loss="poisson", hidden_layer_sizes=(5,), solver="lbfgs", max_iter=20,
+                  random_state=0)
+    for sample_weight in (None, weights):
+        ours = _fit(BackpropRegressor(**kwargs), X, y, sample_weight=sample_weight)
+        theirs = _fit(MLPRegressor(**kwargs), X, y, sample_weight=sample_weight)
+        assert ours.out_activation_ == theirs.out_activation_ == "exp"
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-8)
+
+
+def test_poisson_with_a_glm_as_sklearn_tests_it():
+    from sklearn.linear_model import PoissonRegressor
+
+    rng = np.random.default_rng(42)
+    X = np.linspace(0, 1, 100)
+    y = rng.poisson(np.exp(X + 1))
+    X = X.reshape(-1, 1)
+    glm = PoissonRegressor(alpha=0, tol=1e-7).fit(X, y)
+    mlp = BackpropRegressor(loss="poisson", hidden_layer_sizes=(1,), activation="identity",
+                            alpha=0, solver="lbfgs", tol=1e-7,
+                            random_state=np.random.RandomState(43)).fit(X, y)
+    np.testing.assert_allclose(mlp.predict(X), glm.predict(X), rtol=1e-4)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_poisson_stochastic_solvers_follow_sklearn(solver):
+    X, y = _poisson_data()
+    kwargs = dict(loss="poisson", hidden_layer_sizes=(5,), solver=solver,
+                  learning_rate_init=0.01, max_iter=15, batch_size=50, alpha=1e-3,
+                  n_iter_no_change=100, random_state=0)
+    ours, theirs = _fit(BackpropRegressor(**kwargs), X, y), _fit(MLPRegressor(**kwargs), X, y)
+    rtol = 1e-10 if solver == "sgd" else 1e-4
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=rtol)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-3)
+    with pytest.raises(ValueError, match="y >= 0"):
+        BackpropRegressor(loss="poisson").fit(X, -y)
+
+
+# --------------------------------------------------- partial_fit as sklearn's
+def test_partial_fit_signature_and_availability():
+    X, y = X_MULTI[:20], Y_MULTI[:20]
+    weights = np.ones(20)
+    clf = BackpropClassifier(solver="sgd", random_state=0)
+    clf.partial_fit(X, y, weights, classes=np.unique(y))   # third: sample_weight
+    BackpropRegressor(solver="sgd").partial_fit(X, y.astype(float), weights)
+    for Estimator in (BackpropClassifier, BackpropRegressor):
+        assert not hasattr(Estimator(solver="lbfgs"), "partial_fit")
+        assert hasattr(Estimator(solver="rprop"), "partial_fit")
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        _fit(BackpropRegressor(early_stopping=True, max_iter=3), X_IRIS, Y_IRIS) \
+            .partial_fit(X_IRIS, Y_IRIS)
+
+
+def test_partial_fit_equals_fit():
+    # 100 partial_fit calls are 100 epochs of fit with tol=0, as in scikit-learn (to
+    # rounding: each call draws its shuffle from a fresh random state, so the one batch
+    # of 200 is summed in other orders)
+    kwargs = dict(solver="sgd", random_state=1, alpha=1e-5, learning_rate_init=0.2)
+    fitted = _fit(BackpropClassifier(max_iter=100, tol=0, **kwargs), X_MULTI, Y_MULTI)
+    stepped = BackpropClassifier(**kwargs)
+    for _ in range(100):
+        stepped.partial_fit(X_MULTI, Y_MULTI, classes=np.unique(Y_MULTI))
+    np.testing.assert_allclose(fitted.predict_proba(X_MULTI), stepped.predict_proba(X_MULTI),
+                               rtol=1e-9, atol=1e-15)
+    np.testing.assert_array_equal(fitted.predict(X_MULTI), stepped.predict(X_MULTI))

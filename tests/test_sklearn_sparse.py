@@ -1,0 +1,138 @@
+"""cyprop.sklearn on scipy.sparse input: trained a block of rows at a time, never
+densified whole, with the same weights as the dense input gives for the same seed."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", reason="cyprop.sklearn needs scikit-learn")
+sp = pytest.importorskip("scipy.sparse")
+
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.neural_network import MLPClassifier  # noqa: E402
+
+from cyprop import _sparse  # noqa: E402
+from cyprop.sklearn import BackpropClassifier, BackpropRegressor  # noqa: E402
+
+_X, _y = load_digits(n_class=3, return_X_y=True)
+X_DENSE = np.where(_X > 6, _X / 16.0, 0.0)   # about half zeros
+Y = _y
+Y_REG = (X_DENSE @ np.linspace(-1, 1, 64)).reshape(-1, 1) * np.array([[1.0, -0.5]])
+FORMATS = [sp.csr_matrix, sp.csr_array, sp.csc_matrix, sp.csc_array, sp.coo_matrix,
+           sp.coo_array]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_openmp_thread():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 256 rows (the least), so that the 537 samples take several."""
+    monkeypatch.setattr(_sparse, "BLOCK_BYTES", 1)
+    return _sparse.block_rows(64, 8)
+
+
+def _fit(est, X, y, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y, **kwargs)
+
+
+def _layers(est):
+    return [*est.coefs_, *est.intercepts_]
+
+
+def _assert_same_model(a, b):
+    for p, q in zip(_layers(a), _layers(b), strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("container", FORMATS)
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd", "adam"])
+def test_sparse_input_trains_the_dense_inputs_model(container, solver, small_blocks):
+    X = container(X_DENSE)
+    kwargs = dict(hidden_layer_sizes=(15,), solver=solver, max_iter=8, batch_size=32,
+                  random_state=1)
+    dense = _fit(BackpropClassifier(**kwargs), X_DENSE, Y)
+    sparse = _fit(BackpropClassifier(**kwargs), X, Y)
+    _assert_same_model(dense, sparse)
+    np.testing.assert_allclose(sparse.loss_, dense.loss_, rtol=1e-13)
+    np.testing.assert_array_equal(sparse.predict_proba(X), dense.predict_proba(X_DENSE))
+    np.testing.assert_array_equal(sparse.predict(X), dense.predict(X_DENSE))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(solver="sgd", batch_size=1),                       # online SGD, fused in the core
+    dict(solver="sgd", batch_size=7, momentum=0.0),
+    dict(solver="adam", batch_size=10, dropout=0.2, max_norm=2.0),
+    dict(solver="rmsprop", batch_size=64),
+    dict(solver="adam", early_stopping=True, validation_fraction=0.2),
+    dict(solver="lbfgs", alpha=0.1)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_matches_dense_in_every_mode(kwargs, weighted, small_blocks):
+    weights = np.random.RandomState(0).uniform(0.5, 2.0, len(Y)) if weighted else None
+    X = sp.csr_matrix(X_DENSE)
+    args = dict(hidden_layer_sizes=(12,), max_iter=4, random_state=2, **kwargs)
+    for Estimator, y in ((BackpropClassifier, Y), (BackpropRegressor, Y_REG)):
+        dense = _fit(Estimator(**args), X_DENSE, y, sample_weight=weights)
+        sparse = _fit(Estimator(**args), X, y, sample_weight=weights)
+        _assert_same_model(dense, sparse)
+        if kwargs.get("early_stopping"):
+            assert sparse.validation_scores_ == dense.validation_scores_
+
+
+def test_poisson_on_sparse_input(small_blocks):
+    X = sp.csr_matrix(X_DENSE)
+    y = np.random.RandomState(0).poisson(np.exp(X_DENSE[:, 20]))
+    for solver in ("lbfgs", "sgd"):
+        kwargs = dict(loss="poisson", hidden_layer_sizes=(4,), solver=solver, max_iter=5,
+                      random_state=0)
+        _assert_same_model(_fit(BackpropRegressor(**kwargs), X_DENSE, y),
+                           _fit(BackpropRegressor(**kwargs), X, y))
+
+
+def test_sparse_rows_are_densified_a_block_at_a_time(small_blocks, monkeypatch):
+    made = []
+    dense = _sparse.dense
+
+    def spy(X, dtype):
+        out = dense(X, dtype)
+        if sp.issparse(X):
+            made.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(_sparse, "dense", spy)
+    X = sp.csr_matrix(X_DENSE)
+    for solver, batch_size in (("lbfgs", "auto"), ("sgd", 20), ("adam", 100)):
+        made.clear()
+        clf = _fit(BackpropClassifier(hidden_layer_sizes=(8,), solver=solver, max_iter=3,
+                                      batch_size=batch_size, random_state=0), X, Y)
+        clf.predict(X)
+        assert made and max(made) <= small_blocks < X.shape[0]
+    # a part holds whole batches: a batch larger than a block is one part of its own
+    made.clear()
+    _fit(BackpropClassifier(hidden_layer_sizes=(8,), solver="sgd", max_iter=1,
+                            batch_size=400, random_state=0), X, Y)
+    assert max(made) == 400
+
+
+def test_sparse_float32_trains_in_float32():
+    X = sp.csr_matrix(X_DENSE.astype(np.float32))
+    clf = _fit(BackpropClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0), X, Y)
+    assert clf.network_.dtype == np.float32 and clf.coefs_[0].dtype == np.float32
+    assert clf.predict_proba(X).dtype == np.float32
+
+
+def test_sparse_lbfgs_as_sklearn():
+    X = sp.csr_matrix(X_DENSE)
+    kwargs = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=10, random_state=0)
+    ours, theirs = _fit(BackpropClassifier(**kwargs), X, Y), _fit(MLPClassifier(**kwargs), X, Y)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
