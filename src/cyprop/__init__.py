@@ -10,6 +10,7 @@ from . import datasets, schedules
 from ._backend import available as available_backends
 from ._config import config, show_config
 from .errors import TrainingDiverged
+from .explain import Step, explain
 from .gradcheck import check_gradients
 from .history import History
 from .network import Network
@@ -17,5 +18,5 @@ from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop, Rprop
 from .persistence import load
 
 __all__ = ["Network", "SGD", "Adam", "RMSprop", "Adagrad", "Rprop", "Optimizer", "History",
-           "TrainingDiverged", "check_gradients", "load", "datasets", "schedules",
-           "available_backends", "config", "show_config", "__version__"]
+           "TrainingDiverged", "check_gradients", "load", "explain", "Step", "datasets",
+           "schedules", "available_backends", "config", "show_config", "__version__"]
