@@ -9,6 +9,7 @@ from ._version import __version__
 from . import datasets, schedules
 from ._backend import available as available_backends
 from ._config import config, show_config
+from .ensemble import Ensemble, train_many
 from .errors import TrainingDiverged
 from .explain import Step, explain
 from .gradcheck import check_gradients
@@ -18,5 +19,6 @@ from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop, Rprop
 from .persistence import load
 
 __all__ = ["Network", "SGD", "Adam", "RMSprop", "Adagrad", "Rprop", "Optimizer", "History",
-           "TrainingDiverged", "check_gradients", "load", "explain", "Step", "datasets",
-           "schedules", "available_backends", "config", "show_config", "__version__"]
+           "TrainingDiverged", "check_gradients", "load", "explain", "Step", "train_many",
+           "Ensemble", "datasets", "schedules", "available_backends", "config", "show_config",
+           "__version__"]

@@ -1,0 +1,360 @@
+"""Many networks at once: restarts and ensembles trained on all cores, and the
+``Ensemble`` that averages their outputs.
+
+``train_many`` trains each network on a Python thread of its own: the kernels
+release the GIL, so the fits run on separate cores with no processes and no copies
+of the data.
+
+An ensemble file (``Ensemble.save``) is one uncompressed ``.npz`` archive, like a
+network's (see ``cyprop.persistence``)::
+
+    metadata     uint8 (n,)   UTF-8 JSON: {"format": "cyprop-ensemble",
+                              "format_version": 1, "cyprop_version": ..., "networks": k}
+    network_<i>  uint8 (m,)   the bytes of network i's own file, exactly what
+                              ``Network.save`` writes, i = 0 .. k-1
+
+``Ensemble.load`` reads it as safely as ``cyprop.load`` reads a network, with the same
+checks (``cyprop.persistence``'s own): nothing is unpickled, members must be stored
+arrays of plain names and sizes inside the file, and each network is checked as
+``cyprop.load`` checks a file.
+"""
+
+import concurrent.futures
+import copy
+import io
+import json
+import os
+import threading
+import zipfile
+
+import numpy as np
+
+from . import _backend, _maths, _validation, persistence
+from ._version import __version__
+from .network import Network, _check_threads
+
+FORMAT_NAME = "cyprop-ensemble"
+FORMAT_VERSION = 1
+
+# fit arguments that carry state from epoch to epoch: each network gets its own copy
+_STATEFUL_FIT_ARGUMENTS = ("optimizer", "schedule")
+
+
+def train_many(build, X, Y, n, n_threads=None, **fit_kwargs):
+    """Build ``n`` networks with ``build(i)``, i = 0 .. n-1 (each returns a
+    ``Network``, typically seeded by i), train each with ``fit(X, Y, **fit_kwargs)``
+    on ``n_threads`` Python threads, and return ``[(network, history), ...]`` sorted
+    best first.
+
+    Best means the lowest validation loss of the weights returned (the last epoch's,
+    or the best epoch's with ``early_stopping``, which restores it) when there is
+    validation data (``validation_data``, ``validation_split`` or
+    ``early_stopping``), else the lowest training loss of the last epoch; ties go to
+    the lower i.
+
+    The networks are built one after the other on this thread, then trained in
+    parallel.  An ``optimizer`` or ``schedule`` in ``fit_kwargs`` is copied
+    (``copy.deepcopy``) for each network; other arguments (data, callbacks) are
+    shared, so callbacks are called from the training threads.  ``verbose``
+    defaults to 0.  Each fit runs its kernels on one thread (``fit(n_threads=1)``)
+    so that the fits do not oversubscribe the cores.  ``n_threads`` defaults to
+    what ``fit`` would use (``OMP_NUM_THREADS``, or what threadpoolctl set, else all
+    cores) with the compiled backend, else 1, and is capped to the cores and to n.
+    The results do not depend on it: each network trains as it would alone.
+
+    Stopping: when a fit raises (a ``TrainingDiverged``, say), or on Ctrl-C
+    (``KeyboardInterrupt`` here), the fits still running stop at the end of their
+    current epoch (their ``history.stop_reason`` is ``"callback"``), those not yet
+    started never start, and the exception is raised here once every fit has
+    stopped (the first fit's to fail, noting which network it was).  No results are
+    returned then; the networks keep the weights of their last epoch, so ``build``
+    can keep references to them if they are wanted.
+    """
+    n = _validation.check_int("n", n)
+    pool_size = _pool_size(n_threads, n)
+    fit_kwargs.setdefault("verbose", 0)
+    callbacks = list(fit_kwargs.pop("callbacks", ()))
+    networks = [build(i) for i in range(n)]
+    for i, net in enumerate(networks):
+        if not isinstance(net, Network):
+            raise TypeError(f"build({i}) must return a cyprop.Network, got "
+                            f"{type(net).__name__}")
+    if len({id(net) for net in networks}) < n:
+        raise ValueError("build returned the same network more than once: each call must "
+                         "build a new one")
+    per_network = [{key: copy.deepcopy(value) if key in _STATEFUL_FIT_ARGUMENTS else value
+                    for key, value in fit_kwargs.items()} for _ in range(n)]
+
+    stop = threading.Event()
+    stopper = _StopWhenSet(stop)
+    failures = []                  # (i, exception), in the order they happened
+    failures_lock = threading.Lock()
+
+    def train(i):
+        if stop.is_set():
+            return None
+        try:
+            return networks[i].fit(X, Y, callbacks=[*callbacks, stopper], n_threads=1,
+                                   **per_network[i])
+        except BaseException as exc:
+            with failures_lock:
+                failures.append((i, exc))
+            stop.set()             # before anything else: the others stop at once
+            raise
+
+    with concurrent.futures.ThreadPoolExecutor(pool_size,
+                                               thread_name_prefix="cyprop-train") as pool:
+        futures = []
+        try:
+            futures += [pool.submit(train, i) for i in range(n)]
+            pending = set(futures)
+            while pending:
+                # a timeout, so that Ctrl-C is seen here on every platform
+                _, pending = concurrent.futures.wait(pending, timeout=0.2)
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise                  # leaving the block waits for the running fits
+    if failures:
+        i, exc = failures[0]
+        if hasattr(exc, "add_note"):   # Python 3.11+
+            exc.add_note(f"(raised by network {i} of train_many; the others were stopped)")
+        raise exc
+    results = [(net, future.result()) for net, future in zip(networks, futures)]
+    order = sorted(range(n), key=lambda i: (_score(results[i][1], per_network[i]), i))
+    return [results[i] for i in order]
+
+
+class _StopWhenSet:
+    """A fit callback: stop after this epoch once the event is set."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def on_epoch_end(self, net, epoch, logs):
+        return self.event.is_set()
+
+
+def _pool_size(n_threads, n):
+    """Training threads: as requested (checked as fit checks it) or fit's default,
+    capped to the cores and to the number of networks."""
+    n_threads = _check_threads(n_threads)
+    compiled = _backend._compiled
+    if compiled is not None:
+        threads = compiled.threads(n_threads)          # the default, capped to the cores
+    else:
+        threads = min(n_threads or 1, os.cpu_count() or 1)
+    return max(1, min(threads, n))
+
+
+def _score(history, fit_kwargs):
+    """The loss that ranks a trained network (lower is better)."""
+    validation = [v for v in history.val_loss if v is not None]
+    if validation:
+        return min(validation) if fit_kwargs.get("early_stopping") else validation[-1]
+    return history.loss[-1]
+
+
+class Ensemble:
+    """Networks whose outputs are averaged.
+
+    The members must share their inputs, outputs, output activation and loss (their
+    hidden layers, dtypes and backends may differ).  ``forward`` is the mean of the
+    members' outputs (computed in float64, returned in the members' dtype, float64
+    if they differ); ``predict`` its argmax, or a 0.5 threshold for one output, as
+    ``Network.predict``; ``evaluate`` the loss of that mean output and the accuracy
+    of ``predict``.
+
+    >>> results = cyprop.train_many(lambda i: cyprop.Network([64, 32, 10], seed=i),
+    ...                             X, y, 8, epochs=20)
+    >>> ensemble = cyprop.Ensemble(net for net, history in results[:5])
+    """
+
+    def __init__(self, networks):
+        networks = list(networks)
+        if not networks:
+            raise ValueError("an Ensemble needs at least one network")
+        for net in networks:
+            if not isinstance(net, Network):
+                raise TypeError(f"an Ensemble holds cyprop.Network objects, got "
+                                f"{type(net).__name__} (from train_many's results, take "
+                                "the networks: [net for net, history in results])")
+        first = networks[0]
+        for i, net in enumerate(networks[1:], 1):
+            for what, mine, theirs in (("inputs", net.sizes[0], first.sizes[0]),
+                                       ("outputs", net.sizes[-1], first.sizes[-1]),
+                                       ("output activation", net.arch.output, first.arch.output),
+                                       ("loss", net.loss_name, first.loss_name)):
+                if mine != theirs:
+                    raise ValueError(f"network {i} has {what} {mine!r}, network 0 has "
+                                     f"{theirs!r}: an Ensemble's networks must agree")
+        self.networks = networks
+
+    def __len__(self):
+        return len(self.networks)
+
+    def __repr__(self):
+        first = self.networks[0]
+        return (f"Ensemble({len(self)} networks, {first.sizes[0]} inputs, "
+                f"{first.sizes[-1]} outputs, output={first.arch.output!r}, "
+                f"loss={first.loss_name!r})")
+
+    # -------------------------------------------------------------- inference
+    def forward(self, X):
+        """The mean of the members' outputs: (n, n_in) -> (n, n_out); one sample
+        (n_in,) -> (n_out,)."""
+        total = None
+        for net in self.networks:   # one member's output at a time in memory
+            out = net.forward(X).astype(np.float64)
+            total = out if total is None else total + out
+        dtype = np.result_type(*(net.dtype for net in self.networks))
+        return (total / len(self.networks)).astype(dtype, copy=False)
+
+    def predict(self, X):
+        """Class labels: the argmax of the mean output (a 0.5 threshold for one output)."""
+        out = self.forward(X)
+        single = out.ndim == 1
+        out = np.atleast_2d(out)
+        if out.shape[1] == 1:
+            labels = (out[:, 0] > 0.5).astype(np.int64)
+        else:
+            labels = out.argmax(axis=1)
+        return labels[0] if single else labels
+
+    def evaluate(self, X, Y):
+        """{"loss": the members' loss of the mean output, averaged over the samples,
+        "accuracy": the fraction ``predict`` gets right}.
+
+        The loss is that of the ensemble as one model: 0.5 * sum (a - y)^2 for
+        "mse", -sum y log a (softmax) or -sum [y log a + (1 - y) log(1 - a)]
+        (sigmoid) for "cross_entropy", with a the mean output; the probabilities are
+        kept at or above the smallest normal float64 (2.2e-308), so a class that
+        every member rules out costs about 708, not infinity.
+        """
+        X, Y = self.networks[0]._check_data(X, Y)      # the members' own checks
+        a = self.forward(X).astype(np.float64)
+        y = Y.astype(np.float64)
+        first = self.networks[0]
+        tiny = np.finfo(np.float64).tiny
+        if first.loss_name == "mse":
+            losses = 0.5 * np.sum((a - y) ** 2, axis=1)
+        elif first.arch.output == "softmax":
+            losses = -np.sum(y * np.log(np.maximum(a, tiny)), axis=1)
+        else:
+            losses = -np.sum(y * np.log(np.maximum(a, tiny))
+                             + (1 - y) * np.log(np.maximum(1 - a, tiny)), axis=1)
+        return {"loss": float(np.mean(losses)),
+                "accuracy": _maths.count_correct(a, y) / X.shape[0]}
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write the ensemble to one file at exactly ``path``, atomically (see the
+        module docstring for the layout); read it back with ``Ensemble.load``."""
+        metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                    "cyprop_version": __version__, "networks": len(self.networks)}
+        arrays = {persistence._METADATA: _as_bytes_array(json.dumps(metadata).encode("utf-8"))}
+        for i, net in enumerate(self.networks):
+            arrays[f"network_{i}"] = _as_bytes_array(_network_file(net))
+        target, mode = persistence._save_target(os.fspath(path))
+        persistence._write_atomic(target, arrays, mode)
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        """Read an ensemble written by ``Ensemble.save`` from exactly ``path``;
+        ``backend`` as for ``cyprop.load``.  Raises ``OSError`` when the file cannot
+        be opened and ``ValueError``, saying what is wrong, for anything ``save``
+        would not have written."""
+        if backend not in _backend.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of "
+                             f"{', '.join(_backend.BACKENDS)}")
+        path = os.fspath(path)
+        with persistence._open_regular_file(path) as fh:
+            networks = _read_networks(path, fh, os.fstat(fh.fileno()).st_size, backend)
+        try:
+            return cls(networks)
+        except (TypeError, ValueError) as exc:
+            raise persistence._invalid(path, f"its networks do not make an ensemble: {exc}") \
+                from exc
+
+
+def _as_bytes_array(data):
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _network_file(net):
+    """The bytes of the file ``Network.save`` would write for ``net``."""
+    with net._state_lock:      # a state the network had, even while it trains
+        metadata, arrays = persistence._snapshot(net)
+    try:
+        text = json.dumps(metadata, default=persistence._json_default)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot save this network: its metadata is not JSON-serialisable "
+                        f"({exc})") from exc
+    buffer = io.BytesIO()
+    np.savez(buffer, **{persistence._METADATA: _as_bytes_array(text.encode("utf-8"))},
+             **arrays)
+    return buffer.getvalue()
+
+
+def _read_networks(path, fh, size, backend):
+    """The networks of the ensemble file open as ``fh`` (``size`` bytes)."""
+    def invalid(problem):
+        return persistence._invalid(path, problem)
+
+    if fh.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise invalid("not a cyprop ensemble file (not an .npz/zip archive)")
+    fh.seek(0)
+    archive = persistence._guarded(path, "the file is truncated or corrupted",
+                                   zipfile.ZipFile, fh)
+    uint8 = np.dtype(np.uint8)
+    with archive:
+        members = persistence._check_members(path, archive, size)
+        info = members.get(persistence._METADATA)
+        if info is None:
+            raise invalid("not a cyprop ensemble file (no metadata entry)")
+        if info.file_size > persistence.METADATA_LIMIT:
+            raise invalid(f"the metadata entry has {info.file_size} bytes, more than the "
+                          f"{persistence.METADATA_LIMIT} this cyprop reads")
+        raw = persistence._read_array(path, archive, info, persistence._METADATA, None, uint8)
+        count = _check_metadata(path, persistence._decode_json(path, raw.tobytes()),
+                                len(members))
+        expected = {persistence._METADATA} | {f"network_{i}" for i in range(count)}
+        if set(members) != expected:
+            unexpected = sorted(set(members) - expected)
+            missing = sorted(expected - set(members))
+            raise invalid(f"it should hold {count} networks; missing "
+                          f"{', '.join(missing) or 'nothing'}, unexpected "
+                          f"{', '.join(unexpected) or 'nothing'}")
+        networks = []
+        for i in range(count):
+            name = f"network_{i}"
+            data = persistence._read_array(path, archive, members[name], name, None, uint8)
+            where = f"{path} (network {i})"
+            # each network's file is read exactly as cyprop.load reads one
+            metadata, arrays = persistence._read(where, io.BytesIO(data), data.nbytes)
+            del data
+            networks.append(persistence._build(where, metadata, arrays, backend))
+    return networks
+
+
+def _check_metadata(path, meta, n_members):
+    """The number of networks the metadata announces, checked."""
+    if isinstance(meta, dict) and meta.get("format") == persistence.FORMAT_NAME:
+        raise persistence._invalid(path, "it is a network, not an ensemble: read it with "
+                                         "cyprop.load")
+    if not (isinstance(meta, dict) and meta.get("format") == FORMAT_NAME):
+        raise persistence._invalid(path, "not a cyprop ensemble file (its metadata does not "
+                                         "name the format)")
+    version = meta.get("format_version")
+    if not (type(version) is int and 1 <= version):
+        raise persistence._invalid(path, f"invalid format version {version!r:.40}")
+    if version > FORMAT_VERSION:
+        raise persistence._invalid(path, f"the file has format version {version}, written by "
+                                         f"a newer cyprop; this cyprop ({__version__}) reads "
+                                         f"versions up to {FORMAT_VERSION}: upgrade cyprop")
+    count = meta.get("networks")
+    if not (type(count) is int and 1 <= count < n_members):
+        raise persistence._invalid(path, f"invalid number of networks {count!r:.40} for a file "
+                                         f"of {n_members} entries")
+    return count

@@ -1,0 +1,404 @@
+"""cyprop.train_many and cyprop.Ensemble: networks trained on threads, results that do
+not depend on the thread count, stopping them all (an exception, Ctrl-C), and the
+ensemble's averaging and its file."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import ensemble as ensemble_module
+
+BACKENDS = ("cython", "numpy")
+
+
+def blobs(n=120, n_features=5, n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % n_classes
+    centres = rng.normal(scale=2.0, size=(n_classes, n_features))
+    return centres[labels] + rng.normal(size=(n, n_features)), labels
+
+
+def params(net):
+    return net._params.copy()
+
+
+# ------------------------------------------------------------------ train_many
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_results_do_not_depend_on_the_thread_count(backend):
+    X, y = blobs()
+    runs = {}
+    for threads in (1, 2):
+        runs[threads] = cyprop.train_many(
+            lambda i: cyprop.Network([5, 8, 3], seed=i, backend=backend), X, y, 5,
+            n_threads=threads, epochs=4, batch_size=8, optimizer=cyprop.Adam(0.01),
+            validation_data=blobs(30, seed=1))
+    assert [net.seed for net, _ in runs[1]] == [net.seed for net, _ in runs[2]]
+    for (a, history_a), (b, history_b) in zip(runs[1], runs[2]):
+        np.testing.assert_array_equal(params(a), params(b))
+        assert history_a.val_loss == history_b.val_loss
+
+
+def test_each_network_trains_as_it_would_alone():
+    X, y = blobs()
+    optimizer = cyprop.SGD(0.1, momentum=0.9)
+    # a schedule with state: halves the rate from the second epoch on
+    plateau = lambda: cyprop.schedules.ReduceOnPlateau(0.5, patience=0, min_delta=10)  # noqa
+    schedule = plateau()
+    results = cyprop.train_many(lambda i: cyprop.Network([5, 6, 3], seed=i), X, y, 3,
+                                n_threads=2, epochs=3, batch_size=4, optimizer=optimizer,
+                                schedule=schedule)
+    assert optimizer.state is None and optimizer.steps == 0     # copied, never used
+    assert schedule._scale == 1.0
+    for net, history in results:
+        assert net.optimizer is not optimizer and history is net.history
+        alone = cyprop.Network([5, 6, 3], seed=net.seed)
+        alone.fit(X, y, epochs=3, batch_size=4, optimizer=cyprop.SGD(0.1, momentum=0.9),
+                  schedule=plateau(), verbose=0)
+        np.testing.assert_array_equal(params(net), params(alone))
+        assert history.learning_rate == [0.1, 0.1, 0.05]
+    assert len({id(net.optimizer) for net, _ in results}) == 3
+
+
+def test_sorted_best_first_by_training_loss_then_by_index():
+    X, y = blobs()
+    results = cyprop.train_many(lambda i: cyprop.Network([5, 4, 3], seed=i % 2), X, y, 4,
+                                epochs=2)
+    losses = [history.loss[-1] for _, history in results]
+    assert losses == sorted(losses)
+    # seeds 0 and 1 twice each: equal losses, the lower i (same seed, built first) first
+    seeds = [net.seed for net, _ in results]
+    assert sorted(seeds) == [0, 0, 1, 1] and seeds[0] == seeds[1]
+    assert losses[0] == losses[1]
+
+
+def test_sorted_by_validation_loss_of_the_weights_returned():
+    X, y = blobs(200)
+    results = cyprop.train_many(lambda i: cyprop.Network([5, 6, 3], seed=i), X, y, 4,
+                                epochs=30, early_stopping=True, patience=3,
+                                optimizer=cyprop.SGD(2.0))
+    best = [min(history.val_loss) for _, history in results]
+    assert best == sorted(best)
+    for net, history in results:   # early stopping restored the best epoch
+        assert net.evaluate(X[-20:], y[-20:])["loss"] == pytest.approx(min(history.val_loss))
+    split = cyprop.train_many(lambda i: cyprop.Network([5, 6, 3], seed=i), X, y, 3,
+                              epochs=3, validation_split=0.2)
+    last = [history.val_loss[-1] for _, history in split]
+    assert last == sorted(last)
+
+
+def test_fits_run_silently_on_one_kernel_thread(monkeypatch, capsys):
+    calls = []
+    original = cyprop.Network.fit
+
+    def recording_fit(self, *args, **kwargs):
+        calls.append((kwargs["n_threads"], kwargs["verbose"], threading.current_thread()))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cyprop.Network, "fit", recording_fit)
+    X, y = blobs()
+    cyprop.train_many(lambda i: cyprop.Network([5, 4, 3], seed=i), X, y, 3, n_threads=2,
+                      epochs=2)
+    assert [(n, v) for n, v, _ in calls] == [(1, 0)] * 3
+    assert all(t is not threading.main_thread() for _, _, t in calls)
+    assert capsys.readouterr().out == ""
+
+
+def test_thread_count(monkeypatch):
+    cores = ensemble_module._backend._compiled.CORES
+    assert ensemble_module._pool_size(1, 8) == 1
+    assert ensemble_module._pool_size(2, 1) == 1                   # no more than networks
+    assert ensemble_module._pool_size(1000, 2000) == cores          # capped to the cores
+    monkeypatch.setattr(ensemble_module._backend._compiled, "threads",
+                        lambda requested=None: requested or 3)
+    assert ensemble_module._pool_size(None, 8) == 3                 # fit's default
+    monkeypatch.setattr(ensemble_module._backend, "_compiled", None)
+    assert ensemble_module._pool_size(None, 8) == 1                 # NumPy only: 1
+    with pytest.raises(ValueError, match="n_threads"):
+        ensemble_module._pool_size(0, 8)
+    with pytest.raises(TypeError, match="n_threads"):
+        ensemble_module._pool_size(1.5, 8)
+
+
+def test_bad_builds_are_refused_before_training():
+    X, y = blobs()
+    net = cyprop.Network([5, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="same network"):
+        cyprop.train_many(lambda i: net, X, y, 2)
+    with pytest.raises(TypeError, match=r"build\(1\) must return a cyprop.Network"):
+        cyprop.train_many(lambda i: net if i == 0 else "net", X, y, 2)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        cyprop.train_many(lambda i: net, X, y, 0)
+    assert net.history.epochs == 0
+
+
+class PoisonNetwork:
+    """A callback writing NaN into one network's weights: its next epoch raises
+    TrainingDiverged."""
+
+    def __init__(self, victim):
+        self.victim = victim
+
+    def on_epoch_end(self, net, epoch, logs):
+        if net.seed == self.victim and epoch == 0:
+            net.weights[0][0, 0] = np.nan
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_failure_stops_the_others_and_is_raised(backend):
+    X, y = blobs(60)
+    nets = []
+
+    def build(i):
+        nets.append(cyprop.Network([5, 4, 3], seed=i, backend=backend))
+        return nets[-1]
+
+    with pytest.raises(cyprop.TrainingDiverged) as failure:
+        cyprop.train_many(build, X, y, 4, n_threads=2, epochs=1_000_000, batch_size=60,
+                          callbacks=[PoisonNetwork(victim=1)])
+    if sys.version_info >= (3, 11):
+        assert "network 1 of train_many" in failure.value.__notes__[0]
+    assert nets[1].history.stop_reason == "diverged"
+    # network 0 trained beside it and was stopped; 2 and 3 never started
+    assert nets[0].history.stop_reason == "callback"
+    assert 0 < nets[0].history.epochs < 1_000_000
+    assert [nets[i].history.epochs for i in (2, 3)] == [0, 0]
+    assert not [t for t in threading.enumerate() if t.name.startswith("cyprop-train")]
+
+
+def test_ctrl_c_stops_every_fit(tmp_path):
+    """SIGINT in a child process: the running fits stop at their next epoch boundary,
+    the others never start, KeyboardInterrupt comes out of train_many, and no
+    training thread is left."""
+    script = textwrap.dedent("""
+        import json
+        import sys
+        import threading
+        import numpy as np
+        import cyprop
+
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(200, 10)), rng.integers(0, 3, 200)
+        nets = []
+
+        def build(i):
+            nets.append(cyprop.Network([10, 16, 3], seed=i))
+            return nets[-1]
+
+        class Started:
+            def on_epoch_end(self, net, epoch, logs):
+                if epoch == 0:   # one write: the threads' lines must not mix
+                    sys.stdout.write(f"started {net.seed}\\n")
+                    sys.stdout.flush()
+
+        try:
+            cyprop.train_many(build, X, y, 4, n_threads=2, epochs=10_000_000,
+                              batch_size=1, callbacks=[Started()])
+        except KeyboardInterrupt:
+            print(json.dumps({"stop_reasons": [net.history.stop_reason for net in nets],
+                              "epochs": [net.history.epochs for net in nets],
+                              "threads": threading.active_count()}), flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        started = {child.stdout.readline().strip() for _ in range(2)}
+        assert started == {"started 0", "started 1"}
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["stop_reasons"] == ["callback", "callback", None, None], out
+    assert min(report["epochs"][:2]) > 0 and report["epochs"][2:] == [0, 0]
+    assert report["threads"] == 1       # only the main thread is left
+
+
+# -------------------------------------------------------------------- Ensemble
+def trained(seed, X, y, sizes=(5, 6, 3), **kwargs):
+    net = cyprop.Network(list(sizes), seed=seed, **kwargs)
+    net.fit(X, y, epochs=3, verbose=0)
+    return net
+
+
+def test_ensemble_averages_the_outputs():
+    X, y = blobs()
+    nets = [trained(i, X, y) for i in range(3)]
+    ensemble = cyprop.Ensemble(nets)
+    mean = np.mean([net.forward(X) for net in nets], axis=0)
+    np.testing.assert_allclose(ensemble.forward(X), mean, rtol=1e-15)
+    np.testing.assert_array_equal(ensemble.predict(X), mean.argmax(axis=1))
+    np.testing.assert_allclose(ensemble.forward(X[3]), mean[3], rtol=1e-15)
+    assert ensemble.predict(X[3]) == mean[3].argmax()
+    result = ensemble.evaluate(X, y)
+    onehot = np.eye(3)[y]
+    assert result["loss"] == pytest.approx(np.mean(-np.sum(onehot * np.log(mean), axis=1)))
+    assert result["accuracy"] == np.mean(mean.argmax(axis=1) == y)
+    assert len(ensemble) == 3 and "3 networks" in repr(ensemble)
+    # one network: the ensemble is that network
+    alone = cyprop.Ensemble(nets[:1]).evaluate(X, y)
+    assert alone["loss"] == pytest.approx(nets[0].evaluate(X, y)["loss"], rel=1e-12)
+    assert alone["accuracy"] == nets[0].evaluate(X, y)["accuracy"]
+
+
+def test_ensemble_with_one_output_and_mse():
+    X, y = blobs(n_classes=2)
+    sigmoid = [trained(i, X, y, (5, 4, 1)) for i in range(2)]
+    mean = (sigmoid[0].forward(X) + sigmoid[1].forward(X)) / 2
+    ensemble = cyprop.Ensemble(sigmoid)
+    np.testing.assert_array_equal(ensemble.predict(X), (mean[:, 0] > 0.5).astype(int))
+    a = mean[:, 0]
+    expected = np.mean(-(y * np.log(a) + (1 - y) * np.log(1 - a)))
+    assert ensemble.evaluate(X, y)["loss"] == pytest.approx(expected)
+    mse = [trained(i, X, y, (5, 4, 2), loss="mse", output="identity", dtype="float32")
+           for i in range(2)]
+    ensemble = cyprop.Ensemble(mse)
+    assert ensemble.forward(X).dtype == np.float32
+    mean = (mse[0].forward(X).astype(np.float64) + mse[1].forward(X)) / 2
+    expected = np.mean(0.5 * np.sum((mean - np.eye(2)[y]) ** 2, axis=1))
+    assert ensemble.evaluate(X, y)["loss"] == pytest.approx(expected, rel=1e-6)
+    mixed = cyprop.Ensemble([mse[0], trained(2, X, y, (5, 3, 3, 2), loss="mse",
+                                             output="identity")])
+    assert mixed.forward(X).dtype == np.float64
+
+
+def test_ensemble_members_must_agree():
+    X, y = blobs()
+    net = trained(0, X, y)
+    with pytest.raises(ValueError, match="at least one"):
+        cyprop.Ensemble([])
+    with pytest.raises(TypeError, match="net for net, history"):
+        cyprop.Ensemble([(net, net.history)])
+    for other, what in ((cyprop.Network([4, 6, 3]), "inputs"),
+                        (cyprop.Network([5, 6, 4]), "outputs"),
+                        (cyprop.Network([5, 6, 3], output="sigmoid"), "output activation"),
+                        (cyprop.Network([5, 6, 3], loss="mse"), "loss")):
+        with pytest.raises(ValueError, match=f"network 1 has {what}"):
+            cyprop.Ensemble([net, other])
+    with pytest.raises(ValueError, match="outside the range"):
+        cyprop.Ensemble([net]).evaluate(X, y + 1)
+
+
+# ------------------------------------------------------------------ the file
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_save_and_load(tmp_path, backend):
+    X, y = blobs()
+    nets = [trained(i, X, y, backend=backend) for i in range(3)]
+    nets[1].fit(X, y, epochs=1, optimizer=cyprop.Adam(), verbose=0)
+    path = tmp_path / "ensemble"
+    cyprop.Ensemble(nets).save(path)
+    assert os.listdir(tmp_path) == ["ensemble"]          # exactly the path, one file
+    loaded = cyprop.Ensemble.load(path, backend=backend)
+    assert len(loaded) == 3
+    for net, back in zip(nets, loaded.networks):
+        np.testing.assert_array_equal(params(net), params(back))
+        assert back.backend == backend and back.sizes == net.sizes
+        assert back.history.loss == net.history.loss
+    np.testing.assert_array_equal(loaded.networks[1].optimizer.state, nets[1].optimizer.state)
+    np.testing.assert_array_equal(loaded.forward(X), cyprop.Ensemble(nets).forward(X))
+    # each member is exactly a network file, which cyprop.load reads
+    with np.load(path) as archive:
+        member = io.BytesIO(archive["network_2"].tobytes())
+    member_path = tmp_path / "member"
+    member_path.write_bytes(member.getvalue())
+    np.testing.assert_array_equal(params(cyprop.load(member_path)), params(nets[2]))
+
+
+def write_archive(path, members, compression=zipfile.ZIP_STORED):
+    """A zip of .npy members {name: array}, written by hand."""
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, array in members.items():
+            buffer = io.BytesIO()
+            np.save(buffer, array, allow_pickle=True)
+            archive.writestr(name + ".npy", buffer.getvalue())
+
+
+def metadata(**fields):
+    meta = {"format": "cyprop-ensemble", "format_version": 1, "networks": 1, **fields}
+    return np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+
+def test_load_refuses_what_save_would_not_write(tmp_path):
+    X, y = blobs()
+    good = tmp_path / "good"
+    cyprop.Ensemble([trained(0, X, y)]).save(good)
+    with np.load(good) as archive:
+        member = archive["network_0"]
+    network_file = tmp_path / "network"
+    trained(1, X, y).save(network_file)
+
+    cases = {
+        "a network": (network_file, "it is a network, not an ensemble"),
+        "not a zip": (b"hello", "not a cyprop ensemble file"),
+        "empty": (b"", "not a cyprop ensemble file"),
+        "truncated": (good.read_bytes()[:len(good.read_bytes()) // 2],
+                      "truncated or corrupted"),
+        # cut after the network's own end record, the file reads as that network (zip
+        # readers look for the last end record): refused all the same
+        "end cut off": (good.read_bytes()[:-100], "it is a network"),
+    }
+    crafted = {
+        "pickled member": ({"metadata": metadata(),
+                            "network_0": np.array([object()], dtype=object)}, "dtype"),
+        "missing network": ({"metadata": metadata(networks=2), "network_0": member,
+                             "network_2": member}, "missing network_1, unexpected network_2"),
+        "too few entries": ({"metadata": metadata(networks=2), "network_0": member},
+                            "invalid number of networks 2 for a file of 2 entries"),
+        "extra entry": ({"metadata": metadata(), "network_0": member,
+                         "weights": np.zeros(3)}, "unexpected"),
+        "newer format": ({"metadata": metadata(format_version=2), "network_0": member},
+                         "newer cyprop"),
+        "no networks": ({"metadata": metadata(networks=0)}, "invalid number of networks"),
+        "huge count": ({"metadata": metadata(networks=10**30), "network_0": member},
+                       "invalid number of networks"),
+        "not ours": ({"metadata": np.frombuffer(b'{"format": "x"}', np.uint8),
+                      "network_0": member}, "does not name the format"),
+        "bad json": ({"metadata": np.frombuffer(b"{", np.uint8), "network_0": member},
+                     "not valid JSON"),
+        "bad member": ({"metadata": metadata(), "network_0": member[:-50]},
+                       r"\(network 0\)"),
+        "2-D member": ({"metadata": metadata(), "network_0": member.reshape(1, -1)},
+                       "expected 1-D"),
+    }
+    for name, (members, message) in crafted.items():
+        path = tmp_path / name.replace(" ", "_")
+        write_archive(path, members)
+        cases[name] = (path, message)
+    compressed = tmp_path / "compressed"
+    write_archive(compressed, {"metadata": metadata(), "network_0": member},
+                  zipfile.ZIP_DEFLATED)
+    cases["compressed"] = (compressed, "compressed")
+    for name, (content, message) in cases.items():
+        path = content if isinstance(content, os.PathLike) else tmp_path / "raw"
+        if not isinstance(content, os.PathLike):
+            path.write_bytes(content)
+        with pytest.raises(ValueError, match=message):
+            cyprop.Ensemble.load(path)
+        assert name
+    # members that do not make an ensemble
+    other = tmp_path / "other"
+    cyprop.Ensemble([cyprop.Network([4, 3, 3])]).save(other)
+    with np.load(other) as archive:
+        stranger = archive["network_0"]
+    mixed = tmp_path / "mixed"
+    write_archive(mixed, {"metadata": metadata(networks=2), "network_0": member,
+                          "network_1": stranger})
+    with pytest.raises(ValueError, match="do not make an ensemble"):
+        cyprop.Ensemble.load(mixed)
+    with pytest.raises(ValueError, match="unknown backend"):
+        cyprop.Ensemble.load(good, backend="gpu")
+    with pytest.raises(FileNotFoundError):
+        cyprop.Ensemble.load(tmp_path / "nothing")
+    with pytest.raises(IsADirectoryError):
+        cyprop.Ensemble.load(tmp_path)
+    assert len(cyprop.Ensemble.load(good)) == 1
