@@ -311,6 +311,8 @@ BAD_FIELDS = [
     ("history-bool", _set_record(True), "history record 'loss'"),
     ("history-list", _set_record([0.5]), "history record 'loss'"),
     ("history-10**400", _set_record(10 ** 400), "integer of 401 digits"),
+    ("history-without-stop-reason", lambda meta: meta["history"].pop("stop_reason"),
+     "invalid training history"),   # found by tools/fuzz_load.py: was a KeyError
     ("seed-negative", _set("seed", -1), "invalid seed"),
     ("seed-2**128", _set("seed", 2 ** 128), "invalid seed"),
     ("seed-float", _set("seed", 1.0), "invalid seed"),

@@ -581,7 +581,8 @@ def _config_problem(name, config):
 
 def _validate_history(require, history):
     require(isinstance(history, dict) and isinstance(history.get("records"), dict)
-            and (history.get("stop_reason") is None or isinstance(history["stop_reason"], str)),
+            and "stop_reason" in history
+            and (history["stop_reason"] is None or isinstance(history["stop_reason"], str)),
             "invalid training history")
     lengths = set()
     for key, values in history["records"].items():
