@@ -443,6 +443,7 @@ def test_csv_encodings_and_line_ends(tmp_path):
     (b"1,2,0\n3,\xff,1\n", r"line 2: not UTF-8 text \(byte 0xff\)"),
     ("a,b\n1,2\n".encode("utf-16"), "line 1: not UTF-8 text"),
     (b"1,2\x00,0\n", r"line 1, column 1: feature '2\\x00' holds a NUL byte"),
+    (b"1,2\x1e,0\n", r"line 1, column 1: feature '2\\x1e' is not a number"),  # fuzzer
     (b'1,"2,0\n3,4,1\n', r"line 2: not valid CSV \(unexpected end of data\)"),
     (b'1,"2"x,0\n', "line 1: not valid CSV"),
     (b"1,1e999,0\n", "line 1, column 1: '1e999' is not a finite number"),

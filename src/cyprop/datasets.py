@@ -518,14 +518,17 @@ def _abbreviate(names, limit=20):
 def _raise_bad_feature(path, line, row, features, names, first_row):
     """Say which feature of a row is not a number (only once conversion has failed)."""
     for c in features:
-        field = row[c].strip()
+        field = row[c]
+        shown = repr(field.strip()[:100])
         hint = ""
-        if not field:
+        if not field.strip():
             problem = "missing value (an empty field)"
         elif "\0" in field:
-            problem = f"feature {field[:100]!r} holds a NUL byte (is this a text file?)"
+            problem = f"feature {shown} holds a NUL byte (is this a text file?)"
         elif _number(field) is None:
-            problem = f"feature {field[:100]!r} is not a number (features must be numeric)"
+            # The field as float() saw it: strip() also drops control characters.
+            shown = shown if _number(field.strip()) is None else repr(field[:100])
+            problem = f"feature {shown} is not a number (features must be numeric)"
             if first_row:
                 hint = f"; if line {line} is a header, pass header=True"
         else:
