@@ -29,7 +29,7 @@ import zipfile
 
 import numpy as np
 
-from . import _backend, _maths, _validation, persistence
+from . import _backend, _maths, _reference, _validation, persistence
 from ._version import __version__
 from .network import Network, _check_threads
 
@@ -106,7 +106,10 @@ def train_many(build, X, Y, n, n_threads=None, **fit_kwargs):
                                                thread_name_prefix="cyprop-train") as pool:
         futures = []
         try:
-            futures += [pool.submit(train, i) for i in range(n)]
+            # Submitting starts the threads; Ctrl-C in the middle of starting one
+            # would leave it running unseen by the pool, so it waits until all are.
+            with _reference._interrupts_deferred():
+                futures += [pool.submit(train, i) for i in range(n)]
             pending = set(futures)
             while pending:
                 # a timeout, so that Ctrl-C is seen here on every platform
@@ -232,7 +235,8 @@ class Ensemble:
         kept at or above the smallest normal float64 (2.2e-308), so a class that
         every member rules out costs about 708, not infinity.
         """
-        X, Y = self.networks[0]._check_data(X, Y)      # the members' own checks
+        # the members' own checks; each member converts X to its own dtype
+        _, Y = self.networks[0]._check_data(X, Y)
         a = self.forward(X).astype(np.float64)
         y = Y.astype(np.float64)
         first = self.networks[0]
@@ -245,7 +249,7 @@ class Ensemble:
             losses = -np.sum(y * np.log(np.maximum(a, tiny))
                              + (1 - y) * np.log(np.maximum(1 - a, tiny)), axis=1)
         return {"loss": float(np.mean(losses)),
-                "accuracy": _maths.count_correct(a, y) / X.shape[0]}
+                "accuracy": _maths.count_correct(a, y) / len(y)}
 
     # ------------------------------------------------------------ persistence
     def save(self, path):
