@@ -109,7 +109,7 @@ class Step:
         targets = [f"T{n} = {_value(v)}" for n, v in zip(self._units(len(self.sizes) - 1),
                                                           self.target)]
         lines += _wrapped(inputs) + _wrapped(targets)
-        lines += [f"Loss before the step: {_value(self.loss)}", ""]
+        lines += [f"Loss before the step: {float(self.loss):.4g}", ""]
 
         lines += ["Net input and output of each unit",
                   f"{'Unit j':>8}  {'Net input I_j':>14}  {'Output O_j':>11}"]
@@ -248,7 +248,7 @@ class Step:
         ax.set_yticks([])
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
-        ax.set_title(f"One backpropagation step: loss {_value(self.loss)} before it, "
+        ax.set_title(f"One backpropagation step: loss {float(self.loss):.4g} before it, "
                      f"{type(self.optimizer).__name__}(learning_rate="
                      f"{self.optimizer.learning_rate:g})", fontsize=10)
         if path is not None:
