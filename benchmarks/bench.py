@@ -36,7 +36,7 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 DEFAULT_YARDSTICK = REPO.parent / "shared" / "limit"
 
 WORKLOADS = {"W1": [64, 32, 10], "W2": [784, 30, 10], "W3": [784, 100, 10]}
-SYSTEMS = ("cython", "numpy", "torch", "sklearn", "yardstick")
+SYSTEMS = ("cython", "numpy", "torch", "sklearn", "yardstick", "estimators")
 LEARNING_RATE = 0.1
 SHORT_DTYPE = {"float64": "f64", "float32": "f32"}
 
@@ -251,6 +251,117 @@ def run_sklearn(data, batch_sizes, args):
                 progress(r)
                 out.append(r)
     return out
+
+
+def sparse_data(n, n_features=784, density=0.05, seed=0):
+    """(CSR X of ``density`` nonzeros uniform in [0, 1), int labels of 10 classes that a
+    linear model of X predicts): sparse input shaped like W2's, seeded."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, n_features, density=density, format="csr", dtype=np.float64,
+                  random_state=np.random.RandomState(seed))
+    y = np.asarray((X @ rng.normal(size=(n_features, 10))).argmax(axis=1)).ravel()
+    return X, y
+
+
+def run_estimators(data, args):
+    """cyprop.sklearn.BackpropClassifier against scikit-learn's MLPClassifier, same data,
+    same settings, one thread each:
+
+    - solver='lbfgs': one fit of ``--lbfgs-iter`` iterations (tol=0, so neither stops
+      early) on each workload's data.  Both start from the same weights and minimise
+      the same objective, so they run the same iterates: the loss is printed for both;
+    - sparse input (CSR, ``--sparse-density`` nonzeros, W2's shape): one epoch of plain
+      SGD (``partial_fit``) at each batch size, and an 'lbfgs' fit; cyprop densifies a
+      block of rows at a time, scikit-learn multiplies the sparse matrix; cyprop on the
+      same data made dense is measured too.
+
+    Returns a list of records: what, data, system, seconds (median), iterations, loss."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from cyprop.sklearn import BackpropClassifier
+
+    systems = (("cyprop", BackpropClassifier), ("sklearn", MLPClassifier))
+    repeats = max(1, min(args.repeats, 3))
+
+    def timed(call):
+        """Seconds of ``call()`` (median of up to ``repeats``; a slow point stops once it
+        has spent a third of --point-budget; no warm-up: a fit warms itself up)."""
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                call()
+            times.append(time.perf_counter() - start)
+            if args.point_budget and sum(times) > args.point_budget / 3:
+                break
+        return statistics.median(times), len(times)
+
+    def record(what, name, system, est, seconds, n_timed, n_samples):
+        r = {"what": what, "data": name, "system": system, "seconds_med": seconds,
+             "repeats": n_timed, "n_samples": n_samples,
+             "n_iter": int(getattr(est, "n_iter_", 0)), "loss": float(est.loss_)}
+        print(f"  {what:<14} {name:<14} {system:<14} {seconds * 1e3:10.1f} ms  "
+              f"(n_iter {r['n_iter']}, loss {r['loss']:.6g})", flush=True)
+        return r
+
+    out = []
+    for wl, (X, y) in data.items():
+        kwargs = dict(hidden_layer_sizes=(WORKLOADS[wl][1],), activation="logistic",
+                      solver="lbfgs", alpha=1e-4, max_iter=args.lbfgs_iter, tol=0.0,
+                      random_state=0)
+        for system, cls in systems:
+            extra = {"n_threads": 1} if system == "cyprop" else {}
+            est = cls(**kwargs, **extra)
+            seconds, n_timed = timed(lambda: est.fit(X, y))
+            out.append(record("lbfgs", wl, system, est, seconds, n_timed, len(X)))
+
+    X_sparse, y_sparse = sparse_data(args.samples, density=args.sparse_density)
+    X_dense = X_sparse.toarray()
+    name = f"CSR {args.sparse_density:g}"
+    classes = np.unique(y_sparse)
+    runs = [("cyprop", BackpropClassifier, X_sparse), ("cyprop dense", BackpropClassifier, X_dense),
+            ("sklearn", MLPClassifier, X_sparse)]
+    for bs in args.batch_sizes:
+        for system, cls, X in runs:
+            extra = {"n_threads": 1} if cls is BackpropClassifier else {}
+            est = cls(hidden_layer_sizes=(30,), activation="logistic", solver="sgd",
+                      learning_rate_init=LEARNING_RATE, momentum=0.0, alpha=0.0,
+                      batch_size=bs, random_state=0, **extra)
+            seconds, n_timed = timed(lambda: est.partial_fit(X, y_sparse, classes=classes))
+            out.append(record(f"sgd epoch bs={bs}", name, system, est, seconds, n_timed,
+                              X.shape[0]))
+    for system, cls, X in runs:
+        extra = {"n_threads": 1} if cls is BackpropClassifier else {}
+        est = cls(hidden_layer_sizes=(30,), activation="logistic", solver="lbfgs",
+                  alpha=1e-4, max_iter=args.lbfgs_iter, tol=0.0, random_state=0, **extra)
+        seconds, n_timed = timed(lambda: est.fit(X, y_sparse))
+        out.append(record("lbfgs", name, system, est, seconds, n_timed, X.shape[0]))
+    return out
+
+
+def print_estimators(records):
+    """The estimator comparison: seconds per fit (or epoch), and scikit-learn's time over
+    cyprop's (above 1: cyprop is faster)."""
+    by_key = {}
+    for r in records:
+        by_key.setdefault((r["what"], r["data"]), {})[r["system"]] = r
+    print("\nscikit-learn estimators, same data, one thread (ms per fit or epoch; "
+          "speed-up = scikit-learn / cyprop)")
+    print("| what | data | cyprop | cyprop on the dense copy | scikit-learn | speed-up | "
+          "n_iter cyprop / sklearn | loss cyprop / sklearn |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (what, data), systems in by_key.items():
+        cy, sk, dense = systems.get("cyprop"), systems.get("sklearn"), systems.get("cyprop dense")
+        ms = lambda r: f"{r['seconds_med'] * 1e3:.1f}" if r else ""   # noqa: E731
+        speedup = f"{sk['seconds_med'] / cy['seconds_med']:.2f}" if cy and sk else ""
+        iters = f"{cy['n_iter']} / {sk['n_iter']}" if cy and sk and what == "lbfgs" else ""
+        losses = f"{cy['loss']:.6g} / {sk['loss']:.6g}" if cy and sk else ""
+        print(f"| {what} | {data} | {ms(cy)} | {ms(dense)} | {ms(sk)} | {speedup} | {iters} "
+              f"| {losses} |")
 
 
 def run_yardstick(path, n, repeats, workloads):
@@ -614,6 +725,11 @@ def parse_args(argv):
     p.add_argument("--threads", default=None,
                    help="comma list of thread counts for every system at batch sizes > 1 "
                         "(default: 1 and the usable cores; bs=1 always runs on 1)")
+    p.add_argument("--lbfgs-iter", type=int, default=30,
+                   help="iterations of each solver='lbfgs' fit of the estimator comparison "
+                        "(system 'estimators'; 30)")
+    p.add_argument("--sparse-density", type=float, default=0.05,
+                   help="nonzeros of the sparse data of the estimator comparison (0.05)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 300 samples, 2 repeats, 100 samples for slow systems, "
                         "1 thread only")
@@ -711,6 +827,13 @@ def run(args):
             results += runner(data, args.batch_sizes, args)
         else:
             report["skipped"].append(f"{system}: not installed")
+    if "estimators" in args.systems:
+        if available("sklearn.neural_network") and available("scipy.sparse"):
+            print("scikit-learn estimators: cyprop.sklearn against scikit-learn", flush=True)
+            with blas_limited(1):
+                report["estimators"] = run_estimators(data, args)
+        else:
+            report["skipped"].append("estimators: scikit-learn or scipy not installed")
     if "cython" in args.systems:
         print("inference", flush=True)
         report["inference"] = run_inference(args.workloads, args.samples, cy_dtypes, args)
@@ -722,6 +845,8 @@ def run(args):
     report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes, args.threads)
     report["elapsed_seconds"] = time.perf_counter() - t_start
     print_tables(report, args.workloads, args.batch_sizes)
+    if report.get("estimators"):
+        print_estimators(report["estimators"])
     for note in report["skipped"]:
         print(f"skipped: {note}")
 

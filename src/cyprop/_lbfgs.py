@@ -7,6 +7,12 @@ by the number of samples (the sum of the sample weights).  Its gradient comes fr
 the network's backend in one call per block of rows (one call for the data sets
 L-BFGS is meant for), with the GIL released; SciPy's ``L-BFGS-B`` does the rest.
 
+A sparse X is the exception: its loss and gradient come from the NumPy reference
+backend, whose matrix products take the CSR rows as they are (scipy's sparse products
+for the first layer, as scikit-learn computes them), a block of rows at a time.  That
+is 2-4x faster than densifying the rows for the compiled core at a density of 20% or
+less (see benchmarks/README.md), and agrees with it to rounding (1e-15).
+
 Losses the network computes itself (cross-entropy with a softmax or sigmoid output,
 the squared error with an identity output) take that one call.  Sample weights and
 the Poisson loss (an exp output) take two: the output pre-activations z of a twin
@@ -80,7 +86,13 @@ class Objective:
 
     def __init__(self, net, X, Y, sample_weight, alpha, output):
         self.net = net
-        self.impl = net._impl
+        self.sparse = _sparse.issparse(X)
+        if self.sparse:
+            from . import _reference
+
+            self.impl = _reference   # matrix products that take CSR rows as they are
+        else:
+            self.impl = net._impl
         self.arch = net.arch
         self.dtype = net.dtype
         self.X, self.Y = X, Y
@@ -95,7 +107,11 @@ class Objective:
         self.constant = poisson_constant(Y, self.weights) if output == "exp" else 0.0
         self.weight_index = np.concatenate(
             [np.arange(s.start, s.stop) for s in self.arch.w_slices])
-        self.block = _sparse.block_rows(X.shape[1], self.dtype.itemsize)
+        if self.sparse:
+            # the dense arrays of a block are its activations and deltas
+            self.block = _sparse.block_rows(2 * sum(self.arch.sizes[1:]), self.dtype.itemsize)
+        else:
+            self.block = _sparse.block_rows(X.shape[1], self.dtype.itemsize)
         self.evaluations = 0
 
     def data_term(self, want_grad=True):
@@ -104,7 +120,9 @@ class Objective:
         params = self.net._params
         total = 0.0
         grad = None
-        for start, stop, Xb in _sparse.blocks(self.X, self.dtype, self.block):
+        rows = _sparse.row_blocks(self.X, self.block) if self.sparse else \
+            _sparse.blocks(self.X, self.dtype, self.block)
+        for start, stop, Xb in rows:
             Yb = self.Y[start:stop]
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if self.direct:

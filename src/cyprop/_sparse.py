@@ -58,6 +58,15 @@ def blocks(X, dtype, rows=None):
         yield start, stop, dense(X[start:stop], dtype)
 
 
+def row_blocks(X, rows):
+    """(start, stop, X[start:stop]) over X in blocks of ``rows`` rows, left as they are
+    (a sparse X stays sparse: CSR row slices share nothing dense)."""
+    n = X.shape[0]
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        yield start, stop, X[start:stop]
+
+
 def take(X, index, dtype):
     """Rows ``index`` of X (dense or sparse) as a dense C-contiguous array."""
     return dense(X[index], dtype)

@@ -291,9 +291,10 @@ class _BaseBackprop(BaseEstimator):
             # a fresh optimizer per fit, as scikit-learn; partial_fit carries it on
             net.optimizer = self._make_optimizer(solver, 1.0)
         optimizer = net.optimizer
-        if not hasattr(self, "loss_curve_") or (self.early_stopping
-                                                and self.validation_scores_ is None):
-            self._reset_records()   # a warm start after 'lbfgs', or early stopping turned on
+        if (not hasattr(self, "loss_curve_")
+                or (self.validation_scores_ is None) == bool(self.early_stopping)):
+            # a warm start after 'lbfgs', or with early stopping turned on or off
+            self._reset_records()
 
         validation = None
         if self.early_stopping:
