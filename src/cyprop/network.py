@@ -17,7 +17,7 @@ import numpy as np
 from . import _backend, _maths, _validation
 from ._architecture import Architecture
 from .errors import TrainingDiverged
-from ._progress import Progress
+from ._progress import Progress, is_interactive
 from ._training import Dropout, TrainingOptions
 from .history import History
 from .initializers import INITIALIZERS
@@ -270,7 +270,8 @@ class Network:
         ("balanced" or {label: weight}) scale each sample's loss and gradient; as in
         Keras, a batch's gradient is then sum(w_i g_i) / batch size, so weights with a
         mean other than 1 also scale the step.  ``verbose``: 0 silent, 1 a progress
-        bar (tqdm) or a line per epoch, "auto" 1 when the output is a terminal.
+        bar (tqdm) or a line per epoch, "auto" 1 when the output is a terminal or a
+        notebook.
         ``n_threads``: threads for the parts of large layers in mini-batches (a
         layer of 32 units or more with about 1e6 weight-sample products or more per
         block of 32 rows; default: ``OMP_NUM_THREADS``, or what threadpoolctl set,
@@ -363,7 +364,7 @@ class Network:
             self.history = history
             self.stop_training = False
             if verbose == "auto":
-                verbose = int(getattr(sys.stdout, "isatty", lambda: False)())
+                verbose = int(is_interactive(sys.stdout))   # a terminal or a notebook
             progress = Progress(epochs, X.shape[0]) if verbose else None
             try:
                 for epoch in range(epochs):
