@@ -8,8 +8,9 @@ they take the same input (dense or ``scipy.sparse``, float64 or float32), so the
 into ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` and ``clone``.  Training runs
 in cyprop's compiled core, which releases the GIL: one compiled call per epoch for the
 stochastic solvers, one per evaluation of the full-batch loss and gradient for
-'lbfgs'.  So ``GridSearchCV`` under joblib's threading backend runs fits on several
-cores at once::
+'lbfgs' (per 16 MiB block of rows; a sparse X goes through sparse matrix products in
+NumPy instead, as scikit-learn's).  So ``GridSearchCV`` under joblib's threading
+backend runs fits on several cores at once::
 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -729,7 +730,8 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         Hidden activation ('logistic' and 'sigmoid' are the same function).
     solver : {'adam', 'sgd', 'lbfgs', 'rmsprop', 'adagrad', 'rprop'}, default='adam'
         'lbfgs' minimises the full-batch loss (plus the L2 term) with SciPy's L-BFGS-B,
-        the loss and gradient from cyprop's compiled core; the others are cyprop's
+        the loss and gradient from cyprop's compiled core (for sparse X, from sparse
+        matrix products in NumPy, as scikit-learn computes them); the others are cyprop's
         optimizers (``cyprop.Adam`` and so on), a mini-batch at a time.  'rprop'
         trains on full batches by default (``batch_size='auto'``) and does not use
         ``alpha``.
