@@ -541,3 +541,30 @@ def test_csv_special_files_are_refused_without_blocking(tmp_path):
         f"{str(tmp_path / 'fifo')!r} is a FIFO (named pipe), not a CSV file",
         f"{str(tmp_path)!r} is a directory, not a CSV file",
         f"{os.devnull!r} is a character device, not a CSV file"]
+
+
+# ---------------------------------------------------------------- public API
+PUBLIC = ["load_csv", "load_digits", "load_mnist", "moons", "spirals", "train_test_split",
+          "xor"]
+
+
+def test_the_module_shows_only_its_data_set_functions():
+    import rlcompleter
+
+    assert sorted(datasets.__all__) == PUBLIC
+    assert dir(datasets) == PUBLIC
+    namespace = {}
+    exec("from cyprop.datasets import *", namespace)
+    assert sorted(set(namespace) - {"__builtins__"}) == PUBLIC
+    # The standard library is imported under private names: nothing to complete.
+    for name in ("array", "csv", "gzip", "itertools", "math", "numbers", "os", "re", "stat"):
+        assert not hasattr(datasets, name), name
+    # What the standard REPL offers after `datasets.` (rlcompleter reads dir()).
+    completer = rlcompleter.Completer({"datasets": datasets})
+    offered, state = [], 0
+    while (match := completer.complete("datasets.", state)) is not None:
+        offered.append(match.removeprefix("datasets.").rstrip("()"))
+        state += 1
+    assert sorted(offered) == PUBLIC
+    for name in PUBLIC:
+        assert callable(getattr(datasets, name)) and getattr(datasets, name).__doc__

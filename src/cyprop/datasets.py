@@ -9,20 +9,27 @@ downloads anything; MNIST is read from files you already have.
 >>> X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, seed=0)
 """
 
-import array
-import csv
-import gzip
-import itertools
-import math
-import numbers
-import os
-import re
-import stat
+import array as _array
+import csv as _csv
+import gzip as _gzip
+import itertools as _itertools
+import math as _math
+import numbers as _numbers
+import os as _os
+import re as _re
+import stat as _stat
 
 import numpy as np
 
+# The public API is the data-set functions: the standard-library modules above are
+# imported under private names, and dir() (which tab completion reads) lists __all__
+# only, so NumPy and the CSV limits below (documented in load_csv) stay out of it.
 __all__ = ["load_digits", "xor", "spirals", "moons", "load_mnist", "load_csv",
            "train_test_split"]
+
+
+def __dir__():
+    return sorted(__all__)
 
 
 # ------------------------------------------------------------------ built-in
@@ -100,7 +107,7 @@ def moons(n=200, noise=0.1, seed=None):
 
 
 def _check_count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, _numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -108,9 +115,9 @@ def _check_count(name, value, minimum):
 
 
 def _check_noise(noise):
-    if not isinstance(noise, numbers.Real) or isinstance(noise, bool):
+    if not isinstance(noise, _numbers.Real) or isinstance(noise, bool):
         raise TypeError(f"noise must be a number, got {noise!r}")
-    if not math.isfinite(noise) or noise < 0:
+    if not _math.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
     return float(noise)
 
@@ -145,13 +152,13 @@ def train_test_split(X, y, test_size=0.25, seed=0):
 
 
 def _test_count(test_size, n):
-    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
+    if isinstance(test_size, bool) or not isinstance(test_size, _numbers.Real):
         raise TypeError(f"test_size must be a fraction or a number of samples, "
                         f"got {test_size!r}")
-    if isinstance(test_size, numbers.Integral):
+    if isinstance(test_size, _numbers.Integral):
         n_test = int(test_size)
     elif 0 < test_size < 1:
-        n_test = math.ceil(test_size * n)
+        n_test = _math.ceil(test_size * n)
     else:
         raise ValueError(f"test_size must be a fraction between 0 and 1 or a whole "
                          f"number of samples, got {test_size!r}")
@@ -181,8 +188,8 @@ def load_mnist(path, kind="train"):
     """
     if kind not in _MNIST_PREFIX:
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
-    folder = os.fspath(path)
-    if not os.path.isdir(folder):
+    folder = _os.fspath(path)
+    if not _os.path.isdir(folder):
         raise FileNotFoundError(f"MNIST folder {folder!r} does not exist; {_MNIST_HELP}")
     prefix = _MNIST_PREFIX[kind]
     images_file = _find_idx(folder, f"{prefix}-images", "idx3-ubyte")
@@ -202,8 +209,8 @@ def _find_idx(folder, stem, suffix):
     names = [f"{stem}-{suffix}", f"{stem}.{suffix}"]
     for name in names:
         for candidate in (name, name + ".gz"):
-            full = os.path.join(folder, candidate)
-            if os.path.isfile(full):
+            full = _os.path.join(folder, candidate)
+            if _os.path.isfile(full):
                 return full
     raise FileNotFoundError(f"{names[0]} (or {names[0]}.gz) not found in {folder!r}; "
                             f"{_MNIST_HELP}")
@@ -223,7 +230,7 @@ def _read_idx(filename, magic, n_dims):
                          f"its {header_size}-byte header")
     header = np.frombuffer(data, dtype=">u4", count=1 + n_dims)
     shape = tuple(int(d) for d in header[1:])
-    expected = header_size + math.prod(shape)
+    expected = header_size + _math.prod(shape)
     if len(data) != expected:
         problem = "truncated" if len(data) < expected else "longer than its header says"
         raise ValueError(f"{filename} is {problem}: its header gives shape {shape}, "
@@ -238,7 +245,7 @@ def _read_maybe_gzipped(filename):
     if data[:2] != b"\x1f\x8b":
         return data
     try:
-        return gzip.decompress(data)
+        return _gzip.decompress(data)
     except (OSError, EOFError) as exc:
         raise ValueError(f"{filename} is a damaged gzip file ({exc}); "
                          "download it again") from None
@@ -302,10 +309,10 @@ def load_csv(path, target=-1, header="infer", delimiter=",", return_classes=Fals
     """
     header = False if header is None else header
     _check_csv_options(header, delimiter, target)
-    path = os.fspath(path)
+    path = _os.fspath(path)
     with _open_text(path, "CSV file") as f:
         records = _records(path, f, delimiter)
-        head = list(itertools.islice(records, 2))   # the header, if any, and a data row
+        head = list(_itertools.islice(records, 2))   # the header, if any, and a data row
         if not head:
             raise ValueError(f"{path}: the file is empty")
         names = None
@@ -314,7 +321,7 @@ def load_csv(path, target=-1, header="infer", delimiter=",", return_classes=Fals
         if not head:
             raise ValueError(f"{path}: no data rows")
         maybe_header = header == "infer" and names is None
-        return _read_table(path, itertools.chain(head, records), names, target,
+        return _read_table(path, _itertools.chain(head, records), names, target,
                            maybe_header, return_classes)
 
 
@@ -327,14 +334,14 @@ def _check_csv_options(header, delimiter, target):
     if delimiter in '"\r\n\0.+-0123456789':
         raise ValueError(f"delimiter {delimiter!r} cannot separate fields of numbers")
     if target is not None and not isinstance(target, str) and (
-            isinstance(target, bool) or not isinstance(target, numbers.Integral)):
+            isinstance(target, bool) or not isinstance(target, _numbers.Integral)):
         raise TypeError(f"target must be a column index or name, got {target!r}")
 
 
 def _file_kind(mode):
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, kind in ((_stat.S_ISDIR, "a directory"), (_stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (_stat.S_ISCHR, "a character device"), (_stat.S_ISBLK, "a block device"),
+                       (_stat.S_ISSOCK, "a socket")):
         if test(mode):
             return kind
     return "not a regular file"
@@ -344,32 +351,32 @@ def _check_regular_file(path, what):
     """Raise unless ``path`` is an existing regular file: a FIFO would block whoever
     opens it and a device can be endless, so they are refused from their stat."""
     try:
-        mode = os.stat(path).st_mode
+        mode = _os.stat(path).st_mode
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path!r} not found") from None
     except OSError as exc:
         raise OSError(exc.errno, f"{what} {path!r} cannot be read: {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
+    if not _stat.S_ISREG(mode):
         raise ValueError(f"{path!r} is {_file_kind(mode)}, not a {what}")
 
 
 def _open_text(path, what):
     _check_regular_file(path, what)
     # Non-blocking, so that a FIFO put there since the check cannot hang the open.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = _os.open(path, _os.O_RDONLY | getattr(_os, "O_NONBLOCK", 0))
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        mode = _os.fstat(fd).st_mode
+        if not _stat.S_ISREG(mode):
             raise ValueError(f"{path!r} is {_file_kind(mode)}, not a {what}")
         # -sig: drop an Excel BOM.  Bytes that are not UTF-8 come through as lone
         # surrogates, for _Lines to report with their line.
         return open(fd, newline="", encoding="utf-8-sig", errors="surrogateescape")
     except BaseException:
-        os.close(fd)
+        _os.close(fd)
         raise
 
 
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_UNDECODABLE = _re.compile("[\udc80-\udcff]")
 
 
 class _Lines:
@@ -413,7 +420,7 @@ def _records(path, f, delimiter):
     """(file line, fields) of each record that holds something."""
     lines = _Lines(path, f, delimiter)
     # strict: a stray quote is an error, not a silently merged field.
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    reader = _csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
         line = lines.number + 1
         lines.start_record()
@@ -421,7 +428,7 @@ def _records(path, f, delimiter):
             row = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:
+        except _csv.Error as exc:
             raise ValueError(f"{path}, line {lines.number}: not valid CSV ({exc})") from None
         # Blank lines (often one at the end) and rows of empty fields carry no sample.
         if any(field.strip() for field in row):
@@ -466,11 +473,11 @@ def _read_table(path, rows, names, target, maybe_header, return_classes):
         raise ValueError(f"{path}: the table has only the target column, no features")
     # Read into flat float arrays row by row: a table of strings would take 10-50x
     # the memory of the numbers.
-    values = array.array("d")
+    values = _array.array("d")
     labels = None if column is None else _Labels(
         path, _column_name(column, names), first[0] if maybe_header else None)
     n = 0
-    for line, row in itertools.chain([first], rows):
+    for line, row in _itertools.chain([first], rows):
         if len(row) != width:
             raise ValueError(f"{path}, line {line}: {len(row)} fields, but "
                              f"{'the header has' if names else 'the first row has'} {width} "
@@ -479,9 +486,9 @@ def _read_table(path, rows, names, target, maybe_header, return_classes):
             numbers_ = [float(row[c]) for c in features]
         except ValueError:
             _raise_bad_feature(path, line, row, features, names, maybe_header and n == 0)
-        if not math.isfinite(sum(numbers_)):   # cheap; finds inf and nan (and overflow)
+        if not _math.isfinite(sum(numbers_)):   # cheap; finds inf and nan (and overflow)
             for c, value in zip(features, numbers_):
-                if not math.isfinite(value):
+                if not _math.isfinite(value):
                     raise ValueError(f"{path}, line {line}, {_column_name(c, names)}: "
                                      f"{row[c].strip()[:100]!r} is not a finite number")
         values.extend(numbers_)
@@ -550,7 +557,7 @@ class _Labels:
         self.first_line = first_line   # the first row, when it may be a header read as data
         self.ids = {}                  # class (a number or a name) -> index
         self.first = None              # (line, text, is a name) of the first label
-        self.y = array.array("q")
+        self.y = _array.array("q")
 
     def _error(self, line, problem, name_line=None):
         hint = ""
@@ -566,7 +573,7 @@ class _Labels:
         shown = repr(text[:100])
         if key is None:
             key = text
-        elif not math.isfinite(key):
+        elif not _math.isfinite(key):
             raise self._error(line, f"target {shown} is not a finite number")
         elif not key.is_integer():
             raise self._error(line, f"target {shown} is a fractional number; cyprop trains "
