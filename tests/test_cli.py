@@ -72,9 +72,10 @@ def test_train_prints_header_epochs_and_results(capsys):
 
 
 def test_train_learns_xor(capsys):
+    # Every setting given: flags win over the data set's defaults.
     status, out, _ = run(capsys, "train", "--data", "xor", "--layers", "2,8,2",
-                         "--activation", "tanh", "--lr", "2", "--batch-size", "4",
-                         "--epochs", "1000", "--quiet", "--no-compare")
+                         "--activation", "tanh", "--optimizer", "sgd", "--lr", "2",
+                         "--batch-size", "4", "--epochs", "1000", "--quiet", "--no-compare")
     assert status == 0
     assert "on 4 training samples" in out      # too small to split
     assert accuracy_of(out) == 1.0
