@@ -320,7 +320,7 @@ BAD_FIELDS = [
     ("max-norm-inf", _set("max_norm", float("inf")), "invalid max_norm"),
     ("max-norm-bool", _set("max_norm", True), "invalid max_norm"),
     ("sizes-huge", _sizes([10 ** 9, 10 ** 9]), "their arrays need"),
-    ("sizes-many-layers", _sizes([1] * 100_000), "in 199999 entries, the file has"),
+    ("sizes-many-layers", _sizes([1] * 100_000), "calls for 199999 arrays, the file holds 5"),
     ("loss-list", _set("loss", ["mse"]), "invalid loss"),
     ("dtype-dict", _set("dtype", {}), "invalid dtype"),
     ("activations-unhashable", _set("activations", [["sigmoid"], "softmax"]),

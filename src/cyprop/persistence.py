@@ -666,11 +666,14 @@ def _expected_arrays(meta):
 def _check_sizes_fit(path, meta, expected, members, size):
     """The arrays the metadata calls for must be in the file: refused from the numbers
     alone, before the network or any array is allocated."""
+    if len(expected) > len(members):
+        # (a million one-unit layers take two bytes each in the JSON, far more in memory)
+        raise _invalid(path, f"the file is incomplete: its metadata calls for {len(expected)} "
+                             f"arrays, the file holds {len(members) - 1}")
     needed = sum(math.prod(shape) for shape in expected.values()) * meta["dtype"].itemsize
-    if len(expected) > len(members) or needed > size:
+    if needed > size:
         raise _invalid(path, f"invalid layer sizes {_short.repr(meta['sizes'])}: their arrays "
-                             f"need {needed} bytes in {len(expected)} entries, the file has "
-                             f"{size} bytes in {len(members)} entries")
+                             f"need {needed} bytes, the file has {size}")
 
 
 def _build(path, meta, arrays, backend):
