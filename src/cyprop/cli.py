@@ -1,4 +1,4 @@
-"""The ``cyprop`` command line: train, evaluate, predict, info, bench.
+"""The ``cyprop`` command line: train, evaluate, predict, explain, info, bench.
 
 ``main(argv)`` returns the exit status instead of exiting, so tests can call it:
 0 for success, 2 for a usage error, 1 for any other error.  Errors are reported as
@@ -13,6 +13,7 @@ import platform
 import stat
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import cyprop
 from . import _progress, datasets
 from ._maths import HIDDEN_ACTIVATIONS
+from .explain import textbook_example    # (cyprop.explain is the function)
 from .optimizers import OPTIMIZERS
 
 BUILTIN_DATA = ("digits", "xor", "spirals", "moons")
@@ -146,6 +148,12 @@ def _add_data_options(parser, for_training):
                         + " (default: 0)")
 
 
+def _wrap(text):
+    # The commands with a hand-laid-out epilog (RawDescriptionHelpFormatter) wrap
+    # their description themselves.
+    return textwrap.fill(text, width=80)
+
+
 def build_parser():
     parser = _Parser(prog="cyprop", description="Multilayer perceptrons trained by "
                      "backpropagation, with a compiled Cython core.")
@@ -154,8 +162,10 @@ def build_parser():
     commands.required = True
 
     train = commands.add_parser("train", help="train a network and report its test accuracy",
-                                description="Train a network, print its progress, its test "
-                                "accuracy, and the compiled backend's speed-up over NumPy.",
+                                description=_wrap(
+                                    "Train a network, print its progress, its test "
+                                    "accuracy, and the compiled backend's speed-up over "
+                                    "NumPy."),
                                 epilog=_defaults_help(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_options(train, for_training=True)
@@ -211,6 +221,43 @@ def build_parser():
     predict.add_argument("--delimiter", default=",",
                          help="one character, or 'tab' (default: ,)")
     predict.set_defaults(handler=cmd_predict)
+
+    explain = commands.add_parser(
+        "explain", help="one backpropagation step for one sample, as textbooks show it",
+        description=_wrap(
+            "Work out one per-sample backpropagation step of a saved network for one row "
+            "of a CSV file and print it as textbooks lay it out: each unit's net input "
+            "and output, each unit's error, each weight and bias before and after the "
+            "step (cyprop.explain; the model file is not changed).  'cyprop explain "
+            "--example textbook' shows Han, Kamber & Pei's worked example instead."),
+        epilog=_EXPLAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    explain.add_argument("model", metavar="MODEL.npz", nargs="?",
+                         help="a model saved by 'cyprop train --save' or Network.save")
+    explain.add_argument("--row", type=_row_spec, metavar="FILE.csv[:N]",
+                         help="the sample: row N of a CSV file (default row: 0)")
+    target = explain.add_mutually_exclusive_group()
+    target.add_argument("--target", metavar="LABEL|T1,T2,...",
+                        help="the sample's target: a class number, or one target value per "
+                             "output unit, comma-separated")
+    target.add_argument("--target-column", metavar="COLUMN",
+                        help="read the target from this column of the CSV file (an index, "
+                             "negative from the end, or a header name)")
+    explain.add_argument("--delimiter", default=",",
+                         help="of the CSV file: one character, or 'tab' (default: ,)")
+    explain.add_argument("--optimizer", choices=sorted(n.lower() for n in OPTIMIZERS),
+                         help="take the step with a fresh optimizer of this kind (default: "
+                              "the model's saved optimizer, with its state, else plain "
+                              "sgd; for --example, the book's sgd with learning rate 0.9)")
+    explain.add_argument("--lr", type=float, default=None,
+                         help="the step's learning rate (default: the optimizer's)")
+    explain.add_argument("--plot", metavar="FILE.png",
+                         help="also draw the network with the step's numbers (needs "
+                              "matplotlib)")
+    explain.add_argument("--example", choices=("textbook",),
+                         help="explain a built-in example instead of a model: 'textbook' "
+                              "is Han, Kamber & Pei's (Data Mining: Concepts and "
+                              "Techniques, 3rd ed., Figure 9.5), a 3-2-1 sigmoid network")
+    explain.set_defaults(handler=cmd_explain)
 
     info = commands.add_parser("info", help="versions, backends and CPU",
                                description="Show versions, backends, the compiled module "
@@ -671,6 +718,156 @@ def cmd_predict(args):
 def _delimiter(text):
     # A tab is hard to type in a shell: accept its name and its escape.
     return "\t" if text in ("tab", "\\t") else text
+
+
+# ------------------------------------------------------------------ explain
+_EXPLAIN_EPILOG = """\
+The CSV file is read as 'cyprop predict' reads it (a header row is recognised and
+skipped, blank lines too); N counts its data rows from 0 (negative: from the end).
+The row holds features only, unless --target-column names the column that holds the
+label: its labels are numbered as 'cyprop train --data csv:FILE:COLUMN' numbers them
+(the 'classes:' line of its header), so give the file the model was trained on, or
+one with the same classes.
+
+examples:
+  cyprop explain --example textbook --plot step.png
+  cyprop explain model.npz --row points.csv:3 --target 1
+  cyprop explain model.npz --row data.csv:0 --target-column label --lr 0.5
+  cyprop explain model.npz --row points.csv --target 0.1,0.9 --optimizer sgd"""
+
+
+@dataclass
+class RowSpec:
+    path: str
+    index: int = 0
+
+    def __str__(self):
+        return f"{self.path}:{self.index}"
+
+
+def _row_spec(text):
+    """``FILE`` or ``FILE:N``; a path may itself hold ':', so ``:N`` is split off only
+    when N is a whole number and the whole text is not a file."""
+    path, sep, index = text.rpartition(":")
+    if sep and path and not os.path.exists(text):
+        try:
+            return RowSpec(path, int(index))
+        except ValueError:
+            pass
+    return RowSpec(text)
+
+
+def cmd_explain(args):
+    _check_explain_args(args)
+    if args.example:
+        net, x, y, optimizer = textbook_example()
+    else:
+        datasets._check_regular_file(args.row.path, "CSV file")
+        net = _load_model(args.model)
+        x, y = _explain_sample(args, net)
+        optimizer = None                  # the model's own, with its state, else SGD()
+    optimizer = _explain_optimizer(args, net, optimizer)
+    step = cyprop.explain(net, x, y, optimizer)
+    print(step, flush=True)
+    if args.plot:
+        step.plot(path=args.plot)
+        print(f"drawing written to {args.plot}")
+    return 0
+
+
+def _check_explain_args(args):
+    if args.example:
+        extra = [flag for flag, value in (("MODEL", args.model), ("--row", args.row),
+                                          ("--target", args.target),
+                                          ("--target-column", args.target_column))
+                 if value is not None]
+        if extra:
+            raise UsageError(f"--example {args.example} brings its own network and sample; "
+                             f"leave out {', '.join(extra)}")
+    else:
+        if args.model is None:
+            raise UsageError("give a MODEL.npz (or --example textbook)")
+        if args.row is None:
+            raise UsageError("give the sample with --row FILE.csv[:N]")
+        if args.target is None and args.target_column is None:
+            raise UsageError("give the sample's target with --target LABEL (or T1,T2,... "
+                             "for each output), or --target-column COLUMN of the CSV file")
+        if getattr(cyprop, "load", None) is None:
+            raise RuntimeError(_NO_PERSISTENCE)
+    if args.lr is not None and not args.lr > 0:
+        raise UsageError("--lr must be > 0")
+    if args.plot:
+        _import_matplotlib()
+        _check_destination(args.plot, "--plot")
+        _check_plot_format(args.plot)
+
+
+def _explain_sample(args, net):
+    """(x, y) of the row ``args.row`` of the CSV file, for ``net``."""
+    path, index = args.row.path, args.row.index
+    delimiter = _delimiter(args.delimiter)
+    if args.target_column is None:
+        X, labels = datasets.load_csv(path, target=None, delimiter=delimiter)
+    else:
+        column = args.target_column
+        try:
+            column = int(column)
+        except ValueError:
+            pass          # a column name
+        X, labels = datasets.load_csv(path, target=column, delimiter=delimiter)
+    n_inputs = net.sizes[0]
+    if X.shape[1] != n_inputs:
+        hint = ("with the target column left out" if args.target_column is not None
+                else "the row must hold features only; name a label column with "
+                     "--target-column")
+        what = "columns" if args.target_column is None else "feature columns"
+        raise ValueError(f"{path} has {X.shape[1]} {what}, but the model takes "
+                         f"{n_inputs} features ({hint})")
+    if not -len(X) <= index < len(X):
+        raise ValueError(f"--row {args.row}: the file has {len(X)} data "
+                         f"row{'s' if len(X) != 1 else ''}, numbered 0 to {len(X) - 1}")
+    if args.target_column is not None:
+        return X[index], labels[index]
+    return X[index], _parse_target(args.target, net.sizes[-1])
+
+
+def _parse_target(text, n_outputs):
+    """--target as explain takes it: a class label, or a (1, n_outputs) target row."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--target {text!r}: expected a class number or comma-separated "
+                         "numbers, one per output (class names are not stored in the "
+                         "model: give the number 'cyprop train' showed for the class)"
+                         ) from None
+    if len(values) == 1 and n_outputs > 1:
+        value = values[0]
+        if not (value.is_integer() and 0 <= value < n_outputs):
+            raise ValueError(f"--target {text}: a class number must be a whole number from "
+                             f"0 to {n_outputs - 1}; for target values give {n_outputs}, "
+                             "one per output, comma-separated")
+        return int(value)
+    if len(values) != n_outputs:
+        raise ValueError(f"--target has {len(values)} values, but the model has "
+                         f"{n_outputs} output{'s' if n_outputs > 1 else ''}")
+    return np.array([values])
+
+
+def _explain_optimizer(args, net, optimizer):
+    """The optimizer of the step: --optimizer anew, or ``optimizer`` (None: the
+    model's own) with --lr for its learning rate."""
+    if args.optimizer is not None:
+        cls = {name.lower(): cls for name, cls in OPTIMIZERS.items()}[args.optimizer]
+        return cls() if args.lr is None else cls(learning_rate=args.lr)
+    if args.lr is None:
+        return optimizer
+    if optimizer is None:
+        optimizer = net.optimizer
+        if optimizer is None:
+            return cyprop.SGD(learning_rate=args.lr)
+    # Another rate for the same optimizer, its state kept (net came from a file).
+    optimizer.learning_rate = optimizer.initial_learning_rate = args.lr
+    return optimizer
 
 
 # --------------------------------------------------------------------- info
