@@ -327,34 +327,6 @@ def test_bench_script_is_found_in_the_source_tree():
     assert script is None or script.name == "bench.py"
 
 
-def test_bench_smoke_run_writes_every_measurement(tmp_path):
-    """A tiny real run of benchmarks/bench.py: each system at each thread count (bs 1 on
-    one thread only), the ratios at one dtype and thread count, and the JSON."""
-    import json
-    from pathlib import Path
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-    if not script.is_file():
-        pytest.skip("benchmarks/bench.py is not beside these tests")
-    out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(script), "--quick", "--workloads", "W1",
-                           "--batch-sizes", "1,10", "--systems", "cython,numpy",
-                           "--threads", "1,2", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(out.read_text())
-    measured = {(r["system"], r["variant"], r["batch_size"]) for r in report["results"]}
-    for system, dtypes in (("cyprop-cython", ("f64", "f32")), ("cyprop-numpy", ("f64",))):
-        for dtype in dtypes:
-            assert (system, f"{dtype} 1thr", 1) in measured
-            assert (system, f"{dtype} 2thr", 1) not in measured
-            assert {(system, f"{dtype} {t}thr", 10) for t in (1, 2)} <= measured
-    ratios = report["ratios"]
-    assert set(ratios["cython_over_best_peer"]["f64 2thr"]) == {"W1/bs=10"}
-    assert ratios["cython_over_best_peer"]["f64 1thr"]["W1/bs=1"]["peer"].startswith("cyprop-numpy")
-    assert ratios["thread_scaling"]["2thr/1thr"]["W1/bs=10"] > 0
-    assert "Ratios of samples/s" in done.stdout
-
-
 # --------------------------------------------------------------- subprocess
 def test_python_dash_m(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

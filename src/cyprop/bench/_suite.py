@@ -1,0 +1,955 @@
+"""The benchmark suite: one epoch of training, samples/s, against peers and plain C.
+
+Workloads: W1 [64, 32, 10] on scikit-learn's 1,797 digits (random data of that shape without
+scikit-learn), W2 [784, 30, 10] and W3 [784, 100, 10] on random MNIST-shaped data.  Every
+system trains sigmoid hidden layers and a softmax + cross-entropy output (the C baseline:
+sigmoid + quadratic cost, the same work) with plain SGD, lr 0.1: a warm-up epoch, then the
+median of --repeats epochs.  Machines are shared and noisy: read the ratios between systems
+measured in the same run, not the absolute figures.
+
+Systems: cython (cyprop's compiled core), numpy (cyprop's NumPy reference), torch (PyTorch
+CPU), sklearn (MLPClassifier, one partial_fit per epoch), c (cyprop's plain-C per-sample
+SGD, compiled here; batch size 1), estimators (cyprop.sklearn against scikit-learn: lbfgs
+and sparse input).  Peers that are not installed are skipped, and so is the C baseline
+without a C compiler ($CC, Python's CC, cc, gcc or clang); the output says which.
+
+    cyprop bench --quick                # about half a minute
+    cyprop bench                        # everything (minutes)
+    cyprop bench --workloads W2 --batch-sizes 1,10 --systems cython,torch
+    cyprop bench --json bench.json --plot throughput.png
+
+``python -m cyprop.bench`` is the same as ``cyprop bench``.
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import _baseline
+
+WORKLOADS = {"W1": [64, 32, 10], "W2": [784, 30, 10], "W3": [784, 100, 10]}
+SYSTEMS = ("cython", "numpy", "torch", "sklearn", "c", "estimators")
+SYSTEM_ALIASES = {"yardstick": "c"}   # the C baseline's name before it moved into the package
+QUICK = {"workloads": "W1,W2", "batch_sizes": "1,10", "systems": "cython,numpy,c,torch,sklearn",
+         "dtypes": "float64", "repeats": 5, "samples": 5000, "max_samples_slow": 1000}
+LEARNING_RATE = 0.1
+SHORT_DTYPE = {"float64": "f64", "float32": "f32"}
+C_SYSTEM = "C-baseline"
+PEER_NAMES = {"cyprop-numpy": "NumPy reference", "torch": "PyTorch", "sklearn": "scikit-learn"}
+
+
+# ----------------------------------------------------------------------------- helpers
+def measure(epoch, repeats, budget=None):
+    """Warm up with one call of ``epoch()``, then time ``repeats`` calls; list of seconds.
+
+    ``epoch()`` may return the seconds it measured itself as a float (cyprop's History,
+    which leaves out input validation); otherwise the call is timed here.  With a
+    ``budget`` (seconds), stop early once 3 timed calls are done and the budget is spent
+    (a pathologically slow point, e.g. threads fighting over a busy machine)."""
+    epoch()
+    times = []
+    spent = time.perf_counter()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        inner = epoch()
+        times.append(inner if isinstance(inner, float) else time.perf_counter() - start)
+        if budget and len(times) >= 3 and time.perf_counter() - spent > budget:
+            break
+    return times
+
+
+def result(system, variant, workload, bs, dtype, n, times, limited=False):
+    """One measurement: ``n`` samples per epoch, ``times`` in seconds per epoch."""
+    med = statistics.median(times)
+    return {"system": system, "variant": variant, "workload": workload, "batch_size": bs,
+            "dtype": dtype, "n_samples": n, "limited": limited, "times": times,
+            "repeats": len(times), "seconds_med": med, "sps_med": n / med}
+
+
+def label(r):
+    return f"{r['system']} {r['variant']}"
+
+
+def samples_for(slow, bs, n_total, args):
+    """Samples to train on: slow systems at bs=1 use at most --max-samples-slow."""
+    if slow and bs == 1 and args.max_samples_slow:
+        return min(n_total, args.max_samples_slow)
+    return n_total
+
+
+def fmt_sps(x):
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def progress(r):
+    star = f" (first {r['n_samples']} samples)" if r["limited"] else ""
+    print(f"  {label(r):<28} {r['workload']} bs={r['batch_size']:<4} "
+          f"{fmt_sps(r['sps_med']):>8} samples/s{star}", flush=True)
+
+
+def blas_limited(threads):
+    """BLAS and OpenMP pools limited to ``threads`` inside the block (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads)
+
+
+def thread_counts(args, bs):
+    """The thread counts to measure a point at: online SGD (bs=1) is sequential in every
+    system, so it runs on one thread only."""
+    return [1] if bs == 1 else args.threads
+
+
+# -------------------------------------------------------------------------------- data
+def make_data(workload, n, seed=0):
+    """(X float64 C-contiguous, y int64 labels) for a workload."""
+    if workload == "W1":
+        try:
+            from sklearn.datasets import load_digits
+            digits = load_digits()
+            X, y = digits.data / 16.0, digits.target
+        except ImportError:
+            rng = np.random.default_rng(seed)
+            X, y = rng.random((1797, 64)), rng.integers(0, 10, 1797)
+        X, y = X[:n], y[:n]
+    else:
+        rng = np.random.default_rng(seed)
+        X, y = rng.random((n, WORKLOADS[workload][0])), rng.integers(0, 10, n)
+    return np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
+def w1_source():
+    try:
+        import sklearn.datasets  # noqa: F401
+        return "sklearn load_digits / 16"
+    except ImportError:
+        return "random (scikit-learn missing)"
+
+
+# ----------------------------------------------------------------------------- systems
+def make_cyprop_net(workload, dtype, backend):
+    import cyprop
+    return cyprop.Network(WORKLOADS[workload], activation="sigmoid", output="softmax",
+                          loss="cross_entropy", dtype=dtype, seed=0, backend=backend)
+
+
+def run_cyprop(backend, data, batch_sizes, dtypes, args):
+    """cyprop with ``backend`` ("cython" or "numpy"); the epoch time is the History's.
+    The compiled core gets its threads as ``fit(n_threads=...)``, the NumPy reference as
+    BLAS threads."""
+    import cyprop
+    slow = backend == "numpy"
+    out = []
+    for wl, (X, y) in data.items():
+        for dtype in dtypes:
+            for bs in batch_sizes:
+                n = samples_for(slow, bs, len(X), args)
+                Xd, yd = np.ascontiguousarray(X[:n], dtype=dtype), y[:n]
+                for threads in thread_counts(args, bs):
+                    net = make_cyprop_net(wl, dtype, backend)
+                    opt = cyprop.SGD(learning_rate=LEARNING_RATE)
+
+                    def epoch():
+                        h = net.fit(Xd, yd, epochs=1, batch_size=bs, optimizer=opt,
+                                    shuffle=True, seed=0, verbose=0,
+                                    n_threads=threads if backend == "cython" else None)
+                        return h.seconds[-1]
+
+                    with blas_limited(threads):
+                        times = measure(epoch, args.repeats, args.point_budget)
+                    r = result(f"cyprop-{backend}", f"{SHORT_DTYPE[dtype]} {threads}thr", wl, bs,
+                               dtype, n, times, limited=n < len(X))
+                    progress(r)
+                    out.append(r)
+    return out
+
+
+def run_torch(data, batch_sizes, args):
+    """PyTorch CPU: nn.Linear+Sigmoid+Linear, CrossEntropyLoss, optim.SGD, a plain loop over
+    index batches of a fresh permutation; at each of --dtypes and each thread count."""
+    import torch
+    from torch import nn
+
+    before = torch.get_num_threads()
+    variants = [(dtype, t) for dtype in args.dtypes for t in args.threads]
+    out = []
+    try:
+        for dtype, threads in variants:
+            torch.set_num_threads(threads)
+            tdtype = getattr(torch, dtype)
+            variant = f"{SHORT_DTYPE[dtype]} {threads}thr"
+            for wl, (X, y) in data.items():
+                for bs in batch_sizes:
+                    if threads not in thread_counts(args, bs):
+                        continue
+                    n = samples_for(True, bs, len(X), args)
+                    Xt = torch.from_numpy(np.ascontiguousarray(X[:n], dtype=dtype))
+                    yt = torch.from_numpy(y[:n])
+                    torch.manual_seed(0)
+                    n_in, n_hidden, n_out = WORKLOADS[wl]
+                    model = nn.Sequential(nn.Linear(n_in, n_hidden), nn.Sigmoid(),
+                                          nn.Linear(n_hidden, n_out)).to(tdtype)
+                    loss_fn = nn.CrossEntropyLoss()
+                    opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+
+                    def epoch():
+                        perm = torch.randperm(n)
+                        for i in range(0, n, bs):
+                            idx = perm[i:i + bs]
+                            opt.zero_grad()
+                            loss = loss_fn(model(Xt[idx]), yt[idx])
+                            loss.backward()
+                            opt.step()
+
+                    r = result("torch", variant, wl, bs, dtype, n,
+                               measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
+                    progress(r)
+                    out.append(r)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def run_sklearn(data, batch_sizes, args):
+    """scikit-learn MLPClassifier, one epoch per partial_fit (plain SGD, shuffled)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    out = []
+    for wl, (X, y) in data.items():
+        classes = np.unique(y)
+        for bs in batch_sizes:
+            n = samples_for(True, bs, len(X), args)
+            Xd, yd = X[:n], y[:n]
+            clf = MLPClassifier(hidden_layer_sizes=(WORKLOADS[wl][1],), activation="logistic",
+                                solver="sgd", learning_rate_init=LEARNING_RATE, momentum=0.0,
+                                nesterovs_momentum=False, alpha=0.0, batch_size=bs,
+                                shuffle=True, max_iter=1, random_state=0)
+
+            def epoch():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    clf.partial_fit(Xd, yd, classes=classes)
+
+            for threads in thread_counts(args, bs):
+                with blas_limited(threads):
+                    times = measure(epoch, args.repeats, args.point_budget)
+                r = result("sklearn", f"f64 {threads}thr", wl, bs, "float64", n, times,
+                           limited=n < len(X))
+                progress(r)
+                out.append(r)
+    return out
+
+
+def sparse_data(n, n_features=784, density=0.05, seed=0):
+    """(CSR X of ``density`` nonzeros uniform in [0, 1), int labels of 10 classes that a
+    linear model of X predicts): sparse input shaped like W2's, seeded."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, n_features, density=density, format="csr", dtype=np.float64,
+                  random_state=np.random.RandomState(seed))
+    y = np.asarray((X @ rng.normal(size=(n_features, 10))).argmax(axis=1)).ravel()
+    return X, y
+
+
+def run_estimators(data, args):
+    """cyprop.sklearn.BackpropClassifier against scikit-learn's MLPClassifier, same data,
+    same settings, one thread each:
+
+    - solver='lbfgs': one fit of ``--lbfgs-iter`` iterations (tol=0, so neither stops
+      early) on each workload's data.  Both start from the same weights and minimise
+      the same objective, so they run the same iterates: the loss is printed for both;
+    - sparse input (CSR, ``--sparse-density`` nonzeros, W2's shape): one epoch of plain
+      SGD (``partial_fit``) at each batch size, and an 'lbfgs' fit; cyprop densifies a
+      block of rows at a time, scikit-learn multiplies the sparse matrix; cyprop on the
+      same data made dense is measured too.
+
+    Returns a list of records: what, data, system, seconds (median), iterations, loss."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from cyprop.sklearn import BackpropClassifier
+
+    systems = (("cyprop", BackpropClassifier), ("sklearn", MLPClassifier))
+    repeats = max(1, min(args.repeats, 3))
+
+    def timed(call):
+        """Seconds of ``call()`` (median of up to ``repeats``; a slow point stops once it
+        has spent a third of --point-budget; no warm-up: a fit warms itself up)."""
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                call()
+            times.append(time.perf_counter() - start)
+            if args.point_budget and sum(times) > args.point_budget / 3:
+                break
+        return statistics.median(times), len(times)
+
+    def record(what, name, system, est, seconds, n_timed, n_samples):
+        r = {"what": what, "data": name, "system": system, "seconds_med": seconds,
+             "repeats": n_timed, "n_samples": n_samples,
+             "n_iter": int(getattr(est, "n_iter_", 0)), "loss": float(est.loss_)}
+        print(f"  {what:<14} {name:<14} {system:<14} {seconds * 1e3:10.1f} ms  "
+              f"(n_iter {r['n_iter']}, loss {r['loss']:.6g})", flush=True)
+        return r
+
+    out = []
+    for wl, (X, y) in data.items():
+        kwargs = dict(hidden_layer_sizes=(WORKLOADS[wl][1],), activation="logistic",
+                      solver="lbfgs", alpha=1e-4, max_iter=args.lbfgs_iter, tol=0.0,
+                      random_state=0)
+        for system, cls in systems:
+            extra = {"n_threads": 1} if system == "cyprop" else {}
+            est = cls(**kwargs, **extra)
+            seconds, n_timed = timed(lambda: est.fit(X, y))
+            out.append(record("lbfgs", wl, system, est, seconds, n_timed, len(X)))
+
+    X_sparse, y_sparse = sparse_data(args.samples, density=args.sparse_density)
+    X_dense = X_sparse.toarray()
+    name = f"CSR {args.sparse_density:g}"
+    classes = np.unique(y_sparse)
+    runs = [("cyprop", BackpropClassifier, X_sparse), ("cyprop dense", BackpropClassifier, X_dense),
+            ("sklearn", MLPClassifier, X_sparse)]
+    for bs in args.batch_sizes:
+        for system, cls, X in runs:
+            extra = {"n_threads": 1} if cls is BackpropClassifier else {}
+            est = cls(hidden_layer_sizes=(30,), activation="logistic", solver="sgd",
+                      learning_rate_init=LEARNING_RATE, momentum=0.0, alpha=0.0,
+                      batch_size=bs, random_state=0, **extra)
+            seconds, n_timed = timed(lambda: est.partial_fit(X, y_sparse, classes=classes))
+            out.append(record(f"sgd epoch bs={bs}", name, system, est, seconds, n_timed,
+                              X.shape[0]))
+    for system, cls, X in runs:
+        extra = {"n_threads": 1} if cls is BackpropClassifier else {}
+        est = cls(hidden_layer_sizes=(30,), activation="logistic", solver="lbfgs",
+                  alpha=1e-4, max_iter=args.lbfgs_iter, tol=0.0, random_state=0, **extra)
+        seconds, n_timed = timed(lambda: est.fit(X, y_sparse))
+        out.append(record("lbfgs", name, system, est, seconds, n_timed, X.shape[0]))
+    return out
+
+
+def print_estimators(records):
+    """The estimator comparison: seconds per fit (or epoch), and scikit-learn's time over
+    cyprop's (above 1: cyprop is faster)."""
+    by_key = {}
+    for r in records:
+        by_key.setdefault((r["what"], r["data"]), {})[r["system"]] = r
+    print("\nscikit-learn estimators, same data, one thread (ms per fit or epoch; "
+          "speed-up = scikit-learn / cyprop)")
+    print("| what | data | cyprop | cyprop on the dense copy | scikit-learn | speed-up | "
+          "n_iter cyprop / sklearn | loss cyprop / sklearn |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (what, data), systems in by_key.items():
+        cy, sk, dense = systems.get("cyprop"), systems.get("sklearn"), systems.get("cyprop dense")
+        ms = lambda r: f"{r['seconds_med'] * 1e3:.1f}" if r else ""   # noqa: E731
+        speedup = f"{sk['seconds_med'] / cy['seconds_med']:.2f}" if cy and sk else ""
+        iters = f"{cy['n_iter']} / {sk['n_iter']}" if cy and sk and what == "lbfgs" else ""
+        losses = f"{cy['loss']:.6g} / {sk['loss']:.6g}" if cy and sk else ""
+        print(f"| {what} | {data} | {ms(cy)} | {ms(dense)} | {ms(sk)} | {speedup} | {iters} "
+              f"| {losses} |")
+
+
+def run_c_baseline(data, dtypes, args):
+    """cyprop's plain-C per-sample SGD (bs=1; package data, compiled here): built with
+    -O3 -march=native and with -O3 alone (--quick: native only, or -O3 where the compiler
+    refuses -march=native), at each dtype, on as many samples as cyprop trains on.
+    Returns (results, notes, about): the notes say what was skipped and why, ``about``
+    which compiler and flags built it."""
+    builds = ["native"] if args.quick else ["native", "portable"]
+    out = []
+    with _baseline.Baseline([(d, b) for d in dtypes for b in builds],
+                            fallback=args.quick) as baseline:
+        if baseline.compiler:
+            print(f"  compiled with {baseline.compiler}", flush=True)
+        for line in baseline.info:
+            print(f"  {line}", flush=True)
+        notes = list(baseline.notes)
+        for dtype, build in baseline.programs:
+            for wl, (X, _) in data.items():
+                try:
+                    rec = baseline.run(dtype, build, WORKLOADS[wl], len(X), args.repeats)
+                except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+                    notes.append(f"C baseline {SHORT_DTYPE[dtype]} {build} {wl}: {exc}")
+                    continue
+                r = result(C_SYSTEM, f"{SHORT_DTYPE[dtype]} {build}", wl, 1, dtype, rec["n"],
+                           rec["times"])
+                r.update(flags=" ".join(_baseline.BUILDS[build]), compiler=baseline.compiler)
+                progress(r)
+                out.append(r)
+        about = {"compiler": baseline.compiler, "info": baseline.info,
+                 "builds": {f"{SHORT_DTYPE[d]} {b}": " ".join(_baseline.BUILDS[b])
+                            for d, b in baseline.programs}}
+        return out, notes, about
+
+
+# ---------------------------------------------------------------- inference and threads
+def numpy_forward(X, weights, biases):
+    """The NumPy baseline: one matrix-product chain, sigmoid hidden, softmax output."""
+    a = X
+    for W, b in zip(weights[:-1], biases[:-1]):
+        a = 1.0 / (1.0 + np.exp(-(a @ W.T + b)))
+    z = a @ weights[-1].T + biases[-1]
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run_inference(workloads, n, dtypes, args):
+    """cython ``net.forward`` on n samples vs the NumPy chain with the same weights."""
+    out = []
+    for wl in workloads:
+        rng = np.random.default_rng(1)
+        X64 = rng.random((n, WORKLOADS[wl][0]))
+        for dtype in dtypes:
+            X = np.ascontiguousarray(X64, dtype=dtype)
+            net = make_cyprop_net(wl, dtype, "cython")
+            Ws = [w.copy() for w in net.weights]
+            bs = [b.copy() for b in net.biases]
+            t_cy = statistics.median(measure(lambda: net.forward(X), args.repeats))
+            t_np = statistics.median(measure(lambda: numpy_forward(X, Ws, bs), args.repeats))
+            diff = float(np.abs(net.forward(X) - numpy_forward(X, Ws, bs)).max())
+            r = {"workload": wl, "dtype": dtype, "n_samples": n, "cython_seconds": t_cy,
+                 "numpy_seconds": t_np, "ratio_time_cython_over_numpy": t_cy / t_np,
+                 "max_abs_diff": diff}
+            print(f"  forward {wl} {SHORT_DTYPE[dtype]}: cython {t_cy * 1e3:.2f} ms, "
+                  f"numpy chain {t_np * 1e3:.2f} ms, ratio {t_cy / t_np:.2f}", flush=True)
+            out.append(r)
+    return out
+
+
+def run_threads(X, y, args):
+    """Two threads each training its own W2 net (bs=1, one epoch) vs the same two
+    trainings one after the other; ratio of wall times (1.0: no overlap, 0.5: perfect)."""
+    import cyprop
+    nets = [make_cyprop_net("W2", "float64", "cython") for _ in range(2)]
+    errors = []
+
+    def train(net):
+        try:
+            net.fit(X, y, epochs=1, batch_size=1, optimizer=cyprop.SGD(learning_rate=LEARNING_RATE),
+                    shuffle=True, seed=0, verbose=0)
+        except BaseException as exc:  # re-raised in the main thread
+            errors.append(exc)
+
+    def sequential():
+        for net in nets:
+            train(net)
+
+    def threaded():
+        threads = [threading.Thread(target=train, args=(net,)) for net in nets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    seq, thr, cpu = [], [], []
+    sequential()  # warm-up
+    for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
+        for fn, times in ((sequential, seq), (threaded, thr)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            times.append(time.perf_counter() - start)
+            if fn is threaded:  # CPU seconds per wall second: ~2 if both threads ran at once
+                cpu.append((time.process_time() - start_cpu) / times[-1])
+    if errors:
+        raise errors[0]
+    ratio = statistics.median(thr) / statistics.median(seq)
+    best = min(thr) / min(seq)  # what the code can do when the machine lets both threads run
+    print(f"  two threads W2 bs=1, {len(X)} samples each: sequential "
+          f"{statistics.median(seq):.3f} s, threaded {statistics.median(thr):.3f} s, "
+          f"ratio {ratio:.2f} (best {best:.2f}), threaded CPU/wall {statistics.median(cpu):.2f}",
+          flush=True)
+    return {"workload": "W2", "batch_size": 1, "n_samples": len(X), "sequential_times": seq,
+            "threaded_times": thr, "threaded_cpu_over_wall": cpu,
+            "ratio_threaded_over_sequential": ratio, "ratio_best_over_best": best,
+            "target": 0.6,
+            "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+# ------------------------------------------------------------------------------ ratios
+def lookup(results, system, variant, wl, bs):
+    for r in results:
+        if (r["system"], r["variant"], r["workload"], r["batch_size"]) == (system, variant, wl, bs):
+            return r["sps_med"]
+    return None
+
+
+def div(a, b):
+    return a / b if a is not None and b else None
+
+
+def compute_ratios(results, workloads, batch_sizes, threads):
+    """Ratios of samples/s within this run, keyed "W2/bs=10" etc.  Every comparison is
+    at one dtype and one thread count: cyprop's compiled core against each of the others
+    (the NumPy reference, PyTorch, scikit-learn) and the best of them, given the same
+    threads, and at bs=1 against the plain-C baseline."""
+    cy = lambda v, wl, bs: lookup(results, "cyprop-cython", v, wl, bs)  # noqa: E731
+    ratios = {"cython_f32_over_cython_f64": {}, "cython_bs1_over_c_baseline": {},
+              "cython_over_peer": {}, "cython_over_best_peer": {}, "thread_scaling": {}}
+    peers = [r for r in results if r["system"] in PEER_NAMES]
+    for wl in workloads:
+        for bs in batch_sizes:
+            key = f"{wl}/bs={bs}"
+            ratios["cython_f32_over_cython_f64"][key] = div(cy("f32 1thr", wl, bs),
+                                                            cy("f64 1thr", wl, bs))
+            for t in ([1] if bs == 1 else threads):
+                for short in ("f64", "f32"):
+                    variant = f"{short} {t}thr"
+                    mine = cy(variant, wl, bs)
+                    here = [r for r in peers if (r["workload"], r["batch_size"], r["variant"])
+                            == (wl, bs, variant)]
+                    if not here or mine is None:
+                        continue
+                    for r in here:
+                        ratios["cython_over_peer"].setdefault(r["system"], {}).setdefault(
+                            variant, {})[key] = mine / r["sps_med"]
+                    best = max(here, key=lambda r: r["sps_med"])
+                    ratios["cython_over_best_peer"].setdefault(variant, {})[key] = {
+                        "peer": label(best), "peer_sps": best["sps_med"],
+                        "cython_sps": mine, "ratio": mine / best["sps_med"]}
+            if bs > 1:
+                for t in threads[1:]:
+                    ratios["thread_scaling"].setdefault(f"{t}thr/1thr", {})[key] = div(
+                        cy(f"f64 {t}thr", wl, bs), cy("f64 1thr", wl, bs))
+        if 1 in batch_sizes:
+            entry = {}
+            for mine in ("f64", "f32"):
+                for build in _baseline.BUILDS:
+                    c = lookup(results, C_SYSTEM, f"{mine} {build}", wl, 1)
+                    ours = cy(f"{mine} 1thr", wl, 1)
+                    if c is not None and ours is not None:
+                        entry[f"{mine}_vs_{build}"] = {"cython_sps": ours, "c_sps": c,
+                                                       "ratio": ours / c}
+            if entry:
+                ratios["cython_bs1_over_c_baseline"][wl] = entry
+    return ratios
+
+
+# ------------------------------------------------------------------------------ output
+def print_tables(report, workloads, batch_sizes):
+    results, ratios, cfg = report["results"], report["ratios"], report["config"]
+    print("\n" + "=" * 78)
+    print(f"Training throughput, samples/s: one epoch, median of {cfg['repeats']} after a warm-up.")
+    print(f"* = measured on the first {cfg['max_samples_slow']} samples (slow systems at bs=1); "
+          "still samples/s.")
+    for wl in workloads:
+        rows = [r for r in results if r["workload"] == wl]
+        if not rows:
+            continue
+        print(f"\n{wl} {WORKLOADS[wl]}  ({cfg['n_samples'][wl]} samples"
+              f"{', ' + cfg['w1_data'] if wl == 'W1' else ', random uniform [0,1)'})")
+        print(f"  {'system':<28}" + "".join(f"{'bs=' + str(bs):>11}" for bs in batch_sizes))
+        for name in dict.fromkeys(label(r) for r in rows):
+            cells = []
+            for bs in batch_sizes:
+                hit = [r for r in rows if label(r) == name and r["batch_size"] == bs]
+                cells.append(fmt_sps(hit[0]["sps_med"]) + ("*" if hit[0]["limited"] else " ")
+                             if hit else "- ")
+            print(f"  {name:<28}" + "".join(f"{c:>11}" for c in cells))
+
+    short = [r for r in results if r["repeats"] < cfg["repeats"] and r["system"] != C_SYSTEM]
+    if short:
+        print(f"\nFewer repeats than {cfg['repeats']} (point over the "
+              f"{cfg['point_budget']:.0f} s budget): "
+              + ", ".join(f"{label(r)} {r['workload']} bs={r['batch_size']} ({r['repeats']})"
+                          for r in short))
+
+    keys = [f"{wl}/bs={bs}" for wl in workloads for bs in batch_sizes]
+    best = ratios["cython_over_best_peer"]
+    rows = [("cython f32 / cython f64, 1thr", ratios["cython_f32_over_cython_f64"])]
+    for system, name in PEER_NAMES.items():
+        rows += [(f"cython / {name}, {v}", vals)
+                 for v, vals in ratios["cython_over_peer"].get(system, {}).items()]
+    if len(ratios["cython_over_peer"]) > 1:
+        rows += [(f"cython / best peer, {v}", {k: e["ratio"] for k, e in best[v].items()})
+                 for v in best]
+    rows += [(f"cython f64 {v}", vals) for v, vals in ratios["thread_scaling"].items()]
+    rows = [(title, vals) for title, vals in rows if any(vals.get(k) is not None for k in keys)]
+    if rows:
+        print("\nRatios of samples/s (same run; > 1: cyprop's compiled core is faster), each at "
+              "one dtype and thread count")
+        width = max(len(title) for title, _ in rows) + 1
+        print(f"  {'':<{width}}" + "".join(f"{k.replace('/bs=', '/'):>8}" for k in keys))
+        for title, vals in rows:
+            print(f"  {title:<{width}}" + "".join(
+                f"{'-' if vals.get(k) is None else format(vals[k], '.2f'):>8}" for k in keys))
+    if len(ratios["cython_over_peer"]) > 1:
+        for v, entries in best.items():
+            print(f"  best peer, {v}: " + ", ".join(
+                f"{k.replace('/bs=', '/')} {e['peer'].split(' ')[0]} {fmt_sps(e['peer_sps'])}"
+                for k, e in entries.items()))
+    c_ratios = ratios["cython_bs1_over_c_baseline"]
+    if c_ratios:
+        print("\ncyprop's compiled core at bs=1 / the plain-C baseline (samples/s; 1.0 = as fast "
+              "as C, > 1: faster)")
+        for wl, entry in c_ratios.items():
+            parts = [f"{k.split('_vs_')[0]} vs C {' '.join(_baseline.BUILDS[k.split('_vs_')[1]])} "
+                     f"{v['ratio']:.2f}" for k, v in entry.items()]
+            print(f"  {wl}: " + ",  ".join(parts))
+    if report.get("inference"):
+        print(f"\nInference: cython net.forward vs one NumPy matrix-product chain, "
+              f"{report['inference'][0]['n_samples']} samples (time ratio; < 1: cython faster)")
+        for r in report["inference"]:
+            print(f"  {r['workload']} {SHORT_DTYPE[r['dtype']]}: cython "
+                  f"{r['cython_seconds'] * 1e3:7.2f} ms  numpy {r['numpy_seconds'] * 1e3:7.2f} ms"
+                  f"  ratio {r['ratio_time_cython_over_numpy']:.2f}"
+                  f"  (max |diff| {r['max_abs_diff']:.1e})")
+    t = report.get("threads")
+    if t:
+        verdict = "meets" if t["ratio_threaded_over_sequential"] <= t["target"] else "misses"
+        print(f"\nTwo threads (W2, bs=1, {t['n_samples']} samples each): threaded / sequential "
+              f"wall time {t['ratio_threaded_over_sequential']:.2f} ({verdict} the target "
+              f"<= {t['target']}; fastest/fastest {t['ratio_best_over_best']:.2f})")
+        load = (f", load average {t['loadavg_after'][0]:.1f} on "
+                f"{report['machine'].get('usable_cpus', '?')} cpus" if t["loadavg_after"] else "")
+        print(f"  CPU/wall while threaded {statistics.median(t['threaded_cpu_over_wall']):.2f} "
+              f"(2.0: both threads ran at once){load}")
+
+
+def plot(report, workloads, batch_sizes, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot: matplotlib is not installed (pip install matplotlib); no plot written.")
+        return
+    names = list(dict.fromkeys(label(r) for r in report["results"]))
+    colours = {n: plt.get_cmap("tab20")(i % 20) for i, n in enumerate(names)}
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5 * len(workloads), 4.2), squeeze=False)
+    for ax, wl in zip(axes[0], workloads):
+        rows = [r for r in report["results"] if r["workload"] == wl]
+        for name in dict.fromkeys(label(r) for r in rows):
+            pts = sorted((r["batch_size"], r["sps_med"]) for r in rows if label(r) == name)
+            yard = name.startswith(C_SYSTEM)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="*" if yard else "o",
+                    markersize=10 if yard else 6, color=colours[name], label=name,
+                    linestyle="none" if len(pts) == 1 else "-")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(batch_sizes)
+        ax.set_xticklabels([str(b) for b in batch_sizes])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("samples/s")
+        ax.set_title(f"{wl} {WORKLOADS[wl]}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+# ----------------------------------------------------------------------- machine info
+def threadpools():
+    """BLAS / OpenMP thread pools loaded now (threadpoolctl, if installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [{k: p.get(k) for k in ("internal_api", "num_threads", "version", "filepath")}
+            for p in threadpool_info()]
+
+
+def machine_info():
+    info = {"cpu_model": None, "cpu_flags_simd": [], "logical_cpus": os.cpu_count(),
+            "platform": platform.platform(), "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+        info["loadavg"] = os.getloadavg()
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and info["cpu_model"] is None:
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    info["cpu_flags_simd"] = [x for x in ("sse2", "avx", "avx2", "fma",
+                                                          "avx512f") if x in flags]
+                    break
+    except OSError:
+        pass
+    for mod, dist in (("cyprop", "cyprop"), ("torch", "torch"), ("sklearn", "scikit-learn"),
+                      ("threadpoolctl", "threadpoolctl"), ("matplotlib", "matplotlib")):
+        try:  # the installed version, without importing the package
+            info[mod] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[mod] = None
+    try:
+        import cyprop
+        info["cyprop"] = cyprop.__version__
+        info["cyprop_backends"] = list(cyprop.available_backends())
+        config = cyprop.config()
+        info["cyprop_kernel"], info["cyprop_blas"] = config.get("kernel"), config.get("blas")
+    except ImportError:
+        pass
+    repo = source_checkout()
+    if repo is not None:  # an editable install: record the commit measured
+        try:
+            git = ["git", "-C", str(repo)]
+            info["git_commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
+                                                text=True).stdout.strip() or None
+            info["git_dirty"] = bool(subprocess.run(
+                git + ["status", "--porcelain", "src", "csrc"], capture_output=True,
+                text=True).stdout.strip())
+        except OSError:
+            pass
+    return info
+
+
+def source_checkout():
+    """The repository cyprop is imported from (an editable install), or None."""
+    root = Path(__file__).resolve().parents[3]           # <repo>/src/cyprop/bench/
+    return root if (root / ".git").exists() and (root / "csrc").is_dir() else None
+
+
+# -------------------------------------------------------------------------------- main
+def parse_args(argv, prog=None):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="a short run (about half a minute): workloads W1,W2, batch sizes 1,10, "
+                        "float64, 5 repeats, 5000 samples (1000 for the slow systems at bs=1), "
+                        "one thread, systems cython,numpy,c,torch,sklearn; options given "
+                        "as well win")
+    p.add_argument("--workloads", default=None, help="comma list of W1,W2,W3 (all)")
+    p.add_argument("--batch-sizes", default=None, help="comma list (1,10,128)")
+    p.add_argument("--systems", default=None,
+                   help=f"comma list of {','.join(SYSTEMS)} (all; 'c' is the plain-C "
+                        "baseline; peers that are not installed are skipped)")
+    p.add_argument("--dtypes", default=None,
+                   help="comma list of float64,float32 for cyprop's compiled core, PyTorch "
+                        "and the C baseline (both; the NumPy reference and scikit-learn "
+                        "always run float64)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed epochs after the warm-up (5)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="samples for W2/W3, inference and the thread test (10000); W1 uses "
+                        "its 1797 digits, or fewer")
+    p.add_argument("--max-samples-slow", type=int, default=None,
+                   help="samples used by the numpy backend, torch and sklearn at bs=1 "
+                        "(2000; 0 = all)")
+    p.add_argument("--json", default=None, metavar="PATH.json",
+                   help="write the raw numbers here: machine, settings, every measurement, "
+                        "the ratios")
+    p.add_argument("--plot", default=None, metavar="PATH.png",
+                   help="write a throughput plot (needs matplotlib)")
+    p.add_argument("--point-budget", type=float, default=30.0, metavar="SECONDS",
+                   help="stop repeating a point after 3 timed epochs once this much time is "
+                        "spent on it (30; 0 = never)")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS/OpenMP threads (threadpoolctl) for the whole run: 1 by default, "
+                        "like cyprop's single-threaded core (0 = the libraries' defaults, "
+                        "which collapse on a busy 2-core machine)")
+    p.add_argument("--threads", default=None,
+                   help="comma list of thread counts for every system at batch sizes > 1 "
+                        "(default: 1 and the usable cores; bs=1 always runs on 1)")
+    p.add_argument("--lbfgs-iter", type=int, default=30,
+                   help="iterations of each solver='lbfgs' fit of the estimator comparison "
+                        "(system 'estimators'; 30)")
+    p.add_argument("--sparse-density", type=float, default=0.05,
+                   help="nonzeros of the sparse data of the estimator comparison (0.05)")
+    args = p.parse_args(argv)
+    defaults = {"workloads": "W1,W2,W3", "batch_sizes": "1,10,128", "systems": ",".join(SYSTEMS),
+                "dtypes": "float64,float32", "repeats": 5, "samples": 10000,
+                "max_samples_slow": 2000}
+    for name, default in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, QUICK[name] if args.quick else default)
+    args.workloads = list(dict.fromkeys(
+        w.strip().upper() for w in args.workloads.split(",") if w.strip()))
+    try:
+        args.batch_sizes = list(dict.fromkeys(
+            int(b) for b in args.batch_sizes.split(",") if b.strip()))
+        threads = args.threads
+        if threads is None:
+            cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else os.cpu_count() or 1)
+            threads = "1" if args.quick or cores == 1 else f"1,{cores}"
+        args.threads = sorted({int(t) for t in threads.split(",") if t.strip()})
+    except ValueError as exc:
+        p.error(f"--batch-sizes and --threads take comma lists of integers ({exc})")
+    args.systems = list(dict.fromkeys(
+        SYSTEM_ALIASES.get(s.strip().lower(), s.strip().lower())
+        for s in args.systems.split(",") if s.strip()))
+    long_name = {short: name for name, short in SHORT_DTYPE.items()}
+    dtypes = {long_name.get(d.strip().lower(), d.strip().lower())
+              for d in args.dtypes.split(",") if d.strip()}
+    for d in dtypes - set(SHORT_DTYPE):
+        p.error(f"unknown dtype {d!r}; choose from float64, float32")
+    args.dtypes = [d for d in SHORT_DTYPE if d in dtypes]
+    if not args.threads or args.threads[0] < 1:
+        p.error("--threads must be positive")
+    for w in args.workloads:
+        if w not in WORKLOADS:
+            p.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
+    for s in args.systems:
+        if s not in SYSTEMS:
+            p.error(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
+    if not args.dtypes:
+        p.error("--dtypes needs at least one of float64, float32")
+    if not args.workloads or not args.batch_sizes or not args.systems:
+        p.error("--workloads, --batch-sizes and --systems need at least one entry")
+    if args.repeats < 1 or args.samples < 1 or any(b < 1 for b in args.batch_sizes):
+        p.error("--repeats, --samples and batch sizes must be positive")
+    if args.max_samples_slow < 0:
+        p.error("--max-samples-slow must be 0 (all) or positive")
+    return args
+
+
+def available(module):
+    """Whether ``module`` imports (a peer that is missing or broken is skipped)."""
+    try:
+        __import__(module)
+        return True
+    except Exception:  # noqa: BLE001 - ImportError, or OSError from a broken install
+        return False
+
+
+def main(argv=None, prog=None):
+    """Run the benchmark with command-line arguments ``argv`` (default: sys.argv[1:]);
+    returns the exit status (0).  ``prog`` names the command in the usage line."""
+    args = parse_args(argv, prog=prog)
+    args.t_start = time.perf_counter()  # imports count: an editable install may rebuild here
+    # Load every library first, so that threadpoolctl sees (and limits) their thread pools.
+    if "torch" in args.systems:
+        available("torch")
+    if "sklearn" in args.systems or "estimators" in args.systems:
+        available("sklearn.neural_network")
+    if not args.blas_threads:
+        run(args)
+        return 0
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # said in the report's first line
+        args.blas_threads, args.blas_note = None, " (threadpoolctl is not installed)"
+        run(args)
+        return 0
+    with threadpool_limits(limits=args.blas_threads):
+        run(args)
+    return 0
+
+
+def skip(report, note):
+    print(f"  skipped: {note}", flush=True)
+    report["skipped"].append(note)
+
+
+def run(args):
+    """Measure what ``args`` asks for, print the report, write the JSON and the plot;
+    returns the report (a dict, as written to the JSON)."""
+    t_start = args.t_start
+    data = {wl: make_data(wl, args.samples) for wl in args.workloads}
+    report = {"machine": machine_info(),
+              "config": {"workloads": args.workloads, "batch_sizes": args.batch_sizes,
+                         "systems": args.systems, "dtypes": args.dtypes,
+                         "repeats": args.repeats, "samples": args.samples,
+                         "max_samples_slow": args.max_samples_slow, "quick": args.quick,
+                         "learning_rate": LEARNING_RATE, "point_budget": args.point_budget,
+                         "blas_threads": args.blas_threads, "threads": args.threads,
+                         "w1_data": w1_source(),
+                         "n_samples": {wl: len(X) for wl, (X, _) in data.items()}},
+              "results": [], "skipped": []}
+    m = report["machine"]
+    load = f"{m['loadavg'][0]:.1f}" if m.get("loadavg") else "?"
+    print(f"cyprop {m['cyprop']} | {m['cpu_model']} ({m.get('usable_cpus', m['logical_cpus'])} "
+          f"cpus, load {load}) | numpy {m['numpy']} torch {m['torch']} "
+          f"sklearn {m['sklearn']} | BLAS/OpenMP threads: "
+          f"{args.blas_threads or 'library defaults'}{getattr(args, 'blas_note', '')}",
+          flush=True)
+    if m.get("cyprop_kernel"):
+        print(f"cyprop's compiled core: {m['cyprop_kernel']} kernel, BLAS "
+              f"{m.get('cyprop_blas')}", flush=True)
+
+    results = report["results"]
+    if "cython" in args.systems:
+        print("cyprop, compiled core", flush=True)
+        if "cython" in m.get("cyprop_backends", ()):
+            results += run_cyprop("cython", data, args.batch_sizes, args.dtypes, args)
+        else:
+            skip(report, "cython: cyprop's compiled core is not available here")
+    if "c" in args.systems:  # right after cython: the ratio is taken close in time
+        print("plain-C baseline (online SGD, bs=1)", flush=True)
+        if 1 not in args.batch_sizes:
+            skip(report, "C baseline: it runs at batch size 1 only, which was not asked for")
+        else:
+            c_results, notes, report["c_baseline"] = run_c_baseline(data, args.dtypes, args)
+            results += c_results
+            for note in notes:
+                skip(report, note)
+    if "numpy" in args.systems:
+        print("cyprop, NumPy reference", flush=True)
+        results += run_cyprop("numpy", data, args.batch_sizes, ["float64"], args)
+    for system, module, title, runner in (
+            ("torch", "torch", "PyTorch CPU", run_torch),
+            ("sklearn", "sklearn.neural_network", "scikit-learn MLPClassifier", run_sklearn)):
+        if system not in args.systems:
+            continue
+        print(title, flush=True)
+        if available(module):
+            results += runner(data, args.batch_sizes, args)
+        else:
+            skip(report, f"{system}: not installed")
+    if "estimators" in args.systems:
+        print("scikit-learn estimators: cyprop.sklearn against scikit-learn", flush=True)
+        if available("sklearn.neural_network") and available("scipy.sparse"):
+            with blas_limited(1):
+                report["estimators"] = run_estimators(data, args)
+        else:
+            skip(report, "estimators: scikit-learn or scipy not installed")
+    if "cython" in args.systems and "cython" in m.get("cyprop_backends", ()):
+        print("inference", flush=True)
+        report["inference"] = run_inference(args.workloads, args.samples, args.dtypes, args)
+        print("thread test", flush=True)
+        X2, y2 = data["W2"] if "W2" in data else make_data("W2", args.samples)
+        report["threads"] = run_threads(X2, y2, args)
+
+    report["machine"]["threadpools"] = threadpools()
+    report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes, args.threads)
+    report["elapsed_seconds"] = time.perf_counter() - t_start
+    print_tables(report, args.workloads, args.batch_sizes)
+    if report.get("estimators"):
+        print_estimators(report["estimators"])
+    if report["skipped"]:
+        print()
+    for note in report["skipped"]:
+        print(f"skipped: {note}")
+
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1))
+        print(f"\nraw numbers written to {path}")
+    if args.plot:
+        plot(report, args.workloads, args.batch_sizes, args.plot)
+    print(f"elapsed {time.perf_counter() - t_start:.1f} s")
+    return report

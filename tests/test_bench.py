@@ -1,0 +1,239 @@
+"""The benchmark suite, cyprop.bench: it ships in the package with its C baseline, runs
+from any installation, and writes every measurement and ratio it prints.
+
+The runs here are tiny (a few hundred samples, one repeat): they check what the benchmark
+does, not how fast anything is.
+"""
+
+import importlib.resources
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop.bench import _baseline, _suite
+from cyprop.bench import main as bench_main
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPILED = "cython" in cyprop.available_backends()
+
+
+def tiny(*extra):
+    """Arguments of a run that takes a few seconds."""
+    return ["--quick", "--samples", "300", "--max-samples-slow", "60", "--repeats", "1",
+            *extra]
+
+
+def run_python(code, cwd):
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+# ----------------------------------------------------------------- packaging
+def test_c_source_is_installed_with_the_package():
+    source = importlib.resources.files("cyprop.bench").joinpath(_baseline.SOURCE_NAME)
+    assert source.is_file(), f"{_baseline.SOURCE_NAME} is missing from the installed cyprop"
+    text = source.read_text(encoding="utf-8")
+    assert "int main(int argc, char **argv)" in text and "CYPROP_FLOAT32" in text
+    assert _baseline.source().read_bytes() == source.read_bytes()
+
+
+def test_python_dash_m_help_outside_the_source_tree(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cyprop.bench", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m cyprop.bench")
+    assert "--quick" in done.stdout and "W3 [784, 100, 10]" in done.stdout
+
+
+def test_imports_stay_light(tmp_path):
+    """``import cyprop`` leaves the benchmark out; importing the benchmark loads no peer."""
+    out = run_python("""
+        import sys
+        import cyprop
+        print("bench" if "cyprop.bench" in sys.modules else "-")
+        import cyprop.bench
+        print(" ".join(m for m in ("torch", "sklearn", "matplotlib") if m in sys.modules))
+        """, cwd=tmp_path)
+    first, peers = (out.splitlines() + [""])[:2]
+    assert first == "-"
+    assert peers == ""
+
+
+# ----------------------------------------------------------------- arguments
+def test_quick_defaults_and_what_overrides_them():
+    args = _suite.parse_args(["--quick"])
+    assert (args.workloads, args.batch_sizes, args.dtypes, args.threads) == (
+        ["W1", "W2"], [1, 10], ["float64"], [1])
+    assert args.systems == ["cython", "numpy", "c", "torch", "sklearn"]
+    args = _suite.parse_args(["--quick", "--workloads", "w3", "--dtypes", "f32,float64",
+                              "--systems", "cython,yardstick"])
+    assert (args.workloads, args.dtypes, args.systems) == (
+        ["W3"], ["float64", "float32"], ["cython", "c"])
+    full = _suite.parse_args([])
+    assert (full.workloads, full.batch_sizes, full.repeats, full.samples) == (
+        ["W1", "W2", "W3"], [1, 10, 128], 5, 10000)
+    assert full.systems == list(_suite.SYSTEMS) and full.json is None
+
+
+@pytest.mark.parametrize("bad", [["--dtypes", "float16"], ["--systems", "jax"],
+                                 ["--workloads", "W9"], ["--batch-sizes", "0"],
+                                 ["--threads", "two"]])
+def test_bad_arguments_are_usage_errors(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_main(bad)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a real run
+@pytest.mark.skipif(not COMPILED, reason="needs cyprop's compiled core")
+def test_tiny_run_prints_and_writes_the_ratios(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # nothing may depend on the source tree
+    path = tmp_path / "out" / "bench.json"
+    assert bench_main(tiny("--workloads", "W1", "--systems", "cython,numpy,c",
+                           "--json", str(path))) == 0
+    out = capsys.readouterr().out
+    report = json.loads(path.read_text())
+
+    assert report["config"]["quick"] and report["config"]["workloads"] == ["W1"]
+    assert report["machine"]["cyprop"] == cyprop.__version__
+    measured = {(r["system"], r["variant"], r["batch_size"]) for r in report["results"]}
+    assert {("cyprop-cython", "f64 1thr", 1), ("cyprop-cython", "f64 1thr", 10),
+            ("cyprop-numpy", "f64 1thr", 1), ("cyprop-numpy", "f64 1thr", 10)} <= measured
+    for r in report["results"]:
+        assert r["sps_med"] > 0 and len(r["times"]) == r["repeats"]
+    versus_numpy = report["ratios"]["cython_over_peer"]["cyprop-numpy"]["f64 1thr"]
+    assert set(versus_numpy) == {"W1/bs=1", "W1/bs=10"}
+    assert all(ratio > 0 for ratio in versus_numpy.values())
+    assert "cython / NumPy reference, f64 1thr" in out
+    assert report["inference"] and report["threads"]["n_samples"] == 300
+
+    # The C baseline ran, or the output says why not.
+    c_runs = [r for r in report["results"] if r["system"] == _suite.C_SYSTEM]
+    if c_runs:
+        assert report["c_baseline"]["compiler"]
+        assert {r["variant"] for r in c_runs} <= {"f64 native", "f64 portable"}
+        assert c_runs[0]["n_samples"] == 300 and c_runs[0]["batch_size"] == 1
+        assert set(report["ratios"]["cython_bs1_over_c_baseline"]["W1"]) <= {
+            "f64_vs_native", "f64_vs_portable"}
+        assert "compiled core at bs=1 / the plain-C baseline" in out
+    else:
+        notes = [n for n in report["skipped"] if n.startswith("C baseline")]
+        assert notes, report["skipped"]
+        assert f"skipped: {notes[0]}" in out
+    assert f"raw numbers written to {path}" in out
+
+
+@pytest.mark.skipif(not COMPILED, reason="needs cyprop's compiled core")
+def test_c_baseline_without_a_compiler_is_skipped_with_a_reason(tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))          # no cc, gcc or clang
+    monkeypatch.setenv("CC", "/bin/false" if os.path.exists("/bin/false") else "nocc")
+    config_var = sysconfig.get_config_var
+    monkeypatch.setattr(_baseline.sysconfig, "get_config_var",
+                        lambda name: None if name == "CC" else config_var(name))
+    path = tmp_path / "bench.json"
+    assert bench_main(tiny("--workloads", "W1", "--batch-sizes", "1", "--systems", "cython,c",
+                           "--json", str(path))) == 0
+    out = capsys.readouterr().out
+    report = json.loads(path.read_text())
+    assert not [r for r in report["results"] if r["system"] == _suite.C_SYSTEM]
+    note, = report["skipped"]
+    assert note.startswith("C baseline: no working C compiler") and "set CC" in note
+    assert f"skipped: {note}" in out
+    assert report["c_baseline"]["compiler"] is None
+
+
+# ------------------------------------------------------- the C baseline's maths
+def numpy_online_sgd(weights, biases, X, y, learning_rate):
+    """The C baseline's training, in NumPy: sigmoid layers, quadratic cost, one sample
+    at a time, in order."""
+    weights = [w.copy() for w in weights]
+    biases = [b.copy() for b in biases]
+    for x, label in zip(X, y):
+        acts = [x]
+        for w, b in zip(weights, biases):
+            acts.append(1.0 / (1.0 + np.exp(-(w @ acts[-1] + b))))
+        target = np.zeros_like(acts[-1])
+        target[label] = 1.0
+        delta = (acts[-1] - target) * acts[-1] * (1.0 - acts[-1])
+        for layer in range(len(weights) - 1, -1, -1):
+            below = acts[layer]
+            delta_below = (weights[layer].T @ delta) * below * (1.0 - below)
+            weights[layer] -= learning_rate * np.outer(delta, below)
+            biases[layer] -= learning_rate * delta
+            delta = delta_below
+    return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(weights, biases)])
+
+
+def test_c_baseline_trains_like_numpy(tmp_path):
+    """The baseline computes what it claims: one epoch of its fused loops gives the
+    weights of the textbook loop (layers narrower and wider than its 16 partial sums,
+    and deeper and shallower networks)."""
+    with _baseline.Baseline([("float64", "portable"), ("float32", "native")],
+                            fallback=True) as baseline:
+        if baseline.compiler is None:
+            pytest.skip(baseline.notes[0])
+        rng = np.random.default_rng(0)
+        for sizes in ([5, 4, 3], [64, 32, 10], [37, 19, 17, 3], [40, 3]):
+            n = 23
+            X = rng.random((n, sizes[0]))
+            y = rng.integers(0, sizes[-1], n).astype(np.int32)
+            weights = [rng.normal(size=(sizes[l], sizes[l - 1])) / np.sqrt(sizes[l - 1])
+                       for l in range(1, len(sizes))]
+            biases = [0.1 * rng.normal(size=sizes[l]) for l in range(1, len(sizes))]
+            start = np.concatenate([np.concatenate([w.ravel(), b])
+                                    for w, b in zip(weights, biases)])
+            expected = numpy_online_sgd(weights, biases, X, y, 0.5)
+            for (dtype, build) in baseline.programs:
+                folder = tmp_path / f"{dtype}-{build}-{len(sizes)}-{sizes[0]}"
+                folder.mkdir()
+                start.astype("<f8").tofile(folder / "params.f64")
+                X.astype("<f8").tofile(folder / "X.f64")
+                y.astype("<i4").tofile(folder / "y.i32")
+                got = np.fromfile(baseline.train(dtype, build, folder, sizes, n, 0.5), "<f8")
+                tol = 1e-12 if dtype == "float64" else 1e-5
+                np.testing.assert_allclose(got, expected, rtol=0, atol=tol,
+                                           err_msg=f"{dtype} {build} {sizes}")
+                assert np.abs(expected - start).max() > 0.1   # it did train
+
+
+# ------------------------------------------ the script in the source checkout
+def test_checkout_script_smoke_run_writes_every_measurement(tmp_path):
+    """benchmarks/bench.py (a thin wrapper of cyprop.bench.main): each system at each
+    thread count (bs 1 on one thread only), the ratios at one dtype and thread count, and
+    the JSON."""
+    script = ROOT / "benchmarks" / "bench.py"
+    if not script.is_file():
+        pytest.skip("benchmarks/bench.py is not beside these tests")
+    if not COMPILED:
+        pytest.skip("needs cyprop's compiled core")
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(script), *tiny(
+                           "--workloads", "W1", "--batch-sizes", "1,10",
+                           "--systems", "cython,numpy", "--dtypes", "float64,float32",
+                           "--threads", "1,2", "--json", str(out))],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    measured = {(r["system"], r["variant"], r["batch_size"]) for r in report["results"]}
+    for system, dtypes in (("cyprop-cython", ("f64", "f32")), ("cyprop-numpy", ("f64",))):
+        for dtype in dtypes:
+            assert (system, f"{dtype} 1thr", 1) in measured
+            assert (system, f"{dtype} 2thr", 1) not in measured
+            assert {(system, f"{dtype} {t}thr", 10) for t in (1, 2)} <= measured
+    ratios = report["ratios"]
+    assert set(ratios["cython_over_best_peer"]["f64 2thr"]) == {"W1/bs=10"}
+    assert ratios["cython_over_best_peer"]["f64 1thr"]["W1/bs=1"]["peer"].startswith("cyprop-numpy")
+    assert ratios["thread_scaling"]["2thr/1thr"]["W1/bs=10"] > 0
+    assert "Ratios of samples/s" in done.stdout
