@@ -242,10 +242,7 @@ def _write_atomic(path, arrays, mode):
     """Write ``arrays`` as an .npz to ``path`` via a temporary file and a rename;
     ``mode``: the new file's permission bits (None: 0o666 less the umask)."""
     directory = os.path.dirname(os.path.abspath(path))
-    # Same directory, so that os.replace is a rename within one file system (atomic);
-    # a dot-name with a random part, so it neither shows up nor collides, and short,
-    # so that it fits wherever the final name (up to NAME_MAX bytes) does.
-    tmp = os.path.join(directory, f".cyprop-{secrets.token_hex(8)}.tmp")
+    tmp = _temporary_path(path)
     # O_EXCL: never clobber an existing file.  Created with at most the kept bits (the
     # umask may take some away: fchmod restores them), so never readable by more
     # people than the file it replaces, even for a moment.
@@ -264,6 +261,29 @@ def _write_atomic(path, arrays, mode):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _temporary_path(path):
+    """``.{name}.{random}.tmp`` beside ``path`` (of its type, str or bytes): in the same
+    directory, so that os.replace is a rename within one file system (atomic); a
+    dot-name with a random part, so that it neither shows up nor collides; the name
+    cut short where needed, so that it fits wherever the final name (up to NAME_MAX
+    bytes) does."""
+    directory, name = os.path.split(os.path.abspath(os.fsencode(path)))
+    suffix = f".{secrets.token_hex(8)}.tmp".encode()
+    try:
+        name_max = min(os.pathconf(directory, "PC_NAME_MAX"), 255)
+    except (AttributeError, OSError, ValueError):   # no pathconf (Windows)
+        name_max = 255
+    cut = max(name_max - 1 - len(suffix), 0)
+    if len(name) > cut:
+        # At a character boundary (not before a UTF-8 continuation byte): some file
+        # systems want valid UTF-8 names.
+        while cut > 0 and 0x80 <= name[cut] < 0xC0:
+            cut -= 1
+        name = name[:cut]
+    tmp = os.path.join(directory, b"." + name + suffix)
+    return tmp if isinstance(path, bytes) else os.fsdecode(tmp)
 
 
 def _fsync_directory(directory):
