@@ -305,26 +305,21 @@ def test_cpu_info_parsing(tmp_path):
     assert cli._cpu_info(str(tmp_path / "none")) == (None, None)
 
 
-def test_bench_passes_arguments_on(capfd, monkeypatch, tmp_path):
-    script = tmp_path / "bench.py"
-    script.write_text("import sys\nprint('bench got', sys.argv[1:])\nsys.exit(3)\n")
-    monkeypatch.setattr(cli, "find_bench_script", lambda: script)
+def test_bench_passes_arguments_on(monkeypatch):
+    import cyprop.bench
+    calls = []
+    monkeypatch.setattr(cyprop.bench, "main", lambda argv, prog=None: calls.append(
+        (argv, prog)) or 3)
     assert cli.main(["bench", "--quick", "--repeats", "2"]) == 3
-    assert "bench got ['--quick', '--repeats', '2']" in capfd.readouterr().out
+    assert calls == [(["--quick", "--repeats", "2"], "cyprop bench")]
 
 
-def test_bench_without_script(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "find_bench_script", lambda: None)
-    status, _, err = run(capsys, "bench")
-    assert status == 1
-    assert_one_line_error(err, "benchmarks/bench.py not found")
+def test_bench_help_and_usage_errors(capsys):
     status, out, _ = run(capsys, "bench", "--help")
     assert status == 0 and out.startswith("usage: cyprop bench")
-
-
-def test_bench_script_is_found_in_the_source_tree():
-    script = cli.find_bench_script()
-    assert script is None or script.name == "bench.py"
+    assert "--quick" in out
+    status, _, err = run(capsys, "bench", "--systems", "nope")
+    assert status == 2 and "unknown system 'nope'" in err
 
 
 # --------------------------------------------------------------- subprocess

@@ -11,7 +11,6 @@ import inspect
 import os
 import platform
 import stat
-import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -266,8 +265,9 @@ def build_parser():
 
     # Everything after "bench" goes to benchmarks/bench.py untouched (see main), so
     # this parser exists only to list the command in --help.
-    commands.add_parser("bench", add_help=False, help="run benchmarks/bench.py from the "
-                        "source tree (arguments are passed on)")
+    commands.add_parser("bench", add_help=False, help="measure training speed against "
+                        "the NumPy reference, PyTorch, scikit-learn and plain C "
+                        "(`cyprop bench --quick`; `cyprop bench --help` for more)")
     return parser
 
 
@@ -937,32 +937,8 @@ def _usable_cores():
 
 
 # -------------------------------------------------------------------- bench
-BENCH_HELP = """usage: cyprop bench [ARGS...]
-
-Run benchmarks/bench.py from cyprop's source tree with ARGS passed on; it exists
-only in a checkout of the repository (an editable install), not in a wheel."""
-
-
-def find_bench_script():
-    """benchmarks/bench.py of the repository this cyprop was imported from, or None."""
-    package = Path(cyprop.__file__).resolve().parent          # <repo>/src/cyprop
-    for root in (package.parent.parent, package.parent):      # src layout, flat layout
-        script = root / "benchmarks" / "bench.py"
-        if script.is_file():
-            return script
-    return None
-
-
 def cmd_bench(bench_args):
-    script = find_bench_script()
-    wants_help = any(a in ("-h", "--help") for a in bench_args)
-    if script is None:
-        if wants_help:
-            print(BENCH_HELP)
-            return 0
-        raise RuntimeError("benchmarks/bench.py not found next to the cyprop package "
-                           f"({Path(cyprop.__file__).parent}); 'cyprop bench' needs a "
-                           "source checkout: clone the repository and `pip install -e .`")
-    if wants_help:
-        print(BENCH_HELP + f"\nThe script is {script}; its own help follows.\n", flush=True)
-    return subprocess.call([sys.executable, str(script), *bench_args])
+    """``cyprop bench ARGS``: the benchmark suite (cyprop.bench), run in this process
+    with ARGS as its command line; returns its exit status."""
+    from .bench import main as bench_main   # here: `import cyprop` never loads it
+    return bench_main(bench_args, prog="cyprop bench")
