@@ -1,7 +1,6 @@
 """The plain-C baseline: cyprop's own per-sample SGD in C, built and timed at run time.
 
-The C source ships inside the package (``cyprop/bench/sgd_baseline.c.txt``; it is plain C,
-compiled with ``-x c``).  It is compiled into a temporary folder with the first C compiler
+The C source ships inside the package (``cyprop/bench/sgd_baseline.c``).  It is compiled into a temporary folder with the first C compiler
 found (``$CC``, then the compiler Python was built with, then ``cc``, ``gcc`` and
 ``clang`` on PATH) at ``-O3``, and at ``-O3 -march=native`` where the compiler accepts it.
 Without a working compiler the baseline is skipped, and the caller prints why.
@@ -17,7 +16,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-SOURCE_NAME = "sgd_baseline.c.txt"
+SOURCE_NAME = "sgd_baseline.c"
 # The builds: name -> extra flags.  "native" tunes for this CPU (the limit of what C does
 # here); "portable" is what a binary built for any x86-64 gets.
 BUILDS = {"native": ["-O3", "-march=native"], "portable": ["-O3"]}
