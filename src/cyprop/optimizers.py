@@ -12,7 +12,7 @@ from ._validation import check_bool, check_int, check_number
 
 #: The most steps an optimizer may be set to (or loaded with): far more than any run
 #: takes, and far enough below a C long's 2**63 that training on from it cannot overflow.
-MAX_STEPS = 2 ** 62
+MAX_STEPS = 2 ** 62 - 1
 
 
 class Optimizer:

@@ -83,7 +83,7 @@ from ._architecture import Architecture
 from ._version import __version__
 from .history import History
 from .network import Network
-from .optimizers import OPTIMIZERS
+from .optimizers import MAX_STEPS, OPTIMIZERS
 
 #: Bump when the layout changes in a way older readers cannot handle; ``load``
 #: refuses files with a higher version instead of misreading them.
@@ -101,8 +101,6 @@ _DTYPES = ("float32", "float64")
 # The optimizer entry's keys: those every file has, and those added since (optional).
 _OPTIMIZER_KEYS = {"name", "config", "steps", "has_state"}
 _OPTIMIZER_OPTIONAL_KEYS = {"initial_learning_rate"}
-# Step counts reach the compiled core as 64-bit integers and grow from there.
-_STEPS_LIMIT = 2**62
 _SEED_LIMIT = 2**128
 # No integer a real file holds has more digits (2**128 has 39); parsing a huge one
 # takes time quadratic in its length.
@@ -196,7 +194,7 @@ def _optimizer_record(net):
     if state is not None and state.shape[0] != type(opt).n_slots:
         raise ValueError(f"cannot save: the {name} state has {state.shape[0]} rows, "
                          f"expected {type(opt).n_slots}")
-    if not 0 <= steps < _STEPS_LIMIT:
+    if not 0 <= steps <= MAX_STEPS:
         raise ValueError(f"cannot save: the {name} step count {steps} is outside "
                          f"0..2**62-1, which load accepts")
     record = {"name": name, "config": opt.get_config(), "steps": steps,
@@ -571,7 +569,7 @@ def _validate_optimizer(require, opt):
     problem = _config_problem(name, opt["config"])
     require(problem is None, f"invalid {name} configuration ({problem})")
     steps = opt["steps"]
-    require(_is_int(steps) and 0 <= steps < _STEPS_LIMIT,
+    require(_is_int(steps) and 0 <= steps <= MAX_STEPS,
             f"invalid optimizer step count {r(steps)} (expected 0..2**62-1)")
     require(isinstance(opt["has_state"], bool), "invalid optimizer entry")
     initial = opt.get("initial_learning_rate")
