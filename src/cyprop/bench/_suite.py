@@ -490,6 +490,37 @@ def run_threads(X, y, args):
             "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
+def run_train_many(args, n_networks=8, n_rows=5000):
+    """cyprop.train_many on one thread and on two: n_networks [784, 100, 10] networks, two
+    epochs at batch size 32 each; the speed-up of two threads (target 1.6 on two cores)."""
+    import cyprop
+    X, y = make_data("W3", n_rows)
+    X, y = X[:n_rows], y[:n_rows]
+
+    def build(i):
+        return cyprop.Network([784, 100, 10], seed=i)
+
+    def timed(n_threads):
+        start = time.perf_counter()
+        cyprop.train_many(build, X, y, n_networks, n_threads=n_threads, epochs=2,
+                          batch_size=32, optimizer=cyprop.SGD(learning_rate=LEARNING_RATE))
+        return time.perf_counter() - start
+
+    timed(1)  # warm-up
+    one, two = [], []
+    for _ in range(max(3, args.repeats // 2)):  # interleaved, as in run_threads
+        one.append(timed(1))
+        two.append(timed(2))
+    speedup = statistics.median(one) / statistics.median(two)
+    best = min(one) / min(two)
+    print(f"  train_many, {n_networks} networks [784, 100, 10] on {n_rows} samples: one thread "
+          f"{statistics.median(one):.3f} s, two {statistics.median(two):.3f} s, speed-up "
+          f"{speedup:.2f} (best {best:.2f})", flush=True)
+    return {"n_networks": n_networks, "n_samples": n_rows, "one_thread_times": one,
+            "two_thread_times": two, "speedup": speedup, "speedup_best": best, "target": 1.6,
+            "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
 # ------------------------------------------------------------------------------ ratios
 def lookup(results, system, variant, wl, bs):
     for r in results:
@@ -628,6 +659,12 @@ def print_tables(report, workloads, batch_sizes):
                 f"{report['machine'].get('usable_cpus', '?')} cpus" if t["loadavg_after"] else "")
         print(f"  CPU/wall while threaded {statistics.median(t['threaded_cpu_over_wall']):.2f} "
               f"(2.0: both threads ran at once){load}")
+    t = report.get("train_many")
+    if t:
+        verdict = "meets" if t["speedup"] >= t["target"] else "misses"
+        print(f"train_many ({t['n_networks']} networks): two threads / one, speed-up "
+              f"{t['speedup']:.2f} ({verdict} the target >= {t['target']}; fastest/fastest "
+              f"{t['speedup_best']:.2f})")
 
 
 def plot(report, workloads, batch_sizes, path):
@@ -932,6 +969,9 @@ def run(args):
         print("thread test", flush=True)
         X2, y2 = data["W2"] if "W2" in data else make_data("W2", args.samples)
         report["threads"] = run_threads(X2, y2, args)
+        if not args.quick and (os.cpu_count() or 1) >= 2:
+            print("train_many on one and two threads", flush=True)
+            report["train_many"] = run_train_many(args)
 
     report["machine"]["threadpools"] = threadpools()
     report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes, args.threads)
