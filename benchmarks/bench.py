@@ -10,6 +10,7 @@ measured in the same run, not the absolute figures.
     python benchmarks/bench.py --quick               # smoke run (< 30 s)
     python benchmarks/bench.py --workloads W2 --batch-sizes 1,10 --systems cython,torch
     python benchmarks/bench.py --plot benchmarks/results/throughput.png
+    python benchmarks/bench.py --optimizers --workloads W2,W3   # each optimizer at bs=1
 
 Raw numbers go to benchmarks/results/bench-<date>.json (``--json PATH``).
 """
@@ -282,6 +283,72 @@ def run_yardstick(path, n, repeats, workloads):
         progress(r)
         out.append(r)
     return out, None
+
+
+# ------------------------------------------------------------ optimizers at batch size 1
+#: Every optimizer, and the options that change its compiled step, for --optimizers.
+OPTIMIZER_VARIANTS = {
+    "SGD": ("SGD", dict(learning_rate=LEARNING_RATE)),
+    "SGD momentum": ("SGD", dict(learning_rate=LEARNING_RATE, momentum=0.9)),
+    "SGD nesterov+wd": ("SGD", dict(learning_rate=LEARNING_RATE, momentum=0.9, nesterov=True,
+                                    weight_decay=1e-4)),
+    "Adam": ("Adam", dict(learning_rate=1e-3)),
+    "Adam wd": ("Adam", dict(learning_rate=1e-3, weight_decay=1e-4)),
+    "RMSprop": ("RMSprop", dict(learning_rate=1e-3)),
+    "RMSprop momentum+wd": ("RMSprop", dict(learning_rate=1e-3, momentum=0.9,
+                                            weight_decay=1e-4)),
+    "Adagrad": ("Adagrad", dict(learning_rate=1e-2)),
+    "Rprop": ("Rprop", dict(learning_rate=1e-3)),
+}
+
+
+def run_optimizers(data, dtypes, args):
+    """One epoch at batch size 1 with each optimizer (cyprop's compiled core, one thread),
+    the optimizers taking turns within each repeat so that a drifting machine load hits
+    all alike; samples/s and the ratio to plain SGD measured in the same run."""
+    import cyprop
+    out = []
+    for wl, (X, y) in data.items():
+        for dtype in dtypes:
+            Xd = np.ascontiguousarray(X, dtype=dtype)
+            runs = {}
+            for name, (cls, kwargs) in OPTIMIZER_VARIANTS.items():
+                net = make_cyprop_net(wl, dtype, "cython")
+                runs[name] = (net, getattr(cyprop, cls)(**kwargs), [])
+
+            def epoch(net, opt):
+                return net.fit(Xd, y, epochs=1, batch_size=1, optimizer=opt, shuffle=True,
+                               seed=0, verbose=0, n_threads=1).seconds[-1]
+
+            for net, opt, _ in runs.values():
+                epoch(net, opt)  # warm-up
+            for _ in range(args.repeats):
+                for net, opt, times in runs.values():
+                    times.append(epoch(net, opt))
+            sgd = len(X) / statistics.median(runs["SGD"][2])
+            for name, (_, _, times) in runs.items():
+                r = result("cyprop-cython", f"{SHORT_DTYPE[dtype]} {name}", wl, 1, dtype,
+                           len(X), times)
+                r["optimizer"], r["ratio_to_sgd"] = name, r["sps_med"] / sgd
+                print(f"  {wl} {SHORT_DTYPE[dtype]} {name:<22} {fmt_sps(r['sps_med']):>8} "
+                      f"samples/s  {r['ratio_to_sgd']:.2f} of plain SGD", flush=True)
+                out.append(r)
+    return out
+
+
+def print_optimizer_table(results, workloads):
+    print("\n" + "=" * 78)
+    print("Batch size 1, one thread: samples/s of each optimizer as a fraction of plain SGD's "
+          "(same run)")
+    keys = [(wl, short) for wl in workloads for short in ("f64", "f32")]
+    print(f"  {'optimizer':<22}" + "".join(f"{wl + ' ' + short:>10}" for wl, short in keys))
+    for name in OPTIMIZER_VARIANTS:
+        cells = []
+        for wl, short in keys:
+            hit = [r for r in results if r["workload"] == wl and r["optimizer"] == name
+                   and r["variant"].startswith(short)]
+            cells.append(f"{hit[0]['ratio_to_sgd']:.2f}" if hit else "-")
+        print(f"  {name:<22}" + "".join(f"{c:>10}" for c in cells))
 
 
 # ---------------------------------------------------------------- inference and threads
@@ -614,6 +681,9 @@ def parse_args(argv):
     p.add_argument("--threads", default=None,
                    help="comma list of thread counts for every system at batch sizes > 1 "
                         "(default: 1 and the usable cores; bs=1 always runs on 1)")
+    p.add_argument("--optimizers", action="store_true",
+                   help="instead of the systems: one epoch at batch size 1 with each optimizer "
+                        "(cyprop cython, float64 and float32), as a fraction of plain SGD")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 300 samples, 2 repeats, 100 samples for slow systems, "
                         "1 thread only")
@@ -688,6 +758,13 @@ def run(args):
           f"{args.blas_threads or 'library defaults'}", flush=True)
 
     results = report["results"]
+    if args.optimizers:
+        print("cyprop cython backend, each optimizer at batch size 1", flush=True)
+        results += run_optimizers(data, cy_dtypes, args)
+        print_optimizer_table(results, args.workloads)
+        report["ratios"] = {"optimizer_bs1_over_sgd": {
+            f"{r['workload']}/{r['variant']}": r["ratio_to_sgd"] for r in results}}
+        return finish(report, args, t_start)
     if "cython" in args.systems:
         print("cyprop cython backend", flush=True)
         results += run_cyprop("cython", data, args.batch_sizes, cy_dtypes, args)
@@ -718,20 +795,24 @@ def run(args):
         X2, y2 = data["W2"] if "W2" in data else make_data("W2", args.samples)
         report["threads"] = run_threads(X2, y2, args)
 
-    report["machine"]["threadpools"] = threadpools()
     report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes, args.threads)
-    report["elapsed_seconds"] = time.perf_counter() - t_start
     print_tables(report, args.workloads, args.batch_sizes)
     for note in report["skipped"]:
         print(f"skipped: {note}")
+    if args.plot:
+        plot(report, args.workloads, args.batch_sizes, args.plot)
+    return finish(report, args, t_start)
 
+
+def finish(report, args, t_start):
+    """Write the raw numbers; the report."""
+    report["machine"]["threadpools"] = threadpools()
+    report["elapsed_seconds"] = time.perf_counter() - t_start
     path = Path(args.json) if args.json else (
         RESULTS_DIR / f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1))
     print(f"\nraw numbers written to {path}")
-    if args.plot:
-        plot(report, args.workloads, args.batch_sizes, args.plot)
     print(f"elapsed {time.perf_counter() - t_start:.1f} s")
     return report
 
