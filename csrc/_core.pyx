@@ -110,10 +110,9 @@ cdef check_training_plan(const Plan* plan, const Hyper* hyper, int n_layers,
         raise ValueError(f"cyprop: batch_size must be >= 1, got {plan.batch_size}")
     if plan.path in (PATH_ONLINE, PATH_ONLINE_NEXT) and plan.batch_size != 1:
         raise ValueError(f"cyprop: path {path!r} is for batch size 1, not {plan.batch_size}")
-    if plan.path == PATH_ONLINE_NEXT and (plan.rule != RULE_SGD or n_layers < 2 or max_norm > 0):
-        raise ValueError(f"cyprop: path {path!r} runs plain SGD on networks with hidden "
-                         f"layers and no max-norm, not rule {rule!r} on {n_layers} layers "
-                         f"with max_norm={max_norm}")
+    if plan.path == PATH_ONLINE_NEXT and (n_layers < 2 or max_norm > 0):
+        raise ValueError(f"cyprop: path {path!r} runs networks with hidden layers and no "
+                         f"max-norm, not {n_layers} layers with max_norm={max_norm}")
     if plan.rule == RULE_SGD and hyper.momentum != 0:
         raise ValueError("cyprop: rule 'sgd' has no momentum: plan rule 'momentum'")
     if state_rows < STATE_ROWS[rule]:

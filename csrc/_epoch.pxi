@@ -27,12 +27,12 @@ cdef void epoch_online(Epoch* e, floating* params, Rule rule) noexcept nogil:
         epoch_after_step(e, params)
 
 
-cdef void epoch_online_next(Epoch* e, floating* params, SgdRule rule) noexcept nogil:
-    """Plain SGD at batch size 1 on a network with hidden layers, without max-norm:
-    epoch_online, except that the first layer's step for one sample is fused with its
-    forward pass for the next (sample_first_layer_next).  The inputs go through two
-    aligned rows: a user's array is often not 64-byte aligned, and unaligned loads slow
-    this loop by up to 25%."""
+cdef void epoch_online_next(Epoch* e, floating* params, Rule rule) noexcept nogil:
+    """Batch size 1 on a network with hidden layers, without max-norm: epoch_online,
+    except that the first layer's step for one sample is fused with its forward pass
+    for the next (sample_first_layer_next).  The inputs go through two aligned rows: a
+    user's array is often not 64-byte aligned, and unaligned loads slow this loop by up
+    to 25%."""
     cdef const Layout* lay = e.lay
     cdef floating* a = <floating*>e.scratch.acts
     cdef floating* d = <floating*>e.scratch.deltas
@@ -48,6 +48,7 @@ cdef void epoch_online_next(Epoch* e, floating* params, SgdRule rule) noexcept n
     sample_forward(lay, params, x_now, a, z, 0, 0)
     for k in range(e.n):
         # sample k was fed forward by the previous iteration (or above)
+        rule_begin(&rule, e.steps)
         sample_score(e, k, a + last, z, d + last, &e.loss_sum, &e.n_correct)
         if k + 1 < e.n:
             memcpy(x_next, <const floating*>e.X + row_of(e, k + 1) * n_in,
@@ -129,8 +130,7 @@ cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
 cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
     """The plan's path (train_epoch has checked that the plan fits the rule)."""
     if e.plan.path == PATH_ONLINE_NEXT:
-        if Rule is SgdRule:
-            epoch_online_next(e, params, rule)
+        epoch_online_next(e, params, rule)
     elif e.plan.path == PATH_ONLINE:
         epoch_online(e, params, rule)
     else:

@@ -23,7 +23,7 @@ LOSSES = ("mse", "cross_entropy")
 
 # The paths a call can take (Plan.path), by the names cyprop/_compiled.py plans with.
 cdef enum:
-    PATH_ONLINE_NEXT = 0   # batch size 1, plain SGD: first layer fused with the next forward
+    PATH_ONLINE_NEXT = 0   # PATH_ONLINE, the first layer fused with the next forward pass
     PATH_ONLINE = 1        # batch size 1: each parameter stepped as its gradient is known
     PATH_SAMPLES = 2       # gradient sums one sample at a time, then one step per batch
     PATH_BLOCKS = 3        # gradient sums as matrix products (BLAS), then one step per batch

@@ -142,39 +142,49 @@ cdef void sample_first_layer_next(const Layout* lay,
                                   const floating* x_next,  # IN: the next one
                                   const floating* d,       # IN: the first layer's deltas
                                   floating* a,             # OUT: the next sample's first layer
-                                  SgdRule rule,
-                                  floating* state,         # (unused by plain SGD)
+                                  Rule rule,
+                                  floating* state,         # IN/OUT: the rule's buffers
                                   Py_ssize_t pos_next      # the next sample's position
                                   ) noexcept nogil:
-    """Plain SGD's step of the first layer for sample x, fused with the first layer's
-    forward pass for the next sample: each row of W1 is stepped and dotted with the next
-    input in one pass, so W1 comes from L2 or memory once per sample instead of twice.
-    The same arithmetic as sample_backward then sample_forward; only the traffic drops."""
-    cdef Py_ssize_t i, j, n_in = lay.sizes[0], n_out = lay.sizes[1]
+    """The first layer's step for sample x, fused with the first layer's forward pass
+    for the next sample: each row of W1 is stepped, then dotted with the next input
+    while it is still in L1, so W1 (and its buffers) come from L2 or memory once per
+    sample instead of twice.  The same arithmetic as sample_backward then
+    sample_forward; only the traffic drops."""
+    cdef Py_ssize_t i, j, o, n_in = lay.sizes[0], n_out = lay.sizes[1], N = lay.n_params
     cdef floating* w
+    cdef floating* s
     cdef floating* b = params + lay.b_off[0]
-    cdef floating lr = <floating>rule.h.learning_rate
     cdef floating pair[2]
     j = 0
-    if rule.h.weight_decay == 0:
-        # two rows at a time: their running sums overlap
-        while j + 2 <= n_out:
-            rule_step(rule, b + j, state, 0, d[j], 1, False)
-            rule_step(rule, b + j + 1, state, 0, d[j + 1], 1, False)
-            w = params + lay.w_off[0] + j * n_in
-            update_dot2(w, w + n_in, x, x_next, lr * d[j], lr * d[j + 1], n_in, pair)
-            a[j] = activate(lay.acts[0], b[j] + pair[0])
-            a[j + 1] = activate(lay.acts[0], b[j + 1] + pair[1])
-            j += 2
-    for j in range(j, n_out):
-        rule_step(rule, b + j, state, 0, d[j], 1, False)
-        w = params + lay.w_off[0] + j * n_in
+    if Rule is SgdRule:
         if rule.h.weight_decay == 0:
-            a[j] = activate(lay.acts[0], b[j] + update_dot(w, x, x_next, lr * d[j], n_in))
-        else:
-            for i in range(n_in):
-                rule_step(rule, w + i, state, 0, d[j], x[i], True)
-            a[j] = activate(lay.acts[0], b[j] + dot(w, x_next, n_in))
+            # plain SGD: step and dot in one pass over each row (cyprop_rows.h), two rows
+            # at a time, whose running sums overlap
+            while j + 2 <= n_out:
+                rule_step(rule, b + j, state, 0, d[j], 1, False)
+                rule_step(rule, b + j + 1, state, 0, d[j + 1], 1, False)
+                w = params + lay.w_off[0] + j * n_in
+                update_dot2(w, w + n_in, x, x_next, <floating>rule.h.learning_rate * d[j],
+                            <floating>rule.h.learning_rate * d[j + 1], n_in, pair)
+                a[j] = activate(lay.acts[0], b[j] + pair[0])
+                a[j + 1] = activate(lay.acts[0], b[j + 1] + pair[1])
+                j += 2
+            if j < n_out:
+                rule_step(rule, b + j, state, 0, d[j], 1, False)
+                w = params + lay.w_off[0] + j * n_in
+                a[j] = activate(lay.acts[0], b[j] + update_dot(
+                    w, x, x_next, <floating>rule.h.learning_rate * d[j], n_in))
+                j += 1
+    for j in range(j, n_out):
+        o = lay.b_off[0] + j
+        rule_step(rule, params + o, state + o, N, d[j], 1, False)
+        o = lay.w_off[0] + j * n_in
+        w = params + o
+        s = state + o
+        for i in range(n_in):
+            rule_step(rule, w + i, s + i, N, d[j], x[i], True)
+        a[j] = activate(lay.acts[0], b[j] + dot(w, x_next, n_in))
     if has_dropout(lay, 0):
         for j in range(n_out):
             a[j] = dropped_out(lay, 0, a[j], pos_next, j)

@@ -36,27 +36,18 @@ def without_blas():
 
 
 # ------------------------------------------------------------------------ the plans
-@pytest.mark.parametrize("optimizer", [
-    cyprop.SGD(0.1, momentum=0.9), cyprop.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.1)],
-    ids=["momentum", "nesterov-decay"])
-def test_online_momentum_steps_each_parameter_as_its_gradient_is_known(optimizer):
-    assert plan(optimizer, 1) == _compiled.Plan("online", "momentum", 1)
-
-
 @pytest.mark.parametrize("optimizer, rule", [
-    (cyprop.Adam(), "adam"), (cyprop.RMSprop(momentum=0.5), "rmsprop"),
+    (cyprop.SGD(0.1), "sgd"), (cyprop.SGD(0.1, weight_decay=0.1), "sgd"),
+    (cyprop.SGD(0.1, momentum=0.9), "momentum"),
+    (cyprop.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.1), "momentum"),
+    (cyprop.Adam(weight_decay=0.1), "adam"), (cyprop.RMSprop(momentum=0.5), "rmsprop"),
     (cyprop.Adagrad(), "adagrad"), (cyprop.Rprop(), "rprop")], ids=repr)
-def test_other_optimizers_step_from_the_gradient_of_each_sample(optimizer, rule):
-    assert plan(optimizer, 1, n_threads=1) == _compiled.Plan("samples", rule, 1, 1, 1)
-
-
-def test_online_plain_sgd_fuses_the_first_layer_with_the_next_forward_pass():
-    assert plan(cyprop.SGD(0.1), 1) == _compiled.Plan("online-next", "sgd", 1)
-    assert plan(cyprop.SGD(0.1, weight_decay=0.1), 1).path == "online-next"
+def test_online_training_steps_each_parameter_as_its_gradient_is_known(optimizer, rule):
+    assert plan(optimizer, 1) == _compiled.Plan("online-next", rule, 1)
     # without a hidden layer there is no next layer to go on with, and a max-norm
     # step comes between the first layer's step and the next forward pass
-    assert plan(cyprop.SGD(0.1), 1, net=SINGLE_LAYER).path == "online"
-    assert plan(cyprop.SGD(0.1), 1, max_norm=2.0).path == "online"
+    assert plan(optimizer, 1, net=SINGLE_LAYER) == _compiled.Plan("online", rule, 1)
+    assert plan(optimizer, 1, max_norm=2.0) == _compiled.Plan("online", rule, 1)
 
 
 def test_mini_batches_run_as_blocks_of_matrix_products():
@@ -102,7 +93,7 @@ def test_the_backend_runs_the_plan_it_names(monkeypatch):
     net.fit(X, y, epochs=1, batch_size=1, optimizer=optimizer, verbose=0)
     expected = _compiled.plan(net.arch, optimizer, 1).struct(original)
     assert ran and all(r == expected for r in ran)
-    assert original.PATHS[ran[0]["path"]] == "samples"
+    assert original.PATHS[ran[0]["path"]] == "online-next"
     assert original.RULES[ran[0]["rule"]] == "rmsprop"
 
 
@@ -140,17 +131,17 @@ def problem(sizes=(6, 5, 3), n=12, dtype="float64", seed=0):
 
 
 @pytest.mark.parametrize("bad, optimizer, match", [
-    (_compiled.Plan("online-next", "adam", 1), cyprop.Adam(), "runs plain SGD"),
+    (_compiled.Plan("online-next", "adam", 1), cyprop.Adam(), "hidden layers and no max-norm"),
     (_compiled.Plan("online", "adam", 3), cyprop.Adam(), "batch size 1"),
     (_compiled.Plan("samples", "sgd", 0), cyprop.SGD(0.1), "batch_size"),
     (_compiled.Plan("samples", "sgd", 3), cyprop.SGD(0.1, momentum=0.5), "no momentum"),
     (_compiled.Plan("blocks", "adam", 8, 0), cyprop.Adam(), "block_rows"),
-], ids=["next-with-adam", "online-batch-3", "batch-0", "sgd-with-momentum", "no-rows"])
+], ids=["next-with-max-norm", "online-batch-3", "batch-0", "sgd-with-momentum", "no-rows"])
 def test_the_core_refuses_a_plan_its_drivers_would_run_wrong(bad, optimizer, match):
     net, X, Y = problem()
     before = net._params.copy()
     with pytest.raises(ValueError, match=match):
-        core_call(net, optimizer, bad, X, Y)
+        core_call(net, optimizer, bad, X, Y, max_norm=2.0)
     np.testing.assert_array_equal(net._params, before)
 
 
@@ -215,9 +206,11 @@ def assert_same_steps(runs, instruction_set, dtype, assert_parity):
 @pytest.mark.parametrize("instruction_set", _compiled.INSTRUCTION_SETS)
 def test_a_fused_online_step_is_the_step_of_the_samples_gradient(instruction_set, rule, dtype,
                                                                  assert_parity):
-    """The same rule formula on two paths: inside the backward pass (online), and after
-    it, from the gradient sum of a batch of one (samples)."""
-    runs = trained_on_paths(instruction_set, ("online", "samples"), RULES[rule], dtype, seed=4)
+    """The same rule formula on three paths: inside the backward pass (online), there
+    with the first layer's step beside the next forward pass (online-next), and after
+    the backward pass, from the gradient sum of a batch of one (samples)."""
+    runs = trained_on_paths(instruction_set, ("online-next", "online", "samples"), RULES[rule],
+                            dtype, seed=4)
     assert_same_steps(runs, instruction_set, dtype, assert_parity)
 
 

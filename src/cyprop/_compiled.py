@@ -112,10 +112,10 @@ class Plan:
     """How one compiled call runs: the path (one of the core's PATHS), the optimizer
     rule (one of its RULES; None for forward and loss evaluation) and the tuning.
 
-    Paths: ``online-next`` (batch size 1, plain SGD: each parameter stepped as its
-    gradient is known, the first layer's step fused with the next sample's forward
-    pass), ``online`` (batch size 1, SGD with momentum: the same without the first-
-    layer fusion), ``samples`` (gradient sums one sample at a time, then one step per
+    Paths: ``online-next`` (batch size 1: each parameter stepped as its gradient is
+    known, the first layer's step fused with the next sample's forward pass),
+    ``online`` (the same without the first-layer fusion: one weight layer, or a
+    max-norm step between samples), ``samples`` (gradient sums one sample at a time, then one step per
     batch), ``blocks`` (gradient sums as matrix products over blocks of rows, then one
     step per batch)."""
 
@@ -164,10 +164,10 @@ def plan(arch, optimizer, batch_size, options=TrainingOptions(), core=None):
     """The Plan of a training call (what CompiledBackend.train_epoch runs)."""
     core = core or KERNELS[CHOSEN]
     rule = _rule(optimizer, core)
-    if batch_size == 1 and rule in ("sgd", "momentum"):
-        # plain SGD fuses the first layer with the next sample's forward pass, which a
+    if batch_size == 1:
+        # the first layer's step is fused with the next sample's forward pass, which a
         # max-norm step between the two would break
-        fuse_next = rule == "sgd" and arch.n_layers > 1 and not options.max_norm
+        fuse_next = arch.n_layers > 1 and not options.max_norm
         return Plan("online-next" if fuse_next else "online", rule, 1)
     n_threads = threads(options.n_threads)
     if batch_size >= TUNING["min_blas_batch"] and core.has_blas():
