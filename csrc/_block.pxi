@@ -68,7 +68,7 @@ cdef void block_forward(const Layout* lay, const Plan* plan, const floating* par
                         bint output        # False: leave the output activation undone
                         ) noexcept nogil:
     cdef int l, p, parts, previous, L = lay.n_layers, n_threads = plan.n_threads
-    cdef Py_ssize_t s, n_out
+    cdef Py_ssize_t s, n_out = 0
     cdef const floating* a_in = xb
     for l in range(L):
         n_out = lay.sizes[l + 1]

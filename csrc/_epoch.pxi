@@ -61,7 +61,7 @@ cdef void epoch_online_next(Epoch* e, floating* params, Rule rule) noexcept nogi
             x_next = x_swap
         else:
             sample_backward(lay, params, x_now, a, d, rule, state, k, 0)
-        e.steps += 1
+        epoch_after_step(e, params)
 
 
 cdef void batch_gradient(Epoch* e, floating* params,
@@ -76,7 +76,7 @@ cdef void batch_gradient(Epoch* e, floating* params,
     cdef floating* z = <floating*>e.scratch.z_out
     cdef floating* grad = <floating*>e.scratch.grad
     cdef const floating* x
-    cdef GradientSum add
+    cdef GradientSum add = GradientSum(unused=0)
     cdef Py_ssize_t k, rows, last = lay.a_off[lay.n_layers - 1]
     if e.plan.path == PATH_BLOCKS:
         k = start
@@ -139,28 +139,16 @@ cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
 
 cdef void epoch_by_rule(Epoch* e, floating* params, const Hyper* hyper) noexcept nogil:
     """epoch_run with the plan's rule: the one place where a rule code becomes a type."""
-    cdef SgdRule sgd
-    cdef MomentumRule momentum
-    cdef AdamRule adam
-    cdef RmspropRule rmsprop
-    cdef AdagradRule adagrad
-    cdef RpropRule rprop
     cdef int rule = e.plan.rule
     if rule == RULE_SGD:
-        sgd.h = hyper[0]
-        epoch_run(e, params, sgd)
+        epoch_run(e, params, SgdRule(h=hyper[0]))
     elif rule == RULE_MOMENTUM:
-        momentum.h = hyper[0]
-        epoch_run(e, params, momentum)
+        epoch_run(e, params, MomentumRule(h=hyper[0], first=False))
     elif rule == RULE_ADAM:
-        adam.h = hyper[0]
-        epoch_run(e, params, adam)
+        epoch_run(e, params, AdamRule(h=hyper[0], step_size=0, eps_t=0))
     elif rule == RULE_RMSPROP:
-        rmsprop.h = hyper[0]
-        epoch_run(e, params, rmsprop)
+        epoch_run(e, params, RmspropRule(h=hyper[0]))
     elif rule == RULE_ADAGRAD:
-        adagrad.h = hyper[0]
-        epoch_run(e, params, adagrad)
+        epoch_run(e, params, AdagradRule(h=hyper[0]))
     elif rule == RULE_RPROP:
-        rprop.h = hyper[0]
-        epoch_run(e, params, rprop)
+        epoch_run(e, params, RpropRule(h=hyper[0], first=False))

@@ -247,25 +247,21 @@ def py_rule_step(str rule, Hyper hyper, long steps,
     if grad.shape[0] != n or state.shape[0] != 2 or state.shape[1] != n:
         raise ValueError("py_rule_step needs grad of params' length and state of shape (2, n)")
     cdef int code = RULES.index(rule)
-    cdef SgdRule sgd
-    cdef MomentumRule momentum
-    cdef AdamRule adam
-    cdef RmspropRule rmsprop
-    cdef AdagradRule adagrad
-    cdef RpropRule rprop
-    sgd.h = momentum.h = adam.h = rmsprop.h = adagrad.h = rprop.h = hyper
     if n == 0:
         return
+    cdef floating* p = &params[0]
+    cdef const floating* g = &grad[0]
+    cdef floating* s = &state[0, 0]
     with nogil:
         if code == RULE_SGD:
-            rule_elements(sgd, steps, &params[0], &grad[0], &state[0, 0], n, decay)
+            rule_elements(SgdRule(h=hyper), steps, p, g, s, n, decay)
         elif code == RULE_MOMENTUM:
-            rule_elements(momentum, steps, &params[0], &grad[0], &state[0, 0], n, decay)
+            rule_elements(MomentumRule(h=hyper, first=False), steps, p, g, s, n, decay)
         elif code == RULE_ADAM:
-            rule_elements(adam, steps, &params[0], &grad[0], &state[0, 0], n, decay)
+            rule_elements(AdamRule(h=hyper, step_size=0, eps_t=0), steps, p, g, s, n, decay)
         elif code == RULE_RMSPROP:
-            rule_elements(rmsprop, steps, &params[0], &grad[0], &state[0, 0], n, decay)
+            rule_elements(RmspropRule(h=hyper), steps, p, g, s, n, decay)
         elif code == RULE_ADAGRAD:
-            rule_elements(adagrad, steps, &params[0], &grad[0], &state[0, 0], n, decay)
+            rule_elements(AdagradRule(h=hyper), steps, p, g, s, n, decay)
         else:
-            rule_elements(rprop, steps, &params[0], &grad[0], &state[0, 0], n, decay)
+            rule_elements(RpropRule(h=hyper, first=False), steps, p, g, s, n, decay)

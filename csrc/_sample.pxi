@@ -90,7 +90,7 @@ cdef void sample_backward(const Layout* lay,
     cdef floating* s
     cdef const floating* a_prev
     cdef floating* d_l
-    cdef floating* d_prev
+    cdef floating* d_prev = NULL
     cdef floating dj
     for l in range(lay.n_layers - 1, last - 1, -1):
         n_in = lay.sizes[l]
