@@ -31,8 +31,11 @@ loops; the variant is picked once per call, outside them.  The entry points belo
 Compiler directives (boundscheck, wraparound, ...) come from the build
 (CMakeLists.txt), so that one switch turns the checks back on for debugging.
 
-The maths is the same as in ``cyprop/_reference.py``; names and structure follow
-it, so reading the two side by side shows the same algorithm, plus types.
+The maths is the same as in ``cyprop/_reference.py``, level for level: its
+train_epoch is the epoch_* drivers, loss_and_gradients is batch_gradient, feedforward
+is sample_forward / block_forward, backprop is sample_backward / block_backward, and
+an optimizer's update_params is its rule; reading the two side by side shows the same
+algorithm, plus types.
 """
 
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, fabsf

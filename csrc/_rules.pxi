@@ -7,8 +7,10 @@
 # formula inlined: the per-sample backward pass (csrc/_sample.pxi) steps each weight the
 # moment its gradient is known, and rule_range steps a range of parameters from gradient
 # sums (mini-batches).  The same formula serves both, so a batch of one sample gives
-# the same step either way.  GradientSum is the rule that steps nothing: it adds each
-# gradient to a buffer (gradients, and the batches of the gradient paths).
+# the same step either way (bit for bit where the compiler contracts no multiply-adds,
+# but for plain SGD's (lr * d_j) * a_i, see rule_step).  GradientSum is the rule that
+# steps nothing: it adds each gradient to a buffer (gradients, and the batches of the
+# gradient paths).
 
 # Optimizer codes: the order *is* the code (cyprop/optimizers.py's Optimizer.code; the
 # test suite checks both agree).

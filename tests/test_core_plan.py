@@ -181,10 +181,11 @@ def trained_on_paths(instruction_set, paths, optimizer, dtype, seed):
         fresh = type(optimizer)(**optimizer.get_config())
         rule = _compiled._rule(fresh, core)
         state = fresh.state_for(net._params)
+        chosen = _compiled.Plan(path, rule, 1, 1, 1).struct(core)
         _, _, steps = core.train_epoch(
             net.arch.sizes_array, net.arch.activation_codes, net.arch.loss_code, net._params,
-            X, Y, np.arange(len(X), dtype=np.intp), _compiled.Plan(path, rule, 1, 1, 1).struct(core),
-            dataclasses.asdict(fresh.hyper()), state, 0)
+            X, Y, np.arange(len(X), dtype=np.intp), chosen, dataclasses.asdict(fresh.hyper()),
+            state, 0)
         assert steps == len(X)
         runs.append(np.concatenate([net._params, state.ravel()]))
     return runs

@@ -115,9 +115,9 @@ class Plan:
     Paths: ``online-next`` (batch size 1: each parameter stepped as its gradient is
     known, the first layer's step fused with the next sample's forward pass),
     ``online`` (the same without the first-layer fusion: one weight layer, or a
-    max-norm step between samples), ``samples`` (gradient sums one sample at a time, then one step per
-    batch), ``blocks`` (gradient sums as matrix products over blocks of rows, then one
-    step per batch)."""
+    max-norm step between samples), ``samples`` (gradient sums one sample at a time,
+    then one step per batch), ``blocks`` (gradient sums as matrix products over blocks
+    of rows, then one step per batch)."""
 
     path: str
     rule: str | None
