@@ -9,9 +9,12 @@ cdef inline void epoch_after_step(Epoch* e, floating* params) noexcept nogil:
     e.steps += 1
 
 
-cdef void epoch_online(Epoch* e, floating* params, Rule rule) noexcept nogil:
+cdef void epoch_online(Epoch* call, floating* params, Rule rule) noexcept nogil:
     """Batch size 1 with any optimizer: each sample fed forward, scored, and fed back,
     with the rule stepping each parameter the moment its gradient is known."""
+    # a copy that no other function sees: its fields stay in registers between samples
+    cdef Epoch e_ = call[0]
+    cdef Epoch* e = &e_
     cdef const Layout* lay = e.lay
     cdef floating* a = <floating*>e.scratch.acts
     cdef floating* d = <floating*>e.scratch.deltas
@@ -25,14 +28,17 @@ cdef void epoch_online(Epoch* e, floating* params, Rule rule) noexcept nogil:
         sample_score(e, k, a + last, z, d + last, &e.loss_sum, &e.n_correct)
         sample_backward(lay, params, x, a, d, rule, <floating*>e.state, k, 0)
         epoch_after_step(e, params)
+    call[0] = e_
 
 
-cdef void epoch_online_next(Epoch* e, floating* params, Rule rule) noexcept nogil:
+cdef void epoch_online_next(Epoch* call, floating* params, Rule rule) noexcept nogil:
     """Batch size 1 on a network with hidden layers, without max-norm: epoch_online,
     except that the first layer's step for one sample is fused with its forward pass
     for the next (sample_first_layer_next).  The inputs go through two aligned rows: a
     user's array is often not 64-byte aligned, and unaligned loads slow this loop by up
     to 25%."""
+    cdef Epoch e_ = call[0]   # (as in epoch_online)
+    cdef Epoch* e = &e_
     cdef const Layout* lay = e.lay
     cdef floating* a = <floating*>e.scratch.acts
     cdef floating* d = <floating*>e.scratch.deltas
@@ -62,6 +68,7 @@ cdef void epoch_online_next(Epoch* e, floating* params, Rule rule) noexcept nogi
         else:
             sample_backward(lay, params, x_now, a, d, rule, state, k, 0)
         epoch_after_step(e, params)
+    call[0] = e_
 
 
 cdef void batch_gradient(Epoch* e, floating* params,
