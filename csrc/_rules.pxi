@@ -137,7 +137,7 @@ cdef inline void rule_step(Backward r,
     on the gradient).  The gradient comes as dj * a: a backward pass has a weight's
     factors (the unit's delta and the input below), so that plain SGD's row loop is one
     multiply-add; a bias, or a gradient sum, comes with a = 1."""
-    cdef floating g, mu, step, size, product
+    cdef floating g, mu, step, size, product, lr, eta_minus, eta_plus, step_min, step_max
     if Backward is GradientSum:
         s[0] += dj * a
     elif Backward is SgdRule:
@@ -148,22 +148,19 @@ cdef inline void rule_step(Backward r,
     elif Backward is RpropRule:
         # iRPROP- (no weight decay): the step size grows while the gradient keeps its
         # sign and shrinks on a flip; s[0] is the previous gradient, s[n] the step size
+        # (every value computed, then chosen, and every store unconditional: branches
+        # that convert or store keep the compiler from vectorising the loops)
+        lr, eta_minus, eta_plus = (<floating>r.h.learning_rate, <floating>r.h.eta_minus,
+                                   <floating>r.h.eta_plus)
+        step_min, step_max = <floating>r.h.step_min, <floating>r.h.step_max
         g = dj * a
-        if r.first:
-            s[n] = <floating>r.h.learning_rate
+        size = lr if r.first else s[n]
         product = g * s[0]
-        size = s[n]
-        if product > 0:
-            size = size * <floating>r.h.eta_plus
-        elif product < 0:
-            size = size * <floating>r.h.eta_minus
-            g = 0          # a sign flip: no move now, and no memory of this gradient
-        s[n] = (<floating>r.h.step_max if size > <floating>r.h.step_max else
-                (<floating>r.h.step_min if size < <floating>r.h.step_min else size))
-        if g > 0:
-            p[0] -= s[n]
-        elif g < 0:
-            p[0] += s[n]
+        size = size * eta_plus if product > 0 else (size * eta_minus if product < 0 else size)
+        g = 0 if product < 0 else g   # a sign flip: no move now, and no memory of this gradient
+        size = step_max if size > step_max else (step_min if size < step_min else size)
+        s[n] = size
+        p[0] -= size if g > 0 else (-size if g < 0 else 0)
         s[0] = g
     else:
         g = dj * a
