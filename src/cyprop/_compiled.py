@@ -3,9 +3,11 @@
 The core is built once per instruction set (``_core`` portable, ``_core_avx2``,
 ``_core_avx512``); the best one this CPU runs is chosen once, at import, unless the
 environment variable ``CYPROP_KERNEL`` names one.  Inputs arrive validated and
-converted (``_validation.py``); this module only allocates what the kernels fill.
+converted (``_validation.py``); this module chooses the plan of each call (its path,
+its optimizer rule, the tuning constants) and allocates what the kernels fill.
 """
 
+import dataclasses
 import importlib
 import os
 import warnings
@@ -14,7 +16,7 @@ import numpy as np
 
 from . import _core as _baseline
 from ._training import TrainingOptions
-from .optimizers import OPTIMIZERS
+from .optimizers import OPTIMIZERS, Hyper
 
 #: Best first.
 INSTRUCTION_SETS = ("avx512", "avx2", "baseline")
@@ -65,10 +67,6 @@ BLAS = _blas_capsules()
 for _kernel in KERNELS.values():
     _kernel.set_blas(*(BLAS or (None, None)))
 
-#: Rows per matrix product in forward() and loss/gradient evaluation.
-CHUNK_ROWS = 256
-
-
 def _usable_cores():
     """The cores this process may run on (its affinity mask, where the OS has one)."""
     try:
@@ -88,30 +86,101 @@ def threads(requested=None):
     return max(1, min(wanted, CORES))
 
 
-# What the kernels read for each optimizer code: the length of ``hyper()`` and the rows
-# of state.  A class that claims a code must match it, or the kernel would read past.
-_KERNEL_OPTIMIZERS = {cls.code: (len(cls().hyper()), cls.n_slots)
-                      for cls in OPTIMIZERS.values()}
+#: The tuning constants of the compiled paths, in one place; plan() hands them to the
+#: kernels.  They set the speed, and the order of the sums in the matrix products (so
+#: their rounding): fixed here, never by the thread count, the results do not depend on it.
+TUNING = {
+    # Smallest mini-batch trained with matrix products (BLAS) rather than one sample at
+    # a time.
+    "min_blas_batch": 4,
+    # Rows of a mini-batch fed forward and back at a time: a block of 32 rows of inputs
+    # and activations stays in L2 beside the weights; 128 at once spill it (20% slower).
+    "block_rows": 32,
+    # Rows per matrix product in forward() and loss/gradient evaluation.
+    "chunk_rows": 256,
+    # Multiply-adds of a layer's matrix product per part, at least, when it is split
+    # into parts for parallel threads (below that a thread costs more than it saves) ...
+    "part_work": 500_000,
+    # ... and at most this many parts (on one core, W3's 100 units in 4 parts ran faster
+    # than in 1 or 2; many more would cut each product too thin).
+    "max_parts": 4,
+}
 
 
-def _kernel_inputs(optimizer, params):
-    """(hyper-parameters, state) of ``optimizer`` for the kernel, checked against what
-    the kernel reads for the optimizer's code."""
-    expected = _KERNEL_OPTIMIZERS.get(type(optimizer).code)
-    if expected is None:
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How one compiled call runs: the path (one of the core's PATHS), the optimizer
+    rule (one of its RULES; None for forward and loss evaluation) and the tuning.
+
+    Paths: ``online-next`` (batch size 1: each parameter stepped as its gradient is
+    known, the first layer's step fused with the next sample's forward pass),
+    ``online`` (the same without the first-layer fusion: one weight layer, or a
+    max-norm step between samples), ``samples`` (gradient sums one sample at a time,
+    then one step per batch), ``blocks`` (gradient sums as matrix products over blocks
+    of rows, then one step per batch)."""
+
+    path: str
+    rule: str | None
+    batch_size: int = 0
+    block_rows: int = 1          # rows per matrix product, on the blocks path
+    n_threads: int = 0           # threads for a layer's parts; 0: whole layers
+    part_work: int = TUNING["part_work"]
+    max_parts: int = TUNING["max_parts"]
+
+    def struct(self, core):
+        """The plan as ``core``'s struct Plan reads it (names to codes)."""
+        return {"path": core.PATHS.index(self.path),
+                "rule": -1 if self.rule is None else core.RULES.index(self.rule),
+                "batch_size": self.batch_size, "block_rows": self.block_rows,
+                "n_threads": self.n_threads, "part_work": self.part_work,
+                "max_parts": self.max_parts}
+
+
+def _rule(optimizer, core):
+    """The name of the compiled rule that takes ``optimizer``'s steps, checked against
+    what the kernel reads for the optimizer's code (its hyper-parameters and rows of
+    state), so that a class claiming a code it does not match is refused, never read
+    past."""
+    cls = type(optimizer)
+    if not isinstance(cls.code, int) or not 0 <= cls.code < len(core.OPTIMIZERS):
         raise TypeError(f"the compiled backend runs cyprop's own optimizers "
-                        f"({', '.join(OPTIMIZERS)}); {type(optimizer).__name__} has no "
+                        f"({', '.join(OPTIMIZERS)}); {cls.__name__} has no "
                         "compiled step: train with backend='numpy'")
-    hyper, state = np.asarray(optimizer.hyper()), optimizer.state_for(params)
-    if (hyper.shape != (expected[0],) or hyper.dtype != np.float64
-            or state.shape[0] != expected[1]):
-        raise ValueError(f"{type(optimizer).__name__} does not match the compiled step of its "
-                         f"code {type(optimizer).code}: hyper() has shape {hyper.shape} and "
-                         f"the state {state.shape[0]} rows, expected ({expected[0]},) and "
-                         f"{expected[1]}")
-    return hyper, state
-#: Smallest mini-batch trained with matrix products rather than per-sample loops.
-MIN_BLAS_BATCH = 4
+    name = core.OPTIMIZERS[cls.code]
+    hyper = optimizer.hyper()
+    if not isinstance(hyper, Hyper):
+        raise ValueError(f"{cls.__name__} does not match the compiled step of its code "
+                         f"{cls.code} ({name}): hyper() gives a {type(hyper).__name__}, "
+                         "not a Hyper")
+    rule = name.lower() if name != "SGD" else "momentum" if hyper.momentum else "sgd"
+    if cls.n_slots != core.STATE_ROWS[rule]:
+        raise ValueError(f"{cls.__name__} does not match the compiled step of its code "
+                         f"{cls.code} ({name}): its state has {cls.n_slots} rows, the "
+                         f"rule {rule!r} {core.STATE_ROWS[rule]}")
+    return rule
+
+
+def plan(arch, optimizer, batch_size, options=TrainingOptions(), core=None):
+    """The Plan of a training call (what CompiledBackend.train_epoch runs)."""
+    core = core or KERNELS[CHOSEN]
+    rule = _rule(optimizer, core)
+    if batch_size == 1:
+        # the first layer's step is fused with the next sample's forward pass, which a
+        # max-norm step between the two would break
+        fuse_next = arch.n_layers > 1 and not options.max_norm
+        return Plan("online-next" if fuse_next else "online", rule, 1)
+    n_threads = threads(options.n_threads)
+    if batch_size >= TUNING["min_blas_batch"] and core.has_blas():
+        return Plan("blocks", rule, batch_size, TUNING["block_rows"], n_threads)
+    return Plan("samples", rule, batch_size, 1, n_threads)
+
+
+def evaluation_plan(core, n_threads=0):
+    """The Plan of forward() and loss/gradient evaluation: blocks of rows as matrix
+    products when there is a BLAS, else one sample at a time."""
+    if core.has_blas():
+        return Plan("blocks", None, block_rows=TUNING["chunk_rows"], n_threads=n_threads)
+    return Plan("samples", None, n_threads=n_threads)
 
 
 class CompiledBackend:
@@ -126,7 +195,7 @@ class CompiledBackend:
         out = np.empty((X.shape[0], width), dtype=params.dtype)
         if X.shape[0]:
             self.core.forward(arch.sizes_array, arch.activation_codes, params, X, out,
-                              CHUNK_ROWS, threads())
+                              evaluation_plan(self.core, threads()).struct(self.core))
         if not every_layer:
             return out
         bounds = np.cumsum(arch.sizes[1:])[:-1]
@@ -136,13 +205,16 @@ class CompiledBackend:
         grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
         loss, correct = self.core.loss_and_gradients(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, grad,
-            CHUNK_ROWS)
+            evaluation_plan(self.core).struct(self.core))
         return loss, correct, grad if want_grad else None
+
+    def plan(self, arch, optimizer, batch_size, options=TrainingOptions()):
+        return plan(arch, optimizer, batch_size, options, self.core)
 
     def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer,
                     options=TrainingOptions()):
-        hyper, state = _kernel_inputs(optimizer, params)
-        grad = np.empty_like(params)
+        chosen = self.plan(arch, optimizer, batch_size, options)
+        state = optimizer.state_for(params)
         dropout = options.dropout
         if dropout is not None and dropout.rates.shape != (arch.n_layers,):
             raise ValueError(f"dropout needs one rate per weight layer ({arch.n_layers}), "
@@ -150,10 +222,10 @@ class CompiledBackend:
         # (the count is the kernel's own: past MAX_STEPS only by this call's steps)
         loss, correct, optimizer._steps = self.core.train_epoch(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, order,
-            batch_size, optimizer.code, hyper, state, optimizer.steps, grad,
-            batch_size >= MIN_BLAS_BATCH, options.sample_weight,
+            chosen.struct(self.core), vars(optimizer.hyper()), state,
+            optimizer.steps, options.sample_weight,
             None if dropout is None else dropout.rates, 0 if dropout is None else dropout.seed,
-            options.max_norm, threads(options.n_threads))
+            options.max_norm)
         return loss, correct
 
 

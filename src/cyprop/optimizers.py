@@ -2,9 +2,12 @@
 
 Each optimizer holds its hyper-parameters and its state (for example the momentum
 buffer), laid out like the network's flat parameter vector.  ``update_params`` is
-the NumPy reference of one step; the compiled core implements the same step under
-the optimizer's ``code`` and reads the hyper-parameters from ``hyper()``.
+the NumPy reference of one step; the compiled core implements the same step as a rule
+(csrc/_rules.pxi) chosen by the optimizer's ``code``, and reads the hyper-parameters
+by name from ``hyper()``.
 """
+
+import dataclasses
 
 import numpy as np
 
@@ -13,6 +16,27 @@ from ._validation import check_bool, check_int, check_number
 #: The most steps an optimizer may be set to (or loaded with): far more than any run
 #: takes, and far enough below a C long's 2**63 that training on from it cannot overflow.
 MAX_STEPS = 2 ** 62 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """Every optimizer's hyper-parameters by name, as the compiled core reads them: the
+    Python twin of the C struct ``Hyper`` in csrc/_rules.pxi, field for field (the test
+    suite checks that the core reads back what it is given).  An optimizer sets the
+    fields it uses; the others stay 0."""
+
+    learning_rate: float = 0.0
+    momentum: float = 0.0        # SGD, RMSprop
+    nesterov: bool = False       # SGD
+    weight_decay: float = 0.0    # L2 on weights (never biases), added to the gradient
+    beta1: float = 0.0           # Adam
+    beta2: float = 0.0
+    eps: float = 0.0             # Adam, RMSprop, Adagrad
+    alpha: float = 0.0           # RMSprop
+    eta_minus: float = 0.0       # Rprop: step size factors on a sign flip ...
+    eta_plus: float = 0.0        # ... and while the sign stays
+    step_min: float = 0.0        # Rprop: bounds on the step sizes
+    step_max: float = 0.0
 
 
 class Optimizer:
@@ -25,7 +49,7 @@ class Optimizer:
     ``ValueError``.  Hyper-parameters changed by hand are checked again before training.
     """
 
-    #: Index of this optimizer in the compiled core's table.
+    #: Index of this optimizer in the compiled core's OPTIMIZERS (csrc/_rules.pxi): its rules.
     code = None
     #: Rows of state, each shaped like the parameter vector.
     n_slots = 1
@@ -103,7 +127,7 @@ class Optimizer:
         self.steps = 0
 
     def hyper(self):
-        """Hyper-parameters as the compiled core reads them."""
+        """Hyper-parameters as the compiled core reads them: a ``Hyper``."""
         raise NotImplementedError
 
     def update_params(self, params, grad, arch):
@@ -138,8 +162,8 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs a momentum > 0")
 
     def hyper(self):
-        return np.array([self.learning_rate, self.momentum, float(self.nesterov),
-                         self.weight_decay], dtype=np.float64)
+        return Hyper(learning_rate=self.learning_rate, momentum=self.momentum,
+                     nesterov=self.nesterov, weight_decay=self.weight_decay)
 
     def update_params(self, params, grad, arch):
         buf = self.state_for(params)[0]
@@ -179,8 +203,8 @@ class Adam(Optimizer):
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self):
-        return np.array([self.learning_rate, self.beta1, self.beta2, self.eps,
-                         self.weight_decay], dtype=np.float64)
+        return Hyper(learning_rate=self.learning_rate, beta1=self.beta1, beta2=self.beta2,
+                     eps=self.eps, weight_decay=self.weight_decay)
 
     def update_params(self, params, grad, arch):
         m, v = self.state_for(params)
@@ -220,8 +244,8 @@ class RMSprop(Optimizer):
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self):
-        return np.array([self.learning_rate, self.alpha, self.eps, self.momentum,
-                         self.weight_decay], dtype=np.float64)
+        return Hyper(learning_rate=self.learning_rate, alpha=self.alpha, eps=self.eps,
+                     momentum=self.momentum, weight_decay=self.weight_decay)
 
     def update_params(self, params, grad, arch):
         v, buf = self.state_for(params)
@@ -258,7 +282,8 @@ class Adagrad(Optimizer):
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self):
-        return np.array([self.learning_rate, self.eps, self.weight_decay], dtype=np.float64)
+        return Hyper(learning_rate=self.learning_rate, eps=self.eps,
+                     weight_decay=self.weight_decay)
 
     def update_params(self, params, grad, arch):
         (total,) = self.state_for(params)
@@ -297,7 +322,9 @@ class Rprop(Optimizer):
         self.step_sizes = (step_min, step_max)
 
     def hyper(self):
-        return np.array([self.learning_rate, *self.etas, *self.step_sizes], dtype=np.float64)
+        return Hyper(learning_rate=self.learning_rate, eta_minus=self.etas[0],
+                     eta_plus=self.etas[1], step_min=self.step_sizes[0],
+                     step_max=self.step_sizes[1])
 
     def update_params(self, params, grad, arch):
         prev, step_size = self.state_for(params)

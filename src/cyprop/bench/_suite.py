@@ -17,6 +17,7 @@ without a C compiler ($CC, Python's CC, cc, gcc or clang); the output says which
     cyprop bench                        # everything (minutes)
     cyprop bench --workloads W2 --batch-sizes 1,10 --systems cython,torch
     cyprop bench --json bench.json --plot throughput.png
+    cyprop bench --optimizers --workloads W2,W3  # each optimizer at bs=1, vs plain SGD
 
 ``python -m cyprop.bench`` is the same as ``cyprop bench``.
 """
@@ -407,6 +408,72 @@ def run_c_baseline(data, dtypes, args):
 
 
 # ---------------------------------------------------------------- inference and threads
+# ------------------------------------------------------------ optimizers at batch size 1
+#: Every optimizer, and the options that change its compiled step, for --optimizers.
+OPTIMIZER_VARIANTS = {
+    "SGD": ("SGD", dict(learning_rate=LEARNING_RATE)),
+    "SGD momentum": ("SGD", dict(learning_rate=LEARNING_RATE, momentum=0.9)),
+    "SGD nesterov+wd": ("SGD", dict(learning_rate=LEARNING_RATE, momentum=0.9, nesterov=True,
+                                    weight_decay=1e-4)),
+    "Adam": ("Adam", dict(learning_rate=1e-3)),
+    "Adam wd": ("Adam", dict(learning_rate=1e-3, weight_decay=1e-4)),
+    "RMSprop": ("RMSprop", dict(learning_rate=1e-3)),
+    "RMSprop momentum+wd": ("RMSprop", dict(learning_rate=1e-3, momentum=0.9,
+                                            weight_decay=1e-4)),
+    "Adagrad": ("Adagrad", dict(learning_rate=1e-2)),
+    "Rprop": ("Rprop", dict(learning_rate=1e-3)),
+}
+
+
+def run_optimizers(data, dtypes, args):
+    """One epoch at batch size 1 with each optimizer (cyprop's compiled core, one thread),
+    the optimizers taking turns within each repeat so that a drifting machine load hits
+    all alike; samples/s and the ratio to plain SGD measured in the same run."""
+    import cyprop
+    out = []
+    for wl, (X, y) in data.items():
+        for dtype in dtypes:
+            Xd = np.ascontiguousarray(X, dtype=dtype)
+            runs = {}
+            for name, (cls, kwargs) in OPTIMIZER_VARIANTS.items():
+                net = make_cyprop_net(wl, dtype, "cython")
+                runs[name] = (net, getattr(cyprop, cls)(**kwargs), [])
+
+            def epoch(net, opt):
+                return net.fit(Xd, y, epochs=1, batch_size=1, optimizer=opt, shuffle=True,
+                               seed=0, verbose=0, n_threads=1).seconds[-1]
+
+            for net, opt, _ in runs.values():
+                epoch(net, opt)  # warm-up
+            for _ in range(args.repeats):
+                for net, opt, times in runs.values():
+                    times.append(epoch(net, opt))
+            sgd = len(X) / statistics.median(runs["SGD"][2])
+            for name, (_, _, times) in runs.items():
+                r = result("cyprop-cython", f"{SHORT_DTYPE[dtype]} {name}", wl, 1, dtype,
+                           len(X), times)
+                r["optimizer"], r["ratio_to_sgd"] = name, r["sps_med"] / sgd
+                print(f"  {wl} {SHORT_DTYPE[dtype]} {name:<22} {fmt_sps(r['sps_med']):>8} "
+                      f"samples/s  {r['ratio_to_sgd']:.2f} of plain SGD", flush=True)
+                out.append(r)
+    return out
+
+
+def print_optimizer_table(results, workloads):
+    print("\n" + "=" * 78)
+    print("Batch size 1, one thread: samples/s of each optimizer as a fraction of plain SGD's "
+          "(same run)")
+    keys = [(wl, short) for wl in workloads for short in ("f64", "f32")]
+    print(f"  {'optimizer':<22}" + "".join(f"{wl + ' ' + short:>10}" for wl, short in keys))
+    for name in OPTIMIZER_VARIANTS:
+        cells = []
+        for wl, short in keys:
+            hit = [r for r in results if r["workload"] == wl and r["optimizer"] == name
+                   and r["variant"].startswith(short)]
+            cells.append(f"{hit[0]['ratio_to_sgd']:.2f}" if hit else "-")
+        print(f"  {name:<22}" + "".join(f"{c:>10}" for c in cells))
+
+
 def numpy_forward(X, weights, biases):
     """The NumPy baseline: one matrix-product chain, sigmoid hidden, softmax output."""
     a = X
@@ -773,6 +840,9 @@ def parse_args(argv, prog=None):
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--optimizers", action="store_true",
+                   help="instead of the systems: one epoch at batch size 1 with each optimizer "
+                        "(the compiled core, --dtypes), as a fraction of plain SGD")
     p.add_argument("--quick", action="store_true",
                    help="a short run (about half a minute): workloads W1,W2, batch sizes 1,10, "
                         "float64, 5 repeats, 5000 samples (1000 for the slow systems at bs=1), "
@@ -928,6 +998,13 @@ def run(args):
               f"{m.get('cyprop_blas')}", flush=True)
 
     results = report["results"]
+    if args.optimizers:
+        print("cyprop, compiled core: each optimizer at batch size 1", flush=True)
+        results += run_optimizers(data, args.dtypes, args)
+        print_optimizer_table(results, args.workloads)
+        report["ratios"] = {"optimizer_bs1_over_sgd": {
+            f"{r['workload']}/{r['variant']}": r["ratio_to_sgd"] for r in results}}
+        return finish(report, args, t_start)
     if "cython" in args.systems:
         print("cyprop, compiled core", flush=True)
         if "cython" in m.get("cyprop_backends", ()):
@@ -973,9 +1050,7 @@ def run(args):
             print("train_many on one and two threads", flush=True)
             report["train_many"] = run_train_many(args)
 
-    report["machine"]["threadpools"] = threadpools()
     report["ratios"] = compute_ratios(results, args.workloads, args.batch_sizes, args.threads)
-    report["elapsed_seconds"] = time.perf_counter() - t_start
     print_tables(report, args.workloads, args.batch_sizes)
     if report.get("estimators"):
         print_estimators(report["estimators"])
@@ -983,13 +1058,19 @@ def run(args):
         print()
     for note in report["skipped"]:
         print(f"skipped: {note}")
+    if args.plot:
+        plot(report, args.workloads, args.batch_sizes, args.plot)
+    return finish(report, args, t_start)
 
+
+def finish(report, args, t_start):
+    """Write the raw numbers (--json); the report."""
+    report["machine"]["threadpools"] = threadpools()
+    report["elapsed_seconds"] = time.perf_counter() - t_start
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=1))
         print(f"\nraw numbers written to {path}")
-    if args.plot:
-        plot(report, args.workloads, args.batch_sizes, args.plot)
     print(f"elapsed {time.perf_counter() - t_start:.1f} s")
     return report

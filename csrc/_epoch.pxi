@@ -1,0 +1,161 @@
+# Drivers: an epoch (or a run of whole batches of one) on one of the plan's paths.
+# Epoch -> step -> gradient, each level one short function, as in the NumPy reference
+# (cyprop/_reference.py: train_epoch, loss_and_gradients, backprop).
+
+cdef inline void epoch_after_step(Epoch* e, floating* params) noexcept nogil:
+    """What follows every optimizer step: the max-norm constraint, and the step count."""
+    if e.lay.max_norm > 0:
+        max_norm_step(e.lay, params)
+    e.steps += 1
+
+
+cdef void epoch_online(Epoch* call, floating* params, Rule rule) noexcept nogil:
+    """Batch size 1 with any optimizer: each sample fed forward, scored, and fed back,
+    with the rule stepping each parameter the moment its gradient is known."""
+    # a copy that no other function sees: its fields stay in registers between samples
+    cdef Epoch e_ = call[0]
+    cdef Epoch* e = &e_
+    cdef const Layout* lay = e.lay
+    cdef floating* a = <floating*>e.scratch.acts
+    cdef floating* d = <floating*>e.scratch.deltas
+    cdef floating* z = <floating*>e.scratch.z_out
+    cdef Py_ssize_t k, last = lay.a_off[lay.n_layers - 1]
+    cdef const floating* x
+    for k in range(e.n):
+        rule_begin(&rule, e.steps)
+        x = <const floating*>e.X + row_of(e, k) * lay.sizes[0]
+        sample_forward(lay, params, x, a, z, k, 0)
+        sample_score(e, k, a + last, z, d + last, &e.loss_sum, &e.n_correct)
+        sample_backward(lay, params, x, a, d, rule, <floating*>e.state, k, 0)
+        epoch_after_step(e, params)
+    call[0] = e_
+
+
+cdef void epoch_online_next(Epoch* call, floating* params, Rule rule) noexcept nogil:
+    """Batch size 1 on a network with hidden layers, without max-norm: epoch_online,
+    except that the first layer's step for one sample is fused with its forward pass
+    for the next (sample_first_layer_next).  The inputs go through two aligned rows: a
+    user's array is often not 64-byte aligned, and unaligned loads slow this loop by up
+    to 25%."""
+    cdef Epoch e_ = call[0]   # (as in epoch_online)
+    cdef Epoch* e = &e_
+    cdef const Layout* lay = e.lay
+    cdef floating* a = <floating*>e.scratch.acts
+    cdef floating* d = <floating*>e.scratch.deltas
+    cdef floating* z = <floating*>e.scratch.z_out
+    cdef floating* state = <floating*>e.state
+    cdef floating* x_now = <floating*>align64(e.scratch.x_rows)
+    cdef floating* x_next = <floating*>align64(x_now + lay.sizes[0])
+    cdef floating* x_swap
+    cdef Py_ssize_t k, n_in = lay.sizes[0], last = lay.a_off[lay.n_layers - 1]
+    if e.n == 0:
+        return
+    memcpy(x_now, <const floating*>e.X + row_of(e, 0) * n_in, n_in * sizeof(floating))
+    sample_forward(lay, params, x_now, a, z, 0, 0)
+    for k in range(e.n):
+        # sample k was fed forward by the previous iteration (or above)
+        rule_begin(&rule, e.steps)
+        sample_score(e, k, a + last, z, d + last, &e.loss_sum, &e.n_correct)
+        if k + 1 < e.n:
+            memcpy(x_next, <const floating*>e.X + row_of(e, k + 1) * n_in,
+                   n_in * sizeof(floating))
+            sample_backward(lay, params, x_now, a, d, rule, state, k, 1)
+            sample_first_layer_next(lay, params, x_now, x_next, d, a, rule, state, k + 1)
+            sample_forward(lay, params, NULL, a, z, k + 1, 1)
+            x_swap = x_now
+            x_now = x_next
+            x_next = x_swap
+        else:
+            sample_backward(lay, params, x_now, a, d, rule, state, k, 0)
+        epoch_after_step(e, params)
+    call[0] = e_
+
+
+cdef void batch_gradient(Epoch* e, floating* params,
+                         Py_ssize_t start, Py_ssize_t stop,  # samples of the call
+                         bint want_grad) noexcept nogil:
+    """The gradient sums of samples start .. stop-1 into the scratch gradient (with
+    want_grad), their losses and correct count added to the call's: as matrix products
+    over blocks of rows, or one sample at a time."""
+    cdef const Layout* lay = e.lay
+    cdef floating* a = <floating*>e.scratch.acts
+    cdef floating* d = <floating*>e.scratch.deltas
+    cdef floating* z = <floating*>e.scratch.z_out
+    cdef floating* grad = <floating*>e.scratch.grad
+    cdef const floating* x
+    cdef GradientSum add = GradientSum(unused=0)
+    cdef Py_ssize_t k, rows, last = lay.a_off[lay.n_layers - 1]
+    if e.plan.path == PATH_BLOCKS:
+        k = start
+        while k < stop:
+            rows = e.plan.block_rows if k + e.plan.block_rows <= stop else stop - k
+            block_gradient(e, params, k, rows, want_grad, 0 if k == start else 1)
+            k += rows
+        return
+    if want_grad:
+        memset(grad, 0, lay.n_params * sizeof(floating))
+    for k in range(start, stop):
+        x = <const floating*>e.X + row_of(e, k) * lay.sizes[0]
+        sample_forward(lay, params, x, a, z, k, 0)
+        sample_score(e, k, a + last, z, d + last if want_grad else NULL, &e.loss_sum,
+                     &e.n_correct)
+        if want_grad:
+            sample_backward(lay, params, x, a, d, add, grad, k, 0)
+
+
+cdef void batch_step(Epoch* e, floating* params, Rule rule, Py_ssize_t rows) noexcept nogil:
+    """One optimizer step with the mean gradient of a batch of ``rows`` samples."""
+    cdef const Layout* lay = e.lay
+    cdef floating* grad = <floating*>e.scratch.grad
+    cdef floating* state = <floating*>e.state
+    cdef floating scale = <floating>1 / <floating>rows
+    cdef int p, n_threads = e.plan.n_threads
+    cdef Py_ssize_t N = lay.n_params
+    rule_begin(&rule, e.steps)
+    if (e.plan.path == PATH_BLOCKS and n_threads > 1
+            and part_count(&e.plan, min(rows, e.plan.block_rows), lay.sizes[0],
+                           lay.sizes[1]) > 1):
+        # the threads that wrote the gradient's parts step them (their caches)
+        for p in prange(n_threads, num_threads=n_threads, schedule="static"):
+            rule_range(rule, lay, params, grad, state, scale, N * p // n_threads,
+                       N * (p + 1) // n_threads)
+    else:
+        rule_range(rule, lay, params, grad, state, scale, 0, N)
+
+
+cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
+    """Mini-batches: consecutive batches of the order, the gradient of each, one step."""
+    cdef Py_ssize_t start = 0, stop
+    while start < e.n:
+        stop = start + e.plan.batch_size if start + e.plan.batch_size < e.n else e.n
+        batch_gradient(e, params, start, stop, True)
+        batch_step(e, params, rule, stop - start)
+        epoch_after_step(e, params)
+        start = stop
+
+
+cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
+    """The plan's path (train_epoch has checked that the plan fits the rule)."""
+    if e.plan.path == PATH_ONLINE_NEXT:
+        epoch_online_next(e, params, rule)
+    elif e.plan.path == PATH_ONLINE:
+        epoch_online(e, params, rule)
+    else:
+        epoch_batches(e, params, rule)
+
+
+cdef void epoch_by_rule(Epoch* e, floating* params, const Hyper* hyper) noexcept nogil:
+    """epoch_run with the plan's rule: the one place where a rule code becomes a type."""
+    cdef int rule = e.plan.rule
+    if rule == RULE_SGD:
+        epoch_run(e, params, SgdRule(h=hyper[0]))
+    elif rule == RULE_MOMENTUM:
+        epoch_run(e, params, MomentumRule(h=hyper[0], first=False))
+    elif rule == RULE_ADAM:
+        epoch_run(e, params, AdamRule(h=hyper[0], step_size=0, eps_t=0))
+    elif rule == RULE_RMSPROP:
+        epoch_run(e, params, RmspropRule(h=hyper[0]))
+    elif rule == RULE_ADAGRAD:
+        epoch_run(e, params, AdagradRule(h=hyper[0]))
+    elif rule == RULE_RPROP:
+        epoch_run(e, params, RpropRule(h=hyper[0], first=False))

@@ -1,0 +1,251 @@
+# The scalar maths: activations and their derivatives, the losses and output deltas of
+# one sample, dropout masks and the dot product.  The same functions, under the same
+# names where they exist there, as cyprop/_maths.py.
+
+cdef extern from "cyprop_exp.h":
+    double cyprop_exp_d(double x) nogil
+    float cyprop_exp_f(float x) nogil
+    void cyprop_sigmoid_d(double* a, Py_ssize_t n) nogil
+    void cyprop_sigmoid_f(float* a, Py_ssize_t n) nogil
+
+cdef double LEAKY_SLOPE = 0.01
+
+
+def exp_into(const floating[::1] x, floating[::1] out):
+    """out = exp(x) as the vectorised element-wise code computes it (for its tests)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(min(x.shape[0], out.shape[0])):
+            if floating is float:
+                out[i] = cyprop_exp_f(x[i])
+            else:
+                out[i] = cyprop_exp_d(x[i])
+
+
+cdef inline void sigmoid_row(floating* a, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        cyprop_sigmoid_f(a, n)
+    else:
+        cyprop_sigmoid_d(a, n)
+
+
+cdef inline floating f_exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating f_log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating f_sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating softplus(floating z) noexcept nogil:
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
+    if floating is float:
+        return (z if z > 0 else 0) + log1pf(expf(-fabsf(z)))
+    else:
+        return (z if z > 0 else 0) + log1p(exp(-fabs(z)))
+
+
+cdef inline floating activate(int act, floating z) noexcept nogil:
+    if act == SIGMOID:
+        # exp(-z) may overflow to inf for very negative z: 1 / inf = 0, as it should.
+        return 1 / (1 + f_exp(-z))
+    elif act == TANH:
+        if floating is float:
+            return tanhf(z)
+        else:
+            return tanh(z)
+    elif act == RELU:
+        return z if z > 0 else 0
+    elif act == LEAKY_RELU:
+        return z if z > 0 else <floating>LEAKY_SLOPE * z
+    return z
+
+
+cdef inline floating derivative(int act, floating a) noexcept nogil:
+    """f'(z) written in terms of the activation a = f(z) (all our functions allow it)."""
+    if act == SIGMOID:
+        return a * (1 - a)
+    elif act == TANH:
+        return 1 - a * a
+    elif act == RELU:
+        return 1 if a > 0 else 0
+    elif act == LEAKY_RELU:
+        return 1 if a > 0 else <floating>LEAKY_SLOPE
+    return 1
+
+
+cdef inline floating largest(const floating* z, Py_ssize_t n) noexcept nogil:
+    """max(z): subtracted before exp in softmax and log-sum-exp, so exp never overflows."""
+    cdef Py_ssize_t k
+    cdef floating m = z[0]
+    for k in range(1, n):
+        if z[k] > m:
+            m = z[k]
+    return m
+
+
+cdef inline void output_activation(int act, const floating* z,   # IN: (n,) pre-activations
+                                   floating* a,                  # OUT: (n,) activations
+                                   Py_ssize_t n) noexcept nogil:
+    """a = f(z) for the output layer, where f may be the softmax."""
+    cdef Py_ssize_t j
+    cdef floating zmax, total
+    if act != SOFTMAX:
+        for j in range(n):
+            a[j] = activate(act, z[j])
+        return
+    zmax = largest(z, n)
+    total = 0
+    for j in range(n):
+        a[j] = f_exp(z[j] - zmax)
+        total += a[j]
+    for j in range(n):
+        a[j] = a[j] / total
+
+
+cdef floating sample_loss(int loss, int out_act, const floating* a, const floating* z,
+                          const floating* y, Py_ssize_t n) noexcept nogil:
+    """The loss of one sample, computed from the output pre-activations where that is stabler."""
+    cdef Py_ssize_t k
+    cdef floating s = 0, zmax, lse
+    if loss == MSE:
+        for k in range(n):
+            s += (a[k] - y[k]) * (a[k] - y[k])
+        return s / 2
+    if out_act == SOFTMAX:
+        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0
+        # as log-sum-exp(z - max z) + (max z - z_k): (max z + lse) - z_k would lose lse
+        # (log k for k equal logits) to rounding once the logits are large
+        zmax = largest(z, n)
+        lse = 0
+        for k in range(n):
+            lse += f_exp(z[k] - zmax)
+        lse = f_log(lse)
+        for k in range(n):
+            s += y[k] * (lse + (zmax - z[k]))
+        return s
+    # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z, with the large terms
+    # max(z, 0) - y z cancelled first, for the same reason
+    for k in range(n):
+        s += ((z[k] if z[k] > 0 else 0) - y[k] * z[k]) + softplus(z[k] if z[k] < 0 else -z[k])
+    return s
+
+
+cdef inline bint is_correct(const floating* a, const floating* y, Py_ssize_t n) noexcept nogil:
+    """Argmax of the outputs equals argmax of the targets (first maximum wins, as in
+    NumPy); for a single output, both on the same side of 0.5."""
+    cdef Py_ssize_t k, ka = 0, ky = 0
+    if n == 1:
+        return (a[0] > <floating>0.5) == (y[0] > <floating>0.5)
+    for k in range(1, n):
+        if a[k] > a[ka]:
+            ka = k
+        if y[k] > y[ky]:
+            ky = k
+    return ka == ky
+
+
+cdef void output_delta(int loss, int out_act, const floating* a, const floating* y,
+                       floating* d,  # OUT: dLoss/dz of the output layer
+                       Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef floating s
+    if loss == CROSS_ENTROPY:
+        if out_act == SOFTMAX:
+            s = 0
+            for k in range(n):
+                s += y[k]
+            for k in range(n):
+                d[k] = a[k] * s - y[k]
+        else:
+            for k in range(n):
+                d[k] = a[k] - y[k]
+    elif out_act == SOFTMAX:
+        # mse through the softmax Jacobian: d = a * (r - <r, a>), r = a - y
+        s = 0
+        for k in range(n):
+            s += (a[k] - y[k]) * a[k]
+        for k in range(n):
+            d[k] = a[k] * ((a[k] - y[k]) - s)
+    else:
+        for k in range(n):
+            d[k] = (a[k] - y[k]) * derivative(out_act, a[k])
+
+
+# ---------------------------------------------------------------------------- dropout
+cdef inline unsigned long long splitmix64(unsigned long long x) noexcept nogil:
+    x += 0x9E3779B97F4A7C15ULL
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL
+    return x ^ (x >> 31)
+
+
+cdef inline bint unit_kept(const Layout* lay, int l, Py_ssize_t pos, Py_ssize_t j) noexcept nogil:
+    """Dropout mask: whether unit j of weight layer l survives for the sample at position
+    ``pos`` of this call's order.  A hash of (seed, pos, unit) rather than a stream, so
+    that any batching, and the NumPy reference, draw exactly the same masks."""
+    cdef unsigned long long h = splitmix64(
+        lay.dropout_seed + <unsigned long long>(pos * lay.n_units + lay.a_off[l] + j))
+    return <double>(h >> 11) * (1.0 / 9007199254740992.0) >= lay.dropout[l]
+
+
+cdef inline bint has_dropout(const Layout* lay, int l) noexcept nogil:
+    return lay.dropout != NULL and lay.dropout[l] > 0
+
+
+cdef inline floating dropped_out(const Layout* lay, int l, floating a, Py_ssize_t pos,
+                                 Py_ssize_t j) noexcept nogil:
+    """Inverted dropout: a kept unit is scaled by 1 / keep, so expectations match inference."""
+    if not unit_kept(lay, l, pos, j):
+        return 0
+    return a / <floating>(1 - lay.dropout[l])
+
+
+cdef inline floating hidden_derivative(const Layout* lay, int l, floating a, Py_ssize_t pos,
+                                       Py_ssize_t j) noexcept nogil:
+    """f'(z) of unit j of hidden weight layer l, times its dropout factor, from its
+    activation a as stored (after dropout)."""
+    cdef floating keep
+    if not has_dropout(lay, l):
+        return derivative(lay.acts[l], a)
+    if not unit_kept(lay, l, pos, j):
+        return 0
+    keep = <floating>(1 - lay.dropout[l])
+    return derivative(lay.acts[l], a * keep) / keep
+
+
+# ------------------------------------------------------------------------ dot product
+cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef floating s[N_ACC]
+    cdef Py_ssize_t i = 0, k, half
+    cdef floating t
+    for k in range(N_ACC):
+        s[k] = 0
+    while i + N_ACC <= n:
+        for k in range(N_ACC):
+            s[k] += w[i + k] * x[i + k]
+        i += N_ACC
+    # pairwise reduction of the accumulators
+    half = N_ACC // 2
+    while half > 0:
+        for k in range(half):
+            s[k] += s[k + half]
+        half //= 2
+    t = s[0]
+    while i < n:
+        t += w[i] * x[i]
+        i += 1
+    return t

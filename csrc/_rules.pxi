@@ -1,0 +1,266 @@
+# Optimizer rules: what happens to one parameter once its gradient is known.
+#
+# Design: each optimizer is a small struct (its hyper-parameters by name, plus the
+# scalars of the current step) and one branch of rule_step, the formula of
+# torch.optim's step for one parameter and its buffers.  The loops are written once and
+# take the rule as a fused type, so each loop is compiled once per rule with the rule's
+# formula inlined: the per-sample backward pass (csrc/_sample.pxi) steps each weight the
+# moment its gradient is known, and rule_range steps a range of parameters from gradient
+# sums (mini-batches).  The same formula serves both, so a batch of one sample gives
+# the same step either way (bit for bit where the compiler contracts no multiply-adds,
+# but for plain SGD's (lr * d_j) * a_i, see rule_step).  GradientSum is the rule that
+# steps nothing: it adds each gradient to a buffer (gradients, and the batches of the
+# gradient paths).
+
+# Optimizer codes: the order *is* the code (cyprop/optimizers.py's Optimizer.code; the
+# test suite checks both agree).
+OPTIMIZERS = ("SGD", "Adam", "RMSprop", "Adagrad", "Rprop")
+#: The fields of Hyper that each optimizer's rules read.
+HYPER_FIELDS = {
+    "SGD": ("learning_rate", "momentum", "nesterov", "weight_decay"),
+    "Adam": ("learning_rate", "beta1", "beta2", "eps", "weight_decay"),
+    "RMSprop": ("learning_rate", "alpha", "eps", "momentum", "weight_decay"),
+    "Adagrad": ("learning_rate", "eps", "weight_decay"),
+    "Rprop": ("learning_rate", "eta_minus", "eta_plus", "step_min", "step_max"),
+}
+
+cdef enum:
+    RULE_SGD = 0
+    RULE_MOMENTUM = 1   # SGD with momentum (and Nesterov)
+    RULE_ADAM = 2
+    RULE_RMSPROP = 3
+    RULE_ADAGRAD = 4
+    RULE_RPROP = 5
+
+RULES = ("sgd", "momentum", "adam", "rmsprop", "adagrad", "rprop")
+#: Rows of optimizer state (each shaped like the parameters) that each rule's optimizer
+#: keeps, and the rule reads and writes at most: fewer would be written past.  (Plain
+#: SGD reads none, but SGD keeps its momentum buffer.)
+STATE_ROWS = {"sgd": 1, "momentum": 1, "adam": 2, "rmsprop": 2, "adagrad": 1, "rprop": 2}
+
+
+cdef struct Hyper:
+    # Every optimizer's hyper-parameters by name: the C view of cyprop.optimizers.Hyper,
+    # field for field.  An optimizer sets the fields it uses (HYPER_FIELDS); the rest are 0.
+    double learning_rate
+    double momentum         # SGD, RMSprop
+    bint nesterov           # SGD
+    double weight_decay     # L2 on weights (never biases), added to the gradient
+    double beta1            # Adam
+    double beta2
+    double eps              # Adam, RMSprop, Adagrad
+    double alpha            # RMSprop
+    double eta_minus        # Rprop: step size factors on a sign flip ...
+    double eta_plus         # ... and while the sign stays
+    double step_min         # Rprop: bounds on the step sizes
+    double step_max
+
+
+def echo_hyper(Hyper hyper):
+    """The hyper-parameters as the kernels read them, back as a dict (for the tests)."""
+    return hyper
+
+
+def echo_plan(Plan plan):
+    """The plan as the kernels read it, back as a dict (for the tests)."""
+    return plan
+
+
+cdef struct SgdRule:
+    Hyper h
+
+cdef struct MomentumRule:
+    Hyper h
+    bint first          # the optimizer's first step: the buffer starts as the gradient
+
+cdef struct AdamRule:
+    # torch's step m / (sqrt(v) / sqrt(1 - beta2**t) + eps), its bias corrections
+    # multiplied through: one division per parameter instead of two (the dividers set
+    # the speed of Adam's loops)
+    Hyper h
+    double step_size    # learning_rate / (1 - beta1**t) * sqrt(1 - beta2**t), step t
+    double eps_t        # eps * sqrt(1 - beta2**t)
+
+cdef struct RmspropRule:
+    Hyper h
+
+cdef struct AdagradRule:
+    Hyper h
+
+cdef struct RpropRule:
+    Hyper h
+    bint first          # the optimizer's first step: every step size starts at learning_rate
+
+cdef struct GradientSum:
+    char unused         # (C wants a member)
+
+# The optimizers' rules, and every rule a backward pass can take.
+ctypedef fused Rule:
+    SgdRule
+    MomentumRule
+    AdamRule
+    RmspropRule
+    AdagradRule
+    RpropRule
+
+ctypedef fused Backward:
+    GradientSum
+    SgdRule
+    MomentumRule
+    AdamRule
+    RmspropRule
+    AdagradRule
+    RpropRule
+
+
+cdef inline void rule_begin(Rule* r, long steps) noexcept nogil:
+    """The rule's scalars for step t = steps + 1, once per step: never inside the loops
+    over parameters (Adam's bias corrections change with every sample online)."""
+    cdef double t = <double>(steps + 1)
+    if Rule is MomentumRule:
+        r.first = steps == 0
+    elif Rule is RpropRule:
+        r.first = steps == 0
+    elif Rule is AdamRule:
+        r.step_size = r.h.learning_rate / (1 - pow(r.h.beta1, t)) * sqrt(1 - pow(r.h.beta2, t))
+        r.eps_t = r.h.eps * sqrt(1 - pow(r.h.beta2, t))
+
+
+cdef inline void rule_step(Backward r,
+                           floating* p,    # IN/OUT: the parameter
+                           floating* s,    # IN/OUT: its buffers, s[0] and s[n]
+                           Py_ssize_t n,   # the distance between the buffers (n_params)
+                           floating dj, floating a,  # its gradient is dj * a
+                           bint decay      # whether weight decay applies (weights, not biases)
+                           ) noexcept nogil:
+    """One parameter's step, with the formula of torch.optim's step (weight decay as L2
+    on the gradient).  The gradient comes as dj * a: a backward pass has a weight's
+    factors (the unit's delta and the input below), so that plain SGD's row loop is one
+    multiply-add; a bias, or a gradient sum, comes with a = 1."""
+    cdef floating g, mu, step, size, product, lr, eta_minus, eta_plus, step_min, step_max
+    if Backward is GradientSum:
+        s[0] += dj * a
+    elif Backward is SgdRule:
+        if decay and r.h.weight_decay != 0:
+            p[0] -= <floating>r.h.learning_rate * (dj * a + <floating>r.h.weight_decay * p[0])
+        else:
+            p[0] -= (<floating>r.h.learning_rate * dj) * a
+    elif Backward is RpropRule:
+        # iRPROP- (no weight decay): the step size grows while the gradient keeps its
+        # sign and shrinks on a flip; s[0] is the previous gradient, s[n] the step size
+        # (every value computed, then chosen, and every store unconditional: branches
+        # that convert or store keep the compiler from vectorising the loops)
+        lr, eta_minus, eta_plus = (<floating>r.h.learning_rate, <floating>r.h.eta_minus,
+                                   <floating>r.h.eta_plus)
+        step_min, step_max = <floating>r.h.step_min, <floating>r.h.step_max
+        g = dj * a
+        size = lr if r.first else s[n]
+        product = g * s[0]
+        size = size * eta_plus if product > 0 else (size * eta_minus if product < 0 else size)
+        g = 0 if product < 0 else g   # a sign flip: no move now, and no memory of this gradient
+        size = step_max if size > step_max else (step_min if size < step_min else size)
+        s[n] = size
+        p[0] -= size if g > 0 else (-size if g < 0 else 0)
+        s[0] = g
+    else:
+        g = dj * a
+        if decay:
+            g = g + <floating>r.h.weight_decay * p[0]
+        if Backward is MomentumRule:
+            mu = <floating>r.h.momentum
+            s[0] = g if r.first else mu * s[0] + g
+            p[0] -= <floating>r.h.learning_rate * (g + mu * s[0] if r.h.nesterov else s[0])
+        elif Backward is AdamRule:
+            s[0] = <floating>r.h.beta1 * s[0] + (1 - <floating>r.h.beta1) * g
+            s[n] = <floating>r.h.beta2 * s[n] + (1 - <floating>r.h.beta2) * g * g
+            p[0] -= <floating>r.step_size * s[0] / (f_sqrt(s[n]) + <floating>r.eps_t)
+        elif Backward is RmspropRule:
+            s[0] = <floating>r.h.alpha * s[0] + (1 - <floating>r.h.alpha) * g * g
+            step = g / (f_sqrt(s[0]) + <floating>r.h.eps)
+            if r.h.momentum != 0:
+                s[n] = <floating>r.h.momentum * s[n] + step
+                step = s[n]
+            p[0] -= <floating>r.h.learning_rate * step
+        elif Backward is AdagradRule:
+            s[0] += g * g
+            p[0] -= <floating>r.h.learning_rate * g / (f_sqrt(s[0]) + <floating>r.h.eps)
+
+
+cdef void rule_range(Rule rule, const Layout* lay,
+                     floating* params,        # IN/OUT
+                     const floating* grad,    # IN: gradient sums
+                     floating* state,         # IN/OUT: (n_slots, n_params)
+                     floating scale,          # makes the sums means
+                     Py_ssize_t lo, Py_ssize_t hi  # the parameters to step
+                     ) noexcept nogil:
+    """One optimizer step on parameters lo .. hi-1 from gradient sums.  Every parameter's
+    step is its own, so a step split into ranges (on threads) is the same step."""
+    cdef int l
+    cdef Py_ssize_t i, end, N = lay.n_params
+    for l in range(lay.n_layers):
+        end = lay.b_off[l] if lay.b_off[l] < hi else hi
+        for i in range(lay.w_off[l] if lay.w_off[l] > lo else lo, end):   # W_l
+            rule_step(rule, params + i, state + i, N, grad[i] * scale, 1, True)
+        end = lay.b_off[l] + lay.sizes[l + 1]
+        end = end if end < hi else hi
+        for i in range(lay.b_off[l] if lay.b_off[l] > lo else lo, end):   # b_l
+            rule_step(rule, params + i, state + i, N, grad[i] * scale, 1, False)
+
+
+cdef void max_norm_step(const Layout* lay, floating* params) noexcept nogil:
+    """Scale down each unit's incoming weights (a row of W) whose L2 norm exceeds max_norm."""
+    cdef int l
+    cdef Py_ssize_t i, j, n_in
+    cdef floating* w
+    cdef double norm
+    for l in range(lay.n_layers):
+        n_in = lay.sizes[l]
+        for j in range(lay.sizes[l + 1]):
+            w = params + lay.w_off[l] + j * n_in
+            norm = 0
+            for i in range(n_in):
+                norm += <double>w[i] * w[i]
+            norm = sqrt(norm)
+            if norm > lay.max_norm:
+                for i in range(n_in):
+                    w[i] = <floating>(w[i] * (lay.max_norm / norm))
+
+
+cdef void rule_elements(Rule rule, long steps, floating* p, const floating* g,
+                        floating* s, Py_ssize_t n, bint decay) noexcept nogil:
+    cdef Py_ssize_t i
+    rule_begin(&rule, steps)
+    for i in range(n):
+        rule_step(rule, p + i, s + i, n, g[i], 1, decay)
+
+
+def py_rule_step(str rule, Hyper hyper, long steps,
+                 floating[::1] params,          # IN/OUT
+                 const floating[::1] grad,      # IN
+                 floating[:, ::1] state,        # IN/OUT: (2, n)
+                 bint decay):
+    """Step t = steps + 1 of ``rule`` on each element of ``params`` with gradient ``grad``
+    and buffers in the columns of ``state``, as the kernels take it (for the tests: a
+    parity failure then points at one formula)."""
+    cdef Py_ssize_t n = params.shape[0]
+    if grad.shape[0] != n or state.shape[0] != 2 or state.shape[1] != n:
+        raise ValueError("py_rule_step needs grad of params' length and state of shape (2, n)")
+    cdef int code = RULES.index(rule)
+    if n == 0:
+        return
+    cdef floating* p = &params[0]
+    cdef const floating* g = &grad[0]
+    cdef floating* s = &state[0, 0]
+    with nogil:
+        if code == RULE_SGD:
+            rule_elements(SgdRule(h=hyper), steps, p, g, s, n, decay)
+        elif code == RULE_MOMENTUM:
+            rule_elements(MomentumRule(h=hyper, first=False), steps, p, g, s, n, decay)
+        elif code == RULE_ADAM:
+            rule_elements(AdamRule(h=hyper, step_size=0, eps_t=0), steps, p, g, s, n, decay)
+        elif code == RULE_RMSPROP:
+            rule_elements(RmspropRule(h=hyper), steps, p, g, s, n, decay)
+        elif code == RULE_ADAGRAD:
+            rule_elements(AdagradRule(h=hyper), steps, p, g, s, n, decay)
+        else:
+            rule_elements(RpropRule(h=hyper, first=False), steps, p, g, s, n, decay)

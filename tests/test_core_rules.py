@@ -1,0 +1,167 @@
+"""The compiled core's optimizer rules read what Python gives them, and step as the
+NumPy reference does.
+
+* The C struct ``Hyper`` and the dataclass ``cyprop.optimizers.Hyper`` have the same
+  fields, in the same order, and the core reads back every value it is given.
+* The optimizer codes, the rows of state and the fields each optimizer's rules read
+  are the same in the core's tables and in the optimizer classes.
+* Each rule, applied to a vector of parameters by ``py_rule_step`` (the formula the
+  kernels inline into their loops), takes the step of the optimizer's NumPy
+  ``update_params``, in every kernel: a failure here points at one formula.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import _compiled
+from cyprop._architecture import Architecture
+from cyprop.optimizers import OPTIMIZERS, Hyper
+
+ISAS = ("baseline", "avx2", "avx512")
+# float32: the kernels form 1 - beta2 and the like in float32, NumPy in float64
+RTOL = {"float64": 1e-12, "float32": 1e-4}
+
+# Every option of every optimizer, each set away from its default and from 0, so that a
+# field read from the wrong place shows.
+EVERY_OPTION = {
+    "SGD": dict(learning_rate=0.3, momentum=0.7, nesterov=True, weight_decay=0.05),
+    "Adam": dict(learning_rate=0.02, beta1=0.8, beta2=0.95, eps=1e-3, weight_decay=0.05),
+    "RMSprop": dict(learning_rate=0.01, alpha=0.9, eps=1e-3, momentum=0.6, weight_decay=0.05),
+    "Adagrad": dict(learning_rate=0.05, eps=1e-3, weight_decay=0.05),
+    "Rprop": dict(learning_rate=0.02, etas=(0.3, 1.5), step_sizes=(0.005, 0.03)),
+}
+# Configurations for the step formulas: the defaults and every option.
+CONFIGS = {**{f"{name}-defaults": (name, {}) for name in OPTIMIZERS},
+           **{f"{name}-every-option": (name, kw) for name, kw in EVERY_OPTION.items()},
+           "SGD-plain-decay": ("SGD", dict(learning_rate=0.3, weight_decay=0.05)),
+           "RMSprop-no-momentum": ("RMSprop", dict(learning_rate=0.01, weight_decay=0.05))}
+
+
+def kernel(instruction_set):
+    if instruction_set not in _compiled.KERNELS:
+        assert instruction_set != "baseline", "the portable kernel must always be there"
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    return _compiled.KERNELS[instruction_set]
+
+
+# ---------------------------------------------------------------- the hyper-parameters
+@pytest.mark.parametrize("instruction_set", ISAS)
+def test_the_core_reads_back_every_field_of_hyper(instruction_set):
+    core = kernel(instruction_set)
+    fields = [f.name for f in dataclasses.fields(Hyper)]
+    given = {name: 1.5 + i for i, name in enumerate(fields)}
+    given["nesterov"] = True
+    echoed = core.echo_hyper(given)
+    assert list(echoed) == fields                 # the same fields, in the same order
+    for name in fields:
+        assert echoed[name] == given[name], name
+    # a field the struct lacks would go unread: none may be missing either way
+    with pytest.raises(ValueError, match="learning_rate"):
+        core.echo_hyper({k: v for k, v in given.items() if k != "learning_rate"})
+
+
+def test_hyper_defaults_are_zero():
+    assert all(not getattr(Hyper(), f.name) for f in dataclasses.fields(Hyper))
+
+
+@pytest.mark.parametrize("instruction_set", ISAS)
+def test_optimizer_codes_and_state_rows_are_the_cores(instruction_set):
+    core = kernel(instruction_set)
+    assert tuple(core.OPTIMIZERS) == tuple(OPTIMIZERS)
+    for name, cls in OPTIMIZERS.items():
+        assert core.OPTIMIZERS[cls.code] == name
+        for kwargs in ({}, EVERY_OPTION[name]):   # SGD: plain, and with momentum
+            assert core.STATE_ROWS[_compiled._rule(cls(**kwargs), core)] == cls.n_slots, name
+    assert len({cls.code for cls in OPTIMIZERS.values()}) == len(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_each_optimizer_fills_exactly_the_fields_its_rules_read(name):
+    core = _compiled.KERNELS["baseline"]
+    optimizer = OPTIMIZERS[name](**EVERY_OPTION[name])
+    hyper = optimizer.hyper()
+    assert isinstance(hyper, Hyper)
+    filled = {f.name for f in dataclasses.fields(Hyper) if getattr(hyper, f.name)}
+    assert filled == set(core.HYPER_FIELDS[name])
+    config = optimizer.get_config()
+    expected = dict(config)
+    if name == "Rprop":
+        expected = {"learning_rate": config["learning_rate"],
+                    "eta_minus": config["etas"][0], "eta_plus": config["etas"][1],
+                    "step_min": config["step_sizes"][0], "step_max": config["step_sizes"][1]}
+    for field, value in expected.items():
+        assert getattr(hyper, field) == value, field
+
+
+def test_hyper_parameters_changed_by_hand_reach_the_core():
+    optimizer = cyprop.Adam()
+    optimizer.beta1 = 0.5
+    optimizer.learning_rate = 0.25
+    echoed = _compiled.KERNELS["baseline"].echo_hyper(dataclasses.asdict(optimizer.hyper()))
+    assert echoed["beta1"] == 0.5 and echoed["learning_rate"] == 0.25
+
+
+def test_the_rule_of_each_optimizer():
+    core = _compiled.KERNELS["baseline"]
+    expected = {cyprop.SGD(0.1): "sgd", cyprop.SGD(0.1, momentum=0.5): "momentum",
+                cyprop.SGD(0.1, momentum=0.5, nesterov=True): "momentum",
+                cyprop.Adam(): "adam", cyprop.RMSprop(): "rmsprop",
+                cyprop.RMSprop(momentum=0.5): "rmsprop", cyprop.Adagrad(): "adagrad",
+                cyprop.Rprop(): "rprop"}
+    for optimizer, rule in expected.items():
+        assert _compiled._rule(optimizer, core) == rule
+        assert rule in core.RULES
+
+
+# -------------------------------------------------------------------- the formulas
+def numpy_steps(config, params, grads):
+    """The optimizer's NumPy update_params over the gradients in turn, on a one-layer
+    architecture whose flat vector is (weights, biases): (parameters, state) after each."""
+    name, kwargs = CONFIGS[config]
+    optimizer = OPTIMIZERS[name](**kwargs)
+    n_w = 12
+    arch = Architecture([4, 3], ["identity"], "mse")
+    assert arch.n_params == n_w + 3 == params.shape[0]
+    params = params.copy()
+    out = []
+    for grad in grads:
+        optimizer.update_params(params, grad, arch)
+        out.append((params.copy(), optimizer.state.copy()))
+    return out, optimizer, n_w
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("instruction_set", ISAS)
+def test_each_rule_takes_the_step_of_update_params(instruction_set, config, dtype):
+    core = kernel(instruction_set)
+    rng = np.random.default_rng(3)
+    params = rng.normal(size=15).astype(dtype)
+    # gradients that keep and flip their signs (Rprop's branches), and a zero
+    grads = [rng.normal(size=15).astype(dtype) for _ in range(4)]
+    grads[2][:5] = -grads[1][:5]
+    grads[3][7] = 0
+    expected, optimizer, n_w = numpy_steps(config, params, grads)
+    rule = _compiled._rule(optimizer, core)
+    hyper = dataclasses.asdict(optimizer.hyper())
+    # weights (with weight decay) and biases (without) as the kernels step them
+    parts = [(slice(0, n_w), True), (slice(n_w, 15), False)]
+    p = params.copy()
+    states = [np.zeros((2, part.stop - part.start), dtype=dtype) for part, _ in parts]
+    for step, grad in enumerate(grads):
+        for (part, decay), state in zip(parts, states):
+            piece = np.ascontiguousarray(p[part])
+            core.py_rule_step(rule, hyper, step, piece, np.ascontiguousarray(grad[part]),
+                              state, decay)
+            p[part] = piece
+        want_p, want_state = expected[step]
+        np.testing.assert_allclose(p, want_p, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3,
+                                   err_msg=f"{config}: parameters after step {step + 1}")
+        for row in range(optimizer.n_slots):
+            got = np.concatenate([state[row] for state in states])
+            np.testing.assert_allclose(got, want_state[row], rtol=RTOL[dtype],
+                                       atol=RTOL[dtype] * 1e-3,
+                                       err_msg=f"{config}: state row {row}, step {step + 1}")
