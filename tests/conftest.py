@@ -27,7 +27,7 @@ ATOL = {"float64": 1e-12, "float32": 1e-5}
 def pytest_collection_modifyitems(config, items):
     """Leave out the parametrized cases that pair a softmax output with one output unit:
     cyprop refuses that network (a softmax over one unit is always 1), as
-    test_api.py::test_softmax_over_one_unit_is_refused checks."""
+    test_hardening.py::test_softmax_over_one_unit_is_refused checks."""
     def refused(item):
         params = getattr(getattr(item, "callspec", None), "params", {})
         combo, sizes = params.get("combo"), params.get("sizes")

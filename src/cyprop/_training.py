@@ -8,7 +8,7 @@ class Dropout:
     """Dropout rates per weight layer (the output layer's is 0) and the seed of the masks.
 
     A unit's mask is a hash of (seed, the sample's position in the order, the unit),
-    the same function the compiled core uses (``unit_kept`` in csrc/_core.pyx), so
+    the same function the compiled core uses (``unit_kept`` in csrc/_maths.pxi), so
     both backends drop exactly the same units whatever the batching.
     """
 
