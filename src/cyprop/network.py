@@ -570,6 +570,36 @@ class Network:
 
         persistence.save(self, path)
 
+    # ------------------------------------------------------------ interop
+    def to_onnx(self, path, opset=None):
+        """Write the network as an ONNX model (needs ``cyprop[onnx]``); returns it.
+        See ``cyprop.interop``."""
+        from . import interop
+
+        return interop.to_onnx(self, path, opset)
+
+    def to_torch(self):
+        """An equivalent ``torch.nn.Sequential``; see ``cyprop.interop``."""
+        from . import interop
+
+        return interop.to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module, **kwargs):
+        """A network from an ``nn.Sequential`` of Linear and activation layers; see
+        ``cyprop.interop.from_torch``."""
+        from . import interop
+
+        return interop.from_torch(module, **kwargs)
+
+    @classmethod
+    def from_sklearn(cls, mlp, **kwargs):
+        """A network from a fitted ``MLPClassifier`` / ``MLPRegressor``; see
+        ``cyprop.interop.from_sklearn``."""
+        from . import interop
+
+        return interop.from_sklearn(mlp, **kwargs)
+
     # ---------------------------------------------------------------- helpers
     def _check_data(self, X, Y):
         labels = Y if isinstance(Y, np.ndarray) else np.asarray(Y)

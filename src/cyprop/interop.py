@@ -1,0 +1,316 @@
+"""Moving networks to and from other libraries: ONNX, PyTorch and scikit-learn.
+
+- ``to_onnx(net, path)`` writes an ONNX model (needs ``pip install "cyprop[onnx]"``):
+  input ``"X"`` of shape ``["batch", n_in]`` in the network's dtype (float32 or
+  float64), one ``Gemm`` per layer (``X @ W.T + b``) followed by its activation
+  (``Sigmoid``, ``Tanh``, ``Relu``, ``LeakyRelu`` with alpha 0.01, ``Softmax`` over the
+  last axis, ``Identity``), output ``"Y"`` of shape ``["batch", n_out]``.  Opset 17 by
+  default (13 and up accepted).  In float64 a leaky ReLU is written ``Max(z, 0.01 z)``
+  instead: ONNX stores ``LeakyRelu``'s alpha as a float32, which is not 0.01 in float64.
+- ``to_torch(net)`` gives an ``nn.Sequential`` of ``nn.Linear`` and activation modules
+  (plus ``nn.Dropout`` after a hidden layer that has a dropout rate) in the network's
+  dtype; ``from_torch(module)`` reads one back.
+- ``from_sklearn(mlp)`` copies a fitted ``MLPClassifier`` / ``MLPRegressor`` (or cyprop's
+  ``BackpropClassifier`` / ``BackpropRegressor``) into a ``Network``.
+
+The name tables below are the one place where cyprop's activation and loss names meet
+the other libraries'.
+"""
+
+import os
+
+import numpy as np
+
+from ._maths import LEAKY_SLOPE
+
+#: cyprop's activation -> ONNX operator.
+ONNX_OPS = {"identity": "Identity", "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu",
+            "leaky_relu": "LeakyRelu", "softmax": "Softmax"}
+#: The opset written unless another is asked for, and the lowest accepted (Softmax
+#: works on the last axis alone from 13 on).
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+
+#: cyprop's activation -> the ``torch.nn`` module class that computes it.
+TORCH_MODULES = {"identity": "Identity", "sigmoid": "Sigmoid", "tanh": "Tanh",
+                 "relu": "ReLU", "leaky_relu": "LeakyReLU", "softmax": "Softmax"}
+
+#: scikit-learn's activation names (hidden ``activation`` and ``out_activation_``) and
+#: losses -> cyprop's.
+SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
+                       "relu": "relu", "softmax": "softmax"}
+SKLEARN_LOSSES = {"log_loss": "cross_entropy", "squared_error": "mse"}
+
+
+def _default_loss(output):
+    return "cross_entropy" if output in ("softmax", "sigmoid") else "mse"
+
+
+def _network(sizes, activations, weights, biases, kwargs):
+    """A Network of these layers with these parameters (``kwargs`` go to ``Network``;
+    ``loss`` defaults to cross-entropy for a softmax or sigmoid output, else mse)."""
+    from .network import Network
+
+    kwargs = dict(kwargs)
+    kwargs.setdefault("loss", _default_loss(activations[-1]))
+    kwargs.setdefault("dtype", np.result_type(*weights).name)
+    net = Network(sizes, activation=activations[:-1], output=activations[-1], **kwargs)
+    net.weights = weights
+    net.biases = biases
+    return net
+
+
+# --------------------------------------------------------------------- ONNX
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError('exporting to ONNX needs the onnx package: pip install '
+                          '"cyprop[onnx]" (or pip install onnx)') from exc
+    return onnx
+
+
+def onnx_model(net, opset=None, output_name="Y", two_columns=False, exp=False,
+               flatten=False):
+    """The network as an ``onnx.ModelProto``.  After the network's own output the graph
+    can also take ``exp`` (the Poisson regressor's log link), ``two_columns`` (a single
+    probability p becomes the columns 1 - p, p, as ``predict_proba``) and ``flatten``
+    (one output column becomes shape ``["batch"]``, as a regressor's ``predict``)."""
+    onnx = _import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ._version import __version__
+
+    opset = DEFAULT_OPSET if opset is None else opset
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
+            or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest} (the "
+                         f"newest this onnx knows), got {opset!r}")
+    dtype = np.dtype(net.dtype)
+    elem = {np.dtype(np.float32): TensorProto.FLOAT,
+            np.dtype(np.float64): TensorProto.DOUBLE}[dtype]
+    nodes, inits = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def node(op, inputs, output, **attrs):
+        nodes.append(helper.make_node(op, inputs, [output], **attrs))
+        return output
+
+    a = "X"
+    for l, (W, b, act) in enumerate(zip(net.weights, net.biases, net.activations)):
+        z = node("Gemm", [a, const(f"W{l}", W), const(f"b{l}", b)], f"z{l}", transB=1)
+        out = f"a{l}"
+        if act == "leaky_relu" and dtype == np.float64:
+            scaled = node("Mul", [z, const(f"slope{l}", LEAKY_SLOPE)], f"slope_z{l}")
+            a = node("Max", [z, scaled], out)
+        elif act == "leaky_relu":
+            a = node("LeakyRelu", [z], out, alpha=LEAKY_SLOPE)
+        elif act == "softmax":
+            a = node("Softmax", [z], out, axis=-1)
+        else:
+            a = node(ONNX_OPS[act], [z], out)
+    n_out = net.sizes[-1]
+    if exp:
+        a = node("Exp", [a], "exp")
+    if two_columns:
+        one_minus = node("Sub", [const("one", [1.0]), a], "one_minus_p")
+        a = node("Concat", [one_minus, a], "two_columns", axis=1)
+        n_out = 2
+    shape = ["batch", n_out]
+    if flatten:
+        a = node("Reshape", [a, "flat_shape"], "flat")
+        inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape"))
+        shape = ["batch"]
+    nodes[-1].output[0] = output_name   # the last node writes the graph's output
+    graph = helper.make_graph(
+        nodes, "cyprop_network",
+        [helper.make_tensor_value_info("X", elem, ["batch", net.sizes[0]])],
+        [helper.make_tensor_value_info(output_name, elem, shape)], initializer=inits)
+    opset_import = [helper.make_opsetid("", int(opset))]
+    model = helper.make_model(graph, opset_imports=opset_import, producer_name="cyprop",
+                              producer_version=__version__,
+                              doc_string=f"cyprop {net!r}")
+    model.ir_version = helper.find_min_ir_version_for(opset_import)
+    onnx.checker.check_model(model)
+    return model
+
+
+def to_onnx(net, path, opset=None, **options):
+    """Write ``onnx_model(net, opset, **options)`` to ``path``; returns the model."""
+    onnx = _import_onnx()
+    model = onnx_model(net, opset, **options)
+    onnx.save_model(model, os.fspath(path))
+    return model
+
+
+# -------------------------------------------------------------------- torch
+def _import_torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("converting to or from PyTorch needs torch: pip install torch "
+                          "(see pytorch.org)") from exc
+    return torch
+
+
+def _torch_activation(nn, name):
+    if name == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_SLOPE)
+    if name == "softmax":
+        return nn.Softmax(dim=-1)
+    return getattr(nn, TORCH_MODULES[name])()
+
+
+def to_torch(net):
+    """An ``nn.Sequential`` computing ``net.forward``: per layer an ``nn.Linear`` (the
+    weights copied, in the network's dtype) and its activation module, and an
+    ``nn.Dropout`` after each hidden layer with a dropout rate (call ``.eval()`` for
+    inference then, as for any torch module with dropout)."""
+    torch = _import_torch()
+    nn = torch.nn
+    dtype = getattr(torch, np.dtype(net.dtype).name)
+    layers = []
+    rates = net.dropout + [0.0]
+    for W, b, act, rate in zip(net.weights, net.biases, net.activations, rates):
+        linear = nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.array(W)))
+            linear.bias.copy_(torch.from_numpy(np.array(b)))
+        layers += [linear, _torch_activation(nn, act)]
+        if rate > 0:
+            layers.append(nn.Dropout(rate))
+    return nn.Sequential(*layers)
+
+
+def _flatten(module, nn):
+    if isinstance(module, nn.Sequential):
+        return [layer for child in module for layer in _flatten(child, nn)]
+    return [module]
+
+
+def _activation_name(layer, nn):
+    """cyprop's name for a supported activation module, else None."""
+    for name, cls_name in TORCH_MODULES.items():
+        if type(layer) is getattr(nn, cls_name):
+            if name == "leaky_relu" and layer.negative_slope != LEAKY_SLOPE:
+                raise ValueError(f"{layer!r}: cyprop's leaky_relu has the slope "
+                                 f"{LEAKY_SLOPE}, not {layer.negative_slope}")
+            if name == "softmax" and layer.dim not in (-1, 1):
+                raise ValueError(f"{layer!r}: cyprop's softmax is over the features "
+                                 "(dim=-1 or 1)")
+            return name
+    return None
+
+
+def from_torch(module, **kwargs):
+    """A ``Network`` equal to ``module``, an ``nn.Sequential`` (nested ones are
+    flattened) of ``nn.Linear`` layers with bias, each followed by at most one
+    activation module (``Sigmoid``, ``Tanh``, ``ReLU``, ``LeakyReLU(0.01)``,
+    ``Identity``, and ``Softmax(dim=-1)`` on the output).  A Linear followed directly by
+    another Linear gets the identity; ``nn.Identity`` is skipped anywhere.
+    ``nn.Dropout(p)`` after a hidden layer becomes that layer's dropout rate (dropout
+    is only for training; p=0 is skipped anywhere; elsewhere refused).  Refused with a
+    ValueError or TypeError naming the layer: anything else (convolutions,
+    normalisation, ``LogSoftmax``, ...), a Linear without bias, two activations in a
+    row.  ``kwargs`` go to ``Network``: ``loss`` (default cross-entropy for a softmax or
+    sigmoid output, else mse), ``dtype`` (default the weights'), ``backend``, ..."""
+    torch = _import_torch()
+    nn = torch.nn
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"from_torch needs a torch.nn.Sequential, got {type(module).__name__}")
+    weights, biases, activations, rates = [], [], [], []
+    # per Linear: weights, biases, its activation (None until one is seen) and the
+    # dropout rate after it; a Dropout closes the layer
+    closed = False
+    for position, layer in enumerate(_flatten(module, nn)):
+        where = f"layer {position} ({layer!r})"
+        if isinstance(layer, nn.Identity):
+            continue
+        if type(layer) is nn.Linear:
+            if layer.bias is None:
+                raise ValueError(f"{where} has no bias: cyprop's layers always have one "
+                                 "(give the Linear a zero bias to convert it)")
+            weights.append(layer.weight.detach().cpu().numpy().copy())
+            biases.append(layer.bias.detach().cpu().numpy().copy())
+            activations.append(None)
+            rates.append(0.0)
+            closed = False
+            continue
+        if type(layer) is nn.Dropout:
+            if layer.p == 0:
+                continue
+            if not weights:
+                raise ValueError(f"{where}: cyprop has no dropout on the inputs")
+            if closed:
+                raise ValueError(f"{where}: two Dropout layers in a row")
+            rates[-1], closed = float(layer.p), True
+            continue
+        if isinstance(layer, nn.LogSoftmax):
+            raise ValueError(f"{where}: cyprop has no log-softmax output; use nn.Softmax "
+                             "(cyprop's cross-entropy works from the softmax's inputs)")
+        name = _activation_name(layer, nn)
+        if name is None:
+            raise TypeError(f"{where} is not supported: from_torch reads nn.Linear, "
+                            "nn.Dropout and the activations "
+                            f"{', '.join(sorted(set(TORCH_MODULES.values())))}")
+        if not weights:
+            raise ValueError(f"{where}: an activation before the first Linear")
+        if closed or activations[-1] is not None:
+            raise ValueError(f"{where}: a second activation (or one after Dropout) on the "
+                             "same layer; cyprop has one activation per layer")
+        activations[-1] = name
+    if not weights:
+        raise ValueError("from_torch found no nn.Linear layer in the module")
+    activations = [name or "identity" for name in activations]
+    if rates[-1]:
+        raise ValueError("a Dropout after the last Linear: cyprop has dropout on hidden "
+                         "layers only")
+    if "softmax" in activations[:-1]:
+        raise ValueError(f"a Softmax after hidden layer {activations.index('softmax')}: "
+                         "cyprop has softmax on the output only")
+    sizes = [weights[0].shape[1]] + [W.shape[0] for W in weights]
+    for l, (W, previous) in enumerate(zip(weights[1:], sizes[1:]), start=1):
+        if W.shape[1] != previous:
+            raise ValueError(f"Linear layer {l} takes {W.shape[1]} inputs, but the layer "
+                             f"before gives {previous}")
+    kwargs.setdefault("dropout", rates[:-1])
+    return _network(sizes, activations, weights, biases, kwargs)
+
+
+# ------------------------------------------------------------- scikit-learn
+def from_sklearn(mlp, **kwargs):
+    """A ``Network`` whose ``forward`` is a fitted ``MLPClassifier``'s ``predict_proba``
+    or an ``MLPRegressor``'s ``predict`` (its weights copied, transposed to cyprop's
+    (n_out, n_in)), to keep training it with cyprop.  The shapes differ in two cases:
+    a binary classifier has one logistic output, p, where ``predict_proba`` gives the
+    two columns 1 - p, p; a regressor's ``forward`` is (n, 1) where ``predict`` gives
+    (n,) for one target.  cyprop's ``BackpropClassifier`` / ``BackpropRegressor`` give a
+    copy of their ``network_`` (for ``loss='poisson'`` its output is the log of
+    ``predict``).  ``kwargs`` go to ``Network`` (``loss`` defaults to the estimator's:
+    log_loss -> cross_entropy, squared_error -> mse; ``dtype`` to the weights')."""
+    net = getattr(mlp, "network_", None)
+    if net is not None:   # cyprop's own estimators
+        return _network(net.sizes, net.activations, list(net.weights), list(net.biases),
+                        dict(dict(loss=net.loss_name, dtype=net.dtype.name), **kwargs))
+    if not hasattr(mlp, "coefs_") or not hasattr(mlp, "out_activation_"):
+        raise TypeError(f"from_sklearn needs a fitted MLPClassifier or MLPRegressor, got "
+                        f"{type(mlp).__name__}" + (" (not fitted?)" if hasattr(mlp, "activation")
+                                                    else ""))
+    names = [mlp.activation] * (len(mlp.coefs_) - 1) + [mlp.out_activation_]
+    for name in names:
+        if name not in SKLEARN_ACTIVATIONS:
+            raise ValueError(f"the activation {name!r} has no cyprop equivalent"
+                             + (" (loss='poisson'; BackpropRegressor(loss='poisson') "
+                                "trains that)" if name == "exp" else ""))
+    if "loss" not in kwargs:
+        if mlp.loss not in SKLEARN_LOSSES:
+            raise ValueError(f"the loss {mlp.loss!r} has no cyprop equivalent; pass loss=")
+        kwargs["loss"] = SKLEARN_LOSSES[mlp.loss]
+    weights = [np.ascontiguousarray(np.asarray(W).T) for W in mlp.coefs_]
+    sizes = [weights[0].shape[1]] + [W.shape[0] for W in weights]
+    return _network(sizes, [SKLEARN_ACTIVATIONS[n] for n in names], weights,
+                    [np.asarray(b) for b in mlp.intercepts_], kwargs)
