@@ -1,4 +1,4 @@
-"""The ``cyprop`` command line: train, evaluate, predict, explain, info, bench.
+"""The ``cyprop`` command line: train, evaluate, predict, export, explain, info, bench.
 
 ``main(argv)`` returns the exit status instead of exiting, so tests can call it:
 0 for success, 2 for a usage error, 1 for any other error.  Errors are reported as
@@ -220,6 +220,16 @@ def build_parser():
     predict.add_argument("--delimiter", default=",",
                          help="one character, or 'tab' (default: ,)")
     predict.set_defaults(handler=cmd_predict)
+
+    export = commands.add_parser("export", help="write a saved network as an ONNX model",
+                                 description="Write a saved network as an ONNX model: "
+                                 "input 'X' (batch, n_in), output 'Y' (batch, n_out), in "
+                                 "the network's dtype (needs `pip install \"cyprop[onnx]\"`).")
+    export.add_argument("model", metavar="MODEL.npz")
+    export.add_argument("output", metavar="MODEL.onnx")
+    export.add_argument("--opset", type=int, default=None,
+                        help="the ONNX opset to write (default: 17)")
+    export.set_defaults(handler=cmd_export)
 
     explain = commands.add_parser(
         "explain", help="one backpropagation step for one sample, as textbooks show it",
@@ -712,6 +722,18 @@ def cmd_predict(args):
             f.write(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_export(args):
+    from . import interop
+
+    _check_destination(args.output, "MODEL.onnx")
+    interop._import_onnx()          # before the model load: a missing onnx says so first
+    net = _load_model(args.model)
+    interop.to_onnx(net, args.output, args.opset)
+    print(f"wrote {args.output} (ONNX opset {args.opset or interop.DEFAULT_OPSET}, "
+          f"{net.dtype.name}, layers {','.join(map(str, net.sizes))})")
     return 0
 
 

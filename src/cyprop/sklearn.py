@@ -892,6 +892,17 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
+    def to_onnx(self, path, opset=None):
+        """Write the fitted classifier as an ONNX model (needs ``cyprop[onnx]``); returns
+        it.  Input "X" (batch, n_features) in ``network_.dtype``; output "probabilities"
+        as ``predict_proba`` gives them: (batch, n_classes), the columns 1 - p, p for a
+        single output unit.  See ``cyprop.interop``."""
+        check_is_fitted(self, "network_")
+        from . import interop
+
+        return interop.to_onnx(self.network_, path, opset, output_name="probabilities",
+                               two_columns=self._is_single_output_classifier())
+
     def _score_outputs(self, outputs, labels, sample_weight):
         return accuracy_score(labels, self._labels_from_outputs(outputs),
                               sample_weight=sample_weight)
@@ -1018,6 +1029,18 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
         """Predicted targets: (n_samples,) for one output, else (n_samples, n_outputs)."""
         out = self._outputs(X)
         return out[:, 0] if out.shape[1] == 1 else out
+
+    def to_onnx(self, path, opset=None):
+        """Write the fitted regressor as an ONNX model (needs ``cyprop[onnx]``); returns
+        it.  Input "X" (batch, n_features) in ``network_.dtype``; output "predictions"
+        as ``predict`` gives them: (batch,) for one target, else (batch, n_targets), the
+        exp of the network's output for loss='poisson'.  See ``cyprop.interop``."""
+        check_is_fitted(self, "network_")
+        from . import interop
+
+        return interop.to_onnx(self.network_, path, opset, output_name="predictions",
+                               exp=self._output_kind == "exp",
+                               flatten=self.network_.sizes[-1] == 1)
 
     def _check_loss(self):
         if self.loss not in _REGRESSION_LOSSES:
