@@ -371,6 +371,9 @@ def test_from_sklearn_takes_cyprop_estimators(sklearn_estimators):
     assert net is not clf.network_
     np.testing.assert_array_equal(net.forward(X), clf.predict_proba(X))
     reg = fitted(sklearn_estimators.BackpropRegressor(hidden_layer_sizes=(5,), max_iter=5,
+                                                      dropout=0.1, max_norm=2.0,
                                                       random_state=0), X, X[:, 0])
-    np.testing.assert_array_equal(cyprop.Network.from_sklearn(reg).forward(X)[:, 0],
-                                  reg.predict(X))
+    net = cyprop.Network.from_sklearn(reg)
+    assert net.dropout == [0.1] and net.max_norm == 2.0 and net.loss_name == "mse"
+    np.testing.assert_array_equal(net.forward(X)[:, 0], reg.predict(X))
+    assert cyprop.Network.from_sklearn(reg, dropout=0.0).dropout == [0.0]

@@ -289,13 +289,15 @@ def from_sklearn(mlp, **kwargs):
     a binary classifier has one logistic output, p, where ``predict_proba`` gives the
     two columns 1 - p, p; a regressor's ``forward`` is (n, 1) where ``predict`` gives
     (n,) for one target.  cyprop's ``BackpropClassifier`` / ``BackpropRegressor`` give a
-    copy of their ``network_`` (for ``loss='poisson'`` its output is the log of
-    ``predict``).  ``kwargs`` go to ``Network`` (``loss`` defaults to the estimator's:
+    copy of their ``network_`` with its dropout and max_norm (for ``loss='poisson'``
+    its output is the log of ``predict``).  ``kwargs`` go to ``Network`` (``loss`` defaults to the estimator's:
     log_loss -> cross_entropy, squared_error -> mse; ``dtype`` to the weights')."""
     net = getattr(mlp, "network_", None)
     if net is not None:   # cyprop's own estimators
+        settings = dict(loss=net.loss_name, dtype=net.dtype.name, dropout=net.dropout,
+                        max_norm=net.max_norm or None)
         return _network(net.sizes, net.activations, list(net.weights), list(net.biases),
-                        dict(dict(loss=net.loss_name, dtype=net.dtype.name), **kwargs))
+                        dict(settings, **kwargs))
     if not hasattr(mlp, "coefs_") or not hasattr(mlp, "out_activation_"):
         raise TypeError(f"from_sklearn needs a fitted MLPClassifier or MLPRegressor, got "
                         f"{type(mlp).__name__}" + (" (not fitted?)" if hasattr(mlp, "activation")
