@@ -576,13 +576,15 @@ class Network:
         See ``cyprop.interop``."""
         from . import interop
 
-        return interop.to_onnx(self, path, opset)
+        with self._state_lock:   # weights that existed, even while another thread trains
+            return interop.to_onnx(self, path, opset)
 
     def to_torch(self):
         """An equivalent ``torch.nn.Sequential``; see ``cyprop.interop``."""
         from . import interop
 
-        return interop.to_torch(self)
+        with self._state_lock:
+            return interop.to_torch(self)
 
     @classmethod
     def from_torch(cls, module, **kwargs):
