@@ -1,5 +1,6 @@
 """How cyprop is packaged: the installed distribution, the fallback without the
-compiled extension, and the sdist's file list.
+compiled extension, free-threading, the sdist's file list, the release configuration
+and the release-tag check.
 
 These tests check the *installed* package (a wheel, or an editable install), so they
 also run against every wheel cibuildwheel builds and in tools/build_wheel.sh's venv.
@@ -7,10 +8,12 @@ also run against every wheel cibuildwheel builds and in tools/build_wheel.sh's v
 
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import re
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import textwrap
 from importlib.machinery import EXTENSION_SUFFIXES
@@ -128,8 +131,10 @@ def test_numpy_fallback_without_the_extension(tmp_path):
     assert out.strip() == "ok"
 
 
-SDIST_TOP_LEVEL = {"csrc", "src", "tests", "CMakeLists.txt", "pyproject.toml", "README.md",
-                   "LICENSE", "PKG-INFO"}
+# examples/ ships because tests/test_scaling.py runs the Dask example: the sdist's own
+# test suite (which the release wheels are tested with) must pass from the sdist alone.
+SDIST_TOP_LEVEL = {"csrc", "src", "tests", "examples", "CMakeLists.txt", "pyproject.toml",
+                   "README.md", "LICENSE", "PKG-INFO"}
 
 
 def test_sdist_holds_exactly_the_sources(tmp_path, monkeypatch):
@@ -149,9 +154,133 @@ def test_sdist_holds_exactly_the_sources(tmp_path, monkeypatch):
     top_level = {f.split("/")[0] for f in files}
     assert top_level == SDIST_TOP_LEVEL, sorted(top_level ^ SDIST_TOP_LEVEL)
     for needed in ("csrc/_core.pyx", "src/cyprop/__init__.py", "src/cyprop/_version.py",
-                   "tests/conftest.py", "tests/test_packaging.py"):
+                   "tests/conftest.py", "tests/test_packaging.py",
+                   "examples/dask_grid_search.py"):
         assert needed in files
     # (.c: Cython's generated C; the benchmark's plain-C baseline is a source of its own)
     junk = [f for f in files if "__pycache__" in f or f.endswith((".so", ".pyd", ".pyc"))
             or (f.endswith(".c") and not f.endswith("src/cyprop/bench/sgd_baseline.c"))]
     assert not junk, junk
+
+
+# ------------------------------------------------------------------ free-threading
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+@pytest.mark.skipif(not FREE_THREADED, reason="needs a free-threaded CPython (3.14t)")
+def test_importing_cyprop_keeps_the_gil_disabled(tmp_path):
+    """The extensions declare themselves free-threading compatible (CMakeLists.txt):
+    importing every kernel must not turn the GIL back on.  PYTHON_GIL is removed from
+    the child's environment, since PYTHON_GIL=0 would keep the GIL off regardless."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    code = textwrap.dedent("""
+        import importlib, sys
+        import numpy
+        try:
+            import scipy.linalg.cython_blas
+        except ImportError:
+            pass
+        if sys._is_gil_enabled():
+            print("skip: numpy or scipy turned the GIL on")
+            raise SystemExit(0)
+        import cyprop
+        from cyprop import _compiled
+        for name in ("_core", "_core_avx2", "_core_avx512"):
+            try:
+                importlib.import_module("cyprop." + name)
+            except ImportError:
+                pass
+        cyprop.Network([2, 3, 1], seed=0).predict([[0.5, -0.5]])
+        print("gil", sys._is_gil_enabled(), sorted(_compiled.KERNELS))
+        """)
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if result.stdout.startswith("skip:"):
+        pytest.skip(result.stdout.strip())
+    assert result.stdout.startswith("gil False"), result.stdout + result.stderr
+
+
+# --------------------------------------------------------- release configuration
+def _pyproject():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is new in Python 3.11")
+    path = ROOT / "pyproject.toml"
+    if not path.exists():
+        pytest.skip("not run from a source checkout or an unpacked sdist")
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
+def test_wheels_are_built_for_every_python_the_classifiers_name():
+    config = _pyproject()
+    classified = {c.rsplit(" :: ", 1)[1] for c in config["project"]["classifiers"]
+                  if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)}
+    cibw = config["tool"]["cibuildwheel"]
+    selectors = cibw["build"].split()
+    built = {f"3.{m.group(1)}" for s in selectors if (m := re.fullmatch(r"cp3(\d+)-\*", s))}
+    assert built == classified, sorted(built ^ classified)
+    assert min(built, key=lambda v: int(v.split(".")[1])) == "3.10"
+    assert config["project"]["requires-python"] == ">=3.10"
+    # free-threaded builds of 3.14 on, tested with the GIL disabled
+    assert "cp314t-*" in selectors
+    free_threaded = [o for o in cibw.get("overrides", []) if o["select"] == "cp3??t-*"]
+    assert free_threaded and free_threaded[0]["test-environment"] == {"PYTHON_GIL": "0"}
+    assert any("Free Threading" in c for c in config["project"]["classifiers"])
+
+
+def test_musllinux_wheels_are_tested_without_compiling_test_dependencies():
+    """scikit-learn has no musllinux wheels: those builds test with the test-core extra,
+    a subset of the test extra, free of scikit-learn and matplotlib."""
+    config = _pyproject()
+    extras = config["project"]["optional-dependencies"]
+    name = lambda req: re.match(r"[A-Za-z0-9._-]+", req).group(0).lower()  # noqa: E731
+    core = {name(r) for r in extras["test-core"]}
+    assert core <= {name(r) for r in extras["test"]}
+    assert "pytest" in core and not core & {"scikit-learn", "matplotlib", "pandas"}
+    musl = [o for o in config["tool"]["cibuildwheel"].get("overrides", [])
+            if "musllinux" in o["select"]]
+    assert musl and musl[0]["test-extras"] == ["test-core"]
+
+
+# ------------------------------------------------------------ release-tag check
+def _tag_checker():
+    path = ROOT / "tools" / "check_release_tag.py"
+    if not path.is_file():
+        pytest.skip("tools/check_release_tag.py is not beside these tests (not a checkout)")
+    spec = importlib.util.spec_from_file_location("check_release_tag", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path
+
+
+def test_release_tag_logic():
+    checker, _ = _tag_checker()
+    assert checker.tag_from_ref("refs/tags/v1.2.3") == "v1.2.3"
+    assert checker.tag_from_ref("v1.2.3") == "v1.2.3"
+    for ref in ("refs/heads/main", "refs/pull/7/merge", "", None):
+        assert checker.tag_from_ref(ref) is None
+    assert checker.check("v1.2.3", "1.2.3") is None
+    assert checker.check("v1.0.0rc1", "1.0.0rc1") is None
+    for tag in ("v1.2.4", "1.2.3", "v1.2.3.post1", "v1.2", "V1.2.3", "vv1.2.3"):
+        assert checker.check(tag, "1.2.3"), tag
+    assert "no release tag" in checker.check(None, "1.2.3")
+
+
+def test_release_tag_script_reads_the_package_version(tmp_path):
+    checker, path = _tag_checker()
+    version = checker.read_version()
+    assert version == cyprop.__version__ == importlib.metadata.version("cyprop")
+    (tmp_path / "_version.py").write_text('"""v"""\n\n__version__ = "9.8.7"\n')
+    assert checker.read_version(tmp_path / "_version.py") == "9.8.7"
+    assert checker.main([], {"GITHUB_REF": f"refs/tags/v{version}"}) == 0
+    assert checker.main([f"v{version}"], {}) == 0
+    assert checker.main([], {"GITHUB_REF": "refs/tags/v0.0.0.dev0"}) == 1
+    assert checker.main([], {"GITHUB_REF": "refs/heads/main"}) == 1
+    # as the release workflow runs it: the exit status decides
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_REF"}
+    for ref, code in ((f"refs/tags/v{version}", 0), ("refs/tags/v999.0", 1)):
+        done = subprocess.run([sys.executable, str(path)], env={**env, "GITHUB_REF": ref},
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode == code, done.stdout + done.stderr
+        if code:
+            assert f"v{version}" in done.stderr
