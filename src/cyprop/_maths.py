@@ -91,6 +91,16 @@ def output_delta(loss, output, a, y):
     return residual * DERIVATIVE[output](a)
 
 
+def labels_of(out):
+    """Class labels from output activations: the argmax for several outputs, a threshold
+    of 0.5 for a single one; one label for one sample (a 1-D ``out``)."""
+    single = out.ndim == 1
+    out = np.atleast_2d(out)
+    labels = ((out[:, 0] > 0.5).astype(np.int64) if out.shape[1] == 1
+              else out.argmax(axis=1))
+    return labels[0] if single else labels
+
+
 def count_correct(a, y):
     """How many samples the outputs classify right: argmax for several outputs,
     a threshold of 0.5 for a single one."""

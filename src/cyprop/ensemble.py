@@ -216,14 +216,7 @@ class Ensemble:
 
     def predict(self, X):
         """Class labels: the argmax of the mean output (a 0.5 threshold for one output)."""
-        out = self.forward(X)
-        single = out.ndim == 1
-        out = np.atleast_2d(out)
-        if out.shape[1] == 1:
-            labels = (out[:, 0] > 0.5).astype(np.int64)
-        else:
-            labels = out.argmax(axis=1)
-        return labels[0] if single else labels
+        return _maths.labels_of(self.forward(X))
 
     def evaluate(self, X, Y):
         """{"loss": the members' loss of the mean output, averaged over the samples,
