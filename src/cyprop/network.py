@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import _backend, _maths, _validation
+from . import _backend, _chunks, _maths, _validation
 from ._architecture import Architecture
 from .errors import TrainingDiverged
 from ._progress import Progress, is_interactive
@@ -180,18 +180,17 @@ class Network:
         With ``return_hidden=True``, a list of every layer's activations instead, the
         first hidden layer first and the output last (no dropout: this is inference).
         """
+        if _chunks.is_blockwise(X):
+            # A Dask array or memory map: read and converted a block at a time.
+            rows = _chunks.Rows(X, self.arch.n_inputs, self.dtype)
+            return self._forward_blocks(
+                len(rows), ((start, block) for start, _, _, block
+                            in _chunks.blocks_for_inference(rows)), return_hidden)
         if (isinstance(X, np.ndarray) and X.ndim == 2 and len(X) > _FORWARD_BLOCK
                 and _needs_conversion(X, self.dtype)):
-            # A large input of another dtype or layout is converted a block at a time
-            # into outputs allocated once, so the extra memory stays bounded whatever
-            # the number of samples (no list of blocks to concatenate).
-            widths = self.arch.sizes[1:] if return_hidden else [self.arch.n_outputs]
-            outs = [np.empty((len(X), width), dtype=self.dtype) for width in widths]
-            for i in range(0, len(X), _FORWARD_BLOCK):
-                block = self.forward(X[i:i + _FORWARD_BLOCK], return_hidden)
-                for out, part in zip(outs, block if return_hidden else [block]):
-                    out[i:i + len(part)] = part
-            return outs if return_hidden else outs[0]
+            return self._forward_blocks(
+                len(X), ((i, X[i:i + _FORWARD_BLOCK]) for i in range(0, len(X), _FORWARD_BLOCK)),
+                return_hidden)
         X, single = _validation.check_X(X, self.arch.n_inputs, self.dtype, allow_single=True)
         with np.errstate(over="ignore", invalid="ignore"):
             out = self._impl.forward(self.arch, self._params, X, every_layer=bool(return_hidden))
@@ -199,6 +198,18 @@ class Network:
         if return_hidden:
             return [a[0] for a in out] if single else out
         return out[0] if single else out
+
+    def _forward_blocks(self, n, blocks, return_hidden):
+        """forward over (start, rows) blocks, into outputs allocated once, so the extra
+        memory stays bounded whatever the number of samples (no list of blocks to
+        concatenate)."""
+        widths = self.arch.sizes[1:] if return_hidden else [self.arch.n_outputs]
+        outs = [np.empty((n, width), dtype=self.dtype) for width in widths]
+        for i, rows in blocks:
+            block = self.forward(rows, return_hidden)
+            for out, part in zip(outs, block if return_hidden else [block]):
+                out[i:i + len(part)] = part
+        return outs if return_hidden else outs[0]
 
     def predict(self, X):
         """Class labels: the argmax of the outputs (a 0.5 threshold for one output)."""
@@ -233,11 +244,25 @@ class Network:
     def _compute(self, X, Y, want_grad):
         """(loss sum, number right, gradient sum or None), refused if not finite."""
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, correct, grad = self._impl.loss_and_gradients(self.arch, self._params, X, Y,
-                                                                want_grad)
+            loss, correct, grad = self._sums(X, Y, want_grad)
         _check_result(np.array([loss]), "the loss")
         if grad is not None:
             _check_result(grad, "the gradient")
+        return loss, correct, grad
+
+    def _sums(self, X, Y, want_grad):
+        """(loss sum, number right, gradient sum or None), unchecked; block by block
+        for a Dask array or memory map."""
+        if not isinstance(X, _chunks.Rows):
+            return self._impl.loss_and_gradients(self.arch, self._params, X, Y, want_grad)
+        loss, correct, grad = 0.0, 0, None
+        for start, stop, _, block in _chunks.blocks_for_inference(X):
+            part_loss, part_correct, part_grad = self._impl.loss_and_gradients(
+                self.arch, self._params, block, Y[start:stop], want_grad)
+            loss += part_loss
+            correct += part_correct
+            if part_grad is not None:
+                grad = part_grad if grad is None else grad + part_grad
         return loss, correct, grad
 
     # --------------------------------------------------------------- training
@@ -407,8 +432,8 @@ class Network:
         so that a network already near 0 loss may still move)."""
         m = min(X.shape[0], DIVERGENCE_SAMPLES)
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, _, _ = self._impl.loss_and_gradients(self.arch, self._params, X[:m], Y[:m],
-                                                       False)
+            loss, _, _ = self._impl.loss_and_gradients(self.arch, self._params,
+                                                       _chunks.head(X, m), Y[:m], False)
         start = loss / m * (float(np.mean(weights)) if weights is not None else 1.0)
         return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
 
@@ -422,7 +447,13 @@ class Network:
             optimizer.learning_rate = _validation.check_number(
                 f"the schedule's learning rate for epoch {epoch + 1}",
                 schedule.rate(epoch, optimizer.initial_learning_rate), 0)
-        order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp, copy=False)
+        blockwise = isinstance(X, _chunks.Rows)
+        if blockwise:   # a Dask array or memory map: blocks of whole batches (see _chunks)
+            blocks = _chunks.epoch_blocks(
+                n, _chunks.block_rows(self.arch.n_inputs, self.dtype, batch_size), shuffle, rng)
+        else:
+            order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp,
+                                                                               copy=False)
         dropout_seed = int(rng.integers(2 ** 63)) if any(self.dropout) else None
         if not _validation.all_finite(self._params):
             self.history.stop_reason = "diverged"
@@ -434,25 +465,45 @@ class Network:
         if progress is not None:
             progress.start_epoch()
         loss_sum, correct, seconds = 0.0, 0, 0.0
-        # Long epochs run in parts of whole batches (the same result as one call), so
-        # that progress shows and Ctrl-C is seen within the epoch.
-        for start, stop in _parts(n, batch_size, self.arch.n_params):
-            options = TrainingOptions(
-                weights,
-                None if dropout_seed is None else
-                Dropout([*self.dropout, 0.0], dropout_seed + start * sum(self.arch.sizes[1:])),
-                self.max_norm, n_threads)
-            began = time.perf_counter()
-            with self._state_lock, np.errstate(over="ignore", invalid="ignore"):
-                # divergence is checked below
-                part_loss, part_correct = self._impl.train_epoch(
-                    self.arch, self._params, X, Y, order[start:stop], batch_size, optimizer,
-                    options)
-            seconds += time.perf_counter() - began
-            loss_sum += part_loss
-            correct += part_correct
-            if progress is not None:
-                progress.advance(stop - start)
+        if blockwise:
+            reader = _chunks.read_ahead(X, blocks)
+            steps = ((block, Y[start:stop], None if weights is None else weights[start:stop],
+                      rows) for start, stop, rows, block in reader)
+        else:
+            reader, steps = None, [(X, Y, weights, order)]
+        done = 0   # samples of the epoch before this block (the dropout masks follow it)
+        try:
+            for X_block, Y_block, w_block, block_order in steps:
+                # Long epochs run in parts of whole batches (the same result as one
+                # call), so that progress shows and Ctrl-C is seen within the epoch.
+                for start, stop in _parts(len(block_order), batch_size, self.arch.n_params):
+                    options = TrainingOptions(
+                        w_block,
+                        None if dropout_seed is None else
+                        Dropout([*self.dropout, 0.0],
+                                dropout_seed + (done + start) * sum(self.arch.sizes[1:])),
+                        self.max_norm, n_threads)
+                    began = time.perf_counter()
+                    with self._state_lock, np.errstate(over="ignore", invalid="ignore"):
+                        # divergence is checked below
+                        part_loss, part_correct = self._impl.train_epoch(
+                            self.arch, self._params, X_block, Y_block, block_order[start:stop],
+                            batch_size, optimizer, options)
+                    seconds += time.perf_counter() - began
+                    loss_sum += part_loss
+                    correct += part_correct
+                    if progress is not None:
+                        progress.advance(stop - start)
+                done += len(block_order)
+        except Exception:
+            if blockwise:   # a block that could not be read (a NaN in it?): undo the epoch
+                with self._state_lock:
+                    self._params[...] = kept[0]
+                    optimizer.steps, optimizer.state = kept[1], kept[2]
+            raise
+        finally:
+            if reader is not None:
+                reader.close()   # waits for a block being read ahead
         problem = self._divergence(loss_sum / n, limit, optimizer)
         if problem is not None:
             with self._state_lock:
@@ -467,8 +518,7 @@ class Network:
                 "samples_per_second": n / seconds if seconds > 0 else float("inf"),
                 "largest_update": float(np.max(np.abs(self._params - kept[0])))}
         if validation is not None:
-            val_loss, val_correct, _ = self._impl.loss_and_gradients(
-                self.arch, self._params, validation[0], validation[1], False)
+            val_loss, val_correct, _ = self._sums(validation[0], validation[1], False)
             n_val = validation[0].shape[0]
             logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
         return logs
@@ -604,8 +654,13 @@ class Network:
 
     # ---------------------------------------------------------------- helpers
     def _check_data(self, X, Y):
-        labels = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
-        X, Y = _validation.check_XY(X, Y, self.arch.n_inputs, self.arch.n_outputs, self.dtype)
+        labels = Y if isinstance(Y, np.ndarray) else np.asarray(Y)   # (Y is read whole)
+        if _chunks.is_blockwise(X):   # read a block at a time (checked as it is read)
+            X = _chunks.Rows(X, self.arch.n_inputs, self.dtype)
+            Y = _validation.check_Y(labels, X.shape[0], self.arch.n_outputs, self.dtype)
+        else:
+            X, Y = _validation.check_XY(X, labels, self.arch.n_inputs, self.arch.n_outputs,
+                                        self.dtype)
         if (self.arch.output == "sigmoid" and self.arch.n_outputs == 1
                 and labels.dtype.kind in "iu" and ((labels < 0) | (labels > 1)).any()):
             raise ValueError(f"Y holds integer class labels from {labels.min()} to "

@@ -1,0 +1,132 @@
+"""Inputs read a block of rows at a time: Dask arrays and memory-mapped files.
+
+An ``X`` that is a Dask array or a NumPy memory map (``np.memmap``, or
+``np.load(path, mmap_mode="r")``) is never converted or copied whole.  The network
+wraps it in ``Rows`` and reads it in blocks of about ``BLOCK_BYTES`` (in the network's
+dtype): each block is sliced by rows, computed (Dask), checked and converted like any
+input (``_validation.check_X``: a NaN in any block is refused with the usual message),
+and trained on with one compiled call.  The next block is read in a background thread
+while the network trains on this one.  The targets ``Y`` (n x n_outputs, small beside
+X) are read whole.
+
+Training blocks are whole batches (their length is a multiple of ``batch_size``,
+whatever the Dask chunks), so with ``shuffle=False`` the batches, their order and the
+result are those of the same data in memory.  With ``shuffle=True`` an epoch visits
+the blocks in a random order (``rng.permutation(n_blocks)``), then the rows of each
+block, in that order, in a random order (``rng.permutation(len(block))``), all drawn
+from the epoch's generator at its start: the same seed gives the same result.  Data
+that fits in one block is shuffled as in memory (one ``rng.permutation(n)``).
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import _validation
+
+#: About this many bytes of X (in the network's dtype) are read and trained on at a time.
+BLOCK_BYTES = 64 << 20
+
+
+def is_dask(X):
+    return (type(X).__module__.split(".")[0] == "dask" and hasattr(X, "compute")
+            and hasattr(X, "chunks"))
+
+
+def is_blockwise(X):
+    """Whether X is read a block at a time: a 2-D Dask array or memory map."""
+    return (isinstance(X, np.memmap) or is_dask(X)) and getattr(X, "ndim", 0) == 2
+
+
+class Rows:
+    """Rows ``start:stop`` of a 2-D Dask array or memory map, read on demand; checked
+    for shape and dtype when made (one row is read)."""
+
+    def __init__(self, data, n_inputs, dtype, name="X", start=0, stop=None):
+        self.data, self.n_inputs, self.dtype, self.name = data, n_inputs, dtype, name
+        self.start = start
+        self.stop = data.shape[0] if stop is None else stop
+        if stop is None:
+            if np.dtype(data.dtype).kind not in "biuf":
+                raise TypeError(f"{name} must hold numbers (got dtype {data.dtype}); "
+                                "convert it to a float array first")
+            if len(self) == 0:
+                raise ValueError(f"{name} is empty: it has no samples")
+            self.read(0, 1)   # the number of features
+
+    @property
+    def shape(self):
+        return (self.stop - self.start, self.n_inputs)
+
+    def __len__(self):
+        return self.stop - self.start
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("Rows take a slice of consecutive rows")
+        start, stop, _ = index.indices(len(self))
+        return Rows(self.data, self.n_inputs, self.dtype, self.name, self.start + start,
+                    self.start + max(start, stop))
+
+    def read(self, start, stop):
+        """Rows start:stop (of these) as a checked C-contiguous array of the dtype; a
+        view, not a copy, of a memory map that is already so."""
+        block = self.data[self.start + start:self.start + stop]
+        if is_dask(block):
+            block = _compute(block)
+        return _validation.check_X(block, self.n_inputs, self.dtype, name=self.name)[0]
+
+
+def _compute(block):
+    """A Dask block as a NumPy array: on the scheduler set by the caller (a distributed
+    Client, ``dask.config.set(scheduler=...)``), else here in the reading thread (which
+    already overlaps the training; a thread pool per block only adds overhead)."""
+    import dask.base
+
+    scheduler = None if dask.base.get_scheduler() is not None else "synchronous"
+    return np.asarray(block.compute(scheduler=scheduler))
+
+
+def head(X, m):
+    """The first m rows of X as an array."""
+    return X.read(0, m) if isinstance(X, Rows) else X[:m]
+
+
+def block_rows(n_inputs, dtype, batch_size=1):
+    """Rows per block: about BLOCK_BYTES, a multiple of batch_size (one batch at least)."""
+    rows = BLOCK_BYTES // (n_inputs * np.dtype(dtype).itemsize)
+    return max(batch_size, rows // batch_size * batch_size)
+
+
+def epoch_blocks(n, rows, shuffle=False, rng=None):
+    """[(start, stop, order)]: the blocks of an epoch of n samples in the order visited,
+    each with the order of its rows (indices into the block)."""
+    bounds = [(start, min(start + rows, n)) for start in range(0, n, rows)]
+    if not shuffle:
+        return [(start, stop, np.arange(stop - start, dtype=np.intp))
+                for start, stop in bounds]
+    if len(bounds) > 1:
+        bounds = [bounds[i] for i in rng.permutation(len(bounds))]
+    return [(start, stop, rng.permutation(stop - start).astype(np.intp, copy=False))
+            for start, stop in bounds]
+
+
+def read_ahead(rows, blocks):
+    """Yields (start, stop, order, X block) for each of ``blocks``, reading the next
+    block in a thread while the caller works on this one."""
+    if not blocks:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cyprop-read") as pool:
+        future = pool.submit(rows.read, blocks[0][0], blocks[0][1])
+        for i, (start, stop, order) in enumerate(blocks):
+            block = future.result()
+            future = None
+            if i + 1 < len(blocks):
+                future = pool.submit(rows.read, blocks[i + 1][0], blocks[i + 1][1])
+            yield start, stop, order, block
+            del block
+
+
+def blocks_for_inference(rows):
+    """The blocks of ``rows`` in order, for forward and the loss."""
+    return read_ahead(rows, epoch_blocks(len(rows), block_rows(rows.n_inputs, rows.dtype)))

@@ -1,0 +1,288 @@
+"""Data larger than memory: Dask arrays and memory maps are read a block of whole
+batches at a time (cyprop._chunks), with the results of the same data in memory."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import _chunks
+
+da = pytest.importorskip("dask.array")
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 104 rows of 8 float64 features (96 of 8 float32 with batch size 8)."""
+    monkeypatch.setattr(_chunks, "BLOCK_BYTES", 8 * 8 * 104)
+
+
+def data(n=1003, features=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, features)), rng.integers(0, classes, n)
+
+
+def memmap_of(X, tmp_path, name="X.npy"):
+    np.save(tmp_path / name, X)
+    return np.load(tmp_path / name, mmap_mode="r")
+
+
+def trained(X, y, dtype="float64", **kwargs):
+    net = cyprop.Network([8, 5, 3], seed=1, dtype=dtype, dropout=0.2)
+    history = net.fit(X, y, epochs=3, batch_size=kwargs.pop("batch_size", 7), verbose=0,
+                      seed=3, **kwargs)
+    return net, history.to_dict()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("extra", [{}, {"sample_weight": True}, {"validation_split": 0.2},
+                                   {"class_weight": "balanced", "optimizer": "adam"}])
+def test_unshuffled_dask_and_memmap_train_as_in_memory(small_blocks, tmp_path, dtype, extra):
+    """Blocks cut across the Dask chunks (97 rows) but are whole batches: the same
+    batches in the same order, so the same weights, bit for bit."""
+    X, y = data()
+    kwargs = dict(shuffle=False, **extra)
+    if extra.get("sample_weight"):
+        kwargs["sample_weight"] = np.random.default_rng(5).random(len(X))
+    if extra.get("optimizer"):
+        kwargs["optimizer"] = cyprop.Adam(0.01)
+    reference, logs = trained(X, y, dtype, **dict(kwargs, optimizer=cyprop.Adam(0.01))
+                              if "optimizer" in kwargs else kwargs)
+    for lazy in (da.from_array(X, chunks=97), memmap_of(X, tmp_path)):
+        if "optimizer" in kwargs:
+            kwargs["optimizer"] = cyprop.Adam(0.01)
+        net, lazy_logs = trained(lazy, y, dtype, **kwargs)
+        np.testing.assert_array_equal(net._params, reference._params)
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if logs[key][0] is not None:
+                np.testing.assert_allclose(lazy_logs[key], logs[key], rtol=1e-12, atol=0)
+
+
+def test_a_float32_memmap_trains_a_float64_network_as_converted(small_blocks, tmp_path):
+    X, y = data()
+    X32 = X.astype(np.float32)
+    reference, _ = trained(X32.astype(np.float64), y, shuffle=False)
+    net, _ = trained(memmap_of(X32, tmp_path), y, shuffle=False)
+    np.testing.assert_array_equal(net._params, reference._params)
+
+
+def test_shuffled_blocks_are_reproducible_whatever_the_chunks(small_blocks, tmp_path):
+    X, y = data()
+    runs = [trained(source, y)[0]._params for source in
+            (da.from_array(X, chunks=97), da.from_array(X, chunks=500),
+             memmap_of(X, tmp_path))]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+    other = cyprop.Network([8, 5, 3], seed=1, dropout=0.2)
+    other.fit(da.from_array(X, chunks=97), y, epochs=3, batch_size=7, verbose=0, seed=4)
+    assert not np.array_equal(other._params, runs[0])
+
+
+def test_the_shuffling_rule(small_blocks):
+    """A permutation of the blocks, then of the rows within each, from the generator."""
+    blocks = _chunks.epoch_blocks(250, 104, shuffle=True, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    expected = [(0, 104), (104, 208), (208, 250)]
+    expected = [expected[i] for i in rng.permutation(3)]
+    assert [(start, stop) for start, stop, _ in blocks] == expected
+    for (start, stop, order) in blocks:
+        np.testing.assert_array_equal(order, rng.permutation(stop - start))
+    # data within one block is shuffled as in memory
+    X, y = data(n=90)   # under the 98 rows (14 batches) of a block
+    net, _ = trained(da.from_array(X, chunks=30), y)
+    reference, _ = trained(X, y)
+    np.testing.assert_array_equal(net._params, reference._params)
+
+
+def test_validation_data_and_inference_on_dask(small_blocks):
+    X, y = data()
+    X_val, y_val = data(n=300, seed=1)
+    reference, logs = trained(X, y, shuffle=False, validation_data=(X_val, y_val))
+    net, lazy_logs = trained(da.from_array(X, chunks=97), y, shuffle=False,
+                             validation_data=(da.from_array(X_val, chunks=64), y_val))
+    np.testing.assert_array_equal(net._params, reference._params)
+    np.testing.assert_allclose(lazy_logs["val_loss"], logs["val_loss"], rtol=1e-12)
+    np.testing.assert_allclose(lazy_logs["loss"], logs["loss"], rtol=1e-12)
+    lazy = da.from_array(X_val, chunks=64)
+    np.testing.assert_array_equal(net.forward(lazy), net.forward(X_val))
+    np.testing.assert_array_equal(net.predict(lazy), net.predict(X_val))
+    for a, b in zip(net.forward(lazy, return_hidden=True), net.forward(X_val, True)):
+        np.testing.assert_array_equal(a, b)
+    for key, value in net.evaluate(lazy, y_val).items():
+        assert value == pytest.approx(net.evaluate(X_val, y_val)[key], rel=1e-12)
+    assert net.loss(lazy, y_val) == pytest.approx(net.loss(X_val, y_val), rel=1e-12)
+    for a, b in zip(net.gradients(lazy, y_val), net.gradients(X_val, y_val)):
+        for ga, gb in zip(a, b):
+            np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-15)
+
+
+def test_partial_fit_and_dask_labels(small_blocks):
+    X, y = data()
+    a = cyprop.Network([8, 5, 3], seed=1)
+    b = a.copy()
+    a.partial_fit(X, y, batch_size=8, shuffle=False)
+    b.partial_fit(da.from_array(X, chunks=97), da.from_array(y, chunks=97), batch_size=8,
+                  shuffle=False)
+    np.testing.assert_array_equal(a._params, b._params)
+
+
+def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks):
+    X, y = data()
+    X[7 * 104 + 3, 2] = np.nan   # in block 7
+    net = cyprop.Network([8, 5, 3], seed=1)
+    before = net._params.copy()
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(da.from_array(X, chunks=97), y, epochs=2, batch_size=8, shuffle=False,
+                verbose=0)
+    np.testing.assert_array_equal(net._params, before)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.forward(da.from_array(X, chunks=97))
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.zeros((10, 7)), ValueError, "7 features"),
+    (np.zeros((0, 8)), ValueError, "empty"),
+    (np.array([["a"] * 8] * 4), TypeError, "must hold numbers")])
+def test_bad_dask_input_is_refused_as_in_memory(bad, error, message):
+    net = cyprop.Network([8, 5, 3], seed=1)
+    with pytest.raises(error, match=message):
+        net.fit(da.from_array(bad, chunks=3), np.zeros(len(bad), dtype=int), verbose=0)
+
+
+def test_progress_advances_per_block(small_blocks, monkeypatch):
+    from cyprop import _progress
+
+    advanced = []
+    monkeypatch.setattr(_progress.Progress, "advance", lambda self, n: advanced.append(n))
+    X, y = data()
+    net = cyprop.Network([8, 5, 3], seed=1)
+    net.fit(da.from_array(X, chunks=97), y, epochs=1, batch_size=8, verbose=1)
+    assert sorted(advanced) == sorted([104] * 9 + [1003 - 9 * 104])   # in shuffled order
+
+
+MEMORY_CHILD = textwrap.dedent("""
+    import json, sys, threading
+    import numpy as np
+    import cyprop
+    from cyprop import _chunks
+    from cyprop.bench._suite import _rss_anon
+
+    _chunks.BLOCK_BYTES = 4 << 20   # 64 MB / 16, for a file 16 times smaller than 1.6 GB
+    path, mode, dtype = sys.argv[1:4]
+    X = np.load(path, mmap_mode="r")
+    if mode == "dask":
+        import dask.array as da
+        X = da.from_array(X, chunks=(1000, X.shape[1]))
+    y = np.arange(len(X)) % 10
+    net = cyprop.Network([X.shape[1], 30, 10], seed=0, dtype=dtype)
+    net.fit(X[:2048], y[:2048], epochs=1, batch_size=64, verbose=0)   # warm-up
+    base = _rss_anon()
+    peak, done = [base], threading.Event()
+
+    def sample():
+        while not done.wait(0.002):
+            peak[0] = max(peak[0], _rss_anon())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    net.fit(X, y, epochs=1, batch_size=64, seed=1, verbose=0)
+    net.evaluate(X, y)
+    done.set()
+    sampler.join()
+    print(json.dumps({"growth": max(peak[0], _rss_anon()) - base}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("mode, file_dtype, net_dtype", [
+    ("memmap", np.float64, "float64"), ("dask", np.float64, "float64"),
+    ("memmap", np.float32, "float64")])
+def test_a_shuffled_epoch_over_a_file_keeps_private_memory_bounded(tmp_path, mode,
+                                                                   file_dtype, net_dtype):
+    """100 MB on disk (1/16 of the 1.6 GB target, blocks 1/16 as large): a shuffled epoch
+    and an evaluation grow private memory by less than 25 MB (400 MB / 16)."""
+    n, features = 16_000, 784
+    path = tmp_path / "X.npy"
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=file_dtype, shape=(n, features))
+    rng = np.random.default_rng(0)
+    for i in range(0, n, 4000):
+        X[i:i + 4000] = rng.standard_normal((4000, features))
+    X.flush()
+    del X
+    done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), mode, net_dtype],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    growth = json.loads(done.stdout.strip().splitlines()[-1])["growth"]
+    assert growth < 25e6, f"private memory grew by {growth / 1e6:.1f} MB"
+
+
+# The README's example, as given there (in a script, for the cluster's processes).
+README_EXAMPLE = """
+import glob
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.distributed import Client, LocalCluster
+
+import cyprop
+
+
+def load_rows(path, start, stop):
+    \"\"\"Rows start:stop of a .npy file, read from disk (in whichever process runs it).\"\"\"
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
+
+
+def from_files(paths, rows_per_chunk=8192):
+    \"\"\"One lazy Dask array over the rows of several .npy files; nothing read yet.\"\"\"
+    chunks = []
+    for path in paths:
+        header = np.load(path, mmap_mode="r")   # shape and dtype only
+        for start in range(0, len(header), rows_per_chunk):
+            stop = min(start + rows_per_chunk, len(header))
+            chunks.append(da.from_delayed(dask.delayed(load_rows)(path, start, stop),
+                                          shape=(stop - start, header.shape[1]),
+                                          dtype=header.dtype))
+    return da.concatenate(chunks)
+
+
+if __name__ == "__main__":
+    X = from_files(sorted(glob.glob("data/X-*.npy")))   # e.g. 784 features a row
+    y = np.load("data/y.npy")                            # one label a row, read whole
+    net = cyprop.Network([X.shape[1], 100, 10], activation="relu", seed=0)
+
+    # In this process: blocks of whole batches are read while the last one trains.
+    net.fit(X, y, epochs=2, batch_size=64, optimizer=cyprop.Adam(0.001),
+            validation_split=0.1, verbose=0)
+
+    # Or two worker processes on this machine read and decode the chunks; this
+    # process receives each block and trains on it.
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None) as cluster, \\
+            Client(cluster):
+        history = net.fit(X, y, epochs=2, batch_size=64, validation_split=0.1, verbose=0)
+    print(history.val_accuracy[-1])
+"""
+
+
+def test_the_readme_example_runs_on_files_and_a_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    (tmp_path / "data").mkdir()
+    rng = np.random.default_rng(0)
+    labels = []
+    for i in range(3):
+        y = rng.integers(0, 10, 1500)
+        X = rng.normal(size=(1500, 784)).astype(np.float32) * 0.1
+        X[np.arange(1500), y] += 1.0   # learnable
+        np.save(tmp_path / "data" / f"X-{i:03d}.npy", X)
+        labels.append(y)
+    np.save(tmp_path / "data" / "y.npy", np.concatenate(labels))
+    (tmp_path / "example.py").write_text(README_EXAMPLE)
+    done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.strip().splitlines()[-1]) > 0.9
