@@ -588,6 +588,110 @@ def run_train_many(args, n_networks=8, n_rows=5000):
             "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
+# -------------------------------------------------------------------------- large data
+LARGEDATA_MODES = ("memory", "memmap", "dask")
+
+
+def _rss_anon():
+    """This process's private (anonymous) resident memory in bytes, or None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def largedata_child(mode, path, batch_size, sizes):
+    """In a child process: one shuffled epoch over the .npy file at ``path`` (in memory,
+    as a memory map, or as a Dask array over the map); prints a JSON line with the
+    samples/s and the growth of private memory during the epoch (its peak, sampled)."""
+    import cyprop
+
+    X = np.load(path, mmap_mode="r")
+    y = np.arange(len(X)) % sizes[-1]
+    if mode == "memory":
+        X = np.array(X)   # read whole, before the baseline
+    elif mode == "dask":
+        import dask.array as da
+        X = da.from_array(X, chunks=(max(1, (32 << 20) // (X.shape[1] * 8)), X.shape[1]))
+    net = cyprop.Network(sizes, seed=0)
+    net.fit(X[:2048], y[:2048], epochs=1, batch_size=batch_size, verbose=0)   # warm-up
+    base = _rss_anon()
+    peak = [base or 0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _rss_anon() or 0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    net.fit(X, y, epochs=1, batch_size=batch_size, shuffle=True, seed=1, verbose=0)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    peak[0] = max(peak[0], _rss_anon() or 0)
+    print(json.dumps({"mode": mode, "samples_per_second": len(X) / wall,
+                      "private_growth_bytes": None if base is None else peak[0] - base}))
+
+
+def run_largedata(args, n=260_000, features=784, batch_size=64):
+    """One shuffled epoch over an n x features float64 file on disk (1.6 GB by default)
+    from memory, from a memory map and from a Dask array over it, each in a child
+    process: samples/s and the peak growth of private memory.  Targets: growth under
+    400 MB, speed at least 0.7 of the in-memory speed."""
+    import tempfile
+
+    sizes = [features, 30, 10]
+    folder = tempfile.mkdtemp(prefix="cyprop-largedata-")
+    path = os.path.join(folder, "X.npy")
+    try:
+        X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, features))
+        rng = np.random.default_rng(0)
+        for i in range(0, n, 10_000):
+            X[i:i + 10_000] = rng.standard_normal((min(10_000, n - i), features))
+        X.flush()
+        del X
+        print(f"large data: {n} x {features} float64 ({n * features * 8 / 1e9:.2f} GB) at "
+              f"{path}; one shuffled epoch of {sizes} at batch size {batch_size}", flush=True)
+        records = []
+        for mode in LARGEDATA_MODES:
+            if mode == "dask" and not available("dask.array"):
+                print("  dask: not installed, skipped", flush=True)
+                continue
+            done = subprocess.run(
+                [sys.executable, "-c", "import sys; from cyprop.bench._suite import "
+                 "largedata_child as c; c(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+                 "[int(s) for s in sys.argv[4].split(',')])",
+                 mode, path, str(batch_size), ",".join(map(str, sizes))],
+                capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"  {mode}: failed\n{done.stderr[-2000:]}", flush=True)
+                continue
+            record = json.loads(done.stdout.strip().splitlines()[-1])
+            records.append(record)
+        memory = next((r for r in records if r["mode"] == "memory"), None)
+        for r in records:
+            r["ratio_to_memory"] = (r["samples_per_second"] / memory["samples_per_second"]
+                                    if memory else None)
+            growth = r["private_growth_bytes"]
+            print(f"  {r['mode']:>6}: {fmt_sps(r['samples_per_second'])} samples/s"
+                  + (f" ({r['ratio_to_memory']:.2f} of in memory)" if memory else "")
+                  + (f", private memory +{growth / 1e6:.0f} MB" if growth is not None else ""),
+                  flush=True)
+        return {"n_samples": n, "n_features": features, "batch_size": batch_size,
+                "sizes": sizes, "records": records,
+                "targets": {"private_growth_bytes": 400e6, "ratio_to_memory": 0.7}}
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+        os.rmdir(folder)
+
+
 # ------------------------------------------------------------------------------ ratios
 def lookup(results, system, variant, wl, bs):
     for r in results:
@@ -843,6 +947,10 @@ def parse_args(argv, prog=None):
     p.add_argument("--optimizers", action="store_true",
                    help="instead of the systems: one epoch at batch size 1 with each optimizer "
                         "(the compiled core, --dtypes), as a fraction of plain SGD")
+    p.add_argument("--largedata", action="store_true",
+                   help="instead of the systems: one shuffled epoch over a 1.6 GB float64 file "
+                        "in memory, as a memory map and as a Dask array (child processes; "
+                        "samples/s and growth of private memory)")
     p.add_argument("--quick", action="store_true",
                    help="a short run (about half a minute): workloads W1,W2, batch sizes 1,10, "
                         "float64, 5 repeats, 5000 samples (1000 for the slow systems at bs=1), "
@@ -998,6 +1106,9 @@ def run(args):
               f"{m.get('cyprop_blas')}", flush=True)
 
     results = report["results"]
+    if args.largedata:
+        report["largedata"] = run_largedata(args)
+        return finish(report, args, t_start)
     if args.optimizers:
         print("cyprop, compiled core: each optimizer at batch size 1", flush=True)
         results += run_optimizers(data, args.dtypes, args)
