@@ -131,16 +131,56 @@ def test_partial_fit_and_dask_labels(small_blocks):
 
 
 def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks):
+    """Refused as in memory: the network, its optimizer and history as they were."""
     X, y = data()
     X[7 * 104 + 3, 2] = np.nan   # in block 7
     net = cyprop.Network([8, 5, 3], seed=1)
-    before = net._params.copy()
-    with pytest.raises(ValueError, match="X contains NaN or infinity"):
-        net.fit(da.from_array(X, chunks=97), y, epochs=2, batch_size=8, shuffle=False,
-                verbose=0)
-    np.testing.assert_array_equal(net._params, before)
+    net.fit(X[:100], y[:100], epochs=1, verbose=0)
+    before, optimizer, history = net._params.copy(), net.optimizer, net.history
+    state = optimizer.state.copy() if optimizer.state is not None else None
+    lazy = da.from_array(X, chunks=97)
+    for call in (lambda: net.fit(lazy, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                                 optimizer=cyprop.Adam()),
+                 lambda: net.partial_fit(lazy, y, batch_size=8),
+                 lambda: net.fit(X[:500], y[:500], epochs=2, batch_size=8, verbose=0,
+                                 validation_data=(lazy, y))):
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            call()
+        np.testing.assert_array_equal(net._params, before)
+        assert net.optimizer is optimizer and net.history is history and len(history) == 1
+        if state is not None:
+            np.testing.assert_array_equal(optimizer.state, state)
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
         net.forward(da.from_array(X, chunks=97))
+
+
+def test_ctrl_c_between_blocks_keeps_whole_batches(small_blocks, monkeypatch):
+    """An interrupt after the third block's compiled call: the batches trained are kept,
+    the read-ahead thread ends, the history says "interrupted"."""
+    import threading
+
+    X, y = data()
+    net = cyprop.Network([8, 5, 3], seed=1)
+    reference = net.copy()
+    train_epoch, calls = net._impl.train_epoch, []
+
+    def interrupted(*args, **kwargs):
+        result = train_epoch(*args, **kwargs)
+        calls.append(len(args[4]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(net._impl, "train_epoch", interrupted)
+    threads = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(da.from_array(X, chunks=97), y, epochs=2, batch_size=8, shuffle=False,
+                verbose=0)
+    assert net.history.stop_reason == "interrupted"
+    assert threading.active_count() == threads
+    monkeypatch.undo()
+    reference.fit(X[:3 * 104], y[:3 * 104], epochs=1, batch_size=8, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(net._params, reference._params)
 
 
 @pytest.mark.parametrize("bad, error, message", [

@@ -289,6 +289,14 @@ class Network:
         callback's ``on_epoch_end(net, epoch, logs)`` returning True (or setting
         ``net.stop_training``).  ``history.stop_reason`` says which.
 
+        Data larger than memory: an ``X`` that is a Dask array or a memory map
+        (``np.load(path, mmap_mode="r")``, ``np.memmap``) is read, checked and converted
+        a block of whole batches (about 64 MB) at a time, never whole; ``Y`` is read
+        whole.  Unshuffled, the result is that of the same data in memory; shuffled,
+        each epoch visits the blocks in a random order and the rows of each block in a
+        random order (see ``cyprop._chunks``), reproducibly from the seed.  The same
+        holds for ``forward``, ``predict``, ``evaluate``, ``loss`` and the validation data.
+
         Validation: ``validation_data=(X_val, Y_val)``, or ``validation_split`` (the
         last fraction of the samples, before shuffling); ``early_stopping`` without
         either holds out 10%.  ``sample_weight`` (one per sample) and ``class_weight``
@@ -378,14 +386,17 @@ class Network:
             raise RuntimeError("this network is already training in another thread; "
                                "train a copy, or wait for that fit to finish")
         self._training_thread = threading.get_ident()
+        recorded = None   # epochs in the history before this call, once known
         try:
             # Only now, with the lock held: a refused call must not change the optimizer
             # under a fit running in another thread.
             _check_optimizer(self.optimizer if optimizer is None else optimizer)
             (optimizer or self.optimizer or SGD()).check()
+            previous = self.optimizer, self.history
             self._set_optimizer(optimizer)
-            limit = self._divergence_limit(X, Y, weights)
             history = self.history if history is None else history
+            recorded = history.epochs
+            limit = self._divergence_limit(X, Y, weights)
             self.history = history
             self.stop_training = False
             if verbose == "auto":
@@ -421,6 +432,16 @@ class Network:
                     rules.restore_best(self)
                 if progress is not None:
                     progress.close()
+        except Exception as exc:
+            read_late = isinstance(X, _chunks.Rows) or (
+                validation is not None and isinstance(validation[0], _chunks.Rows))
+            if (recorded is not None and read_late and history.epochs == recorded
+                    and not isinstance(exc, TrainingDiverged)):
+                # Bad data in a block of the first epoch (a NaN?), checked only as it is
+                # read: the epoch was undone (_epoch), and the call is refused as a call
+                # with bad data in memory is, leaving the optimizer and history as they were.
+                self.optimizer, self.history = previous
+            raise
         finally:
             self._training_thread = None
             self._lock.release()
@@ -518,7 +539,13 @@ class Network:
                 "samples_per_second": n / seconds if seconds > 0 else float("inf"),
                 "largest_update": float(np.max(np.abs(self._params - kept[0])))}
         if validation is not None:
-            val_loss, val_correct, _ = self._sums(validation[0], validation[1], False)
+            try:
+                val_loss, val_correct, _ = self._sums(validation[0], validation[1], False)
+            except Exception:
+                with self._state_lock:   # validation data that cannot be read (a NaN?)
+                    self._params[...] = kept[0]
+                    optimizer.steps, optimizer.state = kept[1], kept[2]
+                raise
             n_val = validation[0].shape[0]
             logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
         return logs
