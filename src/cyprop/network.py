@@ -213,14 +213,7 @@ class Network:
 
     def predict(self, X):
         """Class labels: the argmax of the outputs (a 0.5 threshold for one output)."""
-        out = self.forward(X)
-        single = out.ndim == 1
-        out = np.atleast_2d(out)
-        if out.shape[1] == 1:
-            labels = (out[:, 0] > 0.5).astype(np.int64)
-        else:
-            labels = out.argmax(axis=1)
-        return labels[0] if single else labels
+        return _maths.labels_of(self.forward(X))
 
     def loss(self, X, Y):
         """Mean over the samples of the per-sample loss (no regularisation term)."""
