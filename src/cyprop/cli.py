@@ -493,9 +493,7 @@ def _check_training_args(args):
     if args.save:
         _check_destination(args.save, "--save")
     if args.plot:
-        _import_matplotlib()
-        _check_destination(args.plot, "--plot")
-        _check_plot_format(args.plot)
+        _check_plot_destination(args.plot)
 
 
 def _check_destination(path, option):
@@ -521,6 +519,13 @@ def _check_destination(path, option):
         raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path!r}: the folder {folder!r} is not writable")
+
+
+def _check_plot_destination(path):
+    """--plot's path first (a usage error whatever is installed), then matplotlib."""
+    _check_destination(path, "--plot")
+    _import_matplotlib()
+    _check_plot_format(path)
 
 
 def _check_plot_format(path):
@@ -819,9 +824,7 @@ def _check_explain_args(args):
     if args.lr is not None and not args.lr > 0:
         raise UsageError("--lr must be > 0")
     if args.plot:
-        _import_matplotlib()
-        _check_destination(args.plot, "--plot")
-        _check_plot_format(args.plot)
+        _check_plot_destination(args.plot)
 
 
 def _explain_sample(args, net):
