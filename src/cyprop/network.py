@@ -389,7 +389,10 @@ class Network:
             self._set_optimizer(optimizer)
             history = self.history if history is None else history
             recorded = history.epochs
-            limit = self._divergence_limit(X, Y, weights)
+            # One batch per epoch: its loss is taken before its one step, so it cannot
+            # show growth (a stream of one-row partial_fit calls skips the measurement).
+            limit = (np.inf if X.shape[0] <= batch_size
+                     else self._divergence_limit(X, Y, weights))
             self.history = history
             self.stop_training = False
             if verbose == "auto":
@@ -550,9 +553,10 @@ class Network:
         if loss > limit:
             return (f"the training loss grew to {loss:.4g}, more than {DIVERGENCE_FACTOR:g} "
                     "times its value when training started")
-        if not _validation.all_finite(self._params):
+        largest = float(np.max(np.abs(self._params)))   # NaN if any weight is NaN
+        if not np.isfinite(largest):
             return "a weight became NaN or infinite"
-        if float(np.max(np.abs(self._params))) > np.sqrt(np.finfo(self.dtype).max):
+        if largest > np.sqrt(np.finfo(self.dtype).max):
             return (f"a weight grew past {np.sqrt(np.finfo(self.dtype).max):.3g}, where "
                     f"{self.dtype.name} products overflow")
         # the optimizer state too: squared gradients that overflow leave the loss and

@@ -111,8 +111,12 @@ class Optimizer:
         check_number("learning_rate", self.learning_rate, 0)
         check_number("initial_learning_rate", self.initial_learning_rate, 0,
                      exclusive_minimum=True)
-        if type(self).get_config is not Optimizer.get_config:
-            type(self)(**{**self.get_config(), "learning_rate": self.initial_learning_rate})
+        if type(self).get_config is Optimizer.get_config:
+            return
+        config = {**self.get_config(), "learning_rate": self.initial_learning_rate}
+        if config != getattr(self, "_checked_config", None):   # once per change, not per call
+            type(self)(**config)
+            self._checked_config = config
 
     def __setstate__(self, state):
         # pickles from before steps and state were checked properties
