@@ -1,8 +1,15 @@
-"""Shared fixtures for the cyprop test suite.
+"""Shared fixtures and helpers for the cyprop test suite.
 
 Parametrized fixtures (``dtype``, ``backend``, ``combo``) expand every test that asks
-for them; a test narrows one by parametrizing the same name itself.
+for them; a test narrows one by parametrizing the same name itself.  Helpers that several
+test modules use are imported from here (``from conftest import run_script``).
 """
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +108,46 @@ def assert_parity():
                                    np.asarray(desired, dtype=np.float64),
                                    rtol=RTOL[dtype], atol=ATOL[dtype], err_msg=what)
     return check
+
+
+# ------------------------------------------------------------ helpers for several modules
+#: The installed ``cyprop`` console script beside this Python.
+CYPROP = Path(sys.executable).with_name("cyprop")
+
+
+def run_script(cwd, *argv, timeout=120):
+    """(exit status, stdout, stderr) of the installed ``cyprop`` console script, run
+    in ``cwd`` (a temporary folder, outside the source tree)."""
+    if not CYPROP.exists():
+        pytest.skip("no cyprop console script beside this Python")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([str(CYPROP), *argv], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
+
+
+def set_nested(mapping, keys, value):
+    """mapping[keys[0]][keys[1]]... = value (``KeyError`` as the value: delete it);
+    returns ``mapping``.  For crafting model-file metadata by hand."""
+    target = mapping
+    for key in keys[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+    return mapping
+
+
+def fit_quietly(estimator, X, y, **kwargs):
+    """``estimator.fit(X, y)`` without its ConvergenceWarning (short test fits)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y, **kwargs)
+
+
+def layers_of(estimator):
+    """A fitted scikit-learn MLP's (or cyprop estimator's) coefs_ then intercepts_."""
+    return [*estimator.coefs_, *estimator.intercepts_]

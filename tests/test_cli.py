@@ -9,13 +9,13 @@ import re
 import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cyprop
 from cyprop import cli
+from conftest import run_script
 
 QUICK = ["--epochs", "3", "--no-compare"]
 
@@ -337,18 +337,8 @@ def test_python_dash_m(tmp_path):
 
 
 # ------------------------------------------- the console script, as installed
-CYPROP = Path(sys.executable).with_name("cyprop")
 
 
-def run_script(cwd, *argv, timeout=120):
-    """(exit status, stdout, stderr) of the installed ``cyprop`` console script, run
-    in ``cwd`` (a temporary folder, outside the source tree)."""
-    if not CYPROP.exists():
-        pytest.skip("no cyprop console script beside this Python")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([str(CYPROP), *argv], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
-    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.mark.parametrize("lr", ["1e10", "1e300"])

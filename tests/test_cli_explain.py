@@ -6,9 +6,6 @@ the source tree; the rest through ``cli.main``."""
 import importlib.util
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +13,8 @@ import pytest
 import cyprop
 from cyprop import cli
 from cyprop.explain import textbook_example
+from conftest import run_script
 
-CYPROP = Path(sys.executable).with_name("cyprop")
 
 pytestmark = pytest.mark.skipif(not hasattr(cyprop, "load"),
                                 reason="cyprop has no persistence yet")
@@ -30,14 +27,6 @@ def run(capsys, *argv):
     return status, out, err
 
 
-def run_script(cwd, *argv, timeout=120):
-    """(exit status, stdout, stderr) of the installed console script, run in ``cwd``."""
-    if not CYPROP.exists():
-        pytest.skip("no cyprop console script beside this Python")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([str(CYPROP), *argv], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
-    return done.returncode, done.stdout, done.stderr
 
 
 def assert_one_line_error(err, *fragments):

@@ -31,6 +31,7 @@ import pytest
 
 import cyprop
 from cyprop import persistence
+from conftest import set_nested
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus", "load")
@@ -159,16 +160,6 @@ def with_rng(state, members=None):
     return edited(edit, members)
 
 
-def set_in(state, keys, value):
-    target = state
-    for key in keys[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[keys[-1]]
-    else:
-        target[keys[-1]] = value
-    return state
-
 
 BAD_STATES = [
     ("MT19937", ["state", "pos"], 625), ("MT19937", ["state", "pos"], -1),
@@ -199,7 +190,7 @@ BAD_STATES = [
 def test_invalid_generator_state_is_refused(tmp_path, name, keys, value):
     # Refused while validating, before NumPy is given the state: a draw from such a
     # state reads outside the generator's arrays (an MT19937 pos of 10**6 segfaults).
-    content = zip_bytes(with_rng(set_in(rng_state(name), keys, value)))
+    content = zip_bytes(with_rng(set_nested(rng_state(name), keys, value)))
     refused(tmp_path, content, "invalid random generator state (")
 
 
@@ -890,7 +881,7 @@ def write_corpus(directory):
             what = ("missing" if value is KeyError else value if not isinstance(value, list)
                     else f"{len(value)}x{value[0]}")
             write(f"rng-{name}-{keys[-1]}-{what}",
-                  zip_bytes(with_rng(set_in(rng_state(name), keys, value))))
+                  zip_bytes(with_rng(set_nested(rng_state(name), keys, value))))
     for label, (name, changes) in EDGE_STATES.items():
         write(f"rng-edge-{label}", zip_bytes(with_rng(edge_state(name, changes))))
     for label, edit, _ in BAD_FIELDS:

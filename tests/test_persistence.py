@@ -12,6 +12,7 @@ import pytest
 
 import cyprop
 from cyprop import persistence
+from conftest import set_nested
 
 BACKENDS = cyprop.available_backends()
 
@@ -464,15 +465,6 @@ def test_metadata_not_json(saved):
     assert "not valid JSON" in load_error(path)
 
 
-def _set(meta, keys, value):
-    target = meta
-    for key in keys[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[keys[-1]]
-    else:
-        target[keys[-1]] = value
-
 
 @pytest.mark.parametrize("keys, value, problem", [
     (["format_version"], "1", "invalid format version"),
@@ -519,7 +511,7 @@ def assert_metadata_refused(path, keys, value, problem):
     """Set one metadata field of the file at path to value: load must refuse it."""
     arrays = members(path)
     meta = metadata_of(arrays)
-    _set(meta, keys, value)
+    set_nested(meta, keys, value)
     rewrite(path, with_metadata(arrays, meta))
     assert problem in load_error(path)
 

@@ -24,6 +24,7 @@ from sklearn.preprocessing import LabelBinarizer, MinMaxScaler  # noqa: E402
 import cyprop  # noqa: E402
 from cyprop import _lbfgs  # noqa: E402
 from cyprop.sklearn import BackpropClassifier, BackpropRegressor  # noqa: E402
+from conftest import fit_quietly, layers_of  # noqa: E402
 
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
 
@@ -45,14 +46,6 @@ def _one_openmp_thread():
         yield
 
 
-def _fit(est, X, y, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y, **kwargs)
-
-
-def _layers(est):
-    return [*est.coefs_, *est.intercepts_]
 
 
 def _poisson_data(n=200, seed=0):
@@ -68,9 +61,9 @@ def test_initial_weights_are_sklearns(activation, dtype):
     # a rate so small that no step moves a weight: coefs_ are the initial weights
     kwargs = dict(hidden_layer_sizes=(7, 5), activation=activation, solver="sgd",
                   learning_rate_init=1e-300, momentum=0.0, max_iter=1, random_state=3)
-    ours = _fit(BackpropClassifier(**kwargs), X_MULTI.astype(dtype), Y_MULTI)
-    theirs = _fit(MLPClassifier(**kwargs), X_MULTI.astype(dtype), Y_MULTI)
-    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+    ours = fit_quietly(BackpropClassifier(**kwargs), X_MULTI.astype(dtype), Y_MULTI)
+    theirs = fit_quietly(MLPClassifier(**kwargs), X_MULTI.astype(dtype), Y_MULTI)
+    for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_array_equal(a, b)
     # Glorot's bound, factor 2 for logistic units, 6 otherwise (weights and biases)
@@ -82,7 +75,7 @@ def test_initial_weights_are_sklearns(activation, dtype):
 
 
 def test_cyprop_inits_stay_available():
-    clf = _fit(BackpropClassifier(hidden_layer_sizes=(6,), init="xavier", max_iter=1,
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(6,), init="xavier", max_iter=1,
                                   random_state=0), X_MULTI, Y_MULTI)
     assert clf.network_.init == "xavier"
 
@@ -99,9 +92,9 @@ def test_sgd_follows_sklearns_trajectory(Estimator, Reference, X, y, momentum, n
     kwargs = dict(hidden_layer_sizes=(20,), solver="sgd", learning_rate_init=0.05,
                   momentum=momentum, nesterovs_momentum=nesterov, max_iter=15,
                   batch_size=50, alpha=0.0, n_iter_no_change=100, random_state=0)
-    ours, theirs = _fit(Estimator(**kwargs), X, y), _fit(Reference(**kwargs), X, y)
+    ours, theirs = fit_quietly(Estimator(**kwargs), X, y), fit_quietly(Reference(**kwargs), X, y)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
-    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+    for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert ours.t_ == theirs.t_ and ours.n_iter_ == theirs.n_iter_
 
@@ -114,23 +107,24 @@ def test_sgd_l2_penalty_and_sample_weights_as_sklearn():
                   max_iter=10, batch_size=200, alpha=0.01, n_iter_no_change=100,
                   random_state=0)
     for sample_weight in (None, weights):
-        ours = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=sample_weight)
-        theirs = _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=sample_weight)
+        ours = fit_quietly(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI,
+                           sample_weight=sample_weight)
+        theirs = fit_quietly(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=sample_weight)
         np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
         np.testing.assert_allclose(ours.predict_proba(X_MULTI), theirs.predict_proba(X_MULTI),
                                    atol=1e-10)
     # several batches: the weights still agree; the penalty is interpolated
     kwargs.update(batch_size=50, alpha=0.0, max_iter=5)
-    ours = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
-    theirs = _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    ours = fit_quietly(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    theirs = fit_quietly(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
 
 
 def test_adam_is_close_to_sklearns():
     # Adam's epsilon enters as in torch.optim: a difference of order epsilon
     kwargs = dict(hidden_layer_sizes=(20,), max_iter=20, random_state=0, alpha=0.0)
-    ours, theirs = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI), \
-        _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI)
+    ours, theirs = fit_quietly(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI), \
+        fit_quietly(MLPClassifier(**kwargs), X_MULTI, Y_MULTI)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
 
 
@@ -141,7 +135,8 @@ def test_early_stopping_splits_and_scores_as_sklearn(X, y):
     kwargs = dict(hidden_layer_sizes=(15,), solver="sgd", learning_rate_init=0.05,
                   early_stopping=True, validation_fraction=0.2, max_iter=30,
                   n_iter_no_change=3, alpha=0.0, random_state=0)
-    ours, theirs = _fit(BackpropClassifier(**kwargs), X, y), _fit(MLPClassifier(**kwargs), X, y)
+    ours = fit_quietly(BackpropClassifier(**kwargs), X, y)
+    theirs = fit_quietly(MLPClassifier(**kwargs), X, y)
     assert ours.n_iter_ == theirs.n_iter_
     assert ours.validation_scores_ == theirs.validation_scores_
     assert ours.best_validation_score_ == theirs.best_validation_score_
@@ -155,16 +150,16 @@ def test_early_stopping_split_is_stratified_where_sklearns_is():
         BackpropClassifier(early_stopping=True).fit(X, y)
     # multilabel targets are not stratified
     X, Y = make_multilabel_classification(n_samples=50, random_state=0)
-    _fit(BackpropClassifier(early_stopping=True, max_iter=5), X, Y).predict(X)
+    fit_quietly(BackpropClassifier(early_stopping=True, max_iter=5), X, Y).predict(X)
 
 
 def test_invscaling_follows_samples_seen_across_warm_starts():
     X, y = [[3, 2], [1, 6], [5, 6], [-2, -4]], [1, 1, 1, 0]
     clf = BackpropClassifier(solver="sgd", hidden_layer_sizes=4, learning_rate="invscaling",
                              max_iter=1, power_t=0.25, warm_start=True, random_state=0)
-    _fit(clf, X, y)
+    fit_quietly(clf, X, y)
     assert clf._optimizer.learning_rate == pytest.approx(0.001 / 5 ** 0.25)
-    _fit(clf, X, y)
+    fit_quietly(clf, X, y)
     # a fresh optimizer for the second fit, the rate after it from t_ = 8
     assert clf.t_ == 8
     assert clf._optimizer.learning_rate == 0.001 / pow(8 + 1, 0.25)
@@ -200,7 +195,7 @@ def test_no_improvement_count_carries_across_warm_starts():
     for est in (ours, theirs):
         runs = []
         for _ in range(3):
-            _fit(est, X_BIN, Y_BIN)
+            fit_quietly(est, X_BIN, Y_BIN)
             runs.append((est.n_iter_, est._no_improvement_count))
         est.runs = runs
     assert ours.runs == theirs.runs == [(3, 2), (3, 5), (1, 6)]
@@ -230,10 +225,10 @@ def test_lbfgs_follows_sklearns_iterates(activation, Estimator, Reference, X, y)
     # the same objective from the same start: the same L-BFGS-B iterates
     kwargs = dict(hidden_layer_sizes=(10,), activation=activation, solver="lbfgs",
                   max_iter=12, random_state=1)
-    ours, theirs = _fit(Estimator(**kwargs), X, y), _fit(Reference(**kwargs), X, y)
+    ours, theirs = fit_quietly(Estimator(**kwargs), X, y), fit_quietly(Reference(**kwargs), X, y)
     assert ours.n_iter_ == theirs.n_iter_
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
-    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+    for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
     assert not hasattr(ours, "partial_fit") and not hasattr(ours, "loss_curve_")
 
@@ -242,13 +237,13 @@ def test_lbfgs_with_sample_weights_and_negative_weights_as_sklearn():
     weights = np.random.RandomState(1).uniform(0.2, 3.0, len(Y_MULTI))
     weights[::7] = -0.3   # accepted, as scikit-learn accepts them
     kwargs = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=10, random_state=0)
-    ours = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
-    theirs = _fit(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    ours = fit_quietly(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    theirs = fit_quietly(MLPClassifier(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
     np.testing.assert_allclose(ours.predict_proba(X_MULTI), theirs.predict_proba(X_MULTI),
                                atol=1e-9)
     # and the stochastic solvers take them too
-    _fit(BackpropClassifier(hidden_layer_sizes=(5,), max_iter=3), X_MULTI, Y_MULTI,
+    fit_quietly(BackpropClassifier(hidden_layer_sizes=(5,), max_iter=3), X_MULTI, Y_MULTI,
          sample_weight=weights)
 
 
@@ -270,14 +265,14 @@ def test_lbfgs_multilabel_multioutput_and_warm_start():
                              random_state=0, activation="logistic").fit(X, Y)
     assert clf.score(X, Y) > 0.97 and clf.out_activation_ == "logistic"
     X, Y = make_regression(n_samples=200, n_targets=3, random_state=11)
-    reg = _fit(BackpropRegressor(solver="lbfgs", hidden_layer_sizes=20, max_iter=200,
+    reg = fit_quietly(BackpropRegressor(solver="lbfgs", hidden_layer_sizes=20, max_iter=200,
                                  random_state=1), X, Y / Y.std())
     assert reg.predict(X).shape == (200, 3) and reg.score(X, Y / Y.std()) > 0.9
-    warm = _fit(BackpropClassifier(solver="lbfgs", hidden_layer_sizes=10, max_iter=5,
+    warm = fit_quietly(BackpropClassifier(solver="lbfgs", hidden_layer_sizes=10, max_iter=5,
                                    warm_start=True, random_state=0), X_MULTI, Y_MULTI)
     first = warm.loss_
     network = warm.network_
-    _fit(warm, X_MULTI, Y_MULTI)
+    fit_quietly(warm, X_MULTI, Y_MULTI)
     assert warm.network_ is network and warm.loss_ < first
 
 
@@ -309,7 +304,7 @@ def test_lbfgs_gradient_matches_finite_differences(output, activation, weighted)
                   max_iter=1, random_state=1)
     if output == "exp":
         kwargs["loss"] = "poisson"
-    model = _fit(est(**kwargs), X, y)
+    model = fit_quietly(est(**kwargs), X, y)
     assert model.out_activation_ == {"softmax": "softmax", "identity": "identity",
                                      "exp": "exp"}.get(output, "logistic")
     weights = rng.uniform(0.5, 2.0, 5) if weighted else None
@@ -345,12 +340,12 @@ def test_one_sgd_step_is_sklearns_worked_example():
     np.testing.assert_allclose(ours.intercepts_[0], [0.098333, 0.09626], atol=1e-3)
     np.testing.assert_allclose(ours.intercepts_[1], [0.9235], atol=1e-3)
     assert ours.predict_proba(X)[0, 1] == pytest.approx(0.739, abs=1e-3)
-    for a, b in zip(_layers(ours), _layers(theirs), strict=True):
+    for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_coefs_and_intercepts_are_assignable():
-    clf = _fit(BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0),
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0),
                X_MULTI, Y_MULTI)
     before = clf.predict_proba(X_MULTI)
     # the whole list
@@ -376,7 +371,7 @@ def test_non_finite_weights_raise_sklearns_value_error():
     msg = ("Solver produced non-finite parameter weights. The input data may contain large "
            "values and need to be preprocessed.")
     with pytest.raises(ValueError, match=re.escape(msg)) as info:
-        _fit(reg, X, y)
+        fit_quietly(reg, X, y)
     assert isinstance(info.value, cyprop.TrainingDiverged)
     assert all(np.isfinite(c).all() for c in reg.coefs_)   # the last finite weights
     with pytest.raises(ValueError, match=re.escape(msg)):
@@ -405,14 +400,14 @@ def test_predict_on_overflowing_activations_returns_what_sklearn_returns():
     for activation in ("identity", "relu", "tanh", "logistic"):
         outputs = []
         for Estimator in (BackpropRegressor, MLPRegressor):
-            reg = _fit(Estimator(hidden_layer_sizes=(3,), activation=activation, max_iter=1,
+            reg = fit_quietly(Estimator(hidden_layer_sizes=(3,), activation=activation, max_iter=1,
                                  random_state=0), X, [1.0, 2.0, 3.0])
             reg.coefs_ = [b.copy() for b in big]
             with np.errstate(all="ignore"):
                 outputs.append(reg.predict(X))
         np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)   # inf, -inf, NaN alike
     # the classifier's probabilities and labels too, without an error
-    clf = _fit(BackpropClassifier(hidden_layer_sizes=(3,), max_iter=1), X, [0, 1, 2])
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(3,), max_iter=1), X, [0, 1, 2])
     clf.coefs_ = [np.full((4, 3), 1e200), np.full((3, 3), 1e200)]
     clf.predict_proba(X)
     clf.predict(X)
@@ -422,7 +417,8 @@ def test_predict_on_overflowing_activations_returns_what_sklearn_returns():
 def test_predict_proba_of_a_single_class_has_two_columns_as_sklearns():
     X = np.random.RandomState(0).rand(20, 3)
     for Estimator in (BackpropClassifier, MLPClassifier):
-        clf = _fit(Estimator(hidden_layer_sizes=(3,), max_iter=5, random_state=0), X, ["a"] * 20)
+        clf = fit_quietly(Estimator(hidden_layer_sizes=(3,), max_iter=5, random_state=0), X,
+                          ["a"] * 20)
         proba = clf.predict_proba(X[:4])
         assert proba.shape == (4, 2) and clf.n_outputs_ == 1
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -437,23 +433,23 @@ def test_dtypes_follow_the_input_as_sklearns(Estimator):
             (np.float64, None, np.float64, np.float64),
             (np.float32, "float64", np.float64, np.float64),   # the parameter overrides
             (np.float64, "float32", np.float32, np.float64)]:
-        est = _fit(Estimator(hidden_layer_sizes=(5, 3), max_iter=20, dtype=param,
+        est = fit_quietly(Estimator(hidden_layer_sizes=(5, 3), max_iter=20, dtype=param,
                              random_state=1), X.astype(X_dtype), y)
         assert all(c.dtype == weights for c in est.coefs_ + est.intercepts_)
         predicted = est.predict_proba(X.astype(X_dtype)) if Estimator is BackpropClassifier \
             else est.predict(X.astype(X_dtype))
         assert predicted.dtype == predictions
     # a float32 network continues (warm start, partial_fit) on float64 data in float32
-    est = _fit(Estimator(hidden_layer_sizes=(5,), max_iter=3, warm_start=True),
+    est = fit_quietly(Estimator(hidden_layer_sizes=(5,), max_iter=3, warm_start=True),
                X.astype(np.float32), y)
-    _fit(est, X, y)
+    fit_quietly(est, X, y)
     assert est.network_.dtype == np.float32
 
 
 def test_float32_and_float64_agree():
     kwargs = dict(alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=100, tol=1e-1)
-    clf64 = _fit(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI)
-    clf32 = _fit(BackpropClassifier(**kwargs), X_MULTI.astype(np.float32), Y_MULTI)
+    clf64 = fit_quietly(BackpropClassifier(**kwargs), X_MULTI, Y_MULTI)
+    clf32 = fit_quietly(BackpropClassifier(**kwargs), X_MULTI.astype(np.float32), Y_MULTI)
     np.testing.assert_array_equal(clf64.predict(X_MULTI), clf32.predict(X_MULTI))
     np.testing.assert_allclose(clf64.predict_proba(X_MULTI), clf32.predict_proba(X_MULTI),
                                rtol=1e-2)
@@ -466,8 +462,8 @@ def test_poisson_lbfgs_is_sklearns():
     kwargs = dict(loss="poisson", hidden_layer_sizes=(5,), solver="lbfgs", max_iter=20,
                   random_state=0)
     for sample_weight in (None, weights):
-        ours = _fit(BackpropRegressor(**kwargs), X, y, sample_weight=sample_weight)
-        theirs = _fit(MLPRegressor(**kwargs), X, y, sample_weight=sample_weight)
+        ours = fit_quietly(BackpropRegressor(**kwargs), X, y, sample_weight=sample_weight)
+        theirs = fit_quietly(MLPRegressor(**kwargs), X, y, sample_weight=sample_weight)
         assert ours.out_activation_ == theirs.out_activation_ == "exp"
         assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
         np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-8)
@@ -493,7 +489,8 @@ def test_poisson_stochastic_solvers_follow_sklearn(solver):
     kwargs = dict(loss="poisson", hidden_layer_sizes=(5,), solver=solver,
                   learning_rate_init=0.01, max_iter=15, batch_size=50, alpha=1e-3,
                   n_iter_no_change=100, random_state=0)
-    ours, theirs = _fit(BackpropRegressor(**kwargs), X, y), _fit(MLPRegressor(**kwargs), X, y)
+    ours = fit_quietly(BackpropRegressor(**kwargs), X, y)
+    theirs = fit_quietly(MLPRegressor(**kwargs), X, y)
     rtol = 1e-10 if solver == "sgd" else 1e-4
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=rtol)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-3)
@@ -512,7 +509,7 @@ def test_partial_fit_signature_and_availability():
         assert not hasattr(Estimator(solver="lbfgs"), "partial_fit")
         assert hasattr(Estimator(solver="rprop"), "partial_fit")
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
-        _fit(BackpropRegressor(early_stopping=True, max_iter=3), X_IRIS, Y_IRIS) \
+        fit_quietly(BackpropRegressor(early_stopping=True, max_iter=3), X_IRIS, Y_IRIS) \
             .partial_fit(X_IRIS, Y_IRIS)
 
 
@@ -521,7 +518,7 @@ def test_partial_fit_equals_fit():
     # rounding: each call draws its shuffle from a fresh random state, so the one batch
     # of 200 is summed in other orders)
     kwargs = dict(solver="sgd", random_state=1, alpha=1e-5, learning_rate_init=0.2)
-    fitted = _fit(BackpropClassifier(max_iter=100, tol=0, **kwargs), X_MULTI, Y_MULTI)
+    fitted = fit_quietly(BackpropClassifier(max_iter=100, tol=0, **kwargs), X_MULTI, Y_MULTI)
     stepped = BackpropClassifier(**kwargs)
     for _ in range(100):
         stepped.partial_fit(X_MULTI, Y_MULTI, classes=np.unique(Y_MULTI))

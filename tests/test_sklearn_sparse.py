@@ -3,7 +3,6 @@ densified whole, with the same weights as the dense input gives for the same see
 (bitwise for the stochastic solvers; to rounding for 'lbfgs', whose sparse loss and
 gradient use sparse matrix products)."""
 
-import warnings
 
 import numpy as np
 import pytest
@@ -12,11 +11,11 @@ pytest.importorskip("sklearn", reason="cyprop.sklearn needs scikit-learn")
 sp = pytest.importorskip("scipy.sparse")
 
 from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 from cyprop import _sparse  # noqa: E402
 from cyprop.sklearn import BackpropClassifier, BackpropRegressor  # noqa: E402
+from conftest import fit_quietly, layers_of  # noqa: E402
 
 _X, _y = load_digits(n_class=3, return_X_y=True)
 X_DENSE = np.where(_X > 6, _X / 16.0, 0.0)   # about half zeros
@@ -41,20 +40,12 @@ def small_blocks(monkeypatch):
     return _sparse.block_rows(64, 8)
 
 
-def _fit(est, X, y, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y, **kwargs)
-
-
-def _layers(est):
-    return [*est.coefs_, *est.intercepts_]
 
 
 def _assert_same_model(a, b):
     """Bitwise for the stochastic solvers; 'lbfgs' on sparse input evaluates through
     sparse products (the NumPy reference), which agree with the core to rounding."""
-    for p, q in zip(_layers(a), _layers(b), strict=True):
+    for p, q in zip(layers_of(a), layers_of(b), strict=True):
         if a.solver == "lbfgs":
             np.testing.assert_allclose(p, q, rtol=1e-9, atol=1e-12)
         else:
@@ -67,8 +58,8 @@ def test_sparse_input_trains_the_dense_inputs_model(container, solver, small_blo
     X = container(X_DENSE)
     kwargs = dict(hidden_layer_sizes=(15,), solver=solver, max_iter=8, batch_size=32,
                   random_state=1)
-    dense = _fit(BackpropClassifier(**kwargs), X_DENSE, Y)
-    sparse = _fit(BackpropClassifier(**kwargs), X, Y)
+    dense = fit_quietly(BackpropClassifier(**kwargs), X_DENSE, Y)
+    sparse = fit_quietly(BackpropClassifier(**kwargs), X, Y)
     _assert_same_model(dense, sparse)
     np.testing.assert_allclose(sparse.loss_, dense.loss_, rtol=1e-12)
     np.testing.assert_allclose(sparse.predict_proba(X), dense.predict_proba(X_DENSE),
@@ -89,8 +80,8 @@ def test_sparse_matches_dense_in_every_mode(kwargs, weighted, small_blocks):
     X = sp.csr_matrix(X_DENSE)
     args = dict(hidden_layer_sizes=(12,), max_iter=4, random_state=2, **kwargs)
     for Estimator, y in ((BackpropClassifier, Y), (BackpropRegressor, Y_REG)):
-        dense = _fit(Estimator(**args), X_DENSE, y, sample_weight=weights)
-        sparse = _fit(Estimator(**args), X, y, sample_weight=weights)
+        dense = fit_quietly(Estimator(**args), X_DENSE, y, sample_weight=weights)
+        sparse = fit_quietly(Estimator(**args), X, y, sample_weight=weights)
         _assert_same_model(dense, sparse)
         if kwargs.get("early_stopping"):
             assert sparse.validation_scores_ == dense.validation_scores_
@@ -102,8 +93,8 @@ def test_poisson_on_sparse_input(small_blocks):
     for solver in ("lbfgs", "sgd"):
         kwargs = dict(loss="poisson", hidden_layer_sizes=(4,), solver=solver, max_iter=5,
                       random_state=0)
-        _assert_same_model(_fit(BackpropRegressor(**kwargs), X_DENSE, y),
-                           _fit(BackpropRegressor(**kwargs), X, y))
+        _assert_same_model(fit_quietly(BackpropRegressor(**kwargs), X_DENSE, y),
+                           fit_quietly(BackpropRegressor(**kwargs), X, y))
 
 
 def test_sparse_rows_are_densified_a_block_at_a_time(small_blocks, monkeypatch):
@@ -120,7 +111,7 @@ def test_sparse_rows_are_densified_a_block_at_a_time(small_blocks, monkeypatch):
     X = sp.csr_matrix(X_DENSE)
     for solver, batch_size in (("lbfgs", "auto"), ("sgd", 20), ("adam", 100)):
         made.clear()
-        clf = _fit(BackpropClassifier(hidden_layer_sizes=(8,), solver=solver, max_iter=3,
+        clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(8,), solver=solver, max_iter=3,
                                       batch_size=batch_size, random_state=0), X, Y)
         if solver == "lbfgs":
             assert made == []   # sparse products: nothing densified
@@ -128,14 +119,14 @@ def test_sparse_rows_are_densified_a_block_at_a_time(small_blocks, monkeypatch):
         assert made and max(made) <= small_blocks < X.shape[0]
     # a part holds whole batches: a batch larger than a block is one part of its own
     made.clear()
-    _fit(BackpropClassifier(hidden_layer_sizes=(8,), solver="sgd", max_iter=1,
+    fit_quietly(BackpropClassifier(hidden_layer_sizes=(8,), solver="sgd", max_iter=1,
                             batch_size=400, random_state=0), X, Y)
     assert max(made) == 400
 
 
 def test_sparse_float32_trains_in_float32():
     X = sp.csr_matrix(X_DENSE.astype(np.float32))
-    clf = _fit(BackpropClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0), X, Y)
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0), X, Y)
     assert clf.network_.dtype == np.float32 and clf.coefs_[0].dtype == np.float32
     assert clf.predict_proba(X).dtype == np.float32
 
@@ -143,6 +134,7 @@ def test_sparse_float32_trains_in_float32():
 def test_sparse_lbfgs_as_sklearn():
     X = sp.csr_matrix(X_DENSE)
     kwargs = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=10, random_state=0)
-    ours, theirs = _fit(BackpropClassifier(**kwargs), X, Y), _fit(MLPClassifier(**kwargs), X, Y)
+    ours = fit_quietly(BackpropClassifier(**kwargs), X, Y)
+    theirs = fit_quietly(MLPClassifier(**kwargs), X, Y)
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
