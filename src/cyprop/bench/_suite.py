@@ -844,7 +844,7 @@ def plot(report, workloads, batch_sizes, path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"--plot: matplotlib is not installed (pip install matplotlib); no plot written.")
+        print("--plot: matplotlib is not installed (pip install matplotlib); no plot written.")
         return
     names = list(dict.fromkeys(label(r) for r in report["results"]))
     colours = {n: plt.get_cmap("tab20")(i % 20) for i, n in enumerate(names)}
