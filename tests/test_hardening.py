@@ -4,7 +4,6 @@ it, or made harmless.  What used to crash the process runs in a child process, s
 is a failed test rather than a dead test run."""
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 
 import cyprop
-from cyprop import network as network_module
 
 BACKENDS = ("cython", "numpy")
 CHILD_TIMEOUT = 300

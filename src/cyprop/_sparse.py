@@ -10,6 +10,8 @@ loss and gradient of ``solver='lbfgs'``), and in one piece where it cannot matte
 
 import numpy as np
 
+from . import _backend
+
 try:
     import scipy.sparse as _sp
 except ImportError:  # scipy is optional for cyprop itself; the estimators need it
@@ -19,8 +21,10 @@ except ImportError:  # scipy is optional for cyprop itself; the estimators need 
 #: evaluated at once by the full-batch loss and gradient).
 BLOCK_BYTES = 1 << 24
 #: Blocks hold a multiple of the compiled core's rows per matrix product, so that its
-#: products see the same rows whether it gets the whole array or a block of it.
-CHUNK_ROWS = 256
+#: products see the same rows whether it gets the whole array or a block of it (without
+#: the compiled core, any number of rows will do).
+CHUNK_ROWS = (_backend._compiled.TUNING["chunk_rows"] if _backend._compiled is not None
+              else 1)
 
 
 def issparse(X):
