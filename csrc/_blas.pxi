@@ -49,8 +49,12 @@ def set_blas(dgemm, sgemm):
         <void*>blas_dgemm, "openblas_set_num_threads_local")
 
 
-def has_blas():
+cdef inline bint blas_ready() noexcept nogil:
     return blas_dgemm != NULL and blas_sgemm != NULL
+
+
+def has_blas():
+    return blas_ready()
 
 
 def blas_threads_controlled():

@@ -20,6 +20,7 @@ concern, and included here into one module (built once per instruction set):
     _sample.pxi   per-sample kernels (sample_*): forward, score, the one backward pass
     _block.pxi    per-block kernels as matrix products (block_*), in parts (part_*)
     _epoch.pxi    the drivers: an epoch (epoch_*) of batches (batch_*) on a path
+    _inference.pxi  forward of a chunk of rows; FewRows, the checked calls of serving
     cyprop_*.h    C helpers that Cython cannot express (restrict, CPU features, dlsym)
 
 A loop is written once and takes what varies as a fused type: the dtype (float,
@@ -43,6 +44,9 @@ from libc.math cimport sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
+                             PyBUF_FORMAT, PyBUF_WRITABLE)
+from cpython.exc cimport PyErr_Clear
 from cython.parallel cimport prange, threadid
 
 include "_layout.pxi"
@@ -52,6 +56,7 @@ include "_rules.pxi"
 include "_sample.pxi"
 include "_block.pxi"
 include "_epoch.pxi"
+include "_inference.pxi"
 
 
 # ------------------------------------------------------------ Python entry points
@@ -145,29 +150,17 @@ def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1
                                   sizeof(floating), False)
     cdef Layout* lay = &ws.lay
     cdef bint every_layer = out.shape[1] == lay.n_units
-    cdef int l, previous, first = 0 if every_layer else lay.n_layers - 1
-    cdef Py_ssize_t c, k, s, rows, width, n_chunks = (n + step - 1) // step
-    cdef floating* a
+    cdef int first = 0 if every_layer else lay.n_layers - 1
+    cdef Py_ssize_t c, k, rows, n_chunks = (n + step - 1) // step
     with nogil:
         # Chunks are independent: each thread feeds its chunks through its own scratch.
         for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
             k = c * step
             rows = step if k + step <= n else n - k
-            a = <floating*>ws.s.acts + threadid() * step * lay.n_units
-            if batched:
-                previous = blas_single_thread()
-                block_forward(lay, &whole, &params[0], &X[k, 0], <int>rows, a,
-                              <floating*>ws.s.z_out + threadid() * step * lay.sizes[lay.n_layers],
-                              0, True)
-                blas_restore_threads(previous)
-            else:
-                sample_forward(lay, &params[0], &X[k, 0], a, <floating*>ws.s.z_out, 0, 0)
-            # layer l's activations: a (rows, n_l) block at rows * a_off[l]
-            for l in range(first, lay.n_layers):
-                width = lay.sizes[l + 1]
-                for s in range(rows):
-                    memcpy(&out[k + s, lay.a_off[l] - lay.a_off[first]],
-                           a + rows * lay.a_off[l] + s * width, width * sizeof(floating))
+            forward_chunk(lay, &whole, batched, &params[0], &X[k, 0], rows,
+                          <floating*>ws.s.acts + threadid() * step * lay.n_units,
+                          <floating*>ws.s.z_out + threadid() * step * lay.sizes[lay.n_layers],
+                          &out[k, 0], out.shape[1], first)
 
 
 def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,

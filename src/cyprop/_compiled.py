@@ -201,6 +201,12 @@ class CompiledBackend:
         bounds = np.cumsum(arch.sizes[1:])[:-1]
         return [np.ascontiguousarray(block) for block in np.split(out, bounds, axis=1)]
 
+    def few_rows(self, arch, params):
+        """forward/predict of up to one chunk of rows checked in C, on ``params`` (see
+        the core's FewRows)."""
+        return self.core.FewRows(arch.sizes_array, arch.activation_codes, params,
+                                 evaluation_plan(self.core).struct(self.core), np)
+
     def loss_and_gradients(self, arch, params, X, Y, want_grad=True):
         grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
         loss, correct = self.core.loss_and_gradients(

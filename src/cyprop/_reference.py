@@ -42,6 +42,12 @@ def forward(arch, params, X, every_layer=False):
     return activations[1:] if every_layer else activations[-1]
 
 
+def few_rows(arch, params):
+    """The compiled backend's fast forward/predict of a few rows: none here (the
+    general path is this module's forward)."""
+    return None
+
+
 def backprop(arch, params, activations, delta, dropout=None, first=0):
     """Gradient sums over the batch, given the output deltas dLoss/dz (one row per sample)."""
     weights, _ = arch.split(params)

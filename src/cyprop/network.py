@@ -91,7 +91,7 @@ class Network:
         self._requested_backend = backend
         self.backend, self._impl = _backend.resolve(backend)
         self._rng = np.random.default_rng(seed)
-        self._params = self.arch.new_params(self.dtype)
+        self._bind(self.arch.new_params(self.dtype))
         for s_w, s_b, n_in, n_out in zip(self.arch.w_slices, self.arch.b_slices,
                                          sizes[:-1], sizes[1:]):
             W, b = INITIALIZERS[init](self._rng, n_in, n_out)
@@ -180,6 +180,10 @@ class Network:
         With ``return_hidden=True``, a list of every layer's activations instead, the
         first hidden layer first and the output last (no dropout: this is inference).
         """
+        if self._few_rows is not None and return_hidden is False:
+            out = self._few_rows.forward(X)   # a few rows, checked in C (else None)
+            if out is not None:
+                return out
         if _chunks.is_blockwise(X):
             # A Dask array or memory map: read and converted a block at a time.
             rows = _chunks.Rows(X, self.arch.n_inputs, self.dtype)
@@ -213,6 +217,10 @@ class Network:
 
     def predict(self, X):
         """Class labels: the argmax of the outputs (a 0.5 threshold for one output)."""
+        if self._few_rows is not None:
+            labels = self._few_rows.predict(X)   # a few rows, checked in C (else None)
+            if labels is not None:
+                return labels
         return _maths.labels_of(self.forward(X))
 
     def loss(self, X, Y):
@@ -707,7 +715,8 @@ class Network:
         """This network converted to float64 in place (for gradient checks of a copy)."""
         params = self.arch.new_params(np.float64)
         params[...] = self._params
-        self._params, self._dtype = params, np.dtype(np.float64)
+        self._dtype = np.dtype(np.float64)
+        self._bind(params)
 
     def __getstate__(self):
         # a snapshot that existed, even while another thread trains
@@ -716,7 +725,8 @@ class Network:
             state["_params"] = self._params.copy()
             state["optimizer"] = copy.deepcopy(self.optimizer)
             state["history"] = copy.deepcopy(self.history)
-        del state["_lock"], state["_state_lock"], state["_impl"], state["_training_thread"]
+        for name in ("_lock", "_state_lock", "_impl", "_training_thread", "_few_rows"):
+            del state[name]
         return state
 
     def __setstate__(self, state):
@@ -727,11 +737,17 @@ class Network:
         self.__dict__.update(state)
         params = self.arch.new_params(self.dtype)   # an unpickled array may be unaligned
         params[...] = self._params
-        self._params = params
         self.backend, self._impl = _backend.resolve(self._requested_backend)
+        self._bind(params)
         self._lock = threading.Lock()
         self._state_lock = threading.RLock()
         self._training_thread = None
+
+    def _bind(self, params):
+        """Make ``params`` the parameter buffer (set once; trained and loaded in place),
+        read by the backend's few-rows calls too (None: the backend has none)."""
+        self._params = params
+        self._few_rows = self._impl.few_rows(self.arch, params)
 
     def __repr__(self):
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "

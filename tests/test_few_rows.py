@@ -1,0 +1,202 @@
+"""forward and predict of a few rows, served by the compiled FewRows (checks in C).
+
+The promise: the same result as the general path, bit for bit, and the same errors:
+the fast path only recognises the common case and hands everything else back.
+"""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cyprop
+from cyprop import _compiled, _maths
+from conftest import COMBOS, DTYPES
+
+pytestmark = pytest.mark.skipif("cython" not in cyprop.available_backends(),
+                                reason="the compiled extension is not built")
+
+CHUNK = _compiled.TUNING["chunk_rows"]
+
+
+def general_forward(net, X):
+    """forward by the general path (converting, checking, chunking in Python)."""
+    return net.forward(X, return_hidden=True)[-1]
+
+
+def make_net(combo=("sigmoid", "softmax", "cross_entropy"), dtype="float64", sizes=(7, 5, 3),
+             seed=0):
+    hidden, output, loss = combo
+    return cyprop.Network(list(sizes), activation=hidden, output=output, loss=loss,
+                          dtype=dtype, seed=seed)
+
+
+def test_the_compiled_backend_serves_few_rows_and_numpy_does_not():
+    assert make_net()._few_rows is not None
+    assert cyprop.Network([3, 2], backend="numpy")._few_rows is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("combo", COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_one_row_equals_the_general_path_bit_for_bit(combo, dtype):
+    net = make_net(combo, dtype, sizes=(6, 4, 3 if combo[1] == "softmax" else 2))
+    x = np.random.default_rng(1).normal(size=(1, 6)).astype(dtype)
+    assert net._few_rows.forward(x) is not None   # the fast path took it
+    np.testing.assert_array_equal(net.forward(x), general_forward(net, x))
+    np.testing.assert_array_equal(net.forward(x[0]), general_forward(net, x)[0])
+    assert net.forward(x).dtype == net.forward(x[0]).dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 17, CHUNK - 1, CHUNK])
+def test_several_rows_up_to_a_chunk_equal_the_general_path(rows, dtype):
+    net = make_net(dtype=dtype, sizes=(30, 20, 4))
+    X = np.random.default_rng(rows).random((rows, 30)).astype(dtype)
+    assert net._few_rows.forward(X) is not None
+    np.testing.assert_array_equal(net.forward(X), general_forward(net, X))
+    np.testing.assert_array_equal(net.predict(X), _maths.labels_of(general_forward(net, X)))
+
+
+def test_more_rows_than_a_chunk_take_the_general_path():
+    net = make_net()
+    X = np.random.default_rng(0).random((CHUNK + 1, 7))
+    assert net._few_rows.forward(X) is None
+    assert net.forward(X).shape == (CHUNK + 1, 3)
+
+
+@pytest.mark.parametrize("outputs", [1, 2, 5])
+def test_predict_gives_the_labels_and_types_of_the_general_path(outputs):
+    net = make_net(("tanh", "sigmoid", "cross_entropy"), sizes=(4, 6, outputs), seed=3)
+    X = np.random.default_rng(2).normal(size=(50, 4)) * 3
+    expected = _maths.labels_of(general_forward(net, X))
+    got = net.predict(X)
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == expected.dtype and got.shape == (50,)
+    one, expected_one = net.predict(X[7]), _maths.labels_of(general_forward(net, X[7:8])[0])
+    assert type(one) is type(expected_one) and one == expected_one
+    assert 0 < len(set(got.tolist())) <= max(outputs, 2)
+
+
+def test_ties_go_to_the_first_output_as_argmax():
+    net = make_net(("identity", "identity", "mse"), sizes=(2, 3))
+    net.weights = [np.zeros((3, 2))]
+    net.biases = [np.array([1.0, 2.0, 2.0])]
+    assert net.predict(np.zeros(2)) == 1
+
+
+@pytest.mark.parametrize("X, message", [
+    (np.array([[0.0, np.nan, 1, 1, 1, 1, 1]]), "NaN"),
+    (np.array([0.0, np.inf, 1, 1, 1, 1, 1]), "infinity"),
+    (np.zeros((1, 6)), "features"),
+    (np.zeros(8), "features"),
+    (np.zeros((0, 7)), "empty"),
+    (np.zeros((1, 1, 7)), "dimension"),
+])
+def test_bad_rows_get_the_general_paths_errors(X, message):
+    net = make_net()
+    assert net._few_rows.forward(X) is None and net._few_rows.predict(X) is None
+    with pytest.raises(ValueError, match=message):
+        net.forward(X)
+    with pytest.raises(ValueError, match=message):
+        net.predict(X)
+
+
+def test_an_overflowing_output_is_still_an_error():
+    net = make_net(("relu", "identity", "mse"), sizes=(2, 2, 1))
+    net.weights = [np.full((2, 2), 1e200), np.full((1, 2), 1e200)]
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        net.forward(np.ones(2))
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        net.predict(np.ones((1, 2)))
+
+
+@pytest.mark.parametrize("X", [
+    np.arange(7, dtype=np.int64),                        # converted
+    np.arange(7, dtype=np.float32),                      # another float dtype
+    np.arange(14.0).reshape(7, 2).T,                     # not C order
+    np.arange(7.0).astype(">f8"),                        # big-endian
+    [0.5] * 7,                                           # a list
+    np.ma.masked_array(np.arange(7.0)),                  # a subclass
+], ids=["int", "float32", "fortran", "big-endian", "list", "masked"])
+def test_other_inputs_take_the_general_path_with_the_same_answer(X):
+    net = make_net()
+    expected = general_forward(net, np.asarray(np.ma.getdata(X), dtype=np.float64).copy())
+    got = net.forward(X)
+    np.testing.assert_allclose(got, expected.reshape(got.shape), rtol=1e-15)
+
+
+def test_read_only_and_sliced_rows_are_served():
+    net = make_net()
+    X = np.random.default_rng(4).random((5, 7))
+    X.flags.writeable = False
+    np.testing.assert_array_equal(net.forward(X[2]), general_forward(net, X[2:3])[0])
+    np.testing.assert_array_equal(net.forward(X[1:3]), general_forward(net, X[1:3]))
+
+
+def test_the_result_is_a_new_array_each_call():
+    net = make_net()
+    x = np.ones(7)
+    first, second = net.forward(x), net.forward(x)
+    assert first is not second and not np.shares_memory(first, second)
+    assert first.flags.writeable and first.flags.owndata
+
+
+def test_weights_changed_in_place_by_hand_or_by_training_are_seen():
+    net = make_net()
+    x = np.linspace(0, 1, 7)
+    before = net.forward(x)
+    net.weights[0][...] = 0.0          # the network's own buffer
+    changed = net.forward(x)
+    assert not np.array_equal(before, changed)
+    np.testing.assert_array_equal(changed, general_forward(net, x[None])[0])
+    net.weights = [np.ones((5, 7)), np.ones((3, 5))]
+    np.testing.assert_array_equal(net.forward(x), general_forward(net, x[None])[0])
+    net.fit(np.random.default_rng(0).random((20, 7)), np.arange(20) % 3, epochs=1)
+    np.testing.assert_array_equal(net.forward(x), general_forward(net, x[None])[0])
+
+
+def test_copies_pickles_and_loaded_networks_serve_their_own_parameters(tmp_path):
+    net = make_net()
+    x = np.linspace(-1, 1, 7)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    for other in (net.copy(), pickle.loads(pickle.dumps(net)), cyprop.load(path)):
+        assert other._few_rows is not None and other._few_rows is not net._few_rows
+        np.testing.assert_array_equal(other.forward(x), net.forward(x))
+        other.weights[0][...] = 0.0
+        assert not np.array_equal(other.forward(x), net.forward(x))
+        np.testing.assert_array_equal(other.forward(x), general_forward(other, x[None])[0])
+
+
+def test_without_blas_the_rows_go_one_at_a_time_with_the_general_paths_result():
+    code = """
+import numpy as np, cyprop
+from cyprop import _compiled
+core = _compiled.default.core
+net = cyprop.Network([30, 20, 4], seed=0)
+X = np.random.default_rng(0).random((9, 30))
+with_blas = net.forward(X)
+core.set_blas(None, None)
+without = net.forward(X)
+assert np.array_equal(without, net.forward(X, return_hidden=True)[-1])
+assert np.allclose(without, with_blas, rtol=1e-12)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+
+def test_threads_serving_one_network_get_their_own_rows():
+    from concurrent.futures import ThreadPoolExecutor
+    net = make_net(sizes=(30, 20, 4))
+    X = np.random.default_rng(5).random((64, 30))
+    expected = general_forward(net, X)
+
+    def serve(i):
+        return all(np.array_equal(net.forward(X[i]), expected[i]) for _ in range(200))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(serve, range(64)))
