@@ -43,12 +43,64 @@ cdef inline bint format_is(const char* fmt, char code) noexcept nogil:
 
 
 cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
-    # x * 0 is 0 for a finite x and NaN for NaN or infinity
-    cdef floating acc = 0
-    cdef Py_ssize_t i
-    for i in range(n):
-        acc += x[i] * 0
-    return acc == 0
+    """Whether x[0 .. n-1] are all finite: x * 0 is 0 for a finite x, NaN for NaN or
+    infinity (in N_ACC running sums, which vectorise, as in dot)."""
+    cdef floating s[N_ACC]
+    cdef Py_ssize_t i = 0, k
+    cdef floating t = 0
+    for k in range(N_ACC):
+        s[k] = 0
+    while i + N_ACC <= n:
+        for k in range(N_ACC):
+            s[k] += x[i + k] * 0
+        i += N_ACC
+    for k in range(N_ACC):
+        t += s[k]
+    while i < n:
+        t += x[i] * 0
+        i += 1
+    return t == 0
+
+
+cdef inline floating magnitude(floating v) noexcept nogil:
+    return fabsf(v) if floating is float else fabs(v)
+
+
+cdef bint largest_and_change(const floating* now, const floating* before, Py_ssize_t n,
+                             double* largest, double* change) noexcept nogil:
+    """Whether now[0 .. n-1] are all finite, and their largest magnitude and change
+    from ``before``, in one pass (N_ACC running sums and maxima, which vectorise)."""
+    cdef floating nan_test[N_ACC]
+    cdef floating big[N_ACC]
+    cdef floating moved[N_ACC]
+    cdef floating v, d, t = 0
+    cdef Py_ssize_t i = 0, k
+    for k in range(N_ACC):
+        nan_test[k] = 0
+        big[k] = 0
+        moved[k] = 0
+    while i + N_ACC <= n:
+        for k in range(N_ACC):
+            nan_test[k] += now[i + k] * 0
+            v = magnitude(now[i + k])
+            d = magnitude(now[i + k] - before[i + k])
+            big[k] = v if v > big[k] else big[k]
+            moved[k] = d if d > moved[k] else moved[k]
+        i += N_ACC
+    while i < n:
+        t += now[i] * 0
+        v = magnitude(now[i])
+        d = magnitude(now[i] - before[i])
+        big[0] = v if v > big[0] else big[0]
+        moved[0] = d if d > moved[0] else moved[0]
+        i += 1
+    largest[0] = 0
+    change[0] = 0
+    for k in range(N_ACC):
+        t += nan_test[k]
+        largest[0] = big[k] if big[k] > largest[0] else largest[0]
+        change[0] = moved[k] if moved[k] > change[0] else change[0]
+    return t == 0
 
 
 cdef class FewRows:
@@ -67,16 +119,26 @@ cdef class FewRows:
     cdef Py_buffer params
     cdef bint holding
     cdef bint is_double
+    cdef char code               # the parameters' buffer format: 'd' or 'f'
     cdef Py_ssize_t n_in, n_out
-    cdef object ndarray, empty, dtype, label_dtype
+    cdef object ndarray, empty, dtype, label_dtype, int64
+    # partial_fit of one row (train_one): what prepare() was last given
+    cdef Plan plan
+    cdef Hyper hyper
+    cdef int loss
+    cdef Py_ssize_t n_slots
+    cdef double max_norm
+    cdef public object prepared_for   # the caller's key of that setting; None: none yet
 
     def __cinit__(self, const Py_ssize_t[::1] sizes, const int[::1] acts, params,
                   Plan plan, numpy):
         if layout_init(&self.lay, sizes, acts) != 0:
             raise MemoryError("cyprop: cannot allocate the layer layout")
-        PyObject_GetBuffer(params, &self.params, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        PyObject_GetBuffer(params, &self.params,
+                           PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
         self.holding = True
         self.is_double = format_is(self.params.format, c'd')
+        self.code = c'd' if self.is_double else c'f'
         if not (self.is_double or format_is(self.params.format, c'f')) or \
                 self.params.len != self.lay.n_params * self.params.itemsize:
             raise ValueError("cyprop: FewRows needs the network's flat float32 or "
@@ -87,6 +149,7 @@ cdef class FewRows:
         self.n_in = self.lay.sizes[0]
         self.n_out = self.lay.sizes[self.lay.n_layers]
         self.ndarray = numpy.ndarray
+        self.int64 = numpy.int64
         self.empty = numpy.empty
         self.dtype = numpy.float64 if self.is_double else numpy.float32
         # what the general path's labels are: argmax's, or a 0.5 threshold's
@@ -104,23 +167,31 @@ cdef class FewRows:
         """The most rows one call takes (forward's chunk: one chunk, one result)."""
         return self.whole.block_rows if self.whole.path == PATH_BLOCKS else 1
 
+    cdef Py_ssize_t take(self, obj, Py_buffer* view, int flags, char code,
+                         Py_ssize_t width, Py_ssize_t max_rows):
+        """Rows of ``obj`` if it is an ndarray of ``code`` items in C order, (width,)
+        (0: one row, 1-D) or (rows, width) with 1 <= rows <= max_rows, its buffer then
+        held in ``view``; else -1, nothing held."""
+        if type(obj) is not self.ndarray:
+            return -1
+        if get_buffer_or_error(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+            PyErr_Clear()   # not C order (a view), read-only: for the general path
+            return -1
+        if format_is(view.format, code):
+            if view.ndim == 1 and view.shape[0] == width:
+                return 0
+            if view.ndim == 2 and view.shape[1] == width and 1 <= view.shape[0] <= max_rows:
+                return view.shape[0]
+        PyBuffer_Release(view)
+        return -1
+
     cdef object outputs(self, X):
         """forward(X) as (out, single), or None where the general path must run."""
         cdef Py_buffer x
-        if type(X) is not self.ndarray:
+        cdef Py_ssize_t rows = self.take(X, &x, 0, self.code, self.n_in, self.max_rows)
+        if rows < 0:
             return None
-        if get_buffer_or_error(X, &x, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
-            PyErr_Clear()   # not C order (a view): converted by the general path
-            return None
-        cdef Py_ssize_t rows = -1
         try:
-            if format_is(x.format, c'd' if self.is_double else c'f'):
-                if x.ndim == 1 and x.shape[0] == self.n_in:
-                    rows = 0
-                elif x.ndim == 2 and x.shape[1] == self.n_in and 1 <= x.shape[0] <= self.max_rows:
-                    rows = x.shape[0]
-            if rows < 0:
-                return None
             if rows:
                 out = self.empty((rows, self.n_out), self.dtype)
             else:
@@ -169,6 +240,191 @@ cdef class FewRows:
         finally:
             PyBuffer_Release(&o)
         return labels[0] if single else labels
+
+
+    # ------------------------------------------------ partial_fit of one sample
+    def prepare(self, key, int loss, Plan plan, Hyper hyper, Py_ssize_t n_slots,
+                double max_norm):
+        """Set what train_one runs: the caller checked the optimizer and planned batch
+        size 1 (cyprop/_compiled.py: plan); ``key`` is its name for this setting."""
+        check_training_plan(&plan, &hyper, self.lay.n_layers, max_norm, n_slots)
+        if plan.path not in (PATH_ONLINE, PATH_ONLINE_NEXT):
+            raise ValueError(f"cyprop: train_one runs the online paths, not {PATHS[plan.path]!r}")
+        self.plan, self.hyper, self.loss = plan, hyper, loss
+        self.n_slots, self.max_norm = n_slots, max_norm
+        self.prepared_for = key
+
+    def train_one(self, X, Y, state, long steps):
+        """``partial_fit`` of one sample with the prepared setting, stepping the
+        parameters and ``state`` in place: (loss, 1 if classified right else 0, steps
+        taken in all, largest change of a parameter).  None where the general path must
+        run: anything but the common case (X and Y as forward takes them, one row, Y
+        targets of the dtype or an int64 class label; the state as the optimizer keeps
+        it), data or parameters that are not finite, a step that diverged (undone here,
+        so that the general path takes it again and explains)."""
+        cdef Py_buffer x, y, st
+        cdef Py_ssize_t rows, y_rows = -1
+        cdef long long label = -1
+        cdef int done
+        cdef double loss, update
+        cdef Py_ssize_t right
+        if self.prepared_for is None:
+            return None
+        rows = self.take(X, &x, 0, self.code, self.n_in, 1)
+        if rows < 0:
+            return None
+        try:
+            label = self.label(Y, rows == 0)
+            if label < 0:
+                y_rows = self.take(Y, &y, 0, self.code, self.n_out, 1)
+                if y_rows < 0:
+                    return None
+                if y_rows != rows:
+                    PyBuffer_Release(&y)
+                    return None
+            if self.take_state(state, &st) < 0:
+                if y_rows >= 0:
+                    PyBuffer_Release(&y)
+                return None
+            with nogil:
+                if self.is_double:
+                    done = train_row(&self.lay, &self.plan, &self.hyper, self.loss,
+                                     self.max_norm, self.n_slots, <double*>self.params.buf,
+                                     <double*>st.buf, <const double*>x.buf,
+                                     <const double*>y.buf if y_rows >= 0 else NULL, label,
+                                     &steps, &loss, &right, &update)
+                else:
+                    done = train_row(&self.lay, &self.plan, &self.hyper, self.loss,
+                                     self.max_norm, self.n_slots, <float*>self.params.buf,
+                                     <float*>st.buf, <const float*>x.buf,
+                                     <const float*>y.buf if y_rows >= 0 else NULL, label,
+                                     &steps, &loss, &right, &update)
+            PyBuffer_Release(&st)
+            if y_rows >= 0:
+                PyBuffer_Release(&y)
+            return (loss, right, steps, update) if done == 0 else None
+        finally:
+            PyBuffer_Release(&x)
+
+    cdef long long label(self, Y, bint single):
+        """Y as one class label of a network with several outputs (an int64 array of
+        shape (1,); for a 1-D X also an int or int64 number, or an array of shape ()),
+        in range; else -1."""
+        cdef Py_buffer view
+        cdef long long value = -1
+        if self.n_out < 2:
+            return -1
+        if single and (type(Y) is int or type(Y) is self.int64):   # a number
+            return Y if 0 <= Y < self.n_out else -1
+        if type(Y) is not self.ndarray:
+            return -1
+        if get_buffer_or_error(Y, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+            PyErr_Clear()
+            return -1
+        if (view.itemsize == sizeof(long long)
+                and (format_is(view.format, c'l') or format_is(view.format, c'q'))
+                and ((view.ndim == 1 and view.shape[0] == 1) or (view.ndim == 0 and single))):
+            value = (<long long*>view.buf)[0]
+        PyBuffer_Release(&view)
+        return value if 0 <= value < self.n_out else -1
+
+    cdef int take_state(self, state, Py_buffer* view):
+        """0 with ``state``'s buffer held if it is the optimizer's state as the kernels
+        step it in place: (n_slots, n_params) of the dtype, C order, aligned, writable;
+        else -1 (None before a first step: the general path creates it)."""
+        if type(state) is not self.ndarray:
+            return -1
+        if get_buffer_or_error(state, view,
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0:
+            PyErr_Clear()
+            return -1
+        if (format_is(view.format, self.code) and view.ndim == 2
+                and view.shape[0] == self.n_slots and view.shape[1] == self.lay.n_params
+                and <size_t>view.buf % <size_t>view.itemsize == 0):
+            return 0
+        PyBuffer_Release(view)
+        return -1
+
+
+cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, int loss,
+                   double max_norm, Py_ssize_t n_slots,
+                   floating* params, floating* state,     # IN/OUT
+                   const floating* x, const floating* y,  # y NULL: the class ``label``
+                   long long label,
+                   long* steps,                           # IN/OUT
+                   double* loss_out, Py_ssize_t* right, double* largest_update
+                   ) noexcept nogil:
+    """One sample's online step, as train_epoch's driver takes it, with the general
+    path's checks around it (Network._check_data before, Network._divergence after):
+    0, or -1 with the parameters and state as they were."""
+    cdef Py_ssize_t i, P = layout.n_params, n_in = layout.sizes[0]
+    cdef Py_ssize_t n_out = layout.sizes[layout.n_layers], n_units = layout.n_units
+    cdef double limit = sqrt(DBL_MAX) if floating is double else sqrtf(FLT_MAX)
+    cdef double largest = 0, update = 0
+    cdef bint fine
+    # (parameters that are not finite before the step are not after it: the general
+    # path then explains)
+    if not all_finite(x, n_in):
+        return -1
+    if y != NULL:
+        if not all_finite(y, n_out):
+            return -1
+        if loss == CROSS_ENTROPY:
+            for i in range(n_out):
+                if y[i] < 0 or y[i] > 1:
+                    return -1
+    # the parameters and state before the step, then the step's scratch
+    cdef floating* kept = <floating*>malloc(((1 + n_slots) * P + 2 * n_units + 2 * n_out
+                                              + 2 * n_in + 64) * sizeof(floating))
+    if kept == NULL:
+        return -1
+    memcpy(kept, params, P * sizeof(floating))
+    memcpy(kept + P, state, n_slots * P * sizeof(floating))
+    cdef floating* work = kept + (1 + n_slots) * P
+    cdef Scratch scratch
+    scratch.inputs = NULL   # (the online paths read a row of X as it is)
+    scratch.grad = NULL
+    scratch.acts = work
+    scratch.deltas = work + n_units
+    scratch.z_out = work + 2 * n_units
+    cdef floating* one_hot = work + 2 * n_units + n_out
+    scratch.x_rows = one_hot + n_out   # two rows of inputs, + the slack to align them
+    if y == NULL:
+        memset(one_hot, 0, n_out * sizeof(floating))
+        one_hot[label] = 1
+        y = one_hot
+    cdef Layout lay = layout[0]
+    lay.max_norm = max_norm
+    cdef Epoch e
+    e.lay = &lay
+    e.plan = plan[0]
+    e.loss = loss
+    e.X = x
+    e.Y = y
+    e.sample_weight = NULL
+    e.order = NULL
+    e.n = 1
+    e.state = state
+    e.scratch = &scratch
+    e.steps = steps[0]
+    e.loss_sum = 0
+    e.n_correct = 0
+    epoch_by_rule(&e, params, hyper)
+    # Network._divergence: a loss or a parameter not finite, one past sqrt(max) (its
+    # products overflow), a state not finite; all_finite-style, NaN fails every <=
+    fine = (largest_and_change(params, kept, P, &largest, &update) and largest <= limit
+            and e.loss_sum - e.loss_sum == 0 and all_finite(state, n_slots * P))
+    if not fine:
+        memcpy(params, kept, P * sizeof(floating))
+        memcpy(state, kept + P, n_slots * P * sizeof(floating))
+        free(kept)
+        return -1
+    free(kept)
+    steps[0] = e.steps
+    loss_out[0] = e.loss_sum
+    right[0] = e.n_correct
+    largest_update[0] = update
+    return 0
 
 
 cdef int run_rows(const Layout* lay, const Plan* whole, const floating* params,

@@ -200,3 +200,208 @@ def test_threads_serving_one_network_get_their_own_rows():
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(serve, range(64)))
+
+
+# ------------------------------------------------------- partial_fit of one sample
+OPTIMIZER_CASES = {
+    "sgd": lambda: cyprop.SGD(0.3),
+    "momentum": lambda: cyprop.SGD(0.1, momentum=0.9, weight_decay=1e-3),
+    "nesterov": lambda: cyprop.SGD(0.1, momentum=0.9, nesterov=True),
+    "adam": lambda: cyprop.Adam(0.01, weight_decay=1e-3),
+    "rmsprop": lambda: cyprop.RMSprop(0.01, momentum=0.5),
+    "adagrad": lambda: cyprop.Adagrad(0.1),
+    "rprop": lambda: cyprop.optimizers.Rprop(),
+}
+
+
+def stream_pair(sizes=(8, 6, 3), dtype="float64", optimizer="sgd", max_norm=None, **kwargs):
+    """Two equal networks that have taken one step with the optimizer (so that its
+    state exists): one to stream through the fast path, one through the general."""
+    nets = [cyprop.Network(list(sizes), dtype=dtype, seed=2, max_norm=max_norm, **kwargs)
+            for _ in range(2)]
+    X = np.random.default_rng(3).random((40, sizes[0])).astype(dtype)
+    labels = np.arange(40) % sizes[-1]
+    for net in nets:
+        net.partial_fit(X[:1], labels[:1], optimizer=OPTIMIZER_CASES[optimizer]())
+    return nets, X, labels
+
+
+def assert_same_training(fast, general):
+    np.testing.assert_array_equal(fast._params, general._params)
+    np.testing.assert_array_equal(fast.optimizer.state, general.optimizer.state)
+    assert fast.optimizer.steps == general.optimizer.steps
+    for key in ("loss", "accuracy", "learning_rate", "largest_update", "val_loss"):
+        assert getattr(fast.history, key) == getattr(general.history, key), key
+    assert fast.history.stop_reason == general.history.stop_reason == "epochs"
+    assert len(fast.history.seconds) == len(general.history.seconds)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", OPTIMIZER_CASES)
+def test_streaming_one_sample_at_a_time_equals_the_general_path(optimizer, dtype):
+    (fast, general), X, labels = stream_pair(dtype=dtype, optimizer=optimizer)
+    Y = np.eye(3, dtype=dtype)[labels]
+    taken = spy_on_the_fast_path(fast)
+    for i in range(1, 40):
+        fast.partial_fit(X[i:i + 1], Y[i:i + 1])                      # the fast path
+        general.partial_fit(X[i:i + 1].tolist(), Y[i:i + 1].tolist())  # lists: general
+        assert_same_training(fast, general)
+    assert taken == [True] * 39
+
+
+def spy_on_the_fast_path(net):
+    """A list that gets, for each partial_fit, whether the fast path took it."""
+    taken, step = [], net._step_one_sample
+
+    def spy(X, Y):
+        taken.append(step(X, Y))
+        return taken[-1]
+
+    net._step_one_sample = spy
+    return taken
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_every_activation_and_loss_streams_as_the_general_path(combo):
+    hidden, output, loss = combo
+    n_out = 3 if output == "softmax" else 2
+    (fast, general), X, labels = stream_pair(sizes=(5, 4, n_out), activation=hidden,
+                                             output=output, loss=loss)
+    Y = np.eye(n_out)[labels % n_out]
+    taken = spy_on_the_fast_path(fast)
+    for i in range(1, 20):
+        fast.partial_fit(X[i:i + 1], Y[i:i + 1])
+        general.partial_fit(X[i:i + 1].tolist(), Y[i:i + 1].tolist())
+    assert_same_training(fast, general)
+    assert all(taken)
+
+
+def test_labels_one_dimensional_rows_and_max_norm_stream_as_the_general_path():
+    (fast, general), X, labels = stream_pair(max_norm=0.5)
+    taken = spy_on_the_fast_path(fast)
+    for i in range(1, 30):
+        x, label = X[i], labels[i]
+        if i % 3 == 0:
+            fast.partial_fit(x, np.int64(label))           # a 1-D row and a label
+        elif i % 3 == 1:
+            fast.partial_fit(x[None], np.array([label]))   # one row, one label
+        else:
+            fast.partial_fit(x, np.eye(3)[label])          # a 1-D row and its targets
+        general.partial_fit(x[None].tolist(), [int(label)])
+    assert_same_training(fast, general)
+    assert taken == [True] * 29
+
+
+def test_one_dimensional_rows_train_on_the_numpy_backend_too():
+    net = cyprop.Network([4, 3, 2], backend="numpy", seed=0)
+    other = cyprop.Network([4, 3, 2], backend="numpy", seed=0)
+    net.partial_fit(np.ones(4), 1)
+    other.partial_fit(np.ones((1, 4)), [1])
+    np.testing.assert_array_equal(net._params, other._params)
+
+
+@pytest.mark.parametrize("X, Y, error, message", [
+    (np.array([[np.nan] * 8]), np.array([1]), ValueError, "NaN"),
+    (np.zeros((1, 7)), np.array([1]), ValueError, "features"),
+    (np.zeros((1, 8)), np.array([3]), ValueError, "outside the range"),
+    (np.zeros((1, 8)), np.array([[0.5, 0.5, np.inf]]), ValueError, "NaN or infinity"),
+    (np.zeros((1, 8)), np.array([[2.0, 0, 0]]), ValueError, r"targets in \[0, 1\]"),
+    (np.zeros((1, 8)), np.array([1, 2]), ValueError, "different numbers of samples"),
+])
+def test_bad_samples_get_the_general_paths_errors_and_change_nothing(X, Y, error, message):
+    (net, _), _, _ = stream_pair()
+    before, state, steps = net._params.copy(), net.optimizer.state.copy(), net.optimizer.steps
+    epochs = len(net.history)
+    assert net._few_rows.train_one(X, Y, net.optimizer.state, steps) is None
+    with pytest.raises(error, match=message):
+        net.partial_fit(X, Y)
+    np.testing.assert_array_equal(net._params, before)
+    np.testing.assert_array_equal(net.optimizer.state, state)
+    assert net.optimizer.steps == steps and len(net.history) == epochs
+
+
+def test_a_diverging_step_is_undone_and_explained():
+    (net, _), X, _ = stream_pair(sizes=(8, 6, 1), optimizer="sgd")
+    net.optimizer.learning_rate = 1e305
+    before, steps = net._params.copy(), net.optimizer.steps
+    with pytest.raises(cyprop.TrainingDiverged):
+        net.partial_fit(X[:1] * 1e5, np.array([[1.0]]))
+    np.testing.assert_array_equal(net._params, before)
+    assert net.optimizer.steps == steps and net.history.stop_reason == "diverged"
+
+
+def test_weights_made_nan_by_hand_are_refused_before_training():
+    (net, _), X, labels = stream_pair()
+    net.weights[0][0, 0] = np.nan
+    with pytest.raises(cyprop.TrainingDiverged, match="already NaN"):
+        net.partial_fit(X[:1], labels[:1])
+
+
+def test_hyper_parameters_set_by_hand_are_checked_and_used():
+    (fast, general), X, labels = stream_pair(optimizer="momentum")
+    for net in (fast, general):
+        net.optimizer.momentum = 0.5
+        net.optimizer.learning_rate = 0.05
+    fast.partial_fit(X[1:2], labels[1:2])
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    assert_same_training(fast, general)
+    fast.optimizer.momentum = -1.0
+    with pytest.raises(ValueError, match="momentum"):
+        fast.partial_fit(X[2:3], labels[2:3])
+    fast.optimizer.momentum = 0.5
+    fast.optimizer.learning_rate = float("nan")
+    with pytest.raises(ValueError, match="learning_rate"):
+        fast.partial_fit(X[2:3], labels[2:3])
+
+
+def test_state_set_by_hand_is_used_or_checked():
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    for net in (fast, general):
+        net.optimizer.state = np.full_like(net.optimizer.state, 0.25)
+    fast.partial_fit(X[1:2], labels[1:2])
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    assert_same_training(fast, general)
+    fast.optimizer.state = np.zeros((2, fast.arch.n_params), np.float32)   # another dtype
+    fast.partial_fit(X[2:3], labels[2:3])   # the general path starts it afresh
+    assert fast.optimizer.state.dtype == np.float64 and fast.optimizer.steps == 1
+
+
+def test_other_arguments_dropout_and_custom_optimizers_take_the_general_path():
+    (net, _), X, labels = stream_pair()
+    probe = net._few_rows
+    prepared = probe.prepared_for
+    net.partial_fit(X[1:2], labels[1:2], sample_weight=[2.0])
+    net.partial_fit(X[1:2], labels[1:2], optimizer=cyprop.SGD(0.2))   # a new one
+    assert net.optimizer.learning_rate == 0.2
+    net.dropout = [0.5]
+    net.partial_fit(X[1:2], labels[1:2])
+    assert probe.prepared_for is prepared   # none of those went through it
+    assert net.history.epochs == 4
+
+
+def test_a_stream_trained_network_saves_and_loads_mid_stream(tmp_path):
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    for i in range(1, 10):
+        fast.partial_fit(X[i:i + 1], labels[i:i + 1])
+        general.partial_fit(X[i:i + 1].tolist(), labels[i:i + 1].tolist())
+    fast.save(tmp_path / "m.npz")
+    resumed = cyprop.load(tmp_path / "m.npz")
+    for i in range(10, 20):
+        resumed.partial_fit(X[i:i + 1], labels[i:i + 1])
+        general.partial_fit(X[i:i + 1].tolist(), labels[i:i + 1].tolist())
+    np.testing.assert_array_equal(resumed._params, general._params)
+
+
+def test_partial_fit_inside_a_running_fit_is_refused_as_before():
+    (net, _), X, labels = stream_pair()
+    errors = []
+
+    class Reenter:
+        def on_epoch_end(self, net_, epoch, logs):
+            try:
+                net_.partial_fit(X[:1], labels[:1])
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+    net.fit(X, labels, epochs=1, callbacks=[Reenter()])
+    assert errors and "inside its own training" in errors[0]

@@ -217,6 +217,15 @@ class CompiledBackend:
     def plan(self, arch, optimizer, batch_size, options=TrainingOptions()):
         return plan(arch, optimizer, batch_size, options, self.core)
 
+    def prepare_one_sample(self, rows, arch, optimizer, max_norm, setting):
+        """Set ``rows`` (a FewRows of this core) to train one sample at a time with
+        ``optimizer`` (already checked), as train_epoch would plan it; ``setting`` names
+        what it was prepared for."""
+        chosen = self.plan(arch, optimizer, 1, TrainingOptions(max_norm=max_norm))
+        rows.prepare(setting, arch.loss_code, chosen.struct(self.core),
+                     vars(optimizer.hyper()), type(optimizer).n_slots,
+                     TrainingOptions(max_norm=max_norm).max_norm)
+
     def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer,
                     options=TrainingOptions()):
         chosen = self.plan(arch, optimizer, batch_size, options)

@@ -21,7 +21,7 @@ from ._progress import Progress, is_interactive
 from ._training import Dropout, TrainingOptions
 from .history import History
 from .initializers import INITIALIZERS
-from .optimizers import SGD, Optimizer
+from .optimizers import OPTIMIZERS, SGD, Optimizer
 
 
 class _ParameterList(list):
@@ -354,16 +354,59 @@ class Network:
     def partial_fit(self, X, Y, batch_size=10, optimizer=None, shuffle=True, sample_weight=None,
                     class_weight=None, verbose=0, n_threads=None):
         """One more epoch over (X, Y), keeping the optimizer and its state, and adding to
-        ``net.history`` (arguments as in ``fit``)."""
+        ``net.history`` (arguments as in ``fit``).
+
+        A 1-D X is one sample (as ``forward`` takes it); its Y is then the sample's
+        targets (n_outputs values) or its class label (a number, or one value)."""
+        if (optimizer is None and sample_weight is None and class_weight is None
+                and not verbose and n_threads is None and type(batch_size) is int
+                and batch_size >= 1 and (shuffle is True or shuffle is False)
+                and self._step_one_sample(X, Y)):
+            return self   # one sample, stepped and checked in C
         batch_size = _validation.check_int("batch_size", batch_size)
         n_threads = _check_threads(n_threads)
         _check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
+        if not _chunks.is_blockwise(X) and np.ndim(X) == 1:
+            X, Y = _one_sample(X, Y, self.arch.n_outputs)
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, Y)
         self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
                   _StoppingRules(), [], None, n_threads, optimizer)
         return self
+
+    def _step_one_sample(self, X, Y):
+        """partial_fit of one sample with the network's optimizer, by the backend's
+        FewRows (checked in C, the general path's result and records): True if it ran;
+        False where the general path must run (anything but that common case, or a
+        problem, which the general path then explains)."""
+        rows, optimizer = self._few_rows, self.optimizer
+        if rows is None or type(optimizer) not in _OWN_OPTIMIZERS or any(self._dropout):
+            return False
+        setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
+                   self._max_norm)
+        if rows.prepared_for != setting:   # checked once per setting, not per call
+            optimizer.check()
+            self._impl.prepare_one_sample(rows, self.arch, optimizer, self._max_norm, setting)
+        if not self._lock.acquire(blocking=False):
+            return False   # training elsewhere: the general path says so
+        try:
+            began = time.perf_counter()
+            with self._state_lock:
+                result = rows.train_one(X, Y, optimizer.state, optimizer.steps)
+                if result is None:
+                    return False
+                loss, right, optimizer._steps, largest = result
+            seconds = time.perf_counter() - began
+            self.stop_training = False
+            self.history.record(loss=loss, accuracy=float(right),
+                                learning_rate=optimizer.learning_rate, seconds=seconds,
+                                samples_per_second=1 / seconds if seconds > 0 else np.inf,
+                                largest_update=largest)
+            self.history.stop_reason = "epochs"
+        finally:
+            self._lock.release()
+        return True
 
     def _set_optimizer(self, optimizer):
         if optimizer is not None and optimizer is not self.optimizer:
@@ -752,6 +795,18 @@ class Network:
     def __repr__(self):
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "
                 f"loss={self.arch.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+
+_OWN_OPTIMIZERS = frozenset(OPTIMIZERS.values())
+
+
+def _one_sample(X, Y, n_outputs):
+    """A 1-D X as one row, and its Y as that row's targets (n_outputs values) or class
+    label (a number, or one value)."""
+    Y = np.asarray(Y)
+    if Y.ndim == 0 or (Y.ndim == 1 and n_outputs > 1 and Y.shape[0] == n_outputs):
+        Y = Y.reshape(1, -1) if Y.ndim == 1 else Y.reshape(1)
+    return np.asarray(X).reshape(1, -1), Y
 
 
 def _check_result(values, what):
