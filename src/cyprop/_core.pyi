@@ -13,6 +13,7 @@ dicts.
 """
 
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -66,3 +67,12 @@ def train_epoch(sizes: _Sizes, acts: _Codes, loss: int, params: _Floating, X: _F
                 sample_weight: _Floating | None = None,
                 dropout: NDArray[np.float64] | None = None, dropout_seed: int = 0,
                 max_norm: float = 0) -> tuple[float, int, int]: ...
+
+# _inference.pxi
+class FewRows:
+    def __init__(self, sizes: _Sizes, acts: _Codes, params: _Floating,
+                 plan: Mapping[str, int], numpy: ModuleType) -> None: ...
+    @property
+    def max_rows(self) -> int: ...
+    def forward(self, X: object) -> _Floating | None: ...
+    def predict(self, X: object) -> NDArray[np.integer[Any]] | np.integer[Any] | None: ...
