@@ -14,7 +14,7 @@ import importlib
 import os
 import warnings
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -199,6 +199,12 @@ class CompiledBackend:
         self.instruction_set = instruction_set or CHOSEN
         self.core = KERNELS[self.instruction_set]
 
+    @overload
+    def forward(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                every_layer: Literal[False] = ...) -> NDArray[Any]: ...
+    @overload
+    def forward(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                every_layer: bool = ...) -> NDArray[Any] | list[NDArray[Any]]: ...
     def forward(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
                 every_layer: bool = False) -> NDArray[Any] | list[NDArray[Any]]:
         width = sum(arch.sizes[1:]) if every_layer else arch.n_outputs
@@ -217,7 +223,8 @@ class CompiledBackend:
         return self.core.FewRows(arch.sizes_array, arch.activation_codes, params,
                                  evaluation_plan(self.core).struct(self.core), np)
 
-    def loss_and_gradients(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any],
+    def loss_and_gradients(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                           Y: NDArray[Any],
                            want_grad: bool = True) -> tuple[float, int, NDArray[Any] | None]:
         grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
         loss, correct = self.core.loss_and_gradients(
@@ -229,7 +236,8 @@ class CompiledBackend:
              options: TrainingOptions = TrainingOptions()) -> Plan:
         return plan(arch, optimizer, batch_size, options, self.core)
 
-    def train_epoch(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any],
+    def train_epoch(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                    Y: NDArray[Any],
                     order: NDArray[np.intp], batch_size: int, optimizer: Optimizer,
                     options: TrainingOptions = TrainingOptions()) -> tuple[float, int]:
         chosen = self.plan(arch, optimizer, batch_size, options)

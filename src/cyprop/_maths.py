@@ -67,7 +67,8 @@ def softplus(z: NDArray[Any]) -> NDArray[Any]:
     return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
 
-def sample_losses(loss: str, output: str, a: NDArray[Any], z: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
+def sample_losses(loss: str, output: str, a: NDArray[Any], z: NDArray[Any],
+                  y: NDArray[Any]) -> NDArray[Any]:
     """The loss of each sample (one per row), from the output activations a and, where
     that is stabler, from the output pre-activations z."""
     if loss == "mse":

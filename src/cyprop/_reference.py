@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from .optimizers import Optimizer
 
 
-def feedforward(arch: Architecture, params: NDArray[Any], X: NDArray[Any], dropout: Dropout | None = None,
+def feedforward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                dropout: Dropout | None = None,
                 first: int = 0) -> tuple[list[NDArray[Any]], NDArray[Any]]:
     """Activations of every layer for the rows of X (input first), and the output
     layer's pre-activations z.  With ``dropout`` (training only), hidden units are
@@ -47,6 +48,12 @@ def feedforward(arch: Architecture, params: NDArray[Any], X: NDArray[Any], dropo
     return activations, z
 
 
+@overload
+def forward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+            every_layer: Literal[False] = ...) -> NDArray[Any]: ...
+@overload
+def forward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+            every_layer: bool = ...) -> NDArray[Any] | list[NDArray[Any]]: ...
 def forward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
             every_layer: bool = False) -> NDArray[Any] | list[NDArray[Any]]:
     """Output activations, one row per row of X (every layer's, with ``every_layer``)."""
@@ -60,8 +67,8 @@ def few_rows(arch: Architecture, params: NDArray[Any]) -> None:
     return None
 
 
-def backprop(arch: Architecture, params: NDArray[Any], activations: list[NDArray[Any]], delta: NDArray[Any],
-             dropout: Dropout | None = None, first: int = 0) -> NDArray[Any]:
+def backprop(arch: Architecture, params: NDArray[Any], activations: list[NDArray[Any]],
+             delta: NDArray[Any], dropout: Dropout | None = None, first: int = 0) -> NDArray[Any]:
     """Gradient sums over the batch, given the output deltas dLoss/dz (one row per sample)."""
     weights, _ = arch.split(params)
     grad = np.empty_like(params)
@@ -119,8 +126,8 @@ def loss_and_gradients(arch: Architecture, params: NDArray[Any], X: NDArray[Any]
     return loss, correct, backprop(arch, params, activations, delta, dropout, first)
 
 
-def train_epoch(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any], order: NDArray[np.intp],
-                batch_size: int, optimizer: Optimizer,
+def train_epoch(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any],
+                order: NDArray[np.intp], batch_size: int, optimizer: Optimizer,
                 options: TrainingOptions = TrainingOptions()) -> tuple[float, int]:
     """Consecutive batches of ``order`` (an epoch, or whole batches of one), one
     optimizer step per batch.

@@ -87,4 +87,5 @@ def he(rng: np.random.Generator, n_in: int, n_out: int) -> _Layer:
 
 
 #: The initializers by the name ``Network(init=...)`` takes.
-INITIALIZERS: dict[str, Callable[[np.random.Generator, int, int], _Layer]] = {"normal": normal, "uniform": uniform, "xavier": xavier, "he": he}
+INITIALIZERS: dict[str, Callable[[np.random.Generator, int, int], _Layer]] = {
+    "normal": normal, "uniform": uniform, "xavier": xavier, "he": he}

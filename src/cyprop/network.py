@@ -32,6 +32,9 @@ from .optimizers import SGD, Optimizer
 if TYPE_CHECKING:
     from .schedules import Schedule
 
+#: (for annotations) an array of the network's dtype, float32 or float64
+_Floats = NDArray[np.floating[Any]]
+
 
 class _ParameterList(list):
     """The list behind ``net.weights`` / ``net.biases``: assigning an item copies the
@@ -107,6 +110,7 @@ class Network:
     _params: NDArray[Any]
     _dtype: np.dtype[Any]
     _training_thread: int | None
+    _few_rows: Any   # the backend's few_rows(): a compiled FewRows, or None
 
     def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "sigmoid",
                  output: str | None = None, loss: str = "cross_entropy", init: str = "normal",
@@ -196,7 +200,7 @@ class Network:
         return self.arch.n_params
 
     @property
-    def weights(self) -> list[NDArray[np.floating[Any]]]:
+    def weights(self) -> list[_Floats]:
         """Weight matrices, ``weights[l].shape == (sizes[l+1], sizes[l])``; views."""
         return _ParameterList(self.arch.split(self._params)[0])
 
@@ -205,7 +209,7 @@ class Network:
         _assign_all(self.weights, values, "weights")
 
     @property
-    def biases(self) -> list[NDArray[np.floating[Any]]]:
+    def biases(self) -> list[_Floats]:
         """Bias vectors, ``biases[l].shape == (sizes[l+1],)``; views."""
         return _ParameterList(self.arch.split(self._params)[1])
 
@@ -215,12 +219,13 @@ class Network:
 
     # -------------------------------------------------------------- inference
     @overload
-    def forward(self, X: ArrayLike, return_hidden: Literal[False] = ...) -> NDArray[np.floating[Any]]: ...
+    def forward(self, X: ArrayLike, return_hidden: Literal[False] = ...) -> _Floats: ...
     @overload
-    def forward(self, X: ArrayLike, return_hidden: Literal[True]) -> list[NDArray[np.floating[Any]]]: ...
+    def forward(self, X: ArrayLike, return_hidden: Literal[True]) -> list[_Floats]: ...
     @overload
-    def forward(self, X: ArrayLike, return_hidden: bool = ...) -> NDArray[np.floating[Any]] | list[NDArray[np.floating[Any]]]: ...
-    def forward(self, X: ArrayLike, return_hidden: bool = False) -> NDArray[np.floating[Any]] | list[NDArray[np.floating[Any]]]:
+    def forward(self, X: ArrayLike,
+                return_hidden: bool = ...) -> _Floats | list[_Floats]: ...
+    def forward(self, X: ArrayLike, return_hidden: bool = False) -> _Floats | list[_Floats]:
         """Output activations: (n, n_in) -> (n, n_out); one sample (n_in,) -> (n_out,).
 
         Parameters
@@ -268,7 +273,7 @@ class Network:
         return out[0] if single else out
 
     def _forward_blocks(self, n: int, blocks: Iterable[tuple[int, Any]],
-                        return_hidden: bool) -> NDArray[np.floating[Any]] | list[NDArray[np.floating[Any]]]:
+                        return_hidden: bool) -> _Floats | list[_Floats]:
         """forward over (start, rows) blocks, into outputs allocated once, so the extra
         memory stays bounded whatever the number of samples (no list of blocks to
         concatenate)."""
@@ -332,7 +337,7 @@ class Network:
         loss, _, _ = self._compute(X, Y, False)
         return loss / X.shape[0]
 
-    def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[NDArray[np.floating[Any]]], list[NDArray[np.floating[Any]]]]:
+    def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[_Floats], list[_Floats]]:
         """The gradients of ``loss(X, Y)``, shaped like the parameters.
 
         Parameters
@@ -606,8 +611,8 @@ class Network:
         elif self.optimizer is None:
             self.optimizer = SGD()
 
-    def _run(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epochs: int, batch_size: int,
-             shuffle: bool, rng: np.random.Generator, verbose: int | str,
+    def _run(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epochs: int,
+             batch_size: int, shuffle: bool, rng: np.random.Generator, verbose: int | str,
              schedule: Any, validation: tuple[Any, NDArray[Any]] | None,
              rules: _StoppingRules, callbacks: list[Any], history: History | None,
              n_threads: int | None = None, optimizer: Optimizer | None = None) -> History:
@@ -675,7 +680,8 @@ class Network:
             read_late = isinstance(X, _chunks.Rows) or (
                 validation is not None and isinstance(validation[0], _chunks.Rows))
             # (recorded is set only once history is)
-            if (recorded is not None and read_late and history.epochs == recorded  # type: ignore[union-attr]
+            if (recorded is not None and read_late
+                    and history.epochs == recorded  # type: ignore[union-attr]
                     and not isinstance(exc, TrainingDiverged)):
                 # Bad data in a block of the first epoch (a NaN?), checked only as it is
                 # read: the epoch was undone (_epoch), and the call is refused as a call
@@ -698,8 +704,8 @@ class Network:
         start = loss / m * (float(np.mean(weights)) if weights is not None else 1.0)
         return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
 
-    def _epoch(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, batch_size: int, shuffle: bool,
-               rng: np.random.Generator, schedule: Schedule | None,
+    def _epoch(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, batch_size: int,
+               shuffle: bool, rng: np.random.Generator, schedule: Schedule | None,
                validation: tuple[Any, NDArray[Any]] | None, progress: Progress | None,
                n_threads: int | None = None, limit: float = np.inf) -> dict[str, Any]:
         """One epoch; returns its records.  Divergence restores the epoch's start."""
@@ -731,7 +737,8 @@ class Network:
         loss_sum, correct, seconds = 0.0, 0, 0.0
         if blockwise:
             reader = _chunks.read_ahead(X, blocks)
-            steps: Iterable[tuple[Any, Any, Any, Any]] = ((block, Y[start:stop], None if weights is None else weights[start:stop],
+            steps: Iterable[tuple[Any, Any, Any, Any]]
+            steps = ((block, Y[start:stop], None if weights is None else weights[start:stop],
                       rows) for start, stop, rows, block in reader)
         else:
             reader, steps = None, [(X, Y, weights, order)]
@@ -867,7 +874,8 @@ class Network:
 
     def _validation_set(self, X: Any, Y: NDArray[Any],
                         validation_data: tuple[ArrayLike, ArrayLike] | None,
-                        validation_split: float, early_stopping: bool) -> tuple[Any, NDArray[Any]] | None:
+                        validation_split: float,
+                        early_stopping: bool) -> tuple[Any, NDArray[Any]] | None:
         """(X_val, Y_val) or None."""
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

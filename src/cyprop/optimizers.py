@@ -491,7 +491,8 @@ class Rprop(Optimizer):
 
 
 #: Optimizer classes by name, for persistence and the command line.
-OPTIMIZERS: dict[str, type[SGD | Adam | RMSprop | Adagrad | Rprop]] = {cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad, Rprop)}
+OPTIMIZERS: dict[str, type[SGD | Adam | RMSprop | Adagrad | Rprop]] = {
+    cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad, Rprop)}
 
 
 def _with_weight_decay(grad: NDArray[Any], params: NDArray[Any], weight_decay: float,

@@ -742,7 +742,8 @@ def _check_sizes_fit(path: str, meta: dict[str, Any], expected: dict[str, tuple[
                              f"need {needed} bytes, the file has {size}")
 
 
-def _build(path: str, meta: dict[str, Any], arrays: dict[str, NDArray[Any]], backend: str) -> Network:
+def _build(path: str, meta: dict[str, Any], arrays: dict[str, NDArray[Any]],
+           backend: str) -> Network:
     """A ``Network`` from validated metadata and arrays."""
     arch = meta["arch"]
     try:
