@@ -1,11 +1,13 @@
-"""How cyprop is packaged: the installed distribution, the fallback without the
-compiled extension, free-threading, the sdist's file list, the release configuration
-and the release-tag check.
+"""How cyprop is packaged: the installed distribution, its type information, the
+fallback without the compiled extension, free-threading, the sdist's file list, the
+release configuration and the release-tag check.
 
 These tests check the *installed* package (a wheel, or an editable install), so they
 also run against every wheel cibuildwheel builds and in tools/build_wheel.sh's venv.
 """
 
+import ast
+import importlib
 import importlib.metadata
 import importlib.util
 import os
@@ -55,6 +57,49 @@ def test_compiled_extension_is_installed(name):
 def test_compiled_backend_is_used():
     assert cyprop.available_backends() == ("cython", "numpy")
     assert cyprop.Network([2, 3, 1]).backend == "cython"
+
+
+# ------------------------------------------------------------ type information
+def installed_stub(name):
+    """The .pyi stub of the extension cyprop.<name> as installed: beside the module
+    (a wheel), or in the package's source directory (an editable install, which maps
+    the package's Python files, _core.pyi among them, to the checkout)."""
+    module_dir = Path(importlib.util.find_spec(f"cyprop.{name}").origin).parent
+    package_dir = Path(cyprop.__file__).parent
+    for directory in (module_dir, package_dir):
+        if (directory / f"{name}.pyi").is_file():
+            return directory / f"{name}.pyi"
+    raise AssertionError(f"cyprop/{name}.pyi is not installed (in {module_dir} or {package_dir})")
+
+
+def stub_names(path):
+    """The public names a stub defines at its top level."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_package_is_marked_typed():
+    """PEP 561: type checkers read cyprop's annotations only where py.typed ships."""
+    assert (Path(cyprop.__file__).parent / "py.typed").is_file()
+
+
+@pytest.mark.parametrize("name", expected_extensions())
+def test_extension_stub_lists_what_the_module_has(name):
+    """Each kernel module has its stub (src/cyprop/_core.pyi, installed under every
+    module's name by CMakeLists.txt), naming exactly the public names it has: a
+    function added to csrc/ needs its line in the stub."""
+    module = importlib.import_module(f"cyprop.{name}")
+    public = {n for n in dir(module) if not n.startswith("_")}
+    stubbed = stub_names(installed_stub(name))
+    assert public - stubbed == set(), f"add to src/cyprop/_core.pyi: {sorted(public - stubbed)}"
+    assert stubbed - public == set(), f"not in cyprop.{name}: {sorted(stubbed - public)}"
 
 
 def test_version_is_in_one_place():
@@ -154,6 +199,7 @@ def test_sdist_holds_exactly_the_sources(tmp_path, monkeypatch):
     top_level = {f.split("/")[0] for f in files}
     assert top_level == SDIST_TOP_LEVEL, sorted(top_level ^ SDIST_TOP_LEVEL)
     for needed in ("csrc/_core.pyx", "src/cyprop/__init__.py", "src/cyprop/_version.py",
+                   "src/cyprop/py.typed", "src/cyprop/_core.pyi",
                    "tests/conftest.py", "tests/test_packaging.py",
                    "examples/dask_grid_search.py"):
         assert needed in files

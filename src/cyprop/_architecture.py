@@ -5,7 +5,13 @@ Gradients and optimizer state share this layout, so an optimizer step is a pass
 over flat arrays in either backend.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _maths
 
@@ -13,7 +19,10 @@ from . import _maths
 class Architecture:
     """Layer sizes, per-layer activations and the loss; immutable."""
 
-    def __init__(self, sizes, activations, loss):
+    w_slices: list[slice]
+    b_slices: list[slice]
+
+    def __init__(self, sizes: Iterable[int], activations: Iterable[str], loss: str) -> None:
         self.sizes = tuple(int(s) for s in sizes)
         self.activations = tuple(activations)
         self.loss = loss
@@ -33,50 +42,50 @@ class Architecture:
         self.loss_code = _maths.LOSSES.index(loss)
 
     @property
-    def n_inputs(self):
+    def n_inputs(self) -> int:
         return self.sizes[0]
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
         return self.sizes[-1]
 
     @property
-    def output(self):
+    def output(self) -> str:
         return self.activations[-1]
 
-    def new_params(self, dtype):
+    def new_params(self, dtype: DTypeLike) -> NDArray[Any]:
         """An uninitialised parameter vector whose data starts on a 64-byte boundary, so
         that every weight row the kernels stream through starts aligned when its length
         allows (unaligned vector loads cost up to a quarter of the speed of online SGD)."""
         return aligned_empty(self.n_params, dtype)
 
-    def split(self, flat):
+    def split(self, flat: NDArray[Any]) -> tuple[list[NDArray[Any]], list[NDArray[Any]]]:
         """Views of a flat parameter-shaped array as (weights, biases) lists."""
         weights = [flat[s].reshape(n_out, n_in) for s, n_in, n_out
                    in zip(self.w_slices, self.sizes[:-1], self.sizes[1:])]
         biases = [flat[s] for s in self.b_slices]
         return weights, biases
 
-    def decay_mask(self, dtype):
+    def decay_mask(self, dtype: DTypeLike) -> NDArray[Any]:
         """1 where weight decay applies (weights), 0 where it does not (biases)."""
         mask = np.zeros(self.n_params, dtype=dtype)
         for s in self.w_slices:
             mask[s] = 1
         return mask
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, Architecture) and self.sizes == other.sizes
                 and self.activations == other.activations and self.loss == other.loss)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.sizes, self.activations, self.loss))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Architecture(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r})")
 
 
-def aligned_empty(n, dtype, alignment=64):
+def aligned_empty(n: int, dtype: DTypeLike, alignment: int = 64) -> NDArray[Any]:
     """An uninitialised 1-D array of n elements whose data is ``alignment``-byte aligned."""
     dtype = np.dtype(dtype)
     spare = alignment // dtype.itemsize

@@ -1,9 +1,15 @@
 """Choosing a backend: the compiled core when it imports, else the NumPy reference."""
 
+from __future__ import annotations
+
 import warnings
+from types import ModuleType
+from typing import Any
 
 from . import _reference
 
+_compiled: ModuleType | None
+_IMPORT_ERROR: ImportError | None
 try:
     from . import _compiled
     _IMPORT_ERROR = None
@@ -15,13 +21,16 @@ BACKENDS = ("auto", "cython", "numpy")
 _warned = False  # the fallback warning is given once per process, not once per network
 
 
-def available():
+def available() -> tuple[str, ...]:
     """The backends that can run here."""
     return ("cython", "numpy") if _compiled is not None else ("numpy",)
 
 
-def resolve(name):
-    """(resolved name, backend module) for ``"auto"``, ``"cython"`` or ``"numpy"``."""
+def resolve(name: str) -> tuple[str, Any]:
+    """(resolved name, backend module) for ``"auto"``, ``"cython"`` or ``"numpy"``.
+
+    The backend is ``_reference`` (a module) or ``_compiled.default`` (a
+    ``CompiledBackend``): the same functions, duck-typed."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "numpy":

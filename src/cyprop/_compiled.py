@@ -7,24 +7,32 @@ converted (``_validation.py``); this module chooses the plan of each call (its p
 its optimizer rule, the tuning constants) and allocates what the kernels fill.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import importlib
 import os
 import warnings
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _core as _baseline
 from ._training import TrainingOptions
-from .optimizers import OPTIMIZERS, Hyper
+from .optimizers import OPTIMIZERS, Hyper, Optimizer
+
+if TYPE_CHECKING:
+    from ._architecture import Architecture
 
 #: Best first.
 INSTRUCTION_SETS = ("avx512", "avx2", "baseline")
 
 
-def _load_kernels():
+def _load_kernels() -> dict[str, ModuleType]:
     """The kernel modules this build has and this CPU runs, by instruction set."""
-    kernels = {}
+    kernels: dict[str, ModuleType] = {}
     for name in INSTRUCTION_SETS:
         if not _baseline.cpu_runs(name):
             continue
@@ -36,7 +44,7 @@ def _load_kernels():
     return kernels
 
 
-def _choose(kernels):
+def _choose(kernels: dict[str, ModuleType]) -> str:
     forced = os.environ.get("CYPROP_KERNEL", "").strip().lower()
     if not forced or forced == "auto":
         return next(iter(kernels))
@@ -51,7 +59,7 @@ def _choose(kernels):
     return forced
 
 
-def _blas_capsules():
+def _blas_capsules() -> tuple[Any, Any] | None:
     """scipy's BLAS gemm routines, or None: without scipy, mini-batches run as
     per-sample loops (correct, but slower for batches of more than a few samples)."""
     try:
@@ -67,7 +75,7 @@ BLAS = _blas_capsules()
 for _kernel in KERNELS.values():
     _kernel.set_blas(*(BLAS or (None, None)))
 
-def _usable_cores():
+def _usable_cores() -> int:
     """The cores this process may run on (its affinity mask, where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -78,7 +86,7 @@ def _usable_cores():
 CORES = _usable_cores()
 
 
-def threads(requested=None):
+def threads(requested: int | None = None) -> int:
     """Threads for one call: the request (default: OMP_NUM_THREADS or what threadpoolctl
     set, else all cores), capped to the cores this process may use: more would only
     wait for each other, and every thread has scratch buffers of its own."""
@@ -127,7 +135,7 @@ class Plan:
     part_work: int = TUNING["part_work"]
     max_parts: int = TUNING["max_parts"]
 
-    def struct(self, core):
+    def struct(self, core: ModuleType) -> dict[str, int]:
         """The plan as ``core``'s struct Plan reads it (names to codes)."""
         return {"path": core.PATHS.index(self.path),
                 "rule": -1 if self.rule is None else core.RULES.index(self.rule),
@@ -136,7 +144,7 @@ class Plan:
                 "max_parts": self.max_parts}
 
 
-def _rule(optimizer, core):
+def _rule(optimizer: Optimizer, core: ModuleType) -> str:
     """The name of the compiled rule that takes ``optimizer``'s steps, checked against
     what the kernel reads for the optimizer's code (its hyper-parameters and rows of
     state), so that a class claiming a code it does not match is refused, never read
@@ -160,7 +168,8 @@ def _rule(optimizer, core):
     return rule
 
 
-def plan(arch, optimizer, batch_size, options=TrainingOptions(), core=None):
+def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
+         options: TrainingOptions = TrainingOptions(), core: ModuleType | None = None) -> Plan:
     """The Plan of a training call (what CompiledBackend.train_epoch runs)."""
     core = core or KERNELS[CHOSEN]
     rule = _rule(optimizer, core)
@@ -175,7 +184,7 @@ def plan(arch, optimizer, batch_size, options=TrainingOptions(), core=None):
     return Plan("samples", rule, batch_size, 1, n_threads)
 
 
-def evaluation_plan(core, n_threads=0):
+def evaluation_plan(core: ModuleType, n_threads: int = 0) -> Plan:
     """The Plan of forward() and loss/gradient evaluation: blocks of rows as matrix
     products when there is a BLAS, else one sample at a time."""
     if core.has_blas():
@@ -186,11 +195,18 @@ def evaluation_plan(core, n_threads=0):
 class CompiledBackend:
     """The backend interface over one kernel module."""
 
-    def __init__(self, instruction_set=None):
+    def __init__(self, instruction_set: str | None = None) -> None:
         self.instruction_set = instruction_set or CHOSEN
         self.core = KERNELS[self.instruction_set]
 
-    def forward(self, arch, params, X, every_layer=False):
+    @overload
+    def forward(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                every_layer: Literal[False] = ...) -> NDArray[Any]: ...
+    @overload
+    def forward(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                every_layer: bool = ...) -> NDArray[Any] | list[NDArray[Any]]: ...
+    def forward(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                every_layer: bool = False) -> NDArray[Any] | list[NDArray[Any]]:
         width = sum(arch.sizes[1:]) if every_layer else arch.n_outputs
         out = np.empty((X.shape[0], width), dtype=params.dtype)
         if X.shape[0]:
@@ -201,23 +217,27 @@ class CompiledBackend:
         bounds = np.cumsum(arch.sizes[1:])[:-1]
         return [np.ascontiguousarray(block) for block in np.split(out, bounds, axis=1)]
 
-    def few_rows(self, arch, params):
+    def few_rows(self, arch: Architecture, params: NDArray[Any]) -> Any:
         """forward/predict of up to one chunk of rows checked in C, on ``params`` (see
         the core's FewRows)."""
         return self.core.FewRows(arch.sizes_array, arch.activation_codes, params,
                                  evaluation_plan(self.core).struct(self.core), np)
 
-    def loss_and_gradients(self, arch, params, X, Y, want_grad=True):
+    def loss_and_gradients(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                           Y: NDArray[Any],
+                           want_grad: bool = True) -> tuple[float, int, NDArray[Any] | None]:
         grad = np.empty(arch.n_params if want_grad else 0, dtype=params.dtype)
         loss, correct = self.core.loss_and_gradients(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, grad,
             evaluation_plan(self.core).struct(self.core))
         return loss, correct, grad if want_grad else None
 
-    def plan(self, arch, optimizer, batch_size, options=TrainingOptions()):
+    def plan(self, arch: Architecture, optimizer: Optimizer, batch_size: int,
+             options: TrainingOptions = TrainingOptions()) -> Plan:
         return plan(arch, optimizer, batch_size, options, self.core)
 
-    def prepare_one_sample(self, rows, arch, optimizer, max_norm, setting):
+    def prepare_one_sample(self, rows: Any, arch: Architecture, optimizer: Optimizer,
+                           max_norm: float | None, setting: object) -> None:
         """Set ``rows`` (a FewRows of this core) to train one sample at a time with
         ``optimizer`` (already checked), as train_epoch would plan it; ``setting`` names
         what it was prepared for."""
@@ -226,8 +246,10 @@ class CompiledBackend:
                      vars(optimizer.hyper()), type(optimizer).n_slots,
                      TrainingOptions(max_norm=max_norm).max_norm)
 
-    def train_epoch(self, arch, params, X, Y, order, batch_size, optimizer,
-                    options=TrainingOptions()):
+    def train_epoch(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                    Y: NDArray[Any],
+                    order: NDArray[np.intp], batch_size: int, optimizer: Optimizer,
+                    options: TrainingOptions = TrainingOptions()) -> tuple[float, int]:
         chosen = self.plan(arch, optimizer, batch_size, options)
         state = optimizer.state_for(params)
         dropout = options.dropout

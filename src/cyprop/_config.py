@@ -1,8 +1,11 @@
 """What this installation of cyprop runs on: ``cyprop.show_config()``."""
 
+from __future__ import annotations
+
 import os
 import platform
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -10,9 +13,21 @@ from . import _backend
 from ._version import __version__
 
 
-def config():
-    """A dict describing the installation: version, backends, compiled kernels."""
-    info = {
+def config() -> dict[str, Any]:
+    """A dict describing the installation: version, backends, compiled kernels.
+
+    Returns
+    -------
+    dict
+        ``cyprop``, ``python``, ``numpy`` (versions), ``platform``, ``machine``,
+        ``backends`` (as ``available_backends()``), the environment variables
+        ``OMP_NUM_THREADS`` and ``CYPROP_KERNEL`` (None when unset), and ``kernel``:
+        the instruction set of the compiled kernels in use, or None without the
+        extension.  With it, also ``kernels_available``, ``extension`` (the file),
+        ``blas`` and ``threads``; without it, ``extension_error`` (why it did not
+        import).
+    """
+    info: dict[str, Any] = {
         "cyprop": __version__,
         "python": sys.version.split()[0],
         "numpy": np.__version__,
@@ -38,7 +53,10 @@ def config():
     return info
 
 
-def show_config():
-    """Print which backend and which compiled kernel (instruction set) cyprop uses."""
+def show_config() -> None:
+    """Print which backend and which compiled kernel (instruction set) cyprop uses.
+
+    One line per entry of ``config()``, to standard output.
+    """
     for key, value in config().items():
         print(f"{key + ':':<20}{value}")

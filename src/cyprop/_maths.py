@@ -6,7 +6,13 @@ Derivatives are written in terms of the activation a = f(z), which every functio
 here allows, so backpropagation needs only the activations it stored going forward.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
 HIDDEN_ACTIVATIONS = ACTIVATIONS[:-1]
@@ -14,30 +20,30 @@ LOSSES = ("mse", "cross_entropy")
 LEAKY_SLOPE = 0.01
 
 
-def identity(z):
+def identity(z: NDArray[Any]) -> NDArray[Any]:
     return z
 
 
-def sigmoid(z):
+def sigmoid(z: NDArray[Any]) -> NDArray[Any]:
     # exp(-z) overflows to inf for very negative z, and 1 / inf = 0 is the right answer.
     with np.errstate(over="ignore"):
         return 1 / (1 + np.exp(-z))
 
 
-def relu(z):
+def relu(z: NDArray[Any]) -> NDArray[Any]:
     return np.where(z > 0, z, 0).astype(z.dtype, copy=False)
 
 
-def leaky_relu(z):
+def leaky_relu(z: NDArray[Any]) -> NDArray[Any]:
     return np.where(z > 0, z, z.dtype.type(LEAKY_SLOPE) * z)
 
 
-def softmax(z):
+def softmax(z: NDArray[Any]) -> NDArray[Any]:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
-ACTIVATE = {
+ACTIVATE: dict[str, Callable[[NDArray[Any]], NDArray[Any]]] = {
     "identity": identity,
     "sigmoid": sigmoid,
     "tanh": np.tanh,
@@ -47,7 +53,7 @@ ACTIVATE = {
 }
 
 # f'(z) as a function of a = f(z).  relu'(0) = 0; leaky_relu'(0) = slope, as in PyTorch.
-DERIVATIVE = {
+DERIVATIVE: dict[str, Callable[[NDArray[Any]], NDArray[Any]]] = {
     "identity": lambda a: np.ones_like(a),
     "sigmoid": lambda a: a * (1 - a),
     "tanh": lambda a: 1 - a * a,
@@ -56,12 +62,13 @@ DERIVATIVE = {
 }
 
 
-def softplus(z):
+def softplus(z: NDArray[Any]) -> NDArray[Any]:
     """log(1 + exp(z)) without overflow."""
     return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
 
-def sample_losses(loss, output, a, z, y):
+def sample_losses(loss: str, output: str, a: NDArray[Any], z: NDArray[Any],
+                  y: NDArray[Any]) -> NDArray[Any]:
     """The loss of each sample (one per row), from the output activations a and, where
     that is stabler, from the output pre-activations z."""
     if loss == "mse":
@@ -78,7 +85,7 @@ def sample_losses(loss, output, a, z, y):
     return np.sum((np.maximum(z, 0) - y * z) + np.log1p(np.exp(-np.abs(z))), axis=1)
 
 
-def output_delta(loss, output, a, y):
+def output_delta(loss: str, output: str, a: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
     """dLoss/dz at the output layer, one row per sample."""
     if loss == "cross_entropy":
         if output == "softmax":
@@ -91,7 +98,7 @@ def output_delta(loss, output, a, y):
     return residual * DERIVATIVE[output](a)
 
 
-def labels_of(out):
+def labels_of(out: NDArray[Any]) -> Any:
     """Class labels from output activations: the argmax for several outputs, a threshold
     of 0.5 for a single one; one label for one sample (a 1-D ``out``)."""
     single = out.ndim == 1
@@ -101,7 +108,7 @@ def labels_of(out):
     return labels[0] if single else labels
 
 
-def count_correct(a, y):
+def count_correct(a: NDArray[Any], y: NDArray[Any]) -> int:
     """How many samples the outputs classify right: argmax for several outputs,
     a threshold of 0.5 for a single one."""
     if a.shape[1] == 1:

@@ -1,11 +1,14 @@
 """Progress output of ``fit``: one line per epoch, and while an epoch runs a tqdm bar
 when tqdm is installed and the output is a terminal or a Jupyter notebook."""
 
+from __future__ import annotations
+
 import os
 import sys
+from typing import Any, TextIO
 
 
-def _format(logs):
+def _format(logs: dict[str, Any]) -> str:
     parts = [f"loss {logs['loss']:.4f}", f"accuracy {logs['accuracy']:.2%}"]
     if logs.get("val_loss") is not None:
         parts += [f"val_loss {logs['val_loss']:.4f}", f"val_accuracy {logs['val_accuracy']:.2%}"]
@@ -14,7 +17,7 @@ def _format(logs):
     return "  ".join(parts)
 
 
-def in_ipython_kernel():
+def in_ipython_kernel() -> bool:
     """True inside a Jupyter (IPython) kernel, whose stdout is no terminal but shows bars."""
     if "ipykernel" not in sys.modules:
         return False
@@ -26,7 +29,7 @@ def in_ipython_kernel():
     return getattr(shell, "kernel", None) is not None
 
 
-def _unsized_terminal_shape(stream):
+def _unsized_terminal_shape(stream: Any) -> dict[str, int]:
     """tqdm options for a terminal that reports a size of 0 (a pty nobody sized, as CI
     and `script` make), where tqdm would print empty bars; else none."""
     try:
@@ -36,14 +39,14 @@ def _unsized_terminal_shape(stream):
     return {} if columns and lines else {"ncols": columns or 80, "nrows": lines or 24}
 
 
-def _isatty(stream):
+def _isatty(stream: Any) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError, OSError):   # no isatty, or a closed file
         return False
 
 
-def is_interactive(stream):
+def is_interactive(stream: Any) -> bool:
     """Whether a person watches ``stream`` live: a terminal, or a notebook's output."""
     return _isatty(stream) or (stream in (sys.stdout, sys.stderr) and in_ipython_kernel())
 
@@ -51,7 +54,10 @@ def is_interactive(stream):
 class Progress:
     """Reports epochs (and, for long epochs, parts of them) to ``stream``."""
 
-    def __init__(self, epochs, n_samples, stream=None):
+    _bar: Any
+    _tqdm: Any
+
+    def __init__(self, epochs: int, n_samples: int, stream: TextIO | None = None) -> None:
         self.epochs = epochs
         self.n_samples = n_samples
         self.stream = stream or sys.stdout
@@ -67,7 +73,7 @@ class Progress:
             except ImportError:
                 pass
 
-    def start_epoch(self):
+    def start_epoch(self) -> None:
         self.close()            # a bar left open by an epoch that never ended
         self._epoch += 1
         if self._tqdm is not None:
@@ -82,16 +88,16 @@ class Progress:
                 # tqdm.notebook without ipywidgets: plain lines from now on.
                 self._tqdm = None
 
-    def advance(self, samples):
+    def advance(self, samples: int) -> None:
         if self._bar is not None:
             self._bar.update(samples)
 
-    def end_epoch(self, logs):
+    def end_epoch(self, logs: dict[str, Any]) -> None:
         self.close()
         print(f"epoch {self._epoch + 1}/{self.epochs}  {_format(logs)}", file=self.stream,
               flush=True)
 
-    def close(self):
+    def close(self) -> None:
         """Close the epoch's bar; ``fit`` calls it however training ends (an error, Ctrl-C)."""
         bar, self._bar = self._bar, None
         if bar is not None:

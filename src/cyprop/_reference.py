@@ -8,17 +8,29 @@ Every function takes the network's ``Architecture`` and its flat parameter vecto
 (see ``_architecture.py``) and has the same signature as its twin in ``_compiled.py``.
 """
 
+from __future__ import annotations
+
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _maths
-from ._training import TrainingOptions
+from ._training import Dropout, TrainingOptions
+
+if TYPE_CHECKING:
+    from ._architecture import Architecture
+    from .optimizers import Optimizer
 
 
-def feedforward(arch, params, X, dropout=None, first=0):
+def feedforward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+                dropout: Dropout | None = None,
+                first: int = 0) -> tuple[list[NDArray[Any]], NDArray[Any]]:
     """Activations of every layer for the rows of X (input first), and the output
     layer's pre-activations z.  With ``dropout`` (training only), hidden units are
     dropped by the masks of samples ``first, first + 1, ...`` of the order."""
@@ -36,19 +48,27 @@ def feedforward(arch, params, X, dropout=None, first=0):
     return activations, z
 
 
-def forward(arch, params, X, every_layer=False):
+@overload
+def forward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+            every_layer: Literal[False] = ...) -> NDArray[Any]: ...
+@overload
+def forward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+            every_layer: bool = ...) -> NDArray[Any] | list[NDArray[Any]]: ...
+def forward(arch: Architecture, params: NDArray[Any], X: NDArray[Any],
+            every_layer: bool = False) -> NDArray[Any] | list[NDArray[Any]]:
     """Output activations, one row per row of X (every layer's, with ``every_layer``)."""
     activations = feedforward(arch, params, X)[0]
     return activations[1:] if every_layer else activations[-1]
 
 
-def few_rows(arch, params):
+def few_rows(arch: Architecture, params: NDArray[Any]) -> None:
     """The compiled backend's fast forward/predict of a few rows: none here (the
     general path is this module's forward)."""
     return None
 
 
-def backprop(arch, params, activations, delta, dropout=None, first=0):
+def backprop(arch: Architecture, params: NDArray[Any], activations: list[NDArray[Any]],
+             delta: NDArray[Any], dropout: Dropout | None = None, first: int = 0) -> NDArray[Any]:
     """Gradient sums over the batch, given the output deltas dLoss/dz (one row per sample)."""
     weights, _ = arch.split(params)
     grad = np.empty_like(params)
@@ -62,7 +82,8 @@ def backprop(arch, params, activations, delta, dropout=None, first=0):
     return grad
 
 
-def _hidden_derivative(arch, l, a, dropout, first):
+def _hidden_derivative(arch: Architecture, l: int, a: NDArray[Any], dropout: Dropout | None,
+                       first: int) -> NDArray[Any]:
     """f'(z) of weight layer l's units from their stored activations, times the dropout
     factor (mask / keep) when dropout is on."""
     derivative = _maths.DERIVATIVE[arch.activations[l]]
@@ -73,8 +94,20 @@ def _hidden_derivative(arch, l, a, dropout, first):
     return np.where(dropout.mask(arch, l, first, a.shape[0]), factor, 0).astype(a.dtype)
 
 
-def loss_and_gradients(arch, params, X, Y, want_grad=True, sample_weight=None,
-                       dropout=None, first=0):
+@overload
+def loss_and_gradients(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any],
+                       want_grad: Literal[True] = ..., sample_weight: NDArray[Any] | None = ...,
+                       dropout: Dropout | None = ...,
+                       first: int = ...) -> tuple[float, int, NDArray[Any]]: ...
+@overload
+def loss_and_gradients(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any],
+                       want_grad: bool = ..., sample_weight: NDArray[Any] | None = ...,
+                       dropout: Dropout | None = ...,
+                       first: int = ...) -> tuple[float, int, NDArray[Any] | None]: ...
+def loss_and_gradients(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any],
+                       want_grad: bool = True, sample_weight: NDArray[Any] | None = None,
+                       dropout: Dropout | None = None,
+                       first: int = 0) -> tuple[float, int, NDArray[Any] | None]:
     """(sum of the sample losses, number classified right, gradient sum or None).
 
     A sample weight scales its sample's loss, and so its gradient."""
@@ -93,7 +126,9 @@ def loss_and_gradients(arch, params, X, Y, want_grad=True, sample_weight=None,
     return loss, correct, backprop(arch, params, activations, delta, dropout, first)
 
 
-def train_epoch(arch, params, X, Y, order, batch_size, optimizer, options=TrainingOptions()):
+def train_epoch(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: NDArray[Any],
+                order: NDArray[np.intp], batch_size: int, optimizer: Optimizer,
+                options: TrainingOptions = TrainingOptions()) -> tuple[float, int]:
     """Consecutive batches of ``order`` (an epoch, or whole batches of one), one
     optimizer step per batch.
 
@@ -119,7 +154,7 @@ def train_epoch(arch, params, X, Y, order, batch_size, optimizer, options=Traini
 
 
 @contextlib.contextmanager
-def _interrupts_deferred():
+def _interrupts_deferred() -> Iterator[None]:
     """Hold SIGINT (Ctrl-C) back until the block is done, then deliver it."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is None):
@@ -127,7 +162,7 @@ def _interrupts_deferred():
         # (None here) could not be put back
         yield
         return
-    received = []
+    received: list[FrameType | None] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
     try:
         yield
@@ -140,7 +175,7 @@ def _interrupts_deferred():
             signal.default_int_handler(signal.SIGINT, received[0])
 
 
-def apply_max_norm(arch, params, max_norm):
+def apply_max_norm(arch: Architecture, params: NDArray[Any], max_norm: float) -> None:
     """Scale down each unit's incoming weights (a row of W) whose L2 norm exceeds max_norm."""
     for W in arch.split(params)[0]:
         norms = np.sqrt(np.sum(W.astype(np.float64) ** 2, axis=1))

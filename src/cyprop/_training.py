@@ -1,7 +1,15 @@
 """What a training call hands to a backend besides the data: sample weights, dropout,
 the max-norm constraint.  Both backends read the same object, so they agree."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from ._architecture import Architecture
 
 
 class Dropout:
@@ -12,11 +20,11 @@ class Dropout:
     both backends drop exactly the same units whatever the batching.
     """
 
-    def __init__(self, rates, seed):
+    def __init__(self, rates: ArrayLike, seed: int) -> None:
         self.rates = np.asarray(rates, dtype=np.float64)
         self.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
 
-    def mask(self, arch, layer, first, count):
+    def mask(self, arch: Architecture, layer: int, first: int, count: int) -> NDArray[np.bool_]:
         """Boolean (count, n_units of layer) mask for samples first .. first + count - 1."""
         n_units = sum(arch.sizes[1:])
         unit0 = sum(arch.sizes[1:layer + 1])
@@ -27,7 +35,7 @@ class Dropout:
         return uniform >= self.rates[layer]
 
 
-def _splitmix64(x):
+def _splitmix64(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -37,7 +45,9 @@ def _splitmix64(x):
 class TrainingOptions:
     """Per-call training extras; the defaults change nothing."""
 
-    def __init__(self, sample_weight=None, dropout=None, max_norm=0.0, n_threads=None):
+    def __init__(self, sample_weight: NDArray[np.floating[Any]] | None = None,
+                 dropout: Dropout | None = None, max_norm: float | None = 0.0,
+                 n_threads: int | None = None) -> None:
         self.sample_weight = sample_weight   # (n,) of the network's dtype, or None
         self.dropout = dropout               # a Dropout, or None
         self.max_norm = float(max_norm or 0.0)

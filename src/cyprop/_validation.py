@@ -5,15 +5,19 @@ C-contiguous, finite, of the right shape.  The caller's arrays are never modifie
 (a conversion copies; an array that already fits is used read-only as it is).
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: DTypeLike) -> np.dtype[Any]:
     try:
         name = np.dtype(dtype).name
     except TypeError:
@@ -23,18 +27,20 @@ def check_dtype(dtype):
     return np.dtype(name)
 
 
-def check_int(name, value, minimum=1, maximum=None):
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {_short(value)}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
-    if maximum is not None and value > maximum:
+    # (typeshed's numbers.Integral declares __lt__ but no __gt__; it works at run time)
+    if maximum is not None and value > maximum:  # type: ignore[operator]
         raise ValueError(f"{name} must be <= {maximum}, got {_short(value)}")
     return int(value)
 
 
-def check_number(name, value, minimum=None, maximum=None, exclusive_minimum=False,
-                 exclusive_maximum=False):
+def check_number(name: str, value: object, minimum: float | None = None,
+                 maximum: float | None = None, exclusive_minimum: bool = False,
+                 exclusive_maximum: bool = False) -> float:
     """``value`` as a finite float within the bounds given, or a TypeError (not a real
     number: a string, a bool, None) or ValueError (NaN, infinite, too large for a float,
     out of range) naming ``name``."""
@@ -55,19 +61,19 @@ def check_number(name, value, minimum=None, maximum=None, exclusive_minimum=Fals
     return number
 
 
-def check_bool(name, value):
+def check_bool(name: str, value: object) -> bool:
     """``value`` as a bool, if it is one (NumPy's included): "no" is not False."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {_short(value)}")
     return bool(value)
 
 
-def _short(value):
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:20] + "..." + text[-10:]
 
 
-def _as_float_array(name, data, dtype):
+def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:
     """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
     if isinstance(data, np.ndarray):
         arr = data
@@ -89,7 +95,7 @@ def _as_float_array(name, data, dtype):
     return arr
 
 
-def all_finite(arr, block=1 << 20):
+def all_finite(arr: NDArray[Any], block: int = 1 << 20) -> bool:
     """Whether every element is finite, without an array-sized temporary: a sum is
     finite only if every term is (NaN and inf propagate); only when it is not (or
     overflows) are the elements checked, a block at a time."""
@@ -100,7 +106,8 @@ def all_finite(arr, block=1 << 20):
     return all(np.isfinite(flat[i:i + block]).all() for i in range(0, flat.size, block))
 
 
-def check_X(X, n_inputs, dtype, allow_single=False, name="X"):
+def check_X(X: ArrayLike, n_inputs: int, dtype: np.dtype[Any], allow_single: bool = False,
+            name: str = "X") -> tuple[NDArray[Any], bool]:
     """X as a C-contiguous (n, n_inputs) array of ``dtype``; a 1-D X is one sample when
     ``allow_single``.  Returns (X, was_single)."""
     X = _as_float_array(name, X, dtype)
@@ -118,7 +125,8 @@ def check_X(X, n_inputs, dtype, allow_single=False, name="X"):
     return X, single
 
 
-def check_Y(Y, n_samples, n_outputs, dtype, name="Y"):
+def check_Y(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: np.dtype[Any],
+            name: str = "Y") -> NDArray[Any]:
     """Targets as a C-contiguous (n, n_outputs) array of ``dtype``.
 
     Integer class labels of shape (n,) are one-hot encoded; with a single output,
@@ -143,7 +151,7 @@ def check_Y(Y, n_samples, n_outputs, dtype, name="Y"):
     return Y
 
 
-def check_labels(y, n_classes, name="Y"):
+def check_labels(y: ArrayLike, n_classes: int, name: str = "Y") -> NDArray[np.int64]:
     """Class labels as an int array, each in [0, n_classes)."""
     y = np.asarray(y)
     if y.dtype.kind == "f":
@@ -164,14 +172,15 @@ def check_labels(y, n_classes, name="Y"):
     return y.astype(np.int64)
 
 
-def one_hot(y, n_classes, dtype, name="Y"):
+def one_hot(y: ArrayLike, n_classes: int, dtype: DTypeLike, name: str = "Y") -> NDArray[Any]:
     labels = check_labels(y, n_classes, name)
     Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
     Y[np.arange(labels.shape[0]), labels] = 1
     return Y
 
 
-def check_XY(X, Y, n_inputs, n_outputs, dtype):
+def check_XY(X: ArrayLike, Y: ArrayLike, n_inputs: int, n_outputs: int,
+             dtype: np.dtype[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
     X, _ = check_X(X, n_inputs, dtype)
     Y = check_Y(Y, X.shape[0], n_outputs, dtype)
     if Y.shape[0] != X.shape[0]:

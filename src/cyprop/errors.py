@@ -1,5 +1,7 @@
 """Exceptions raised by cyprop."""
 
+from __future__ import annotations
+
 
 class TrainingDiverged(ArithmeticError, ValueError):
     """Training diverged: the loss or a weight became NaN or infinite, or the loss grew
@@ -9,9 +11,23 @@ class TrainingDiverged(ArithmeticError, ValueError):
     ``ArithmeticError`` as before.
 
     The network keeps the weights (and optimizer state) it had after the last epoch
-    that ended finite; ``epoch`` is the 0-based index of the epoch that diverged.
+    that ended finite.
+
+    Parameters
+    ----------
+    message : str
+        What diverged, and where.
+    epoch : int or None, optional
+        The 0-based index of the epoch that diverged.
+
+    Attributes
+    ----------
+    epoch : int or None
+        The 0-based index of the epoch that diverged.
     """
 
-    def __init__(self, message, epoch=None):
+    epoch: int | None
+
+    def __init__(self, message: str, epoch: int | None = None) -> None:
         super().__init__(message)
         self.epoch = epoch

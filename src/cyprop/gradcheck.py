@@ -1,11 +1,19 @@
 """Checking backpropagation against finite differences."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validation
 
+if TYPE_CHECKING:
+    from .network import Network
 
-def check_gradients(net, X, Y, epsilon=1e-4):
+
+def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1e-4) -> float:
     """The worst relative error between ``net.gradients(X, Y)`` and finite differences
     of ``net.loss(X, Y)``, over every weight and bias.
 
@@ -21,6 +29,27 @@ def check_gradients(net, X, Y, epsilon=1e-4):
     at float64 precision) and leaves ``net`` untouched.  A kink of relu or leaky_relu
     within 2h of a unit's pre-activation can make the error large; that is the finite
     difference failing, not the gradient.
+
+    Parameters
+    ----------
+    net : Network
+        The network to check; left untouched.
+    X : array_like, shape (n_samples, n_inputs)
+        Inputs.
+    Y : array_like
+        Targets, (n_samples, n_outputs), or class labels (n_samples,) as ``fit`` takes them.
+    epsilon : float, default 1e-4
+        The relative step h of the finite differences (see above).
+
+    Returns
+    -------
+    float
+        The largest relative error over every weight and bias.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` or ``Y`` does not fit the network (shape, non-finite values, labels).
     """
     probe = net.copy()
     if probe.dtype != np.float64:

@@ -1,6 +1,14 @@
 """What training records, epoch by epoch."""
 
+from __future__ import annotations
+
 import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class History:
@@ -16,38 +24,81 @@ class History:
     "interrupted".
     """
 
+    loss: list[float | None]
+    accuracy: list[float | None]
+    val_loss: list[float | None]
+    val_accuracy: list[float | None]
+    learning_rate: list[float | None]
+    seconds: list[float | None]
+    samples_per_second: list[float | None]
+    largest_update: list[float | None]
+    stop_reason: str | None
+
+    #: The names of the records, each an attribute holding a list.
     KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
             "samples_per_second", "largest_update")
 
-    def __init__(self):
+    def __init__(self) -> None:
         for key in self.KEYS:
             setattr(self, key, [])
         self.stop_reason = None
 
-    def record(self, **values):
+    def record(self, **values: float | None) -> None:
+        """Append one epoch's records; a key of ``KEYS`` not given is recorded as None.
+
+        Parameters
+        ----------
+        **values : float or None
+            The epoch's records by name; names not in ``KEYS`` are ignored.
+        """
         for key in self.KEYS:
             getattr(self, key).append(values.get(key))
 
     @property
-    def epochs(self):
+    def epochs(self) -> int:
+        """The number of epochs recorded."""
         return len(self.loss)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.epochs
 
-    def to_dict(self):
-        """The records as a dict of lists (keys as in ``KEYS``)."""
+    def to_dict(self) -> dict[str, list[float | None]]:
+        """The records as a dict of lists.
+
+        Returns
+        -------
+        dict
+            A new list of each record, by the names in ``KEYS``.
+        """
         return {key: list(getattr(self, key)) for key in self.KEYS}
 
-    def plot(self, path=None, show=False):
-        """Draw the learning curves; returns the matplotlib ``Figure``.
+    def plot(self, path: str | os.PathLike[str] | None = None, show: bool = False) -> Figure:
+        """Draw the learning curves.
 
         Three panels over the epochs: the loss, the accuracy (training, and validation
         when it was recorded, the best validation loss marked) and, smaller, the
-        learning rate.  ``path`` writes the figure there (a PNG unless the name's
-        suffix asks for another format matplotlib knows, such as ``.svg`` or ``.pdf``);
-        ``show=True`` also opens it in a window through ``matplotlib.pyplot``.
-        Needs matplotlib: ``pip install matplotlib`` (or ``pip install cyprop[plot]``).
+        learning rate.  Needs matplotlib: ``pip install matplotlib`` (or
+        ``pip install cyprop[plot]``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Write the figure there (a PNG unless the name's suffix asks for another
+            format matplotlib knows, such as ``.svg`` or ``.pdf``).
+        show : bool, default False
+            Also open it in a window through ``matplotlib.pyplot``.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+
+        Raises
+        ------
+        ValueError
+            If the history is empty.
+        ImportError
+            If matplotlib is not installed.
         """
         if not self.epochs:
             raise ValueError("the history is empty: there is nothing to plot before "
@@ -106,11 +157,11 @@ class History:
             plt.show()
         return fig
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
         return f"<History: {self.epochs} epochs{last}, stopped: {self.stop_reason}>"
 
 
-def _values(records):
+def _values(records: Sequence[float | None]) -> list[float]:
     """A record list as floats, None (not recorded) as NaN, which plots as a gap."""
     return [math.nan if v is None else float(v) for v in records]

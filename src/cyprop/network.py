@@ -6,13 +6,19 @@ model.  All the per-sample and per-batch work happens in the backend; this modul
 validates input, orders the samples of each epoch, and keeps the records.
 """
 
+from __future__ import annotations
+
 import copy
 import numbers
+import os
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _backend, _chunks, _maths, _validation
 from ._architecture import Architecture
@@ -23,12 +29,18 @@ from .history import History
 from .initializers import INITIALIZERS
 from .optimizers import OPTIMIZERS, SGD, Optimizer
 
+if TYPE_CHECKING:
+    from .schedules import Schedule
+
+#: (for annotations) an array of the network's dtype, float32 or float64
+_Floats = NDArray[np.floating[Any]]
+
 
 class _ParameterList(list):
     """The list behind ``net.weights`` / ``net.biases``: assigning an item copies the
     new values into the network's own array (shape checked) instead of rebinding."""
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: SupportsIndex | slice, value: Any) -> None:
         if isinstance(index, slice):
             raise TypeError("assign the layers one at a time, or the whole list")
         target = list.__getitem__(self, index)
@@ -70,11 +82,40 @@ class Network:
     max_norm : float or None
         If set, after every optimizer step each unit's incoming weight vector (a row
         of ``weights[l]``) is scaled down to an L2 norm of at most ``max_norm``.
+
+    Attributes
+    ----------
+    optimizer : Optimizer or None
+        The optimizer of the last training call, its state included (None before).
+    history : History
+        The records of the last ``fit`` (and the ``partial_fit`` calls after it).
+    backend : str
+        The backend in use: ``"cython"`` or ``"numpy"``.
+    stop_training : bool
+        A callback may set it to end ``fit`` after the current epoch.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If an argument is not of its type or not one of its values.
+    ImportError
+        If ``backend="cython"`` and the compiled extension cannot be imported.
     """
 
-    def __init__(self, sizes, activation="sigmoid", output=None, loss="cross_entropy",
-                 init="normal", dtype="float64", seed=None, backend="auto", dropout=0.0,
-                 max_norm=None):
+    optimizer: Optimizer | None
+    history: History
+    backend: str
+    stop_training: bool
+    _impl: Any   # the backend: the _reference module or a _compiled.CompiledBackend
+    _params: NDArray[Any]
+    _dtype: np.dtype[Any]
+    _training_thread: int | None
+    _few_rows: Any   # the backend's few_rows(): a compiled FewRows, or None
+
+    def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "sigmoid",
+                 output: str | None = None, loss: str = "cross_entropy", init: str = "normal",
+                 dtype: DTypeLike = "float64", seed: int | None = None, backend: str = "auto",
+                 dropout: float | Sequence[float] = 0.0, max_norm: float | None = None) -> None:
         sizes = _check_sizes(sizes)
         if output is None:
             output = "softmax" if sizes[-1] > 1 else "sigmoid"
@@ -111,74 +152,102 @@ class Network:
     # ------------------------------------------------------------------ model
     # The architecture and dtype are fixed: the parameter buffer was laid out for them.
     @property
-    def arch(self):
+    def arch(self) -> Architecture:
         """The ``Architecture`` (sizes, activations, loss, parameter layout); fixed."""
         return self._arch
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         """The NumPy dtype of the parameters and of every computation; fixed."""
         return self._dtype
 
     @property
-    def dropout(self):
+    def dropout(self) -> list[float]:
         """Dropout rate of each hidden layer (a list; set one rate or one per layer)."""
         return list(self._dropout)
 
     @dropout.setter
-    def dropout(self, value):
+    def dropout(self, value: float | Sequence[float]) -> None:
         self._dropout = _check_dropout(value, self.arch.n_layers - 1)
 
     @property
-    def max_norm(self):
+    def max_norm(self) -> float:
         """The max-norm bound on each unit's incoming weights, 0.0 for none."""
         return self._max_norm
 
     @max_norm.setter
-    def max_norm(self, value):
+    def max_norm(self, value: float | None) -> None:
         self._max_norm = _check_max_norm(value)
 
     @property
-    def sizes(self):
+    def sizes(self) -> list[int]:
+        """Units per layer, input first (a new list)."""
         return list(self.arch.sizes)
 
     @property
-    def activations(self):
+    def activations(self) -> list[str]:
         """Activation of each weight layer, the output's last."""
         return list(self.arch.activations)
 
     @property
-    def loss_name(self):
+    def loss_name(self) -> str:
+        """The loss: ``"mse"`` or ``"cross_entropy"``."""
         return self.arch.loss
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
+        """The number of weights and biases."""
         return self.arch.n_params
 
     @property
-    def weights(self):
+    def weights(self) -> list[_Floats]:
         """Weight matrices, ``weights[l].shape == (sizes[l+1], sizes[l])``; views."""
         return _ParameterList(self.arch.split(self._params)[0])
 
     @weights.setter
-    def weights(self, values):
+    def weights(self, values: Iterable[ArrayLike]) -> None:
         _assign_all(self.weights, values, "weights")
 
     @property
-    def biases(self):
+    def biases(self) -> list[_Floats]:
         """Bias vectors, ``biases[l].shape == (sizes[l+1],)``; views."""
         return _ParameterList(self.arch.split(self._params)[1])
 
     @biases.setter
-    def biases(self, values):
+    def biases(self, values: Iterable[ArrayLike]) -> None:
         _assign_all(self.biases, values, "biases")
 
     # -------------------------------------------------------------- inference
-    def forward(self, X, return_hidden=False):
+    @overload
+    def forward(self, X: ArrayLike, return_hidden: Literal[False] = ...) -> _Floats: ...
+    @overload
+    def forward(self, X: ArrayLike, return_hidden: Literal[True]) -> list[_Floats]: ...
+    @overload
+    def forward(self, X: ArrayLike,
+                return_hidden: bool = ...) -> _Floats | list[_Floats]: ...
+    def forward(self, X: ArrayLike, return_hidden: bool = False) -> _Floats | list[_Floats]:
         """Output activations: (n, n_in) -> (n, n_out); one sample (n_in,) -> (n_out,).
 
-        With ``return_hidden=True``, a list of every layer's activations instead, the
-        first hidden layer first and the output last (no dropout: this is inference).
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_inputs) or (n_inputs,)
+            Inputs; one sample as a 1-D array.  A Dask array or memory map is read a
+            block at a time (see ``fit``).
+        return_hidden : bool, default False
+            Return every layer's activations instead (no dropout: this is inference).
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_outputs) or (n_outputs,)
+            The output activations, in the network's dtype; with ``return_hidden``, a
+            list of every layer's, the first hidden layer first and the output last.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``X`` is not numeric, has the wrong shape or holds NaN or infinity.
+        FloatingPointError
+            If the result overflowed inside the network.
         """
         if self._few_rows is not None and return_hidden is False:
             out = self._few_rows.forward(X)   # a few rows, checked in C (else None)
@@ -203,7 +272,8 @@ class Network:
             return [a[0] for a in out] if single else out
         return out[0] if single else out
 
-    def _forward_blocks(self, n, blocks, return_hidden):
+    def _forward_blocks(self, n: int, blocks: Iterable[tuple[int, Any]],
+                        return_hidden: bool) -> _Floats | list[_Floats]:
         """forward over (start, rows) blocks, into outputs allocated once, so the extra
         memory stays bounded whatever the number of samples (no list of blocks to
         concatenate)."""
@@ -215,34 +285,119 @@ class Network:
                 out[i:i + len(part)] = part
         return outs if return_hidden else outs[0]
 
-    def predict(self, X):
-        """Class labels: the argmax of the outputs (a 0.5 threshold for one output)."""
+    def predict(self, X: ArrayLike) -> Any:
+        """Class labels: the argmax of the outputs (a 0.5 threshold for one output).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_inputs) or (n_inputs,)
+            Inputs, as ``forward`` takes them.
+
+        Returns
+        -------
+        ndarray of int, shape (n_samples,), or an integer scalar
+            The labels; one label for one sample (a 1-D ``X``).
+
+        Raises
+        ------
+        TypeError, ValueError, FloatingPointError
+            As ``forward``.
+        """
         if self._few_rows is not None:
             labels = self._few_rows.predict(X)   # a few rows, checked in C (else None)
             if labels is not None:
                 return labels
         return _maths.labels_of(self.forward(X))
 
-    def loss(self, X, Y):
-        """Mean over the samples of the per-sample loss (no regularisation term)."""
+    def loss(self, X: ArrayLike, Y: ArrayLike) -> float:
+        """Mean over the samples of the per-sample loss (no regularisation term).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_inputs)
+            Inputs; a Dask array or memory map is read a block at a time (see ``fit``).
+        Y : array_like
+            Targets, (n_samples, n_outputs), or integer class labels (n_samples,),
+            one-hot encoded for several outputs.
+
+        Returns
+        -------
+        float
+            The mean loss.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``X`` or ``Y`` is not numeric, has the wrong shape, holds NaN or
+            infinity, or holds labels or targets the network's output cannot take.
+        FloatingPointError
+            If the result overflowed inside the network.
+        """
         X, Y = self._check_data(X, Y)
         loss, _, _ = self._compute(X, Y, False)
         return loss / X.shape[0]
 
-    def gradients(self, X, Y):
-        """(grad_weights, grad_biases): gradients of ``loss(X, Y)``, shaped like the parameters."""
+    def gradients(self, X: ArrayLike, Y: ArrayLike) -> tuple[list[_Floats], list[_Floats]]:
+        """The gradients of ``loss(X, Y)``, shaped like the parameters.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_inputs)
+            Inputs; a Dask array or memory map is read a block at a time (see ``fit``).
+        Y : array_like
+            Targets, (n_samples, n_outputs), or integer class labels (n_samples,),
+            one-hot encoded for several outputs.
+
+        Returns
+        -------
+        grad_weights : list of ndarray
+            One per weight matrix, shaped like ``weights[l]``.
+        grad_biases : list of ndarray
+            One per bias vector, shaped like ``biases[l]``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``X`` or ``Y`` is not numeric, has the wrong shape, holds NaN or
+            infinity, or holds labels or targets the network's output cannot take.
+        FloatingPointError
+            If the result overflowed inside the network.
+        """
         X, Y = self._check_data(X, Y)
         _, _, grad = self._compute(X, Y, True)
         grad /= X.shape[0]
         return self.arch.split(grad)
 
-    def evaluate(self, X, Y):
-        """{"loss": mean loss, "accuracy": fraction classified right}."""
+    def evaluate(self, X: ArrayLike, Y: ArrayLike) -> dict[str, float]:
+        """The mean loss and the accuracy on (X, Y).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_inputs)
+            Inputs; a Dask array or memory map is read a block at a time (see ``fit``).
+        Y : array_like
+            Targets, (n_samples, n_outputs), or integer class labels (n_samples,),
+            one-hot encoded for several outputs.
+
+        Returns
+        -------
+        dict
+            ``{"loss": mean loss, "accuracy": fraction classified right}``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``X`` or ``Y`` is not numeric, has the wrong shape, holds NaN or
+            infinity, or holds labels or targets the network's output cannot take.
+        FloatingPointError
+            If the result overflowed inside the network.
+        """
         X, Y = self._check_data(X, Y)
         loss, correct, _ = self._compute(X, Y, False)
         return {"loss": loss / X.shape[0], "accuracy": correct / X.shape[0]}
 
-    def _compute(self, X, Y, want_grad):
+    def _compute(self, X: Any, Y: NDArray[Any],
+                 want_grad: bool) -> tuple[float, int, NDArray[Any] | None]:
         """(loss sum, number right, gradient sum or None), refused if not finite."""
         with np.errstate(over="ignore", invalid="ignore"):
             loss, correct, grad = self._sums(X, Y, want_grad)
@@ -251,7 +406,8 @@ class Network:
             _check_result(grad, "the gradient")
         return loss, correct, grad
 
-    def _sums(self, X, Y, want_grad):
+    def _sums(self, X: Any, Y: NDArray[Any],
+              want_grad: bool) -> tuple[float, int, NDArray[Any] | None]:
         """(loss sum, number right, gradient sum or None), unchecked; block by block
         for a Dask array or memory map."""
         if not isinstance(X, _chunks.Rows):
@@ -267,11 +423,16 @@ class Network:
         return loss, correct, grad
 
     # --------------------------------------------------------------- training
-    def fit(self, X, Y, epochs=30, batch_size=10, optimizer=None, shuffle=True, seed=None,
-            verbose="auto", schedule=None, validation_data=None, validation_split=0.0,
-            early_stopping=False, patience=10, min_delta=0.0, target_loss=None,
-            target_error=None, min_update=None, callbacks=(), sample_weight=None,
-            class_weight=None, n_threads=None):
+    def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 30, batch_size: int = 10,
+            optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
+            verbose: int | str = "auto", schedule: Schedule | None = None,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+            validation_split: float = 0.0, early_stopping: bool = False, patience: int = 10,
+            min_delta: float = 0.0, target_loss: float | None = None,
+            target_error: float | None = None, min_update: float | None = None,
+            callbacks: Iterable[Any] = (), sample_weight: ArrayLike | None = None,
+            class_weight: str | Mapping[int, float] | None = None,
+            n_threads: int | None = None) -> History:
         """Train by mini-batch backpropagation; returns the ``History`` of this call
         (also ``net.history``).
 
@@ -298,20 +459,6 @@ class Network:
         random order (see ``cyprop._chunks``), reproducibly from the seed.  The same
         holds for ``forward``, ``predict``, ``evaluate``, ``loss`` and the validation data.
 
-        Validation: ``validation_data=(X_val, Y_val)``, or ``validation_split`` (the
-        last fraction of the samples, before shuffling); ``early_stopping`` without
-        either holds out 10%.  ``sample_weight`` (one per sample) and ``class_weight``
-        ("balanced" or {label: weight}) scale each sample's loss and gradient; as in
-        Keras, a batch's gradient is then sum(w_i g_i) / batch size, so weights with a
-        mean other than 1 also scale the step.  ``verbose``: 0 silent, 1 a progress
-        bar (tqdm) or a line per epoch, "auto" 1 when the output is a terminal or a
-        notebook.
-        ``n_threads``: threads for the parts of large layers in mini-batches (a
-        layer of 32 units or more with about 1e6 weight-sample products or more per
-        block of 32 rows; default: ``OMP_NUM_THREADS``, or what threadpoolctl set,
-        else all cores); capped to the cores this process may use, and more than
-        ``MAX_THREADS`` (1024) is refused; the results do not depend on it.
-
         Divergence: an epoch whose training loss is NaN or infinite, or more than
         ``DIVERGENCE_FACTOR`` (1000) times the loss the call started from (measured on
         its first ``DIVERGENCE_SAMPLES`` samples; at least 1), or that leaves a weight
@@ -319,6 +466,76 @@ class Network:
         products overflow), or the optimizer state non-finite, raises
         ``cyprop.TrainingDiverged``; the weights and optimizer state of the epoch's
         start are kept and ``history.stop_reason`` is ``"diverged"``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_inputs)
+            Inputs; or a Dask array or memory map (see above).
+        Y : array_like
+            Targets, (n_samples, n_outputs), or integer class labels (n_samples,),
+            one-hot encoded for several outputs.
+        epochs : int, default 30
+            The most epochs to train.
+        batch_size : int, default 10
+            Samples per optimizer step; 1 is online SGD.
+        optimizer : Optimizer, optional
+            The optimizer (default: the network's, else ``SGD(0.1)``); one that comes
+            from elsewhere starts with fresh state.
+        shuffle : bool, default True
+            Visit the samples of each epoch in a fresh permutation.
+        seed : int, optional
+            Seeds the permutations (default: the network's own generator).
+        verbose : {0, 1, "auto"}, default "auto"
+            0 silent, 1 a progress bar (tqdm) or a line per epoch, "auto" 1 when the
+            output is a terminal or a notebook.
+        schedule : Schedule, optional
+            A learning-rate schedule (``cyprop.schedules``).
+        validation_data : (X_val, Y_val), optional
+            Validation data, evaluated after every epoch.
+        validation_split : float, default 0.0
+            Else the last fraction of the samples, before shuffling, is held out for
+            validation; ``early_stopping`` without either holds out 10%.
+        early_stopping : bool, default False
+            Stop when the validation loss has not improved by ``min_delta`` for
+            ``patience`` epochs; the best epoch's weights are restored at the end.
+        patience : int, default 10
+        min_delta : float, default 0.0
+        target_loss : float, optional
+            Stop once the training loss is below it.
+        target_error : float, optional
+            Stop once the training error rate is below it.
+        min_update : float, optional
+            Stop once no weight moved more than this in an epoch.
+        callbacks : iterable, default ()
+            Objects with an ``on_epoch_end(net, epoch, logs)`` method, called after
+            every epoch; returning True (or setting ``net.stop_training``) stops.
+        sample_weight : array_like, shape (n_samples,), optional
+            Scales each sample's loss and gradient; as in Keras, a batch's gradient is
+            then sum(w_i g_i) / batch size, so weights with a mean other than 1 also
+            scale the step.
+        class_weight : "balanced" or dict, optional
+            ``{label: weight}``, or "balanced"; multiplies ``sample_weight``.
+        n_threads : int, optional
+            Threads for the parts of large layers in mini-batches (a layer of 32 units
+            or more with about 1e6 weight-sample products or more per block of 32 rows;
+            default: ``OMP_NUM_THREADS``, or what threadpoolctl set, else all cores);
+            capped to the cores this process may use, and more than ``MAX_THREADS``
+            (1024) is refused; the results do not depend on it.
+
+        Returns
+        -------
+        History
+            The records of this call (also ``net.history``).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an argument or the data is not of its type, shape or range.
+        TrainingDiverged
+            If training diverged (see above).
+        RuntimeError
+            If the network is already training (in another thread, or in a callback
+            of its own ``fit``).
         """
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)
@@ -343,7 +560,8 @@ class Network:
         if validation is not None and validation_data is None:
             # the held-out samples take no part in training, nor in "balanced" weights
             n_train = X.shape[0] - validation[0].shape[0]
-            if np.shape(sample_weight) == (X.shape[0],):
+            # (np.shape(None) is (); NumPy's stubs leave None out)
+            if np.shape(sample_weight) == (X.shape[0],):  # type: ignore[arg-type]
                 sample_weight = np.asarray(sample_weight)[:n_train]
             X, Y = X[:n_train], Y[:n_train]
         weights = self._sample_weights(sample_weight, class_weight, Y)
@@ -351,13 +569,32 @@ class Network:
         return self._run(X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
                          validation, rules, callbacks, History(), n_threads, optimizer)
 
-    def partial_fit(self, X, Y, batch_size=10, optimizer=None, shuffle=True, sample_weight=None,
-                    class_weight=None, verbose=0, n_threads=None):
+    def partial_fit(self, X: ArrayLike, Y: ArrayLike, batch_size: int = 10,
+                    optimizer: Optimizer | None = None, shuffle: bool = True,
+                    sample_weight: ArrayLike | None = None,
+                    class_weight: str | Mapping[int, float] | None = None,
+                    verbose: int | str = 0, n_threads: int | None = None) -> Network:
         """One more epoch over (X, Y), keeping the optimizer and its state, and adding to
-        ``net.history`` (arguments as in ``fit``).
+        ``net.history``.
 
         A 1-D X is one sample (as ``forward`` takes it); its Y is then the sample's
-        targets (n_outputs values) or its class label (a number, or one value)."""
+        targets (n_outputs values) or its class label (a number, or one value).
+
+        Parameters
+        ----------
+        X, Y, batch_size, optimizer, shuffle, sample_weight, class_weight, verbose, n_threads
+            As in ``fit``.
+
+        Returns
+        -------
+        Network
+            This network.
+
+        Raises
+        ------
+        TypeError, ValueError, TrainingDiverged, RuntimeError
+            As ``fit``.
+        """
         if (optimizer is None and sample_weight is None and class_weight is None
                 and not verbose and n_threads is None and type(batch_size) is int
                 and batch_size >= 1 and (shuffle is True or shuffle is False)
@@ -375,13 +612,14 @@ class Network:
                   _StoppingRules(), [], None, n_threads, optimizer)
         return self
 
-    def _step_one_sample(self, X, Y):
+    def _step_one_sample(self, X: ArrayLike, Y: ArrayLike) -> bool:
         """partial_fit of one sample with the network's optimizer, by the backend's
         FewRows (checked in C, the general path's result and records): True if it ran;
         False where the general path must run (anything but that common case, or a
         problem, which the general path then explains)."""
         rows, optimizer = self._few_rows, self.optimizer
-        if rows is None or type(optimizer) not in _OWN_OPTIMIZERS or any(self._dropout):
+        if (rows is None or optimizer is None or type(optimizer) not in _OWN_OPTIMIZERS
+                or any(self._dropout)):
             return False
         setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
                    self._max_norm)
@@ -408,7 +646,7 @@ class Network:
             self._lock.release()
         return True
 
-    def _set_optimizer(self, optimizer):
+    def _set_optimizer(self, optimizer: Optimizer | None) -> None:
         if optimizer is not None and optimizer is not self.optimizer:
             # An optimizer's state (momentum, moments) belongs to the network it trained:
             # one that comes from elsewhere starts afresh here.
@@ -417,8 +655,11 @@ class Network:
         elif self.optimizer is None:
             self.optimizer = SGD()
 
-    def _run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
-             validation, rules, callbacks, history, n_threads=None, optimizer=None):
+    def _run(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epochs: int,
+             batch_size: int, shuffle: bool, rng: np.random.Generator, verbose: int | str,
+             schedule: Any, validation: tuple[Any, NDArray[Any]] | None,
+             rules: _StoppingRules, callbacks: list[Any], history: History | None,
+             n_threads: int | None = None, optimizer: Optimizer | None = None) -> History:
         """The training loop shared by fit and partial_fit (``history`` None: the
         network's own, added to)."""
         batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
@@ -482,7 +723,9 @@ class Network:
         except Exception as exc:
             read_late = isinstance(X, _chunks.Rows) or (
                 validation is not None and isinstance(validation[0], _chunks.Rows))
-            if (recorded is not None and read_late and history.epochs == recorded
+            # (recorded is set only once history is)
+            if (recorded is not None and read_late
+                    and history.epochs == recorded  # type: ignore[union-attr]
                     and not isinstance(exc, TrainingDiverged)):
                 # Bad data in a block of the first epoch (a NaN?), checked only as it is
                 # read: the epoch was undone (_epoch), and the call is refused as a call
@@ -494,7 +737,7 @@ class Network:
             self._lock.release()
         return history
 
-    def _divergence_limit(self, X, Y, weights):
+    def _divergence_limit(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None) -> float:
         """The training loss past which a run counts as diverged: DIVERGENCE_FACTOR
         times the mean loss, before this call trains, of its first samples (at least 1,
         so that a network already near 0 loss may still move)."""
@@ -505,12 +748,15 @@ class Network:
         start = loss / m * (float(np.mean(weights)) if weights is not None else 1.0)
         return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
 
-    def _epoch(self, X, Y, weights, batch_size, shuffle, rng, schedule, validation, progress,
-               n_threads=None, limit=np.inf):
+    def _epoch(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, batch_size: int,
+               shuffle: bool, rng: np.random.Generator, schedule: Schedule | None,
+               validation: tuple[Any, NDArray[Any]] | None, progress: Progress | None,
+               n_threads: int | None = None, limit: float = np.inf) -> dict[str, Any]:
         """One epoch; returns its records.  Divergence restores the epoch's start."""
         n = X.shape[0]
         epoch = self.history.epochs
         optimizer = self.optimizer
+        assert optimizer is not None   # (_run set it)
         if schedule is not None:
             optimizer.learning_rate = _validation.check_number(
                 f"the schedule's learning rate for epoch {epoch + 1}",
@@ -535,6 +781,7 @@ class Network:
         loss_sum, correct, seconds = 0.0, 0, 0.0
         if blockwise:
             reader = _chunks.read_ahead(X, blocks)
+            steps: Iterable[tuple[Any, Any, Any, Any]]
             steps = ((block, Y[start:stop], None if weights is None else weights[start:stop],
                       rows) for start, stop, rows, block in reader)
         else:
@@ -597,7 +844,7 @@ class Network:
             logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
         return logs
 
-    def _divergence(self, loss, limit, optimizer):
+    def _divergence(self, loss: float, limit: float, optimizer: Optimizer) -> str | None:
         """What makes this epoch a diverged one (see ``fit``), or None."""
         if not np.isfinite(loss):
             return "the loss became NaN or infinite"
@@ -616,7 +863,9 @@ class Network:
             return "the optimizer's state overflowed"
         return None
 
-    def _sample_weights(self, sample_weight, class_weight, Y):
+    def _sample_weights(self, sample_weight: ArrayLike | None,
+                        class_weight: str | Mapping[int, float] | None,
+                        Y: NDArray[Any]) -> NDArray[Any] | None:
         """One weight per sample (sample_weight times class_weight), or None."""
         if sample_weight is None and class_weight is None:
             return None
@@ -667,7 +916,10 @@ class Network:
                              f"{self.dtype.name}")
         return weights
 
-    def _validation_set(self, X, Y, validation_data, validation_split, early_stopping):
+    def _validation_set(self, X: Any, Y: NDArray[Any],
+                        validation_data: tuple[ArrayLike, ArrayLike] | None,
+                        validation_split: float,
+                        early_stopping: bool) -> tuple[Any, NDArray[Any]] | None:
         """(X_val, Y_val) or None."""
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -687,48 +939,106 @@ class Network:
         return X[-n_val:], Y[-n_val:]
 
     # ------------------------------------------------------------ persistence
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the network (architecture, weights, optimizer state, history) to one
         ``.npz`` file at exactly ``path`` (no suffix is added), atomically; read it back
-        with ``cyprop.load(path)``.  See ``cyprop.persistence``."""
+        with ``cyprop.load(path)``.  See ``cyprop.persistence``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written.
+        TypeError, ValueError
+            If the network cannot be saved (see ``cyprop.persistence.save``).
+        """
         from . import persistence  # here, not at the top: persistence imports Network
 
         persistence.save(self, path)
 
     # ------------------------------------------------------------ interop
-    def to_onnx(self, path, opset=None):
+    def to_onnx(self, path: str | os.PathLike[str], opset: int | None = None) -> Any:
         """Write the network as an ONNX model (needs ``cyprop[onnx]``); returns it.
-        See ``cyprop.interop``."""
+        See ``cyprop.interop``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The ``.onnx`` file to write.
+        opset : int, optional
+            The ONNX opset version (default: ``cyprop.interop``'s).
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model written.
+        """
         from . import interop
 
         with self._state_lock:   # weights that existed, even while another thread trains
             return interop.to_onnx(self, path, opset)
 
-    def to_torch(self):
-        """An equivalent ``torch.nn.Sequential``; see ``cyprop.interop``."""
+    def to_torch(self) -> Any:
+        """An equivalent ``torch.nn.Sequential``; see ``cyprop.interop``.
+
+        Returns
+        -------
+        torch.nn.Sequential
+            Linear and activation layers computing ``forward``.
+        """
         from . import interop
 
         with self._state_lock:
             return interop.to_torch(self)
 
     @classmethod
-    def from_torch(cls, module, **kwargs):
+    def from_torch(cls, module: Any, **kwargs: Any) -> Network:
         """A network from an ``nn.Sequential`` of Linear and activation layers; see
-        ``cyprop.interop.from_torch``."""
+        ``cyprop.interop.from_torch``.
+
+        Parameters
+        ----------
+        module : torch.nn.Sequential
+            The model to copy.
+        **kwargs
+            Passed to ``Network`` (``dtype``, ``backend``, ...).
+
+        Returns
+        -------
+        Network
+        """
         from . import interop
 
         return interop.from_torch(module, **kwargs)
 
     @classmethod
-    def from_sklearn(cls, mlp, **kwargs):
+    def from_sklearn(cls, mlp: Any, **kwargs: Any) -> Network:
         """A network from a fitted ``MLPClassifier`` / ``MLPRegressor``; see
-        ``cyprop.interop.from_sklearn``."""
+        ``cyprop.interop.from_sklearn``.
+
+        Parameters
+        ----------
+        mlp : sklearn.neural_network.MLPClassifier or MLPRegressor
+            The fitted model to copy.
+        **kwargs
+            Passed to ``Network`` (``dtype``, ``backend``, ...).
+
+        Returns
+        -------
+        Network
+        """
         from . import interop
 
         return interop.from_sklearn(mlp, **kwargs)
 
     # ---------------------------------------------------------------- helpers
-    def _check_data(self, X, Y):
+    def _check_data(self, X: Any, Y: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
+        # (X comes back as a _chunks.Rows for a Dask array or memory map: array-like
+        # enough for the callers, which read its shape and slice it)
         labels = Y if isinstance(Y, np.ndarray) else np.asarray(Y)   # (Y is read whole)
         if _chunks.is_blockwise(X):   # read a block at a time (checked as it is read)
             X = _chunks.Rows(X, self.arch.n_inputs, self.dtype)
@@ -750,18 +1060,24 @@ class Network:
                                  "targets, or class labels with a softmax output")
         return X, Y
 
-    def copy(self):
-        """An independent copy: same parameters, optimizer state and backend."""
+    def copy(self) -> Network:
+        """An independent copy: same parameters, optimizer state and backend.
+
+        Returns
+        -------
+        Network
+            A deep copy, history included.
+        """
         return copy.deepcopy(self)
 
-    def _as_float64(self):
+    def _as_float64(self) -> None:
         """This network converted to float64 in place (for gradient checks of a copy)."""
         params = self.arch.new_params(np.float64)
         params[...] = self._params
         self._dtype = np.dtype(np.float64)
         self._bind(params)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # a snapshot that existed, even while another thread trains
         with self._state_lock:
             state = self.__dict__.copy()
@@ -772,7 +1088,7 @@ class Network:
             del state[name]
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # pickles from before the architecture and dtype were read-only
         for name in ("arch", "dtype", "dropout", "max_norm"):
             if name in state:
@@ -786,13 +1102,13 @@ class Network:
         self._state_lock = threading.RLock()
         self._training_thread = None
 
-    def _bind(self, params):
+    def _bind(self, params: NDArray[Any]) -> None:
         """Make ``params`` the parameter buffer (set once; trained and loaded in place),
         read by the backend's few-rows calls too (None: the backend has none)."""
         self._params = params
         self._few_rows = self._impl.few_rows(self.arch, params)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "
                 f"loss={self.arch.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
 
@@ -800,7 +1116,8 @@ class Network:
 _OWN_OPTIMIZERS = frozenset(OPTIMIZERS.values())
 
 
-def _one_sample(X, Y, n_outputs):
+def _one_sample(X: ArrayLike, Y: ArrayLike,
+                n_outputs: int) -> tuple[NDArray[Any], NDArray[Any]]:
     """A 1-D X as one row, and its Y as that row's targets (n_outputs values) or class
     label (a number, or one value)."""
     Y = np.asarray(Y)
@@ -809,7 +1126,7 @@ def _one_sample(X, Y, n_outputs):
     return np.asarray(X).reshape(1, -1), Y
 
 
-def _check_result(values, what):
+def _check_result(values: NDArray[Any], what: str) -> None:
     """A result that overflowed inside the network is an error, not an answer."""
     if not _validation.all_finite(values):
         raise FloatingPointError(
@@ -817,13 +1134,13 @@ def _check_result(values, what):
             "weights): the inputs or weights are too large; scale the inputs")
 
 
-def _check_optimizer(optimizer):
+def _check_optimizer(optimizer: object) -> None:
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
                         f"got {type(optimizer).__name__}")
 
 
-def _check_schedule(schedule):
+def _check_schedule(schedule: object) -> None:
     if schedule is not None and not callable(getattr(schedule, "rate", None)):
         raise TypeError(f"schedule must be a cyprop.schedules object (with a rate method), "
                         f"got {type(schedule).__name__}")
@@ -841,18 +1158,18 @@ DIVERGENCE_SAMPLES = 256
 MAX_THREADS = 1024
 
 
-def _check_threads(n_threads):
+def _check_threads(n_threads: int | None) -> int | None:
     """None (the default), or an int in 1 .. MAX_THREADS."""
     if n_threads is None:
         return None
     return _validation.check_int("n_threads", n_threads, maximum=MAX_THREADS)
 
 
-def _needs_conversion(X, dtype):
+def _needs_conversion(X: object, dtype: np.dtype[Any]) -> bool:
     return not (isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.c_contiguous)
 
 
-def _check_sizes(sizes):
+def _check_sizes(sizes: Iterable[int]) -> list[int]:
     try:
         sizes = list(sizes)
     except TypeError:
@@ -867,7 +1184,8 @@ def _check_sizes(sizes):
     return [int(s) for s in sizes]
 
 
-def _check_activations(activation, output, loss, n_layers):
+def _check_activations(activation: str | Sequence[str], output: str, loss: str,
+                       n_layers: int) -> list[str]:
     hidden = [activation] * (n_layers - 1) if isinstance(activation, str) else list(activation)
     if len(hidden) != n_layers - 1:
         raise ValueError(f"activation lists {len(hidden)} names, but the network has "
@@ -887,7 +1205,7 @@ def _check_activations(activation, output, loss, n_layers):
     return hidden + [output]
 
 
-def _check_dropout(dropout, n_hidden):
+def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
     if n_hidden == 0 and np.ndim(dropout) == 0 and dropout:
         raise ValueError("dropout applies to hidden layers, and this network has none")
     rates = [dropout] * n_hidden if np.ndim(dropout) == 0 else list(dropout)
@@ -902,7 +1220,7 @@ def _check_dropout(dropout, n_hidden):
     return [float(r) for r in rates]
 
 
-def _check_max_norm(max_norm):
+def _check_max_norm(max_norm: float | None) -> float:
     if max_norm is None:
         return 0.0
     if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number)):
@@ -912,11 +1230,11 @@ def _check_max_norm(max_norm):
     return float(max_norm)
 
 
-def _copy_or_none(array):
+def _copy_or_none(array: NDArray[Any] | None) -> NDArray[Any] | None:
     return None if array is None else array.copy()
 
 
-def _parts(n, batch_size, n_params):
+def _parts(n: int, batch_size: int, n_params: int) -> list[tuple[int, int]]:
     """(start, stop) ranges of whole batches covering an epoch of n samples: one part,
     unless the epoch is long (about 5e7 weight-sample products or more), then ~10."""
     if n * n_params < 50_000_000:
@@ -929,8 +1247,9 @@ def _parts(n, batch_size, n_params):
 class _StoppingRules:
     """The early-stopping rules of one fit call, checked after every epoch."""
 
-    def __init__(self, target_loss=None, target_error=None, min_update=None,
-                 early_stopping=False, patience=10, min_delta=0.0):
+    def __init__(self, target_loss: float | None = None, target_error: float | None = None,
+                 min_update: float | None = None, early_stopping: bool = False,
+                 patience: int = 10, min_delta: Any = 0.0) -> None:   # (a float, checked)
         target_loss, target_error, min_update, min_delta = (
             None if value is None else _validation.check_number(name, value, 0)
             for name, value in (("target_loss", target_loss), ("target_error", target_error),
@@ -942,7 +1261,7 @@ class _StoppingRules:
         self._best_params = None
         self._waited = 0
 
-    def check(self, net, logs):
+    def check(self, net: Network, logs: dict[str, Any]) -> str | None:
         """The reason to stop after this epoch, or None."""
         if self.early_stopping:
             if logs["val_loss"] < self._best_loss - self.min_delta:
@@ -961,13 +1280,13 @@ class _StoppingRules:
             return "min_update"
         return None
 
-    def restore_best(self, net):
+    def restore_best(self, net: Network) -> None:
         """Early stopping keeps the weights of the epoch with the best validation loss."""
         if self._best_params is not None:
             net._params[...] = self._best_params
 
 
-def _assign_all(current, values, name):
+def _assign_all(current: list[Any], values: Iterable[ArrayLike], name: str) -> None:
     values = list(values)
     if len(values) != len(current):
         raise ValueError(f"{name} needs {len(current)} arrays, got {len(values)}")

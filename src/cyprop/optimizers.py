@@ -7,11 +7,19 @@ the NumPy reference of one step; the compiled core implements the same step as a
 by name from ``hyper()``.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._validation import check_bool, check_int, check_number
+
+if TYPE_CHECKING:
+    from ._architecture import Architecture
 
 #: The most steps an optimizer may be set to (or loaded with): far more than any run
 #: takes, and far enough below a C long's 2**63 that training on from it cannot overflow.
@@ -47,14 +55,24 @@ class Optimizer:
     call: a state of another network's size or dtype is replaced by a fresh one (the
     step count restarting at 0), and one of the wrong shape for this optimizer is a
     ``ValueError``.  Hyper-parameters changed by hand are checked again before training.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The step size, > 0; also kept as ``initial_learning_rate``, which schedules scale.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``learning_rate`` is not a finite number > 0.
     """
 
     #: Index of this optimizer in the compiled core's OPTIMIZERS (csrc/_rules.pxi): its rules.
-    code = None
+    code: int | None = None
     #: Rows of state, each shaped like the parameter vector.
-    n_slots = 1
+    n_slots: int = 1
 
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate: float) -> None:
         self.learning_rate = check_number("learning_rate", learning_rate, 0,
                                           exclusive_minimum=True)
         self.initial_learning_rate = self.learning_rate   # what schedules scale
@@ -62,21 +80,21 @@ class Optimizer:
         self.state = None     # (n_slots, n_params), created on the first step
 
     @property
-    def steps(self):
+    def steps(self) -> int:
         """Optimizer steps taken so far (bias corrections and first-step rules use it)."""
         return self._steps
 
     @steps.setter
-    def steps(self, value):
+    def steps(self, value: int) -> None:
         self._steps = check_int("steps", value, minimum=0, maximum=MAX_STEPS)
 
     @property
-    def state(self):
+    def state(self) -> NDArray[Any] | None:
         """The optimizer's buffers, (n_slots, n_params), or None before the first step."""
         return self._state
 
     @state.setter
-    def state(self, value):
+    def state(self, value: NDArray[Any] | None) -> None:
         if value is not None:
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"{type(self).__name__}.state must be a NumPy array or None, "
@@ -89,10 +107,21 @@ class Optimizer:
                                  f"got {value.dtype}")
         self._state = value
 
-    def state_for(self, params):
+    def state_for(self, params: NDArray[Any]) -> NDArray[Any]:
         """The state array for ``params``, created (zeroed) when first needed or when
         the optimizer moves to a network of another size or dtype; a state the kernels
-        could not use in place (a view, read-only, misaligned) is copied first."""
+        could not use in place (a view, read-only, misaligned) is copied first.
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,)
+            The network's flat parameters.
+
+        Returns
+        -------
+        ndarray, shape (n_slots, n_params)
+            The state, of ``params``' dtype, C-contiguous and writeable (also ``state``).
+        """
         state = self._state
         if (state is None or state.shape != (self.n_slots, params.shape[0])
                 or state.dtype != params.dtype):
@@ -101,11 +130,17 @@ class Optimizer:
         elif not (state.flags.c_contiguous and state.flags.writeable and state.flags.aligned
                   and state.dtype.isnative):
             self._state = np.array(state, dtype=params.dtype, order="C")
-        return self._state
+        return cast("NDArray[Any]", self._state)   # set on every path above
 
-    def check(self):
+    def check(self) -> None:
         """Check the hyper-parameters again (they may have been set by hand since the
-        optimizer was made); raises TypeError or ValueError naming the one that is wrong."""
+        optimizer was made).
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the hyper-parameter that is wrong.
+        """
         # The current rate may be 0 (a finished Cosine schedule); the constructor, which
         # wants a rate > 0, gets the initial one.
         check_number("learning_rate", self.learning_rate, 0)
@@ -118,30 +153,54 @@ class Optimizer:
             type(self)(**config)
             self._checked_config = config
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # pickles from before steps and state were checked properties
         for name in ("steps", "state"):
             if name in state:
                 state["_" + name] = state.pop(name)
         self.__dict__.update(state)
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the state: the next step is a first step again."""
         self.state = None
         self.steps = 0
 
-    def hyper(self):
-        """Hyper-parameters as the compiled core reads them: a ``Hyper``."""
+    def hyper(self) -> Hyper:
+        """Hyper-parameters as the compiled core reads them.
+
+        Returns
+        -------
+        Hyper
+            The fields this optimizer uses set, the others 0.
+        """
         raise NotImplementedError
 
-    def update_params(self, params, grad, arch):
-        """Apply one step in place, given the batch-mean gradient (NumPy reference)."""
+    def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
+        """Apply one step in place, given the batch-mean gradient (NumPy reference).
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,)
+            The network's flat parameters, updated in place.
+        grad : ndarray, shape (n_params,)
+            The batch-mean gradient, in the same layout and dtype.
+        arch : Architecture
+            The network's layout (which parameters are weights, for weight decay).
+        """
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The keyword arguments that make this optimizer again.
+
+        Returns
+        -------
+        dict
+            ``type(opt)(**opt.get_config())`` is an optimizer like this one (with the
+            *current* learning rate, without its state).
+        """
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
@@ -153,11 +212,29 @@ class SGD(Optimizer):
         buf = g on the first step, else momentum * buf + g
         g = g + momentum * buf if nesterov else buf      (when momentum > 0)
         w = w - learning_rate * g
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.1
+        The step size, > 0.
+    momentum : float, default 0.0
+        The momentum factor, >= 0; 0 for plain SGD.
+    nesterov : bool, default False
+        Nesterov momentum (needs ``momentum`` > 0).
+    weight_decay : float, default 0.0
+        L2 penalty on the weights (never the biases), >= 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a hyper-parameter is not a number (a bool for ``nesterov``) in its range,
+        or ``nesterov`` is asked for without momentum.
     """
 
     code = 0
 
-    def __init__(self, learning_rate=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, learning_rate: float = 0.1, momentum: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
         super().__init__(learning_rate)
         self.momentum = check_number("momentum", momentum, 0)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
@@ -165,11 +242,11 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum <= 0:
             raise ValueError("nesterov=True needs a momentum > 0")
 
-    def hyper(self):
+    def hyper(self) -> Hyper:
         return Hyper(learning_rate=self.learning_rate, momentum=self.momentum,
                      nesterov=self.nesterov, weight_decay=self.weight_decay)
 
-    def update_params(self, params, grad, arch):
+    def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         buf = self.state_for(params)[0]
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         if self.momentum:
@@ -182,7 +259,7 @@ class SGD(Optimizer):
         params -= self.learning_rate * grad
         self._steps += 1
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "momentum": self.momentum,
                 "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
@@ -194,23 +271,40 @@ class Adam(Optimizer):
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
         w = w - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    Parameters
+    ----------
+    learning_rate : float, default 1e-3
+        The step size, > 0.
+    beta1, beta2 : float, default 0.9, 0.999
+        Decay rates of the first and second moment estimates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default 0.0
+        L2 penalty on the weights (never the biases), >= 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a hyper-parameter is not a finite number in its range.
     """
 
     code = 1
     n_slots = 2
 
-    def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    def __init__(self, learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(learning_rate)
         self.beta1 = check_number("beta1", beta1, 0, 1, exclusive_maximum=True)
         self.beta2 = check_number("beta2", beta2, 0, 1, exclusive_maximum=True)
         self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
-    def hyper(self):
+    def hyper(self) -> Hyper:
         return Hyper(learning_rate=self.learning_rate, beta1=self.beta1, beta2=self.beta2,
                      eps=self.eps, weight_decay=self.weight_decay)
 
-    def update_params(self, params, grad, arch):
+    def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         m, v = self.state_for(params)
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         t = self.steps + 1
@@ -223,7 +317,7 @@ class Adam(Optimizer):
         params -= step_size * m / denom
         self._steps += 1
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "beta1": self.beta1, "beta2": self.beta2,
                 "eps": self.eps, "weight_decay": self.weight_decay}
 
@@ -235,23 +329,42 @@ class RMSprop(Optimizer):
         v = alpha * v + (1 - alpha) * g * g
         buf = momentum * buf + g / (sqrt(v) + eps);  w = w - lr * buf   (momentum > 0)
         w = w - lr * g / (sqrt(v) + eps)                                (momentum = 0)
+
+    Parameters
+    ----------
+    learning_rate : float, default 1e-2
+        The step size, > 0.
+    alpha : float, default 0.99
+        Decay rate of the mean square, in [0, 1].
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    momentum : float, default 0.0
+        The momentum factor, >= 0.
+    weight_decay : float, default 0.0
+        L2 penalty on the weights (never the biases), >= 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a hyper-parameter is not a finite number in its range.
     """
 
     code = 2
     n_slots = 2
 
-    def __init__(self, learning_rate=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
+    def __init__(self, learning_rate: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, weight_decay: float = 0.0) -> None:
         super().__init__(learning_rate)
         self.alpha = check_number("alpha", alpha, 0, 1)
         self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
         self.momentum = check_number("momentum", momentum, 0)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
-    def hyper(self):
+    def hyper(self) -> Hyper:
         return Hyper(learning_rate=self.learning_rate, alpha=self.alpha, eps=self.eps,
                      momentum=self.momentum, weight_decay=self.weight_decay)
 
-    def update_params(self, params, grad, arch):
+    def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         v, buf = self.state_for(params)
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         v *= self.alpha
@@ -264,7 +377,7 @@ class RMSprop(Optimizer):
         params -= self.learning_rate * step
         self._steps += 1
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "alpha": self.alpha, "eps": self.eps,
                 "momentum": self.momentum, "weight_decay": self.weight_decay}
 
@@ -275,28 +388,43 @@ class Adagrad(Optimizer):
         g = grad + weight_decay * w                      (weights only)
         s = s + g * g
         w = w - lr * g / (sqrt(s) + eps)
+
+    Parameters
+    ----------
+    learning_rate : float, default 1e-2
+        The step size, > 0.
+    eps : float, default 1e-10
+        Added to the denominator, > 0.
+    weight_decay : float, default 0.0
+        L2 penalty on the weights (never the biases), >= 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a hyper-parameter is not a finite number in its range.
     """
 
     code = 3
     n_slots = 1
 
-    def __init__(self, learning_rate=1e-2, eps=1e-10, weight_decay=0.0):
+    def __init__(self, learning_rate: float = 1e-2, eps: float = 1e-10,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(learning_rate)
         self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
-    def hyper(self):
+    def hyper(self) -> Hyper:
         return Hyper(learning_rate=self.learning_rate, eps=self.eps,
                      weight_decay=self.weight_decay)
 
-    def update_params(self, params, grad, arch):
+    def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         (total,) = self.state_for(params)
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         total += grad * grad
         params -= self.learning_rate * grad / (np.sqrt(total) + self.eps)
         self._steps += 1
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
@@ -309,12 +437,27 @@ class Rprop(Optimizer):
     sign flips, within ``step_sizes``; on a flip that parameter does not move and its
     remembered gradient is set to 0.  Only the signs of gradients are used, so Rprop is
     meant for full batches (``batch_size`` >= the number of samples).
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+        The initial step size of every parameter, > 0.
+    etas : pair of float, default (0.5, 1.2)
+        (shrink, grow) factors: 0 < etas[0] < 1 < etas[1].
+    step_sizes : pair of float, default (1e-6, 50)
+        (min, max) bounds on the step sizes: 0 <= min <= max.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a hyper-parameter is not a number (a pair of them) in its range.
     """
 
     code = 4
     n_slots = 2
 
-    def __init__(self, learning_rate=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50)):
+    def __init__(self, learning_rate: float = 0.01, etas: Sequence[float] = (0.5, 1.2),
+                 step_sizes: Sequence[float] = (1e-6, 50)) -> None:
         super().__init__(learning_rate)
         eta_minus, eta_plus = _pair("etas", etas)
         if not 0 < eta_minus < 1 < eta_plus:
@@ -325,12 +468,12 @@ class Rprop(Optimizer):
         self.etas = (eta_minus, eta_plus)
         self.step_sizes = (step_min, step_max)
 
-    def hyper(self):
+    def hyper(self) -> Hyper:
         return Hyper(learning_rate=self.learning_rate, eta_minus=self.etas[0],
                      eta_plus=self.etas[1], step_min=self.step_sizes[0],
                      step_max=self.step_sizes[1])
 
-    def update_params(self, params, grad, arch):
+    def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         prev, step_size = self.state_for(params)
         if self.steps == 0:
             step_size[...] = self.learning_rate
@@ -342,23 +485,25 @@ class Rprop(Optimizer):
         prev[...] = grad
         self._steps += 1
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "etas": list(self.etas),
                 "step_sizes": list(self.step_sizes)}
 
 
 #: Optimizer classes by name, for persistence and the command line.
-OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad, Rprop)}
+OPTIMIZERS: dict[str, type[SGD | Adam | RMSprop | Adagrad | Rprop]] = {
+    cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad, Rprop)}
 
 
-def _with_weight_decay(grad, params, weight_decay, arch):
+def _with_weight_decay(grad: NDArray[Any], params: NDArray[Any], weight_decay: float,
+                       arch: Architecture) -> NDArray[Any]:
     """grad + weight_decay * w on the weights (never the biases)."""
     if not weight_decay:
         return grad
     return grad + weight_decay * params * arch.decay_mask(params.dtype)
 
 
-def _pair(name, values):
+def _pair(name: str, values: Any) -> tuple[float, float]:
     """Two finite numbers, as floats."""
     try:
         first, second = values

@@ -60,6 +60,8 @@ would not have written, before allocating memory on the file's word:
 - weights and optimizer state are finite.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import io
@@ -74,9 +76,12 @@ import stat
 import struct
 import sys
 import zipfile
+from collections.abc import Callable
+from typing import IO, Any, BinaryIO, TypeGuard, TypeVar
 
 import numpy as np
 from numpy.lib import format as npy_format
+from numpy.typing import NDArray
 
 from . import _backend, _maths
 from ._architecture import Architecture
@@ -111,10 +116,11 @@ _ZIP_FLAGS = 0x08 | 0x800
 _MEMBER_NAME = re.compile(r"[A-Za-z0-9_]+\.npy")
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
+_T = TypeVar("_T")
 
 
 # ----------------------------------------------------------------------------- save
-def save(net, path):
+def save(net: Network, path: str | os.PathLike[str]) -> None:
     """Write ``net`` to exactly ``path`` as one ``.npz`` file (see the module docstring).
 
     Unlike ``numpy.savez``, no ``.npz`` suffix is appended: ``save(net, "model")``
@@ -125,6 +131,24 @@ def save(net, path):
     existing file keeps its permission bits; a directory, FIFO, device or socket
     at ``path`` is refused and left as it is.  The network may be training in
     another thread: what is written is a state it had between two steps.
+
+    Parameters
+    ----------
+    net : Network
+        The network to save.
+    path : str or os.PathLike
+        The file to write.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written (``IsADirectoryError`` for a directory).
+    ValueError
+        If something other than a regular file is at ``path``, or the network's
+        optimizer is not one of ``cyprop.optimizers.OPTIMIZERS`` (or its state or
+        step count is out of range).
+    TypeError
+        If the network's metadata is not JSON-serialisable.
     """
     path = os.fspath(path)
     # Everything the file holds, copied in one moment (the training loop holds the
@@ -141,7 +165,7 @@ def save(net, path):
     _write_atomic(target, arrays, mode)
 
 
-def _snapshot(net):
+def _snapshot(net: Network) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     """(metadata, {name: array}) of the network, all copies; fails, before any file is
     touched, for a network that cannot be saved."""
     optimizer, state = _optimizer_record(net)
@@ -175,7 +199,7 @@ def _snapshot(net):
     return metadata, arrays
 
 
-def _optimizer_record(net):
+def _optimizer_record(net: Network) -> tuple[dict[str, Any] | None, NDArray[Any] | None]:
     """(metadata entry, state array or None) for the network's optimizer."""
     opt = net.optimizer
     if opt is None:
@@ -203,14 +227,14 @@ def _optimizer_record(net):
     return record, state
 
 
-def _json_seed(seed):
+def _json_seed(seed: object) -> int | None:
     if (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
-            and 0 <= seed < _SEED_LIMIT):
+            and 0 <= seed < _SEED_LIMIT):  # type: ignore[operator]  # (as in _validation)
         return int(seed)
     return None
 
 
-def _json_default(value):
+def _json_default(value: object) -> Any:
     # NumPy scalars and arrays can appear in generator states and optimizer configs.
     if isinstance(value, np.integer):
         return int(value)
@@ -221,7 +245,7 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _save_target(path):
+def _save_target(path: str) -> tuple[str, int | None]:
     """(the file to write, the permission bits to give it or None for a new file).
 
     A symbolic link is followed, so that its target is replaced and the link stays.
@@ -236,7 +260,7 @@ def _save_target(path):
     return target, stat.S_IMODE(st.st_mode) & 0o777
 
 
-def _write_atomic(path, arrays, mode):
+def _write_atomic(path: str, arrays: dict[str, Any], mode: int | None) -> None:
     """Write ``arrays`` as an .npz to ``path`` via a temporary file and a rename;
     ``mode``: the new file's permission bits (None: 0o666 less the umask)."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -261,7 +285,7 @@ def _write_atomic(path, arrays, mode):
     _fsync_directory(directory)
 
 
-def _temporary_path(path):
+def _temporary_path(path: str) -> str:
     """``.{name}.{random}.tmp`` beside ``path`` (of its type, str or bytes): in the same
     directory, so that os.replace is a rename within one file system (atomic); a
     dot-name with a random part, so that it neither shows up nor collides; the name
@@ -284,7 +308,7 @@ def _temporary_path(path):
     return tmp if isinstance(path, bytes) else os.fsdecode(tmp)
 
 
-def _fsync_directory(directory):
+def _fsync_directory(directory: str) -> None:
     # Makes the rename itself durable on POSIX; directories cannot be opened (and need
     # not be synced) on Windows, hence best effort.
     try:
@@ -299,7 +323,7 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def _require_regular_file(path, mode, action):
+def _require_regular_file(path: str, mode: int, action: str) -> None:
     """Raise unless ``mode`` (an ``st_mode``) is a regular file's, naming what it is."""
     if stat.S_ISREG(mode):
         return
@@ -313,7 +337,7 @@ def _require_regular_file(path, mode, action):
 
 
 # ----------------------------------------------------------------------------- load
-def load(path, backend="auto"):
+def load(path: str | os.PathLike[str], backend: str = "auto") -> Network:
     """Read a network written by ``Network.save`` from exactly ``path``.
 
     ``backend`` (``"auto"``, ``"cython"`` or ``"numpy"``) is the caller's choice, not
@@ -325,6 +349,28 @@ def load(path, backend="auto"):
     cyprop network, is truncated or corrupted, was written by a newer cyprop, or
     whose contents do not fit the architecture it describes (see the module
     docstring for what is checked).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    backend : {"auto", "cython", "numpy"}, default "auto"
+        The backend of the network returned.
+
+    Returns
+    -------
+    Network
+        The network, with its optimizer (and state) and history.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened (``FileNotFoundError``, ``IsADirectoryError``).
+    ValueError
+        If ``backend`` is unknown, or the file is not a regular file or not a valid
+        cyprop network file.
+    ImportError
+        If ``backend="cython"`` and the compiled extension cannot be imported.
     """
     if backend not in _backend.BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(_backend.BACKENDS)}")
@@ -334,7 +380,7 @@ def load(path, backend="auto"):
     return _build(path, metadata, arrays, backend)
 
 
-def _open_regular_file(path):
+def _open_regular_file(path: str) -> BinaryIO:
     """``path`` opened for reading in binary mode, if it is a regular file."""
     # Looked at before it is opened: opening a device can have effects of its own
     # (a tape rewinds, a watchdog starts), and opening a FIFO blocks until a writer
@@ -353,11 +399,11 @@ def _open_regular_file(path):
         raise
 
 
-def _invalid(path, problem):
+def _invalid(path: str, problem: str) -> ValueError:
     return ValueError(f"cannot load {path!r}: {problem}")
 
 
-def _read(path, fh, size):
+def _read(path: str, fh: BinaryIO, size: int) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     """(validated metadata, {name: array}) from an open file of ``size`` bytes;
     ValueError if bad."""
     signature = fh.read(4)
@@ -397,7 +443,7 @@ def _read(path, fh, size):
     return metadata, arrays
 
 
-def _guarded(path, problem, function, *args):
+def _guarded(path: str, problem: str, function: Callable[..., _T], *args: Any) -> _T:
     """``function(*args)``, any exception from it a ValueError: zipfile and NumPy raise a
     wide, undocumented range of them on damaged input (BadZipFile, EOFError,
     struct.error, NotImplementedError, RuntimeError, ...)."""
@@ -410,7 +456,7 @@ def _guarded(path, problem, function, *args):
             from exc
 
 
-def _check_members(path, archive, size):
+def _check_members(path: str, archive: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
     """{name without .npy: ZipInfo} of an archive whose every member is one cyprop
     could have written: stored, unencrypted, a plain unique name, inside the file."""
     members, total = {}, 0
@@ -437,7 +483,8 @@ def _check_members(path, archive, size):
     return members
 
 
-def _read_array(path, archive, info, name, shape, dtype):
+def _read_array(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
+                shape: tuple[int, ...] | None, dtype: np.dtype[Any]) -> NDArray[Any]:
     """One member as a native-order, C-contiguous array of its own, its header checked
     against ``shape`` (None: any 1-D) and ``dtype`` *before* the data is read, so a
     bad file can neither trigger unpickling nor a huge allocation."""
@@ -473,7 +520,7 @@ def _read_array(path, archive, info, name, shape, dtype):
     return np.array(array, dtype=dtype, order="C", copy=True)
 
 
-def _read_npy_header(fp):
+def _read_npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     """(shape, fortran_order, dtype) from an .npy header, read by NumPy once its
     length is known to be sane."""
     magic = fp.read(8)
@@ -490,9 +537,9 @@ def _read_npy_header(fp):
     return npy_format.read_array_header_2_0(header)
 
 
-def _decode_json(path, text):
+def _decode_json(path: str, text: bytes) -> Any:
     """The metadata's JSON value; ValueError for anything but UTF-8 JSON."""
-    def parse_int(digits):
+    def parse_int(digits: str) -> int:
         if len(digits) > _JSON_INT_DIGITS:
             raise ValueError(f"an integer of {len(digits)} digits")
         return int(digits)
@@ -504,12 +551,12 @@ def _decode_json(path, text):
             from exc
 
 
-def _validate(path, meta):
+def _validate(path: str, meta: Any) -> dict[str, Any]:
     """The metadata, checked; raises ValueError naming the problem.
 
     On success the returned dict has ``dtype`` as a NumPy dtype and is safe to build
     a network from once ``_check_sizes_fit`` has checked its sizes against the file."""
-    def require(condition, problem):
+    def require(condition: object, problem: str) -> None:
         if not condition:
             raise _invalid(path, problem)
 
@@ -555,7 +602,7 @@ def _validate(path, meta):
     return meta
 
 
-def _validate_optimizer(require, opt):
+def _validate_optimizer(require: Callable[[object, str], None], opt: Any) -> None:
     if opt is None:
         return
     r = _short.repr
@@ -577,7 +624,7 @@ def _validate_optimizer(require, opt):
             f"invalid initial learning rate {r(initial)}")
 
 
-def _config_problem(name, config):
+def _config_problem(name: str, config: dict[str, Any]) -> str | None:
     """None if ``config`` has the keys and value types of the optimizer's own
     ``get_config()`` (its constructor checks the ranges), else the problem."""
     defaults = OPTIMIZERS[name]().get_config()
@@ -597,7 +644,7 @@ def _config_problem(name, config):
     return None
 
 
-def _validate_history(require, history):
+def _validate_history(require: Callable[[object, str], None], history: Any) -> None:
     require(isinstance(history, dict) and isinstance(history.get("records"), dict)
             and "stop_reason" in history
             and (history["stop_reason"] is None or isinstance(history["stop_reason"], str)),
@@ -613,20 +660,20 @@ def _validate_history(require, history):
     require(len(lengths) <= 1, "the training history records have different lengths")
 
 
-def _uint(bits):
+def _uint(bits: int) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: _is_int(v) and 0 <= v < 1 << bits), f"an unsigned {bits}-bit integer"
 
 
-def _odd_uint(bits):
+def _odd_uint(bits: int) -> tuple[Callable[[Any], bool], str]:
     return ((lambda v: _is_int(v) and 0 <= v < 1 << bits and v % 2 == 1),
             f"an odd unsigned {bits}-bit integer")
 
 
-def _int_range(low, high):
+def _int_range(low: int, high: int) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: _is_int(v) and low <= v <= high), f"an integer in {low}..{high}"
 
 
-def _words(count, bits):
+def _words(count: int, bits: int) -> tuple[Callable[[Any], bool], str]:
     return ((lambda v: isinstance(v, list) and len(v) == count
              and all(_is_int(w) and 0 <= w < 1 << bits for w in v)),
             f"a list of {count} unsigned {bits}-bit integers")
@@ -647,7 +694,7 @@ _RNG_FIELDS = {
 }
 
 
-def _rng_problem(rng):
+def _rng_problem(rng: Any) -> str | None:
     """None if ``rng`` is a state NumPy's own generator could be in, else the problem."""
     if not isinstance(rng, dict):
         return "not an object"
@@ -667,10 +714,10 @@ def _rng_problem(rng):
     return None
 
 
-def _expected_arrays(meta):
+def _expected_arrays(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """{array name: shape} the metadata calls for, metadata itself aside."""
     sizes = meta["sizes"]
-    expected = {}
+    expected: dict[str, tuple[int, ...]] = {}
     for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         expected[f"weights_{layer}"] = (n_out, n_in)
         expected[f"biases_{layer}"] = (n_out,)
@@ -681,7 +728,8 @@ def _expected_arrays(meta):
     return expected
 
 
-def _check_sizes_fit(path, meta, expected, members, size):
+def _check_sizes_fit(path: str, meta: dict[str, Any], expected: dict[str, tuple[int, ...]],
+                     members: dict[str, zipfile.ZipInfo], size: int) -> None:
     """The arrays the metadata calls for must be in the file: refused from the numbers
     alone, before the network or any array is allocated."""
     if len(expected) > len(members):
@@ -694,7 +742,8 @@ def _check_sizes_fit(path, meta, expected, members, size):
                              f"need {needed} bytes, the file has {size}")
 
 
-def _build(path, meta, arrays, backend):
+def _build(path: str, meta: dict[str, Any], arrays: dict[str, NDArray[Any]],
+           backend: str) -> Network:
     """A ``Network`` from validated metadata and arrays."""
     arch = meta["arch"]
     try:
@@ -763,15 +812,15 @@ def _build(path, meta, arrays, backend):
     return net
 
 
-def _is_int(value):
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value):
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_finite(value):
+def _is_finite(value: object) -> bool:
     """A number that a float holds finitely: no NaN or infinity, and no int beyond
     float range (compared exactly, where float() would raise OverflowError)."""
     if isinstance(value, float):

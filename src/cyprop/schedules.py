@@ -6,23 +6,60 @@ Before each epoch the training loop sets the optimizer's rate to
 ``schedule.update(logs)`` with that epoch's records, which stateful schedules use.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any
 
 from ._validation import check_int, check_number
 
 
 class Schedule:
-    def rate(self, epoch, initial_rate):
+    """Base class of the schedules: a subclass defines ``rate``, and may define
+    ``update`` (stateful schedules) and ``check``."""
+
+    def rate(self, epoch: int, initial_rate: float) -> float:
+        """The learning rate of an epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to run, counted from 0 in the current history.
+        initial_rate : float
+            The optimizer's rate when it was created.
+
+        Returns
+        -------
+        float
+            The learning rate for the epoch.
+        """
         raise NotImplementedError
 
-    def update(self, logs):
-        """Called after every epoch with its records (loss, val_loss, ...)."""
+    def update(self, logs: dict[str, Any]) -> None:
+        """Called after every epoch with its records (loss, val_loss, ...).
 
-    def check(self, has_validation):
+        Parameters
+        ----------
+        logs : dict
+            The epoch's records, keyed as ``History.KEYS``.
+        """
+
+    def check(self, has_validation: bool) -> None:
         """Called by ``fit`` before the first epoch: raise ValueError if this schedule
-        cannot work with the fit as called."""
+        cannot work with the fit as called.
 
-    def __repr__(self):
+        Parameters
+        ----------
+        has_validation : bool
+            Whether the fit has validation data (so records ``val_loss``).
+
+        Raises
+        ------
+        ValueError
+            If this schedule cannot work with the fit as called.
+        """
+
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
@@ -30,40 +67,77 @@ class Schedule:
 class Constant(Schedule):
     """The initial rate, always."""
 
-    def rate(self, epoch, initial_rate):
+    def rate(self, epoch: int, initial_rate: float) -> float:
         return initial_rate
 
 
 class InverseScaling(Schedule):
-    """initial_rate / (epoch + 1) ** power (scikit-learn's 'invscaling', counted in epochs)."""
+    """initial_rate / (epoch + 1) ** power (scikit-learn's 'invscaling', counted in epochs).
 
-    def __init__(self, power=0.5):
+    Parameters
+    ----------
+    power : float, default 0.5
+        The exponent, > 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``power`` is not a finite number > 0.
+    """
+
+    def __init__(self, power: float = 0.5) -> None:
         self.power = check_number("power", power, 0, exclusive_minimum=True)
 
-    def rate(self, epoch, initial_rate):
+    def rate(self, epoch: int, initial_rate: float) -> float:
         return initial_rate / (epoch + 1) ** self.power
 
 
 class StepDecay(Schedule):
-    """initial_rate * gamma ** (epoch // step_size), as torch's StepLR."""
+    """initial_rate * gamma ** (epoch // step_size), as torch's StepLR.
 
-    def __init__(self, step_size=10, gamma=0.1):
+    Parameters
+    ----------
+    step_size : int, default 10
+        Epochs between two decays, >= 1.
+    gamma : float, default 0.1
+        The factor of each decay, in (0, 1].
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a parameter is not a number (an integer for ``step_size``) in its range.
+    """
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.1) -> None:
         self.step_size = check_int("step_size", step_size)
         self.gamma = check_number("gamma", gamma, 0, 1, exclusive_minimum=True)
 
-    def rate(self, epoch, initial_rate):
+    def rate(self, epoch: int, initial_rate: float) -> float:
         return initial_rate * self.gamma ** (epoch // self.step_size)
 
 
 class Cosine(Schedule):
     """Cosine annealing from the initial rate to ``min_rate`` over ``period`` epochs
-    (torch's CosineAnnealingLR without restarts; ``min_rate`` after the period)."""
+    (torch's CosineAnnealingLR without restarts; ``min_rate`` after the period).
 
-    def __init__(self, period, min_rate=0.0):
+    Parameters
+    ----------
+    period : int
+        Epochs of the annealing, >= 1.
+    min_rate : float, default 0.0
+        The rate at the end of the period and after it, >= 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a parameter is not a number (an integer for ``period``) in its range.
+    """
+
+    def __init__(self, period: int, min_rate: float = 0.0) -> None:
         self.period = check_int("period", period)
         self.min_rate = check_number("min_rate", min_rate, 0)
 
-    def rate(self, epoch, initial_rate):
+    def rate(self, epoch: int, initial_rate: float) -> float:
         t = min(epoch, self.period) / self.period
         return self.min_rate + (initial_rate - self.min_rate) * (1 + math.cos(math.pi * t)) / 2
 
@@ -71,9 +145,30 @@ class Cosine(Schedule):
 class ReduceOnPlateau(Schedule):
     """Divide the rate by 1 / ``factor`` when the monitored loss has not improved by
     more than ``min_delta`` for ``patience`` epochs (torch's ReduceLROnPlateau, 'min'
-    mode, absolute threshold).  ``monitor`` is "loss" or "val_loss"."""
+    mode, absolute threshold).
 
-    def __init__(self, factor=0.1, patience=10, min_delta=1e-4, min_rate=0.0, monitor="loss"):
+    Parameters
+    ----------
+    factor : float, default 0.1
+        What the rate is multiplied by on a plateau, in (0, 1).
+    patience : int, default 10
+        Epochs without improvement tolerated before the rate drops, >= 0.
+    min_delta : float, default 1e-4
+        The least decrease of the monitored loss that counts as an improvement, >= 0.
+    min_rate : float, default 0.0
+        The rate never drops below this, >= 0.
+    monitor : {"loss", "val_loss"}, default "loss"
+        The record watched; "val_loss" needs validation data.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a parameter is not a number (an integer for ``patience``) in its range, or
+        ``monitor`` is neither name.
+    """
+
+    def __init__(self, factor: float = 0.1, patience: int = 10, min_delta: float = 1e-4,
+                 min_rate: float = 0.0, monitor: str = "loss") -> None:
         self.factor = check_number("factor", factor, 0, 1, exclusive_minimum=True,
                                    exclusive_maximum=True)
         self.patience = check_int("patience", patience, minimum=0)
@@ -86,15 +181,15 @@ class ReduceOnPlateau(Schedule):
         self._best = math.inf
         self._waited = 0
 
-    def rate(self, epoch, initial_rate):
+    def rate(self, epoch: int, initial_rate: float) -> float:
         return max(initial_rate * self._scale, self.min_rate)
 
-    def check(self, has_validation):
+    def check(self, has_validation: bool) -> None:
         if self.monitor == "val_loss" and not has_validation:
             raise ValueError("ReduceOnPlateau(monitor='val_loss') needs validation data: "
                              "give fit validation_data= or validation_split=")
 
-    def update(self, logs):
+    def update(self, logs: dict[str, Any]) -> None:
         value = logs.get(self.monitor)
         if value is None:
             raise ValueError(f"ReduceOnPlateau monitors {self.monitor!r}, which this fit "
