@@ -270,13 +270,13 @@ def to_torch(net: Network) -> torch.nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _flatten(module: torch.nn.Module, nn: Any) -> list[torch.nn.Module]:
+def _flatten(module: torch.nn.Module, nn: Any) -> list[Any]:
     if isinstance(module, nn.Sequential):
         return [layer for child in module for layer in _flatten(child, nn)]
     return [module]
 
 
-def _activation_name(layer: torch.nn.Module, nn: Any) -> str | None:
+def _activation_name(layer: Any, nn: Any) -> str | None:
     """cyprop's name for a supported activation module, else None."""
     for name, cls_name in TORCH_MODULES.items():
         if type(layer) is getattr(nn, cls_name):
