@@ -386,25 +386,31 @@ MAX_CLASSES = 1000
 _EXACT_LIMIT = 2**53
 
 
+_Path = _typing.Union[str, "_os.PathLike[str]"]
+_Header = _typing.Union[bool, _typing.Literal["infer"], None]
+
+
 @_typing.overload
-def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
-             header: bool | _typing.Literal["infer"] | None = "infer", delimiter: str = ",",
+def load_csv(path: _Path, target: int | str = -1, header: _Header = "infer",
+             delimiter: str = ",", return_classes: _typing.Literal[False] = False,
+             ) -> tuple[_npt.NDArray[np.float64], _npt.NDArray[np.int64]]: ...
+
+
+@_typing.overload
+def load_csv(path: _Path, target: int | str = -1, header: _Header = "infer",
+             delimiter: str = ",", *, return_classes: _typing.Literal[True],
+             ) -> tuple[_npt.NDArray[np.float64], _npt.NDArray[np.int64], np.ndarray]: ...
+
+
+@_typing.overload
+def load_csv(path: _Path, target: None, header: _Header = "infer", delimiter: str = ",",
              return_classes: _typing.Literal[False] = False,
-             ) -> tuple[_npt.NDArray[np.float64], _npt.NDArray[np.int64] | None]: ...
+             ) -> tuple[_npt.NDArray[np.float64], None]: ...
 
 
 @_typing.overload
-def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
-             header: bool | _typing.Literal["infer"] | None = "infer", delimiter: str = ",",
-             *, return_classes: _typing.Literal[True],
-             ) -> tuple[_npt.NDArray[np.float64], _npt.NDArray[np.int64] | None,
-                        np.ndarray | None]: ...
-
-
-@_typing.overload
-def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
-             header: bool | _typing.Literal["infer"] | None = "infer", delimiter: str = ",",
-             return_classes: bool = False) -> tuple[_typing.Any, ...]: ...
+def load_csv(path: _Path, target: int | str | None = -1, header: _Header = "infer",
+             delimiter: str = ",", return_classes: bool = False) -> tuple[_typing.Any, ...]: ...
 
 
 def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
