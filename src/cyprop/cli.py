@@ -474,7 +474,8 @@ def _fill_defaults(args: argparse.Namespace) -> None:
 
 def _defaults_help() -> str:
     """The epilog of ``cyprop train --help``: TRAIN_DEFAULTS as a table."""
-    rows: list[tuple[str, ...]] = [("--data", "--layers", "--activation", "--optimizer", "--lr", "--epochs",
+    rows: list[tuple[str, ...]]
+    rows = [("--data", "--layers", "--activation", "--optimizer", "--lr", "--epochs",
              "--batch-size")]
     seen: dict[tuple[str, ...], list[str]] = {}
     for kind, entry in TRAIN_DEFAULTS.items():

@@ -418,7 +418,7 @@ def _network_file(net: Network) -> bytes:
         raise TypeError(f"cannot save this network: its metadata is not JSON-serialisable "
                         f"({exc})") from exc
     buffer = io.BytesIO()
-    # (mypy matches the ** mapping below against savez's allow_pickle: bool)
+    # type-ignored: mypy matches the ** mapping against savez's allow_pickle: bool
     np.savez(buffer, **{persistence._METADATA: _as_bytes_array(text.encode("utf-8"))},  # type: ignore[arg-type]
              **arrays)
     return buffer.getvalue()
