@@ -47,18 +47,33 @@ class Step:
 
     Attributes
     ----------
-    sizes, activations, loss_name : the network's architecture.
-    x, target : the input and the target vector (class labels one-hot encoded).
-    weights, biases : the values before the step.
-    net_inputs : the weighted sums z = W a + b of each layer's units (I_j).
-    outputs : their activations a = f(z) (O_j).
-    errors : each unit's error Err_j = -dLoss/dz_j for this sample: the output units'
+    sizes : tuple of int
+        The network's layer sizes, inputs first.
+    activations : tuple of str
+        The activation of each weight layer.
+    loss_name : str
+        The network's loss.
+    x : numpy.ndarray
+        The input.
+    target : numpy.ndarray
+        The target vector (class labels one-hot encoded).
+    weights, biases : list of numpy.ndarray
+        The values before the step.
+    net_inputs : list of numpy.ndarray
+        The weighted sums z = W a + b of each layer's units (I_j).
+    outputs : list of numpy.ndarray
+        Their activations a = f(z) (O_j).
+    errors : list of numpy.ndarray
+        Each unit's error Err_j = -dLoss/dz_j for this sample: the output units'
         is (T - O) f'(z) for the mse loss 0.5 * sum (O - T)^2, a hidden unit's is
         f'(z_j) * sum_k w_jk Err_k.  Plain SGD moves w_ij by learning_rate * Err_j * O_i.
-    new_weights, new_biases : the values after the optimizer's step.
-    loss : the sample's loss before the step.
-    optimizer : a copy of the optimizer after the step (its state and step count
-        include it); the network's own optimizer is unchanged.
+    new_weights, new_biases : list of numpy.ndarray
+        The values after the optimizer's step.
+    loss : float
+        The sample's loss before the step.
+    optimizer : Optimizer
+        A copy of the optimizer after the step (its state and step count include
+        it); the network's own optimizer is unchanged.
     """
 
     sizes: tuple[int, ...]
