@@ -18,9 +18,14 @@ from the epoch's generator at its start: the same seed gives the same result.  D
 that fits in one block is shuffled as in memory (one ``rng.permutation(n)``).
 """
 
-from concurrent.futures import ThreadPoolExecutor
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _validation
 
@@ -28,12 +33,12 @@ from . import _validation
 BLOCK_BYTES = 64 << 20
 
 
-def is_dask(X):
+def is_dask(X: object) -> bool:
     return (type(X).__module__.split(".")[0] == "dask" and hasattr(X, "compute")
             and hasattr(X, "chunks"))
 
 
-def is_blockwise(X):
+def is_blockwise(X: object) -> bool:
     """Whether X is read a block at a time: a 2-D Dask array or memory map."""
     return (isinstance(X, np.memmap) or is_dask(X)) and getattr(X, "ndim", 0) == 2
 
@@ -42,7 +47,8 @@ class Rows:
     """Rows ``start:stop`` of a 2-D Dask array or memory map, read on demand; checked
     for shape and dtype when made (one row is read)."""
 
-    def __init__(self, data, n_inputs, dtype, name="X", start=0, stop=None):
+    def __init__(self, data: Any, n_inputs: int, dtype: npt.DTypeLike, name: str = "X",
+                 start: int = 0, stop: int | None = None) -> None:
         self.data, self.n_inputs, self.dtype, self.name = data, n_inputs, dtype, name
         self.start = start
         self.stop = data.shape[0] if stop is None else stop
@@ -55,20 +61,20 @@ class Rows:
             self.read(0, 1)   # the number of features
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, int]:
         return (self.stop - self.start, self.n_inputs)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.stop - self.start
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: slice) -> Rows:
         if not isinstance(index, slice) or index.step not in (None, 1):
             raise TypeError("Rows take a slice of consecutive rows")
         start, stop, _ = index.indices(len(self))
         return Rows(self.data, self.n_inputs, self.dtype, self.name, self.start + start,
                     self.start + max(start, stop))
 
-    def read(self, start, stop):
+    def read(self, start: int, stop: int) -> np.ndarray:
         """Rows start:stop (of these) as a checked C-contiguous array of the dtype; a
         view, not a copy, of a memory map that is already so."""
         block = self.data[self.start + start:self.start + stop]
@@ -77,7 +83,7 @@ class Rows:
         return _validation.check_X(block, self.n_inputs, self.dtype, name=self.name)[0]
 
 
-def _compute(block):
+def _compute(block: Any) -> np.ndarray:
     """A Dask block as a NumPy array: on the scheduler set by the caller (a distributed
     Client, ``dask.config.set(scheduler=...)``), else here in the reading thread (which
     already overlaps the training; a thread pool per block only adds overhead)."""
@@ -87,38 +93,43 @@ def _compute(block):
     return np.asarray(block.compute(scheduler=scheduler))
 
 
-def head(X, m):
+def head(X: Any, m: int) -> Any:
     """The first m rows of X as an array."""
     return X.read(0, m) if isinstance(X, Rows) else X[:m]
 
 
-def block_rows(n_inputs, dtype, batch_size=1):
+def block_rows(n_inputs: int, dtype: npt.DTypeLike, batch_size: int = 1) -> int:
     """Rows per block: about BLOCK_BYTES, a multiple of batch_size (one batch at least)."""
     rows = BLOCK_BYTES // (n_inputs * np.dtype(dtype).itemsize)
     return max(batch_size, rows // batch_size * batch_size)
 
 
-def epoch_blocks(n, rows, shuffle=False, rng=None):
+def epoch_blocks(n: int, rows: int, shuffle: bool = False,
+                 rng: np.random.Generator | None = None,
+                 ) -> list[tuple[int, int, npt.NDArray[np.intp]]]:
     """[(start, stop, order)]: the blocks of an epoch of n samples in the order visited,
     each with the order of its rows (indices into the block)."""
     bounds = [(start, min(start + rows, n)) for start in range(0, n, rows)]
     if not shuffle:
         return [(start, stop, np.arange(stop - start, dtype=np.intp))
                 for start, stop in bounds]
+    assert rng is not None, "shuffle=True takes a generator"
     if len(bounds) > 1:
         bounds = [bounds[i] for i in rng.permutation(len(bounds))]
     return [(start, stop, rng.permutation(stop - start).astype(np.intp, copy=False))
             for start, stop in bounds]
 
 
-def read_ahead(rows, blocks):
+def read_ahead(rows: Rows, blocks: Sequence[tuple[int, int, npt.NDArray[np.intp]]],
+               ) -> Iterator[tuple[int, int, npt.NDArray[np.intp], np.ndarray]]:
     """Yields (start, stop, order, X block) for each of ``blocks``, reading the next
     block in a thread while the caller works on this one."""
     if not blocks:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cyprop-read") as pool:
-        future = pool.submit(rows.read, blocks[0][0], blocks[0][1])
+        future: Future[np.ndarray] | None = pool.submit(rows.read, blocks[0][0], blocks[0][1])
         for i, (start, stop, order) in enumerate(blocks):
+            assert future is not None
             block = future.result()
             future = None
             if i + 1 < len(blocks):
@@ -127,6 +138,7 @@ def read_ahead(rows, blocks):
             del block
 
 
-def blocks_for_inference(rows):
+def blocks_for_inference(rows: Rows,
+                         ) -> Iterator[tuple[int, int, npt.NDArray[np.intp], np.ndarray]]:
     """The blocks of ``rows`` in order, for forward and the loss."""
     return read_ahead(rows, epoch_blocks(len(rows), block_rows(rows.n_inputs, rows.dtype)))

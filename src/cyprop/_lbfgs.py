@@ -22,19 +22,26 @@ targets ``z - D``, where D = w (f(z) - y) is the weighted output delta of the lo
 squared-error delta ``z - (z - D)`` is D, and backpropagation does the rest.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _maths, _sparse
 from ._architecture import Architecture
+
+if TYPE_CHECKING:
+    from .network import Network
 
 #: scikit-learn's loss name -> the output activation it pairs with (cyprop's names,
 #: and "exp" for the Poisson loss's log link, which the network leaves to the estimator).
 OUTPUTS = {"squared_error": "identity", "poisson": "exp"}
 
 
-def output_values(output, z):
+def output_values(output: str, z: np.ndarray) -> np.ndarray:
     """The output activation f(z) of the estimator's output, from pre-activations z."""
     if output == "exp":
         with np.errstate(over="ignore"):
@@ -42,7 +49,7 @@ def output_values(output, z):
     return _maths.ACTIVATE[output](z)
 
 
-def sample_losses(output, a, z, y):
+def sample_losses(output: str, a: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each sample's loss (one per row) for an output activation, as scikit-learn
     computes it: cross-entropy for softmax and sigmoid from the probabilities clipped
     to [eps, 1 - eps] (so that one sample's loss is at most -log(eps): with negative
@@ -63,7 +70,7 @@ def sample_losses(output, a, z, y):
     return -np.sum(xlogy(y, p) + xlogy(1 - y, 1 - p), axis=1)
 
 
-def poisson_constant(y, sample_weight=None):
+def poisson_constant(y: np.ndarray, sample_weight: npt.ArrayLike | None = None) -> float:
     """The Poisson deviance's terms that do not depend on the model,
     sum of w (y log y - y): scikit-learn includes them in its reported loss."""
     from scipy.special import xlogy
@@ -84,7 +91,8 @@ class Objective:
     network's own buffer before each evaluation.
     """
 
-    def __init__(self, net, X, Y, sample_weight, alpha, output):
+    def __init__(self, net: Network, X: Any, Y: np.ndarray, sample_weight: npt.ArrayLike | None,
+                 alpha: float, output: str) -> None:
         self.net = net
         self.sparse = _sparse.issparse(X)
         if self.sparse:
@@ -114,7 +122,7 @@ class Objective:
             self.block = _sparse.block_rows(X.shape[1], self.dtype.itemsize)
         self.evaluations = 0
 
-    def data_term(self, want_grad=True):
+    def data_term(self, want_grad: bool = True) -> tuple[float, npt.NDArray[np.float64] | None]:
         """(sum of the weighted sample losses, sum of their gradients or None) at the
         network's current parameters, over every row, a block at a time."""
         params = self.net._params
@@ -138,7 +146,8 @@ class Objective:
                     grad += g
         return total, grad
 
-    def _twin_block(self, params, Xb, Yb, start, stop, want_grad):
+    def _twin_block(self, params: np.ndarray, Xb: Any, Yb: np.ndarray, start: int, stop: int,
+                    want_grad: bool) -> tuple[float, np.ndarray | None]:
         z = self.impl.forward(self.twin, params, Xb)
         a = output_values(self.output, z)
         losses = sample_losses(self.output, a, z, Yb)
@@ -154,23 +163,24 @@ class Objective:
         _, _, g = self.impl.loss_and_gradients(self.twin, params, Xb, target, True)
         return loss, g
 
-    def penalty(self, theta):
+    def penalty(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         W = theta[self.weight_index]
         return 0.5 * self.alpha * float(np.dot(W, W)), W
 
-    def __call__(self, theta):
+    def __call__(self, theta: np.ndarray) -> tuple[float, npt.NDArray[np.float64]]:
         self.evaluations += 1
         params = self.net._params
         params[...] = theta
         # the point the network evaluates: theta rounded to its dtype
         theta = params.astype(np.float64)
         loss, grad = self.data_term()
+        assert grad is not None   # want_grad: one block at least
         penalty, W = self.penalty(theta)
         grad[self.weight_index] += self.alpha * W
         grad /= self.sw_sum
         return (loss + self.constant + penalty) / self.sw_sum, grad
 
-    def value(self, data_scale=1.0):
+    def value(self, data_scale: float = 1.0) -> float:
         """The objective at the network's current parameters, the data term scaled by
         ``data_scale`` (scikit-learn reports the squared error averaged over the
         outputs too)."""
@@ -179,7 +189,8 @@ class Objective:
         return (loss * data_scale + self.constant + penalty) / self.sw_sum
 
 
-def minimize(objective, theta0, max_iter, max_fun, tol, verbose):
+def minimize(objective: Objective, theta0: npt.ArrayLike, max_iter: int, max_fun: int,
+             tol: float, verbose: bool | int) -> tuple[Any, int]:
     """Run L-BFGS-B from theta0 as scikit-learn's MLP does; returns (result, n_iter),
     having warned ``ConvergenceWarning`` as scikit-learn does when it did not converge."""
     import scipy.optimize
@@ -193,7 +204,7 @@ def minimize(objective, theta0, max_iter, max_fun, tol, verbose):
     return result, _check_result(result, max_iter)
 
 
-def _iprint_option(iprint):
+def _iprint_option(iprint: int) -> dict[str, Any]:
     try:
         from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
     except ImportError:  # a scikit-learn that moved it: SciPy >= 1.15 takes no iprint
@@ -201,7 +212,7 @@ def _iprint_option(iprint):
     return _get_additional_lbfgs_options_dict("iprint", iprint)
 
 
-def _check_result(result, max_iter):
+def _check_result(result: Any, max_iter: int) -> int:
     try:
         from sklearn.utils.optimize import _check_optimize_result
     except ImportError:

@@ -8,7 +8,13 @@ boundaries where a result must not depend on the input's format (the full-batch
 loss and gradient of ``solver='lbfgs'``), and in one piece where it cannot matter.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _backend
 
@@ -27,17 +33,17 @@ CHUNK_ROWS = (_backend._compiled.TUNING["chunk_rows"] if _backend._compiled is n
               else 1)
 
 
-def issparse(X):
+def issparse(X: object) -> bool:
     return _sp is not None and _sp.issparse(X)
 
 
-def block_rows(n_features, itemsize):
+def block_rows(n_features: int, itemsize: int) -> int:
     """Rows per dense block: ``BLOCK_BYTES`` of them, a multiple of ``CHUNK_ROWS``."""
     rows = BLOCK_BYTES // max(1, int(n_features) * int(itemsize))
     return max(CHUNK_ROWS, rows // CHUNK_ROWS * CHUNK_ROWS)
 
 
-def as_rows(X):
+def as_rows(X: Any) -> Any:
     """A sparse X in the format whose rows are cheap to slice and gather (CSR); a dense
     X as it is."""
     if issparse(X) and X.format != "csr":
@@ -45,14 +51,15 @@ def as_rows(X):
     return X
 
 
-def dense(X, dtype):
+def dense(X: Any, dtype: npt.DTypeLike) -> np.ndarray:
     """X (dense or sparse rows) as a C-contiguous dense array of ``dtype``."""
     if issparse(X):
         X = X.toarray()
     return np.ascontiguousarray(X, dtype=dtype)
 
 
-def blocks(X, dtype, rows=None):
+def blocks(X: Any, dtype: npt.DTypeLike, rows: int | None = None,
+           ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(start, stop, dense rows start:stop) over X in blocks of ``rows`` rows
     (``block_rows`` by default)."""
     n = X.shape[0]
@@ -62,7 +69,7 @@ def blocks(X, dtype, rows=None):
         yield start, stop, dense(X[start:stop], dtype)
 
 
-def row_blocks(X, rows):
+def row_blocks(X: Any, rows: int) -> Iterator[tuple[int, int, Any]]:
     """(start, stop, X[start:stop]) over X in blocks of ``rows`` rows, left as they are
     (a sparse X stays sparse: CSR row slices share nothing dense)."""
     n = X.shape[0]
@@ -71,12 +78,13 @@ def row_blocks(X, rows):
         yield start, stop, X[start:stop]
 
 
-def take(X, index, dtype):
+def take(X: Any, index: Any, dtype: npt.DTypeLike) -> np.ndarray:
     """Rows ``index`` of X (dense or sparse) as a dense C-contiguous array."""
     return dense(X[index], dtype)
 
 
-def map_rows(function, X, dtype, width, out_dtype=None):
+def map_rows(function: Callable[[np.ndarray], np.ndarray], X: Any, dtype: npt.DTypeLike,
+             width: int, out_dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """``function(dense rows)`` for every row of X, as one (n, width) array: a dense X
     of the right dtype and layout in one call, anything else a block at a time (so a
     sparse X, or a dense one that needs converting, never exists densely in full)."""

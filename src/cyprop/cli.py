@@ -5,6 +5,8 @@
 one line on stderr, ``cyprop: error: ...``; set ``CYPROP_DEBUG=1`` for the traceback.
 """
 
+from __future__ import annotations
+
 import argparse
 import importlib
 import inspect
@@ -13,8 +15,10 @@ import platform
 import stat
 import sys
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -23,6 +27,11 @@ from . import _progress, datasets
 from ._maths import HIDDEN_ACTIVATIONS
 from .explain import textbook_example    # (cyprop.explain is the function)
 from .optimizers import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from .history import History
+    from .network import Network
+    from .optimizers import Optimizer
 
 BUILTIN_DATA = ("digits", "xor", "spirals", "moons")
 #: Samples the compiled-vs-NumPy comparison trains on: enough for a steady rate,
@@ -42,7 +51,7 @@ TINY = 10
 #: tried (test accuracy, seeds 0-4: xor 100%, moons >= 98%, spirals >= 92%, digits
 #: >= 96%; tests/test_defaults.py checks seed 0).  Your own data (csv:, mnist:) keeps
 #: the settings that were everyone's default before (they suit digit images).
-TRAIN_DEFAULTS = {
+TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "xor": dict(hidden=(8,), activation="tanh", optimizer="adam", lr=0.05,
                 epochs=300, batch_size=4),
     "moons": dict(hidden=(16,), activation="tanh", optimizer="adam", lr=0.01,
@@ -74,12 +83,12 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse, but its errors become one line (``UsageError``) instead of usage + exit."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 # ------------------------------------------------------------------ parsing
-def _layers(text):
+def _layers(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
@@ -94,16 +103,16 @@ def _layers(text):
 @dataclass
 class DataSpec:
     kind: str              # one of BUILTIN_DATA, "mnist" or "csv"
-    path: str = None
-    target: object = -1    # csv only: column index or name
+    path: str | None = None
+    target: int | str = -1    # csv only: column index or name
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.kind == "csv":
             return f"csv:{self.path} (target column {self.target})"
         return f"{self.kind}:{self.path}" if self.path else self.kind
 
 
-def _data_spec(text):
+def _data_spec(text: str) -> DataSpec:
     """``digits``, ``xor``, ``spirals``, ``moons``, ``mnist:PATH`` or ``csv:PATH[:TARGET]``."""
     kind, _, rest = text.partition(":")
     if kind in BUILTIN_DATA and not rest:
@@ -117,20 +126,21 @@ def _data_spec(text):
         "csv:FILE[:TARGET]")
 
 
-def _csv_spec(rest):
+def _csv_spec(rest: str) -> DataSpec:
     # A path may itself hold ':' (C:\data.csv), so only split off a TARGET when the
     # whole text is not a file already.
     if os.path.exists(rest) or ":" not in rest:
         return DataSpec("csv", rest)
     path, target = rest.rsplit(":", 1)
+    column: int | str = target
     try:
-        target = int(target)
+        column = int(target)
     except ValueError:
         pass   # a column name
-    return DataSpec("csv", path, target)
+    return DataSpec("csv", path, column)
 
 
-def _add_data_options(parser, for_training):
+def _add_data_options(parser: argparse.ArgumentParser, for_training: bool) -> None:
     parser.add_argument("--data", type=_data_spec, default=DataSpec("digits"),
                         metavar="DATA",
                         help="digits (needs scikit-learn), xor, spirals, moons, "
@@ -147,13 +157,13 @@ def _add_data_options(parser, for_training):
                         + " (default: 0)")
 
 
-def _wrap(text):
+def _wrap(text: str) -> str:
     # The commands with a hand-laid-out epilog (RawDescriptionHelpFormatter) wrap
     # their description themselves.
     return textwrap.fill(text, width=80)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cyprop", description="Multilayer perceptrons trained by "
                      "backpropagation, with a compiled Cython core.")
     parser.add_argument("--version", action="version", version=f"cyprop {cyprop.__version__}")
@@ -281,8 +291,21 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    """Run the command line; returns the exit status."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cyprop`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments, without the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        The exit status: 0 for success, 2 for a usage error, 1 for any other error
+        (130 when interrupted).  Errors are reported as one line on stderr; set
+        ``CYPROP_DEBUG=1`` to have them raised instead.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["bench"]:
@@ -305,7 +328,7 @@ def main(argv=None):
         return _fail(exc, 1)
 
 
-def _silence_stdout():
+def _silence_stdout() -> None:
     # Python flushes stdout at exit; send it nowhere so that flush does not fail too.
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -313,7 +336,7 @@ def _silence_stdout():
         pass   # stdout is not a real file (captured by a test, say)
 
 
-def _fail(error, status):
+def _fail(error: BaseException | str, status: int) -> int:
     text = str(error) or type(error).__name__
     # One line, whatever the exception's message looked like.
     print(f"cyprop: error: {' '.join(text.split())}", file=sys.stderr)
@@ -329,20 +352,21 @@ class Data:
     X_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
-    classes: object = None       # csv: the original class of each label
+    classes: np.ndarray | None = None   # csv: the original class of each label
     tested_on_training: bool = False
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         return self.X_train.shape[1]
 
 
-def load_data(spec, test_size=None, seed=0):
+def load_data(spec: DataSpec, test_size: float | None = None, seed: int = 0) -> Data:
     """The data set ``spec`` split into training and test parts."""
     if spec.kind == "mnist":
         return _load_mnist(spec, test_size, seed)
     classes = None
     if spec.kind == "csv":
+        assert spec.path is not None   # csv:PATH
         X, y, classes = datasets.load_csv(spec.path, target=spec.target, return_classes=True)
     elif spec.kind == "digits":
         X, y = datasets.load_digits()
@@ -360,7 +384,8 @@ def load_data(spec, test_size=None, seed=0):
     return Data(str(spec), X_train, y_train, X_test, y_test, n_classes, classes)
 
 
-def _load_mnist(spec, test_size, seed):
+def _load_mnist(spec: DataSpec, test_size: float | None, seed: int) -> Data:
+    assert spec.path is not None   # mnist:PATH
     X, y = datasets.load_mnist(spec.path, "train")
     if test_size is None:
         # MNIST comes with its own test set, the t10k files.
@@ -373,13 +398,13 @@ def _load_mnist(spec, test_size, seed):
     return Data(str(spec), X_train, y_train, X_test, y_test, 10)
 
 
-def _check_test_size(test_size):
+def _check_test_size(test_size: float) -> None:
     if not 0 < test_size < 1:
         raise UsageError(f"--test-size must be 0 or a fraction between 0 and 1, got {test_size}")
 
 
 # -------------------------------------------------------------------- train
-def cmd_train(args):
+def cmd_train(args: argparse.Namespace) -> int:
     _fill_defaults(args)
     _check_training_args(args)
     data = load_data(args.data, args.test_size, args.seed)
@@ -416,12 +441,12 @@ class _EveryKthEpoch:
     """Prints the line ``fit(verbose=1)`` prints for the first epoch, every k-th and
     the last, with k a round number that keeps them to about MAX_EPOCH_LINES / 2."""
 
-    def __init__(self, epochs):
+    def __init__(self, epochs: int) -> None:
         self.epochs = epochs
         wanted = epochs / (MAX_EPOCH_LINES // 2)
         self.every = next(k for k in _ROUND_STEPS if k >= wanted)
 
-    def on_epoch_end(self, net, epoch, logs):
+    def on_epoch_end(self, net: Network, epoch: int, logs: dict[str, Any]) -> None:
         done = epoch + 1
         if done == 1 or done % self.every == 0 or done == self.epochs:
             print(f"epoch {done}/{self.epochs}  {_progress._format(logs)}", flush=True)
@@ -430,7 +455,7 @@ class _EveryKthEpoch:
 _ROUND_STEPS = [m * 10 ** e for e in range(19) for m in (1, 2, 5)]
 
 
-def _fill_defaults(args):
+def _fill_defaults(args: argparse.Namespace) -> None:
     """Fill in, from TRAIN_DEFAULTS, every setting no flag was given for; records the
     flags that were given in ``args.given`` and the hidden sizes in ``args.hidden``."""
     table = TRAIN_DEFAULTS[args.data.kind]
@@ -447,11 +472,12 @@ def _fill_defaults(args):
         args.momentum = table.get("momentum", 0.0) if own_optimizer else 0.0
 
 
-def _defaults_help():
+def _defaults_help() -> str:
     """The epilog of ``cyprop train --help``: TRAIN_DEFAULTS as a table."""
+    rows: list[tuple[str, ...]]
     rows = [("--data", "--layers", "--activation", "--optimizer", "--lr", "--epochs",
              "--batch-size")]
-    seen = {}
+    seen: dict[tuple[str, ...], list[str]] = {}
     for kind, entry in TRAIN_DEFAULTS.items():
         optimizer = entry["optimizer"]
         if entry.get("momentum"):
@@ -470,7 +496,7 @@ def _defaults_help():
         "without --lr gets 0.5 for sgd and the optimizer's own default otherwise."])
 
 
-def _diverged_message(exc, optimizer):
+def _diverged_message(exc: Exception, optimizer: Optimizer) -> str:
     text = str(exc).removesuffix(" (try a smaller learning rate)")
     if not text.startswith("training diverged"):
         text = f"training diverged: {text}"
@@ -478,7 +504,7 @@ def _diverged_message(exc, optimizer):
     return text + (f"; try a smaller --lr than {rate:g}" if rate else "; try a smaller --lr")
 
 
-def _check_training_args(args):
+def _check_training_args(args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
@@ -496,7 +522,7 @@ def _check_training_args(args):
         _check_plot_destination(args.plot)
 
 
-def _check_destination(path, option):
+def _check_destination(path: str, option: str) -> None:
     """Refuse, before any work, a file the command could not write: its folder is
     missing or read-only, or the path is a folder, a FIFO (writing would block until
     someone reads it) or a device."""
@@ -521,14 +547,14 @@ def _check_destination(path, option):
         raise UsageError(f"{option} {path!r}: the folder {folder!r} is not writable")
 
 
-def _check_plot_destination(path):
+def _check_plot_destination(path: str) -> None:
     """--plot's path first (a usage error whatever is installed), then matplotlib."""
     _check_destination(path, "--plot")
     _import_matplotlib()
     _check_plot_format(path)
 
 
-def _check_plot_format(path):
+def _check_plot_format(path: str) -> None:
     from matplotlib.backend_bases import FigureCanvasBase
     formats = sorted(FigureCanvasBase.get_supported_filetypes())
     extension = os.path.splitext(path)[1][1:].lower()
@@ -539,7 +565,8 @@ def _check_plot_format(path):
                          f"{', '.join('.' + f for f in formats)}")
 
 
-def _network_sizes(layers, data, hidden=(32,)):
+def _network_sizes(layers: list[int] | None, data: Data,
+                   hidden: Sequence[int] = (32,)) -> list[int]:
     # Two classes may use one sigmoid output instead of two softmax outputs.
     outputs_ok = (data.n_classes, 1) if data.n_classes == 2 else (data.n_classes,)
     if layers is None:
@@ -553,10 +580,10 @@ def _network_sizes(layers, data, hidden=(32,)):
     return layers
 
 
-def _make_optimizer(args):
+def _make_optimizer(args: argparse.Namespace) -> Optimizer:
     cls = {name.lower(): cls for name, cls in OPTIMIZERS.items()}[args.optimizer]
     accepted = inspect.signature(cls).parameters
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if args.lr is not None:
         kwargs["learning_rate"] = args.lr
     for name in ("momentum", "weight_decay"):
@@ -571,7 +598,7 @@ def _make_optimizer(args):
     return cls(**kwargs)
 
 
-def _print_header(data, net, optimizer, args):
+def _print_header(data: Data, net: Network, optimizer: Optimizer, args: argparse.Namespace) -> None:
     split = ("tested on the training samples" if data.tested_on_training
              else f"{len(data.y_test)} for testing")
     print(f"cyprop {cyprop.__version__}: training on {data.name}")
@@ -601,12 +628,12 @@ def _print_header(data, net, optimizer, args):
     sys.stdout.flush()
 
 
-def _abbreviate(items, limit=10):
+def _abbreviate(items: list[str], limit: int = 10) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-def _print_results(net, data, history):
+def _print_results(net: Network, data: Data, history: History) -> None:
     result = net.evaluate(data.X_test, data.y_test)
     where = ("training samples" if data.tested_on_training else "test samples")
     print(f"test accuracy: {result['accuracy']:.2%} (loss {result['loss']:.4f}) on "
@@ -618,7 +645,7 @@ def _print_results(net, data, history):
 
 
 # ---------------------------------------------------------- compiled vs numpy
-def _print_speedup(net, data, batch_size):
+def _print_speedup(net: Network, data: Data, batch_size: int) -> None:
     if "cython" not in cyprop.available_backends():
         print("speed-up: not measured, the compiled backend is not available here")
         return
@@ -630,13 +657,15 @@ def _print_speedup(net, data, batch_size):
           f"({len(y)} samples, batch size {batch_size})")
 
 
-def _training_rate(net, backend, X, y, batch_size, repeats=3, budget_s=1.0):
+def _training_rate(net: Network, backend: str, X: np.ndarray, y: np.ndarray, batch_size: int,
+                   repeats: int = 3, budget_s: float = 1.0) -> float:
     """Best samples/s of a few epochs of a copy of ``net`` on ``backend``.
 
     The best of several epochs damps timer noise on the fast backend; the time budget
     keeps the slow one from repeating long epochs.
     """
     twin = _copy_on_backend(net, backend)
+    assert net.optimizer is not None   # net has been trained
     optimizer = type(net.optimizer)(**net.optimizer.get_config())
     best, spent = 0.0, 0.0
     for _ in range(repeats):
@@ -649,7 +678,7 @@ def _training_rate(net, backend, X, y, batch_size, repeats=3, budget_s=1.0):
     return best
 
 
-def _copy_on_backend(net, backend):
+def _copy_on_backend(net: Network, backend: str) -> Network:
     acts = net.activations
     twin = cyprop.Network(net.sizes, activation=acts[:-1], output=acts[-1],
                           loss=net.loss_name, dtype=net.dtype.name, backend=backend)
@@ -659,7 +688,7 @@ def _copy_on_backend(net, backend):
 
 
 # --------------------------------------------------------------------- plot
-def _import_matplotlib():
+def _import_matplotlib() -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -668,7 +697,7 @@ def _import_matplotlib():
     return Figure
 
 
-def _plot(history, filename, title):
+def _plot(history: History, filename: str, title: str) -> None:
     # Figure without pyplot: no GUI backend is needed to write a file.
     fig = _import_matplotlib()(figsize=(9, 3.5))
     epochs = np.arange(1, history.epochs + 1)
@@ -687,7 +716,7 @@ _NO_PERSISTENCE = ("this version of cyprop cannot save or load models (Network.s
                    "cyprop.load are missing); update cyprop")
 
 
-def _load_model(path):
+def _load_model(path: str) -> Network:
     load = getattr(cyprop, "load", None)
     if load is None:
         raise RuntimeError(_NO_PERSISTENCE)
@@ -696,7 +725,7 @@ def _load_model(path):
     return load(path)
 
 
-def cmd_evaluate(args):
+def cmd_evaluate(args: argparse.Namespace) -> int:
     net = _load_model(args.model)
     data = load_data(args.data, args.test_size, args.seed)
     if data.n_features != net.sizes[0]:
@@ -709,7 +738,7 @@ def cmd_evaluate(args):
     return 0
 
 
-def cmd_predict(args):
+def cmd_predict(args: argparse.Namespace) -> int:
     # Everything is checked before the (slower) model load.
     if getattr(cyprop, "load", None) is None:
         raise RuntimeError(_NO_PERSISTENCE)
@@ -730,7 +759,7 @@ def cmd_predict(args):
     return 0
 
 
-def cmd_export(args):
+def cmd_export(args: argparse.Namespace) -> int:
     from . import interop
 
     _check_destination(args.output, "MODEL.onnx")
@@ -742,7 +771,7 @@ def cmd_export(args):
     return 0
 
 
-def _delimiter(text):
+def _delimiter(text: str) -> str:
     # A tab is hard to type in a shell: accept its name and its escape.
     return "\t" if text in ("tab", "\\t") else text
 
@@ -768,11 +797,11 @@ class RowSpec:
     path: str
     index: int = 0
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.path}:{self.index}"
 
 
-def _row_spec(text):
+def _row_spec(text: str) -> RowSpec:
     """``FILE`` or ``FILE:N``; a path may itself hold ':', so ``:N`` is split off only
     when N is a whole number and the whole text is not a file."""
     path, sep, index = text.rpartition(":")
@@ -784,7 +813,7 @@ def _row_spec(text):
     return RowSpec(text)
 
 
-def cmd_explain(args):
+def cmd_explain(args: argparse.Namespace) -> int:
     _check_explain_args(args)
     if args.example:
         net, x, y, optimizer = textbook_example()
@@ -802,7 +831,7 @@ def cmd_explain(args):
     return 0
 
 
-def _check_explain_args(args):
+def _check_explain_args(args: argparse.Namespace) -> None:
     if args.example:
         extra = [flag for flag, value in (("MODEL", args.model), ("--row", args.row),
                                           ("--target", args.target),
@@ -827,7 +856,7 @@ def _check_explain_args(args):
         _check_plot_destination(args.plot)
 
 
-def _explain_sample(args, net):
+def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray, Any]:
     """(x, y) of the row ``args.row`` of the CSV file, for ``net``."""
     path, index = args.row.path, args.row.index
     delimiter = _delimiter(args.delimiter)
@@ -852,11 +881,12 @@ def _explain_sample(args, net):
         raise ValueError(f"--row {args.row}: the file has {len(X)} data "
                          f"row{'s' if len(X) != 1 else ''}, numbered 0 to {len(X) - 1}")
     if args.target_column is not None:
+        assert labels is not None   # read with a target column
         return X[index], labels[index]
     return X[index], _parse_target(args.target, net.sizes[-1])
 
 
-def _parse_target(text, n_outputs):
+def _parse_target(text: str, n_outputs: int) -> int | np.ndarray:
     """--target as explain takes it: a class label, or a (1, n_outputs) target row."""
     try:
         values = [float(part) for part in text.split(",")]
@@ -878,7 +908,8 @@ def _parse_target(text, n_outputs):
     return np.array([values])
 
 
-def _explain_optimizer(args, net, optimizer):
+def _explain_optimizer(args: argparse.Namespace, net: Network,
+                       optimizer: Optimizer | None) -> Optimizer | None:
     """The optimizer of the step: --optimizer anew, or ``optimizer`` (None: the
     model's own) with --lr for its learning rate."""
     if args.optimizer is not None:
@@ -896,7 +927,7 @@ def _explain_optimizer(args, net, optimizer):
 
 
 # --------------------------------------------------------------------- info
-def cmd_info(args):
+def cmd_info(args: argparse.Namespace) -> int:
     print(f"cyprop:          {cyprop.__version__} ({Path(cyprop.__file__).parent})")
     print(f"Python:          {platform.python_version()} ({sys.executable})")
     print(f"NumPy:           {np.__version__}")
@@ -918,7 +949,7 @@ def cmd_info(args):
     return 0
 
 
-def _compiled_modules():
+def _compiled_modules() -> list[str]:
     """Where the compiled core was loaded from: one line per kernel build."""
     from . import _backend
     compiled = getattr(_backend, "_compiled", None)
@@ -930,21 +961,22 @@ def _compiled_modules():
         chosen = getattr(compiled, "CHOSEN", None)
         return [f"{getattr(module, '__file__', '?')} ({name}"
                 f"{', in use' if name == chosen else ''})" for name, module in kernels.items()]
-    return [importlib.import_module("cyprop._core").__file__]
+    # an extension module always has a __file__
+    return [importlib.import_module("cyprop._core").__file__]  # type: ignore[list-item]
 
 
 #: The instruction-set extensions that matter for numeric code, oldest first.
 _FLAGS = ("sse2", "sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd", "sve")
 
 
-def _cpu_info(cpuinfo="/proc/cpuinfo"):
+def _cpu_info(cpuinfo: str = "/proc/cpuinfo") -> tuple[str | None, list[str] | None]:
     """(model name, relevant flags) from /proc/cpuinfo; (None, None) where there is none."""
     try:
         with open(cpuinfo) as f:
             lines = f.read().splitlines()
     except OSError:
         return None, None
-    fields = {}
+    fields: dict[str, str] = {}
     for line in lines:
         key, sep, value = line.partition(":")
         if sep:
@@ -954,7 +986,7 @@ def _cpu_info(cpuinfo="/proc/cpuinfo"):
     return model, [flag for flag in _FLAGS if flag in present]
 
 
-def _usable_cores():
+def _usable_cores() -> int | None:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:   # not on Linux
@@ -962,7 +994,7 @@ def _usable_cores():
 
 
 # -------------------------------------------------------------------- bench
-def cmd_bench(bench_args):
+def cmd_bench(bench_args: list[str]) -> int:
     """``cyprop bench ARGS``: the benchmark suite (cyprop.bench), run in this process
     with ARGS as its command line; returns its exit status."""
     from .bench import main as bench_main   # here: `import cyprop` never loads it

@@ -9,6 +9,8 @@ downloads anything; MNIST is read from files you already have.
 >>> X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, seed=0)
 """
 
+from __future__ import annotations
+
 import array as _array
 import csv as _csv
 import gzip as _gzip
@@ -18,8 +20,12 @@ import numbers as _numbers
 import os as _os
 import re as _re
 import stat as _stat
+import typing as _typing
+from collections.abc import Iterable as _Iterable
+from collections.abc import Iterator as _Iterator
 
 import numpy as np
+import numpy.typing as _npt
 
 # The public API is the data-set functions: the standard-library modules above are
 # imported under private names, and dir() (which tab completion reads) lists __all__
@@ -28,15 +34,31 @@ __all__ = ["load_digits", "xor", "spirals", "moons", "load_mnist", "load_csv",
            "train_test_split"]
 
 
-def __dir__():
+#: The (X, y) every loader returns: float64 features and int64 labels.
+_Data = tuple[_npt.NDArray[np.float64], _npt.NDArray[np.int64]]
+
+
+def __dir__() -> list[str]:
     return sorted(__all__)
 
 
 # ------------------------------------------------------------------ built-in
-def load_digits():
+def load_digits() -> _Data:
     """scikit-learn's 8x8 handwritten digits: 1797 samples, 64 features in [0, 1], 10 classes.
 
     Needs scikit-learn (``pip install cyprop[sklearn]``), which ships the data.
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (1797, 64)
+        The pixel intensities, scaled from 0..16 to [0, 1].
+    y : numpy.ndarray of int64, shape (1797,)
+        The digits, 0-9.
+
+    Raises
+    ------
+    ImportError
+        If scikit-learn is not installed.
     """
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
@@ -50,19 +72,52 @@ def load_digits():
     return digits.data.astype(np.float64) / 16.0, digits.target.astype(np.int64)
 
 
-def xor():
-    """The four XOR points: inputs in {0, 1}^2, label 1 where exactly one input is 1."""
+def xor() -> _Data:
+    """The four XOR points: inputs in {0, 1}^2, label 1 where exactly one input is 1.
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (4, 2)
+        The points (0, 0), (0, 1), (1, 0), (1, 1).
+    y : numpy.ndarray of int64, shape (4,)
+        Their labels, 0, 1, 1, 0.
+    """
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
     y = np.array([0, 1, 1, 0], dtype=np.int64)
     return X, y
 
 
-def spirals(n=200, noise=0.1, seed=None, classes=2):
+def spirals(n: int = 200, noise: float = 0.1, seed: int | np.random.Generator | None = None,
+            classes: int = 2) -> _Data:
     """Interleaved spirals in the plane, one arm per class.
 
-    ``n`` samples in all, shared out as evenly as the classes allow; each arm turns
-    once around the origin out to radius 1, and ``noise`` is the standard
-    deviation of Gaussian noise added to each coordinate.  Samples come shuffled.
+    Each arm turns once around the origin out to radius 1.  Samples come shuffled.
+
+    Parameters
+    ----------
+    n : int, default 200
+        Samples in all, shared out as evenly as the classes allow (at least
+        ``classes``).
+    noise : float, default 0.1
+        The standard deviation of Gaussian noise added to each coordinate (>= 0).
+    seed : int, numpy.random.Generator or None, default None
+        Seeds ``numpy.random.default_rng`` for the noise and the shuffle.
+    classes : int, default 2
+        The number of arms (at least 2).
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (n, 2)
+        The points.
+    y : numpy.ndarray of int64, shape (n,)
+        Their arm, 0..classes-1.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` or ``classes`` is not an integer, or ``noise`` not a number.
+    ValueError
+        If one is out of range.
     """
     n = _check_count("n", n, minimum=classes)
     classes = _check_count("classes", classes, minimum=2)
@@ -84,11 +139,34 @@ def spirals(n=200, noise=0.1, seed=None, classes=2):
     return _shuffled(X, y, rng)
 
 
-def moons(n=200, noise=0.1, seed=None):
+def moons(n: int = 200, noise: float = 0.1,
+          seed: int | np.random.Generator | None = None) -> _Data:
     """Two interleaving half circles, as scikit-learn's ``make_moons``.
 
-    ``n`` samples in all (the upper moon, label 0, gets the odd one); ``noise`` is the
-    standard deviation of Gaussian noise added to each coordinate.  Samples come shuffled.
+    Samples come shuffled.
+
+    Parameters
+    ----------
+    n : int, default 200
+        Samples in all (at least 2); the upper moon, label 0, gets the odd one.
+    noise : float, default 0.1
+        The standard deviation of Gaussian noise added to each coordinate (>= 0).
+    seed : int, numpy.random.Generator or None, default None
+        Seeds ``numpy.random.default_rng`` for the noise and the shuffle.
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (n, 2)
+        The points.
+    y : numpy.ndarray of int64, shape (n,)
+        Their moon, 0 (upper) or 1.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer or ``noise`` not a number.
+    ValueError
+        If one is out of range.
     """
     n = _check_count("n", n, minimum=2)
     noise = _check_noise(noise)
@@ -106,15 +184,15 @@ def moons(n=200, noise=0.1, seed=None):
     return _shuffled(X, y, rng)
 
 
-def _check_count(name, value, minimum):
+def _check_count(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, _numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
+    if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
-def _check_noise(noise):
+def _check_noise(noise: object) -> float:
     if not isinstance(noise, _numbers.Real) or isinstance(noise, bool):
         raise TypeError(f"noise must be a number, got {noise!r}")
     if not _math.isfinite(noise) or noise < 0:
@@ -122,22 +200,46 @@ def _check_noise(noise):
     return float(noise)
 
 
-def _share(n, parts):
+def _share(n: int, parts: int) -> list[int]:
     """``n`` split into ``parts`` counts that differ by at most one."""
     return [n // parts + (i < n % parts) for i in range(parts)]
 
 
-def _shuffled(X, y, rng):
+def _shuffled(X: _npt.NDArray[np.float64], y: _npt.NDArray[np.int64],
+              rng: np.random.Generator) -> _Data:
     order = rng.permutation(len(y))
     return X[order], y[order]
 
 
 # --------------------------------------------------------------------- split
-def train_test_split(X, y, test_size=0.25, seed=0):
+def train_test_split(X: _npt.ArrayLike, y: _npt.ArrayLike, test_size: float = 0.25,
+                     seed: int | np.random.Generator | None = 0,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split into ``X_train, X_test, y_train, y_test`` after a seeded shuffle.
 
-    ``test_size`` is a fraction in (0, 1) (rounded up to whole samples, as
-    scikit-learn does) or a number of samples; both parts keep at least one sample.
+    Parameters
+    ----------
+    X : array_like
+        The samples, one per row.
+    y : array_like
+        Their labels or targets, as many as the rows of ``X``.
+    test_size : float or int, default 0.25
+        A fraction in (0, 1) (rounded up to whole samples, as scikit-learn does) or
+        a number of samples; both parts keep at least one sample.
+    seed : int, numpy.random.Generator or None, default 0
+        Seeds ``numpy.random.default_rng`` for the shuffle.
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : numpy.ndarray
+        The rows of ``X`` and ``y`` in each part.
+
+    Raises
+    ------
+    TypeError
+        If ``test_size`` is not a number.
+    ValueError
+        If ``X`` and ``y`` differ in length or ``test_size`` leaves a part empty.
     """
     X = np.asarray(X)
     y = np.asarray(y)
@@ -151,7 +253,7 @@ def train_test_split(X, y, test_size=0.25, seed=0):
     return X[train], X[test], y[train], y[test]
 
 
-def _test_count(test_size, n):
+def _test_count(test_size: float, n: int) -> int:
     if isinstance(test_size, bool) or not isinstance(test_size, _numbers.Real):
         raise TypeError(f"test_size must be a fraction or a number of samples, "
                         f"got {test_size!r}")
@@ -178,13 +280,33 @@ _LABELS_MAGIC = 2049
 _MNIST_PREFIX = {"train": "train", "test": "t10k", "t10k": "t10k"}
 
 
-def load_mnist(path, kind="train"):
+def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
     """MNIST or Fashion-MNIST from the IDX files in the folder ``path``.
 
-    ``kind`` is ``"train"`` (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``)
-    or ``"test"`` (the ``t10k-`` files); each may be gzipped (``.gz``).  Returns X of
-    shape (n, rows * cols) scaled to [0, 1] and int64 labels.  Never downloads: a
-    missing file raises FileNotFoundError saying where to get it.
+    Never downloads: a missing file raises FileNotFoundError saying where to get it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder holding the files.
+    kind : {"train", "test"}, default "train"
+        ``"train"`` (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``) or
+        ``"test"`` (the ``t10k-`` files); each may be gzipped (``.gz``).
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (n, rows * cols)
+        The images, scaled to [0, 1].
+    y : numpy.ndarray of int64, shape (n,)
+        The labels.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or a file is missing.
+    ValueError
+        If ``kind`` is unknown, or a file is not a valid IDX file (wrong magic
+        number, truncated, damaged gzip) or the counts of images and labels differ.
     """
     if kind not in _MNIST_PREFIX:
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
@@ -203,7 +325,7 @@ def load_mnist(path, kind="train"):
     return X, labels.astype(np.int64)
 
 
-def _find_idx(folder, stem, suffix):
+def _find_idx(folder: str, stem: str, suffix: str) -> str:
     """The first of ``stem-suffix``, ``stem.suffix`` (some mirrors use a dot), plain
     or gzipped, that exists in ``folder``."""
     names = [f"{stem}-{suffix}", f"{stem}.{suffix}"]
@@ -216,7 +338,7 @@ def _find_idx(folder, stem, suffix):
                             f"{_MNIST_HELP}")
 
 
-def _read_idx(filename, magic, n_dims):
+def _read_idx(filename: str, magic: int, n_dims: int) -> _npt.NDArray[np.uint8]:
     """The unsigned-byte array stored in an IDX file, after checking its header and size."""
     data = _read_maybe_gzipped(filename)
     what = "images" if magic == _IMAGES_MAGIC else "labels"
@@ -238,7 +360,7 @@ def _read_idx(filename, magic, n_dims):
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-def _read_maybe_gzipped(filename):
+def _read_maybe_gzipped(filename: str) -> bytes:
     with open(filename, "rb") as f:
         data = f.read()
     # Decide by content, not by name: some downloads are decompressed but keep ".gz".
@@ -264,7 +386,36 @@ MAX_CLASSES = 1000
 _EXACT_LIMIT = 2**53
 
 
-def load_csv(path, target=-1, header="infer", delimiter=",", return_classes=False):
+_Path = _typing.Union[str, "_os.PathLike[str]"]
+_Header = _typing.Union[bool, _typing.Literal["infer"], None]
+
+
+@_typing.overload
+def load_csv(path: _Path, target: int | str = -1, header: _Header = "infer",
+             delimiter: str = ",", return_classes: _typing.Literal[False] = False,
+             ) -> tuple[_npt.NDArray[np.float64], _npt.NDArray[np.int64]]: ...
+
+
+@_typing.overload
+def load_csv(path: _Path, target: int | str = -1, header: _Header = "infer",
+             delimiter: str = ",", *, return_classes: _typing.Literal[True],
+             ) -> tuple[_npt.NDArray[np.float64], _npt.NDArray[np.int64], np.ndarray]: ...
+
+
+@_typing.overload
+def load_csv(path: _Path, target: None, header: _Header = "infer", delimiter: str = ",",
+             return_classes: _typing.Literal[False] = False,
+             ) -> tuple[_npt.NDArray[np.float64], None]: ...
+
+
+@_typing.overload
+def load_csv(path: _Path, target: int | str | None = -1, header: _Header = "infer",
+             delimiter: str = ",", return_classes: bool = False) -> tuple[_typing.Any, ...]: ...
+
+
+def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
+             header: bool | _typing.Literal["infer"] | None = "infer", delimiter: str = ",",
+             return_classes: bool = False) -> tuple[_typing.Any, ...]:
     """Your own table of numbers: one sample per row, one column holding the class.
 
     Parameters
@@ -306,6 +457,28 @@ def load_csv(path, target=-1, header="infer", delimiter=",", return_classes=Fals
     - Names (``"setosa"``) are mapped to 0..k-1 in sorted order.
 
     More than ``MAX_CLASSES`` (1000) distinct labels are refused.
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (n_samples, n_features)
+        The features, every column but the target, in order.
+    y : numpy.ndarray of int64, shape (n_samples,), or None
+        The labels, 0..k-1; None when ``target`` is None.
+    classes : numpy.ndarray or None
+        Only with ``return_classes=True``: the original class of each label (numbers
+        or names), None when ``target`` is None.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    OSError
+        If it cannot be read.
+    TypeError
+        If ``target`` is neither a column index nor a name.
+    ValueError
+        If an option is invalid, the path is not a regular file, or the contents
+        break a rule above (the message names the line and column).
     """
     header = False if header is None else header
     _check_csv_options(header, delimiter, target)
@@ -325,7 +498,7 @@ def load_csv(path, target=-1, header="infer", delimiter=",", return_classes=Fals
                            maybe_header, return_classes)
 
 
-def _check_csv_options(header, delimiter, target):
+def _check_csv_options(header: object, delimiter: object, target: object) -> None:
     if not (isinstance(header, bool) or (isinstance(header, str) and header == "infer")):
         raise ValueError(f"header must be 'infer', True or False, got {header!r}")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
@@ -338,7 +511,7 @@ def _check_csv_options(header, delimiter, target):
         raise TypeError(f"target must be a column index or name, got {target!r}")
 
 
-def _file_kind(mode):
+def _file_kind(mode: int) -> str:
     for test, kind in ((_stat.S_ISDIR, "a directory"), (_stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (_stat.S_ISCHR, "a character device"), (_stat.S_ISBLK, "a block device"),
                        (_stat.S_ISSOCK, "a socket")):
@@ -347,7 +520,7 @@ def _file_kind(mode):
     return "not a regular file"
 
 
-def _check_regular_file(path, what):
+def _check_regular_file(path: str, what: str) -> None:
     """Raise unless ``path`` is an existing regular file: a FIFO would block whoever
     opens it and a device can be endless, so they are refused from their stat."""
     try:
@@ -360,7 +533,7 @@ def _check_regular_file(path, what):
         raise ValueError(f"{path!r} is {_file_kind(mode)}, not a {what}")
 
 
-def _open_text(path, what):
+def _open_text(path: str, what: str) -> _typing.TextIO:
     _check_regular_file(path, what)
     # Non-blocking, so that a FIFO put there since the check cannot hang the open.
     fd = _os.open(path, _os.O_RDONLY | getattr(_os, "O_NONBLOCK", 0))
@@ -384,18 +557,18 @@ class _Lines:
     long or too wide is refused before csv splits it, and bytes that are not UTF-8
     are reported with their line."""
 
-    def __init__(self, path, f, delimiter):
+    def __init__(self, path: str, f: _typing.TextIO, delimiter: str) -> None:
         self.path, self.f, self.delimiter = path, f, delimiter
         self.number = 0      # lines read so far
         self.start_record()
 
-    def start_record(self):
+    def start_record(self) -> None:
         self.chars = self.delimiters = 0
 
-    def __iter__(self):
+    def __iter__(self) -> _Lines:
         return self
 
-    def __next__(self):
+    def __next__(self) -> str:
         line = self.f.readline(MAX_RECORD_CHARS + 1)
         if not line:
             raise StopIteration
@@ -416,7 +589,8 @@ class _Lines:
         return line
 
 
-def _records(path, f, delimiter):
+def _records(path: str, f: _typing.TextIO, delimiter: str,
+             ) -> _Iterator[tuple[int, list[str]]]:
     """(file line, fields) of each record that holds something."""
     lines = _Lines(path, f, delimiter)
     # strict: a stray quote is an error, not a silently merged field.
@@ -435,7 +609,7 @@ def _records(path, f, delimiter):
             yield line, row
 
 
-def _number(text):
+def _number(text: str) -> float | None:
     """``text`` as a float, or None where it is not a number."""
     try:
         return float(text)
@@ -443,7 +617,8 @@ def _number(text):
         return None
 
 
-def _has_header(path, head, header):
+def _has_header(path: str, head: list[tuple[int, list[str]]],
+                header: bool | _typing.Literal["infer"]) -> bool:
     """Whether the first record names the columns (the rule is in ``load_csv``)."""
     if header == "infer":
         first = [field.strip() for field in head[0][1]]
@@ -463,7 +638,9 @@ def _has_header(path, head, header):
     return header
 
 
-def _read_table(path, rows, names, target, maybe_header, return_classes):
+def _read_table(path: str, rows: _Iterable[tuple[int, list[str]]], names: list[str] | None,
+                target: int | str | None, maybe_header: bool, return_classes: bool,
+                ) -> tuple[_typing.Any, ...]:
     rows = iter(rows)
     first = next(rows)
     width = len(names) if names is not None else len(first[1])
@@ -493,14 +670,14 @@ def _read_table(path, rows, names, target, maybe_header, return_classes):
                                      f"{row[c].strip()[:100]!r} is not a finite number")
         values.extend(numbers_)
         if labels is not None:
-            labels.add(line, row[column])
+            labels.add(line, row[column])  # type: ignore[index]  # labels: column is set
         n += 1
     X = np.frombuffer(values, dtype=np.float64).reshape(n, len(features))
     y, classes = (None, None) if labels is None else labels.result()
     return (X, y, classes) if return_classes else (X, y)
 
 
-def _target_index(target, names, width, path):
+def _target_index(target: int | str, names: list[str] | None, width: int, path: str) -> int:
     if isinstance(target, str):
         if names is None:
             raise ValueError(f"target={target!r} is a column name, but {path} has no "
@@ -517,12 +694,13 @@ def _target_index(target, names, width, path):
     return int(target) % width
 
 
-def _abbreviate(names, limit=20):
+def _abbreviate(names: list[str], limit: int = 20) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _raise_bad_feature(path, line, row, features, names, first_row):
+def _raise_bad_feature(path: str, line: int, row: list[str], features: list[int],
+                       names: list[str] | None, first_row: bool) -> _typing.NoReturn:
     """Say which feature of a row is not a number (only once conversion has failed)."""
     for c in features:
         field = row[c]
@@ -544,7 +722,7 @@ def _raise_bad_feature(path, line, row, features, names, first_row):
     raise ValueError(f"{path}, line {line}: the features could not be read as numbers")
 
 
-def _column_name(index, names):
+def _column_name(index: int, names: list[str] | None) -> str:
     return f"column {names[index]!r}" if names else f"column {index}"
 
 
@@ -552,23 +730,25 @@ class _Labels:
     """The target column, read row by row: each label is checked as it comes (so the
     first bad one is reported) and kept as the index of its class."""
 
-    def __init__(self, path, column, first_line):
+    def __init__(self, path: str, column: str, first_line: int | None) -> None:
         self.path, self.column = path, column
         self.first_line = first_line   # the first row, when it may be a header read as data
-        self.ids = {}                  # class (a number or a name) -> index
-        self.first = None              # (line, text, is a name) of the first label
+        self.ids: dict[float | str, int] = {}   # class (a number or a name) -> index
+        # (line, text, is a name) of the first label
+        self.first: tuple[int, str, bool] | None = None
         self.y = _array.array("q")
 
-    def _error(self, line, problem, name_line=None):
+    def _error(self, line: int, problem: str, name_line: int | None = None) -> ValueError:
         hint = ""
         if name_line is not None and name_line == self.first_line:
             hint = f"; if line {name_line} is a header, pass header=True"
         return ValueError(f"{self.path}, line {line}, {self.column}: {problem}{hint}")
 
-    def add(self, line, text):
+    def add(self, line: int, text: str) -> None:
         text = text.strip()
         if not text:
             raise self._error(line, "the target is missing (an empty field)")
+        key: float | str | None
         key = _number(text)
         shown = repr(text[:100])
         if key is None:
@@ -598,11 +778,12 @@ class _Labels:
                               "regress")
         self.y.append(index)
 
-    def result(self):
+    def result(self) -> tuple[_npt.NDArray[np.int64], np.ndarray]:
         """(int64 labels, classes): the rules are in ``load_csv``."""
         keys = list(self.ids)
         order = sorted(range(len(keys)), key=keys.__getitem__)
         code = np.empty(len(keys), dtype=np.int64)       # class index -> label
+        assert self.first is not None   # one label at least
         if self.first[2]:
             classes = np.array([keys[i] for i in order])
             code[order] = np.arange(len(keys))

@@ -19,6 +19,8 @@ arrays of plain names and sizes inside the file, and each network is checked as
 ``cyprop.load`` checks a file.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import copy
 import io
@@ -26,12 +28,18 @@ import json
 import os
 import threading
 import zipfile
+from collections.abc import Callable, Iterable
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _backend, _maths, _reference, _validation, persistence
 from ._version import __version__
 from .network import Network, _check_threads
+
+if TYPE_CHECKING:
+    from .history import History
 
 FORMAT_NAME = "cyprop-ensemble"
 FORMAT_VERSION = 1
@@ -40,11 +48,14 @@ FORMAT_VERSION = 1
 _STATEFUL_FIT_ARGUMENTS = ("optimizer", "schedule")
 
 
-def train_many(build, X, Y, n, n_threads=None, **fit_kwargs):
-    """Build ``n`` networks with ``build(i)``, i = 0 .. n-1 (each returns a
-    ``Network``, typically seeded by i), train each with ``fit(X, Y, **fit_kwargs)``
-    on ``n_threads`` Python threads, and return ``[(network, history), ...]`` sorted
-    best first.
+def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLike, n: int,
+               n_threads: int | None = None, **fit_kwargs: Any,
+               ) -> list[tuple[Network, History]]:
+    """Build ``n`` networks and train them in parallel, one per Python thread.
+
+    Each network is built with ``build(i)``, i = 0 .. n-1 (each returns a
+    ``Network``, typically seeded by i), and trained with ``fit(X, Y, **fit_kwargs)``
+    on ``n_threads`` Python threads.
 
     Best means the lowest validation loss of the weights returned (the last epoch's,
     or the best epoch's with ``early_stopping``, which restores it) when there is
@@ -69,6 +80,33 @@ def train_many(build, X, Y, n, n_threads=None, **fit_kwargs):
     stopped (the first fit's to fail, noting which network it was).  No results are
     returned then; the networks keep the weights of their last epoch, so ``build``
     can keep references to them if they are wanted.
+
+    Parameters
+    ----------
+    build : callable
+        ``build(i)`` returns a new ``Network`` for i = 0 .. n-1.
+    X, Y : array_like
+        The training data, shared by every fit (as for ``Network.fit``).
+    n : int
+        The number of networks.
+    n_threads : int, optional
+        The training threads; see above for the default.
+    **fit_kwargs
+        Passed to each ``Network.fit``.
+
+    Returns
+    -------
+    list of (Network, History)
+        The networks and their training histories, best first.
+
+    Raises
+    ------
+    TypeError
+        If ``build`` returns something other than a ``Network``.
+    ValueError
+        If ``build`` returns the same network twice, or an argument is invalid.
+    Exception
+        The first exception raised by a fit (after every fit has stopped).
     """
     n = _validation.check_int("n", n)
     pool_size = _pool_size(n_threads, n)
@@ -87,10 +125,10 @@ def train_many(build, X, Y, n, n_threads=None, **fit_kwargs):
 
     stop = threading.Event()
     stopper = _StopWhenSet(stop)
-    failures = []                  # (i, exception), in the order they happened
+    failures: list[tuple[int, BaseException]] = []   # in the order they happened
     failures_lock = threading.Lock()
 
-    def train(i):
+    def train(i: int) -> History | None:
         if stop.is_set():
             return None
         try:
@@ -104,7 +142,8 @@ def train_many(build, X, Y, n, n_threads=None, **fit_kwargs):
 
     with concurrent.futures.ThreadPoolExecutor(pool_size,
                                                thread_name_prefix="cyprop-train") as pool:
-        futures = []
+        # a None result (a fit never started) only ever comes with an exception raised
+        futures: list[concurrent.futures.Future[Any]] = []
         try:
             # Submitting starts the threads; Ctrl-C in the middle of starting one
             # would leave it running unseen by the pool, so it waits until all are.
@@ -132,14 +171,14 @@ def train_many(build, X, Y, n, n_threads=None, **fit_kwargs):
 class _StopWhenSet:
     """A fit callback: stop after this epoch once the event is set."""
 
-    def __init__(self, event):
+    def __init__(self, event: threading.Event) -> None:
         self.event = event
 
-    def on_epoch_end(self, net, epoch, logs):
+    def on_epoch_end(self, net: Network, epoch: int, logs: dict[str, Any]) -> bool:
         return self.event.is_set()
 
 
-def _pool_size(n_threads, n):
+def _pool_size(n_threads: int | None, n: int) -> int:
     """Training threads: as requested (checked as fit checks it) or fit's default,
     capped to the cores and to the number of networks."""
     n_threads = _check_threads(n_threads)
@@ -151,7 +190,7 @@ def _pool_size(n_threads, n):
     return max(1, min(threads, n))
 
 
-def _score(history, fit_kwargs):
+def _score(history: History, fit_kwargs: dict[str, Any]) -> float:
     """The loss that ranks a trained network (lower is better)."""
     validation = [v for v in history.val_loss if v is not None]
     if validation:
@@ -169,12 +208,30 @@ class Ensemble:
     ``Network.predict``; ``evaluate`` the loss of that mean output and the accuracy
     of ``predict``.
 
+    Parameters
+    ----------
+    networks : iterable of Network
+        The members (at least one).
+
+    Attributes
+    ----------
+    networks : list of Network
+        The members, in the order given.
+
+    Raises
+    ------
+    TypeError
+        If a member is not a ``Network``.
+    ValueError
+        If there is no member, or the members disagree on their inputs, outputs,
+        output activation or loss.
+
     >>> results = cyprop.train_many(lambda i: cyprop.Network([64, 32, 10], seed=i),
     ...                             X, y, 8, epochs=20)
     >>> ensemble = cyprop.Ensemble(net for net, history in results[:5])
     """
 
-    def __init__(self, networks):
+    def __init__(self, networks: Iterable[Network]) -> None:
         networks = list(networks)
         if not networks:
             raise ValueError("an Ensemble needs at least one network")
@@ -194,39 +251,79 @@ class Ensemble:
                                      f"{theirs!r}: an Ensemble's networks must agree")
         self.networks = networks
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.networks)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         first = self.networks[0]
         return (f"Ensemble({len(self)} networks, {first.sizes[0]} inputs, "
                 f"{first.sizes[-1]} outputs, output={first.arch.output!r}, "
                 f"loss={first.loss_name!r})")
 
     # -------------------------------------------------------------- inference
-    def forward(self, X):
-        """The mean of the members' outputs: (n, n_in) -> (n, n_out); one sample
-        (n_in,) -> (n_out,)."""
-        total = None
+    def forward(self, X: npt.ArrayLike) -> npt.NDArray[np.floating]:
+        """The mean of the members' outputs.
+
+        Parameters
+        ----------
+        X : array_like
+            The inputs, (n, n_in), or one sample (n_in,).
+
+        Returns
+        -------
+        numpy.ndarray
+            The mean output, (n, n_out) (one sample: (n_out,)), in the members' dtype
+            (float64 if they differ).
+        """
+        total: np.ndarray | None = None
         for net in self.networks:   # one member's output at a time in memory
             out = net.forward(X).astype(np.float64)
             total = out if total is None else total + out
         dtype = np.result_type(*(net.dtype for net in self.networks))
+        assert total is not None   # an Ensemble has one network at least
         return (total / len(self.networks)).astype(dtype, copy=False)
 
-    def predict(self, X):
-        """Class labels: the argmax of the mean output (a 0.5 threshold for one output)."""
+    def predict(self, X: npt.ArrayLike) -> npt.NDArray[np.integer]:
+        """Class labels: the argmax of the mean output (a 0.5 threshold for one output).
+
+        Parameters
+        ----------
+        X : array_like
+            The inputs, (n, n_in), or one sample (n_in,).
+
+        Returns
+        -------
+        numpy.ndarray
+            The labels, as ``Network.predict`` gives them.
+        """
         return _maths.labels_of(self.forward(X))
 
-    def evaluate(self, X, Y):
-        """{"loss": the members' loss of the mean output, averaged over the samples,
-        "accuracy": the fraction ``predict`` gets right}.
+    def evaluate(self, X: npt.ArrayLike, Y: npt.ArrayLike) -> dict[str, float]:
+        """The loss of the mean output and the accuracy of ``predict``.
 
         The loss is that of the ensemble as one model: 0.5 * sum (a - y)^2 for
         "mse", -sum y log a (softmax) or -sum [y log a + (1 - y) log(1 - a)]
         (sigmoid) for "cross_entropy", with a the mean output; the probabilities are
         kept at or above the smallest normal float64 (2.2e-308), so a class that
         every member rules out costs about 708, not infinity.
+
+        Parameters
+        ----------
+        X : array_like
+            The inputs, (n, n_in).
+        Y : array_like
+            The targets: class labels or a target array, as for ``Network.evaluate``.
+
+        Returns
+        -------
+        dict
+            ``{"loss": the members' loss of the mean output, averaged over the
+            samples, "accuracy": the fraction predict gets right}``.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` or ``Y`` does not fit the networks.
         """
         # the members' own checks; each member converts X to its own dtype
         _, Y = self.networks[0]._check_data(X, Y)
@@ -245,9 +342,23 @@ class Ensemble:
                 "accuracy": _maths.count_correct(a, y) / len(y)}
 
     # ------------------------------------------------------------ persistence
-    def save(self, path):
-        """Write the ensemble to one file at exactly ``path``, atomically (see the
-        module docstring for the layout); read it back with ``Ensemble.load``."""
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the ensemble to one file at exactly ``path``, atomically.
+
+        See the module docstring for the layout; read it back with ``Ensemble.load``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Raises
+        ------
+        TypeError
+            If a network's metadata is not JSON-serialisable.
+        OSError
+            If the file cannot be written.
+        """
         metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                     "cyprop_version": __version__, "networks": len(self.networks)}
         arrays = {persistence._METADATA: _as_bytes_array(json.dumps(metadata).encode("utf-8"))}
@@ -257,11 +368,29 @@ class Ensemble:
         persistence._write_atomic(target, arrays, mode)
 
     @classmethod
-    def load(cls, path, backend="auto"):
-        """Read an ensemble written by ``Ensemble.save`` from exactly ``path``;
-        ``backend`` as for ``cyprop.load``.  Raises ``OSError`` when the file cannot
-        be opened and ``ValueError``, saying what is wrong, for anything ``save``
-        would not have written."""
+    def load(cls, path: str | os.PathLike[str], backend: str = "auto") -> Ensemble:
+        """Read an ensemble written by ``Ensemble.save`` from exactly ``path``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to read.
+        backend : str, default "auto"
+            The networks' backend, as for ``cyprop.load``.
+
+        Returns
+        -------
+        Ensemble
+            The ensemble, checked as ``cyprop.load`` checks a network.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be opened.
+        ValueError
+            Saying what is wrong, for anything ``save`` would not have written, or
+            an unknown ``backend``.
+        """
         if backend not in _backend.BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of "
                              f"{', '.join(_backend.BACKENDS)}")
@@ -275,11 +404,11 @@ class Ensemble:
                 from exc
 
 
-def _as_bytes_array(data):
+def _as_bytes_array(data: bytes) -> npt.NDArray[np.uint8]:
     return np.frombuffer(data, dtype=np.uint8)
 
 
-def _network_file(net):
+def _network_file(net: Network) -> bytes:
     """The bytes of the file ``Network.save`` would write for ``net``."""
     with net._state_lock:      # a state the network had, even while it trains
         metadata, arrays = persistence._snapshot(net)
@@ -289,14 +418,15 @@ def _network_file(net):
         raise TypeError(f"cannot save this network: its metadata is not JSON-serialisable "
                         f"({exc})") from exc
     buffer = io.BytesIO()
-    np.savez(buffer, **{persistence._METADATA: _as_bytes_array(text.encode("utf-8"))},
+    # type-ignored: mypy matches the ** mapping against savez's allow_pickle: bool
+    np.savez(buffer, **{persistence._METADATA: _as_bytes_array(text.encode("utf-8"))},  # type: ignore[arg-type]
              **arrays)
     return buffer.getvalue()
 
 
-def _read_networks(path, fh, size, backend):
+def _read_networks(path: str, fh: IO[bytes], size: int, backend: str) -> list[Network]:
     """The networks of the ensemble file open as ``fh`` (``size`` bytes)."""
-    def invalid(problem):
+    def invalid(problem: str) -> ValueError:
         return persistence._invalid(path, problem)
 
     if fh.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -323,7 +453,7 @@ def _read_networks(path, fh, size, backend):
             raise invalid(f"it should hold {count} networks; missing "
                           f"{', '.join(missing) or 'nothing'}, unexpected "
                           f"{', '.join(unexpected) or 'nothing'}")
-        networks = []
+        networks: list[Network] = []
         for i in range(count):
             name = f"network_{i}"
             data = persistence._read_array(path, archive, members[name], name, None, uint8)
@@ -335,7 +465,7 @@ def _read_networks(path, fh, size, backend):
     return networks
 
 
-def _check_metadata(path, meta, n_members):
+def _check_metadata(path: str, meta: Any, n_members: int) -> int:
     """The number of networks the metadata announces, checked."""
     if isinstance(meta, dict) and meta.get("format") == persistence.FORMAT_NAME:
         raise persistence._invalid(path, "it is a network, not an ensemble: read it with "

@@ -13,12 +13,23 @@ the output last, 1..N across the whole network; ``w_ij`` is the weight from unit
 to unit j and ``theta_j`` the bias of unit j.
 """
 
+from __future__ import annotations
+
 import copy
 import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _maths, _reference
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .network import Network
+    from .optimizers import Optimizer
 
 #: Han, Kamber & Pei's example: weights w_ij (unit i -> unit j) and biases theta_j.
 _BOOK_WEIGHTS = {(1, 4): 0.2, (1, 5): -0.3, (2, 4): 0.4, (2, 5): 0.1, (3, 4): -0.5,
@@ -36,49 +47,77 @@ class Step:
 
     Attributes
     ----------
-    sizes, activations, loss_name : the network's architecture.
-    x, target : the input and the target vector (class labels one-hot encoded).
-    weights, biases : the values before the step.
-    net_inputs : the weighted sums z = W a + b of each layer's units (I_j).
-    outputs : their activations a = f(z) (O_j).
-    errors : each unit's error Err_j = -dLoss/dz_j for this sample: the output units'
+    sizes : tuple of int
+        The network's layer sizes, inputs first.
+    activations : tuple of str
+        The activation of each weight layer.
+    loss_name : str
+        The network's loss.
+    x : numpy.ndarray
+        The input.
+    target : numpy.ndarray
+        The target vector (class labels one-hot encoded).
+    weights, biases : list of numpy.ndarray
+        The values before the step.
+    net_inputs : list of numpy.ndarray
+        The weighted sums z = W a + b of each layer's units (I_j).
+    outputs : list of numpy.ndarray
+        Their activations a = f(z) (O_j).
+    errors : list of numpy.ndarray
+        Each unit's error Err_j = -dLoss/dz_j for this sample: the output units'
         is (T - O) f'(z) for the mse loss 0.5 * sum (O - T)^2, a hidden unit's is
         f'(z_j) * sum_k w_jk Err_k.  Plain SGD moves w_ij by learning_rate * Err_j * O_i.
-    new_weights, new_biases : the values after the optimizer's step.
-    loss : the sample's loss before the step.
-    optimizer : a copy of the optimizer after the step (its state and step count
-        include it); the network's own optimizer is unchanged.
+    new_weights, new_biases : list of numpy.ndarray
+        The values after the optimizer's step.
+    loss : float
+        The sample's loss before the step.
+    optimizer : Optimizer
+        A copy of the optimizer after the step (its state and step count include
+        it); the network's own optimizer is unchanged.
     """
 
-    sizes: tuple
-    activations: tuple
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]
     loss_name: str
     x: np.ndarray
     target: np.ndarray
-    weights: list
-    biases: list
-    net_inputs: list
-    outputs: list
-    errors: list
-    new_weights: list
-    new_biases: list
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    net_inputs: list[np.ndarray]
+    outputs: list[np.ndarray]
+    errors: list[np.ndarray]
+    new_weights: list[np.ndarray]
+    new_biases: list[np.ndarray]
     loss: float
-    optimizer: object
+    optimizer: Optimizer
 
     # ------------------------------------------------------------- numbering
-    def unit(self, layer, index):
-        """The textbook number (1..N) of unit ``index`` of ``layer`` (0: the inputs)."""
+    def unit(self, layer: int, index: int) -> int:
+        """The textbook number (1..N) of a unit.
+
+        Parameters
+        ----------
+        layer : int
+            The layer, 0 for the inputs.
+        index : int
+            The unit's index within the layer, from 0.
+
+        Returns
+        -------
+        int
+            The unit's number, counting from 1 across the whole network.
+        """
         return sum(self.sizes[:layer]) + index + 1
 
-    def _units(self, layer):
+    def _units(self, layer: int) -> range:
         return range(self.unit(layer, 0), self.unit(layer, self.sizes[layer]))
 
-    def _weight_name(self, i, j):
+    def _weight_name(self, i: int, j: int) -> str:
         # w14 as in the book; w1,12 once a number has two digits, so it reads one way
         separator = "," if sum(self.sizes) > 9 else ""
         return f"w{i}{separator}{j}"
 
-    def _layer_names(self):
+    def _layer_names(self) -> list[str]:
         """Who the units of each layer are, e.g. "1-3 inputs"."""
         names = []
         for layer, size in enumerate(self.sizes):
@@ -96,7 +135,7 @@ class Step:
         return names
 
     # ----------------------------------------------------------------- text
-    def __str__(self):
+    def __str__(self) -> str:
         lines = [
             f"One backpropagation step: a {'-'.join(map(str, self.sizes))} network, "
             f"activations {', '.join(self.activations)}, loss {self.loss_name}",
@@ -145,20 +184,35 @@ class Step:
                   for name, old, new in rows]
         return "\n".join(lines)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<Step: a {'-'.join(map(str, self.sizes))} network, loss "
                 f"{float(self.loss):.6g} before the step>")
 
     # ----------------------------------------------------------------- plot
-    def plot(self, path=None, show=False):
+    def plot(self, path: str | os.PathLike[str] | None = None, show: bool = False) -> Figure:
         """Draw the network: units in columns (inputs left), each weight a line.
 
         Lines are coloured by the weight's new value and units by their output (a
         blue-red scale centred on 0, one colour bar each); small networks get the
         numbers on the drawing: each unit's number, net input, output and error, each
-        weight's and bias's old and new value.  Returns the matplotlib ``Figure``;
-        ``path`` saves it there (a PNG unless the suffix asks for another format),
-        ``show=True`` also opens it through ``matplotlib.pyplot``.
+        weight's and bias's old and new value.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Save the figure there (a PNG unless the suffix asks for another format).
+        show : bool, default False
+            Also open it through ``matplotlib.pyplot``.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The drawing.
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
         """
         try:
             from matplotlib.collections import LineCollection
@@ -183,7 +237,8 @@ class Step:
         label_weights = n_weights <= 40          # more labels would only overlap
         label_units = sum(self.sizes) <= 40
 
-        segments, values = [], []
+        segments: list[list[tuple[float, float]]] = []
+        values: list[float] = []
         for l, W in enumerate(self.new_weights):
             for j in range(W.shape[0]):
                 for i in range(W.shape[1]):
@@ -258,29 +313,50 @@ class Step:
         return fig
 
 
-def explain(net, x, y, optimizer=None):
-    """One per-sample backpropagation step for the sample ``x`` with target ``y``,
-    worked out and returned as a ``Step``; ``net`` is left unchanged.
+def explain(net: Network, x: npt.ArrayLike, y: npt.ArrayLike,
+            optimizer: Optimizer | None = None) -> Step:
+    """One per-sample backpropagation step for the sample ``x`` with target ``y``.
 
-    ``x`` is one sample: ``(n_inputs,)`` or one row ``(1, n_inputs)``.  ``y`` is a
-    class label (one-hot encoded for several outputs) or a target vector (one number
-    for a single output).  ``optimizer``: the network's own (``net.optimizer``, with
-    its state and step count), else ``SGD()``.  The new weights are exactly those of
-    ``fit(x, y, epochs=1, batch_size=1, shuffle=False, optimizer=optimizer)`` on a
-    copy of the network (so an optimizer given here that is not ``net.optimizer``
-    starts afresh, as ``fit`` starts it; ``max_norm`` applies), computed by the
-    network's own backend; the net inputs, outputs and errors come from the NumPy
-    reference maths, in the network's dtype.
+    The step is worked out and returned as a ``Step``; ``net`` is left unchanged.
+    The new weights are exactly those of ``fit(x, y, epochs=1, batch_size=1,
+    shuffle=False, optimizer=optimizer)`` on a copy of the network (so an optimizer
+    given here that is not ``net.optimizer`` starts afresh, as ``fit`` starts it;
+    ``max_norm`` applies), computed by the network's own backend; the net inputs,
+    outputs and errors come from the NumPy reference maths, in the network's dtype.
 
     Dropout is left out: ``explain`` shows the plain step, the one ``fit`` takes
     with ``net.dropout`` set to 0 (a step with dropout depends on random masks).
+
+    Parameters
+    ----------
+    net : Network
+        The network; not changed.
+    x : array_like
+        One sample: ``(n_inputs,)`` or one row ``(1, n_inputs)``.
+    y : array_like
+        A class label (one-hot encoded for several outputs) or a target vector (one
+        number for a single output).
+    optimizer : Optimizer, optional
+        The optimizer that takes the step; by default the network's own
+        (``net.optimizer``, with its state and step count), else ``SGD()``.
+
+    Returns
+    -------
+    Step
+        The step's numbers, before and after.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` or ``y`` is not one sample, or does not fit the network.
     """
     X, Y = _one_sample(net, x, y)
     trial = net.copy()          # a consistent snapshot, even while net trains elsewhere
     arch, params = trial.arch, trial._params.copy()
     weights, biases = arch.split(params)
 
-    net_inputs, outputs = [], []
+    net_inputs: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
     a = X
     for W, b, activation in zip(weights, biases, arch.activations):
         z = a @ W.T + b
@@ -309,10 +385,12 @@ def explain(net, x, y, optimizer=None):
                 loss=loss, optimizer=trial.optimizer)
 
 
-def textbook_example(backend="auto", dtype="float64"):
-    """(net, x, y, optimizer) of Han, Kamber & Pei's backpropagation example
-    (Data Mining: Concepts and Techniques, 3rd ed., Figure 9.5, Tables 9.1-9.4):
-    a 3-2-1 sigmoid network, loss 0.5 (T - O)^2 ("mse"), input (1, 0, 1), target 1,
+def textbook_example(backend: str = "auto", dtype: npt.DTypeLike = "float64",
+                     ) -> tuple[Network, np.ndarray, np.ndarray, Optimizer]:
+    """Han, Kamber & Pei's backpropagation example, ready for ``explain``.
+
+    Data Mining: Concepts and Techniques, 3rd ed., Figure 9.5, Tables 9.1-9.4: a
+    3-2-1 sigmoid network, loss 0.5 (T - O)^2 ("mse"), input (1, 0, 1), target 1,
     learning rate 0.9; ``str(explain(*textbook_example()))`` prints the book's tables.
 
     Exact values against the book's printed figures (the book rounds to three
@@ -332,6 +410,24 @@ def textbook_example(backend="auto", dtype="float64"):
     0.1311, where the exact O6 = 0.473889 gives 0.13117, printed 0.1312.  The book
     also goes on from rounded values (O4 = 0.332, Err6 = 0.1311, Err4 = -0.0087, ...),
     but each of its later figures comes out the same at three decimals.
+
+    Parameters
+    ----------
+    backend : str, default "auto"
+        The network's backend.
+    dtype : str or numpy dtype, default "float64"
+        The network's dtype.
+
+    Returns
+    -------
+    net : Network
+        The book's network, with its weights and biases.
+    x : numpy.ndarray
+        The input (1, 0, 1).
+    y : numpy.ndarray
+        The target (1,).
+    optimizer : SGD
+        ``SGD(learning_rate=0.9)``.
     """
     from .network import Network
     from .optimizers import SGD
@@ -345,7 +441,8 @@ def textbook_example(backend="auto", dtype="float64"):
     return net, np.array([1.0, 0.0, 1.0]), np.array([1.0]), SGD(learning_rate=0.9)
 
 
-def _one_sample(net, x, y):
+def _one_sample(net: Network, x: Any, y: Any,
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(X, Y) as (1, n_inputs) and (1, n_outputs) arrays of the network's dtype."""
     x = np.asarray(x)
     if x.ndim == 2 and x.shape[0] == 1:
@@ -364,13 +461,13 @@ def _one_sample(net, x, y):
     return net._check_data(x.reshape(1, -1), y)
 
 
-def _value(v):
+def _value(v: Any) -> str:
     return f"{float(v):.3f}"
 
 
-def _error(v):
+def _error(v: Any) -> str:
     return f"{float(v):.4f}"
 
 
-def _wrapped(items, per_line=6):
+def _wrapped(items: list[str], per_line: int = 6) -> list[str]:
     return ["  " + "   ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]

@@ -17,11 +17,22 @@ The name tables below are the one place where cyprop's activation and loss names
 the other libraries'.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._maths import LEAKY_SLOPE
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import onnx
+    import torch
+
+    from .network import Network
 
 #: cyprop's activation -> ONNX operator.
 ONNX_OPS = {"identity": "Identity", "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu",
@@ -42,11 +53,12 @@ SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "t
 SKLEARN_LOSSES = {"log_loss": "cross_entropy", "squared_error": "mse"}
 
 
-def _default_loss(output):
+def _default_loss(output: str) -> str:
     return "cross_entropy" if output in ("softmax", "sigmoid") else "mse"
 
 
-def _network(sizes, activations, weights, biases, kwargs):
+def _network(sizes: Sequence[int], activations: Sequence[str], weights: Sequence[np.ndarray],
+             biases: Sequence[np.ndarray], kwargs: dict[str, Any]) -> Network:
     """A Network of these layers with these parameters (``kwargs`` go to ``Network``;
     ``loss`` defaults to cross-entropy for a softmax or sigmoid output, else mse)."""
     from .network import Network
@@ -61,7 +73,7 @@ def _network(sizes, activations, weights, biases, kwargs):
 
 
 # --------------------------------------------------------------------- ONNX
-def _import_onnx():
+def _import_onnx() -> Any:
     try:
         import onnx
     except ImportError as exc:
@@ -70,12 +82,42 @@ def _import_onnx():
     return onnx
 
 
-def onnx_model(net, opset=None, output_name="Y", two_columns=False, exp=False,
-               flatten=False):
-    """The network as an ``onnx.ModelProto``.  After the network's own output the graph
-    can also take ``exp`` (the Poisson regressor's log link), ``two_columns`` (a single
-    probability p becomes the columns 1 - p, p, as ``predict_proba``) and ``flatten``
-    (one output column becomes shape ``["batch"]``, as a regressor's ``predict``)."""
+def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
+               two_columns: bool = False, exp: bool = False,
+               flatten: bool = False) -> onnx.ModelProto:
+    """The network as an ``onnx.ModelProto``.
+
+    Input ``"X"`` of shape ``["batch", n_in]`` in the network's dtype, one ``Gemm`` per
+    layer followed by its activation (see the module's description).
+
+    Parameters
+    ----------
+    net : Network
+        The network to export (float32 or float64).
+    opset : int, optional
+        The ONNX opset, from 13 to the newest the installed onnx knows; 17 by default.
+    output_name : str, default "Y"
+        The name of the graph's output.
+    two_columns : bool, default False
+        After the network's output, a single probability p becomes the columns
+        1 - p, p, as ``predict_proba``.
+    exp : bool, default False
+        After the network's output, ``Exp`` (the Poisson regressor's log link).
+    flatten : bool, default False
+        One output column becomes shape ``["batch"]``, as a regressor's ``predict``.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model, checked by ``onnx.checker.check_model``.
+
+    Raises
+    ------
+    ImportError
+        If onnx is not installed (``pip install "cyprop[onnx]"``).
+    ValueError
+        If ``opset`` is not an integer in the accepted range.
+    """
     onnx = _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -92,11 +134,11 @@ def onnx_model(net, opset=None, output_name="Y", two_columns=False, exp=False,
             np.dtype(np.float64): TensorProto.DOUBLE}[dtype]
     nodes, inits = [], []
 
-    def const(name, value):
+    def const(name: str, value: Any) -> str:
         inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def node(op, inputs, output, **attrs):
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
         nodes.append(helper.make_node(op, inputs, [output], **attrs))
         return output
 
@@ -139,8 +181,33 @@ def onnx_model(net, opset=None, output_name="Y", two_columns=False, exp=False,
     return model
 
 
-def to_onnx(net, path, opset=None, **options):
-    """Write ``onnx_model(net, opset, **options)`` to ``path``; returns the model."""
+def to_onnx(net: Network, path: str | os.PathLike[str], opset: int | None = None,
+            **options: Any) -> onnx.ModelProto:
+    """Write ``onnx_model(net, opset, **options)`` to ``path``.
+
+    Parameters
+    ----------
+    net : Network
+        The network to export.
+    path : str or os.PathLike
+        The file to write.
+    opset : int, optional
+        The ONNX opset (see `onnx_model`); 17 by default.
+    **options
+        ``output_name``, ``two_columns``, ``exp``, ``flatten``: see `onnx_model`.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model written.
+
+    Raises
+    ------
+    ImportError
+        If onnx is not installed.
+    ValueError
+        If ``opset`` is not accepted.
+    """
     onnx = _import_onnx()
     model = onnx_model(net, opset, **options)
     onnx.save_model(model, os.fspath(path))
@@ -148,7 +215,7 @@ def to_onnx(net, path, opset=None, **options):
 
 
 # -------------------------------------------------------------------- torch
-def _import_torch():
+def _import_torch() -> Any:
     try:
         import torch
     except ImportError as exc:
@@ -157,7 +224,7 @@ def _import_torch():
     return torch
 
 
-def _torch_activation(nn, name):
+def _torch_activation(nn: Any, name: str) -> torch.nn.Module:
     if name == "leaky_relu":
         return nn.LeakyReLU(LEAKY_SLOPE)
     if name == "softmax":
@@ -165,15 +232,32 @@ def _torch_activation(nn, name):
     return getattr(nn, TORCH_MODULES[name])()
 
 
-def to_torch(net):
-    """An ``nn.Sequential`` computing ``net.forward``: per layer an ``nn.Linear`` (the
-    weights copied, in the network's dtype) and its activation module, and an
-    ``nn.Dropout`` after each hidden layer with a dropout rate (call ``.eval()`` for
-    inference then, as for any torch module with dropout)."""
+def to_torch(net: Network) -> torch.nn.Sequential:
+    """An ``nn.Sequential`` computing ``net.forward``.
+
+    Per layer an ``nn.Linear`` (the weights copied, in the network's dtype) and its
+    activation module, and an ``nn.Dropout`` after each hidden layer with a dropout
+    rate (call ``.eval()`` for inference then, as for any torch module with dropout).
+
+    Parameters
+    ----------
+    net : Network
+        The network to convert.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        The module, in the network's dtype.
+
+    Raises
+    ------
+    ImportError
+        If PyTorch is not installed.
+    """
     torch = _import_torch()
     nn = torch.nn
     dtype = getattr(torch, np.dtype(net.dtype).name)
-    layers = []
+    layers: list[Any] = []
     rates = net.dropout + [0.0]
     for W, b, act, rate in zip(net.weights, net.biases, net.activations, rates):
         linear = nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
@@ -186,13 +270,13 @@ def to_torch(net):
     return nn.Sequential(*layers)
 
 
-def _flatten(module, nn):
+def _flatten(module: torch.nn.Module, nn: Any) -> list[Any]:
     if isinstance(module, nn.Sequential):
         return [layer for child in module for layer in _flatten(child, nn)]
     return [module]
 
 
-def _activation_name(layer, nn):
+def _activation_name(layer: Any, nn: Any) -> str | None:
     """cyprop's name for a supported activation module, else None."""
     for name, cls_name in TORCH_MODULES.items():
         if type(layer) is getattr(nn, cls_name):
@@ -206,22 +290,51 @@ def _activation_name(layer, nn):
     return None
 
 
-def from_torch(module, **kwargs):
-    """A ``Network`` equal to ``module``, an ``nn.Sequential`` (nested ones are
-    flattened) of ``nn.Linear`` layers with bias, each followed by at most one
-    activation module (``Sigmoid``, ``Tanh``, ``ReLU``, ``LeakyReLU(0.01)``,
-    ``Identity``, and ``Softmax(dim=-1)`` on the output).  A Linear followed directly by
-    another Linear gets the identity; ``nn.Identity`` is skipped anywhere.
-    ``nn.Dropout(p)`` after a hidden layer becomes that layer's dropout rate (dropout
-    is only for training; p=0 is skipped anywhere; elsewhere refused).  Refused with a
-    ValueError or TypeError naming the layer: anything else (convolutions,
-    normalisation, ``LogSoftmax``, ...), a Linear without bias, two activations in a
-    row.  ``kwargs`` go to ``Network``: ``loss`` (default cross-entropy for a softmax or
-    sigmoid output, else mse), ``dtype`` (default the weights'), ``backend``, ..."""
+def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
+    """A ``Network`` equal to a PyTorch ``nn.Sequential``.
+
+    ``module`` is an ``nn.Sequential`` (nested ones are flattened) of ``nn.Linear``
+    layers with bias, each followed by at most one activation module (``Sigmoid``,
+    ``Tanh``, ``ReLU``, ``LeakyReLU(0.01)``, ``Identity``, and ``Softmax(dim=-1)`` on
+    the output).  A Linear followed directly by another Linear gets the identity;
+    ``nn.Identity`` is skipped anywhere.  ``nn.Dropout(p)`` after a hidden layer
+    becomes that layer's dropout rate (dropout is only for training; p=0 is skipped
+    anywhere; elsewhere refused).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The ``nn.Sequential`` to read.
+    **kwargs
+        Passed to ``Network``: ``loss`` (default cross-entropy for a softmax or sigmoid
+        output, else mse), ``dtype`` (default the weights'), ``backend``, ...
+
+    Returns
+    -------
+    Network
+        A network with the module's weights, biases, activations and dropout rates.
+
+    Raises
+    ------
+    ImportError
+        If PyTorch is not installed.
+    TypeError
+        If ``module`` is not a torch module, or a layer is of an unsupported kind
+        (convolutions, normalisation, ...); the message names the layer.
+    ValueError
+        If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
+        bias, two activations in a row, an activation before the first Linear,
+        dropout on the inputs or after the last Linear, a hidden softmax, or layer
+        sizes that do not chain.
+    """
     torch = _import_torch()
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch needs a torch.nn.Sequential, got {type(module).__name__}")
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activations: list[str | None]   # None until the layer's activation is seen
+    rates: list[float]
     weights, biases, activations, rates = [], [], [], []
     # per Linear: weights, biases, its activation (None until one is seen) and the
     # dropout rate after it; a Dropout closes the layer
@@ -265,12 +378,12 @@ def from_torch(module, **kwargs):
         activations[-1] = name
     if not weights:
         raise ValueError("from_torch found no nn.Linear layer in the module")
-    activations = [name or "identity" for name in activations]
+    names = [name or "identity" for name in activations]
     if rates[-1]:
         raise ValueError("a Dropout after the last Linear: cyprop has dropout on hidden "
                          "layers only")
-    if "softmax" in activations[:-1]:
-        raise ValueError(f"a Softmax after hidden layer {activations.index('softmax')}: "
+    if "softmax" in names[:-1]:
+        raise ValueError(f"a Softmax after hidden layer {names.index('softmax')}: "
                          "cyprop has softmax on the output only")
     sizes = [weights[0].shape[1]] + [W.shape[0] for W in weights]
     for l, (W, previous) in enumerate(zip(weights[1:], sizes[1:]), start=1):
@@ -278,20 +391,43 @@ def from_torch(module, **kwargs):
             raise ValueError(f"Linear layer {l} takes {W.shape[1]} inputs, but the layer "
                              f"before gives {previous}")
     kwargs.setdefault("dropout", rates[:-1])
-    return _network(sizes, activations, weights, biases, kwargs)
+    return _network(sizes, names, weights, biases, kwargs)
 
 
 # ------------------------------------------------------------- scikit-learn
-def from_sklearn(mlp, **kwargs):
-    """A ``Network`` whose ``forward`` is a fitted ``MLPClassifier``'s ``predict_proba``
-    or an ``MLPRegressor``'s ``predict`` (its weights copied, transposed to cyprop's
-    (n_out, n_in)), to keep training it with cyprop.  The shapes differ in two cases:
-    a binary classifier has one logistic output, p, where ``predict_proba`` gives the
-    two columns 1 - p, p; a regressor's ``forward`` is (n, 1) where ``predict`` gives
-    (n,) for one target.  cyprop's ``BackpropClassifier`` / ``BackpropRegressor`` give a
-    copy of their ``network_`` with its dropout and max_norm (for ``loss='poisson'``
-    its output is the log of ``predict``).  ``kwargs`` go to ``Network`` (``loss`` defaults to the estimator's:
-    log_loss -> cross_entropy, squared_error -> mse; ``dtype`` to the weights')."""
+def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
+    """A ``Network`` copied from a fitted scikit-learn MLP, to keep training it with cyprop.
+
+    Its ``forward`` is a fitted ``MLPClassifier``'s ``predict_proba`` or an
+    ``MLPRegressor``'s ``predict`` (the weights copied, transposed to cyprop's
+    (n_out, n_in)).  The shapes differ in two cases: a binary classifier has one
+    logistic output, p, where ``predict_proba`` gives the two columns 1 - p, p; a
+    regressor's ``forward`` is (n, 1) where ``predict`` gives (n,) for one target.
+    cyprop's ``BackpropClassifier`` / ``BackpropRegressor`` give a copy of their
+    ``network_`` with its dropout and max_norm (for ``loss='poisson'`` its output is
+    the log of ``predict``).
+
+    Parameters
+    ----------
+    mlp : MLPClassifier, MLPRegressor, BackpropClassifier or BackpropRegressor
+        The fitted estimator.
+    **kwargs
+        Passed to ``Network``: ``loss`` defaults to the estimator's (log_loss ->
+        cross_entropy, squared_error -> mse), ``dtype`` to the weights'.
+
+    Returns
+    -------
+    Network
+        The copy.
+
+    Raises
+    ------
+    TypeError
+        If ``mlp`` is not a fitted MLP estimator.
+    ValueError
+        If its activation or loss has no cyprop equivalent (pass ``loss=`` for the
+        latter).
+    """
     net = getattr(mlp, "network_", None)
     if net is not None:   # cyprop's own estimators
         settings = dict(loss=net.loss_name, dtype=net.dtype.name, dropout=net.dropout,

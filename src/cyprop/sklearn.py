@@ -43,11 +43,17 @@ the same order):
   turn float64 during its L-BFGS run).
 """
 
+from __future__ import annotations
+
 import numbers
+import os
 import time
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -70,7 +76,15 @@ from ._training import Dropout, TrainingOptions
 from .errors import TrainingDiverged
 from .history import History
 from .network import Network
-from .optimizers import SGD, Adagrad, Adam, RMSprop, Rprop
+from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop, Rprop
+
+if TYPE_CHECKING:
+    import onnx
+    from scipy.sparse import sparray, spmatrix
+    from typing_extensions import Self, TypeAlias
+
+    #: What the estimators take as X: dense arrays or scipy.sparse matrices and arrays.
+    MatrixLike: TypeAlias = "npt.ArrayLike | spmatrix | sparray"
 
 __all__ = ["BackpropClassifier", "BackpropRegressor"]
 
@@ -94,12 +108,33 @@ _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may
 class _BaseBackprop(BaseEstimator):
     """Parameters, training loops and attributes shared by the classifier and the regressor."""
 
-    def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size,
-                 learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
-                 random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
-                 early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-                 n_iter_no_change, max_fun, backend, dtype, dropout, max_norm, init,
-                 n_threads):
+    # fitted attributes (set by fit)
+    network_: Network
+    n_outputs_: int
+    n_iter_: int
+    t_: int
+    loss_: float
+    loss_curve_: list[float]
+    best_loss_: float | None
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
+    _no_improvement_count: int
+    _best_params: np.ndarray
+    _n_out: int
+    _network_loss: str
+    if TYPE_CHECKING:
+        @property
+        def _network_output(self) -> str: ...   # a class attribute or a property
+
+    def __init__(self, hidden_layer_sizes: int | Sequence[int], activation: str, solver: str,
+                 alpha: float, batch_size: int | Literal["auto"], learning_rate: str,
+                 learning_rate_init: float, power_t: float, max_iter: int, loss: str,
+                 shuffle: bool, random_state: int | np.random.RandomState | None, tol: float,
+                 verbose: bool, warm_start: bool, momentum: float, nesterovs_momentum: bool,
+                 early_stopping: bool, validation_fraction: float, beta_1: float,
+                 beta_2: float, epsilon: float, n_iter_no_change: int | float, max_fun: int,
+                 backend: str, dtype: npt.DTypeLike | None, dropout: float | Sequence[float],
+                 max_norm: float | None, init: str, n_threads: int | None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -133,39 +168,39 @@ class _BaseBackprop(BaseEstimator):
 
     # ------------------------------------------------------------ attributes
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[np.ndarray]:
         """Weight matrices as scikit-learn lays them out: ``coefs_[l]`` is (n_in, n_out),
         a transposed view of ``network_.weights[l]``.  Writing into them, assigning an
         item (``coefs_[0] = W``) or the whole list changes the model."""
         return _LayerList(self.network_, "weights", [W.T for W in self.network_.weights])
 
     @coefs_.setter
-    def coefs_(self, values):
+    def coefs_(self, values: Sequence[npt.ArrayLike]) -> None:
         _assign_layers(self.network_, "weights", values)
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[np.ndarray]:
         """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views of ``network_.biases``
         (assignable like ``coefs_``)."""
         return _LayerList(self.network_, "biases", list(self.network_.biases))
 
     @intercepts_.setter
-    def intercepts_(self, values):
+    def intercepts_(self, values: Sequence[npt.ArrayLike]) -> None:
         _assign_layers(self.network_, "biases", values)
 
     @property
-    def n_layers_(self):
+    def n_layers_(self) -> int:
         """Layers counted as scikit-learn does: input, hidden layers and output."""
         return len(self.network_.sizes)
 
     @property
-    def out_activation_(self):
+    def out_activation_(self) -> str:
         """The output activation by scikit-learn's name: 'softmax', 'logistic',
         'identity' or 'exp' (the Poisson loss's log link)."""
         return _OUT_NAMES[self._output_kind]
 
     @property
-    def _optimizer(self):
+    def _optimizer(self) -> Optimizer:
         """The stochastic solver's optimizer (scikit-learn's private ``_optimizer``, whose
         ``learning_rate`` tests read): the network's ``cyprop`` optimizer."""
         optimizer = self.network_.optimizer
@@ -174,11 +209,12 @@ class _BaseBackprop(BaseEstimator):
         return optimizer
 
     @property
-    def _output_kind(self):
+    def _output_kind(self) -> str:
         return self.network_.activations[-1] if self.loss != "poisson" else "exp"
 
     # --------------------------------------------------------------- fitting
-    def _fit(self, X, y, sample_weight, incremental, classes=None):
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool,
+             classes: npt.ArrayLike | None = None) -> Self:
         params = self._checked_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -203,7 +239,7 @@ class _BaseBackprop(BaseEstimator):
             self._fit_stochastic(X, Y, targets, sample_weight, params, incremental, rng)
         return self
 
-    def _input_dtype(self, first_pass):
+    def _input_dtype(self, first_pass: bool) -> np.dtype | tuple[type, type]:
         """The dtype X is converted to: the fitted network's (when training goes on),
         the ``dtype`` parameter, else X's own floating dtype (float32 stays float32)."""
         if not first_pass:
@@ -212,7 +248,8 @@ class _BaseBackprop(BaseEstimator):
             return np.dtype(self.dtype)
         return (np.float64, np.float32)
 
-    def _initialize(self, sizes, params, rng, dtype):
+    def _initialize(self, sizes: list[int], params: dict[str, Any], rng: np.random.RandomState,
+                    dtype: npt.DTypeLike) -> None:
         dtype = np.dtype(dtype)
         sklearn_init = self.init == "sklearn"
         net = Network(sizes, activation=params["activation"], output=self._network_output,
@@ -238,7 +275,7 @@ class _BaseBackprop(BaseEstimator):
         if params["solver"] != "lbfgs":
             self._reset_records()
 
-    def _reset_records(self):
+    def _reset_records(self) -> None:
         """What the stochastic solvers record, as scikit-learn's MLP initialises it."""
         self.loss_curve_ = []
         self._no_improvement_count = 0
@@ -251,7 +288,7 @@ class _BaseBackprop(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _check_architecture(self, sizes, params):
+    def _check_architecture(self, sizes: list[int], params: dict[str, Any]) -> None:
         """warm_start / partial_fit continue the network: it must still be the one the
         parameters describe."""
         net = self.network_
@@ -266,7 +303,7 @@ class _BaseBackprop(BaseEstimator):
                 "fit with warm_start=False to start afresh")
 
     # ------------------------------------------------------------------ lbfgs
-    def _fit_lbfgs(self, X, Y, sample_weight):
+    def _fit_lbfgs(self, X: Any, Y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         net = self.network_
         objective = _lbfgs.Objective(net, X, Y, sample_weight, self.alpha, self._output_kind)
         start = net._params.astype(np.float64)
@@ -285,13 +322,16 @@ class _BaseBackprop(BaseEstimator):
         self.loss_ = float(result.fun) if scale == 1.0 else float(objective.value(scale))
 
     # ------------------------------------------------------------- stochastic
-    def _fit_stochastic(self, X, Y, targets, sample_weight, params, incremental, rng):
+    def _fit_stochastic(self, X: Any, Y: np.ndarray, targets: np.ndarray,
+                        sample_weight: np.ndarray | None, params: dict[str, Any],
+                        incremental: bool, rng: np.random.RandomState) -> None:
         net = self.network_
         solver = params["solver"]
         if not incremental or not isinstance(net.optimizer, _solver_class(solver)):
             # a fresh optimizer per fit, as scikit-learn; partial_fit carries it on
             net.optimizer = self._make_optimizer(solver, 1.0)
-        optimizer = net.optimizer
+        # Any: the solver's own class (weight_decay is not on the Optimizer base class)
+        optimizer: Any = net.optimizer
         if (not hasattr(self, "loss_curve_")
                 or (self.validation_scores_ is None) == bool(self.early_stopping)):
             # a warm start after 'lbfgs', or with early stopping turned on or off
@@ -383,7 +423,8 @@ class _BaseBackprop(BaseEstimator):
         if self.early_stopping:
             net._params[...] = self._best_params   # the best validation score's weights
 
-    def _diverged(self, kept, n, validation, incremental):
+    def _diverged(self, kept: tuple[np.ndarray, int, np.ndarray | None], n: int,
+                  validation: tuple[Any, ...] | None, incremental: bool) -> None:
         """The weights became NaN or infinite.  scikit-learn's MLP trains on with them
         (every later epoch NaN) to max_iter: with early stopping it then keeps the best
         epoch's weights, else it raises a ValueError.  The same here, without computing
@@ -393,6 +434,7 @@ class _BaseBackprop(BaseEstimator):
             remaining = self.max_iter - self.n_iter_
             self.loss_curve_.extend([np.nan] * remaining)
             if validation is not None:
+                assert self.validation_scores_ is not None   # set with early_stopping
                 self.validation_scores_.extend([np.nan] * remaining)
             self.n_iter_ += remaining
             self.t_ += remaining * n
@@ -404,16 +446,20 @@ class _BaseBackprop(BaseEstimator):
                           ConvergenceWarning, stacklevel=4)
         if validation is None:
             optimizer = net.optimizer
+            assert optimizer is not None
             net._params[...] = kept[0]
             optimizer.steps, optimizer.state = kept[1], kept[2]
             net.history.stop_reason = "diverged"
             raise TrainingDiverged(_NON_FINITE + " (the weights of the last finite epoch "
                                    "were kept; try a smaller learning_rate_init)")
 
-    def _update_no_improvement_count(self, validation):
+    def _update_no_improvement_count(self, validation: tuple[Any, ...] | None) -> None:
         """scikit-learn's rule: count the epochs without an improvement of ``tol`` in the
         validation score (early stopping, keeping the best weights) or the training loss."""
         if validation is not None:
+            # both set by _reset_records with early_stopping
+            assert self.validation_scores_ is not None
+            assert self.best_validation_score_ is not None
             score = self._validation_score(*validation)
             self.validation_scores_.append(score)
             if self.verbose:
@@ -427,6 +473,7 @@ class _BaseBackprop(BaseEstimator):
                 self._best_params = self.network_._params.copy()
         else:
             loss = self.loss_curve_[-1]
+            assert self.best_loss_ is not None   # set by _reset_records without early_stopping
             if loss > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
             else:
@@ -434,7 +481,9 @@ class _BaseBackprop(BaseEstimator):
             if loss < self.best_loss_:
                 self.best_loss_ = loss
 
-    def _split_validation(self, X, Y, targets, sample_weight, rng):
+    def _split_validation(self, X: Any, Y: np.ndarray, targets: np.ndarray,
+                          sample_weight: np.ndarray | None, rng: np.random.RandomState,
+                          ) -> tuple[Any, np.ndarray, np.ndarray | None, tuple[Any, ...]]:
         """scikit-learn's hold-out split: ``train_test_split`` with the estimator's random
         state (after the initial weights), stratified for single-output classifiers only
         (binary: on the 0/1 target, as scikit-learn; not for multiclass or multilabel)."""
@@ -449,7 +498,8 @@ class _BaseBackprop(BaseEstimator):
                              "or the size of your dataset.")
         return X_tr, np.ascontiguousarray(Y_tr), sw_tr, (X_val, targets_val, sw_val)
 
-    def _validation_score(self, X_val, targets_val, sw_val):
+    def _validation_score(self, X_val: Any, targets_val: np.ndarray,
+                          sw_val: np.ndarray | None) -> float:
         """The score early stopping watches: accuracy (classifier) or R^2 (regressor); NaN
         where the outputs are not finite, as scikit-learn."""
         outputs = self._outputs(X_val, validated=True)
@@ -457,7 +507,7 @@ class _BaseBackprop(BaseEstimator):
             return np.nan
         return float(self._score_outputs(outputs, targets_val, sw_val))
 
-    def _batch_size(self, n_samples, solver):
+    def _batch_size(self, n_samples: int, solver: str) -> int:
         if self.batch_size == "auto":
             # Rprop uses only the signs of the gradients: it is meant for full batches.
             return n_samples if solver == "rprop" else min(200, n_samples)
@@ -466,13 +516,13 @@ class _BaseBackprop(BaseEstimator):
                           "It is going to be clipped")
         return int(np.clip(self.batch_size, 1, n_samples))
 
-    def _weight_decay(self, weighted_batch):
+    def _weight_decay(self, weighted_batch: float) -> float:
         # scikit-learn's L2 term, 0.5 * alpha * ||W||^2, is divided by the (weighted) number
         # of samples in the batch: on cyprop's batch-mean gradient that is a weight decay of
         # alpha / batch size.
         return float(self.alpha) / weighted_batch if weighted_batch > 0 else 0.0
 
-    def _make_optimizer(self, solver, weighted_batch):
+    def _make_optimizer(self, solver: str, weighted_batch: float) -> Optimizer:
         decay = self._weight_decay(weighted_batch)
         lr = float(self.learning_rate_init)
         if solver == "sgd":
@@ -488,9 +538,9 @@ class _BaseBackprop(BaseEstimator):
             return Adagrad(lr, eps=float(self.epsilon), weight_decay=decay)
         return Rprop(lr)  # no weight decay in Rprop: alpha is not used
 
-    def _checked_params(self):
+    def _checked_params(self) -> dict[str, Any]:
         """The hyper-parameters checked (here, not in __init__, as scikit-learn asks)."""
-        hidden = self.hidden_layer_sizes
+        hidden: Any = self.hidden_layer_sizes
         if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
             hidden = [hidden]
         try:
@@ -546,14 +596,14 @@ class _BaseBackprop(BaseEstimator):
         return {"hidden": [int(h) for h in hidden], "activation": _ACTIVATIONS[self.activation],
                 "solver": self.solver}
 
-    def _check_loss(self):
+    def _check_loss(self) -> None:
         pass
 
-    def _is_single_output_classifier(self):
+    def _is_single_output_classifier(self) -> bool:
         return False
 
     # ------------------------------------------------------------- inference
-    def _outputs(self, X, validated=False):
+    def _outputs(self, X: Any, validated: bool = False) -> np.ndarray:
         """The output activations for X, in the dtype scikit-learn's would have: float32
         for float32 X and float32 weights, else float64 (the network computes in its own
         dtype); a sparse X a block of rows at a time.  Overflowing outputs come back as
@@ -565,7 +615,7 @@ class _BaseBackprop(BaseEstimator):
             X = _sparse.as_rows(X)
         net = self.network_
 
-        def forward(rows):
+        def forward(rows: np.ndarray) -> np.ndarray:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return net._impl.forward(net.arch, net._params, rows)
 
@@ -576,13 +626,13 @@ class _BaseBackprop(BaseEstimator):
             out = _lbfgs.output_values("exp", out)
         return out
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
 
     # ------------------------------------------------------------ persistence
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """The state as plain data (arrays, numbers, strings, lists, dicts): the network is
         stored as its arrays and settings, so that ``skops.io`` needs to trust only this
         class (and pickle stores no cyprop object but the estimator)."""
@@ -592,7 +642,7 @@ class _BaseBackprop(BaseEstimator):
             state["_network_state"] = _network_state(state.pop("network_"))
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         network = state.pop("_network_state", None)
         super().__setstate__(state)
@@ -610,7 +660,8 @@ class _Epoch:
     batches, the same steps, the same weights as the dense input.
     """
 
-    def __init__(self, estimator, net, X, Y, sample_weight, batch_size):
+    def __init__(self, estimator: _BaseBackprop, net: Network, X: Any, Y: np.ndarray,
+                 sample_weight: np.ndarray | None, batch_size: int) -> None:
         self.net, self.X, self.Y = net, X, Y
         self.weights = sample_weight
         self.batch_size = batch_size
@@ -630,7 +681,8 @@ class _Epoch:
         self.part_rows = part * batch_size
         self.n_batches = -(-self.n // batch_size)
 
-    def run(self, order, dropout_seed):
+    def run(self, order: npt.NDArray[np.intp], dropout_seed: int | None,
+            ) -> tuple[float, int, float, float]:
         """Train one epoch over ``order``; returns (sum of the weighted sample losses,
         number classified right, sum over batches of batch length / batch weight (the
         factor of scikit-learn's averaged L2 penalty), the loss's reporting scale)."""
@@ -662,12 +714,13 @@ class _Epoch:
             total += float(loss)
             correct += int(right)
         if self.poisson:
+            assert self.poisson_terms is not None
             terms = self.poisson_terms if weights is None else \
                 self.poisson_terms * weights.astype(np.float64)
             total += float(np.sum(terms))
         return total, correct, penalty_factor, self.data_scale
 
-    def _batch_weights(self, order):
+    def _batch_weights(self, order: npt.NDArray[np.intp]) -> tuple[np.ndarray | None, float]:
         """Sample weights normalised per batch as scikit-learn does (each batch's gradient
         divided by the sum of its weights, not by its length), as the per-row weights the
         core multiplies in before dividing by the length; and sum(len / weight sum) over
@@ -687,7 +740,8 @@ class _Epoch:
         return weights, float(np.sum(factors))
 
 
-def _poisson_epoch(net, X, Y, order, batch_size, options):
+def _poisson_epoch(net: Network, X: np.ndarray, Y: np.ndarray, order: npt.NDArray[np.intp],
+                   batch_size: int, options: TrainingOptions) -> tuple[float, int]:
     """Mini-batch training for the Poisson loss (an exp output, which the compiled core
     does not have): NumPy per batch, through the reference backend's forward and
     backward passes, with the network's optimizer step.  Returns (sum of the weighted
@@ -697,6 +751,7 @@ def _poisson_epoch(net, X, Y, order, batch_size, options):
     arch, params = net.arch, net._params
     weights = options.sample_weight
     total = 0.0
+    assert net.optimizer is not None   # set by the stochastic solvers
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         activations, z = _reference.feedforward(arch, params, X[batch], options.dropout, start)
@@ -750,12 +805,14 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         divides the rate by 5 each time the stopping rule would stop, until it is
         below 1e-6.
     learning_rate_init : float, default=0.001
+        The initial learning rate of the stochastic solvers.
     power_t : float, default=0.5
         The exponent of 'invscaling'.
     max_iter : int, default=200
         Epochs at most ('lbfgs': iterations); reaching it without converging warns
         ``ConvergenceWarning``.
     shuffle : bool, default=True
+        Shuffle the samples in each epoch (stochastic solvers).
     random_state : int, RandomState instance or None, default=None
         Seeds, in scikit-learn's order, the initial weights, the validation split,
         the order of the samples in each epoch (and dropout).
@@ -776,6 +833,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         improved by ``tol`` for ``n_iter_no_change`` epochs; the weights of the best
         epoch are kept.  Stochastic solvers only.
     validation_fraction : float, default=0.1
+        The share of the training data held out for early stopping, in (0, 1).
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's; ``epsilon`` is also rmsprop's and adagrad's.
     n_iter_no_change : int or np.inf, default=10
@@ -784,6 +842,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     max_fun : int, default=15000
         'lbfgs' only: the most loss and gradient evaluations.
     backend : {'auto', 'cython', 'numpy'}, default='auto'
+        The network's backend (``cyprop.Network``'s ``backend``).
     dtype : {None, 'float64', 'float32'}, default=None
         The network's dtype, which it trains in.  None: X's (float32 for float32
         input, as scikit-learn, float64 otherwise).  Predictions are float32 when X and
@@ -807,33 +866,63 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
+        The class labels (for multilabel targets, 0 .. n_labels - 1).
     network_ : cyprop.Network
         The trained network.
-    coefs_, intercepts_ : list of ndarray
-        Views of the weights ((n_in, n_out), scikit-learn's layout) and biases;
-        assignable.
+    coefs_ : list of ndarray
+        Views of the weights, ``coefs_[l]`` of shape (n_in, n_out) (scikit-learn's
+        layout); assignable.
+    intercepts_ : list of ndarray
+        Views of the biases, ``intercepts_[l]`` of shape (n_out,); assignable.
     loss_ : float
-    loss_curve_, best_loss_ : the training loss (L2 penalty included) of each epoch,
-        and the best (stochastic solvers)
-    validation_scores_, best_validation_score_ : with early_stopping, else None
+        The loss of the last epoch (L2 penalty included).
+    loss_curve_ : list of float
+        The training loss (L2 penalty included) of each epoch (stochastic solvers).
+    best_loss_ : float or None
+        The lowest of ``loss_curve_``; None with early stopping.
+    validation_scores_ : list of float or None
+        The validation score of each epoch with ``early_stopping``, else None.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, with ``early_stopping``, else None.
+    t_ : int
+        Training samples seen, counting every epoch since the start.
     n_iter_ : int
         Epochs (iterations, for 'lbfgs') run by the last ``fit`` (1 after
-        ``partial_fit``), as in scikit-learn; ``loss_curve_`` and ``t_`` (samples
-        seen) count every epoch since the start.
-    n_features_in_, feature_names_in_, n_layers_, n_outputs_, out_activation_
+        ``partial_fit``), as in scikit-learn; ``loss_curve_`` and ``t_`` count every
+        epoch since the start.
+    n_features_in_ : int
+        The number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        The feature names seen in ``fit``, when X has string column names.
+    n_layers_ : int
+        Layers, counted as scikit-learn does: input, hidden layers and output.
+    n_outputs_ : int
+        Output units.
+    out_activation_ : str
+        The output activation by scikit-learn's name: 'softmax' or 'logistic'.
     """
 
     #: As MLPClassifier: the loss is not a parameter.
     _network_loss = "cross_entropy"
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend="auto", dtype=None, dropout=0.0, max_norm=None, init="sklearn",
-                 n_threads=None):
+    # fitted attributes (set by fit)
+    classes_: np.ndarray
+    _multilabel: bool
+    _label_dtype: str
+
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | Literal["auto"] = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int | float = 10, max_fun: int = 15000,
+                 backend: str = "auto", dtype: npt.DTypeLike | None = None,
+                 dropout: float | Sequence[float] = 0.0, max_norm: float | None = None,
+                 init: str = "sklearn", n_threads: int | None = None) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -846,17 +935,67 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             backend=backend, dtype=dtype, dropout=dropout, max_norm=max_norm, init=init,
             n_threads=n_threads)
 
-    def fit(self, X, y, sample_weight=None):
-        """Train on (X, y); returns self."""
+    def fit(self, X: MatrixLike, y: npt.ArrayLike,
+            sample_weight: npt.ArrayLike | None = None) -> Self:
+        """Train on (X, y).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data (dense, or ``scipy.sparse`` CSR, CSC or COO).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels, or a 0/1 indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples (negative weights are allowed, as in scikit-learn).
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid, or the data does not fit it.
+        cyprop.TrainingDiverged
+            If the weights become non-finite (without early stopping).
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(lambda est: _check_solver(est))
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over (X, y), keeping the optimizer's state between calls (stochastic
-        solvers only, as in scikit-learn).
+    def partial_fit(self, X: MatrixLike, y: npt.ArrayLike,
+                    sample_weight: npt.ArrayLike | None = None,
+                    classes: npt.ArrayLike | None = None) -> Self:
+        """One epoch over (X, y), keeping the optimizer's state between calls.
 
-        ``classes`` (every label that will ever appear) is required on the first call,
-        as in scikit-learn; for multilabel y it may be omitted."""
+        Stochastic solvers only, as in scikit-learn (the method does not exist for
+        ``solver='lbfgs'``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data (dense, or ``scipy.sparse`` CSR, CSC or COO).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels, or a 0/1 indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples (negative weights are allowed, as in scikit-learn).
+        classes : array-like of shape (n_classes,), default=None
+            Every label that will ever appear: required on the first call, as in
+            scikit-learn; for multilabel y it may be omitted.  Later calls may pass it
+            again, unchanged.
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` is missing on the first call or differs from the first
+            call's, y has labels not in ``classes_``, ``early_stopping`` is set, or
+            the data does not fit the network.
+        """
         if not hasattr(self, "network_") or not hasattr(self, "classes_"):
             if classes is None and not _is_multilabel(y):
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -865,11 +1004,22 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
                              f"partial_fit, was: {self.classes_!r}")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def predict(self, X):
-        """Class labels (an indicator matrix for multilabel targets)."""
+    def predict(self, X: MatrixLike) -> np.ndarray:
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The labels (an indicator matrix for multilabel targets).
+        """
         return self._labels_from_outputs(self._outputs(X))
 
-    def _labels_from_outputs(self, proba):
+    def _labels_from_outputs(self, proba: np.ndarray) -> np.ndarray:
         if self._multilabel:
             return (proba > 0.5).astype(np.dtype(self._label_dtype))
         if len(self.classes_) == 1:
@@ -878,40 +1028,89 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             return self.classes_[(proba[:, 0] > 0.5).astype(np.intp)]
         return self.classes_[proba.argmax(axis=1)]
 
-    def predict_proba(self, X):
-        """Class probabilities, (n_samples, n_classes); one column per label for
-        multilabel.  With a single output unit (two classes, or the one class seen in
-        training) the columns are 1 - p and p, as in scikit-learn."""
+    def predict_proba(self, X: MatrixLike) -> npt.NDArray[np.floating]:
+        """Class probabilities.
+
+        With a single output unit (two classes, or the one class seen in training)
+        the columns are 1 - p and p, as in scikit-learn.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The probability of each class (one column per label for multilabel),
+            float32 when X and the network are float32, else float64.
+        """
         proba = self._outputs(X)
         if self._multilabel or proba.shape[1] > 1:
             return proba
         return np.hstack([1 - proba, proba])
 
-    def predict_log_proba(self, X):
-        """The log of ``predict_proba``."""
+    def predict_log_proba(self, X: MatrixLike) -> npt.NDArray[np.floating]:
+        """The log of ``predict_proba``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The log-probabilities (-inf where a probability is 0).
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def to_onnx(self, path, opset=None):
-        """Write the fitted classifier as an ONNX model (needs ``cyprop[onnx]``); returns
-        it.  Input "X" (batch, n_features) in ``network_.dtype``; output "probabilities"
-        as ``predict_proba`` gives them: (batch, n_classes), the columns 1 - p, p for a
-        single output unit.  See ``cyprop.interop``."""
+    def to_onnx(self, path: str | os.PathLike[str], opset: int | None = None,
+                ) -> onnx.ModelProto:
+        """Write the fitted classifier as an ONNX model (needs ``cyprop[onnx]``).
+
+        Input "X" (batch, n_features) in ``network_.dtype``; output "probabilities" as
+        ``predict_proba`` gives them: (batch, n_classes), the columns 1 - p, p for a
+        single output unit.  See ``cyprop.interop``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        opset : int, default=None
+            The ONNX opset (13 or later); 17 by default.
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model written.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the classifier is not fitted.
+        ImportError
+            If onnx is not installed.
+        """
         check_is_fitted(self, "network_")
         from . import interop
 
         return interop.to_onnx(self.network_, path, opset, output_name="probabilities",
                                two_columns=self._is_single_output_classifier())
 
-    def _score_outputs(self, outputs, labels, sample_weight):
+    def _score_outputs(self, outputs: np.ndarray, labels: np.ndarray,
+                       sample_weight: np.ndarray | None) -> float:
         return accuracy_score(labels, self._labels_from_outputs(outputs),
                               sample_weight=sample_weight)
 
     @property
-    def _network_output(self):
+    def _network_output(self) -> str:
         return "softmax" if self._n_out > 1 and not self._multilabel else "sigmoid"
 
-    def _validate_training_data(self, X, y, reset, incremental, classes=None, dtype=None):
+    def _validate_training_data(self, X: Any, y: Any, reset: bool, incremental: bool,
+                                classes: Any = None, dtype: Any = None,
+                                ) -> tuple[Any, np.ndarray, np.ndarray]:
         """(X, the network's targets, the labels as given); on a first fit (``reset``)
         the classes are set: those of y, or the given ``classes`` (partial_fit)."""
         X, y = validate_data(self, X, y, reset=reset, multi_output=True,
@@ -968,10 +1167,10 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             Y[np.arange(len(indices)), indices] = 1
         return X, Y, y
 
-    def _is_single_output_classifier(self):
+    def _is_single_output_classifier(self) -> bool:
         return self._n_out == 1 and not self._multilabel
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -982,27 +1181,134 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
 
     A drop-in for ``sklearn.neural_network.MLPRegressor``: y of shape (n_samples,) or
     (n_samples, n_outputs), ``predict`` returning the same shape (1-D for one
-    output); ``loss='squared_error'`` (an identity output, half the squared error) or
-    ``'poisson'`` (half the Poisson deviance with a log link: the network's identity
-    output is log E[y], ``predict`` returns its exp; needs y >= 0).  Parameters as
-    ``BackpropClassifier``; early stopping watches the R^2 score of the held-out set.
+    output).  Parameters as ``BackpropClassifier``, with ``loss`` added; early
+    stopping watches the R^2 score of the held-out set.
 
     The Poisson loss trains with 'lbfgs' in the compiled core (two calls per
     evaluation); with a stochastic solver its batches run in NumPy (the compiled
     core has no exp output), about as fast as scikit-learn's.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        'squared_error': an identity output, half the squared error.  'poisson': half
+        the Poisson deviance with a log link: the network's identity output is
+        log E[y], ``predict`` returns its exp; needs y >= 0.
+    hidden_layer_sizes : int or tuple of int, default=(100,)
+        Units of each hidden layer; ``()`` for none (linear regression).
+    activation : {'relu', 'tanh', 'logistic', 'identity', 'sigmoid', 'leaky_relu'}, default='relu'
+        Hidden activation ('logistic' and 'sigmoid' are the same function).
+    solver : {'adam', 'sgd', 'lbfgs', 'rmsprop', 'adagrad', 'rprop'}, default='adam'
+        As for ``BackpropClassifier``.
+    alpha : float, default=0.0001
+        L2 penalty strength, as in scikit-learn (a weight decay of
+        ``alpha / batch_size`` for the stochastic solvers; weights only).
+    batch_size : int or 'auto', default='auto'
+        ``min(200, n_samples)`` for 'auto' (all samples for 'rprop'); clipped to the
+        number of samples with a warning.  Not used by 'lbfgs'.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        The learning-rate schedule of solver='sgd', as for ``BackpropClassifier``.
+    learning_rate_init : float, default=0.001
+        The initial learning rate of the stochastic solvers.
+    power_t : float, default=0.5
+        The exponent of 'invscaling'.
+    max_iter : int, default=200
+        Epochs at most ('lbfgs': iterations); reaching it without converging warns
+        ``ConvergenceWarning``.
+    shuffle : bool, default=True
+        Shuffle the samples in each epoch (stochastic solvers).
+    random_state : int, RandomState instance or None, default=None
+        Seeds, in scikit-learn's order, the initial weights, the validation split,
+        the order of the samples in each epoch (and dropout).
+    tol : float, default=1e-4
+        The improvement the stopping rule asks for; for 'lbfgs', the gradient tolerance.
+    verbose : bool, default=False
+        Print the loss (and validation score) of every epoch.
+    warm_start : bool, default=False
+        Continue from the fitted weights on the next ``fit``.
+    momentum : float, default=0.9
+        For solver='sgd'.
+    nesterovs_momentum : bool, default=True
+        For solver='sgd' with momentum > 0.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data and stop when its R^2
+        score has not improved by ``tol`` for ``n_iter_no_change`` epochs; the
+        weights of the best epoch are kept.  Stochastic solvers only.
+    validation_fraction : float, default=0.1
+        The share of the training data held out for early stopping, in (0, 1).
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's; ``epsilon`` is also rmsprop's and adagrad's.
+    n_iter_no_change : int or np.inf, default=10
+        Epochs without an improvement of ``tol`` tolerated before stopping.
+    max_fun : int, default=15000
+        'lbfgs' only: the most loss and gradient evaluations.
+    backend : {'auto', 'cython', 'numpy'}, default='auto'
+        The network's backend (``cyprop.Network``'s ``backend``).
+    dtype : {None, 'float64', 'float32'}, default=None
+        The network's dtype, which it trains in.  None: X's (float32 for float32
+        input, float64 otherwise).
+    dropout : float or list of float, default=0.0
+        Inverted dropout on the hidden layers during training (stochastic solvers).
+    max_norm : float or None, default=None
+        Bound on the L2 norm of each unit's incoming weights (stochastic solvers).
+    init : {'sklearn', 'xavier', 'he', 'normal', 'uniform'}, default='sklearn'
+        Initial weights; 'sklearn' draws them as MLPRegressor does for the same seed.
+    n_threads : int or None, default=None
+        OpenMP threads for the parts of each mini-batch (None: OpenMP's default);
+        the results do not depend on it.
+
+    Attributes
+    ----------
+    network_ : cyprop.Network
+        The trained network.
+    coefs_ : list of ndarray
+        Views of the weights, ``coefs_[l]`` of shape (n_in, n_out); assignable.
+    intercepts_ : list of ndarray
+        Views of the biases, ``intercepts_[l]`` of shape (n_out,); assignable.
+    loss_ : float
+        The loss of the last epoch (L2 penalty included).
+    loss_curve_ : list of float
+        The training loss of each epoch (stochastic solvers).
+    best_loss_ : float or None
+        The lowest of ``loss_curve_``; None with early stopping.
+    validation_scores_ : list of float or None
+        The R^2 score of each epoch with ``early_stopping``, else None.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, with ``early_stopping``, else None.
+    t_ : int
+        Training samples seen, counting every epoch since the start.
+    n_iter_ : int
+        Epochs (iterations, for 'lbfgs') run by the last ``fit`` (1 after
+        ``partial_fit``).
+    n_features_in_ : int
+        The number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        The feature names seen in ``fit``, when X has string column names.
+    n_layers_ : int
+        Layers, counted as scikit-learn does: input, hidden layers and output.
+    n_outputs_ : int
+        Output units.
+    out_activation_ : str
+        'identity', or 'exp' for loss='poisson'.
     """
 
     _network_loss = "mse"
     _network_output = "identity"
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend="auto", dtype=None, dropout=0.0, max_norm=None, init="sklearn",
-                 n_threads=None):
+    def __init__(self, loss: str = "squared_error",
+                 hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | Literal["auto"] = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int | float = 10, max_fun: int = 15000,
+                 backend: str = "auto", dtype: npt.DTypeLike | None = None,
+                 dropout: float | Sequence[float] = 0.0, max_norm: float | None = None,
+                 init: str = "sklearn", n_threads: int | None = None) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -1015,26 +1321,105 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
             backend=backend, dtype=dtype, dropout=dropout, max_norm=max_norm, init=init,
             n_threads=n_threads)
 
-    def fit(self, X, y, sample_weight=None):
-        """Train on (X, y); returns self."""
+    def fit(self, X: MatrixLike, y: npt.ArrayLike,
+            sample_weight: npt.ArrayLike | None = None) -> Self:
+        """Train on (X, y).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data (dense, or ``scipy.sparse`` CSR, CSC or COO).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets (y >= 0 for loss='poisson').
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples (negative weights are allowed, as in scikit-learn).
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid, or the data does not fit it.
+        cyprop.TrainingDiverged
+            If the weights become non-finite (without early stopping).
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(lambda est: _check_solver(est))
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), keeping the optimizer's state between calls (stochastic
-        solvers only)."""
+    def partial_fit(self, X: MatrixLike, y: npt.ArrayLike,
+                    sample_weight: npt.ArrayLike | None = None) -> Self:
+        """One epoch over (X, y), keeping the optimizer's state between calls.
+
+        Stochastic solvers only, as in scikit-learn (the method does not exist for
+        ``solver='lbfgs'``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data (dense, or ``scipy.sparse`` CSR, CSC or COO).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets (y >= 0 for loss='poisson').
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples (negative weights are allowed, as in scikit-learn).
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``early_stopping`` is set, or the data does not fit the network.
+        """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
-        """Predicted targets: (n_samples,) for one output, else (n_samples, n_outputs)."""
+    def predict(self, X: MatrixLike) -> npt.NDArray[np.floating]:
+        """Predict the targets.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions: 1-D for one output.
+        """
         out = self._outputs(X)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def to_onnx(self, path, opset=None):
-        """Write the fitted regressor as an ONNX model (needs ``cyprop[onnx]``); returns
-        it.  Input "X" (batch, n_features) in ``network_.dtype``; output "predictions"
-        as ``predict`` gives them: (batch,) for one target, else (batch, n_targets), the
-        exp of the network's output for loss='poisson'.  See ``cyprop.interop``."""
+    def to_onnx(self, path: str | os.PathLike[str], opset: int | None = None,
+                ) -> onnx.ModelProto:
+        """Write the fitted regressor as an ONNX model (needs ``cyprop[onnx]``).
+
+        Input "X" (batch, n_features) in ``network_.dtype``; output "predictions" as
+        ``predict`` gives them: (batch,) for one target, else (batch, n_targets), the
+        exp of the network's output for loss='poisson'.  See ``cyprop.interop``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        opset : int, default=None
+            The ONNX opset (13 or later); 17 by default.
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model written.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the regressor is not fitted.
+        ImportError
+            If onnx is not installed.
+        """
         check_is_fitted(self, "network_")
         from . import interop
 
@@ -1042,12 +1427,14 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
                                exp=self._output_kind == "exp",
                                flatten=self.network_.sizes[-1] == 1)
 
-    def _check_loss(self):
+    def _check_loss(self) -> None:
         if self.loss not in _REGRESSION_LOSSES:
             raise ValueError(f"loss must be one of {list(_REGRESSION_LOSSES)}, "
                              f"got {self.loss!r}")
 
-    def _validate_training_data(self, X, y, reset, incremental, classes=None, dtype=None):
+    def _validate_training_data(self, X: Any, y: Any, reset: bool, incremental: bool,
+                                classes: Any = None, dtype: Any = None,
+                                ) -> tuple[Any, np.ndarray, np.ndarray]:
         X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
                              accept_sparse=["csr", "csc", "coo"], dtype=dtype, order="C")
         if y.ndim == 2 and y.shape[1] == 1:
@@ -1058,11 +1445,12 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
         self._n_out = Y.shape[1]
         return X, Y, y
 
-    def _score_outputs(self, outputs, y, sample_weight):
+    def _score_outputs(self, outputs: np.ndarray, y: np.ndarray,
+                       sample_weight: np.ndarray | None) -> float:
         return r2_score(y, outputs[:, 0] if outputs.shape[1] == 1 and np.ndim(y) == 1
                         else outputs, sample_weight=sample_weight)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         if self.loss == "poisson":
@@ -1075,11 +1463,11 @@ class _LayerList(list):
     """``coefs_`` / ``intercepts_``: views of the network's layers; assigning an item
     copies the values into the network (``coefs_`` transposed to cyprop's layout)."""
 
-    def __init__(self, net, kind, items):
+    def __init__(self, net: Network, kind: str, items: list[np.ndarray]) -> None:
         super().__init__(items)
         self._net, self._kind = net, kind
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
             raise TypeError("assign the layers one at a time, or the whole list")
         layers = getattr(self._net, self._kind)
@@ -1087,7 +1475,7 @@ class _LayerList(list):
         layers[index] = value.T if self._kind == "weights" else value
 
 
-def _assign_layers(net, kind, values):
+def _assign_layers(net: Network, kind: str, values: Sequence[npt.ArrayLike]) -> None:
     values = list(values)
     layers = getattr(net, kind)
     if len(values) != len(layers):
@@ -1098,25 +1486,26 @@ def _assign_layers(net, kind, values):
         layers[i] = value.T if kind == "weights" else value
 
 
-def _check_solver(estimator):
+def _check_solver(estimator: _BaseBackprop) -> bool:
     if estimator.solver not in _STOCHASTIC_SOLVERS:
         raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                              f"{estimator.solver} is not stochastic.")
     return True
 
 
-def _solver_class(solver):
+def _solver_class(solver: str) -> type[Optimizer]:
     return {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
             "rprop": Rprop}[solver]
 
 
-def _squared_weights(net):
+def _squared_weights(net: Network) -> float:
     # einsum, not np.dot: a BLAS call here would wake NumPy's BLAS threads, whose
     # spinning then competes with the training's own threads.
     return sum(float(np.einsum("ij,ij->", W, W, dtype=np.float64)) for W in net.weights)
 
 
-def _shuffled(sample_idx, rng):
+def _shuffled(sample_idx: npt.NDArray[np.intp], rng: np.random.RandomState,
+              ) -> npt.NDArray[np.intp]:
     """``sklearn.utils.shuffle(sample_idx, random_state=rng)``, as it draws it (a
     permutation of arange(n) shuffled in place by the random state), without its
     per-call parameter validation (a third of a millisecond, every epoch)."""
@@ -1125,11 +1514,11 @@ def _shuffled(sample_idx, rng):
     return sample_idx[permutation]
 
 
-def _copy(array):
+def _copy(array: np.ndarray | None) -> np.ndarray | None:
     return None if array is None else array.copy()
 
 
-def _network_state(net):
+def _network_state(net: Network) -> dict[str, Any]:
     """A Network as plain data: its settings, parameters, optimizer and history."""
     optimizer = net.optimizer
     opt_state = None
@@ -1149,7 +1538,7 @@ def _network_state(net):
             "stop_reason": history.stop_reason}
 
 
-def _network_from_state(state):
+def _network_from_state(state: dict[str, Any]) -> Network:
     activations = list(state["activations"])
     net = Network(list(state["sizes"]), activation=activations[:-1], output=activations[-1],
                   loss=state["loss"], init=state["init"], dtype=state["dtype"],
@@ -1172,26 +1561,27 @@ def _network_from_state(state):
     return net
 
 
-def _is_multilabel(y):
+def _is_multilabel(y: Any) -> bool:
     try:
         return type_of_target(y).startswith("multilabel")
     except ValueError:
         return False
 
 
-def _dtype_name(dtype):
+def _dtype_name(dtype: Any) -> str | None:
     try:
         return np.dtype(dtype).name
     except TypeError:
         return None
 
 
-def _seed(rng):
+def _seed(rng: np.random.RandomState) -> int:
     """A seed for cyprop drawn from a scikit-learn random state."""
     return int(rng.randint(np.iinfo(np.int32).max))
 
 
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+def _check_number(name: str, value: float, low: float | None = None, high: float | None = None,
+                  low_open: bool = False, high_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if low is not None and (value < low or (low_open and value == low)):

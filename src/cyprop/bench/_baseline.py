@@ -6,6 +6,8 @@ found (``$CC``, then the compiler Python was built with, then ``cc``, ``gcc`` an
 Without a working compiler the baseline is skipped, and the caller prints why.
 """
 
+from __future__ import annotations
+
 import importlib.resources
 import json
 import os
@@ -14,7 +16,10 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+from collections.abc import Iterable, Sequence
+from importlib.abc import Traversable
 from pathlib import Path
+from typing import Any, Literal
 
 SOURCE_NAME = "sgd_baseline.c"
 # The builds: name -> extra flags.  "native" tunes for this CPU (the limit of what C does
@@ -24,15 +29,17 @@ COMPILE_TIMEOUT = 120
 RUN_TIMEOUT = 600
 
 
-def source():
+def source() -> Traversable:
     """The packaged C source, as an ``importlib.resources`` Traversable."""
     return importlib.resources.files(__package__).joinpath(SOURCE_NAME)
 
 
-def compiler_candidates():
+def compiler_candidates() -> tuple[list[tuple[str, list[str]]], list[str]]:
     """``(candidates, missing)``: the C compilers to try, in order, each as
     ``(name, command list)``, and the names of those looked for but not found."""
-    found, missing, seen = [], [], set()
+    found: list[tuple[str, list[str]]] = []
+    missing: list[str] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     for name, value in (("$CC", os.environ.get("CC")),
                         ("Python's CC", sysconfig.get_config_var("CC")),
                         ("cc", "cc"), ("gcc", "gcc"), ("clang", "clang")):
@@ -56,7 +63,8 @@ def compiler_candidates():
     return found, missing
 
 
-def compile_source(command, src, out, flags, dtype):
+def compile_source(command: Sequence[str], src: str | os.PathLike[str], out: str | os.PathLike[str],
+                   flags: Sequence[str], dtype: str) -> tuple[bool, str | None]:
     """Compile ``src`` to the program ``out``; ``(True, None)`` or ``(False, why)``."""
     defines = ["-DCYPROP_FLOAT32"] if dtype == "float32" else []
     argv = [*command, *flags, *defines, "-x", "c", str(src), "-o", str(out), "-lm"]
@@ -79,30 +87,36 @@ class Baseline:
     program, ``compiler`` names the compiler used (None: none worked), ``notes`` says
     what was skipped and why, and ``info`` what was built differently from asked."""
 
-    def __init__(self, builds, fallback=False):
+    def __init__(self, builds: Iterable[tuple[str, str]], fallback: bool = False) -> None:
         self.builds = list(builds)
         self.fallback = fallback
+        self.programs: dict[tuple[str, str], Path]
+        self.notes: list[str]
+        self.info: list[str]
+        self.compiler: str | None
         self.programs, self.notes, self.info, self.compiler = {}, [], [], None
-        self._tmp = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
-    def __enter__(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="cyprop-bench-")
+    def __enter__(self) -> Baseline:
+        tmp = self._tmp = tempfile.TemporaryDirectory(prefix="cyprop-bench-")
         try:
-            self._compile(Path(self._tmp.name))
+            self._compile(Path(tmp.name))
         except BaseException:
-            self._tmp.cleanup()
+            tmp.cleanup()
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
+        assert self._tmp is not None   # entered
         self._tmp.cleanup()
         return False
 
-    def _compile(self, folder):
+    def _compile(self, folder: Path) -> None:
         src = folder / "sgd_baseline.c"
         src.write_bytes(source().read_bytes())
         candidates, missing = compiler_candidates()
-        failed, command = [], None
+        failed: list[str] = []
+        command: list[str] | None = None
         for name, cmd in candidates:  # the first compiler that makes the first build
             made, why = self._build(cmd, src, folder, *self.builds[0])
             if made:
@@ -120,11 +134,12 @@ class Baseline:
                 self.notes.append(f"C baseline {dtype} {build}: {self.compiler} failed "
                                   f"({why})")
 
-    def _build(self, command, src, folder, dtype, build):
+    def _build(self, command: Sequence[str], src: Path, folder: Path, dtype: str,
+               build: str) -> tuple[str | None, str | None]:
         """Compile one build (with fallback, its portable form if the compiler refuses
         it); returns (the build made or None, why not)."""
         exe = ".exe" if os.name == "nt" else ""
-        whys = []
+        whys: list[str] = []
         for b in [build, "portable"] if self.fallback and build != "portable" else [build]:
             if (dtype, b) in self.programs:
                 return b, None
@@ -136,10 +151,12 @@ class Baseline:
                     self.info.append(f"C baseline {dtype}: {' '.join(BUILDS[build])} "
                                       f"refused ({whys[0]}), built with {' '.join(BUILDS[b])}")
                 return b, None
+            assert why is not None   # compile_source says why it failed
             whys.append(why)
         return None, "; ".join(dict.fromkeys(whys))
 
-    def run(self, dtype, build, sizes, n, repeats, seed=0):
+    def run(self, dtype: str, build: str, sizes: Sequence[int], n: int, repeats: int,
+            seed: int = 0) -> dict[str, Any]:
         """Train on ``n`` random samples for layer ``sizes``: a warm-up epoch, then
         ``repeats`` timed ones.  Returns the program's JSON record (``times`` in seconds
         per epoch, ``n``, ``checksum``)."""
@@ -152,7 +169,8 @@ class Baseline:
                                f"{proc.stderr.strip()[-300:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    def train(self, dtype, build, folder, sizes, n, learning_rate):
+    def train(self, dtype: str, build: str, folder: str | os.PathLike[str], sizes: Sequence[int],
+              n: int, learning_rate: float) -> Path:
         """One epoch on the data in ``folder`` (params.f64, X.f64, y.i32), in order;
         the trained parameters are in ``folder/out.f64`` (for tests)."""
         argv = [str(self.programs[(dtype, build)]), "train", str(folder), str(n),

@@ -22,6 +22,8 @@ without a C compiler ($CC, Python's CC, cc, gcc or clang); the output says which
 ``python -m cyprop.bench`` is the same as ``cyprop bench``.
 """
 
+from __future__ import annotations
+
 import argparse
 import datetime
 import importlib.metadata
@@ -34,11 +36,23 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _baseline
+
+if TYPE_CHECKING:
+    from ..network import Network
+    from ..optimizers import Optimizer
+
+#: One measurement or record of the report (a JSON object).
+Record = dict[str, Any]
+#: Each workload's training data: name -> (X, y).
+DataSets = dict[str, tuple[np.ndarray, np.ndarray]]
 
 WORKLOADS = {"W1": [64, 32, 10], "W2": [784, 30, 10], "W3": [784, 100, 10]}
 SYSTEMS = ("cython", "numpy", "torch", "sklearn", "c", "estimators")
@@ -52,7 +66,8 @@ PEER_NAMES = {"cyprop-numpy": "NumPy reference", "torch": "PyTorch", "sklearn": 
 
 
 # ----------------------------------------------------------------------------- helpers
-def measure(epoch, repeats, budget=None):
+def measure(epoch: Callable[[], object], repeats: int,
+            budget: float | None = None) -> list[float]:
     """Warm up with one call of ``epoch()``, then time ``repeats`` calls; list of seconds.
 
     ``epoch()`` may return the seconds it measured itself as a float (cyprop's History,
@@ -60,7 +75,7 @@ def measure(epoch, repeats, budget=None):
     ``budget`` (seconds), stop early once 3 timed calls are done and the budget is spent
     (a pathologically slow point, e.g. threads fighting over a busy machine)."""
     epoch()
-    times = []
+    times: list[float] = []
     spent = time.perf_counter()
     for _ in range(repeats):
         start = time.perf_counter()
@@ -71,7 +86,8 @@ def measure(epoch, repeats, budget=None):
     return times
 
 
-def result(system, variant, workload, bs, dtype, n, times, limited=False):
+def result(system: str, variant: str, workload: str, bs: int, dtype: str, n: int,
+           times: list[float], limited: bool = False) -> Record:
     """One measurement: ``n`` samples per epoch, ``times`` in seconds per epoch."""
     med = statistics.median(times)
     return {"system": system, "variant": variant, "workload": workload, "batch_size": bs,
@@ -79,18 +95,18 @@ def result(system, variant, workload, bs, dtype, n, times, limited=False):
             "repeats": len(times), "seconds_med": med, "sps_med": n / med}
 
 
-def label(r):
+def label(r: Record) -> str:
     return f"{r['system']} {r['variant']}"
 
 
-def samples_for(slow, bs, n_total, args):
+def samples_for(slow: bool, bs: int, n_total: int, args: argparse.Namespace) -> int:
     """Samples to train on: slow systems at bs=1 use at most --max-samples-slow."""
     if slow and bs == 1 and args.max_samples_slow:
         return min(n_total, args.max_samples_slow)
     return n_total
 
 
-def fmt_sps(x):
+def fmt_sps(x: float | None) -> str:
     if x is None:
         return "-"
     if x >= 1e6:
@@ -100,13 +116,13 @@ def fmt_sps(x):
     return f"{x:.0f}"
 
 
-def progress(r):
+def progress(r: Record) -> None:
     star = f" (first {r['n_samples']} samples)" if r["limited"] else ""
     print(f"  {label(r):<28} {r['workload']} bs={r['batch_size']:<4} "
           f"{fmt_sps(r['sps_med']):>8} samples/s{star}", flush=True)
 
 
-def blas_limited(threads):
+def blas_limited(threads: int) -> AbstractContextManager[Any]:
     """BLAS and OpenMP pools limited to ``threads`` inside the block (threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_limits
@@ -116,14 +132,14 @@ def blas_limited(threads):
     return threadpool_limits(limits=threads)
 
 
-def thread_counts(args, bs):
+def thread_counts(args: argparse.Namespace, bs: int) -> list[int]:
     """The thread counts to measure a point at: online SGD (bs=1) is sequential in every
     system, so it runs on one thread only."""
     return [1] if bs == 1 else args.threads
 
 
 # -------------------------------------------------------------------------------- data
-def make_data(workload, n, seed=0):
+def make_data(workload: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(X float64 C-contiguous, y int64 labels) for a workload."""
     if workload == "W1":
         try:
@@ -140,7 +156,7 @@ def make_data(workload, n, seed=0):
     return np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 
-def w1_source():
+def w1_source() -> str:
     try:
         import sklearn.datasets  # noqa: F401
         return "sklearn load_digits / 16"
@@ -149,13 +165,14 @@ def w1_source():
 
 
 # ----------------------------------------------------------------------------- systems
-def make_cyprop_net(workload, dtype, backend):
+def make_cyprop_net(workload: str, dtype: str, backend: str) -> Network:
     import cyprop
     return cyprop.Network(WORKLOADS[workload], activation="sigmoid", output="softmax",
                           loss="cross_entropy", dtype=dtype, seed=0, backend=backend)
 
 
-def run_cyprop(backend, data, batch_sizes, dtypes, args):
+def run_cyprop(backend: str, data: DataSets, batch_sizes: list[int], dtypes: list[str],
+               args: argparse.Namespace) -> list[Record]:
     """cyprop with ``backend`` ("cython" or "numpy"); the epoch time is the History's.
     The compiled core gets its threads as ``fit(n_threads=...)``, the NumPy reference as
     BLAS threads."""
@@ -171,7 +188,7 @@ def run_cyprop(backend, data, batch_sizes, dtypes, args):
                     net = make_cyprop_net(wl, dtype, backend)
                     opt = cyprop.SGD(learning_rate=LEARNING_RATE)
 
-                    def epoch():
+                    def epoch() -> float:
                         h = net.fit(Xd, yd, epochs=1, batch_size=bs, optimizer=opt,
                                     shuffle=True, seed=0, verbose=0,
                                     n_threads=threads if backend == "cython" else None)
@@ -186,7 +203,7 @@ def run_cyprop(backend, data, batch_sizes, dtypes, args):
     return out
 
 
-def run_torch(data, batch_sizes, args):
+def run_torch(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) -> list[Record]:
     """PyTorch CPU: nn.Linear+Sigmoid+Linear, CrossEntropyLoss, optim.SGD, a plain loop over
     index batches of a fresh permutation; at each of --dtypes and each thread count."""
     import torch
@@ -214,7 +231,7 @@ def run_torch(data, batch_sizes, args):
                     loss_fn = nn.CrossEntropyLoss()
                     opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
 
-                    def epoch():
+                    def epoch() -> None:
                         perm = torch.randperm(n)
                         for i in range(0, n, bs):
                             idx = perm[i:i + bs]
@@ -232,7 +249,7 @@ def run_torch(data, batch_sizes, args):
     return out
 
 
-def run_sklearn(data, batch_sizes, args):
+def run_sklearn(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) -> list[Record]:
     """scikit-learn MLPClassifier, one epoch per partial_fit (plain SGD, shuffled)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
@@ -248,7 +265,7 @@ def run_sklearn(data, batch_sizes, args):
                                 nesterovs_momentum=False, alpha=0.0, batch_size=bs,
                                 shuffle=True, max_iter=1, random_state=0)
 
-            def epoch():
+            def epoch() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     clf.partial_fit(Xd, yd, classes=classes)
@@ -263,7 +280,8 @@ def run_sklearn(data, batch_sizes, args):
     return out
 
 
-def sparse_data(n, n_features=784, density=0.05, seed=0):
+def sparse_data(n: int, n_features: int = 784, density: float = 0.05,
+                seed: int = 0) -> tuple[Any, np.ndarray]:
     """(CSR X of ``density`` nonzeros uniform in [0, 1), int labels of 10 classes that a
     linear model of X predicts): sparse input shaped like W2's, seeded."""
     import scipy.sparse as sp
@@ -275,7 +293,7 @@ def sparse_data(n, n_features=784, density=0.05, seed=0):
     return X, y
 
 
-def run_estimators(data, args):
+def run_estimators(data: DataSets, args: argparse.Namespace) -> list[Record]:
     """cyprop.sklearn.BackpropClassifier against scikit-learn's MLPClassifier, same data,
     same settings, one thread each:
 
@@ -296,10 +314,10 @@ def run_estimators(data, args):
     systems = (("cyprop", BackpropClassifier), ("sklearn", MLPClassifier))
     repeats = max(1, min(args.repeats, 3))
 
-    def timed(call):
+    def timed(call: Callable[[], object]) -> tuple[float, int]:
         """Seconds of ``call()`` (median of up to ``repeats``; a slow point stops once it
         has spent a third of --point-budget; no warm-up: a fit warms itself up)."""
-        times = []
+        times: list[float] = []
         for _ in range(repeats):
             start = time.perf_counter()
             with warnings.catch_warnings():
@@ -310,7 +328,8 @@ def run_estimators(data, args):
                 break
         return statistics.median(times), len(times)
 
-    def record(what, name, system, est, seconds, n_timed, n_samples):
+    def record(what: str, name: str, system: str, est: Any, seconds: float, n_timed: int,
+               n_samples: int) -> Record:
         r = {"what": what, "data": name, "system": system, "seconds_med": seconds,
              "repeats": n_timed, "n_samples": n_samples,
              "n_iter": int(getattr(est, "n_iter_", 0)), "loss": float(est.loss_)}
@@ -320,11 +339,12 @@ def run_estimators(data, args):
 
     out = []
     for wl, (X, y) in data.items():
+        kwargs: dict[str, Any]
         kwargs = dict(hidden_layer_sizes=(WORKLOADS[wl][1],), activation="logistic",
                       solver="lbfgs", alpha=1e-4, max_iter=args.lbfgs_iter, tol=0.0,
                       random_state=0)
         for system, cls in systems:
-            extra = {"n_threads": 1} if system == "cyprop" else {}
+            extra: dict[str, Any] = {"n_threads": 1} if system == "cyprop" else {}
             est = cls(**kwargs, **extra)
             seconds, n_timed = timed(lambda: est.fit(X, y))
             out.append(record("lbfgs", wl, system, est, seconds, n_timed, len(X)))
@@ -353,10 +373,10 @@ def run_estimators(data, args):
     return out
 
 
-def print_estimators(records):
+def print_estimators(records: list[Record]) -> None:
     """The estimator comparison: seconds per fit (or epoch), and scikit-learn's time over
     cyprop's (above 1: cyprop is faster)."""
-    by_key = {}
+    by_key: dict[tuple[str, str], dict[str, Record]] = {}
     for r in records:
         by_key.setdefault((r["what"], r["data"]), {})[r["system"]] = r
     print("\nscikit-learn estimators, same data, one thread (ms per fit or epoch; "
@@ -374,7 +394,8 @@ def print_estimators(records):
               f"| {losses} |")
 
 
-def run_c_baseline(data, dtypes, args):
+def run_c_baseline(data: DataSets, dtypes: list[str], args: argparse.Namespace,
+                   ) -> tuple[list[Record], list[str], Record]:
     """cyprop's plain-C per-sample SGD (bs=1; package data, compiled here): built with
     -O3 -march=native and with -O3 alone (--quick: native only, or -O3 where the compiler
     refuses -march=native), at each dtype, on as many samples as cyprop trains on.
@@ -425,7 +446,7 @@ OPTIMIZER_VARIANTS = {
 }
 
 
-def run_optimizers(data, dtypes, args):
+def run_optimizers(data: DataSets, dtypes: list[str], args: argparse.Namespace) -> list[Record]:
     """One epoch at batch size 1 with each optimizer (cyprop's compiled core, one thread),
     the optimizers taking turns within each repeat so that a drifting machine load hits
     all alike; samples/s and the ratio to plain SGD measured in the same run."""
@@ -434,12 +455,12 @@ def run_optimizers(data, dtypes, args):
     for wl, (X, y) in data.items():
         for dtype in dtypes:
             Xd = np.ascontiguousarray(X, dtype=dtype)
-            runs = {}
+            runs: dict[str, tuple[Network, Optimizer, list[float]]] = {}
             for name, (cls, kwargs) in OPTIMIZER_VARIANTS.items():
                 net = make_cyprop_net(wl, dtype, "cython")
                 runs[name] = (net, getattr(cyprop, cls)(**kwargs), [])
 
-            def epoch(net, opt):
+            def epoch(net: Network, opt: Optimizer) -> float:
                 return net.fit(Xd, y, epochs=1, batch_size=1, optimizer=opt, shuffle=True,
                                seed=0, verbose=0, n_threads=1).seconds[-1]
 
@@ -459,7 +480,7 @@ def run_optimizers(data, dtypes, args):
     return out
 
 
-def print_optimizer_table(results, workloads):
+def print_optimizer_table(results: list[Record], workloads: list[str]) -> None:
     print("\n" + "=" * 78)
     print("Batch size 1, one thread: samples/s of each optimizer as a fraction of plain SGD's "
           "(same run)")
@@ -474,7 +495,8 @@ def print_optimizer_table(results, workloads):
         print(f"  {name:<22}" + "".join(f"{c:>10}" for c in cells))
 
 
-def numpy_forward(X, weights, biases):
+def numpy_forward(X: np.ndarray, weights: Sequence[np.ndarray],
+                  biases: Sequence[np.ndarray]) -> np.ndarray:
     """The NumPy baseline: one matrix-product chain, sigmoid hidden, softmax output."""
     a = X
     for W, b in zip(weights[:-1], biases[:-1]):
@@ -485,7 +507,8 @@ def numpy_forward(X, weights, biases):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def run_inference(workloads, n, dtypes, args):
+def run_inference(workloads: list[str], n: int, dtypes: list[str],
+                  args: argparse.Namespace) -> list[Record]:
     """cython ``net.forward`` on n samples vs the NumPy chain with the same weights."""
     out = []
     for wl in workloads:
@@ -508,32 +531,34 @@ def run_inference(workloads, n, dtypes, args):
     return out
 
 
-def run_threads(X, y, args):
+def run_threads(X: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> Record:
     """Two threads each training its own W2 net (bs=1, one epoch) vs the same two
     trainings one after the other; ratio of wall times (1.0: no overlap, 0.5: perfect)."""
     import cyprop
     nets = [make_cyprop_net("W2", "float64", "cython") for _ in range(2)]
-    errors = []
+    errors: list[BaseException] = []
 
-    def train(net):
+    def train(net: Network) -> None:
         try:
             net.fit(X, y, epochs=1, batch_size=1, optimizer=cyprop.SGD(learning_rate=LEARNING_RATE),
                     shuffle=True, seed=0, verbose=0)
         except BaseException as exc:  # re-raised in the main thread
             errors.append(exc)
 
-    def sequential():
+    def sequential() -> None:
         for net in nets:
             train(net)
 
-    def threaded():
+    def threaded() -> None:
         threads = [threading.Thread(target=train, args=(net,)) for net in nets]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
-    seq, thr, cpu = [], [], []
+    seq: list[float] = []
+    thr: list[float] = []
+    cpu: list[float] = []
     sequential()  # warm-up
     for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
         for fn, times in ((sequential, seq), (threaded, thr)):
@@ -557,17 +582,17 @@ def run_threads(X, y, args):
             "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
-def run_train_many(args, n_networks=8, n_rows=5000):
+def run_train_many(args: argparse.Namespace, n_networks: int = 8, n_rows: int = 5000) -> Record:
     """cyprop.train_many on one thread and on two: n_networks [784, 100, 10] networks, two
     epochs at batch size 32 each; the speed-up of two threads (target 1.6 on two cores)."""
     import cyprop
     X, y = make_data("W3", n_rows)
     X, y = X[:n_rows], y[:n_rows]
 
-    def build(i):
+    def build(i: int) -> Network:
         return cyprop.Network([784, 100, 10], seed=i)
 
-    def timed(n_threads):
+    def timed(n_threads: int) -> float:
         start = time.perf_counter()
         cyprop.train_many(build, X, y, n_networks, n_threads=n_threads, epochs=2,
                           batch_size=32, optimizer=cyprop.SGD(learning_rate=LEARNING_RATE))
@@ -592,7 +617,7 @@ def run_train_many(args, n_networks=8, n_rows=5000):
 LARGEDATA_MODES = ("memory", "memmap", "dask")
 
 
-def _rss_anon():
+def _rss_anon() -> int | None:
     """This process's private (anonymous) resident memory in bytes, or None off Linux."""
     try:
         with open("/proc/self/status") as status:
@@ -604,7 +629,7 @@ def _rss_anon():
     return None
 
 
-def largedata_child(mode, path, batch_size, sizes):
+def largedata_child(mode: str, path: str, batch_size: int, sizes: list[int]) -> None:
     """In a child process: one shuffled epoch over the .npy file at ``path`` (in memory,
     as a memory map, or as a Dask array over the map); prints a JSON line with the
     samples/s and the growth of private memory during the epoch (its peak, sampled)."""
@@ -623,7 +648,7 @@ def largedata_child(mode, path, batch_size, sizes):
     peak = [base or 0]
     done = threading.Event()
 
-    def sample():
+    def sample() -> None:
         while not done.wait(0.005):
             peak[0] = max(peak[0], _rss_anon() or 0)
 
@@ -639,7 +664,8 @@ def largedata_child(mode, path, batch_size, sizes):
                       "private_growth_bytes": None if base is None else peak[0] - base}))
 
 
-def run_largedata(args, n=260_000, features=784, batch_size=64):
+def run_largedata(args: argparse.Namespace, n: int = 260_000, features: int = 784,
+                  batch_size: int = 64) -> Record:
     """One shuffled epoch over an n x features float64 file on disk (1.6 GB by default)
     from memory, from a memory map and from a Dask array over it, each in a child
     process: samples/s and the peak growth of private memory.  Targets: growth under
@@ -693,23 +719,26 @@ def run_largedata(args, n=260_000, features=784, batch_size=64):
 
 
 # ------------------------------------------------------------------------------ ratios
-def lookup(results, system, variant, wl, bs):
+def lookup(results: list[Record], system: str, variant: str, wl: str,
+           bs: int) -> float | None:
     for r in results:
         if (r["system"], r["variant"], r["workload"], r["batch_size"]) == (system, variant, wl, bs):
             return r["sps_med"]
     return None
 
 
-def div(a, b):
+def div(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def compute_ratios(results, workloads, batch_sizes, threads):
+def compute_ratios(results: list[Record], workloads: list[str], batch_sizes: list[int],
+                   threads: list[int]) -> dict[str, dict[str, Any]]:
     """Ratios of samples/s within this run, keyed "W2/bs=10" etc.  Every comparison is
     at one dtype and one thread count: cyprop's compiled core against each of the others
     (the NumPy reference, PyTorch, scikit-learn) and the best of them, given the same
     threads, and at bs=1 against the plain-C baseline."""
     cy = lambda v, wl, bs: lookup(results, "cyprop-cython", v, wl, bs)  # noqa: E731
+    ratios: dict[str, dict[str, Any]]
     ratios = {"cython_f32_over_cython_f64": {}, "cython_bs1_over_c_baseline": {},
               "cython_over_peer": {}, "cython_over_best_peer": {}, "thread_scaling": {}}
     peers = [r for r in results if r["system"] in PEER_NAMES]
@@ -738,13 +767,13 @@ def compute_ratios(results, workloads, batch_sizes, threads):
                     ratios["thread_scaling"].setdefault(f"{t}thr/1thr", {})[key] = div(
                         cy(f"f64 {t}thr", wl, bs), cy("f64 1thr", wl, bs))
         if 1 in batch_sizes:
-            entry = {}
-            for mine in ("f64", "f32"):
+            entry: dict[str, Record] = {}
+            for short in ("f64", "f32"):
                 for build in _baseline.BUILDS:
-                    c = lookup(results, C_SYSTEM, f"{mine} {build}", wl, 1)
-                    ours = cy(f"{mine} 1thr", wl, 1)
+                    c = lookup(results, C_SYSTEM, f"{short} {build}", wl, 1)
+                    ours = cy(f"{short} 1thr", wl, 1)
                     if c is not None and ours is not None:
-                        entry[f"{mine}_vs_{build}"] = {"cython_sps": ours, "c_sps": c,
+                        entry[f"{short}_vs_{build}"] = {"cython_sps": ours, "c_sps": c,
                                                        "ratio": ours / c}
             if entry:
                 ratios["cython_bs1_over_c_baseline"][wl] = entry
@@ -752,7 +781,7 @@ def compute_ratios(results, workloads, batch_sizes, threads):
 
 
 # ------------------------------------------------------------------------------ output
-def print_tables(report, workloads, batch_sizes):
+def print_tables(report: Record, workloads: list[str], batch_sizes: list[int]) -> None:
     results, ratios, cfg = report["results"], report["ratios"], report["config"]
     print("\n" + "=" * 78)
     print(f"Training throughput, samples/s: one epoch, median of {cfg['repeats']} after a warm-up.")
@@ -838,7 +867,7 @@ def print_tables(report, workloads, batch_sizes):
               f"{t['speedup_best']:.2f})")
 
 
-def plot(report, workloads, batch_sizes, path):
+def plot(report: Record, workloads: list[str], batch_sizes: list[int], path: str) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -873,7 +902,7 @@ def plot(report, workloads, batch_sizes, path):
 
 
 # ----------------------------------------------------------------------- machine info
-def threadpools():
+def threadpools() -> list[Record] | None:
     """BLAS / OpenMP thread pools loaded now (threadpoolctl, if installed)."""
     try:
         from threadpoolctl import threadpool_info
@@ -883,7 +912,8 @@ def threadpools():
             for p in threadpool_info()]
 
 
-def machine_info():
+def machine_info() -> Record:
+    info: Record
     info = {"cpu_model": None, "cpu_flags_simd": [], "logical_cpus": os.cpu_count(),
             "platform": platform.platform(), "python": sys.version.split()[0],
             "numpy": np.__version__,
@@ -933,14 +963,14 @@ def machine_info():
     return info
 
 
-def source_checkout():
+def source_checkout() -> Path | None:
     """The repository cyprop is imported from (an editable install), or None."""
     root = Path(__file__).resolve().parents[3]           # <repo>/src/cyprop/bench/
     return root if (root / ".git").exists() and (root / "csrc").is_dir() else None
 
 
 # -------------------------------------------------------------------------------- main
-def parse_args(argv, prog=None):
+def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1041,7 +1071,7 @@ def parse_args(argv, prog=None):
     return args
 
 
-def available(module):
+def available(module: str) -> bool:
     """Whether ``module`` imports (a peer that is missing or broken is skipped)."""
     try:
         __import__(module)
@@ -1050,9 +1080,22 @@ def available(module):
         return False
 
 
-def main(argv=None, prog=None):
-    """Run the benchmark with command-line arguments ``argv`` (default: sys.argv[1:]);
-    returns the exit status (0).  ``prog`` names the command in the usage line."""
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run the benchmark suite, as ``cyprop bench`` does.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The command-line arguments (``cyprop bench --help`` lists them); by default
+        ``sys.argv[1:]``.
+    prog : str, optional
+        The command's name in the usage line.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (argparse exits on a usage error or ``--help``).
+    """
     args = parse_args(argv, prog=prog)
     args.t_start = time.perf_counter()  # imports count: an editable install may rebuild here
     # Load every library first, so that threadpoolctl sees (and limits) their thread pools.
@@ -1074,16 +1117,17 @@ def main(argv=None, prog=None):
     return 0
 
 
-def skip(report, note):
+def skip(report: Record, note: str) -> None:
     print(f"  skipped: {note}", flush=True)
     report["skipped"].append(note)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Record:
     """Measure what ``args`` asks for, print the report, write the JSON and the plot;
     returns the report (a dict, as written to the JSON)."""
     t_start = args.t_start
     data = {wl: make_data(wl, args.samples) for wl in args.workloads}
+    report: Record
     report = {"machine": machine_info(),
               "config": {"workloads": args.workloads, "batch_sizes": args.batch_sizes,
                          "systems": args.systems, "dtypes": args.dtypes,
@@ -1174,7 +1218,7 @@ def run(args):
     return finish(report, args, t_start)
 
 
-def finish(report, args, t_start):
+def finish(report: Record, args: argparse.Namespace, t_start: float) -> Record:
     """Write the raw numbers (--json); the report."""
     report["machine"]["threadpools"] = threadpools()
     report["elapsed_seconds"] = time.perf_counter() - t_start
