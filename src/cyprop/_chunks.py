@@ -20,7 +20,7 @@ that fits in one block is shuffled as in memory (one ``rng.permutation(n)``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -47,7 +47,7 @@ class Rows:
     """Rows ``start:stop`` of a 2-D Dask array or memory map, read on demand; checked
     for shape and dtype when made (one row is read)."""
 
-    def __init__(self, data: Any, n_inputs: int, dtype: npt.DTypeLike, name: str = "X",
+    def __init__(self, data: Any, n_inputs: int, dtype: np.dtype[Any], name: str = "X",
                  start: int = 0, stop: int | None = None) -> None:
         self.data, self.n_inputs, self.dtype, self.name = data, n_inputs, dtype, name
         self.start = start
@@ -121,7 +121,7 @@ def epoch_blocks(n: int, rows: int, shuffle: bool = False,
 
 
 def read_ahead(rows: Rows, blocks: Sequence[tuple[int, int, npt.NDArray[np.intp]]],
-               ) -> Iterator[tuple[int, int, npt.NDArray[np.intp], np.ndarray]]:
+               ) -> Generator[tuple[int, int, npt.NDArray[np.intp], np.ndarray], None, None]:
     """Yields (start, stop, order, X block) for each of ``blocks``, reading the next
     block in a thread while the caller works on this one."""
     if not blocks:

@@ -143,6 +143,7 @@ class Objective:
                 if grad is None:
                     grad = np.array(g, dtype=np.float64)
                 else:
+                    assert g is not None   # asked for (want_grad)
                     grad += g
         return total, grad
 

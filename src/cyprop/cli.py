@@ -638,7 +638,7 @@ def _print_results(net: Network, data: Data, history: History) -> None:
     where = ("training samples" if data.tested_on_training else "test samples")
     print(f"test accuracy: {result['accuracy']:.2%} (loss {result['loss']:.4f}) on "
           f"{len(data.y_test)} {where}")
-    seconds = sum(history.seconds)
+    seconds = sum(s or 0.0 for s in history.seconds)   # (None only in crafted files)
     rate = len(data.y_train) * history.epochs / seconds if seconds > 0 else float("inf")
     print(f"training: {rate:,.0f} samples/s ({net.backend} backend), {seconds:.2f} s "
           f"for {history.epochs} epochs")
@@ -671,8 +671,10 @@ def _training_rate(net: Network, backend: str, X: np.ndarray, y: np.ndarray, bat
     for _ in range(repeats):
         history = twin.fit(X, y, epochs=1, batch_size=batch_size, optimizer=optimizer, seed=0,
                            verbose=0)
-        best = max(best, history.samples_per_second[-1])
-        spent += history.seconds[-1]
+        rate, took = history.samples_per_second[-1], history.seconds[-1]
+        assert rate is not None and took is not None   # recorded by this fit
+        best = max(best, rate)
+        spent += took
         if spent > budget_s:
             break
     return best

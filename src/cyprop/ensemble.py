@@ -195,7 +195,9 @@ def _score(history: History, fit_kwargs: dict[str, Any]) -> float:
     validation = [v for v in history.val_loss if v is not None]
     if validation:
         return min(validation) if fit_kwargs.get("early_stopping") else validation[-1]
-    return history.loss[-1]
+    last = history.loss[-1]
+    assert last is not None   # recorded by the fit that just ran
+    return last
 
 
 class Ensemble:
@@ -418,9 +420,9 @@ def _network_file(net: Network) -> bytes:
         raise TypeError(f"cannot save this network: its metadata is not JSON-serialisable "
                         f"({exc})") from exc
     buffer = io.BytesIO()
+    members = {persistence._METADATA: _as_bytes_array(text.encode("utf-8")), **arrays}
     # type-ignored: mypy matches the ** mapping against savez's allow_pickle: bool
-    np.savez(buffer, **{persistence._METADATA: _as_bytes_array(text.encode("utf-8"))},  # type: ignore[arg-type]
-             **arrays)
+    np.savez(buffer, **members)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
@@ -459,7 +461,8 @@ def _read_networks(path: str, fh: IO[bytes], size: int, backend: str) -> list[Ne
             data = persistence._read_array(path, archive, members[name], name, None, uint8)
             where = f"{path} (network {i})"
             # each network's file is read exactly as cyprop.load reads one
-            metadata, arrays = persistence._read(where, io.BytesIO(data), data.nbytes)
+            metadata, arrays = persistence._read(where, io.BytesIO(data.data),
+                                                 data.nbytes)
             del data
             networks.append(persistence._build(where, metadata, arrays, backend))
     return networks

@@ -375,6 +375,7 @@ def explain(net: Network, x: npt.ArrayLike, y: npt.ArrayLike,
         optimizer = None                       # the copy's own optimizer (or SGD())
     trial.dropout = 0.0
     trial.fit(X, Y, epochs=1, batch_size=1, shuffle=False, optimizer=optimizer, verbose=0)
+    assert trial.optimizer is not None   # set by that fit
 
     return Step(sizes=tuple(arch.sizes), activations=tuple(arch.activations),
                 loss_name=arch.loss, x=X[0].copy(), target=Y[0].copy(),

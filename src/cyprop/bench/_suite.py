@@ -192,7 +192,7 @@ def run_cyprop(backend: str, data: DataSets, batch_sizes: list[int], dtypes: lis
                         h = net.fit(Xd, yd, epochs=1, batch_size=bs, optimizer=opt,
                                     shuffle=True, seed=0, verbose=0,
                                     n_threads=threads if backend == "cython" else None)
-                        return h.seconds[-1]
+                        return h.seconds[-1] or 0.0   # (always recorded by fit)
 
                     with blas_limited(threads):
                         times = measure(epoch, args.repeats, args.point_budget)
@@ -462,7 +462,7 @@ def run_optimizers(data: DataSets, dtypes: list[str], args: argparse.Namespace) 
 
             def epoch(net: Network, opt: Optimizer) -> float:
                 return net.fit(Xd, y, epochs=1, batch_size=1, optimizer=opt, shuffle=True,
-                               seed=0, verbose=0, n_threads=1).seconds[-1]
+                               seed=0, verbose=0, n_threads=1).seconds[-1] or 0.0  # (as above)
 
             for net, opt, _ in runs.values():
                 epoch(net, opt)  # warm-up
