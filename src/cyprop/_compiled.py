@@ -104,7 +104,28 @@ TUNING = {
     # ... and at most this many parts (on one core, W3's 100 units in 4 parts ran faster
     # than in 1 or 2; many more would cut each product too thin).
     "max_parts": 4,
+    # Online plain SGD runs its first layer over blocks of samples as matrix products
+    # (path 'online-blocks') when the layer has at least this many weights.  W1's 2048
+    # ran 1.2-1.3x faster blocked (one core); a 6-5-3 net ran 20% slower: below this
+    # the BLAS calls cost more than the per-sample loop over an L1-resident layer.
+    "online_block_weights": 2048,
+    # Samples per block on that path (online_block_rows): k = n_hidden / 4, rounded to
+    # a multiple of 8.  A block reads W twice for k samples (the per-sample loop: twice
+    # per sample), but adds a Gram matrix (k * k * n_in multiply-adds, k / (2 n_hidden)
+    # of the two products with W: an eighth at n_hidden / 4) and a triangle of
+    # corrections.  Measured best (one core): W2 (30 hidden) k 12-16, W3 (100) 24-32,
+    # 784-256-10 32-64; fewer than 16 rows re-use each weight too little, more than 64
+    # rows of inputs crowd W out of L2 and add Gram work.
+    "online_block_min": 16,
+    "online_block_max": 64,
 }
+
+
+def online_block_rows(n_hidden):
+    """Samples per block of the 'online-blocks' path, from the first layer's width
+    (TUNING: online_block_min, online_block_max)."""
+    k = (n_hidden // 4 + 4) // 8 * 8
+    return max(TUNING["online_block_min"], min(TUNING["online_block_max"], k))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,14 +136,16 @@ class Plan:
     Paths: ``online-next`` (batch size 1: each parameter stepped as its gradient is
     known, the first layer's step fused with the next sample's forward pass),
     ``online`` (the same without the first-layer fusion: one weight layer, or a
-    max-norm step between samples), ``samples`` (gradient sums one sample at a time,
+    max-norm step between samples), ``online-blocks`` (plain SGD at batch size 1 with
+    the first layer's products over blocks of ``block_rows`` samples: the same steps in
+    fewer passes over its weights), ``samples`` (gradient sums one sample at a time,
     then one step per batch), ``blocks`` (gradient sums as matrix products over blocks
     of rows, then one step per batch)."""
 
     path: str
     rule: str | None
     batch_size: int = 0
-    block_rows: int = 1          # rows per matrix product, on the blocks path
+    block_rows: int = 1          # rows per matrix product, on the blocks paths
     n_threads: int = 0           # threads for a layer's parts; 0: whole layers
     part_work: int = TUNING["part_work"]
     max_parts: int = TUNING["max_parts"]
@@ -168,6 +191,11 @@ def plan(arch, optimizer, batch_size, options=TrainingOptions(), core=None):
         # the first layer's step is fused with the next sample's forward pass, which a
         # max-norm step between the two would break
         fuse_next = arch.n_layers > 1 and not options.max_norm
+        n_in, n_hidden = arch.sizes[0], arch.sizes[1]
+        if (fuse_next and rule == "sgd" and options.dropout is None and core.has_blas()
+                and n_in * n_hidden >= TUNING["online_block_weights"]):
+            # plain SGD's first layer over blocks of samples: the same steps
+            return Plan("online-blocks", rule, 1, online_block_rows(n_hidden))
         return Plan("online-next" if fuse_next else "online", rule, 1)
     n_threads = threads(options.n_threads)
     if batch_size >= TUNING["min_blas_batch"] and core.has_blas():
