@@ -4,11 +4,14 @@ one ('online-blocks', at several block sizes) and the plain-C yardstick, in one 
 
 One thread (OMP_NUM_THREADS=1, BLAS on one thread), one epoch per measurement, the
 configurations interleaved within each repeat (a shared machine drifts), median of the
-repeats.  The yardstick is compiled from ``--yardstick`` (the shared sgd_limit.c) with
--O3 -march=native; leave it out with ``--yardstick ''``.
+repeats.  ``--yardstick`` names the C source of a plain-C per-sample SGD with the
+command line ``bench <W1|W2|W3> <n> <epochs> fnext`` (the team's sgd_limit.c; not part of
+cyprop), compiled here with -O3 -march=native; without it, no C column.  (``cyprop
+bench --batch-sizes 1`` compares the same path with cyprop's own C baseline.)
 
-    python benchmarks/online_blocks.py                       # W1, W2, W3; float64, float32
+    python benchmarks/online_blocks.py --yardstick ../shared/limit/sgd_limit.c
     python benchmarks/online_blocks.py --workloads W3 --ks 16,32,48,64 --repeats 7
+    python benchmarks/online_blocks.py --workloads 784x256x10 --ks 32,64
 """
 
 import argparse
@@ -28,7 +31,6 @@ import cyprop  # noqa: E402
 from cyprop import _compiled  # noqa: E402
 
 SIZES = {"W1": [64, 32, 10], "W2": [784, 30, 10], "W3": [784, 100, 10]}
-YARDSTICK = "/work/shared/limit/sgd_limit.c"
 
 
 def sizes_of(workload):
@@ -92,7 +94,7 @@ def main(argv=None):
     parser.add_argument("--ks", default="", help="block sizes besides the planned one")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--yardstick", default=YARDSTICK)
+    parser.add_argument("--yardstick", default="", help="C source of the plain-C yardstick")
     args = parser.parse_args(argv)
     core = _compiled.KERNELS[_compiled.CHOSEN]
     print(f"kernel {_compiled.CHOSEN}, BLAS threads controlled: "
