@@ -20,6 +20,7 @@ concern, and included here into one module (built once per instruction set):
     _sample.pxi   per-sample kernels (sample_*): forward, score, the one backward pass
     _block.pxi    per-block kernels as matrix products (block_*), in parts (part_*)
     _epoch.pxi    the drivers: an epoch (epoch_*) of batches (batch_*) on a path
+    _online_block.pxi  exact online SGD with the first layer over blocks of samples
     _inference.pxi  forward of a chunk of rows; FewRows, the checked calls of serving
     cyprop_*.h    C helpers that Cython cannot express (restrict, CPU features, dlsym)
 
@@ -57,6 +58,7 @@ include "_rules.pxi"
 include "_sample.pxi"
 include "_block.pxi"
 include "_epoch.pxi"
+include "_online_block.pxi"
 include "_inference.pxi"
 
 
@@ -128,6 +130,7 @@ cdef check_training_plan(const Plan* plan, const Hyper* hyper, int n_layers,
         raise ValueError(f"cyprop: rule {rule!r} needs {STATE_ROWS[rule]} rows of state, "
                          f"got {state_rows}")
     check_blocks(plan)
+    check_online_blocks(plan, n_layers, max_norm)
 
 
 def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1] params,

@@ -140,6 +140,8 @@ cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
         epoch_online_next(e, params, rule)
     elif e.plan.path == PATH_ONLINE:
         epoch_online(e, params, rule)
+    elif e.plan.path == PATH_ONLINE_BLOCKS:
+        epoch_online_blocks(e, params, rule)
     else:
         epoch_batches(e, params, rule)
 

@@ -112,7 +112,28 @@ TUNING = {
     # ... and at most this many parts (on one core, W3's 100 units in 4 parts ran faster
     # than in 1 or 2; many more would cut each product too thin).
     "max_parts": 4,
+    # Online plain SGD runs its first layer over blocks of samples as matrix products
+    # (path 'online-blocks') when the layer has at least this many weights.  W1's 2048
+    # ran 1.2-1.3x faster blocked (one core); a 6-5-3 net ran 20% slower: below this
+    # the BLAS calls cost more than the per-sample loop over an L1-resident layer.
+    "online_block_weights": 2048,
+    # Samples per block on that path (online_block_rows): k = n_hidden / 4, rounded to
+    # a multiple of 8.  A block reads W twice for k samples (the per-sample loop: twice
+    # per sample), but adds a Gram matrix (k * k * n_in multiply-adds, k / (2 n_hidden)
+    # of the two products with W: an eighth at n_hidden / 4) and a triangle of
+    # corrections.  Measured best (one core): W2 (30 hidden) k 12-16, W3 (100) 24-32,
+    # 784-256-10 32-64; fewer than 16 rows re-use each weight too little, more than 64
+    # rows of inputs crowd W out of L2 and add Gram work.
+    "online_block_min": 16,
+    "online_block_max": 64,
 }
+
+
+def online_block_rows(n_hidden: int) -> int:
+    """Samples per block of the 'online-blocks' path, from the first layer's width
+    (TUNING: online_block_min, online_block_max)."""
+    k = (n_hidden // 4 + 4) // 8 * 8
+    return max(TUNING["online_block_min"], min(TUNING["online_block_max"], k))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +144,16 @@ class Plan:
     Paths: ``online-next`` (batch size 1: each parameter stepped as its gradient is
     known, the first layer's step fused with the next sample's forward pass),
     ``online`` (the same without the first-layer fusion: one weight layer, or a
-    max-norm step between samples), ``samples`` (gradient sums one sample at a time,
+    max-norm step between samples), ``online-blocks`` (plain SGD at batch size 1 with
+    the first layer's products over blocks of ``block_rows`` samples: the same steps in
+    fewer passes over its weights), ``samples`` (gradient sums one sample at a time,
     then one step per batch), ``blocks`` (gradient sums as matrix products over blocks
     of rows, then one step per batch)."""
 
     path: str
     rule: str | None
     batch_size: int = 0
-    block_rows: int = 1          # rows per matrix product, on the blocks path
+    block_rows: int = 1          # rows per matrix product, on the blocks paths
     n_threads: int = 0           # threads for a layer's parts; 0: whole layers
     part_work: int = TUNING["part_work"]
     max_parts: int = TUNING["max_parts"]
@@ -169,14 +192,23 @@ def _rule(optimizer: Optimizer, core: ModuleType) -> str:
 
 
 def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
-         options: TrainingOptions = TrainingOptions(), core: ModuleType | None = None) -> Plan:
-    """The Plan of a training call (what CompiledBackend.train_epoch runs)."""
+         options: TrainingOptions = TrainingOptions(), core: ModuleType | None = None,
+         n_samples: int | None = None) -> Plan:
+    """The Plan of a training call (what CompiledBackend.train_epoch runs) over
+    ``n_samples`` samples (None: any number)."""
     core = core or KERNELS[CHOSEN]
     rule = _rule(optimizer, core)
     if batch_size == 1:
         # the first layer's step is fused with the next sample's forward pass, which a
         # max-norm step between the two would break
         fuse_next = arch.n_layers > 1 and not options.max_norm
+        n_in, n_hidden = arch.sizes[0], arch.sizes[1]
+        # (one sample has no block to share the first layer's reads with)
+        if (fuse_next and rule == "sgd" and options.dropout is None and core.has_blas()
+                and n_in * n_hidden >= TUNING["online_block_weights"]
+                and (n_samples is None or n_samples > 1)):
+            # plain SGD's first layer over blocks of samples: the same steps
+            return Plan("online-blocks", rule, 1, online_block_rows(n_hidden))
         return Plan("online-next" if fuse_next else "online", rule, 1)
     n_threads = threads(options.n_threads)
     if batch_size >= TUNING["min_blas_batch"] and core.has_blas():
@@ -233,15 +265,16 @@ class CompiledBackend:
         return loss, correct, grad if want_grad else None
 
     def plan(self, arch: Architecture, optimizer: Optimizer, batch_size: int,
-             options: TrainingOptions = TrainingOptions()) -> Plan:
-        return plan(arch, optimizer, batch_size, options, self.core)
+             options: TrainingOptions = TrainingOptions(),
+             n_samples: int | None = None) -> Plan:
+        return plan(arch, optimizer, batch_size, options, self.core, n_samples)
 
     def prepare_one_sample(self, rows: Any, arch: Architecture, optimizer: Optimizer,
                            max_norm: float | None, setting: object) -> None:
         """Set ``rows`` (a FewRows of this core) to train one sample at a time with
         ``optimizer`` (already checked), as train_epoch would plan it; ``setting`` names
         what it was prepared for."""
-        chosen = self.plan(arch, optimizer, 1, TrainingOptions(max_norm=max_norm))
+        chosen = self.plan(arch, optimizer, 1, TrainingOptions(max_norm=max_norm), 1)
         rows.prepare(setting, arch.loss_code, chosen.struct(self.core),
                      vars(optimizer.hyper()), type(optimizer).n_slots,
                      TrainingOptions(max_norm=max_norm).max_norm)
@@ -250,7 +283,7 @@ class CompiledBackend:
                     Y: NDArray[Any],
                     order: NDArray[np.intp], batch_size: int, optimizer: Optimizer,
                     options: TrainingOptions = TrainingOptions()) -> tuple[float, int]:
-        chosen = self.plan(arch, optimizer, batch_size, options)
+        chosen = self.plan(arch, optimizer, batch_size, options, len(order))
         state = optimizer.state_for(params)
         dropout = options.dropout
         if dropout is not None and dropout.rates.shape != (arch.n_layers,):
