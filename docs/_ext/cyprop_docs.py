@@ -10,10 +10,11 @@ documentation is a ``#:`` comment numpydoc cannot see; those are added to
 ``numpydoc_validation_exclude`` so that only cyprop's own public functions, classes,
 methods and properties are checked.
 
-Once the sources are read, three checks that keep the docs complete, each a warning (so an
-error under ``-W``): every name in ``cyprop.__all__`` is listed in ``api/cyprop.rst``;
-every script in ``examples/`` is included by ``examples.md``; ``docs/requirements.txt``
-names the packages of pyproject.toml's ``docs`` extra.
+Once the sources are read, four checks that keep the docs complete, each a warning (so an
+error under ``-W``): every ``##`` section of README.md is included by a page of the user
+guide; every name in ``cyprop.__all__`` is listed in ``api/cyprop.rst``; every script in
+``examples/`` is included by ``examples.md``; ``docs/requirements.txt`` names the
+packages of pyproject.toml's ``docs`` extra.
 """
 
 import contextlib
@@ -122,8 +123,20 @@ def _requirement_names(lines):
     return names
 
 
+def readme_sections():
+    """The ``## `` headings of README.md, outside fenced code."""
+    text = re.sub(r"^```.*?^```", "", (ROOT / "README.md").read_text(), flags=re.M | re.S)
+    return re.findall(r"^## .+$", text, re.M)
+
+
 def check_completeness(app, env):
     import cyprop
+
+    guide = "\n".join(page.read_text() for page in sorted((DOCS / "guide").glob("*.md")))
+    for heading in readme_sections():
+        if f':start-after: "{heading}"' not in guide:
+            logger.warning(f"README.md's section {heading!r} is not included by any page of "
+                           "docs/guide/", location="guide/index")
 
     api = (DOCS / "api" / "cyprop.rst").read_text()
     for name in cyprop.__all__:
