@@ -1,7 +1,7 @@
 """Sphinx configuration: the user guide (from README.md's sections) and the API reference
 (from the docstrings, NumPy style, through numpydoc).
 
-Build: ``python -m sphinx -W --keep-going -b html docs docs/_build/html`` with cyprop
+Build: ``python -m sphinx -E -W --keep-going -b html docs docs/_build/html`` with cyprop
 installed (autodoc imports it) and ``pip install -r docs/requirements.txt``.  Nothing is
 fetched from the network: intersphinx is off unless CYPROP_DOCS_INTERSPHINX=1.
 """
