@@ -256,8 +256,8 @@ cdef class FewRows:
 
     def train_one(self, X, Y, state, long steps):
         """``partial_fit`` of one sample with the prepared setting, stepping the
-        parameters and ``state`` in place: (loss, 1 if classified right else 0, steps
-        taken in all, largest change of a parameter).  None where the general path must
+        parameters and ``state`` in place: (loss, accuracy: 1.0 if classified right else
+        0.0, steps taken in all, largest change of a parameter).  None where the general path must
         run: anything but the common case (X and Y as forward takes them, one row, Y
         targets of the dtype or an int64 class label; the state as the optimizer keeps
         it), data or parameters that are not finite, a step that diverged (undone here,
@@ -302,7 +302,7 @@ cdef class FewRows:
             PyBuffer_Release(&st)
             if y_rows >= 0:
                 PyBuffer_Release(&y)
-            return (loss, right, steps, update) if done == 0 else None
+            return (loss, 1.0 if right else 0.0, steps, update) if done == 0 else None
         finally:
             PyBuffer_Release(&x)
 
@@ -373,14 +373,16 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
             for i in range(n_out):
                 if y[i] < 0 or y[i] > 1:
                     return -1
-    # the parameters and state before the step, then the step's scratch
-    cdef floating* kept = <floating*>malloc(((1 + n_slots) * P + 2 * n_units + 2 * n_out
+    # the parameters and the state the rule steps (plain SGD's: none) before the step,
+    # then the step's scratch
+    cdef Py_ssize_t kept_rows = 0 if plan.rule == RULE_SGD else n_slots
+    cdef floating* kept = <floating*>malloc(((1 + kept_rows) * P + 2 * n_units + 2 * n_out
                                               + 2 * n_in + 64) * sizeof(floating))
     if kept == NULL:
         return -1
     memcpy(kept, params, P * sizeof(floating))
-    memcpy(kept + P, state, n_slots * P * sizeof(floating))
-    cdef floating* work = kept + (1 + n_slots) * P
+    memcpy(kept + P, state, kept_rows * P * sizeof(floating))
+    cdef floating* work = kept + (1 + kept_rows) * P
     cdef Scratch scratch
     scratch.inputs = NULL   # (the online paths read a row of X as it is)
     scratch.grad = NULL
@@ -413,10 +415,10 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
     # Network._divergence: a loss or a parameter not finite, one past sqrt(max) (its
     # products overflow), a state not finite; all_finite-style, NaN fails every <=
     fine = (largest_and_change(params, kept, P, &largest, &update) and largest <= limit
-            and e.loss_sum - e.loss_sum == 0 and all_finite(state, n_slots * P))
+            and e.loss_sum - e.loss_sum == 0 and all_finite(state, kept_rows * P))
     if not fine:
         memcpy(params, kept, P * sizeof(floating))
-        memcpy(state, kept + P, n_slots * P * sizeof(floating))
+        memcpy(state, kept + P, kept_rows * P * sizeof(floating))
         free(kept)
         return -1
     free(kept)

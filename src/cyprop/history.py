@@ -43,16 +43,30 @@ class History:
             setattr(self, key, [])
         self.stop_reason = None
 
-    def record(self, **values: float | None) -> None:
-        """Append one epoch's records; a key of ``KEYS`` not given is recorded as None.
+    def record(self, loss: float | None = None, accuracy: float | None = None,
+               val_loss: float | None = None, val_accuracy: float | None = None,
+               learning_rate: float | None = None, seconds: float | None = None,
+               samples_per_second: float | None = None,
+               largest_update: float | None = None, **others: object) -> None:
+        """Append one epoch's records; a record not given is recorded as None.
 
         Parameters
         ----------
-        **values : float or None
-            The epoch's records by name; names not in ``KEYS`` are ignored.
+        loss, accuracy, val_loss, val_accuracy, learning_rate, seconds, samples_per_second, largest_update : float or None
+            The epoch's records (see the class's attributes).
+        **others : object
+            Ignored: names that are not records.
         """
-        for key in self.KEYS:
-            getattr(self, key).append(values.get(key))
+        # (one append per record, written out: a stream of one-sample partial_fit
+        # calls records an epoch each)
+        self.loss.append(loss)
+        self.accuracy.append(accuracy)
+        self.val_loss.append(val_loss)
+        self.val_accuracy.append(val_accuracy)
+        self.learning_rate.append(learning_rate)
+        self.seconds.append(seconds)
+        self.samples_per_second.append(samples_per_second)
+        self.largest_update.append(largest_update)
 
     @property
     def epochs(self) -> int:

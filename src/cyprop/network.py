@@ -626,22 +626,21 @@ class Network:
         if rows.prepared_for != setting:   # checked once per setting, not per call
             optimizer.check()
             self._impl.prepare_one_sample(rows, self.arch, optimizer, self._max_norm, setting)
-        if not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(False):
             return False   # training elsewhere: the general path says so
         try:
             began = time.perf_counter()
             with self._state_lock:
-                result = rows.train_one(X, Y, optimizer.state, optimizer.steps)
+                result = rows.train_one(X, Y, optimizer._state, optimizer._steps)
                 if result is None:
                     return False
-                loss, right, optimizer._steps, largest = result
+                loss, accuracy, optimizer._steps, largest = result
             seconds = time.perf_counter() - began
             self.stop_training = False
-            self.history.record(loss=loss, accuracy=float(right),
-                                learning_rate=optimizer.learning_rate, seconds=seconds,
-                                samples_per_second=1 / seconds if seconds > 0 else np.inf,
-                                largest_update=largest)
-            self.history.stop_reason = "epochs"
+            history = self.history
+            history.record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
+                           1 / seconds if seconds > 0 else np.inf, largest)
+            history.stop_reason = "epochs"
         finally:
             self._lock.release()
         return True

@@ -981,6 +981,10 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
                    help="instead of the systems: one shuffled epoch over a 1.6 GB float64 file "
                         "in memory, as a memory map and as a Dask array (child processes; "
                         "samples/s and growth of private memory)")
+    p.add_argument("--one-row", action="store_true",
+                   help="instead of the systems: the time per call of forward, predict and "
+                        "partial_fit on one row of W1 (as (1, n) and (n,)), of PyTorch's and "
+                        "scikit-learn's equivalents, and of NumPy's one-row forward chain")
     p.add_argument("--quick", action="store_true",
                    help="a short run (about half a minute): workloads W1,W2, batch sizes 1,10, "
                         "float64, 5 repeats, 5000 samples (1000 for the slow systems at bs=1), "
@@ -1152,6 +1156,11 @@ def run(args: argparse.Namespace) -> Record:
     results = report["results"]
     if args.largedata:
         report["largedata"] = run_largedata(args)
+        return finish(report, args, t_start)
+    if args.one_row:
+        from ._one_row import run_one_row   # (imports this module)
+        print("one-row calls on W1: time per call", flush=True)
+        report["one_row"] = run_one_row(args)
         return finish(report, args, t_start)
     if args.optimizers:
         print("cyprop, compiled core: each optimizer at batch size 1", flush=True)
