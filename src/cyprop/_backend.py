@@ -22,7 +22,14 @@ _warned = False  # the fallback warning is given once per process, not once per 
 
 
 def available() -> tuple[str, ...]:
-    """The backends that can run here."""
+    """The backends that can run here.
+
+    Returns
+    -------
+    tuple of str
+        ``("cython", "numpy")`` when the compiled extension can be imported, else
+        ``("numpy",)``.
+    """
     return ("cython", "numpy") if _compiled is not None else ("numpy",)
 
 

@@ -164,6 +164,20 @@ def _wrap(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``cyprop`` argument parser, with one subcommand per command.
+
+    Each subcommand's parsed arguments carry their handler as ``args.handler``.  The
+    parser reports a usage error by raising ``UsageError`` (one line) instead of
+    printing the usage and exiting; ``--help`` and ``--version`` still exit.  The
+    ``bench`` subcommand is listed only for ``--help``: :func:`main` passes everything
+    after ``bench`` to the benchmark script without parsing it here.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A new parser; give its ``parse_args`` the arguments without the program
+        name.
+    """
     parser = _Parser(prog="cyprop", description="Multilayer perceptrons trained by "
                      "backpropagation, with a compiled Cython core.")
     parser.add_argument("--version", action="version", version=f"cyprop {cyprop.__version__}")

@@ -418,26 +418,6 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
              return_classes: bool = False) -> tuple[_typing.Any, ...]:
     """Your own table of numbers: one sample per row, one column holding the class.
 
-    Parameters
-    ----------
-    path : str or path-like
-        The CSV file: UTF-8 text (an Excel byte-order mark is dropped), lines ending
-        in ``\\n``, ``\\r\\n`` or ``\\r``.  Anything but a regular file (a directory,
-        a FIFO, a device) is refused without being opened.
-    target : int, str or None
-        The label column: an index (negative counts from the end) or, with a header,
-        its name.  None reads features only and returns ``(X, None)``.
-    header : "infer", True or False
-        Whether the first row names the columns.  ``"infer"`` takes it as a header
-        only when none of its fields is a number (every data row has at least one
-        numeric feature, so a data row is never taken for a header) and one of its
-        names stands above a number in the second row.  Such a row with an empty
-        name is refused: say ``header=True`` or ``False``.
-    delimiter : str
-        The field separator: one character, not a quote, digit, sign or point.
-    return_classes : bool
-        Also return ``classes``, the original class of each label: ``classes[y[i]]``.
-
     Features must be finite numbers; blank lines (also rows of empty fields) are
     skipped, but an empty field in a row is a missing value and an error, as is any
     other problem, naming the file line and column (``ValueError``): bytes that are
@@ -457,6 +437,26 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
     - Names (``"setosa"``) are mapped to 0..k-1 in sorted order.
 
     More than ``MAX_CLASSES`` (1000) distinct labels are refused.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV file: UTF-8 text (an Excel byte-order mark is dropped), lines ending
+        in ``\\n``, ``\\r\\n`` or ``\\r``.  Anything but a regular file (a directory,
+        a FIFO, a device) is refused without being opened.
+    target : int, str or None
+        The label column: an index (negative counts from the end) or, with a header,
+        its name.  None reads features only and returns ``(X, None)``.
+    header : "infer", True or False
+        Whether the first row names the columns.  ``"infer"`` takes it as a header
+        only when none of its fields is a number (every data row has at least one
+        numeric feature, so a data row is never taken for a header) and one of its
+        names stands above a number in the second row.  Such a row with an empty
+        name is refused: say ``header=True`` or ``False``.
+    delimiter : str
+        The field separator: one character, not a quote, digit, sign or point.
+    return_classes : bool
+        Also return ``classes``, the original class of each label: ``classes[y[i]]``.
 
     Returns
     -------

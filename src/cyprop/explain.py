@@ -45,7 +45,9 @@ class Step:
     layer last, in the network's dtype: ``weights[l]`` is ``(sizes[l+1], sizes[l])``
     like ``Network.weights``, the others are vectors over the layer's units.
 
-    Attributes
+    Each parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     sizes : tuple of int
         The network's layer sizes, inputs first.

@@ -18,12 +18,13 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
     of ``net.loss(X, Y)``, over every weight and bias.
 
     The numeric derivative is the fourth-order central difference
-    (-L(w+2h) + 8 L(w+h) - 8 L(w-h) + L(w-2h)) / 12h with h = epsilon * max(1, |w|):
-    its truncation error is O(h^4), so the rounding of the loss (about 1e-16
-    relative) dominates, at about 1e-12 absolute.  The relative error of one parameter
-    is |analytic - numeric| / max(|analytic| + |numeric|, floor), where the floor,
-    1e-5 times the largest gradient component (at least 1e-5), keeps components that
-    are tiny next to the others from turning that rounding noise into large ratios.
+    ``(-L(w+2h) + 8 L(w+h) - 8 L(w-h) + L(w-2h)) / 12h`` with
+    ``h = epsilon * max(1, |w|)``: its truncation error is O(h^4), so the rounding of
+    the loss (about 1e-16 relative) dominates, at about 1e-12 absolute.  The relative
+    error of one parameter is ``|analytic - numeric| / max(|analytic| + |numeric|,
+    floor)``, where the floor, 1e-5 times the largest gradient component (at least
+    1e-5), keeps components that are tiny next to the others from turning that
+    rounding noise into large ratios.
 
     The check runs in float64 on a copy of the network (a float32 network is checked
     at float64 precision) and leaves ``net`` untouched.  A kink of relu or leaky_relu

@@ -50,7 +50,7 @@ def uniform(rng: np.random.Generator, n_in: int, n_out: int) -> _Layer:
 
 def xavier(rng: np.random.Generator, n_in: int, n_out: int) -> _Layer:
     """Glorot uniform: U(-r, r) with r = sqrt(6 / (n_in + n_out)); zero biases
-    (torch.nn.init.xavier_uniform_, Keras' glorot_uniform).
+    (``torch.nn.init.xavier_uniform_``, Keras' ``glorot_uniform``).
 
     Parameters
     ----------
@@ -69,7 +69,7 @@ def xavier(rng: np.random.Generator, n_in: int, n_out: int) -> _Layer:
 
 
 def he(rng: np.random.Generator, n_in: int, n_out: int) -> _Layer:
-    """He normal: N(0, 2/n_in); zero biases (torch.nn.init.kaiming_normal_).
+    """He normal: N(0, 2/n_in); zero biases (``torch.nn.init.kaiming_normal_``).
 
     Parameters
     ----------

@@ -31,7 +31,30 @@ class Hyper:
     """Every optimizer's hyper-parameters by name, as the compiled core reads them: the
     Python twin of the C struct ``Hyper`` in csrc/_rules.pxi, field for field (the test
     suite checks that the core reads back what it is given).  An optimizer sets the
-    fields it uses; the others stay 0."""
+    fields it uses; the others stay 0.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.0
+        The step size (every optimizer; Rprop's initial step size).
+    momentum : float, default 0.0
+        The momentum factor (SGD, RMSprop).
+    nesterov : bool, default False
+        Nesterov momentum (SGD).
+    weight_decay : float, default 0.0
+        L2 penalty on the weights (never the biases), added to the gradient (SGD, Adam,
+        RMSprop, Adagrad).
+    beta1, beta2 : float, default 0.0
+        Decay rates of the first and second moment estimates (Adam).
+    eps : float, default 0.0
+        Added to the denominator (Adam, RMSprop, Adagrad).
+    alpha : float, default 0.0
+        Decay rate of the mean square (RMSprop).
+    eta_minus, eta_plus : float, default 0.0
+        Step size factors on a sign flip and while the sign stays (Rprop).
+    step_min, step_max : float, default 0.0
+        Bounds on the step sizes (Rprop).
+    """
 
     learning_rate: float = 0.0
     momentum: float = 0.0        # SGD, RMSprop
@@ -206,7 +229,9 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, as ``torch.optim.SGD`` (dampening 0)::
+    """Stochastic gradient descent, as ``torch.optim.SGD`` (dampening 0).
+
+    Each step, with ``w`` the parameters::
 
         g = grad + weight_decay * w            (weights only, never biases)
         buf = g on the first step, else momentum * buf + g
@@ -243,10 +268,29 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs a momentum > 0")
 
     def hyper(self) -> Hyper:
+        """Hyper-parameters as the compiled core reads them.
+
+        Returns
+        -------
+        Hyper
+            ``learning_rate``, ``momentum``, ``nesterov`` and ``weight_decay`` set, the
+            other fields 0.
+        """
         return Hyper(learning_rate=self.learning_rate, momentum=self.momentum,
                      nesterov=self.nesterov, weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
+        """Apply one SGD step in place, as the class describes (NumPy reference).
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,)
+            The network's flat parameters, updated in place.
+        grad : ndarray, shape (n_params,)
+            The batch-mean gradient, in the same layout and dtype.
+        arch : Architecture
+            The network's layout (which parameters are weights, for weight decay).
+        """
         buf = self.state_for(params)[0]
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         if self.momentum:
@@ -260,12 +304,23 @@ class SGD(Optimizer):
         self._steps += 1
 
     def get_config(self) -> dict[str, Any]:
+        """The keyword arguments that make this optimizer again.
+
+        Returns
+        -------
+        dict
+            Keys ``learning_rate``, ``momentum``, ``nesterov`` and ``weight_decay``.
+            ``type(opt)(**opt.get_config())`` is an optimizer like this one (with the
+            *current* learning rate, without its state).
+        """
         return {"learning_rate": self.learning_rate, "momentum": self.momentum,
                 "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
 
 class Adam(Optimizer):
-    """Adam, as ``torch.optim.Adam`` (weight decay as L2 on the gradient, not AdamW)::
+    """Adam, as ``torch.optim.Adam`` (weight decay as L2 on the gradient, not AdamW).
+
+    Each step ``t`` (from 1), with ``w`` the parameters::
 
         g = grad + weight_decay * w                      (weights only)
         m = beta1 * m + (1 - beta1) * g
@@ -301,10 +356,29 @@ class Adam(Optimizer):
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self) -> Hyper:
+        """Hyper-parameters as the compiled core reads them.
+
+        Returns
+        -------
+        Hyper
+            ``learning_rate``, ``beta1``, ``beta2``, ``eps`` and ``weight_decay`` set,
+            the other fields 0.
+        """
         return Hyper(learning_rate=self.learning_rate, beta1=self.beta1, beta2=self.beta2,
                      eps=self.eps, weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
+        """Apply one Adam step in place, as the class describes (NumPy reference).
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,)
+            The network's flat parameters, updated in place.
+        grad : ndarray, shape (n_params,)
+            The batch-mean gradient, in the same layout and dtype.
+        arch : Architecture
+            The network's layout (which parameters are weights, for weight decay).
+        """
         m, v = self.state_for(params)
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         t = self.steps + 1
@@ -318,12 +392,23 @@ class Adam(Optimizer):
         self._steps += 1
 
     def get_config(self) -> dict[str, Any]:
+        """The keyword arguments that make this optimizer again.
+
+        Returns
+        -------
+        dict
+            Keys ``learning_rate``, ``beta1``, ``beta2``, ``eps`` and ``weight_decay``.
+            ``type(opt)(**opt.get_config())`` is an optimizer like this one (with the
+            *current* learning rate, without its state).
+        """
         return {"learning_rate": self.learning_rate, "beta1": self.beta1, "beta2": self.beta2,
                 "eps": self.eps, "weight_decay": self.weight_decay}
 
 
 class RMSprop(Optimizer):
-    """RMSprop, as ``torch.optim.RMSprop`` (not centered)::
+    """RMSprop, as ``torch.optim.RMSprop`` (not centered).
+
+    Each step, with ``w`` the parameters::
 
         g = grad + weight_decay * w                      (weights only)
         v = alpha * v + (1 - alpha) * g * g
@@ -361,10 +446,29 @@ class RMSprop(Optimizer):
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self) -> Hyper:
+        """Hyper-parameters as the compiled core reads them.
+
+        Returns
+        -------
+        Hyper
+            ``learning_rate``, ``alpha``, ``eps``, ``momentum`` and ``weight_decay``
+            set, the other fields 0.
+        """
         return Hyper(learning_rate=self.learning_rate, alpha=self.alpha, eps=self.eps,
                      momentum=self.momentum, weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
+        """Apply one RMSprop step in place, as the class describes (NumPy reference).
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,)
+            The network's flat parameters, updated in place.
+        grad : ndarray, shape (n_params,)
+            The batch-mean gradient, in the same layout and dtype.
+        arch : Architecture
+            The network's layout (which parameters are weights, for weight decay).
+        """
         v, buf = self.state_for(params)
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         v *= self.alpha
@@ -378,12 +482,23 @@ class RMSprop(Optimizer):
         self._steps += 1
 
     def get_config(self) -> dict[str, Any]:
+        """The keyword arguments that make this optimizer again.
+
+        Returns
+        -------
+        dict
+            Keys ``learning_rate``, ``alpha``, ``eps``, ``momentum`` and
+            ``weight_decay``.  ``type(opt)(**opt.get_config())`` is an optimizer like
+            this one (with the *current* learning rate, without its state).
+        """
         return {"learning_rate": self.learning_rate, "alpha": self.alpha, "eps": self.eps,
                 "momentum": self.momentum, "weight_decay": self.weight_decay}
 
 
 class Adagrad(Optimizer):
-    """Adagrad, as ``torch.optim.Adagrad`` (no learning-rate decay)::
+    """Adagrad, as ``torch.optim.Adagrad`` (no learning-rate decay).
+
+    Each step, with ``w`` the parameters::
 
         g = grad + weight_decay * w                      (weights only)
         s = s + g * g
@@ -414,10 +529,28 @@ class Adagrad(Optimizer):
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
     def hyper(self) -> Hyper:
+        """Hyper-parameters as the compiled core reads them.
+
+        Returns
+        -------
+        Hyper
+            ``learning_rate``, ``eps`` and ``weight_decay`` set, the other fields 0.
+        """
         return Hyper(learning_rate=self.learning_rate, eps=self.eps,
                      weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
+        """Apply one Adagrad step in place, as the class describes (NumPy reference).
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,)
+            The network's flat parameters, updated in place.
+        grad : ndarray, shape (n_params,)
+            The batch-mean gradient, in the same layout and dtype.
+        arch : Architecture
+            The network's layout (which parameters are weights, for weight decay).
+        """
         (total,) = self.state_for(params)
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         total += grad * grad
@@ -425,6 +558,15 @@ class Adagrad(Optimizer):
         self._steps += 1
 
     def get_config(self) -> dict[str, Any]:
+        """The keyword arguments that make this optimizer again.
+
+        Returns
+        -------
+        dict
+            Keys ``learning_rate``, ``eps`` and ``weight_decay``.
+            ``type(opt)(**opt.get_config())`` is an optimizer like this one (with the
+            *current* learning rate, without its state).
+        """
         return {"learning_rate": self.learning_rate, "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
@@ -469,11 +611,30 @@ class Rprop(Optimizer):
         self.step_sizes = (step_min, step_max)
 
     def hyper(self) -> Hyper:
+        """Hyper-parameters as the compiled core reads them.
+
+        Returns
+        -------
+        Hyper
+            ``learning_rate``, ``eta_minus`` and ``eta_plus`` (from ``etas``), ``step_min``
+            and ``step_max`` (from ``step_sizes``) set, the other fields 0.
+        """
         return Hyper(learning_rate=self.learning_rate, eta_minus=self.etas[0],
                      eta_plus=self.etas[1], step_min=self.step_sizes[0],
                      step_max=self.step_sizes[1])
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
+        """Apply one Rprop step in place, as the class describes (NumPy reference).
+
+        Parameters
+        ----------
+        params : ndarray, shape (n_params,)
+            The network's flat parameters, updated in place.
+        grad : ndarray, shape (n_params,)
+            The batch-mean gradient, in the same layout and dtype.
+        arch : Architecture
+            The network's layout (unused: Rprop has no weight decay).
+        """
         prev, step_size = self.state_for(params)
         if self.steps == 0:
             step_size[...] = self.learning_rate
@@ -486,6 +647,15 @@ class Rprop(Optimizer):
         self._steps += 1
 
     def get_config(self) -> dict[str, Any]:
+        """The keyword arguments that make this optimizer again.
+
+        Returns
+        -------
+        dict
+            Keys ``learning_rate``, ``etas`` and ``step_sizes`` (as lists).
+            ``type(opt)(**opt.get_config())`` is an optimizer like this one (with the
+            *current* learning rate, without its state).
+        """
         return {"learning_rate": self.learning_rate, "etas": list(self.etas),
                 "step_sizes": list(self.step_sizes)}
 

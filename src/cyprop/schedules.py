@@ -68,6 +68,20 @@ class Constant(Schedule):
     """The initial rate, always."""
 
     def rate(self, epoch: int, initial_rate: float) -> float:
+        """The learning rate of an epoch: the initial rate, whatever the epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to run, counted from 0 in the current history.
+        initial_rate : float
+            The optimizer's rate when it was created.
+
+        Returns
+        -------
+        float
+            ``initial_rate``.
+        """
         return initial_rate
 
 
@@ -89,6 +103,20 @@ class InverseScaling(Schedule):
         self.power = check_number("power", power, 0, exclusive_minimum=True)
 
     def rate(self, epoch: int, initial_rate: float) -> float:
+        """The learning rate of an epoch: initial_rate / (epoch + 1) ** power.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to run, counted from 0 in the current history.
+        initial_rate : float
+            The optimizer's rate when it was created.
+
+        Returns
+        -------
+        float
+            The learning rate for the epoch.
+        """
         return initial_rate / (epoch + 1) ** self.power
 
 
@@ -113,6 +141,20 @@ class StepDecay(Schedule):
         self.gamma = check_number("gamma", gamma, 0, 1, exclusive_minimum=True)
 
     def rate(self, epoch: int, initial_rate: float) -> float:
+        """The learning rate of an epoch: initial_rate * gamma ** (epoch // step_size).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to run, counted from 0 in the current history.
+        initial_rate : float
+            The optimizer's rate when it was created.
+
+        Returns
+        -------
+        float
+            The learning rate for the epoch.
+        """
         return initial_rate * self.gamma ** (epoch // self.step_size)
 
 
@@ -138,6 +180,22 @@ class Cosine(Schedule):
         self.min_rate = check_number("min_rate", min_rate, 0)
 
     def rate(self, epoch: int, initial_rate: float) -> float:
+        """The learning rate of an epoch: min_rate + (initial_rate - min_rate) *
+        (1 + cos(pi * t)) / 2, with t = min(epoch, period) / period.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to run, counted from 0 in the current history.
+        initial_rate : float
+            The optimizer's rate when it was created.
+
+        Returns
+        -------
+        float
+            The learning rate for the epoch: ``initial_rate`` at epoch 0,
+            ``min_rate`` from epoch ``period`` on.
+        """
         t = min(epoch, self.period) / self.period
         return self.min_rate + (initial_rate - self.min_rate) * (1 + math.cos(math.pi * t)) / 2
 
@@ -182,14 +240,60 @@ class ReduceOnPlateau(Schedule):
         self._waited = 0
 
     def rate(self, epoch: int, initial_rate: float) -> float:
+        """The learning rate of an epoch: the initial rate times ``factor`` once per
+        plateau so far, but not below ``min_rate``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to run, counted from 0 in the current history.
+        initial_rate : float
+            The optimizer's rate when it was created.
+
+        Returns
+        -------
+        float
+            The learning rate for the epoch.
+        """
         return max(initial_rate * self._scale, self.min_rate)
 
     def check(self, has_validation: bool) -> None:
+        """Called by ``fit`` before the first epoch: monitoring ``val_loss`` needs
+        validation data.
+
+        Parameters
+        ----------
+        has_validation : bool
+            Whether the fit has validation data (so records ``val_loss``).
+
+        Raises
+        ------
+        ValueError
+            If ``monitor`` is ``"val_loss"`` and the fit has no validation data.
+        """
         if self.monitor == "val_loss" and not has_validation:
             raise ValueError("ReduceOnPlateau(monitor='val_loss') needs validation data: "
                              "give fit validation_data= or validation_split=")
 
     def update(self, logs: dict[str, Any]) -> None:
+        """Called after every epoch with its records: count the epochs without
+        improvement, and drop the rate when there are more than ``patience`` of them.
+
+        An epoch improves when its monitored loss is below the best so far by more than
+        ``min_delta``, which sets the count back to 0.  After more than ``patience``
+        epochs in a row without improvement, the rate is multiplied by ``factor`` and
+        the count starts again.
+
+        Parameters
+        ----------
+        logs : dict
+            The epoch's records, keyed as ``History.KEYS``.
+
+        Raises
+        ------
+        ValueError
+            If ``logs`` has no record of the monitored loss.
+        """
         value = logs.get(self.monitor)
         if value is None:
             raise ValueError(f"ReduceOnPlateau monitors {self.monitor!r}, which this fit "

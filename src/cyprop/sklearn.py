@@ -846,7 +846,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     dtype : {None, 'float64', 'float32'}, default=None
         The network's dtype, which it trains in.  None: X's (float32 for float32
         input, as scikit-learn, float64 otherwise).  Predictions are float32 when X and
-        the network are, else float64 (as scikit-learn's X @ coefs_).
+        the network are, else float64 (as scikit-learn's ``X @ coefs_``).
     dropout : float or list of float, default=0.0
         Inverted dropout on the hidden layers during training (stochastic solvers).
     max_norm : float or None, default=None
@@ -892,7 +892,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         epoch since the start.
     n_features_in_ : int
         The number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         The feature names seen in ``fit``, when X has string column names.
     n_layers_ : int
         Layers, counted as scikit-learn does: input, hidden layers and output.
@@ -1282,7 +1282,7 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
         ``partial_fit``).
     n_features_in_ : int
         The number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         The feature names seen in ``fit``, when X has string column names.
     n_layers_ : int
         Layers, counted as scikit-learn does: input, hidden layers and output.
