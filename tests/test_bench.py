@@ -237,3 +237,22 @@ def test_checkout_script_smoke_run_writes_every_measurement(tmp_path):
     assert ratios["cython_over_best_peer"]["f64 1thr"]["W1/bs=1"]["peer"].startswith("cyprop-numpy")
     assert ratios["thread_scaling"]["2thr/1thr"]["W1/bs=10"] > 0
     assert "Ratios of samples/s" in done.stdout
+
+
+@pytest.mark.skipif(not COMPILED, reason="needs cyprop's compiled core")
+def test_one_row_calls_are_timed_against_the_numpy_chain(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("cyprop.bench._one_row.LOOP_SECONDS", 0.002)
+    path = tmp_path / "one_row.json"
+    assert bench_main(["--one-row", "--repeats", "1", "--samples", "300",
+                       "--dtypes", "f64,f32", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    calls = json.loads(path.read_text())["one_row"]["calls"]
+    mine = {(c["call"], c["dtype"]) for c in calls if c["system"] == "cyprop"}
+    assert mine == {(f"{call} {shape}", dtype)
+                    for call in ("forward", "predict", "partial_fit")
+                    for shape in ("(1, n)", "(n,)") for dtype in ("float64", "float32")}
+    for c in calls:
+        assert c["seconds"] > 0 and c["ratio_to_numpy_chain"] == pytest.approx(
+            c["seconds"] / c["numpy_chain_seconds"])
+    assert "NumPy one-row forward chain (f64)" in out and "x the NumPy chain" in out
