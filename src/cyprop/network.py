@@ -604,7 +604,7 @@ class Network:
         n_threads = _check_threads(n_threads)
         _check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
-        if not _chunks.is_blockwise(X) and np.ndim(X) == 1:
+        if not _chunks.is_blockwise(X) and _is_one_sample(X):
             X, Y = _one_sample(X, Y, self.arch.n_outputs)
         X, Y = self._check_data(X, Y)
         weights = self._sample_weights(sample_weight, class_weight, Y)
@@ -1113,6 +1113,14 @@ class Network:
 
 
 _OWN_OPTIMIZERS = frozenset(OPTIMIZERS.values())
+
+
+def _is_one_sample(X: ArrayLike) -> bool:
+    """Whether X is 1-D: one sample (what cannot be an array is left to the checks)."""
+    try:
+        return np.ndim(X) == 1
+    except ValueError:   # ragged nested sequences
+        return False
 
 
 def _one_sample(X: ArrayLike, Y: ArrayLike,
