@@ -85,7 +85,7 @@ def test_quick_defaults_and_what_overrides_them():
     assert full.systems == list(_suite.SYSTEMS) and full.json is None
 
 
-@pytest.mark.parametrize("bad", [["--dtypes", "float16"], ["--systems", "jax"],
+@pytest.mark.parametrize("bad", [["--dtypes", "float16"], ["--systems", "mxnet"],
                                  ["--workloads", "W9"], ["--batch-sizes", "0"],
                                  ["--threads", "two"]])
 def test_bad_arguments_are_usage_errors(bad, capsys):

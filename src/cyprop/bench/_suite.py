@@ -55,14 +55,17 @@ Record = dict[str, Any]
 DataSets = dict[str, tuple[np.ndarray, np.ndarray]]
 
 WORKLOADS = {"W1": [64, 32, 10], "W2": [784, 30, 10], "W3": [784, 100, 10]}
-SYSTEMS = ("cython", "numpy", "torch", "sklearn", "c", "estimators")
+SYSTEMS = ("cython", "numpy", "torch", "jax", "sklearn", "c", "estimators")
 SYSTEM_ALIASES = {"yardstick": "c"}   # the C baseline's name before it moved into the package
 QUICK = {"workloads": "W1,W2", "batch_sizes": "1,10", "systems": "cython,numpy,c,torch,sklearn",
          "dtypes": "float64", "repeats": 5, "samples": 5000, "max_samples_slow": 1000}
 LEARNING_RATE = 0.1
 SHORT_DTYPE = {"float64": "f64", "float32": "f32"}
 C_SYSTEM = "C-baseline"
-PEER_NAMES = {"cyprop-numpy": "NumPy reference", "torch": "PyTorch", "sklearn": "scikit-learn"}
+PEER_NAMES = {"cyprop-numpy": "NumPy reference", "torch": "PyTorch", "jax": "JAX",
+              "sklearn": "scikit-learn"}
+#: XLA on one core, as the other systems run: no intra-op threads (set before jax loads).
+XLA_ONE_CORE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -246,6 +249,57 @@ def run_torch(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) 
                     out.append(r)
     finally:
         torch.set_num_threads(before)
+    return out
+
+
+def run_jax(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) -> list[Record]:
+    """JAX: a jit-compiled epoch, ``jax.lax.scan`` of the SGD step over the batches of a
+    fresh permutation (how a performance-minded JAX user writes this loop), one thread,
+    at each of --dtypes.  The epoch covers the whole batches (n // bs * bs samples)."""
+    import jax
+    import jax.numpy as jnp
+
+    if "float64" in args.dtypes:
+        jax.config.update("jax_enable_x64", True)
+    out = []
+    for dtype in args.dtypes:
+        for wl, (X, y) in data.items():
+            n_in, n_hidden, n_out = WORKLOADS[wl]
+            rng = np.random.default_rng(0)
+            init = [rng.normal(0, 1 / np.sqrt(n_in), (n_hidden, n_in)), np.zeros(n_hidden),
+                    rng.normal(0, 1 / np.sqrt(n_hidden), (n_out, n_hidden)), np.zeros(n_out)]
+            for bs in batch_sizes:
+                n = samples_for(True, bs, len(X), args) // bs * bs
+                Xj = jnp.asarray(X[:n], dtype=dtype)
+                Yj = jnp.asarray(np.eye(n_out)[y[:n]], dtype=dtype)
+
+                def loss(params: list[Any], xb: Any, yb: Any) -> Any:
+                    W1, b1, W2, b2 = params
+                    z = jax.nn.sigmoid(xb @ W1.T + b1) @ W2.T + b2
+                    return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(z), axis=1))
+
+                def step(params: list[Any], batch: tuple[Any, Any]) -> tuple[list[Any], None]:
+                    grads = jax.grad(loss)(params, *batch)
+                    return [p - LEARNING_RATE * g for p, g in zip(params, grads)], None
+
+                @jax.jit
+                def train(params: list[Any], order: Any, n_batches: int = n // bs,
+                          bs: int = bs) -> list[Any]:
+                    batches = (Xj[order].reshape(n_batches, bs, n_in),
+                               Yj[order].reshape(n_batches, bs, n_out))
+                    return jax.lax.scan(step, params, batches)[0]
+
+                params = [jnp.asarray(p, dtype=dtype) for p in init]
+                orders = np.random.default_rng(1)
+
+                def epoch() -> None:
+                    order = jnp.asarray(orders.permutation(n))
+                    jax.block_until_ready(train(params, order))
+
+                r = result("jax", f"{SHORT_DTYPE[dtype]} 1thr", wl, bs, dtype, n,
+                           measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
+                progress(r)
+                out.append(r)
     return out
 
 
@@ -1187,8 +1241,12 @@ def run(args: argparse.Namespace) -> Record:
     if "numpy" in args.systems:
         print("cyprop, NumPy reference", flush=True)
         results += run_cyprop("numpy", data, args.batch_sizes, ["float64"], args)
+    if "jax" in args.systems and "jax" not in sys.modules:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_CORE}".strip()
     for system, module, title, runner in (
             ("torch", "torch", "PyTorch CPU", run_torch),
+            ("jax", "jax", "JAX (jit, lax.scan), one thread", run_jax),
             ("sklearn", "sklearn.neural_network", "scikit-learn MLPClassifier", run_sklearn)):
         if system not in args.systems:
             continue
