@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,11 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from . import _backend, _chunks, _loop, _maths, _validation
+from . import _backend, _chunks, _loop, _maths, _state, _validation
 from ._architecture import Architecture
 from .history import History
 from .initializers import INITIALIZERS
-from .optimizers import OPTIMIZERS, Optimizer
+from .errors import InvalidState
+from .optimizers import MAX_STEPS, OPTIMIZERS, Optimizer
 
 if TYPE_CHECKING:
     from .schedules import Schedule
@@ -45,6 +47,89 @@ class _ParameterList(list):
         if value.shape != target.shape:
             raise ValueError(f"layer {index} has shape {target.shape}, got {value.shape}")
         target[...] = value
+
+
+@dataclass
+class OptimizerState:
+    """An optimizer as plain data: the ``optimizer`` of a ``NetworkState``.
+
+    Attributes
+    ----------
+    name : str
+        The optimizer's class name, a key of ``cyprop.optimizers.OPTIMIZERS``.
+    config : dict
+        ``get_config()``: its constructor's keyword arguments, with the *current*
+        learning rate (a schedule's last).
+    initial_learning_rate : float or None
+        The rate schedules scale; None: the config's rate.
+    steps : int
+        Optimizer steps taken so far (0 .. 2**62-1).
+    state : ndarray of shape (n_slots, n_params), or None
+        Its buffers (momentum, moments), in the network's dtype and parameter layout;
+        None before its first step.
+    """
+
+    name: str
+    config: dict[str, Any]
+    initial_learning_rate: float | None
+    steps: int
+    state: NDArray[Any] | None
+
+
+@dataclass
+class NetworkState:
+    """A ``Network``'s complete state as plain data: what ``Network.get_state`` returns,
+    ``Network.from_state`` rebuilds and ``cyprop.persistence`` writes and reads.
+
+    Attributes
+    ----------
+    sizes : list of int
+        Units per layer, input first.
+    activations : list of str
+        The activation of each weight layer, the output's last.
+    loss : str
+        ``"mse"`` or ``"cross_entropy"``.
+    dtype : str
+        ``"float64"`` or ``"float32"``.
+    init : str
+        The initializer's name (as given to ``Network``).
+    seed : int or None
+        The seed given to ``Network`` (informational: ``rng`` is the generator's state).
+    backend : str
+        The backend asked for: ``"auto"``, ``"cython"`` or ``"numpy"``.
+    dropout : list of float
+        The dropout rate of each hidden layer.
+    max_norm : float
+        The max-norm bound, 0.0 for none.
+    params : ndarray of shape (n_params,)
+        Every weight and bias in one flat array of ``dtype``: per layer, the weights
+        row-major, then the biases.
+    rng : dict
+        ``bit_generator.state`` of the network's shuffling generator, as plain Python
+        data (lists for arrays).
+    optimizer : OptimizerState or None
+        The optimizer and its state (None before the first training call).
+    history : dict
+        The training records, ``{key: [float or None, ...]}`` for the keys of
+        ``History.KEYS``, one value per epoch.
+    stop_reason : str or None
+        ``history.stop_reason``.
+    """
+
+    sizes: list[int]
+    activations: list[str]
+    loss: str
+    dtype: str
+    init: str
+    seed: int | None
+    backend: str
+    dropout: list[float]
+    max_norm: float
+    params: NDArray[Any]
+    rng: dict[str, Any]
+    optimizer: OptimizerState | None
+    history: dict[str, list[float | None]]
+    stop_reason: str | None
 
 
 class Network:
@@ -661,9 +746,103 @@ class Network:
         TypeError, ValueError
             If the network cannot be saved (see ``cyprop.persistence.save``).
         """
-        from . import persistence  # here, not at the top: persistence imports Network
+        # What the file holds is taken in one moment (get_state holds the lock), then
+        # written without holding up training.
+        _state.write(self.get_state(), os.fspath(path))
 
-        persistence.save(self, path)
+    def get_state(self) -> NetworkState:
+        """The network's complete state, as plain data (copies): architecture, dtype,
+        settings, parameters, shuffling generator, optimizer (and its state) and history.
+
+        ``Network.from_state`` rebuilds an equal network from it: the same outputs, and
+        training that goes on exactly as this network's would (on the same backend).
+        ``save`` writes this state.  The network may be training in another thread:
+        the state is one it had between two steps.
+
+        Returns
+        -------
+        NetworkState
+            A new state, sharing no arrays with the network.
+
+        Raises
+        ------
+        ValueError
+            If the optimizer is not one of ``cyprop.optimizers.OPTIMIZERS`` (its state
+            could not be rebuilt): set ``net.optimizer = None`` to go without it.
+        """
+        with self._state_lock:   # a state that existed, even while another thread trains
+            optimizer = None if self.optimizer is None else self._optimizer_state()
+            return NetworkState(
+                sizes=list(self.arch.sizes), activations=list(self.arch.activations),
+                loss=self.arch.loss, dtype=self.dtype.name, init=self.init, seed=self.seed,
+                backend=self._requested_backend, dropout=self.dropout,
+                max_norm=self.max_norm, params=self._params.copy(),
+                rng=_state.plain(self._rng.bit_generator.state),   # new lists and ints
+                optimizer=optimizer,
+                history={key: [None if v is None else float(v) for v in values]
+                         for key, values in self.history.to_dict().items()},
+                stop_reason=self.history.stop_reason)
+
+    def _optimizer_state(self) -> OptimizerState:
+        opt = self.optimizer
+        assert opt is not None
+        name = type(opt).__name__
+        if OPTIMIZERS.get(name) is not type(opt):
+            raise ValueError(f"cannot save a network whose optimizer is {name}: only the "
+                             f"optimizers in cyprop.optimizers.OPTIMIZERS "
+                             f"({', '.join(OPTIMIZERS)}) can be saved or restored; set "
+                             "net.optimizer = None to save without it")
+        state, steps = opt.state, int(opt.steps)
+        if state is not None and (state.ndim != 2 or state.shape[1] != self.n_params
+                                  or state.dtype != self.dtype):
+            # State left from another network: the next step would discard it and start
+            # afresh (Optimizer.state_for), so "no state" is the same optimizer.
+            state, steps = None, 0
+        if state is not None and state.shape[0] != type(opt).n_slots:
+            raise ValueError(f"cannot save: the {name} state has {state.shape[0]} rows, "
+                             f"expected {type(opt).n_slots}")
+        if not 0 <= steps <= MAX_STEPS:
+            raise ValueError(f"cannot save: the {name} step count {steps} is outside "
+                             f"0..2**62-1, which load accepts")
+        return OptimizerState(name=name, config=opt.get_config(),
+                              initial_learning_rate=float(opt.initial_learning_rate),
+                              steps=steps, state=None if state is None else state.copy())
+
+    @classmethod
+    def from_state(cls, state: NetworkState) -> Network:
+        """A network rebuilt from ``state`` (see ``get_state``), on the state's backend.
+
+        Everything is checked as ``cyprop.load`` checks a file: the architecture and
+        settings by the constructor's own rules, the parameters' shape, dtype and
+        finiteness, the generator state field by field against NumPy's own, the
+        optimizer's name, configuration, step count and state (shape, dtype,
+        finiteness), and the history.  Nothing of ``state`` is shared with the network.
+
+        Parameters
+        ----------
+        state : NetworkState
+            The state, from ``get_state`` (or built by hand).
+
+        Returns
+        -------
+        Network
+            The network, with its optimizer (and state) and history.
+
+        Raises
+        ------
+        TypeError
+            If ``state`` is not a ``NetworkState``.
+        ValueError
+            Saying what is wrong (``cyprop.errors.InvalidState``, a ``ValueError``),
+            for a state that does not describe a network cyprop can build.
+        ImportError
+            If the state's backend is ``"cython"`` and the compiled extension cannot be
+            imported.
+        """
+        if not isinstance(state, NetworkState):
+            raise TypeError(f"from_state needs a NetworkState (from Network.get_state), "
+                            f"got {type(state).__name__}")
+        return _from_state(cls, state)
 
     # ------------------------------------------------------------ interop
     def to_onnx(self, path: str | os.PathLike[str], opset: int | None = None) -> Any:
@@ -816,6 +995,118 @@ class Network:
     def __repr__(self) -> str:
         return (f"Network(sizes={self.sizes}, activations={self.activations}, "
                 f"loss={self.arch.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+
+def _from_state(cls: type[Network], state: NetworkState) -> Network:
+    """``Network.from_state``: the checks in the order ``cyprop.load`` makes them (the
+    file's own, then these), each failure an InvalidState naming the problem."""
+    def require(condition: object, problem: str) -> None:
+        if not condition:
+            raise InvalidState(problem)
+
+    r = _state.short.repr
+    sizes, activations = state.sizes, state.activations
+    require(isinstance(sizes, (list, tuple)) and len(sizes) >= 2
+            and all(_state.is_int(n) and n >= 1 for n in sizes),
+            f"invalid layer sizes {r(sizes)}")
+    require(isinstance(activations, (list, tuple)) and len(activations) == len(sizes) - 1
+            and all(isinstance(a, str) for a in activations),
+            f"invalid activations {r(activations)} for sizes {r(sizes)}")
+    try:
+        # The constructor applies the same rules as for a new network (e.g. no
+        # cross-entropy with a ReLU output), so a state cannot smuggle in a model
+        # that Network itself would refuse.
+        net = cls(list(sizes), activation=list(activations[:-1]), output=activations[-1],
+                  loss=state.loss, init=state.init, dtype=state.dtype, seed=state.seed,
+                  backend=state.backend, dropout=state.dropout,
+                  max_norm=state.max_norm or None)
+    except (TypeError, ValueError) as exc:
+        raise InvalidState(f"it describes a network cyprop cannot build: {exc}") from exc
+
+    params = state.params
+    require(isinstance(params, np.ndarray), f"the parameters must be a NumPy array, got "
+                                            f"{type(params).__name__}")
+    require(params.dtype == net.dtype,
+            f"the parameters have dtype {params.dtype}, expected {net.dtype.name}")
+    require(params.shape == (net.n_params,),
+            f"the parameters have shape {params.shape}, expected ({net.n_params},)")
+    net._params[...] = params
+    require(_validation.all_finite(net._params), "the weights contain NaN or infinity")
+
+    rng = _state.plain(state.rng)
+    problem = _state.rng_problem(rng)
+    require(problem is None, f"invalid random generator state ({problem})")
+    bit_generator = getattr(np.random, rng["bit_generator"])()   # one of RNG_FIELDS, checked
+    try:
+        bit_generator.state = rng
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise InvalidState(f"invalid random generator state ({exc})") from exc
+    net._rng = np.random.Generator(bit_generator)
+
+    if state.optimizer is not None:
+        net.optimizer = _optimizer_from_state(state.optimizer, net)
+
+    history = {"records": state.history, "stop_reason": state.stop_reason}
+    _state.validate_history(require, history)
+    unknown = set(state.history) - set(History.KEYS)
+    require(not unknown, f"unknown training history records {r(sorted(unknown))}")
+    epochs = len(next(iter(state.history.values()), []))
+    net.history = History()
+    for key in History.KEYS:
+        # Records the state lacks are filled with None.
+        setattr(net.history, key, [None if v is None else float(v)
+                                   for v in state.history.get(key, [None] * epochs)])
+    net.history.stop_reason = state.stop_reason
+    return net
+
+
+def _optimizer_from_state(opt: OptimizerState, net: Network) -> Optimizer:
+    """The optimizer of a state, checked as a file's is (``_state.validate_optimizer``)."""
+    def require(condition: object, problem: str) -> None:
+        if not condition:
+            raise InvalidState(problem)
+
+    require(isinstance(opt, OptimizerState),
+            f"the optimizer must be an OptimizerState, got {type(opt).__name__}")
+    state = opt.state
+    _state.validate_optimizer(require, {
+        "name": opt.name, "config": opt.config, "steps": opt.steps,
+        "has_state": state is not None, "initial_learning_rate": opt.initial_learning_rate})
+    # get_config() gave the current rate, which a schedule may have taken anywhere
+    # down to 0 (a finished Cosine); the constructor, which wants a rate > 0, gets
+    # the initial one, which schedules scale, and the current one is set after.
+    config = dict(opt.config)
+    initial = opt.initial_learning_rate
+    current = config.get("learning_rate")
+    if initial is not None and "learning_rate" in config:
+        config["learning_rate"] = initial
+    try:
+        optimizer = OPTIMIZERS[opt.name](**config)
+        if current is not None and current < 0:
+            raise ValueError(f"learning_rate must be a finite number >= 0, got {current!r}")
+    except (TypeError, ValueError) as exc:
+        raise InvalidState(f"invalid {opt.name} configuration ({exc})") from exc
+    if initial is not None:
+        optimizer.initial_learning_rate = float(initial)
+        if current is not None:
+            optimizer.learning_rate = float(current)
+    optimizer.steps = opt.steps
+    if state is not None:
+        shape = (type(optimizer).n_slots, net.n_params)
+        require(isinstance(state, np.ndarray) and state.dtype == net.dtype
+                and state.shape == shape,
+                f"the {opt.name} state must be an array of shape {shape} and dtype "
+                f"{net.dtype.name}, got {_describe(state)}")
+        optimizer.state = np.array(state, order="C", copy=True)   # own, C-contiguous
+        require(_validation.all_finite(optimizer.state),
+                "the optimizer state contains NaN or infinity")
+    return optimizer
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"shape {value.shape} and dtype {value.dtype}"
+    return type(value).__name__
 
 
 _OWN_OPTIMIZERS = frozenset(OPTIMIZERS.values())
