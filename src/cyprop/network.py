@@ -53,7 +53,7 @@ class _ParameterList(list):
 class OptimizerState:
     """An optimizer as plain data: the ``optimizer`` of a ``NetworkState``.
 
-    Attributes
+    Parameters
     ----------
     name : str
         The optimizer's class name, a key of ``cyprop.optimizers.OPTIMIZERS``.
@@ -81,7 +81,7 @@ class NetworkState:
     """A ``Network``'s complete state as plain data: what ``Network.get_state`` returns,
     ``Network.from_state`` rebuilds and ``cyprop.persistence`` writes and reads.
 
-    Attributes
+    Parameters
     ----------
     sizes : list of int
         Units per layer, input first.
