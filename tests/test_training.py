@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cyprop
-from cyprop import _reference, network as network_module
+from cyprop import _loop, _reference
 from cyprop._training import Dropout
 from cyprop.schedules import Constant, Cosine, InverseScaling, ReduceOnPlateau, StepDecay
 
@@ -1056,7 +1056,7 @@ def test_epochs_split_into_parts_give_the_same_result(backend, monkeypatch):
         return snapshot(net), history.loss, net.optimizer.steps
 
     whole = train()
-    monkeypatch.setattr(network_module, "_parts",
+    monkeypatch.setattr(_loop, "parts",
                         lambda n, batch_size, n_params: [(s, min(s + 2 * batch_size, n))
                                                          for s in range(0, n, 2 * batch_size)])
     parts = train()

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _backend, _maths, _reference, _validation, persistence
+from . import _archive, _backend, _maths, _reference, _state, _validation, persistence
 from ._version import __version__
 from .network import Network, _check_threads
 
@@ -363,11 +363,11 @@ class Ensemble:
         """
         metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                     "cyprop_version": __version__, "networks": len(self.networks)}
-        arrays = {persistence._METADATA: _as_bytes_array(json.dumps(metadata).encode("utf-8"))}
+        arrays = {_archive.METADATA: _as_bytes_array(json.dumps(metadata).encode("utf-8"))}
         for i, net in enumerate(self.networks):
             arrays[f"network_{i}"] = _as_bytes_array(_network_file(net))
-        target, mode = persistence._save_target(os.fspath(path))
-        persistence._write_atomic(target, arrays, mode)
+        target, mode = _archive.save_target(os.fspath(path))
+        _archive.write_atomic(target, arrays, mode)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str = "auto") -> Ensemble:
@@ -397,12 +397,12 @@ class Ensemble:
             raise ValueError(f"unknown backend {backend!r}; choose one of "
                              f"{', '.join(_backend.BACKENDS)}")
         path = os.fspath(path)
-        with persistence._open_regular_file(path) as fh:
+        with _archive.open_regular_file(path) as fh:
             networks = _read_networks(path, fh, os.fstat(fh.fileno()).st_size, backend)
         try:
             return cls(networks)
         except (TypeError, ValueError) as exc:
-            raise persistence._invalid(path, f"its networks do not make an ensemble: {exc}") \
+            raise _archive.invalid(path, f"its networks do not make an ensemble: {exc}") \
                 from exc
 
 
@@ -412,43 +412,33 @@ def _as_bytes_array(data: bytes) -> npt.NDArray[np.uint8]:
 
 def _network_file(net: Network) -> bytes:
     """The bytes of the file ``Network.save`` would write for ``net``."""
-    with net._state_lock:      # a state the network had, even while it trains
-        metadata, arrays = persistence._snapshot(net)
-    try:
-        text = json.dumps(metadata, default=persistence._json_default)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"cannot save this network: its metadata is not JSON-serialisable "
-                        f"({exc})") from exc
-    buffer = io.BytesIO()
-    members = {persistence._METADATA: _as_bytes_array(text.encode("utf-8")), **arrays}
-    # type-ignored: mypy matches the ** mapping against savez's allow_pickle: bool
-    np.savez(buffer, **members)  # type: ignore[arg-type]
-    return buffer.getvalue()
+    # (get_state: a state the network had, even while it trains)
+    return _state.file_bytes(net.get_state())
 
 
 def _read_networks(path: str, fh: IO[bytes], size: int, backend: str) -> list[Network]:
     """The networks of the ensemble file open as ``fh`` (``size`` bytes)."""
     def invalid(problem: str) -> ValueError:
-        return persistence._invalid(path, problem)
+        return _archive.invalid(path, problem)
 
     if fh.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
         raise invalid("not a cyprop ensemble file (not an .npz/zip archive)")
     fh.seek(0)
-    archive = persistence._guarded(path, "the file is truncated or corrupted",
-                                   zipfile.ZipFile, fh)
+    archive = _archive.guarded(path, "the file is truncated or corrupted",
+                               zipfile.ZipFile, fh)
     uint8 = np.dtype(np.uint8)
     with archive:
-        members = persistence._check_members(path, archive, size)
-        info = members.get(persistence._METADATA)
+        members = _archive.check_members(path, archive, size)
+        info = members.get(_archive.METADATA)
         if info is None:
             raise invalid("not a cyprop ensemble file (no metadata entry)")
         if info.file_size > persistence.METADATA_LIMIT:
             raise invalid(f"the metadata entry has {info.file_size} bytes, more than the "
                           f"{persistence.METADATA_LIMIT} this cyprop reads")
-        raw = persistence._read_array(path, archive, info, persistence._METADATA, None, uint8)
-        count = _check_metadata(path, persistence._decode_json(path, raw.tobytes()),
+        raw = _archive.read_array(path, archive, info, _archive.METADATA, None, uint8)
+        count = _check_metadata(path, _archive.decode_json(path, raw.tobytes()),
                                 len(members))
-        expected = {persistence._METADATA} | {f"network_{i}" for i in range(count)}
+        expected = {_archive.METADATA} | {f"network_{i}" for i in range(count)}
         if set(members) != expected:
             unexpected = sorted(set(members) - expected)
             missing = sorted(expected - set(members))
@@ -458,33 +448,32 @@ def _read_networks(path: str, fh: IO[bytes], size: int, backend: str) -> list[Ne
         networks: list[Network] = []
         for i in range(count):
             name = f"network_{i}"
-            data = persistence._read_array(path, archive, members[name], name, None, uint8)
+            data = _archive.read_array(path, archive, members[name], name, None, uint8)
             where = f"{path} (network {i})"
             # each network's file is read exactly as cyprop.load reads one
-            metadata, arrays = persistence._read(where, io.BytesIO(data.data),
-                                                 data.nbytes)
+            networks.append(persistence.read_network(where, io.BytesIO(data.data),
+                                                     data.nbytes, backend))
             del data
-            networks.append(persistence._build(where, metadata, arrays, backend))
     return networks
 
 
 def _check_metadata(path: str, meta: Any, n_members: int) -> int:
     """The number of networks the metadata announces, checked."""
     if isinstance(meta, dict) and meta.get("format") == persistence.FORMAT_NAME:
-        raise persistence._invalid(path, "it is a network, not an ensemble: read it with "
-                                         "cyprop.load")
+        raise _archive.invalid(path, "it is a network, not an ensemble: read it with "
+                                     "cyprop.load")
     if not (isinstance(meta, dict) and meta.get("format") == FORMAT_NAME):
-        raise persistence._invalid(path, "not a cyprop ensemble file (its metadata does not "
+        raise _archive.invalid(path, "not a cyprop ensemble file (its metadata does not "
                                          "name the format)")
     version = meta.get("format_version")
     if not (type(version) is int and 1 <= version):
-        raise persistence._invalid(path, f"invalid format version {version!r:.40}")
+        raise _archive.invalid(path, f"invalid format version {version!r:.40}")
     if version > FORMAT_VERSION:
-        raise persistence._invalid(path, f"the file has format version {version}, written by "
-                                         f"a newer cyprop; this cyprop ({__version__}) reads "
-                                         f"versions up to {FORMAT_VERSION}: upgrade cyprop")
+        raise _archive.invalid(path, f"the file has format version {version}, written by "
+                                     f"a newer cyprop; this cyprop ({__version__}) reads "
+                                     f"versions up to {FORMAT_VERSION}: upgrade cyprop")
     count = meta.get("networks")
     if not (type(count) is int and 1 <= count < n_members):
-        raise persistence._invalid(path, f"invalid number of networks {count!r:.40} for a file "
-                                         f"of {n_members} entries")
+        raise _archive.invalid(path, f"invalid number of networks {count!r:.40} for a file "
+                                     f"of {n_members} entries")
     return count

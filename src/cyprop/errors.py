@@ -31,3 +31,25 @@ class TrainingDiverged(ArithmeticError, ValueError):
     def __init__(self, message: str, epoch: int | None = None) -> None:
         super().__init__(message)
         self.epoch = epoch
+
+
+class InvalidState(ValueError):
+    """A ``NetworkState`` that does not describe a network cyprop can build (raised by
+    ``Network.from_state``; ``cyprop.load`` reports the same problems in a file).
+
+    Parameters
+    ----------
+    problem : str
+        What is wrong, e.g. ``"the weights contain NaN or infinity"``.
+
+    Attributes
+    ----------
+    problem : str
+        What is wrong, without the ``"invalid network state: "`` prefix.
+    """
+
+    problem: str
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"invalid network state: {problem}")
+        self.problem = problem

@@ -1,17 +1,17 @@
-"""The ``Network``: a multilayer perceptron and its training loop policy.
+"""The ``Network``: a multilayer perceptron, its model and its API.
 
 The network owns its parameters in one flat array (see ``_architecture.py``);
 ``weights`` and ``biases`` are views into it, so writing into them changes the
 model.  All the per-sample and per-batch work happens in the backend; this module
-validates input, orders the samples of each epoch, and keeps the records.
+validates input and hands training calls to the training loop (``_loop.py``), which
+orders the samples of each epoch and keeps the records.
 """
 
 from __future__ import annotations
 
 import copy
-import numbers
 import os
-import sys
+from dataclasses import dataclass
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,14 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from . import _backend, _chunks, _maths, _validation
+from . import _backend, _chunks, _loop, _maths, _state, _validation
 from ._architecture import Architecture
-from .errors import TrainingDiverged
-from ._progress import Progress, is_interactive
-from ._training import Dropout, TrainingOptions
 from .history import History
 from .initializers import INITIALIZERS
-from .optimizers import OPTIMIZERS, SGD, Optimizer
+from .errors import InvalidState
+from .optimizers import MAX_STEPS, OPTIMIZERS, Optimizer
 
 if TYPE_CHECKING:
     from .schedules import Schedule
@@ -49,6 +47,89 @@ class _ParameterList(list):
         if value.shape != target.shape:
             raise ValueError(f"layer {index} has shape {target.shape}, got {value.shape}")
         target[...] = value
+
+
+@dataclass
+class OptimizerState:
+    """An optimizer as plain data: the ``optimizer`` of a ``NetworkState``.
+
+    Parameters
+    ----------
+    name : str
+        The optimizer's class name, a key of ``cyprop.optimizers.OPTIMIZERS``.
+    config : dict
+        ``get_config()``: its constructor's keyword arguments, with the *current*
+        learning rate (a schedule's last).
+    initial_learning_rate : float or None
+        The rate schedules scale; None: the config's rate.
+    steps : int
+        Optimizer steps taken so far (0 .. 2**62-1).
+    state : ndarray of shape (n_slots, n_params), or None
+        Its buffers (momentum, moments), in the network's dtype and parameter layout;
+        None before its first step.
+    """
+
+    name: str
+    config: dict[str, Any]
+    initial_learning_rate: float | None
+    steps: int
+    state: NDArray[Any] | None
+
+
+@dataclass
+class NetworkState:
+    """A ``Network``'s complete state as plain data: what ``Network.get_state`` returns,
+    ``Network.from_state`` rebuilds and ``cyprop.persistence`` writes and reads.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Units per layer, input first.
+    activations : list of str
+        The activation of each weight layer, the output's last.
+    loss : str
+        ``"mse"`` or ``"cross_entropy"``.
+    dtype : str
+        ``"float64"`` or ``"float32"``.
+    init : str
+        The initializer's name (as given to ``Network``).
+    seed : int or None
+        The seed given to ``Network`` (informational: ``rng`` is the generator's state).
+    backend : str
+        The backend asked for: ``"auto"``, ``"cython"`` or ``"numpy"``.
+    dropout : list of float
+        The dropout rate of each hidden layer.
+    max_norm : float
+        The max-norm bound, 0.0 for none.
+    params : ndarray of shape (n_params,)
+        Every weight and bias in one flat array of ``dtype``: per layer, the weights
+        row-major, then the biases.
+    rng : dict
+        ``bit_generator.state`` of the network's shuffling generator, as plain Python
+        data (lists for arrays).
+    optimizer : OptimizerState or None
+        The optimizer and its state (None before the first training call).
+    history : dict
+        The training records, ``{key: [float or None, ...]}`` for the keys of
+        ``History.KEYS``, one value per epoch.
+    stop_reason : str or None
+        ``history.stop_reason``.
+    """
+
+    sizes: list[int]
+    activations: list[str]
+    loss: str
+    dtype: str
+    init: str
+    seed: int | None
+    backend: str
+    dropout: list[float]
+    max_norm: float
+    params: NDArray[Any]
+    rng: dict[str, Any]
+    optimizer: OptimizerState | None
+    history: dict[str, list[float | None]]
+    stop_reason: str | None
 
 
 class Network:
@@ -541,7 +622,7 @@ class Network:
         batch_size = _validation.check_int("batch_size", batch_size)
         patience = _validation.check_int("patience", patience, minimum=0)
         _check_schedule(schedule)
-        _check_optimizer(optimizer)
+        _loop.check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
         early_stopping = _validation.check_bool("early_stopping", early_stopping)
         callbacks = list(callbacks)
@@ -549,11 +630,11 @@ class Network:
             if not callable(getattr(callback, "on_epoch_end", None)):
                 raise TypeError(f"callbacks need an on_epoch_end(net, epoch, logs) method; "
                                 f"{type(callback).__name__} has none")
-        rules = _StoppingRules(target_loss, target_error, min_update, early_stopping,
-                               patience, min_delta)
+        rules = _loop.StoppingRules(target_loss, target_error, min_update, early_stopping,
+                                    patience, min_delta)
         n_threads = _check_threads(n_threads)
         X, Y = self._check_data(X, Y)
-        validation = self._validation_set(X, Y, validation_data, validation_split,
+        validation = _loop.validation_set(self, X, Y, validation_data, validation_split,
                                           early_stopping)
         if schedule is not None and callable(getattr(schedule, "check", None)):
             schedule.check(has_validation=validation is not None)
@@ -564,10 +645,11 @@ class Network:
             if np.shape(sample_weight) == (X.shape[0],):  # type: ignore[arg-type]
                 sample_weight = np.asarray(sample_weight)[:n_train]
             X, Y = X[:n_train], Y[:n_train]
-        weights = self._sample_weights(sample_weight, class_weight, Y)
+        weights = _loop.sample_weights(sample_weight, class_weight, Y, self.dtype)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
-        return self._run(X, Y, weights, epochs, batch_size, shuffle, rng, verbose, schedule,
-                         validation, rules, callbacks, History(), n_threads, optimizer)
+        return _loop.run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose,
+                         schedule, validation, rules, callbacks, History(), n_threads,
+                         optimizer)
 
     def partial_fit(self, X: ArrayLike, Y: ArrayLike, batch_size: int = 10,
                     optimizer: Optimizer | None = None, shuffle: bool = True,
@@ -602,14 +684,14 @@ class Network:
             return self   # one sample, stepped and checked in C
         batch_size = _validation.check_int("batch_size", batch_size)
         n_threads = _check_threads(n_threads)
-        _check_optimizer(optimizer)
+        _loop.check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
         if not _chunks.is_blockwise(X) and _is_one_sample(X):
             X, Y = _one_sample(X, Y, self.arch.n_outputs)
         X, Y = self._check_data(X, Y)
-        weights = self._sample_weights(sample_weight, class_weight, Y)
-        self._run(X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
-                  _StoppingRules(), [], None, n_threads, optimizer)
+        weights = _loop.sample_weights(sample_weight, class_weight, Y, self.dtype)
+        _loop.run(self, X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
+                  _loop.StoppingRules(), [], None, n_threads, optimizer)
         return self
 
     def _step_one_sample(self, X: ArrayLike, Y: ArrayLike) -> bool:
@@ -645,298 +727,6 @@ class Network:
             self._lock.release()
         return True
 
-    def _set_optimizer(self, optimizer: Optimizer | None) -> None:
-        if optimizer is not None and optimizer is not self.optimizer:
-            # An optimizer's state (momentum, moments) belongs to the network it trained:
-            # one that comes from elsewhere starts afresh here.
-            optimizer.reset()
-            self.optimizer = optimizer
-        elif self.optimizer is None:
-            self.optimizer = SGD()
-
-    def _run(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epochs: int,
-             batch_size: int, shuffle: bool, rng: np.random.Generator, verbose: int | str,
-             schedule: Any, validation: tuple[Any, NDArray[Any]] | None,
-             rules: _StoppingRules, callbacks: list[Any], history: History | None,
-             n_threads: int | None = None, optimizer: Optimizer | None = None) -> History:
-        """The training loop shared by fit and partial_fit (``history`` None: the
-        network's own, added to)."""
-        batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
-        if not self._lock.acquire(blocking=False):
-            if self._training_thread == threading.get_ident():
-                raise RuntimeError("fit or partial_fit was called on this network from "
-                                   "inside its own training (a callback?); train a copy "
-                                   "there, or act after fit returns")
-            raise RuntimeError("this network is already training in another thread; "
-                               "train a copy, or wait for that fit to finish")
-        self._training_thread = threading.get_ident()
-        recorded = None   # epochs in the history before this call, once known
-        try:
-            # Only now, with the lock held: a refused call must not change the optimizer
-            # under a fit running in another thread.
-            _check_optimizer(self.optimizer if optimizer is None else optimizer)
-            (optimizer or self.optimizer or SGD()).check()
-            previous = self.optimizer, self.history
-            self._set_optimizer(optimizer)
-            history = self.history if history is None else history
-            recorded = history.epochs
-            # One batch per epoch: its loss is taken before its one step, so it cannot
-            # show growth (a stream of one-row partial_fit calls skips the measurement).
-            limit = (np.inf if X.shape[0] <= batch_size
-                     else self._divergence_limit(X, Y, weights))
-            self.history = history
-            self.stop_training = False
-            if verbose == "auto":
-                verbose = int(is_interactive(sys.stdout))   # a terminal or a notebook
-            progress = Progress(epochs, X.shape[0]) if verbose else None
-            try:
-                for epoch in range(epochs):
-                    logs = self._epoch(X, Y, weights, batch_size, shuffle, rng, schedule,
-                                       validation, progress, n_threads, limit)
-                    with self._state_lock:
-                        history.record(**logs)
-                    if progress is not None:
-                        progress.end_epoch(logs)
-                    if callable(getattr(schedule, "update", None)):
-                        schedule.update(logs)
-                    reason = rules.check(self, logs)
-                    for callback in callbacks:
-                        if callback.on_epoch_end(self, history.epochs - 1, logs) is True:
-                            self.stop_training = True
-                    if reason is None and self.stop_training:
-                        reason = "callback"
-                    if reason is not None:
-                        history.stop_reason = reason
-                        break
-                else:
-                    history.stop_reason = "epochs"
-            except KeyboardInterrupt:
-                # Whole batches only were applied: the network is usable as it is.
-                history.stop_reason = "interrupted"
-                raise
-            finally:
-                with self._state_lock:
-                    rules.restore_best(self)
-                if progress is not None:
-                    progress.close()
-        except Exception as exc:
-            read_late = isinstance(X, _chunks.Rows) or (
-                validation is not None and isinstance(validation[0], _chunks.Rows))
-            # (recorded is set only once history is)
-            if (recorded is not None and read_late
-                    and history.epochs == recorded  # type: ignore[union-attr]
-                    and not isinstance(exc, TrainingDiverged)):
-                # Bad data in a block of the first epoch (a NaN?), checked only as it is
-                # read: the epoch was undone (_epoch), and the call is refused as a call
-                # with bad data in memory is, leaving the optimizer and history as they were.
-                self.optimizer, self.history = previous
-            raise
-        finally:
-            self._training_thread = None
-            self._lock.release()
-        return history
-
-    def _divergence_limit(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None) -> float:
-        """The training loss past which a run counts as diverged: DIVERGENCE_FACTOR
-        times the mean loss, before this call trains, of its first samples (at least 1,
-        so that a network already near 0 loss may still move)."""
-        m = min(X.shape[0], DIVERGENCE_SAMPLES)
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss, _, _ = self._impl.loss_and_gradients(self.arch, self._params,
-                                                       _chunks.head(X, m), Y[:m], False)
-        start = loss / m * (float(np.mean(weights)) if weights is not None else 1.0)
-        return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
-
-    def _epoch(self, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, batch_size: int,
-               shuffle: bool, rng: np.random.Generator, schedule: Schedule | None,
-               validation: tuple[Any, NDArray[Any]] | None, progress: Progress | None,
-               n_threads: int | None = None, limit: float = np.inf) -> dict[str, Any]:
-        """One epoch; returns its records.  Divergence restores the epoch's start."""
-        n = X.shape[0]
-        epoch = self.history.epochs
-        optimizer = self.optimizer
-        assert optimizer is not None   # (_run set it)
-        if schedule is not None:
-            optimizer.learning_rate = _validation.check_number(
-                f"the schedule's learning rate for epoch {epoch + 1}",
-                schedule.rate(epoch, optimizer.initial_learning_rate), 0)
-        blockwise = isinstance(X, _chunks.Rows)
-        if blockwise:   # a Dask array or memory map: blocks of whole batches (see _chunks)
-            blocks = _chunks.epoch_blocks(
-                n, _chunks.block_rows(self.arch.n_inputs, self.dtype, batch_size), shuffle, rng)
-        else:
-            order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp,
-                                                                               copy=False)
-        dropout_seed = int(rng.integers(2 ** 63)) if any(self.dropout) else None
-        if not _validation.all_finite(self._params):
-            self.history.stop_reason = "diverged"
-            raise TrainingDiverged(
-                f"the weights were already NaN or infinite before epoch {epoch + 1} began "
-                "(written by a callback or by hand?): nothing was trained, and they were "
-                "left as they are", epoch=epoch)
-        kept = self._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
-        if progress is not None:
-            progress.start_epoch()
-        loss_sum, correct, seconds = 0.0, 0, 0.0
-        if blockwise:
-            reader = _chunks.read_ahead(X, blocks)
-            steps: Iterable[tuple[Any, Any, Any, Any]]
-            steps = ((block, Y[start:stop], None if weights is None else weights[start:stop],
-                      rows) for start, stop, rows, block in reader)
-        else:
-            reader, steps = None, [(X, Y, weights, order)]
-        done = 0   # samples of the epoch before this block (the dropout masks follow it)
-        try:
-            for X_block, Y_block, w_block, block_order in steps:
-                # Long epochs run in parts of whole batches (the same result as one
-                # call), so that progress shows and Ctrl-C is seen within the epoch.
-                for start, stop in _parts(len(block_order), batch_size, self.arch.n_params):
-                    options = TrainingOptions(
-                        w_block,
-                        None if dropout_seed is None else
-                        Dropout([*self.dropout, 0.0],
-                                dropout_seed + (done + start) * sum(self.arch.sizes[1:])),
-                        self.max_norm, n_threads)
-                    began = time.perf_counter()
-                    with self._state_lock, np.errstate(over="ignore", invalid="ignore"):
-                        # divergence is checked below
-                        part_loss, part_correct = self._impl.train_epoch(
-                            self.arch, self._params, X_block, Y_block, block_order[start:stop],
-                            batch_size, optimizer, options)
-                    seconds += time.perf_counter() - began
-                    loss_sum += part_loss
-                    correct += part_correct
-                    if progress is not None:
-                        progress.advance(stop - start)
-                done += len(block_order)
-        except Exception:
-            if blockwise:   # a block that could not be read (a NaN in it?): undo the epoch
-                with self._state_lock:
-                    self._params[...] = kept[0]
-                    optimizer.steps, optimizer.state = kept[1], kept[2]
-            raise
-        finally:
-            if reader is not None:
-                reader.close()   # waits for a block being read ahead
-        problem = self._divergence(loss_sum / n, limit, optimizer)
-        if problem is not None:
-            with self._state_lock:
-                self._params[...] = kept[0]
-                optimizer.steps, optimizer.state = kept[1], kept[2]
-                self.history.stop_reason = "diverged"
-            raise TrainingDiverged(
-                f"training diverged in epoch {epoch + 1}: {problem}; the weights of the "
-                "last epoch before it were kept (try a smaller learning rate)", epoch=epoch)
-        logs = {"loss": loss_sum / n, "accuracy": correct / n,
-                "learning_rate": optimizer.learning_rate, "seconds": seconds,
-                "samples_per_second": n / seconds if seconds > 0 else float("inf"),
-                "largest_update": float(np.max(np.abs(self._params - kept[0])))}
-        if validation is not None:
-            try:
-                val_loss, val_correct, _ = self._sums(validation[0], validation[1], False)
-            except Exception:
-                with self._state_lock:   # validation data that cannot be read (a NaN?)
-                    self._params[...] = kept[0]
-                    optimizer.steps, optimizer.state = kept[1], kept[2]
-                raise
-            n_val = validation[0].shape[0]
-            logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
-        return logs
-
-    def _divergence(self, loss: float, limit: float, optimizer: Optimizer) -> str | None:
-        """What makes this epoch a diverged one (see ``fit``), or None."""
-        if not np.isfinite(loss):
-            return "the loss became NaN or infinite"
-        if loss > limit:
-            return (f"the training loss grew to {loss:.4g}, more than {DIVERGENCE_FACTOR:g} "
-                    "times its value when training started")
-        largest = float(np.max(np.abs(self._params)))   # NaN if any weight is NaN
-        if not np.isfinite(largest):
-            return "a weight became NaN or infinite"
-        if largest > np.sqrt(np.finfo(self.dtype).max):
-            return (f"a weight grew past {np.sqrt(np.finfo(self.dtype).max):.3g}, where "
-                    f"{self.dtype.name} products overflow")
-        # the optimizer state too: squared gradients that overflow leave the loss and
-        # weights finite, but stall training, and load() refuses such a file
-        if optimizer.state is not None and not _validation.all_finite(optimizer.state):
-            return "the optimizer's state overflowed"
-        return None
-
-    def _sample_weights(self, sample_weight: ArrayLike | None,
-                        class_weight: str | Mapping[int, float] | None,
-                        Y: NDArray[Any]) -> NDArray[Any] | None:
-        """One weight per sample (sample_weight times class_weight), or None."""
-        if sample_weight is None and class_weight is None:
-            return None
-        n = Y.shape[0]
-        weights = np.ones(n, dtype=np.float64)
-        if sample_weight is not None:
-            sw = np.asarray(sample_weight)
-            if sw.dtype.kind not in "biuf":
-                raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
-            sw = sw.astype(np.float64)
-            if sw.shape != (n,):
-                raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
-            if not np.isfinite(sw).all() or (sw < 0).any():
-                raise ValueError("sample_weight must be finite and >= 0")
-            weights *= sw
-        if class_weight is not None:
-            classes = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(int)
-            n_classes = max(Y.shape[1], 2)
-            if isinstance(class_weight, str):
-                if class_weight != "balanced":
-                    raise ValueError(f"class_weight must be 'balanced' or a dict, "
-                                     f"got {class_weight!r}")
-                counts = np.bincount(classes, minlength=n_classes)
-                table = np.where(counts > 0, n / (np.count_nonzero(counts) * np.maximum(counts, 1)),
-                                 0.0)
-            else:
-                table = np.ones(n_classes)
-                for label, w in dict(class_weight).items():
-                    if isinstance(label, bool) or not isinstance(label, numbers.Integral):
-                        raise TypeError(f"class_weight keys must be class labels (integers), "
-                                        f"got {label!r}")
-                    if not 0 <= label < n_classes:
-                        raise ValueError(f"class_weight names class {label!r}, outside "
-                                         f"0..{n_classes - 1}")
-                    if isinstance(w, bool) or not isinstance(w, numbers.Real):
-                        raise TypeError(f"class_weight for class {label!r} must be a number, "
-                                        f"got {w!r}")
-                    if not np.isfinite(w) or w < 0:
-                        raise ValueError(f"class_weight for class {label!r} must be >= 0")
-                    table[int(label)] = w
-            weights *= table[classes]
-        if not weights.any():
-            raise ValueError("the sample weights are all zero: nothing to learn from")
-        with np.errstate(over="ignore"):
-            weights = weights.astype(self.dtype)
-        if not np.isfinite(weights).all():
-            raise ValueError(f"sample_weight (times class_weight) has values too large for "
-                             f"{self.dtype.name}")
-        return weights
-
-    def _validation_set(self, X: Any, Y: NDArray[Any],
-                        validation_data: tuple[ArrayLike, ArrayLike] | None,
-                        validation_split: float,
-                        early_stopping: bool) -> tuple[Any, NDArray[Any]] | None:
-        """(X_val, Y_val) or None."""
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, Y_val)")
-            return self._check_data(*validation_data)
-        split = _validation.check_number("validation_split", validation_split or 0.0, 0, 1)
-        if early_stopping and split == 0.0:
-            split = 0.1
-        if split == 0.0:
-            return None
-        if not 0.0 < split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-        n_val = int(round(X.shape[0] * split))
-        if n_val < 1 or n_val >= X.shape[0]:
-            raise ValueError(f"validation_split={split} of {X.shape[0]} samples leaves no "
-                             "training or no validation samples")
-        return X[-n_val:], Y[-n_val:]
-
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the network (architecture, weights, optimizer state, history) to one
@@ -955,9 +745,103 @@ class Network:
         TypeError, ValueError
             If the network cannot be saved (see ``cyprop.persistence.save``).
         """
-        from . import persistence  # here, not at the top: persistence imports Network
+        # What the file holds is taken in one moment (get_state holds the lock), then
+        # written without holding up training.
+        _state.write(self.get_state(), os.fspath(path))
 
-        persistence.save(self, path)
+    def get_state(self) -> NetworkState:
+        """The network's complete state, as plain data (copies): architecture, dtype,
+        settings, parameters, shuffling generator, optimizer (and its state) and history.
+
+        ``Network.from_state`` rebuilds an equal network from it: the same outputs, and
+        training that goes on exactly as this network's would (on the same backend).
+        ``save`` writes this state.  The network may be training in another thread:
+        the state is one it had between two steps.
+
+        Returns
+        -------
+        NetworkState
+            A new state, sharing no arrays with the network.
+
+        Raises
+        ------
+        ValueError
+            If the optimizer is not one of ``cyprop.optimizers.OPTIMIZERS`` (its state
+            could not be rebuilt): set ``net.optimizer = None`` to go without it.
+        """
+        with self._state_lock:   # a state that existed, even while another thread trains
+            optimizer = None if self.optimizer is None else self._optimizer_state()
+            return NetworkState(
+                sizes=list(self.arch.sizes), activations=list(self.arch.activations),
+                loss=self.arch.loss, dtype=self.dtype.name, init=self.init, seed=self.seed,
+                backend=self._requested_backend, dropout=self.dropout,
+                max_norm=self.max_norm, params=self._params.copy(),
+                rng=_state.plain(self._rng.bit_generator.state),   # new lists and ints
+                optimizer=optimizer,
+                history={key: [None if v is None else float(v) for v in values]
+                         for key, values in self.history.to_dict().items()},
+                stop_reason=self.history.stop_reason)
+
+    def _optimizer_state(self) -> OptimizerState:
+        opt = self.optimizer
+        assert opt is not None
+        name = type(opt).__name__
+        if OPTIMIZERS.get(name) is not type(opt):
+            raise ValueError(f"cannot save a network whose optimizer is {name}: only the "
+                             f"optimizers in cyprop.optimizers.OPTIMIZERS "
+                             f"({', '.join(OPTIMIZERS)}) can be saved or restored; set "
+                             "net.optimizer = None to save without it")
+        state, steps = opt.state, int(opt.steps)
+        if state is not None and (state.ndim != 2 or state.shape[1] != self.n_params
+                                  or state.dtype != self.dtype):
+            # State left from another network: the next step would discard it and start
+            # afresh (Optimizer.state_for), so "no state" is the same optimizer.
+            state, steps = None, 0
+        if state is not None and state.shape[0] != type(opt).n_slots:
+            raise ValueError(f"cannot save: the {name} state has {state.shape[0]} rows, "
+                             f"expected {type(opt).n_slots}")
+        if not 0 <= steps <= MAX_STEPS:
+            raise ValueError(f"cannot save: the {name} step count {steps} is outside "
+                             f"0..2**62-1, which load accepts")
+        return OptimizerState(name=name, config=opt.get_config(),
+                              initial_learning_rate=float(opt.initial_learning_rate),
+                              steps=steps, state=None if state is None else state.copy())
+
+    @classmethod
+    def from_state(cls, state: NetworkState) -> Network:
+        """A network rebuilt from ``state`` (see ``get_state``), on the state's backend.
+
+        Everything is checked as ``cyprop.load`` checks a file: the architecture and
+        settings by the constructor's own rules, the parameters' shape, dtype and
+        finiteness, the generator state field by field against NumPy's own, the
+        optimizer's name, configuration, step count and state (shape, dtype,
+        finiteness), and the history.  Nothing of ``state`` is shared with the network.
+
+        Parameters
+        ----------
+        state : NetworkState
+            The state, from ``get_state`` (or built by hand).
+
+        Returns
+        -------
+        Network
+            The network, with its optimizer (and state) and history.
+
+        Raises
+        ------
+        TypeError
+            If ``state`` is not a ``NetworkState``.
+        ValueError
+            Saying what is wrong (``cyprop.errors.InvalidState``, a ``ValueError``),
+            for a state that does not describe a network cyprop can build.
+        ImportError
+            If the state's backend is ``"cython"`` and the compiled extension cannot be
+            imported.
+        """
+        if not isinstance(state, NetworkState):
+            raise TypeError(f"from_state needs a NetworkState (from Network.get_state), "
+                            f"got {type(state).__name__}")
+        return _from_state(cls, state)
 
     # ------------------------------------------------------------ interop
     def to_onnx(self, path: str | os.PathLike[str], opset: int | None = None) -> Any:
@@ -1112,6 +996,118 @@ class Network:
                 f"loss={self.arch.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
 
 
+def _from_state(cls: type[Network], state: NetworkState) -> Network:
+    """``Network.from_state``: the checks in the order ``cyprop.load`` makes them (the
+    file's own, then these), each failure an InvalidState naming the problem."""
+    def require(condition: object, problem: str) -> None:
+        if not condition:
+            raise InvalidState(problem)
+
+    r = _state.short.repr
+    sizes, activations = state.sizes, state.activations
+    require(isinstance(sizes, (list, tuple)) and len(sizes) >= 2
+            and all(_state.is_int(n) and n >= 1 for n in sizes),
+            f"invalid layer sizes {r(sizes)}")
+    require(isinstance(activations, (list, tuple)) and len(activations) == len(sizes) - 1
+            and all(isinstance(a, str) for a in activations),
+            f"invalid activations {r(activations)} for sizes {r(sizes)}")
+    try:
+        # The constructor applies the same rules as for a new network (e.g. no
+        # cross-entropy with a ReLU output), so a state cannot smuggle in a model
+        # that Network itself would refuse.
+        net = cls(list(sizes), activation=list(activations[:-1]), output=activations[-1],
+                  loss=state.loss, init=state.init, dtype=state.dtype, seed=state.seed,
+                  backend=state.backend, dropout=state.dropout,
+                  max_norm=state.max_norm or None)
+    except (TypeError, ValueError) as exc:
+        raise InvalidState(f"it describes a network cyprop cannot build: {exc}") from exc
+
+    params = state.params
+    require(isinstance(params, np.ndarray), f"the parameters must be a NumPy array, got "
+                                            f"{type(params).__name__}")
+    require(params.dtype == net.dtype,
+            f"the parameters have dtype {params.dtype}, expected {net.dtype.name}")
+    require(params.shape == (net.n_params,),
+            f"the parameters have shape {params.shape}, expected ({net.n_params},)")
+    net._params[...] = params
+    require(_validation.all_finite(net._params), "the weights contain NaN or infinity")
+
+    rng = _state.plain(state.rng)
+    problem = _state.rng_problem(rng)
+    require(problem is None, f"invalid random generator state ({problem})")
+    bit_generator = getattr(np.random, rng["bit_generator"])()   # one of RNG_FIELDS, checked
+    try:
+        bit_generator.state = rng
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise InvalidState(f"invalid random generator state ({exc})") from exc
+    net._rng = np.random.Generator(bit_generator)
+
+    if state.optimizer is not None:
+        net.optimizer = _optimizer_from_state(state.optimizer, net)
+
+    history = {"records": state.history, "stop_reason": state.stop_reason}
+    _state.validate_history(require, history)
+    unknown = set(state.history) - set(History.KEYS)
+    require(not unknown, f"unknown training history records {r(sorted(unknown))}")
+    epochs = len(next(iter(state.history.values()), []))
+    net.history = History()
+    for key in History.KEYS:
+        # Records the state lacks are filled with None.
+        setattr(net.history, key, [None if v is None else float(v)
+                                   for v in state.history.get(key, [None] * epochs)])
+    net.history.stop_reason = state.stop_reason
+    return net
+
+
+def _optimizer_from_state(opt: OptimizerState, net: Network) -> Optimizer:
+    """The optimizer of a state, checked as a file's is (``_state.validate_optimizer``)."""
+    def require(condition: object, problem: str) -> None:
+        if not condition:
+            raise InvalidState(problem)
+
+    require(isinstance(opt, OptimizerState),
+            f"the optimizer must be an OptimizerState, got {type(opt).__name__}")
+    state = opt.state
+    _state.validate_optimizer(require, {
+        "name": opt.name, "config": opt.config, "steps": opt.steps,
+        "has_state": state is not None, "initial_learning_rate": opt.initial_learning_rate})
+    # get_config() gave the current rate, which a schedule may have taken anywhere
+    # down to 0 (a finished Cosine); the constructor, which wants a rate > 0, gets
+    # the initial one, which schedules scale, and the current one is set after.
+    config = dict(opt.config)
+    initial = opt.initial_learning_rate
+    current = config.get("learning_rate")
+    if initial is not None and "learning_rate" in config:
+        config["learning_rate"] = initial
+    try:
+        optimizer = OPTIMIZERS[opt.name](**config)
+        if current is not None and current < 0:
+            raise ValueError(f"learning_rate must be a finite number >= 0, got {current!r}")
+    except (TypeError, ValueError) as exc:
+        raise InvalidState(f"invalid {opt.name} configuration ({exc})") from exc
+    if initial is not None:
+        optimizer.initial_learning_rate = float(initial)
+        if current is not None:
+            optimizer.learning_rate = float(current)
+    optimizer.steps = opt.steps
+    if state is not None:
+        shape = (type(optimizer).n_slots, net.n_params)
+        require(isinstance(state, np.ndarray) and state.dtype == net.dtype
+                and state.shape == shape,
+                f"the {opt.name} state must be an array of shape {shape} and dtype "
+                f"{net.dtype.name}, got {_describe(state)}")
+        optimizer.state = np.array(state, order="C", copy=True)   # own, C-contiguous
+        require(_validation.all_finite(optimizer.state),
+                "the optimizer state contains NaN or infinity")
+    return optimizer
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"shape {value.shape} and dtype {value.dtype}"
+    return type(value).__name__
+
+
 _OWN_OPTIMIZERS = frozenset(OPTIMIZERS.values())
 
 
@@ -1141,12 +1137,6 @@ def _check_result(values: NDArray[Any], what: str) -> None:
             "weights): the inputs or weights are too large; scale the inputs")
 
 
-def _check_optimizer(optimizer: object) -> None:
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
-                        f"got {type(optimizer).__name__}")
-
-
 def _check_schedule(schedule: object) -> None:
     if schedule is not None and not callable(getattr(schedule, "rate", None)):
         raise TypeError(f"schedule must be a cyprop.schedules object (with a rate method), "
@@ -1158,9 +1148,10 @@ _FORWARD_BLOCK = 65536
 
 #: A training run has diverged when an epoch's training loss exceeds this many times the
 #: loss it started from (or 1, if that is larger): far beyond any normal run's wobble.
-DIVERGENCE_FACTOR = 1000.0
+#: (Defined by the training loop, ``cyprop._loop``, which applies it.)
+DIVERGENCE_FACTOR = _loop.DIVERGENCE_FACTOR
 #: The starting loss is measured on (at most) this many of the first training samples.
-DIVERGENCE_SAMPLES = 256
+DIVERGENCE_SAMPLES = _loop.DIVERGENCE_SAMPLES
 #: More threads than this is a mistake, not a request (capped to the cores below it).
 MAX_THREADS = 1024
 
@@ -1235,62 +1226,6 @@ def _check_max_norm(max_norm: float | None) -> float:
     if not np.isfinite(max_norm) or max_norm <= 0:
         raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
     return float(max_norm)
-
-
-def _copy_or_none(array: NDArray[Any] | None) -> NDArray[Any] | None:
-    return None if array is None else array.copy()
-
-
-def _parts(n: int, batch_size: int, n_params: int) -> list[tuple[int, int]]:
-    """(start, stop) ranges of whole batches covering an epoch of n samples: one part,
-    unless the epoch is long (about 5e7 weight-sample products or more), then ~10."""
-    if n * n_params < 50_000_000:
-        return [(0, n)]
-    batches = -(-n // batch_size)
-    per_part = -(-batches // 10) * batch_size
-    return [(start, min(start + per_part, n)) for start in range(0, n, per_part)]
-
-
-class _StoppingRules:
-    """The early-stopping rules of one fit call, checked after every epoch."""
-
-    def __init__(self, target_loss: float | None = None, target_error: float | None = None,
-                 min_update: float | None = None, early_stopping: bool = False,
-                 patience: int = 10, min_delta: Any = 0.0) -> None:   # (a float, checked)
-        target_loss, target_error, min_update, min_delta = (
-            None if value is None else _validation.check_number(name, value, 0)
-            for name, value in (("target_loss", target_loss), ("target_error", target_error),
-                                ("min_update", min_update), ("min_delta", min_delta)))
-        self.target_loss, self.target_error = target_loss, target_error
-        self.min_update = min_update
-        self.early_stopping, self.patience, self.min_delta = early_stopping, patience, min_delta
-        self._best_loss = np.inf
-        self._best_params = None
-        self._waited = 0
-
-    def check(self, net: Network, logs: dict[str, Any]) -> str | None:
-        """The reason to stop after this epoch, or None."""
-        if self.early_stopping:
-            if logs["val_loss"] < self._best_loss - self.min_delta:
-                self._best_loss = logs["val_loss"]
-                self._best_params = net._params.copy()
-                self._waited = 0
-            else:
-                self._waited += 1
-                if self._waited >= self.patience:
-                    return "early_stopping"
-        if self.target_loss is not None and logs["loss"] < self.target_loss:
-            return "target_loss"
-        if self.target_error is not None and 1.0 - logs["accuracy"] < self.target_error:
-            return "target_error"
-        if self.min_update is not None and logs["largest_update"] < self.min_update:
-            return "min_update"
-        return None
-
-    def restore_best(self, net: Network) -> None:
-        """Early stopping keeps the weights of the epoch with the best validation loss."""
-        if self._best_params is not None:
-            net._params[...] = self._best_params
 
 
 def _assign_all(current: list[Any], values: Iterable[ArrayLike], name: str) -> None:

@@ -1,0 +1,402 @@
+"""The training loop behind ``Network.fit`` and ``Network.partial_fit``.
+
+``Network`` checks a call's arguments and hands them here; this module runs the epochs:
+it orders the samples of each epoch (in parts, for progress and Ctrl-C), hands them to
+the backend, watches for divergence (restoring the epoch's start), applies the
+stopping rules and callbacks, and keeps the records.  It works on the network's own
+parameter buffer, optimizer and locks, as the network's methods did, and imports
+nothing of ``network`` at run time.
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _chunks, _validation
+from ._progress import Progress, is_interactive
+from ._training import Dropout, TrainingOptions
+from .errors import TrainingDiverged
+from .history import History
+from .optimizers import SGD, Optimizer
+
+if TYPE_CHECKING:
+    from .network import Network
+    from .schedules import Schedule
+
+#: A training run has diverged when an epoch's training loss exceeds this many times the
+#: loss it started from (or 1, if that is larger): far beyond any normal run's wobble.
+DIVERGENCE_FACTOR = 1000.0
+#: The starting loss is measured on (at most) this many of the first training samples.
+DIVERGENCE_SAMPLES = 256
+
+
+def check_optimizer(optimizer: object) -> None:
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
+                        f"got {type(optimizer).__name__}")
+
+
+def set_optimizer(net: Network, optimizer: Optimizer | None) -> None:
+    if optimizer is not None and optimizer is not net.optimizer:
+        # An optimizer's state (momentum, moments) belongs to the network it trained:
+        # one that comes from elsewhere starts afresh here.
+        optimizer.reset()
+        net.optimizer = optimizer
+    elif net.optimizer is None:
+        net.optimizer = SGD()
+
+
+def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epochs: int,
+        batch_size: int, shuffle: bool, rng: np.random.Generator, verbose: int | str,
+        schedule: Any, validation: tuple[Any, NDArray[Any]] | None,
+        rules: StoppingRules, callbacks: list[Any], history: History | None,
+        n_threads: int | None = None, optimizer: Optimizer | None = None) -> History:
+    """The training loop shared by fit and partial_fit (``history`` None: the
+    network's own, added to)."""
+    batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
+    if not net._lock.acquire(blocking=False):
+        if net._training_thread == threading.get_ident():
+            raise RuntimeError("fit or partial_fit was called on this network from "
+                               "inside its own training (a callback?); train a copy "
+                               "there, or act after fit returns")
+        raise RuntimeError("this network is already training in another thread; "
+                           "train a copy, or wait for that fit to finish")
+    net._training_thread = threading.get_ident()
+    recorded = None   # epochs in the history before this call, once known
+    try:
+        # Only now, with the lock held: a refused call must not change the optimizer
+        # under a fit running in another thread.
+        check_optimizer(net.optimizer if optimizer is None else optimizer)
+        (optimizer or net.optimizer or SGD()).check()
+        previous = net.optimizer, net.history
+        set_optimizer(net, optimizer)
+        history = net.history if history is None else history
+        recorded = history.epochs
+        # One batch per epoch: its loss is taken before its one step, so it cannot
+        # show growth (a stream of one-row partial_fit calls skips the measurement).
+        limit = (np.inf if X.shape[0] <= batch_size
+                 else divergence_limit(net, X, Y, weights))
+        net.history = history
+        net.stop_training = False
+        if verbose == "auto":
+            verbose = int(is_interactive(sys.stdout))   # a terminal or a notebook
+        progress = Progress(epochs, X.shape[0]) if verbose else None
+        try:
+            for epoch in range(epochs):
+                logs = one_epoch(net, X, Y, weights, batch_size, shuffle, rng, schedule,
+                             validation, progress, n_threads, limit)
+                with net._state_lock:
+                    history.record(**logs)
+                if progress is not None:
+                    progress.end_epoch(logs)
+                if callable(getattr(schedule, "update", None)):
+                    schedule.update(logs)
+                reason = rules.check(net, logs)
+                for callback in callbacks:
+                    if callback.on_epoch_end(net, history.epochs - 1, logs) is True:
+                        net.stop_training = True
+                if reason is None and net.stop_training:
+                    reason = "callback"
+                if reason is not None:
+                    history.stop_reason = reason
+                    break
+            else:
+                history.stop_reason = "epochs"
+        except KeyboardInterrupt:
+            # Whole batches only were applied: the network is usable as it is.
+            history.stop_reason = "interrupted"
+            raise
+        finally:
+            with net._state_lock:
+                rules.restore_best(net)
+            if progress is not None:
+                progress.close()
+    except Exception as exc:
+        read_late = isinstance(X, _chunks.Rows) or (
+            validation is not None and isinstance(validation[0], _chunks.Rows))
+        # (recorded is set only once history is)
+        if (recorded is not None and read_late
+                and history.epochs == recorded  # type: ignore[union-attr]
+                and not isinstance(exc, TrainingDiverged)):
+            # Bad data in a block of the first epoch (a NaN?), checked only as it is
+            # read: the epoch was undone (one_epoch), and the call is refused as a call
+            # with bad data in memory is, leaving the optimizer and history as they were.
+            net.optimizer, net.history = previous
+        raise
+    finally:
+        net._training_thread = None
+        net._lock.release()
+    return history
+
+
+def divergence_limit(net: Network, X: Any, Y: NDArray[Any],
+                     weights: NDArray[Any] | None) -> float:
+    """The training loss past which a run counts as diverged: DIVERGENCE_FACTOR
+    times the mean loss, before this call trains, of its first samples (at least 1,
+    so that a network already near 0 loss may still move)."""
+    m = min(X.shape[0], DIVERGENCE_SAMPLES)
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, _, _ = net._impl.loss_and_gradients(net.arch, net._params,
+                                                  _chunks.head(X, m), Y[:m], False)
+    start = loss / m * (float(np.mean(weights)) if weights is not None else 1.0)
+    return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
+
+
+def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None,
+              batch_size: int, shuffle: bool, rng: np.random.Generator,
+              schedule: Schedule | None, validation: tuple[Any, NDArray[Any]] | None,
+              progress: Progress | None, n_threads: int | None = None,
+              limit: float = np.inf) -> dict[str, Any]:
+    """One epoch; returns its records.  Divergence restores the epoch's start."""
+    n = X.shape[0]
+    epoch = net.history.epochs
+    optimizer = net.optimizer
+    assert optimizer is not None   # (run set it)
+    if schedule is not None:
+        optimizer.learning_rate = _validation.check_number(
+            f"the schedule's learning rate for epoch {epoch + 1}",
+            schedule.rate(epoch, optimizer.initial_learning_rate), 0)
+    blockwise = isinstance(X, _chunks.Rows)
+    if blockwise:   # a Dask array or memory map: blocks of whole batches (see _chunks)
+        blocks = _chunks.epoch_blocks(
+            n, _chunks.block_rows(net.arch.n_inputs, net.dtype, batch_size), shuffle, rng)
+    else:
+        order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp, copy=False)
+    dropout_seed = int(rng.integers(2 ** 63)) if any(net.dropout) else None
+    if not _validation.all_finite(net._params):
+        net.history.stop_reason = "diverged"
+        raise TrainingDiverged(
+            f"the weights were already NaN or infinite before epoch {epoch + 1} began "
+            "(written by a callback or by hand?): nothing was trained, and they were "
+            "left as they are", epoch=epoch)
+    kept = net._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
+    if progress is not None:
+        progress.start_epoch()
+    loss_sum, correct, seconds = 0.0, 0, 0.0
+    if blockwise:
+        reader = _chunks.read_ahead(X, blocks)
+        steps: Iterable[tuple[Any, Any, Any, Any]]
+        steps = ((block, Y[start:stop], None if weights is None else weights[start:stop],
+                  rows) for start, stop, rows, block in reader)
+    else:
+        reader, steps = None, [(X, Y, weights, order)]
+    done = 0   # samples of the epoch before this block (the dropout masks follow it)
+    try:
+        for X_block, Y_block, w_block, block_order in steps:
+            # Long epochs run in parts of whole batches (the same result as one
+            # call), so that progress shows and Ctrl-C is seen within the epoch.
+            for start, stop in parts(len(block_order), batch_size, net.arch.n_params):
+                options = TrainingOptions(
+                    w_block,
+                    None if dropout_seed is None else
+                    Dropout([*net.dropout, 0.0],
+                            dropout_seed + (done + start) * sum(net.arch.sizes[1:])),
+                    net.max_norm, n_threads)
+                began = time.perf_counter()
+                with net._state_lock, np.errstate(over="ignore", invalid="ignore"):
+                    # divergence is checked below
+                    part_loss, part_correct = net._impl.train_epoch(
+                        net.arch, net._params, X_block, Y_block, block_order[start:stop],
+                        batch_size, optimizer, options)
+                seconds += time.perf_counter() - began
+                loss_sum += part_loss
+                correct += part_correct
+                if progress is not None:
+                    progress.advance(stop - start)
+            done += len(block_order)
+    except Exception:
+        if blockwise:   # a block that could not be read (a NaN in it?): undo the epoch
+            with net._state_lock:
+                net._params[...] = kept[0]
+                optimizer.steps, optimizer.state = kept[1], kept[2]
+        raise
+    finally:
+        if reader is not None:
+            reader.close()   # waits for a block being read ahead
+    problem = divergence(net, loss_sum / n, limit, optimizer)
+    if problem is not None:
+        with net._state_lock:
+            net._params[...] = kept[0]
+            optimizer.steps, optimizer.state = kept[1], kept[2]
+            net.history.stop_reason = "diverged"
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch + 1}: {problem}; the weights of the "
+            "last epoch before it were kept (try a smaller learning rate)", epoch=epoch)
+    logs = {"loss": loss_sum / n, "accuracy": correct / n,
+            "learning_rate": optimizer.learning_rate, "seconds": seconds,
+            "samples_per_second": n / seconds if seconds > 0 else float("inf"),
+            "largest_update": float(np.max(np.abs(net._params - kept[0])))}
+    if validation is not None:
+        try:
+            val_loss, val_correct, _ = net._sums(validation[0], validation[1], False)
+        except Exception:
+            with net._state_lock:   # validation data that cannot be read (a NaN?)
+                net._params[...] = kept[0]
+                optimizer.steps, optimizer.state = kept[1], kept[2]
+            raise
+        n_val = validation[0].shape[0]
+        logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
+    return logs
+
+
+def divergence(net: Network, loss: float, limit: float, optimizer: Optimizer) -> str | None:
+    """What makes this epoch a diverged one (see ``fit``), or None."""
+    if not np.isfinite(loss):
+        return "the loss became NaN or infinite"
+    if loss > limit:
+        return (f"the training loss grew to {loss:.4g}, more than {DIVERGENCE_FACTOR:g} "
+                "times its value when training started")
+    largest = float(np.max(np.abs(net._params)))   # NaN if any weight is NaN
+    if not np.isfinite(largest):
+        return "a weight became NaN or infinite"
+    if largest > np.sqrt(np.finfo(net.dtype).max):
+        return (f"a weight grew past {np.sqrt(np.finfo(net.dtype).max):.3g}, where "
+                f"{net.dtype.name} products overflow")
+    # the optimizer state too: squared gradients that overflow leave the loss and
+    # weights finite, but stall training, and load() refuses such a file
+    if optimizer.state is not None and not _validation.all_finite(optimizer.state):
+        return "the optimizer's state overflowed"
+    return None
+
+
+def sample_weights(sample_weight: ArrayLike | None,
+                   class_weight: str | Mapping[int, float] | None,
+                   Y: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any] | None:
+    """One weight per sample (sample_weight times class_weight), or None."""
+    if sample_weight is None and class_weight is None:
+        return None
+    n = Y.shape[0]
+    weights = np.ones(n, dtype=np.float64)
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight)
+        if sw.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
+        sw = sw.astype(np.float64)
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
+        if not np.isfinite(sw).all() or (sw < 0).any():
+            raise ValueError("sample_weight must be finite and >= 0")
+        weights *= sw
+    if class_weight is not None:
+        classes = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(int)
+        n_classes = max(Y.shape[1], 2)
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise ValueError(f"class_weight must be 'balanced' or a dict, "
+                                 f"got {class_weight!r}")
+            counts = np.bincount(classes, minlength=n_classes)
+            table = np.where(counts > 0, n / (np.count_nonzero(counts) * np.maximum(counts, 1)),
+                             0.0)
+        else:
+            table = np.ones(n_classes)
+            for label, w in dict(class_weight).items():
+                if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+                    raise TypeError(f"class_weight keys must be class labels (integers), "
+                                    f"got {label!r}")
+                if not 0 <= label < n_classes:
+                    raise ValueError(f"class_weight names class {label!r}, outside "
+                                     f"0..{n_classes - 1}")
+                if isinstance(w, bool) or not isinstance(w, numbers.Real):
+                    raise TypeError(f"class_weight for class {label!r} must be a number, "
+                                    f"got {w!r}")
+                if not np.isfinite(w) or w < 0:
+                    raise ValueError(f"class_weight for class {label!r} must be >= 0")
+                table[int(label)] = w
+        weights *= table[classes]
+    if not weights.any():
+        raise ValueError("the sample weights are all zero: nothing to learn from")
+    with np.errstate(over="ignore"):
+        weights = weights.astype(dtype)
+    if not np.isfinite(weights).all():
+        raise ValueError(f"sample_weight (times class_weight) has values too large for "
+                         f"{dtype.name}")
+    return weights
+
+
+def validation_set(net: Network, X: Any, Y: NDArray[Any],
+                   validation_data: tuple[ArrayLike, ArrayLike] | None,
+                   validation_split: float,
+                   early_stopping: bool) -> tuple[Any, NDArray[Any]] | None:
+    """(X_val, Y_val) or None."""
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, Y_val)")
+        return net._check_data(*validation_data)
+    split = _validation.check_number("validation_split", validation_split or 0.0, 0, 1)
+    if early_stopping and split == 0.0:
+        split = 0.1
+    if split == 0.0:
+        return None
+    if not 0.0 < split < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+    n_val = int(round(X.shape[0] * split))
+    if n_val < 1 or n_val >= X.shape[0]:
+        raise ValueError(f"validation_split={split} of {X.shape[0]} samples leaves no "
+                         "training or no validation samples")
+    return X[-n_val:], Y[-n_val:]
+
+
+def _copy_or_none(array: NDArray[Any] | None) -> NDArray[Any] | None:
+    return None if array is None else array.copy()
+
+
+def parts(n: int, batch_size: int, n_params: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of whole batches covering an epoch of n samples: one part,
+    unless the epoch is long (about 5e7 weight-sample products or more), then ~10."""
+    if n * n_params < 50_000_000:
+        return [(0, n)]
+    batches = -(-n // batch_size)
+    per_part = -(-batches // 10) * batch_size
+    return [(start, min(start + per_part, n)) for start in range(0, n, per_part)]
+
+
+class StoppingRules:
+    """The early-stopping rules of one fit call, checked after every epoch."""
+
+    def __init__(self, target_loss: float | None = None, target_error: float | None = None,
+                 min_update: float | None = None, early_stopping: bool = False,
+                 patience: int = 10, min_delta: Any = 0.0) -> None:   # (a float, checked)
+        target_loss, target_error, min_update, min_delta = (
+            None if value is None else _validation.check_number(name, value, 0)
+            for name, value in (("target_loss", target_loss), ("target_error", target_error),
+                                ("min_update", min_update), ("min_delta", min_delta)))
+        self.target_loss, self.target_error = target_loss, target_error
+        self.min_update = min_update
+        self.early_stopping, self.patience, self.min_delta = early_stopping, patience, min_delta
+        self._best_loss = np.inf
+        self._best_params = None
+        self._waited = 0
+
+    def check(self, net: Network, logs: dict[str, Any]) -> str | None:
+        """The reason to stop after this epoch, or None."""
+        if self.early_stopping:
+            if logs["val_loss"] < self._best_loss - self.min_delta:
+                self._best_loss = logs["val_loss"]
+                self._best_params = net._params.copy()
+                self._waited = 0
+            else:
+                self._waited += 1
+                if self._waited >= self.patience:
+                    return "early_stopping"
+        if self.target_loss is not None and logs["loss"] < self.target_loss:
+            return "target_loss"
+        if self.target_error is not None and 1.0 - logs["accuracy"] < self.target_error:
+            return "target_error"
+        if self.min_update is not None and logs["largest_update"] < self.min_update:
+            return "min_update"
+        return None
+
+    def restore_best(self, net: Network) -> None:
+        """Early stopping keeps the weights of the epoch with the best validation loss."""
+        if self._best_params is not None:
+            net._params[...] = self._best_params
+
+
