@@ -4,6 +4,8 @@
 cdef extern from "cyprop_cpu.h":
     const char* CYPROP_ISA
     int cyprop_cpu_runs(int level) nogil
+    unsigned int cyprop_flush_subnormals() nogil
+    void cyprop_restore_subnormals(unsigned int previous) nogil
 
 cdef extern from "cyprop_threads.h":
     int cyprop_max_threads() nogil

@@ -28,4 +28,22 @@ static int cyprop_cpu_runs(int level) {
 static int cyprop_cpu_runs(int level) { return level == 0; }
 #endif
 
+/* Subnormal numbers flushed to zero (FTZ) and read as zero (DAZ) on the calling thread,
+   for a per-sample epoch: an optimizer's running averages decay into the subnormal
+   range, where every operation on them takes a microcode assist (Adam in float32 ran
+   several times slower).  What changes is below the smallest normal number: 1.2e-38
+   in float32, 2.2e-308 in float64.  x86-64 only (the MXCSR); elsewhere nothing changes. */
+#if defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64)
+#include <xmmintrin.h>
+static inline unsigned int cyprop_flush_subnormals(void) {
+    unsigned int previous = _mm_getcsr();
+    _mm_setcsr(previous | 0x8040);   /* FTZ is bit 15, DAZ bit 6 */
+    return previous;
+}
+static inline void cyprop_restore_subnormals(unsigned int previous) { _mm_setcsr(previous); }
+#else
+static inline unsigned int cyprop_flush_subnormals(void) { return 0; }
+static inline void cyprop_restore_subnormals(unsigned int previous) { (void)previous; }
+#endif
+
 #endif

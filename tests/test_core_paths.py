@@ -10,6 +10,8 @@ and with dropout, max-norm and sample weights on top.  Tolerances: the parity ta
 conftest.py (float64 rtol 1e-9, float32 rtol 1e-4).
 """
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,30 @@ def test_online_training_continues_with_the_state_of_an_earlier_fit(instruction_
             net.fit(X, y, epochs=1, batch_size=batch_size, seed=2, verbose=0)
     assert optimizers["cython"].steps == 2 * 40 + 4 + 40
     assert_same_training(nets, optimizers, dtype, assert_parity)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="subnormals are flushed through x86-64's MXCSR only")
+@pytest.mark.parametrize("batch_size, flushed", [(1, True), (2, False)])
+def test_per_sample_epochs_flush_subnormal_state_and_restore_the_mode(batch_size, flushed):
+    """Adam's running averages of a weight whose gradient is 0 decay geometrically into
+    the subnormal range, where every operation is slow: the per-sample paths flush
+    them to 0 (a change below float32's smallest normal, 1.2e-38), the mini-batch paths
+    and the NumPy reference keep them; the caller's floating-point mode is restored."""
+    X = np.array([[0.0, 1.0, 0.5], [0.0, 0.5, 1.0]], np.float32)   # input 0: no gradient
+    nets = {backend: cyprop.Network([3, 4, 2], dtype="float32", seed=0, backend=backend)
+            for backend in ("cython", "numpy")}
+    for net in nets.values():
+        net.fit(X, [1, 0], epochs=1, batch_size=batch_size, optimizer=cyprop.Adam(0.01),
+                shuffle=False)
+        first_inputs = np.arange(4) * 3 + net.arch.w_slices[0].start   # W1[:, 0]
+        net.optimizer.state[:, first_inputs] = np.float32(1e-40)       # subnormal
+        net.fit(X, [1, 0], epochs=1, batch_size=batch_size, optimizer=net.optimizer,
+                shuffle=False)
+    compiled = nets["cython"].optimizer.state[:, first_inputs]
+    reference = nets["numpy"].optimizer.state[:, first_inputs]
+    assert np.all(reference > 0)
+    assert np.all(compiled == 0) if flushed else np.array_equal(compiled, reference)
+    np.testing.assert_allclose(nets["cython"]._params, nets["numpy"]._params,
+                               rtol=1e-4, atol=1e-5)
+    assert np.float32(1e-38) / np.float32(100) > 0   # subnormals here again
