@@ -104,16 +104,19 @@ cdef bint largest_and_change(const floating* now, const floating* before, Py_ssi
 
 
 cdef class FewRows:
-    """``forward`` and ``predict`` of one network on up to ``max_rows`` rows, checked in C.
+    """``forward`` and ``predict`` of one network on up to ``max_rows`` rows, and
+    ``partial_fit`` of one sample (train_one), checked in C.
 
-    A service calls forward or predict on one row at a time, where Python-level
-    conversions and checks cost more than the network itself.  Here the common case is
-    recognised and checked without them: an ndarray of the network's dtype, in C order,
-    of shape (n_in,) or (rows, n_in), finite.  The result is the general path's, bit for
-    bit (one chunk of ``forward``).  Anything else, and a result that is not finite,
-    gives None: the caller then takes the general path, which converts, checks, and
-    raises the error that explains.  The parameters are the network's own array, held
-    (it cannot be resized or freed while this object exists) and read at each call."""
+    A service calls forward or predict on one row at a time, an online learner
+    partial_fit on one sample, where Python-level conversions and checks cost more than
+    the network itself.  Here the common case is recognised and checked without them:
+    an ndarray of the network's dtype, in C order, of shape (n_in,) or (rows, n_in),
+    finite.  The result is the general path's, bit for bit (one chunk of ``forward``;
+    the online step of ``train_epoch``).  Anything else, and a result that is not
+    finite, gives None: the caller then takes the general path, which converts, checks,
+    and raises the error that explains.  The parameters are the network's own array,
+    held (it cannot be resized or freed while this object exists) and read at each
+    call."""
     cdef Layout lay
     cdef Plan whole
     cdef Py_buffer params
