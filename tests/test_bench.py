@@ -117,6 +117,9 @@ def test_tiny_run_prints_and_writes_the_ratios(tmp_path, capsys, monkeypatch):
     assert all(ratio > 0 for ratio in versus_numpy.values())
     assert "cython / NumPy reference, f64 1thr" in out
     assert report["inference"] and report["threads"]["n_samples"] == 300
+    (share,) = report["gemm_share"]   # W1 at the largest batch size, float64
+    assert share["batch_size"] == 10 and 0 < share["fraction"] and share["gemm_gflops"] > 0
+    assert "against the batch's matrix products alone" in out
 
     # The C baseline ran, or the output says why not.
     c_runs = [r for r in report["results"] if r["system"] == _suite.C_SYSTEM]
@@ -256,3 +259,12 @@ def test_one_row_calls_are_timed_against_the_numpy_chain(tmp_path, capsys, monke
         assert c["seconds"] > 0 and c["ratio_to_numpy_chain"] == pytest.approx(
             c["seconds"] / c["numpy_chain_seconds"])
     assert "NumPy one-row forward chain (f64)" in out and "x the NumPy chain" in out
+
+
+def test_the_batch_products_are_those_of_one_sgd_step():
+    """Forward, gradient and (above the first layer) delta products, each as many
+    multiply-adds as the layer has weights times the batch size."""
+    calls = _suite.batch_products("W3", 128)
+    assert len(calls) == 5
+    weights = 784 * 100 + 100 * 10
+    assert sum(m * n * k for _, _, m, n, k in calls) == 128 * (2 * weights + 100 * 10)

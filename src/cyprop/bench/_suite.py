@@ -585,6 +585,59 @@ def run_inference(workloads: list[str], n: int, dtypes: list[str],
     return out
 
 
+def batch_products(workload: str, bs: int) -> list[tuple[str, str, int, int, int]]:
+    """The matrix products of one SGD step on a batch of ``bs`` rows, as column-major
+    gemm calls (trans_a, trans_b, m, n, k) of row-major arrays: each layer's forward
+    product, its gradient's, and (above the first layer) the deltas sent down."""
+    sizes = WORKLOADS[workload]
+    calls = []
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        calls.append(("T", "N", n_out, bs, n_in))      # A_l (bs, n_in) @ W_l.T
+        calls.append(("N", "T", n_in, n_out, bs))      # D_l.T (n_out, bs) @ A_l
+        if l > 0:
+            calls.append(("N", "N", n_in, bs, n_out))  # D_l (bs, n_out) @ W_l
+    return calls
+
+
+def run_gemm_share(results: list[Record], workloads: list[str], dtypes: list[str],
+                   bs: int, repeats: int) -> list[Record]:
+    """cyprop's mini-batch epoch at batch size ``bs`` against the same matrix products
+    alone (SciPy's BLAS, one thread, the batch's whole shapes): the fraction of the
+    products' speed that the epoch reaches, and the GEMM rate (counted FLOPs / s).  The
+    products are called from Python, about a microsecond each on top: that flatters the
+    fraction only where the products are tiny (W1)."""
+    from scipy.linalg import blas
+
+    out = []
+    for wl in workloads:
+        for dtype in dtypes:
+            sps = lookup(results, "cyprop-cython", f"{SHORT_DTYPE[dtype]} 1thr", wl, bs)
+            if sps is None:
+                continue
+            gemm = blas.dgemm if dtype == "float64" else blas.sgemm
+            rng = np.random.default_rng(0)
+            operands = []
+            for ta, tb, m, n, k in batch_products(wl, bs):
+                a = np.asfortranarray(rng.random((k, m) if ta == "T" else (m, k)), dtype)
+                b = np.asfortranarray(rng.random((n, k) if tb == "T" else (k, n)), dtype)
+                operands.append((a, b, ta == "T", tb == "T", 2 * m * n * k))
+            flops = sum(op[4] for op in operands)
+
+            def products() -> None:
+                for a, b, ta, tb, _ in operands:
+                    gemm(1.0, a, b, trans_a=ta, trans_b=tb)
+
+            with blas_limited(1):
+                seconds = min(measure(products, max(repeats, 20)))
+            products_sps = bs / seconds
+            record = {"workload": wl, "dtype": dtype, "batch_size": bs, "cython_sps": sps,
+                      "products_sps": products_sps, "fraction": sps / products_sps,
+                      "gemm_gflops": flops / seconds / 1e9,
+                      "cython_gflops": flops / bs * sps / 1e9}
+            out.append(record)
+    return out
+
+
 def run_threads(X: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> Record:
     """Two threads each training its own W2 net (bs=1, one epoch) vs the same two
     trainings one after the other; ratio of wall times (1.0: no overlap, 0.5: perfect)."""
@@ -903,6 +956,14 @@ def print_tables(report: Record, workloads: list[str], batch_sizes: list[int]) -
                   f"{r['cython_seconds'] * 1e3:7.2f} ms  numpy {r['numpy_seconds'] * 1e3:7.2f} ms"
                   f"  ratio {r['ratio_time_cython_over_numpy']:.2f}"
                   f"  (max |diff| {r['max_abs_diff']:.1e})")
+    if report.get("gemm_share"):
+        r0 = report["gemm_share"][0]
+        print(f"\nMini-batches (bs={r0['batch_size']}, 1 thread) against the batch's matrix "
+              "products alone (SciPy's BLAS, same shapes): fraction of their samples/s")
+        for r in report["gemm_share"]:
+            print(f"  {r['workload']} {SHORT_DTYPE[r['dtype']]}: {r['fraction']:.2f}  "
+                  f"(cyprop {r['cython_gflops']:.1f} GFLOP/s, the products alone "
+                  f"{r['gemm_gflops']:.1f})")
     t = report.get("threads")
     if t:
         verdict = "meets" if t["ratio_threaded_over_sequential"] <= t["target"] else "misses"
@@ -1265,6 +1326,10 @@ def run(args: argparse.Namespace) -> Record:
     if "cython" in args.systems and "cython" in m.get("cyprop_backends", ()):
         print("inference", flush=True)
         report["inference"] = run_inference(args.workloads, args.samples, args.dtypes, args)
+        largest = max(args.batch_sizes)
+        if largest > 1 and available("scipy.linalg"):
+            report["gemm_share"] = run_gemm_share(results, args.workloads, args.dtypes,
+                                                  largest, args.repeats)
         print("thread test", flush=True)
         X2, y2 = data["W2"] if "W2" in data else make_data("W2", args.samples)
         report["threads"] = run_threads(X2, y2, args)
