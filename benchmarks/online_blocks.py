@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Online plain SGD (batch size 1): the per-sample path ('online-next') beside the blocked
 one ('online-blocks', at several block sizes) and the plain-C yardstick, in one run.
+With ``--optimizers``: SGD with momentum and Nesterov (with weight decay) on both paths,
+as fractions of plain SGD's planned path in the same run.
 
 One thread (OMP_NUM_THREADS=1, BLAS on one thread), one epoch per measurement, the
 configurations interleaved within each repeat (a shared machine drifts), median of the
@@ -12,6 +14,7 @@ bench --batch-sizes 1`` compares the same path with cyprop's own C baseline.)
     python benchmarks/online_blocks.py --yardstick ../shared/limit/sgd_limit.c
     python benchmarks/online_blocks.py --workloads W3 --ks 16,32,48,64 --repeats 7
     python benchmarks/online_blocks.py --workloads 784x256x10 --ks 32,64
+    python benchmarks/online_blocks.py --optimizers --workloads W2,W3 --repeats 7
 """
 
 import argparse
@@ -57,10 +60,16 @@ def data(workload, n, dtype):
     return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(Y, dtype=dtype)
 
 
-def epoch_seconds(core, net, X, Y, plan):
-    """Seconds of one epoch of plain SGD (lr 0.1) on ``plan``, from the net's start."""
+#: --optimizers: SGD's variants (those of ``cyprop bench --optimizers``), lr 0.1.
+MOMENTUM = {"momentum": dict(momentum=0.9),
+            "nesterov+wd": dict(momentum=0.9, nesterov=True, weight_decay=1e-4)}
+
+
+def epoch_seconds(core, net, X, Y, plan, **sgd):
+    """Seconds of one epoch of SGD (lr 0.1, options ``sgd``; plain by default) on ``plan``,
+    from the net's start and a fresh optimizer."""
     params = net._params.copy()
-    optimizer = cyprop.SGD(0.1)
+    optimizer = cyprop.SGD(0.1, **sgd)
     state = optimizer.state_for(params)
     order = np.arange(len(X), dtype=np.intp)
     hyper = vars(optimizer.hyper())
@@ -95,11 +104,15 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--yardstick", default="", help="C source of the plain-C yardstick")
+    parser.add_argument("--optimizers", action="store_true",
+                        help="momentum and Nesterov+wd on both paths, vs plain SGD")
     args = parser.parse_args(argv)
     core = _compiled.KERNELS[_compiled.CHOSEN]
     print(f"kernel {_compiled.CHOSEN}, BLAS threads controlled: "
           f"{core.blas_threads_controlled()}")
     extra_ks = [int(k) for k in args.ks.split(",") if k]
+    if args.optimizers:
+        return compare_optimizers(core, args)
     with tempfile.TemporaryDirectory() as folder:
         binaries = build_yardstick(args.yardstick, folder) if args.yardstick else {}
         for dtype in args.dtypes.split(","):
@@ -131,6 +144,40 @@ def main(argv=None):
                     ratio = f"  {value / c:5.2f}x C" if c else ""
                     print(f"  {name:14s} {value / 1e3:9.1f}k samples/s  "
                           f"{value / sps['online-next']:5.2f}x online-next{ratio}")
+
+
+
+def compare_optimizers(core, args):
+    """Momentum and Nesterov (with weight decay) per sample ('online-next', the path before
+    the blocks) and blocked ('online-blocks'), as fractions of plain SGD's planned path."""
+    for dtype in args.dtypes.split(","):
+        for workload in args.workloads.split(","):
+            sizes = sizes_of(workload)
+            X, Y = data(workload, args.samples, dtype)
+            net = cyprop.Network(sizes, activation="sigmoid", output="softmax",
+                                 loss="cross_entropy", dtype=dtype, seed=0)
+            k = _compiled.online_block_rows(sizes[1])
+            configs = {"sgd planned": ({}, _compiled.plan(net.arch, cyprop.SGD(0.1), 1)),
+                       "sgd online-next": ({}, _compiled.Plan("online-next", "sgd", 1))}
+            for name, options in MOMENTUM.items():
+                rule = _compiled._rule(cyprop.SGD(0.1, **options), core)
+                configs[f"{name} online-next"] = (options, _compiled.Plan("online-next",
+                                                                          rule, 1))
+                configs[f"{name} blocks"] = (options, _compiled.Plan("online-blocks", rule,
+                                                                     1, k))
+            for options, plan in configs.values():   # warm-up
+                epoch_seconds(core, net, X[:500], Y[:500], plan, **options)
+            times = {name: [] for name in configs}
+            for _ in range(args.repeats):
+                for name, (options, plan) in configs.items():
+                    times[name].append(epoch_seconds(core, net, X, Y, plan, **options))
+            sps = {name: len(X) / float(np.median(t)) for name, t in times.items()}
+            base = sps["sgd planned"]
+            print(f"{workload} {dtype} (n={len(X)}, plain SGD planned: "
+                  f"{configs['sgd planned'][1].path}, k={k})")
+            for name, value in sps.items():
+                print(f"  {name:24s} {value / 1e3:9.1f}k samples/s  "
+                      f"{value / base:5.2f} of plain SGD")
 
 
 if __name__ == "__main__":

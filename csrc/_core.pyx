@@ -20,7 +20,7 @@ concern, and included here into one module (built once per instruction set):
     _sample.pxi   per-sample kernels (sample_*): forward, score, the one backward pass
     _block.pxi    per-block kernels as matrix products (block_*), in parts (part_*)
     _epoch.pxi    the drivers: an epoch (epoch_*) of batches (batch_*) on a path
-    _online_block.pxi  exact online SGD with the first layer over blocks of samples
+    _online_block.pxi  exact online SGD (and momentum) with the first layer over blocks
     _inference.pxi  forward of a chunk of rows; FewRows, the checked calls of serving
     cyprop_*.h    C helpers that Cython cannot express (restrict, CPU features, dlsym)
 

@@ -27,8 +27,9 @@ cdef enum:
     PATH_ONLINE = 1        # batch size 1: each parameter stepped as its gradient is known
     PATH_SAMPLES = 2       # gradient sums one sample at a time, then one step per batch
     PATH_BLOCKS = 3        # gradient sums as matrix products (BLAS), then one step per batch
-    PATH_ONLINE_BLOCKS = 4 # batch size 1, plain SGD: the first layer over blocks of samples
-                           # as matrix products, the same steps (_online_block.pxi)
+    PATH_ONLINE_BLOCKS = 4 # batch size 1, SGD (plain or momentum): the first layer over
+                           # blocks of samples as matrix products, the same steps
+                           # (_online_block.pxi)
 
 PATHS = ("online-next", "online", "samples", "blocks", "online-blocks")
 

@@ -43,8 +43,9 @@ SHAPES = [[70, 33, 10], [37, 20, 17, 5]]
 
 @pytest.fixture(autouse=True)
 def per_sample_paths(monkeypatch):
-    """Plain SGD stays on the per-sample paths here, whatever the first layer's size:
-    its blocked path ('online-blocks') has tests of its own (test_online_blocks.py)."""
+    """SGD (plain or with momentum) stays on the per-sample paths here, whatever the
+    first layer's size: its blocked path ('online-blocks') has tests of its own
+    (test_online_blocks.py)."""
     monkeypatch.setitem(_compiled.TUNING, "online_block_weights", float("inf"))
 
 

@@ -60,12 +60,12 @@ def make_optimizer(config):
     return getattr(cyprop, name)(**kwargs)
 
 
-def problem(dtype="float64", backend="numpy", seed=0):
+def problem(dtype="float64", backend="numpy", seed=0, sizes=SIZES, n=N):
     """A small network with two different hidden activations, and its data."""
-    net = cyprop.Network(SIZES, activation=ACTIVATION, dtype=dtype, backend=backend, seed=seed)
+    net = cyprop.Network(sizes, activation=ACTIVATION, dtype=dtype, backend=backend, seed=seed)
     rng = np.random.default_rng(42)
-    X = rng.normal(size=(N, SIZES[0]))
-    labels = rng.integers(0, SIZES[-1], N)
+    X = rng.normal(size=(n, sizes[0]))
+    labels = rng.integers(0, sizes[-1], n)
     return net, X, labels
 
 
@@ -268,6 +268,48 @@ def test_trajectory_matches_torch(backend, dtype, config, batch_size):
     net, X, labels = problem(dtype, backend)
     expected = torch_training(torch, config, net, X, labels, batch_size, dtype)
     net.fit(X, labels, epochs=EPOCHS, batch_size=batch_size, optimizer=make_optimizer(config),
+            shuffle=False, verbose=0)
+    assert_close(parameters(net), expected, dtype, config)
+
+
+# At batch size 1 the compiled core runs SGD's first layer (with or without momentum)
+# over blocks of samples, the 'online-blocks' path, once that layer has 2,048 weights:
+# 64 x 32 here (W1's), 40 samples in blocks of 16 (two whole blocks and one of 8), three
+# epochs.  The path's own tests lower the threshold; these run the planned path as is.
+WIDE = [64, 32, 5, 3]
+WIDE_N = 40
+BLOCKED = ["sgd", "sgd-decay", "sgd-momentum", "sgd-nesterov-decay"]
+
+
+def wide_problem(dtype, backend, config):
+    net, X, labels = problem(dtype, backend, sizes=WIDE, n=WIDE_N)
+    if backend == "cython":
+        chosen = net._impl.plan(net.arch, make_optimizer(config), 1, n_samples=WIDE_N)
+        assert (chosen.path, chosen.block_rows) == ("online-blocks", 16)
+    return net, X / 4, labels   # (pre-activations of moderate size over 64 inputs)
+
+
+@pytest.mark.parametrize("config", BLOCKED)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_online_blocks_match_the_formulas(backend, dtype, config):
+    net, X, labels = wide_problem(dtype, backend, config)
+    expected, _ = reference_training(config, parameters(net), X, labels, 1)
+    optimizer = make_optimizer(config)
+    net.fit(X, labels, epochs=EPOCHS, batch_size=1, optimizer=optimizer, shuffle=False,
+            verbose=0)
+    assert_close(parameters(net), expected, dtype, config)
+    assert optimizer.steps == EPOCHS * WIDE_N
+
+
+@pytest.mark.parametrize("config", BLOCKED)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_online_blocks_match_torch(backend, dtype, config):
+    torch = pytest.importorskip("torch")
+    net, X, labels = wide_problem(dtype, backend, config)
+    expected = torch_training(torch, config, net, X, labels, 1, dtype)
+    net.fit(X, labels, epochs=EPOCHS, batch_size=1, optimizer=make_optimizer(config),
             shuffle=False, verbose=0)
     assert_close(parameters(net), expected, dtype, config)
 

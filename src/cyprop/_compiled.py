@@ -113,8 +113,9 @@ TUNING = {
     # ... and at most this many parts (on one core, W3's 100 units in 4 parts ran faster
     # than in 1 or 2; many more would cut each product too thin).
     "max_parts": 4,
-    # Online plain SGD runs its first layer over blocks of samples as matrix products
-    # (path 'online-blocks') when the layer has at least this many weights.  W1's 2048
+    # Online SGD (plain, or with momentum) runs its first layer over blocks of samples as
+    # matrix products (path 'online-blocks') when the layer has at least this many
+    # weights.  W1's 2048
     # ran 1.2-1.3x faster blocked (one core); a 6-5-3 net ran 20% slower: below this
     # the BLAS calls cost more than the per-sample loop over an L1-resident layer.
     "online_block_weights": 2048,
@@ -145,9 +146,9 @@ class Plan:
     Paths: ``online-next`` (batch size 1: each parameter stepped as its gradient is
     known, the first layer's step fused with the next sample's forward pass),
     ``online`` (the same without the first-layer fusion: one weight layer, or a
-    max-norm step between samples), ``online-blocks`` (plain SGD at batch size 1 with
-    the first layer's products over blocks of ``block_rows`` samples: the same steps in
-    fewer passes over its weights), ``samples`` (gradient sums one sample at a time,
+    max-norm step between samples), ``online-blocks`` (SGD, plain or with momentum, at
+    batch size 1 with the first layer's products over blocks of ``block_rows`` samples:
+    the same steps in fewer passes over its weights), ``samples`` (gradient sums one sample at a time,
     then one step per batch), ``blocks`` (gradient sums as matrix products over blocks
     of rows, then one step per batch)."""
 
@@ -205,10 +206,12 @@ def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
         fuse_next = arch.n_layers > 1 and not options.max_norm
         n_in, n_hidden = arch.sizes[0], arch.sizes[1]
         # (one sample has no block to share the first layer's reads with)
-        if (fuse_next and rule == "sgd" and options.dropout is None and core.has_blas()
+        if (fuse_next and rule in ("sgd", "momentum") and options.dropout is None
+                and core.has_blas()
                 and n_in * n_hidden >= TUNING["online_block_weights"]
                 and (n_samples is None or n_samples > 1)):
-            # plain SGD's first layer over blocks of samples: the same steps
+            # SGD's first layer (with or without momentum) over blocks of samples: the
+            # same steps
             return Plan("online-blocks", rule, 1, online_block_rows(n_hidden))
         return Plan("online-next" if fuse_next else "online", rule, 1)
     n_threads = threads(options.n_threads)
