@@ -9,8 +9,7 @@ is refused with the usual message), and trained on with one compiled call.  A bl
 that is one piece of the right dtype (a memory map's rows, rows within one Dask chunk)
 is used as it is; one across chunks is copied into one of two buffers reused from block
 to block.  The next block is read in a background thread while the network trains on
-this one.  The targets ``Y`` (n x n_outputs, small beside
-X) are read whole.
+this one.  The targets ``Y`` (n x n_outputs, small beside X) are read whole.
 
 Training blocks are whole batches (their length is a multiple of ``batch_size``,
 whatever the Dask chunks), so with ``shuffle=False`` the batches, their order and the
@@ -23,7 +22,7 @@ that fits in one block is shuffled as in memory (one ``rng.permutation(n)``).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -80,14 +79,15 @@ class Rows:
         return Rows(self.data, self.n_inputs, self.dtype, self.name, self.start + start,
                     self.start + max(start, stop))
 
-    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    def read(self, start: int, stop: int,
+             out: Callable[[], np.ndarray] | None = None) -> np.ndarray:
         """Rows start:stop (of these) as a checked C-contiguous array of the dtype.
 
         A piece that already is so (a memory map of the dtype, a computed Dask chunk) is
         used as it is, not copied.  Rows that span Dask chunks, or need converting, are
-        copied (converted) into ``out`` when it is given and large enough (a buffer
-        kept from block to block: no fresh memory to fault in each time), else into a
-        new array.  A Dask array is computed a chunk's part at a time, all in one
+        copied (converted) into the array ``out()`` returns, when it is given and large
+        enough (a buffer kept from block to block, made only when first needed: no fresh
+        memory to fault in each time), else into a new array.  A Dask array is computed a chunk's part at a time, all in one
         ``dask.compute`` call, never as one slice across chunks (whose result Dask
         would join in yet another new array)."""
         a, b = self.start + start, self.start + stop
@@ -96,9 +96,10 @@ class Rows:
             return _validation.check_X(pieces[0], self.n_inputs, self.dtype,
                                        name=self.name)[0]
         n = b - a
-        if out is None or out.shape[0] < n or out.dtype != self.dtype:
-            out = np.empty((n, self.n_inputs), dtype=self.dtype)
-        block = out[:n]
+        buffer = None if out is None else out()
+        if buffer is None or buffer.shape[0] < n or buffer.dtype != self.dtype:
+            buffer = np.empty((n, self.n_inputs), dtype=self.dtype)
+        block = buffer[:n]
         step = max(1, COPY_BYTES // (self.n_inputs * self.dtype.itemsize))
         done = 0
         for piece in pieces:
@@ -201,11 +202,14 @@ def read_ahead(rows: Rows, blocks: Sequence[tuple[int, int, npt.NDArray[np.intp]
     size = max(stop - start for start, stop, _ in blocks)
     buffers: list[np.ndarray | None] = [None, None]
 
+    def buffer(i: int) -> np.ndarray:
+        made = buffers[i]
+        if made is None:
+            made = buffers[i] = np.empty((size, rows.n_inputs), dtype=rows.dtype)
+        return made
+
     def read(i: int) -> np.ndarray:
-        buffer = buffers[i % 2]
-        if buffer is None:
-            buffer = buffers[i % 2] = np.empty((size, rows.n_inputs), dtype=rows.dtype)
-        return rows.read(blocks[i][0], blocks[i][1], out=buffer)
+        return rows.read(blocks[i][0], blocks[i][1], out=lambda: buffer(i % 2))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cyprop-read") as pool:
         future: Future[np.ndarray] | None = pool.submit(read, 0)
