@@ -692,7 +692,20 @@ def dask_over_file(path: str, chunk_bytes: int = 32 << 20) -> Any:
     """A Dask array over the rows of a .npy file, a task per chunk reading its rows.
 
     Not ``da.from_array(np.load(path, mmap_mode="r"))``: since Dask 2024.12 that copies
-    the whole array into memory first (dask/dask#11850)."""
+    the whole array into memory first (dask/dask#11850).
+
+    Parameters
+    ----------
+    path : str
+        The .npy file (2-D).
+    chunk_bytes : int, default=32 MiB
+        About this many bytes of rows per chunk.
+
+    Returns
+    -------
+    dask.array.Array
+        The rows, nothing read yet.
+    """
     import dask
     import dask.array as da
 
