@@ -35,6 +35,12 @@ def memmap_of(X, tmp_path, name="X.npy"):
     return np.load(tmp_path / name, mmap_mode="r")
 
 
+def copied_chunks(X, chunks):
+    """A Dask array whose chunks compute to new arrays (as read from Zarr or HDF5), not
+    to views of X."""
+    return da.from_array(X, chunks=(chunks, X.shape[1])).map_blocks(np.array, dtype=X.dtype)
+
+
 def trained(X, y, dtype="float64", **kwargs):
     net = cyprop.Network([8, 5, 3], seed=1, dtype=dtype, dropout=0.2)
     history = net.fit(X, y, epochs=3, batch_size=kwargs.pop("batch_size", 7), verbose=0,
@@ -57,7 +63,7 @@ def test_unshuffled_dask_and_memmap_train_as_in_memory(small_blocks, tmp_path, d
         kwargs["optimizer"] = cyprop.Adam(0.01)
     reference, logs = trained(X, y, dtype, **dict(kwargs, optimizer=cyprop.Adam(0.01))
                               if "optimizer" in kwargs else kwargs)
-    for lazy in (da.from_array(X, chunks=97), memmap_of(X, tmp_path)):
+    for lazy in (da.from_array(X, chunks=97), copied_chunks(X, 97), memmap_of(X, tmp_path)):
         if "optimizer" in kwargs:
             kwargs["optimizer"] = cyprop.Adam(0.01)
         net, lazy_logs = trained(lazy, y, dtype, **kwargs)
@@ -140,7 +146,7 @@ def test_partial_fit_and_dask_labels(small_blocks):
 
 
 @needs_dask
-def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks):
+def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks, tmp_path):
     """Refused as in memory: the network, its optimizer and history as they were."""
     X, y = data()
     X[7 * 104 + 3, 2] = np.nan   # in block 7
@@ -148,7 +154,7 @@ def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks):
     net.fit(X[:100], y[:100], epochs=1, verbose=0)
     before, optimizer, history = net._params.copy(), net.optimizer, net.history
     state = optimizer.state.copy() if optimizer.state is not None else None
-    lazy = da.from_array(X, chunks=97)
+    lazy = copied_chunks(X, 97)   # (the check fused with the copy)
     for call in (lambda: net.fit(lazy, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
                                  optimizer=cyprop.Adam()),
                  lambda: net.partial_fit(lazy, y, batch_size=8),
@@ -162,6 +168,43 @@ def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks):
             np.testing.assert_array_equal(optimizer.state, state)
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
         net.forward(da.from_array(X, chunks=97))
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.forward(memmap_of(X.astype(np.float32), tmp_path))   # converted, checked
+
+
+@needs_dask
+def test_blocks_across_chunks_are_copied_into_two_buffers_in_turn():
+    """A block within one chunk is that chunk's computed array (no copy); a block across
+    chunks is copied (converted) into one of two buffers, used in turn; the chunks a
+    block meets are computed together, in one dask.compute call."""
+    import dask
+
+    X = np.random.default_rng(0).normal(size=(1000, 8))
+    computes = []
+    real_compute = dask.compute
+
+    def counted(*args, **kwargs):
+        computes.append(len(args))
+        return real_compute(*args, **kwargs)
+
+    rows = _chunks.Rows(copied_chunks(X, 97), 8, np.dtype(np.float64))
+    buffers = set()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dask, "compute", counted)
+        for start, stop, _, block in _chunks.read_ahead(rows, _chunks.epoch_blocks(1000, 300)):
+            np.testing.assert_array_equal(block, X[start:stop])
+            buffers.add(block.__array_interface__["data"][0])
+        assert len(buffers) == 2
+        assert computes == [4, 4, 4, 2]   # the chunks each block of 300 rows meets
+        computes.clear()
+        block = rows.read(100, 150)   # within chunk 1 (rows 97..194): as computed
+        assert computes == [1] and block.flags.owndata is False
+        np.testing.assert_array_equal(block, X[100:150])
+    # float32 data for a float64 network: converted as it is copied
+    rows = _chunks.Rows(copied_chunks(X.astype(np.float32), 97), 8, np.dtype(np.float64))
+    block = rows.read(150, 450)
+    assert block.dtype == np.float64
+    np.testing.assert_array_equal(block, X.astype(np.float32)[150:450])
 
 
 @needs_dask
@@ -222,14 +265,15 @@ MEMORY_CHILD = textwrap.dedent("""
     import numpy as np
     import cyprop
     from cyprop import _chunks
-    from cyprop.bench._suite import _rss_anon
+    from cyprop.bench._suite import _rss_anon, dask_over_file
 
     _chunks.BLOCK_BYTES = 4 << 20   # 64 MB / 16, for a file 16 times smaller than 1.6 GB
     path, mode, dtype = sys.argv[1:4]
-    X = np.load(path, mmap_mode="r")
     if mode == "dask":
-        import dask.array as da
-        X = da.from_array(X, chunks=(1000, X.shape[1]))
+        import dask.array   # (its own memory: not counted)
+    before = _rss_anon()   # (da.from_array(memmap) would copy the file: dask/dask#11850)
+    X = np.load(path, mmap_mode="r") if mode == "memmap" else dask_over_file(path, 2 << 20)
+    made = _rss_anon() - before
     y = np.arange(len(X)) % 10
     net = cyprop.Network([X.shape[1], 30, 10], seed=0, dtype=dtype)
     net.fit(X[:2048], y[:2048], epochs=1, batch_size=64, verbose=0)   # warm-up
@@ -246,7 +290,7 @@ MEMORY_CHILD = textwrap.dedent("""
     net.evaluate(X, y)
     done.set()
     sampler.join()
-    print(json.dumps({"growth": max(peak[0], _rss_anon()) - base}))
+    print(json.dumps({"growth": max(peak[0], _rss_anon()) - base, "made": made}))
 """)
 
 
@@ -270,8 +314,10 @@ def test_a_shuffled_epoch_over_a_file_keeps_private_memory_bounded(tmp_path, mod
     done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), mode, net_dtype],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    growth = json.loads(done.stdout.strip().splitlines()[-1])["growth"]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    growth = record["growth"]
     assert growth < 25e6, f"private memory grew by {growth / 1e6:.1f} MB"
+    assert record["made"] < 5e6, "making X read it into memory"
 
 
 # The README's example, as given there (in a script, for the cluster's processes).

@@ -3,11 +3,13 @@
 An ``X`` that is a Dask array or a NumPy memory map (``np.memmap``, or
 ``np.load(path, mmap_mode="r")``) is never converted or copied whole.  The network
 wraps it in ``Rows`` and reads it in blocks of about ``BLOCK_BYTES`` (in the network's
-dtype): each block is sliced by rows, computed (Dask), checked and converted like any
-input (``_validation.check_X``: a NaN in any block is refused with the usual message),
-and trained on with one compiled call.  The next block is read in a background thread
-while the network trains on this one.  The targets ``Y`` (n x n_outputs, small beside
-X) are read whole.
+dtype): each block is sliced by rows, computed (Dask: the part of each chunk it meets,
+all in one ``dask.compute``), checked and converted like any input (a NaN in any block
+is refused with the usual message), and trained on with one compiled call.  A block
+that is one piece of the right dtype (a memory map's rows, rows within one Dask chunk)
+is used as it is; one across chunks is copied into one of two buffers reused from block
+to block.  The next block is read in a background thread while the network trains on
+this one.  The targets ``Y`` (n x n_outputs, small beside X) are read whole.
 
 Training blocks are whole batches (their length is a multiple of ``batch_size``,
 whatever the Dask chunks), so with ``shuffle=False`` the batches, their order and the
@@ -20,7 +22,7 @@ that fits in one block is shuffled as in memory (one ``rng.permutation(n)``).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -31,6 +33,9 @@ from . import _validation
 
 #: About this many bytes of X (in the network's dtype) are read and trained on at a time.
 BLOCK_BYTES = 64 << 20
+#: A block that is copied is copied and checked (finite) this many bytes at a time, so
+#: that the check reads what the copy just left in the cache.
+COPY_BYTES = 256 << 10
 
 
 def is_dask(X: object) -> bool:
@@ -74,23 +79,88 @@ class Rows:
         return Rows(self.data, self.n_inputs, self.dtype, self.name, self.start + start,
                     self.start + max(start, stop))
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows start:stop (of these) as a checked C-contiguous array of the dtype; a
-        view, not a copy, of a memory map that is already so."""
-        block = self.data[self.start + start:self.start + stop]
-        if is_dask(block):
-            block = _compute(block)
-        return _validation.check_X(block, self.n_inputs, self.dtype, name=self.name)[0]
+    def read(self, start: int, stop: int,
+             out: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        """Rows start:stop (of these) as a checked C-contiguous array of the dtype.
+
+        A piece that already is so (a memory map of the dtype, a computed Dask chunk) is
+        used as it is, not copied.  Rows that span Dask chunks, or need converting, are
+        copied (converted) into the array ``out()`` returns, when it is given and large
+        enough (a buffer kept from block to block, made only when first needed: no fresh
+        memory to fault in each time), else into a new array.  A Dask array is computed a chunk's part at a time, all in one
+        ``dask.compute`` call, never as one slice across chunks (whose result Dask
+        would join in yet another new array)."""
+        a, b = self.start + start, self.start + stop
+        pieces = _dask_pieces(self.data, a, b) if is_dask(self.data) else [self.data[a:b]]
+        if len(pieces) == 1 and _fits(pieces[0], self.dtype):
+            return _validation.check_X(pieces[0], self.n_inputs, self.dtype,
+                                       name=self.name)[0]
+        n = b - a
+        buffer = None if out is None else out()
+        if buffer is None or buffer.shape[0] < n or buffer.dtype != self.dtype:
+            buffer = np.empty((n, self.n_inputs), dtype=self.dtype)
+        block = buffer[:n]
+        step = max(1, COPY_BYTES // (self.n_inputs * self.dtype.itemsize))
+        done = 0
+        for piece in pieces:
+            if (np.dtype(piece.dtype).kind not in "biuf" or piece.ndim != 2
+                    or piece.shape[1] != self.n_inputs):
+                # (a Dask graph may compute other than it announced): refused as usual
+                _validation.check_X(piece, self.n_inputs, self.dtype, name=self.name)
+                raise AssertionError("check_X took a piece of the wrong kind or shape")
+            if done + len(piece) > n:
+                break
+            for i in range(0, len(piece), step):   # copied, then checked while cached
+                source = piece[i:i + step]
+                part = block[done + i:done + i + len(source)]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    np.copyto(part, source, casting="unsafe")
+                    finite = np.isfinite(np.sum(part))
+                if not finite and not _validation.all_finite(part):
+                    _validation.check_X(part, self.n_inputs, self.dtype, name=self.name)
+            done += len(piece)
+        if done != n:
+            raise ValueError(f"{self.name}'s Dask chunks computed other numbers of rows "
+                             f"than they announced (rows {a}:{b})")
+        return block
 
 
-def _compute(block: Any) -> np.ndarray:
-    """A Dask block as a NumPy array: on the scheduler set by the caller (a distributed
-    Client, ``dask.config.set(scheduler=...)``), else here in the reading thread (which
-    already overlaps the training; a thread pool per block only adds overhead)."""
+def _fits(piece: Any, dtype: np.dtype[Any]) -> bool:
+    """Whether check_X takes ``piece`` as it is (no copy)."""
+    return (isinstance(piece, np.ndarray) and piece.dtype == dtype
+            and piece.flags.c_contiguous and piece.flags.aligned)
+
+
+def _dask_pieces(data: Any, start: int, stop: int) -> list[Any]:
+    """Rows start:stop of a Dask array as NumPy arrays, one per chunk they meet (in
+    order), computed together."""
+    bounds = np.cumsum((0, *data.chunks[0]))
+    if not np.all(np.isfinite(bounds)) or data.numblocks[1] != 1:
+        # chunks of unknown size, or of some columns each: one slice, joined by Dask
+        return _compute([data[start:stop]])
+    first = int(np.searchsorted(bounds, start, side="right")) - 1
+    parts = []
+    for i in range(first, len(bounds) - 1):
+        lo, hi = max(start, int(bounds[i])), min(stop, int(bounds[i + 1]))
+        if lo >= hi:
+            break
+        # as a Delayed: computed, a chunk is what its task made (Dask's compute of an
+        # array would copy it once more, in case the caller writes to it; this reads),
+        # its graph not optimized piece by piece (slow: ~10 ms a piece, for nothing)
+        parts.append(data[lo:hi].to_delayed(optimize_graph=False).flat[0])
+    return _compute(parts)
+
+
+def _compute(blocks: list[Any]) -> list[np.ndarray]:
+    """Dask arrays or Delayed blocks as NumPy arrays, computed in one call: on the
+    scheduler set by the caller (a distributed Client,
+    ``dask.config.set(scheduler=...)``), else here in the reading thread (which already
+    overlaps the training; a thread pool per block only adds overhead)."""
+    import dask
     import dask.base
 
     scheduler = None if dask.base.get_scheduler() is not None else "synchronous"
-    return np.asarray(block.compute(scheduler=scheduler))
+    return [np.asarray(block) for block in dask.compute(*blocks, scheduler=scheduler)]
 
 
 def head(X: Any, m: int) -> Any:
@@ -123,17 +193,32 @@ def epoch_blocks(n: int, rows: int, shuffle: bool = False,
 def read_ahead(rows: Rows, blocks: Sequence[tuple[int, int, npt.NDArray[np.intp]]],
                ) -> Generator[tuple[int, int, npt.NDArray[np.intp], np.ndarray], None, None]:
     """Yields (start, stop, order, X block) for each of ``blocks``, reading the next
-    block in a thread while the caller works on this one."""
+    block in a thread while the caller works on this one.
+
+    A block may lie in one of two buffers that are reused (for blocks that are copied:
+    see ``Rows.read``): it is valid until the caller asks for the next one."""
     if not blocks:
         return
+    size = max(stop - start for start, stop, _ in blocks)
+    buffers: list[np.ndarray | None] = [None, None]
+
+    def buffer(i: int) -> np.ndarray:
+        made = buffers[i]
+        if made is None:
+            made = buffers[i] = np.empty((size, rows.n_inputs), dtype=rows.dtype)
+        return made
+
+    def read(i: int) -> np.ndarray:
+        return rows.read(blocks[i][0], blocks[i][1], out=lambda: buffer(i % 2))
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cyprop-read") as pool:
-        future: Future[np.ndarray] | None = pool.submit(rows.read, blocks[0][0], blocks[0][1])
+        future: Future[np.ndarray] | None = pool.submit(read, 0)
         for i, (start, stop, order) in enumerate(blocks):
             assert future is not None
             block = future.result()
             future = None
             if i + 1 < len(blocks):
-                future = pool.submit(rows.read, blocks[i + 1][0], blocks[i + 1][1])
+                future = pool.submit(read, i + 1)
             yield start, stop, order, block
             del block
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _backend
+from . import _backend, _chunks
 
 try:
     import scipy.sparse as _sp
@@ -31,6 +31,9 @@ BLOCK_BYTES = 1 << 24
 #: the compiled core, any number of rows will do).
 CHUNK_ROWS = (_backend._compiled.TUNING["chunk_rows"] if _backend._compiled is not None
               else 1)
+
+
+_NO_ORDER = np.empty(0, dtype=np.intp)
 
 
 def issparse(X: object) -> bool:
@@ -61,9 +64,17 @@ def dense(X: Any, dtype: npt.DTypeLike) -> np.ndarray:
 def blocks(X: Any, dtype: npt.DTypeLike, rows: int | None = None,
            ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(start, stop, dense rows start:stop) over X in blocks of ``rows`` rows
-    (``block_rows`` by default)."""
+    (``block_rows`` by default).  A Dask array or memory map (``_chunks.Rows``, of
+    ``dtype``) is read through ``_chunks.read_ahead``: a block is valid until the next
+    is asked for."""
     n = X.shape[0]
     step = rows or block_rows(X.shape[1], np.dtype(dtype).itemsize)
+    if isinstance(X, _chunks.Rows):
+        assert X.dtype == dtype, "Rows are read in their own dtype"
+        bounds = [(start, min(start + step, n), _NO_ORDER) for start in range(0, n, step)]
+        for start, stop, _, block in _chunks.read_ahead(X, bounds):
+            yield start, stop, block
+        return
     for start in range(0, n, step):
         stop = min(start + step, n)
         yield start, stop, dense(X[start:stop], dtype)

@@ -21,6 +21,20 @@ backend runs fits on several cores at once::
 
 scikit-learn (>= 1.6) and SciPy are needed: ``pip install "cyprop[sklearn]"``.
 
+Data larger than memory: ``fit``, ``partial_fit``, ``predict``, ``predict_proba`` and
+``score`` read a Dask array X a block of rows at a time, as ``cyprop.Network`` does
+(``cyprop._chunks``), never converting it whole (y and sample weights are read whole).
+Such a fit visits the samples as the network's block-wise reading does (with
+``shuffle=True``: the blocks of whole batches in a random order, then the rows of
+each block, drawn from ``random_state``), not in scikit-learn's order; with
+``shuffle=False`` the result is that of the same data in memory.  'lbfgs' reads X
+once per evaluation of the loss.  ``early_stopping`` (a random hold-out split) needs
+X in memory and is refused.  A memory map (``np.load(..., mmap_mode="r")``, and
+the maps joblib hands to parallel fits) that already has the dtype the estimator
+trains in is used in place, as an array in memory is (scikit-learn's order, early
+stopping too; its pages are read by the OS into no private memory); one that needs
+converting is read in blocks like a Dask array.
+
 What cyprop adds: the solvers 'rmsprop', 'adagrad' and 'rprop'; the activation
 'leaky_relu'; the parameters ``backend``, ``dtype``, ``dropout``, ``max_norm``, ``init``
 and ``n_threads``.  Where the results differ from scikit-learn's for the same
@@ -61,7 +75,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
-    from sklearn.utils import check_random_state, column_or_1d
+    from sklearn.utils import check_array, check_consistent_length, check_random_state, column_or_1d
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -71,7 +85,7 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
         'install it with `pip install "cyprop[sklearn]"` or `pip install "scikit-learn>=1.6"` '
         f"({exc})") from exc
 
-from . import _lbfgs, _sparse
+from . import _chunks, _lbfgs, _sparse
 from ._training import Dropout, TrainingOptions
 from .errors import TrainingDiverged
 from .history import History
@@ -220,13 +234,21 @@ class _BaseBackprop(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "network_") or (not self.warm_start and not incremental)
         dtype = self._input_dtype(first_pass)
+        blockwise = _read_in_blocks(X, dtype)
+        if blockwise and self.early_stopping:
+            raise ValueError(
+                "early_stopping holds out a random validation_fraction of the rows (as "
+                "scikit-learn splits them), which needs X in memory: with a Dask array (or "
+                "a memory map that needs converting) as X, fit without early_stopping, or "
+                "hold out rows yourself and score them")
         X, Y, targets = self._validate_training_data(X, y, reset=first_pass,
                                                      incremental=incremental, classes=classes,
                                                      dtype=dtype)
-        X = _sparse.as_rows(X)
         if sample_weight is not None:
             # negative weights are allowed, as in scikit-learn
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        # a Dask array or memory map: read a block of rows at a time, never whole
+        X = _chunks.Rows(X, X.shape[1], Y.dtype) if blockwise else _sparse.as_rows(X)
         rng = check_random_state(self.random_state)
         sizes = [X.shape[1], *params["hidden"], self._n_out]
         if first_pass:
@@ -355,14 +377,23 @@ class _BaseBackprop(BaseEstimator):
         started = time.perf_counter()
         try:
             for _ in range(self.max_iter):
-                if self.shuffle:
+                if epoch.blockwise:   # blocks of rows in a random order, then rows within each
+                    sample_idx = epoch.order_blocks(rng if self.shuffle else None)
+                elif self.shuffle:
                     sample_idx = _shuffled(sample_idx, rng)
                 dropout_seed = int(rng.randint(np.iinfo(np.int32).max)) if any(net.dropout) \
                     else None
                 kept = net._params.copy(), optimizer.steps, _copy(optimizer.state)
                 squares_before = _squared_weights(net) if self.alpha else 0.0
-                loss_sum, correct, penalty_factor, data_scale = epoch.run(sample_idx,
-                                                                          dropout_seed)
+                try:
+                    loss_sum, correct, penalty_factor, data_scale = epoch.run(sample_idx,
+                                                                              dropout_seed)
+                except Exception:
+                    if epoch.blockwise:   # a block that could not be read (a NaN?): undone
+                        with net._state_lock:
+                            net._params[...] = kept[0]
+                            optimizer.steps, optimizer.state = kept[1], kept[2]
+                    raise
                 diverged = not np.all(np.isfinite(net._params))
                 penalty = 0.0
                 if self.alpha and not diverged:
@@ -599,6 +630,32 @@ class _BaseBackprop(BaseEstimator):
     def _check_loss(self) -> None:
         pass
 
+    def _validate_X_y(self, X: Any, y: Any, reset: bool, dtype: Any, y_numeric: bool,
+                      ) -> tuple[Any, np.ndarray, np.dtype]:
+        """(X, y, the dtype for training) checked as scikit-learn's ``validate_data``
+        does.  A Dask array or memory map X is checked for its shape and feature count
+        only, not converted (its blocks are checked as they are read); y is read whole."""
+        if not _read_in_blocks(X, dtype):
+            X, y = validate_data(self, X, y, reset=reset, multi_output=True,
+                                 y_numeric=y_numeric, accept_sparse=["csr", "csc", "coo"],
+                                 dtype=dtype, order="C")
+            return X, y, X.dtype
+        if np.dtype(X.dtype).kind not in "biuf":
+            raise TypeError(f"X must hold numbers (got dtype {X.dtype}); convert it to a "
+                            "float array first")
+        if X.shape[0] < 1 or X.shape[1] < 1:
+            raise ValueError(f"Found array with shape {X.shape}: X needs at least one "
+                             "sample and one feature")
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        y = check_array(np.asarray(y), ensure_2d=False, dtype=None, input_name="y",
+                        estimator=self)
+        if y_numeric and y.dtype.kind == "O":
+            y = y.astype(np.float64)
+        check_consistent_length(X, y)
+        if isinstance(dtype, tuple):   # X's own floating dtype, else the first
+            dtype = _float_dtype(X.dtype, dtype)
+        return X, y, np.dtype(dtype)
+
     def _is_single_output_classifier(self) -> bool:
         return False
 
@@ -609,17 +666,22 @@ class _BaseBackprop(BaseEstimator):
         dtype); a sparse X a block of rows at a time.  Overflowing outputs come back as
         they are (inf, NaN), as scikit-learn's do, not as an error."""
         check_is_fitted(self, "network_")
-        if not validated:
+        net = self.network_
+        x_dtype = None
+        if _read_in_blocks(X, (np.float64, np.float32)):   # a block at a time
+            validate_data(self, X, reset=False, skip_check_array=True)
+            x_dtype = _float_dtype(X.dtype)   # what validate_data would convert X to
+            X = _chunks.Rows(X, X.shape[1], net.dtype)
+        elif not validated:
             X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc", "coo"],
                               dtype=(np.float64, np.float32), order="C")
             X = _sparse.as_rows(X)
-        net = self.network_
 
         def forward(rows: np.ndarray) -> np.ndarray:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return net._impl.forward(net.arch, net._params, rows)
 
-        out_dtype = np.promote_types(X.dtype, net.dtype)
+        out_dtype = np.promote_types(X.dtype if x_dtype is None else x_dtype, net.dtype)
         out = _sparse.map_rows(forward, X, net.dtype, net.arch.n_outputs, out_dtype=out_dtype)
         out = out.astype(out_dtype, copy=False)
         if self._output_kind == "exp":
@@ -667,6 +729,9 @@ class _Epoch:
         self.batch_size = batch_size
         self.n = X.shape[0]
         self.sparse = _sparse.issparse(X)
+        self.blockwise = isinstance(X, _chunks.Rows)
+        self.blocks: list[tuple[int, int, npt.NDArray[np.intp]]] = []
+        self.batch_starts: npt.NDArray[np.intp] | None = None
         self.n_threads = estimator.n_threads
         self.poisson = estimator._output_kind == "exp"
         # scikit-learn's squared error is averaged over the outputs
@@ -691,6 +756,11 @@ class _Epoch:
         rates = [*net.dropout, 0.0]
         n_units = sum(net.arch.sizes[1:])
         total, correct = 0.0, 0
+        if self.blockwise:
+            for loss, right in self._run_blocks(weights, dropout_seed, rates, n_units):
+                total += float(loss)
+                correct += int(right)
+            return self._totals(total, correct, weights, penalty_factor)
         parts = [(0, self.n)] if not self.sparse else \
             [(s, min(s + self.part_rows, self.n)) for s in range(0, self.n, self.part_rows)]
         for start, stop in parts:
@@ -713,12 +783,52 @@ class _Epoch:
                                                         self.batch_size, net.optimizer, options)
             total += float(loss)
             correct += int(right)
+        return self._totals(total, correct, weights, penalty_factor)
+
+    def _totals(self, total: float, correct: int, weights: np.ndarray | None,
+                penalty_factor: float) -> tuple[float, int, float, float]:
         if self.poisson:
             assert self.poisson_terms is not None
             terms = self.poisson_terms if weights is None else \
                 self.poisson_terms * weights.astype(np.float64)
             total += float(np.sum(terms))
         return total, correct, penalty_factor, self.data_scale
+
+    def order_blocks(self, rng: np.random.RandomState | None) -> npt.NDArray[np.intp]:
+        """A Dask array or memory map X: this epoch's blocks of whole batches (as
+        ``cyprop._chunks.epoch_blocks`` orders them, shuffled by a generator seeded from
+        ``rng``, or in order); returns the epoch's order of the samples."""
+        generator = None if rng is None else \
+            np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        rows = _chunks.block_rows(self.X.shape[1], self.net.dtype, self.batch_size)
+        self.blocks = _chunks.epoch_blocks(self.n, rows, generator is not None, generator)
+        lengths = [stop - start for start, stop, _ in self.blocks]
+        offsets = np.cumsum([0, *lengths[:-1]])
+        # each block's batches start afresh (the last block in X may come before others)
+        self.batch_starts = np.concatenate(
+            [offset + np.arange(0, length, self.batch_size)
+             for offset, length in zip(offsets, lengths)]).astype(np.intp)
+        return np.concatenate([start + order for start, _, order in self.blocks])
+
+    def _run_blocks(self, weights: np.ndarray | None, dropout_seed: int | None,
+                    rates: list[float], n_units: int) -> Any:
+        """Train on each block of ``self.blocks`` (read while the last one trains);
+        yields (loss, number right) per block."""
+        net, done = self.net, 0
+        for start, stop, order, X in _chunks.read_ahead(self.X, self.blocks):
+            dropout = None if dropout_seed is None else \
+                Dropout(rates, dropout_seed + done * n_units)
+            w = None if weights is None else weights[start:stop]
+            options = TrainingOptions(w, dropout, net.max_norm, self.n_threads)
+            Y = self.Y[start:stop]
+            with net._state_lock, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                if self.poisson:
+                    result = _poisson_epoch(net, X, Y, order, self.batch_size, options)
+                else:
+                    result = net._impl.train_epoch(net.arch, net._params, X, Y, order,
+                                                   self.batch_size, net.optimizer, options)
+            done += stop - start
+            yield result
 
     def _batch_weights(self, order: npt.NDArray[np.intp]) -> tuple[np.ndarray | None, float]:
         """Sample weights normalised per batch as scikit-learn does (each batch's gradient
@@ -728,7 +838,8 @@ class _Epoch:
         if self.weights is None:
             return None, float(self.n_batches)
         w = self.weights[order]
-        starts = np.arange(0, self.n, self.batch_size)
+        starts = np.arange(0, self.n, self.batch_size) if self.batch_starts is None \
+            else self.batch_starts
         lengths = np.diff(np.append(starts, self.n))
         sums = np.add.reduceat(w, starts)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1113,9 +1224,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
                                 ) -> tuple[Any, np.ndarray, np.ndarray]:
         """(X, the network's targets, the labels as given); on a first fit (``reset``)
         the classes are set: those of y, or the given ``classes`` (partial_fit)."""
-        X, y = validate_data(self, X, y, reset=reset, multi_output=True,
-                             accept_sparse=["csr", "csc", "coo"], dtype=dtype, order="C")
-        dtype = X.dtype
+        X, y, dtype = self._validate_X_y(X, y, reset, dtype, y_numeric=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -1435,13 +1544,12 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
     def _validate_training_data(self, X: Any, y: Any, reset: bool, incremental: bool,
                                 classes: Any = None, dtype: Any = None,
                                 ) -> tuple[Any, np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                             accept_sparse=["csr", "csc", "coo"], dtype=dtype, order="C")
+        X, y, dtype = self._validate_X_y(X, y, reset, dtype, y_numeric=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
             raise ValueError("loss='poisson' needs y >= 0 (counts or rates)")
-        Y = np.ascontiguousarray(np.asarray(y, dtype=X.dtype).reshape(y.shape[0], -1))
+        Y = np.ascontiguousarray(np.asarray(y, dtype=dtype).reshape(y.shape[0], -1))
         self._n_out = Y.shape[1]
         return X, Y, y
 
@@ -1512,6 +1620,26 @@ def _shuffled(sample_idx: npt.NDArray[np.intp], rng: np.random.RandomState,
     permutation = np.arange(sample_idx.shape[0])
     rng.shuffle(permutation)
     return sample_idx[permutation]
+
+
+def _read_in_blocks(X: Any, dtype: Any) -> bool:
+    """Whether X is read a block of rows at a time (``cyprop._chunks``): a Dask array,
+    or a memory map that would be converted to ``dtype`` (a dtype, or a tuple: X's own
+    among them, else the first).  A memory map that needs no conversion is used in
+    place, as an array in memory is (the same order of the samples, the same results):
+    its pages are read by the OS, into no private memory."""
+    if not _chunks.is_blockwise(X):
+        return False
+    if _chunks.is_dask(X):
+        return True
+    wanted = _float_dtype(X.dtype, dtype) if isinstance(dtype, tuple) else np.dtype(dtype)
+    return not (X.dtype == wanted and X.flags.c_contiguous and X.flags.aligned)
+
+
+def _float_dtype(dtype: Any, allowed: tuple[Any, ...] = (np.float64, np.float32)) -> np.dtype:
+    """A dtype among ``allowed`` as it is, else the first (how scikit-learn converts)."""
+    return np.dtype(dtype) if np.dtype(dtype) in [np.dtype(a) for a in allowed] \
+        else np.dtype(allowed[0])
 
 
 def _copy(array: np.ndarray | None) -> np.ndarray | None:

@@ -1,0 +1,156 @@
+"""The scikit-learn estimators on a Dask array or memory map X: read a block of rows at a
+time through the network's reading (cyprop._chunks), never converted whole, with the
+results of the same data in memory when the order does not depend on the blocks."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+da = pytest.importorskip("dask.array")
+
+from cyprop import _chunks, _sparse  # noqa: E402
+from cyprop.sklearn import BackpropClassifier, BackpropRegressor  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Training blocks of about 104 rows of 8 float64 features; 'lbfgs' blocks of 64."""
+    monkeypatch.setattr(_chunks, "BLOCK_BYTES", 8 * 8 * 104)
+    monkeypatch.setattr(_sparse, "BLOCK_BYTES", 8 * 8 * 64)
+
+
+@pytest.fixture
+def never_whole(monkeypatch):
+    """A Dask array converted or computed whole fails the test; records the rows read."""
+    def refused(self, *args, **kwargs):
+        raise AssertionError("the Dask array was converted or computed whole")
+
+    monkeypatch.setattr(da.Array, "__array__", refused)
+    monkeypatch.setattr(da.Array, "compute", refused)
+    reads = []
+    read = _chunks.Rows.read
+
+    def recorded(self, start, stop, out=None):
+        reads.append(stop - start)
+        return read(self, start, stop, out)
+
+    monkeypatch.setattr(_chunks.Rows, "read", recorded)
+    return reads
+
+
+def data(n=700, features=8, seed=0, classes=3):
+    """float64 values that float32 holds exactly (the memory map is a float32 file)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, features)).astype(np.float32).astype(np.float64)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    return X, y % classes
+
+
+def lazy_forms(X, tmp_path):
+    """X as a Dask array, and as a float32 memory map (for a float64 estimator: read in
+    blocks, converted; one of the estimator's dtype is used in place)."""
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    yield "dask", da.from_array(X, chunks=(97, X.shape[1])).map_blocks(np.array, dtype=X.dtype)
+    yield "memmap", np.load(tmp_path / "X.npy", mmap_mode="r")
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="adam"),
+    dict(solver="sgd", momentum=0.9, alpha=1e-3, batch_size=16),
+    dict(solver="adam", dropout=0.2, sample_weight=True),
+    dict(solver="lbfgs", max_iter=15),
+    dict(solver="lbfgs", max_iter=15, sample_weight=True)])
+def test_classifier_on_lazy_X_as_in_memory(small_blocks, never_whole, tmp_path, params):
+    X, y = data()
+    params = dict(params)
+    weights = np.random.default_rng(5).random(len(X)) if params.pop("sample_weight", False) \
+        else None
+    kwargs = dict(hidden_layer_sizes=(6,), shuffle=False, random_state=0, max_iter=4,
+                  tol=0.0, dtype="float64")
+    kwargs.update(params)
+    reference = BackpropClassifier(**kwargs).fit(X, y, sample_weight=weights)
+    for name, lazy in lazy_forms(X, tmp_path):
+        never_whole.clear()
+        clf = BackpropClassifier(**kwargs).fit(lazy, y, sample_weight=weights)
+        assert never_whole and max(never_whole) < len(X), name
+        for a, b in zip(clf.coefs_ + clf.intercepts_,
+                        reference.coefs_ + reference.intercepts_):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=name)
+        np.testing.assert_allclose(clf.loss_, reference.loss_, rtol=1e-12)
+        never_whole.clear()
+        np.testing.assert_allclose(clf.predict_proba(lazy), reference.predict_proba(X),
+                                   rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(clf.predict(lazy), reference.predict(X))
+        assert clf.score(lazy, y) == reference.score(X, y)
+        if name == "dask":   # (a float32 map is used in place: converted a block at a time)
+            assert never_whole and max(never_whole) < len(X)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+def test_regressor_and_partial_fit_on_lazy_X(small_blocks, never_whole, tmp_path, loss):
+    X, _ = data()
+    y = np.exp(0.3 * X[:, 0]) if loss == "poisson" else X[:, 0] - 2 * X[:, 3]
+    kwargs = dict(hidden_layer_sizes=(5,), shuffle=False, random_state=1, max_iter=3,
+                  tol=0.0, loss=loss, batch_size=20, learning_rate_init=0.01, dtype="float64")
+    reference = BackpropRegressor(**kwargs).fit(X, y)
+    reference.partial_fit(X, y)
+    for name, lazy in lazy_forms(X, tmp_path):
+        reg = BackpropRegressor(**kwargs).fit(lazy, y)
+        reg.partial_fit(lazy, y)
+        for a, b in zip(reg.coefs_, reference.coefs_):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=name)
+        np.testing.assert_allclose(reg.loss_curve_, reference.loss_curve_, rtol=1e-12)
+        np.testing.assert_allclose(reg.predict(lazy), reference.predict(X), rtol=1e-12)
+        assert reg.score(lazy, y) == pytest.approx(reference.score(X, y), rel=1e-12)
+
+
+def test_shuffled_blocks_are_reproducible(small_blocks, never_whole, tmp_path):
+    X, y = data()
+    fits = [BackpropClassifier(hidden_layer_sizes=(6,), random_state=0, max_iter=3,
+                               tol=0.0, dtype="float64").fit(lazy, y).coefs_[0]
+            for _, lazy in [*lazy_forms(X, tmp_path), *lazy_forms(X, tmp_path)]]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other, fits[0])
+
+
+def test_what_needs_X_in_memory_says_so(small_blocks, tmp_path):
+    X, y = data()
+    for _, lazy in lazy_forms(X, tmp_path):
+        with pytest.raises(ValueError, match="early_stopping .* needs X in memory"):
+            BackpropClassifier(early_stopping=True, dtype="float64").fit(lazy, y)
+
+
+def test_a_memory_map_that_needs_no_conversion_is_used_in_place(tmp_path, never_whole):
+    """As scikit-learn uses it (joblib hands memory maps to parallel fits): the same
+    order of the samples, the same results as in memory, early stopping included."""
+    X, y = data()
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    kwargs = dict(hidden_layer_sizes=(6,), random_state=0, max_iter=5, early_stopping=True,
+                  validation_fraction=0.2)
+    clf = BackpropClassifier(**kwargs).fit(mapped, y)
+    reference = BackpropClassifier(**kwargs).fit(X, y)
+    np.testing.assert_array_equal(clf.coefs_[0], reference.coefs_[0])
+    np.testing.assert_array_equal(clf.predict_proba(mapped), reference.predict_proba(X))
+    assert not never_whole   # not through the blocks
+
+
+def test_bad_lazy_X_is_refused(small_blocks, tmp_path):
+    X, y = data()
+    clf = BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+    before = [c.copy() for c in clf.coefs_]
+    bad = X.copy()
+    bad[500, 1] = np.nan   # in a later block
+    lazy = da.from_array(bad, chunks=(97, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        clf.partial_fit(lazy, y)
+    for a, b in zip(clf.coefs_, before):   # the epoch it was found in was undone
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(lazy)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(da.from_array(X[:, :5], chunks=(97, 5)))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        BackpropClassifier().fit(da.from_array(X, chunks=(97, 8)), y[:-1])
