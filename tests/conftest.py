@@ -151,3 +151,14 @@ def fit_quietly(estimator, X, y, **kwargs):
 def layers_of(estimator):
     """A fitted scikit-learn MLP's (or cyprop estimator's) coefs_ then intercepts_."""
     return [*estimator.coefs_, *estimator.intercepts_]
+
+
+@pytest.fixture
+def without_blas():
+    """The compiled kernels without a BLAS (as without SciPy) for the test, then back."""
+    from cyprop import _compiled
+    for kernel in _compiled.KERNELS.values():
+        kernel.set_blas(None, None)
+    yield
+    for kernel in _compiled.KERNELS.values():
+        kernel.set_blas(*(_compiled.BLAS or (None, None)))

@@ -26,15 +26,6 @@ def plan(optimizer, batch_size, net=NET, **options):
     return _compiled.plan(net.arch, optimizer, batch_size, TrainingOptions(**options))
 
 
-@pytest.fixture
-def without_blas():
-    for kernel in _compiled.KERNELS.values():
-        kernel.set_blas(None, None)
-    yield
-    for kernel in _compiled.KERNELS.values():
-        kernel.set_blas(*(_compiled.BLAS or (None, None)))
-
-
 # ------------------------------------------------------------------------ the plans
 @pytest.mark.parametrize("optimizer, rule", [
     (cyprop.SGD(0.1), "sgd"), (cyprop.SGD(0.1, weight_decay=0.1), "sgd"),

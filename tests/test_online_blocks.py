@@ -313,15 +313,6 @@ def test_a_stream_of_single_samples_equals_one_sample_fits(momentum):
     np.testing.assert_array_equal(streamed._params, fitted._params)
 
 
-@pytest.fixture
-def without_blas():
-    for kernel in _compiled.KERNELS.values():
-        kernel.set_blas(None, None)
-    yield
-    for kernel in _compiled.KERNELS.values():
-        kernel.set_blas(*(_compiled.BLAS or (None, None)))
-
-
 def test_without_blas_online_sgd_runs_one_sample_at_a_time(without_blas):
     assert planned([784, 30, 10], cyprop.SGD(0.1)).path == "online-next"
     assert planned([784, 30, 10], cyprop.SGD(0.1, momentum=0.9)).path == "online-next"
