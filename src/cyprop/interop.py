@@ -162,7 +162,7 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
         one_minus = node("Sub", [const("one", [1.0]), a], "one_minus_p")
         a = node("Concat", [one_minus, a], "two_columns", axis=1)
         n_out = 2
-    shape = ["batch", n_out]
+    shape: list[str | int | None] = ["batch", n_out]
     if flatten:
         a = node("Reshape", [a, "flat_shape"], "flat")
         inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape"))
