@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cyprop
-from cyprop import _compiled, _maths
+from cyprop import _compiled, _loop, _maths
 from conftest import COMBOS, DTYPES
 
 pytestmark = pytest.mark.skipif("cython" not in cyprop.available_backends(),
@@ -238,10 +238,10 @@ def assert_same_training(fast, general):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", OPTIMIZER_CASES)
-def test_streaming_one_sample_at_a_time_equals_the_general_path(optimizer, dtype):
+def test_streaming_one_sample_at_a_time_equals_the_general_path(optimizer, dtype, monkeypatch):
     (fast, general), X, labels = stream_pair(dtype=dtype, optimizer=optimizer)
     Y = np.eye(3, dtype=dtype)[labels]
-    taken = spy_on_the_fast_path(fast)
+    taken = spy_on_the_fast_path(fast, monkeypatch)
     for i in range(1, 40):
         fast.partial_fit(X[i:i + 1], Y[i:i + 1])                      # the fast path
         general.partial_fit(X[i:i + 1].tolist(), Y[i:i + 1].tolist())  # lists: general
@@ -249,26 +249,28 @@ def test_streaming_one_sample_at_a_time_equals_the_general_path(optimizer, dtype
     assert taken == [True] * 39
 
 
-def spy_on_the_fast_path(net):
-    """A list that gets, for each partial_fit, whether the fast path took it."""
-    taken, step = [], net._step_one_sample
+def spy_on_the_fast_path(net, monkeypatch):
+    """A list that gets, for each partial_fit of ``net``, whether the fast path took it."""
+    taken, step = [], _loop.step_one_sample
 
-    def spy(X, Y):
-        taken.append(step(X, Y))
-        return taken[-1]
+    def spy(of, X, Y):
+        took = step(of, X, Y)
+        if of is net:
+            taken.append(took)
+        return took
 
-    net._step_one_sample = spy
+    monkeypatch.setattr(_loop, "step_one_sample", spy)
     return taken
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=["-".join(c) for c in COMBOS])
-def test_every_activation_and_loss_streams_as_the_general_path(combo):
+def test_every_activation_and_loss_streams_as_the_general_path(combo, monkeypatch):
     hidden, output, loss = combo
     n_out = 3 if output == "softmax" else 2
     (fast, general), X, labels = stream_pair(sizes=(5, 4, n_out), activation=hidden,
                                              output=output, loss=loss)
     Y = np.eye(n_out)[labels % n_out]
-    taken = spy_on_the_fast_path(fast)
+    taken = spy_on_the_fast_path(fast, monkeypatch)
     for i in range(1, 20):
         fast.partial_fit(X[i:i + 1], Y[i:i + 1])
         general.partial_fit(X[i:i + 1].tolist(), Y[i:i + 1].tolist())
@@ -276,9 +278,9 @@ def test_every_activation_and_loss_streams_as_the_general_path(combo):
     assert all(taken)
 
 
-def test_labels_one_dimensional_rows_and_max_norm_stream_as_the_general_path():
+def test_labels_one_dimensional_rows_and_max_norm_stream_as_the_general_path(monkeypatch):
     (fast, general), X, labels = stream_pair(max_norm=0.5)
-    taken = spy_on_the_fast_path(fast)
+    taken = spy_on_the_fast_path(fast, monkeypatch)
     for i in range(1, 30):
         x, label = X[i], labels[i]
         if i % 3 == 0:

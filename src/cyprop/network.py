@@ -13,7 +13,6 @@ import copy
 import os
 from dataclasses import dataclass
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 
@@ -680,7 +679,7 @@ class Network:
         if (optimizer is None and sample_weight is None and class_weight is None
                 and not verbose and n_threads is None and type(batch_size) is int
                 and batch_size >= 1 and (shuffle is True or shuffle is False)
-                and self._step_one_sample(X, Y)):
+                and _loop.step_one_sample(self, X, Y)):
             return self   # one sample, stepped and checked in C
         batch_size = _validation.check_int("batch_size", batch_size)
         n_threads = _check_threads(n_threads)
@@ -693,39 +692,6 @@ class Network:
         _loop.run(self, X, Y, weights, 1, batch_size, shuffle, self._rng, verbose, None, None,
                   _loop.StoppingRules(), [], None, n_threads, optimizer)
         return self
-
-    def _step_one_sample(self, X: ArrayLike, Y: ArrayLike) -> bool:
-        """partial_fit of one sample with the network's optimizer, by the backend's
-        FewRows (checked in C, the general path's result and records): True if it ran;
-        False where the general path must run (anything but that common case, or a
-        problem, which the general path then explains)."""
-        rows, optimizer = self._few_rows, self.optimizer
-        if (rows is None or optimizer is None or type(optimizer) not in _OWN_OPTIMIZERS
-                or any(self._dropout)):
-            return False
-        setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
-                   self._max_norm)
-        if rows.prepared_for != setting:   # checked once per setting, not per call
-            optimizer.check()
-            self._impl.prepare_one_sample(rows, self.arch, optimizer, self._max_norm, setting)
-        if not self._lock.acquire(False):
-            return False   # training elsewhere: the general path says so
-        try:
-            began = time.perf_counter()
-            with self._state_lock:
-                result = rows.train_one(X, Y, optimizer._state, optimizer._steps)
-                if result is None:
-                    return False
-                loss, accuracy, optimizer._steps, largest = result
-            seconds = time.perf_counter() - began
-            self.stop_training = False
-            history = self.history
-            history.record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
-                           1 / seconds if seconds > 0 else np.inf, largest)
-            history.stop_reason = "epochs"
-        finally:
-            self._lock.release()
-        return True
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -1106,9 +1072,6 @@ def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"shape {value.shape} and dtype {value.dtype}"
     return type(value).__name__
-
-
-_OWN_OPTIMIZERS = frozenset(OPTIMIZERS.values())
 
 
 def _is_one_sample(X: ArrayLike) -> bool:
