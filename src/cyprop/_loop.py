@@ -68,14 +68,15 @@ def step_one_sample(net: Network, X: ArrayLike, Y: ArrayLike) -> bool:
     if (rows is None or optimizer is None or type(optimizer) not in OWN_OPTIMIZERS
             or any(net._dropout)):
         return False
-    setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
-               net._max_norm)
-    if rows.prepared_for != setting:   # checked once per setting, not per call
-        optimizer.check()
-        net._impl.prepare_one_sample(rows, net.arch, optimizer, net._max_norm, setting)
     if not net._lock.acquire(False):
         return False   # training elsewhere: the general path says so
     try:
+        # (with the lock: rows' setting is what a running train_one reads)
+        setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
+                   net._max_norm)
+        if rows.prepared_for != setting:   # checked once per setting, not per call
+            optimizer.check()
+            net._impl.prepare_one_sample(rows, net.arch, optimizer, net._max_norm, setting)
         began = time.perf_counter()
         with net._state_lock:
             result = rows.train_one(X, Y, optimizer._state, optimizer._steps)
