@@ -21,6 +21,7 @@ concern, and included here into one module (built once per instruction set):
     _block.pxi    per-block kernels as matrix products (block_*), in parts (part_*)
     _epoch.pxi    the drivers: an epoch (epoch_*) of batches (batch_*) on a path
     _online_block.pxi  exact online SGD (and momentum) with the first layer over blocks
+    _batch_block.pxi   the same for small mini-batches: blocks of whole batches
     _inference.pxi  forward of a chunk of rows; FewRows, the checked calls of serving
     cyprop_*.h    C helpers that Cython cannot express (restrict, CPU features, dlsym)
 
@@ -59,6 +60,7 @@ include "_sample.pxi"
 include "_block.pxi"
 include "_epoch.pxi"
 include "_online_block.pxi"
+include "_batch_block.pxi"
 include "_inference.pxi"
 
 
@@ -131,6 +133,7 @@ cdef check_training_plan(const Plan* plan, const Hyper* hyper, int n_layers,
                          f"got {state_rows}")
     check_blocks(plan)
     check_online_blocks(plan, n_layers, max_norm)
+    check_batch_blocks(plan, n_layers, max_norm)
 
 
 def forward(const Py_ssize_t[::1] sizes, const int[::1] acts, const floating[::1] params,
@@ -230,7 +233,8 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     plan.n_threads = usable_threads(plan.n_threads)
     cdef Py_ssize_t n = order.shape[0]
     cdef Workspace ws = Workspace(sizes, acts, rows_needed(&plan, min(plan.batch_size, n)),
-                                  sizeof(floating), plan.path in (PATH_SAMPLES, PATH_BLOCKS))
+                                  sizeof(floating),
+                                  plan.path in (PATH_SAMPLES, PATH_BLOCKS, PATH_BATCH_BLOCKS))
     cdef Epoch e
     cdef int blas_previous
     if dropout is not None:

@@ -148,6 +148,8 @@ cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
         cyprop_restore_subnormals(fp_mode)
     elif e.plan.path == PATH_ONLINE_BLOCKS:
         epoch_online_blocks(e, params, rule)
+    elif e.plan.path == PATH_BATCH_BLOCKS:
+        epoch_batch_blocks(e, params, rule)
     else:
         epoch_batches(e, params, rule)
 

@@ -30,8 +30,11 @@ cdef enum:
     PATH_ONLINE_BLOCKS = 4 # batch size 1, SGD (plain or momentum): the first layer over
                            # blocks of samples as matrix products, the same steps
                            # (_online_block.pxi)
+    PATH_BATCH_BLOCKS = 5  # mini-batches of SGD (plain or momentum): the first layer over
+                           # blocks of whole batches as matrix products, the same steps
+                           # (_batch_block.pxi)
 
-PATHS = ("online-next", "online", "samples", "blocks", "online-blocks")
+PATHS = ("online-next", "online", "samples", "blocks", "online-blocks", "batch-blocks")
 
 # Independent accumulators in a dot product: gcc does not vectorise a floating-point
 # sum without -ffast-math, but it does vectorise 16 separate running sums.
@@ -48,7 +51,7 @@ cdef struct Plan:
     int path                # PATH_*
     int rule                # RULE_* (csrc/_rules.pxi); -1 where nothing is stepped
     Py_ssize_t batch_size   # samples per optimizer step
-    Py_ssize_t block_rows   # rows per matrix product (PATH_BLOCKS, PATH_ONLINE_BLOCKS)
+    Py_ssize_t block_rows   # rows per matrix product (PATH_BLOCKS, PATH_*_BLOCKS)
     Py_ssize_t part_work    # multiply-adds of a layer's product per part, at least ...
     int max_parts           # ... in at most this many parts (see part_count)
     int n_threads           # threads for the parts; 0: whole layers, no parts
