@@ -292,7 +292,8 @@ def test_what_stays_on_the_per_sample_paths():
         assert planned([784, 10], sgd).path == "online"
         assert planned(W2, sgd, dropout=Dropout([0.2, 0.0], 1)).path == "online-next"
         # mini-batches keep theirs
-        assert planned(W2, sgd, 10).path == "blocks"
+        assert planned(W2, sgd, 16).path == "blocks"
+        assert planned(W2, sgd, 4).path == "batch-blocks"
         # one sample has no block to share the first layer with (a stream of partial_fit)
         net = cyprop.Network(W2)
         assert _compiled.plan(net.arch, sgd, 1, n_samples=1).path == "online-next"
