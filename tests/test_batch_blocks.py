@@ -41,6 +41,7 @@ def small_blocks(monkeypatch):
     """Every net with a hidden layer takes the path, in blocks of whole batches of up
     to 9 rows (batch size 2: blocks of 8; 3: of 9; 4: of 8; 5: a batch per block)."""
     monkeypatch.setitem(_compiled.TUNING, "online_block_weights", 1)
+    monkeypatch.setitem(_compiled.TUNING, "batch_block_weights_blas", 1)
     monkeypatch.setitem(_compiled.TUNING, "batch_block_rows", 9)
 
 
@@ -148,8 +149,8 @@ def test_blocked_minibatches_with_sample_weights(small_blocks, combo, optimizer,
     ids=["sgd-2", "sgd-4", "sgd-decay-10", "momentum-2", "nesterov-decay-4"])
 def test_the_planned_block_size_is_the_reference_too(optimizer, batch_size, dtype,
                                                      assert_parity):
-    # the real thresholds and block sizes (64 * 40 weights; blocks of 8, 8, 10), 53 samples
-    nets, optimizers = train_both([64, 40, 10], ("sigmoid", "softmax", "cross_entropy"),
+    # the real thresholds and block sizes (160 * 110 weights; blocks of 8, 8, 10), 53 samples
+    nets, optimizers = train_both([160, 110, 10], ("sigmoid", "softmax", "cross_entropy"),
                                   dtype, optimizer, batch_size, n=53, epochs=2)
     assert_same_training(nets, optimizers, dtype, assert_parity)
 
@@ -234,7 +235,7 @@ def planned(sizes, optimizer, batch_size, n_samples=None, **options):
                           n_samples=n_samples)
 
 
-@pytest.mark.parametrize("sizes", [[784, 30, 10], [784, 100, 10], [64, 32, 10]], ids=str)
+@pytest.mark.parametrize("sizes", [[784, 30, 10], [784, 100, 10], [128, 128, 10]], ids=str)
 def test_small_batches_of_sgd_take_blocks_of_whole_batches(sizes):
     for optimizer in (cyprop.SGD(0.1), cyprop.SGD(0.1, weight_decay=0.01),
                       cyprop.SGD(0.1, momentum=0.9),
@@ -256,6 +257,13 @@ def test_what_stays_on_the_batch_paths():
     W2 = [784, 30, 10]
     assert planned([63, 32, 10], cyprop.SGD(0.1), 4).path == "blocks"
     assert planned([63, 32, 10], cyprop.SGD(0.1), 2).path == "samples"
+    # a small first layer (W1's) takes blocks of batches only below the BLAS batches,
+    # where the blocks path's products are faster
+    assert planned([64, 32, 10], cyprop.SGD(0.1), 2).path == "batch-blocks"
+    assert planned([64, 32, 10], cyprop.SGD(0.1), 3).path == "batch-blocks"
+    assert planned([64, 32, 10], cyprop.SGD(0.1), 4).path == "blocks"
+    assert planned([64, 32, 10], cyprop.SGD(0.1), 10).path == "blocks"
+    assert planned([128, 127, 10], cyprop.SGD(0.1), 4).path == "blocks"
     for optimizer in (cyprop.Adam(), cyprop.RMSprop(), cyprop.Adagrad(), cyprop.Rprop()):
         assert planned(W2, optimizer, 4).path == "blocks"
     sgd = cyprop.SGD(0.1, momentum=0.9)

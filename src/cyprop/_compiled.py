@@ -139,6 +139,10 @@ TUNING = {
     # more products): 1.1-2.3x faster at 2 and 4, but 0.7x at 10.
     "batch_block_max_batch": 10,
     "batch_block_max_batch_momentum": 4,
+    # ... from min_blas_batch rows on, where the blocks path's products take over, only
+    # for a first layer of at least this many weights: W1's 2,048 ran 0.77-0.97x as fast
+    # as the blocks path at batch sizes 4 and 10 (one core), W2's 23,520 1.1-1.7x.
+    "batch_block_weights_blas": 16_384,
     # Rows per block on that path: whole batches up to this many rows (a batch larger
     # than this is a block of its own).  Blocks of 8-10 rows ran fastest on W2 and W3;
     # 16 or more ran up to 1.4x slower on W3 (the products with W, 784 x 100, leave
@@ -244,7 +248,9 @@ def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
     if (rule in ("sgd", "momentum") and 2 <= batch_size <= largest
             and arch.n_layers > 1 and not options.max_norm and options.dropout is None
             and core.has_blas()
-            and arch.sizes[0] * arch.sizes[1] >= TUNING["online_block_weights"]
+            and arch.sizes[0] * arch.sizes[1] >= TUNING[
+                "online_block_weights" if batch_size < TUNING["min_blas_batch"]
+                else "batch_block_weights_blas"]
             and (n_samples is None or n_samples > batch_size)
             and _first_layer_parts(arch, batch_size) == 1):
         # SGD's first layer over blocks of whole batches: the same steps.  The path runs
