@@ -328,11 +328,20 @@ def test_without_blas_online_sgd_runs_one_sample_at_a_time(without_blas):
     (_compiled.Plan("online-blocks", "momentum", 3, 8), "batch size 1"),
     (_compiled.Plan("online-blocks", "sgd", 1, 0), "block_rows"),
     (_compiled.Plan("online-blocks", "momentum", 1, 0), "block_rows"),
-], ids=["adam", "rmsprop", "batch-3", "momentum-batch-3", "no-rows", "momentum-no-rows"])
+    (_compiled.Plan("batch-blocks", "adam", 4, 8), "plain SGD and SGD with momentum"),
+    (_compiled.Plan("batch-blocks", "rprop", 4, 8), "plain SGD and SGD with momentum"),
+    (_compiled.Plan("batch-blocks", "sgd", 1, 8), "batch sizes of 2 or more"),
+    (_compiled.Plan("batch-blocks", "sgd", 4, 6), "multiple of the batch size"),
+    (_compiled.Plan("batch-blocks", "momentum", 4, 2), "multiple of the batch size"),
+    (_compiled.Plan("batch-blocks", "sgd", 4, 0), "multiple of the batch size"),
+], ids=["adam", "rmsprop", "batch-3", "momentum-batch-3", "no-rows", "momentum-no-rows",
+        "batches-adam", "batches-rprop", "batches-of-1", "batches-rows-6", "batches-rows-2",
+        "batches-no-rows"])
 def test_the_core_refuses_a_blocked_plan_it_would_run_wrong(plan, match):
+    """Either blocked path (online-blocks here, batch-blocks: test_batch_blocks.py)."""
     net = cyprop.Network([6, 5, 3], seed=0)
     X, Y = np.zeros((4, 6)), np.eye(3)[[0, 1, 2, 0]]
-    optimizer = {"adam": cyprop.Adam(), "rmsprop": cyprop.RMSprop(),
+    optimizer = {"adam": cyprop.Adam(), "rmsprop": cyprop.RMSprop(), "rprop": cyprop.Rprop(),
                  "momentum": cyprop.SGD(0.1, momentum=0.9)}.get(plan.rule, cyprop.SGD(0.1))
     before = net._params.copy()
     with pytest.raises(ValueError, match=match):
@@ -343,9 +352,10 @@ def test_the_core_refuses_a_blocked_plan_it_would_run_wrong(plan, match):
     np.testing.assert_array_equal(net._params, before)
 
 
+@pytest.mark.parametrize("path, batch_size", [("online-blocks", 1), ("batch-blocks", 4)])
 @pytest.mark.parametrize("optimizer", [cyprop.SGD(0.1), cyprop.SGD(0.1, momentum=0.9)],
                          ids=["sgd", "momentum"])
-def test_max_norm_and_single_layer_nets_are_refused(optimizer):
+def test_max_norm_and_single_layer_nets_are_refused(optimizer, path, batch_size):
     rule = _compiled._rule(optimizer, CORE)
     for sizes, kwargs in (([6, 5, 3], {"max_norm": 2.0}), ([6, 3], {})):
         net = cyprop.Network(sizes, seed=0)
@@ -354,6 +364,6 @@ def test_max_norm_and_single_layer_nets_are_refused(optimizer):
             CORE.train_epoch(net.arch.sizes_array, net.arch.activation_codes,
                              net.arch.loss_code, net._params, X, Y,
                              np.arange(4, dtype=np.intp),
-                             _compiled.Plan("online-blocks", rule, 1, 8).struct(CORE),
+                             _compiled.Plan(path, rule, batch_size, 8).struct(CORE),
                              dataclasses.asdict(optimizer.hyper()),
                              np.zeros((1, net.n_params)), 0, **kwargs)
