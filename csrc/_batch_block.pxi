@@ -93,9 +93,11 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
             memset(V, 0, n_h * n_in * sizeof(floating))
         gemm(c'T', c'N', <int>n_h, <int>r, <int>n_in, V, <int>n_in, xb, <int>n_in, 0, vx,
              <int>n_h)
-    # gram = X_B @ X_B.T, (r, r), symmetric
-    gemm(c'T', c'N', <int>r, <int>r, <int>n_in, xb, <int>n_in, xb, <int>n_in, 0, gram,
-         <int>r)
+    # gram = X_B @ X_B.T, (r, r), symmetric; a block of one batch has no earlier batch
+    # whose rows it would correct by
+    if g > 1:
+        gemm(c'T', c'N', <int>r, <int>r, <int>n_in, xb, <int>n_in, xb, <int>n_in, 0, gram,
+             <int>r)
     for j in range(g):
         s0 = j * bs
         s1 = s0 + bs if s0 + bs < r else r
