@@ -162,3 +162,55 @@ def without_blas():
     yield
     for kernel in _compiled.KERNELS.values():
         kernel.set_blas(*(_compiled.BLAS or (None, None)))
+
+
+#: SGD with momentum: heavy ball and Nesterov, with and without weight decay.
+MOMENTUM = {
+    "momentum": dict(momentum=0.9),
+    "nesterov": dict(momentum=0.9, nesterov=True),
+    "momentum-decay": dict(momentum=0.8, weight_decay=0.02),
+    "nesterov-decay": dict(momentum=0.7, nesterov=True, weight_decay=0.02),
+}
+
+
+def train_on_both_backends(sizes, combo, dtype, optimizer, batch_size, path, n=45, epochs=3,
+                           shuffle=True, instruction_set=None, sample_weight=None):
+    """The same network trained on the compiled core and on the NumPy reference, the
+    compiled one checked to have planned ``path``: (networks, optimizers) by backend."""
+    from cyprop import _compiled
+    if instruction_set is not None and instruction_set not in _compiled.KERNELS:
+        assert instruction_set != "baseline", "the portable kernel must always be there"
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    activation, output, loss = combo
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(n, sizes[0])) / np.sqrt(sizes[0])
+    if output == "softmax":
+        Y = rng.integers(0, sizes[-1], n)
+    else:
+        Y = rng.uniform(0.0, 1.0, (n, sizes[-1]))
+    nets, optimizers = {}, {}
+    for backend in ("cython", "numpy"):
+        net = cyprop.Network(sizes, activation=activation, output=output, loss=loss,
+                             dtype=dtype, seed=0, backend=backend)
+        if backend == "cython":
+            if instruction_set is not None:
+                net._impl = _compiled.CompiledBackend(instruction_set)
+            assert net._impl.plan(net.arch, optimizer, batch_size).path == path
+        optimizers[backend] = type(optimizer)(**optimizer.get_config())
+        net.fit(X, Y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=1,
+                optimizer=optimizers[backend], verbose=0, sample_weight=sample_weight)
+        nets[backend] = net
+    return nets, optimizers
+
+
+def assert_same_training(nets, optimizers, dtype, assert_parity):
+    """The two backends' training (train_on_both_backends) gave the same parameters,
+    optimizer state (the momentum buffers too), steps and records."""
+    cy, ref = nets["cython"], nets["numpy"]
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+    assert optimizers["cython"].steps == optimizers["numpy"].steps
+    assert_parity(optimizers["cython"].state, optimizers["numpy"].state, dtype, "state")
+    assert_parity(cy.history.loss, ref.history.loss, dtype, "history loss")
+    assert cy.history.accuracy == ref.history.accuracy
+

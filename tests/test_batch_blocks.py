@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import COMBOS
+from conftest import COMBOS, MOMENTUM, assert_same_training, train_on_both_backends
 
 import cyprop
 from cyprop import _compiled
@@ -28,14 +28,6 @@ ISAS = ("baseline", "avx2", "avx512")
 
 pytestmark = pytest.mark.skipif(not CORE.has_blas(), reason="no BLAS (scipy): no blocks")
 
-MOMENTUM = {
-    "momentum": dict(momentum=0.9),
-    "nesterov": dict(momentum=0.9, nesterov=True),
-    "momentum-decay": dict(momentum=0.8, weight_decay=0.02),
-    "nesterov-decay": dict(momentum=0.7, nesterov=True, weight_decay=0.02),
-}
-
-
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Every net with a hidden layer takes the path, in blocks of whole batches of up
@@ -45,43 +37,10 @@ def small_blocks(monkeypatch):
     monkeypatch.setitem(_compiled.TUNING, "batch_block_rows", 9)
 
 
-def train_both(sizes, combo, dtype, optimizer, batch_size, n=45, epochs=3, shuffle=True,
-               instruction_set=None, sample_weight=None):
-    """The same network trained on mini-batches on the compiled core and on the NumPy
-    reference; the compiled one checked to have planned 'batch-blocks'."""
-    if instruction_set is not None and instruction_set not in _compiled.KERNELS:
-        assert instruction_set != "baseline", "the portable kernel must always be there"
-        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
-    activation, output, loss = combo
-    rng = np.random.default_rng(11)
-    X = rng.normal(size=(n, sizes[0])) / np.sqrt(sizes[0])
-    if output == "softmax":
-        Y = rng.integers(0, sizes[-1], n)
-    else:
-        Y = rng.uniform(0.0, 1.0, (n, sizes[-1]))
-    nets, optimizers = {}, {}
-    for backend in ("cython", "numpy"):
-        net = cyprop.Network(sizes, activation=activation, output=output, loss=loss,
-                             dtype=dtype, seed=0, backend=backend)
-        if backend == "cython":
-            if instruction_set is not None:
-                net._impl = _compiled.CompiledBackend(instruction_set)
-            assert net._impl.plan(net.arch, optimizer, batch_size).path == "batch-blocks"
-        optimizers[backend] = type(optimizer)(**optimizer.get_config())
-        net.fit(X, Y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=1,
-                optimizer=optimizers[backend], verbose=0, sample_weight=sample_weight)
-        nets[backend] = net
-    return nets, optimizers
-
-
-def assert_same_training(nets, optimizers, dtype, assert_parity):
-    cy, ref = nets["cython"], nets["numpy"]
-    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
-        assert_parity(a, b, dtype, f"parameters {l}")
-    assert optimizers["cython"].steps == optimizers["numpy"].steps
-    assert_parity(optimizers["cython"].state, optimizers["numpy"].state, dtype, "state")
-    assert_parity(cy.history.loss, ref.history.loss, dtype, "history loss")
-    assert cy.history.accuracy == ref.history.accuracy
+def train_both(sizes, combo, dtype, optimizer, batch_size, **options):
+    """train_on_both_backends on mini-batches, on the 'batch-blocks' path."""
+    return train_on_both_backends(sizes, combo, dtype, optimizer, batch_size,
+                                  "batch-blocks", **options)
 
 
 # 45 samples: batches of 2 in blocks of 8 (the last block 5 rows, its last batch 1),

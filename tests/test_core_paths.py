@@ -14,6 +14,7 @@ import platform
 
 import numpy as np
 import pytest
+from conftest import assert_same_training
 
 import cyprop
 from cyprop import _compiled
@@ -74,15 +75,6 @@ def train_both(instruction_set, sizes, config, dtype, n=120, epochs=2, **net_opt
                 verbose=0, **fit_options)
         nets[backend] = net
     return nets, optimizers
-
-
-def assert_same_training(nets, optimizers, dtype, assert_parity):
-    cy, ref = nets["cython"], nets["numpy"]
-    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
-        assert_parity(a, b, dtype, f"parameters {l}")
-    assert_parity(optimizers["cython"].state, optimizers["numpy"].state, dtype, "state")
-    assert optimizers["cython"].steps == optimizers["numpy"].steps
-    assert_parity(cy.history.loss, ref.history.loss, dtype, "history loss")
 
 
 @pytest.mark.parametrize("sizes", SHAPES, ids=str)
