@@ -331,10 +331,10 @@ class CompiledBackend:
         """Set ``rows`` (a FewRows of this core) to train one sample at a time with
         ``optimizer`` (already checked), as train_epoch would plan it; ``setting`` names
         what it was prepared for."""
-        chosen = self.plan(arch, optimizer, 1, TrainingOptions(max_norm=max_norm), 1)
+        options = TrainingOptions(max_norm=max_norm)
+        chosen = self.plan(arch, optimizer, 1, options, 1)
         rows.prepare(setting, arch.loss_code, chosen.struct(self.core),
-                     vars(optimizer.hyper()), type(optimizer).n_slots,
-                     TrainingOptions(max_norm=max_norm).max_norm)
+                     vars(optimizer.hyper()), type(optimizer).n_slots, options.max_norm)
 
     def train_epoch(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
                     Y: NDArray[Any],
