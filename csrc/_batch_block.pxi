@@ -126,11 +126,7 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
                     dm = d1 + m * n_h
                     for h in range(n_h):
                         a[h] -= coef * dm[h]
-            if act == SIGMOID:
-                sigmoid_row(a, n_h)
-            else:
-                for h in range(n_h):
-                    a[h] = activate(act, a[h])
+            activate_row(act, a, n_h)
             # the rest of the network as on the 'samples' path, into the gradient sums
             sample_forward(lay, params, NULL, a, z, k0 + s, 1)
             sample_score(e, k0 + s, a + last, z, d + last, &e.loss_sum, &e.n_correct)

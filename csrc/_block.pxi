@@ -50,11 +50,7 @@ cdef void part_forward(const Layout* lay, int l, const floating* params,
         return
     for s in range(B):
         row = a_l + s * n_out
-        if lay.acts[l] == SIGMOID:
-            sigmoid_row(row + u0, u1 - u0)
-        else:
-            for i in range(u0, u1):
-                row[i] = activate(lay.acts[l], row[i])
+        activate_row(lay.acts[l], row + u0, u1 - u0)
         if has_dropout(lay, l):
             for i in range(u0, u1):
                 row[i] = dropped_out(lay, l, row[i], pos + s, i)

@@ -97,6 +97,17 @@ cdef inline floating largest(const floating* z, Py_ssize_t n) noexcept nogil:
     return m
 
 
+cdef inline void activate_row(int act, floating* a, Py_ssize_t n) noexcept nogil:
+    """a = f(a) in place for a hidden layer: the sigmoid vectorised (libm's exp is a call
+    per element, which costs a one-row step more than its products)."""
+    cdef Py_ssize_t j
+    if act == SIGMOID:
+        sigmoid_row(a, n)
+    else:
+        for j in range(n):
+            a[j] = activate(act, a[j])
+
+
 cdef inline void output_activation(int act, const floating* z,   # IN: (n,) pre-activations
                                    floating* a,                  # OUT: (n,) activations
                                    Py_ssize_t n) noexcept nogil:

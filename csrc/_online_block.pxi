@@ -200,11 +200,7 @@ cdef void online_block(Epoch* e, floating* params, BlockRule rule, const OnlineB
                 dm = d1 + m * n_h
                 for h in range(n_h):
                     a[h] -= coef * dm[h]
-        if act == SIGMOID:
-            sigmoid_row(a, n_h)   # vectorised (as on the blocks path): libm's exp is a call
-        else:
-            for h in range(n_h):
-                a[h] = activate(act, a[h])
+        activate_row(act, a, n_h)
         # the rest of the network as on the per-sample path, its layers stepped there
         sample_forward(lay, params, NULL, a, z, k0 + j, 1)
         sample_score(e, k0 + j, a + last, z, d + last, &e.loss_sum, &e.n_correct)

@@ -38,7 +38,8 @@ cdef void sample_forward(const Layout* lay, const floating* params,
             output_activation(lay.acts[l], z_out, a_l, n_out)
         else:
             for j in range(n_out):
-                a_l[j] = activate(lay.acts[l], b[j] + dot(W + j * n_in, a_in, n_in))
+                a_l[j] = b[j] + dot(W + j * n_in, a_in, n_in)
+            activate_row(lay.acts[l], a_l, n_out)
             if has_dropout(lay, l):
                 for j in range(n_out):
                     a_l[j] = dropped_out(lay, l, a_l[j], pos, j)
@@ -167,14 +168,14 @@ cdef void sample_first_layer_next(const Layout* lay,
                 w = params + lay.w_off[0] + j * n_in
                 update_dot2(w, w + n_in, x, x_next, <floating>rule.h.learning_rate * d[j],
                             <floating>rule.h.learning_rate * d[j + 1], n_in, pair)
-                a[j] = activate(lay.acts[0], b[j] + pair[0])
-                a[j + 1] = activate(lay.acts[0], b[j + 1] + pair[1])
+                a[j] = b[j] + pair[0]
+                a[j + 1] = b[j + 1] + pair[1]
                 j += 2
             if j < n_out:
                 rule_step(rule, b + j, state, 0, d[j], 1, False)
                 w = params + lay.w_off[0] + j * n_in
-                a[j] = activate(lay.acts[0], b[j] + update_dot(
-                    w, x, x_next, <floating>rule.h.learning_rate * d[j], n_in))
+                a[j] = b[j] + update_dot(w, x, x_next, <floating>rule.h.learning_rate * d[j],
+                                         n_in)
                 j += 1
     for j in range(j, n_out):
         o = lay.b_off[0] + j
@@ -184,7 +185,8 @@ cdef void sample_first_layer_next(const Layout* lay,
         s = state + o
         for i in range(n_in):
             rule_step(rule, w + i, s + i, N, d[j], x[i], True)
-        a[j] = activate(lay.acts[0], b[j] + dot(w, x_next, n_in))
+        a[j] = b[j] + dot(w, x_next, n_in)
+    activate_row(lay.acts[0], a, n_out)
     if has_dropout(lay, 0):
         for j in range(n_out):
             a[j] = dropped_out(lay, 0, a[j], pos_next, j)
