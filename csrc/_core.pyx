@@ -42,9 +42,9 @@ algorithm, plus types.
 """
 
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, fabsf
-from libc.math cimport sqrt, sqrtf, pow
+from libc.math cimport sqrt, sqrtf, pow, INFINITY
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.stdlib cimport malloc, calloc, free
+from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,

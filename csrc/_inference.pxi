@@ -32,6 +32,10 @@ cdef void forward_chunk(const Layout* lay, const Plan* whole, bint batched,
                    a + rows * lay.a_off[l] + s * width, width * sizeof(floating))
 
 
+cdef extern from "cyprop_clock.h":
+    double cyprop_seconds() nogil
+
+
 cdef extern from "Python.h":
     # PyObject_GetBuffer as it is (cpython.buffer's raises): -1 with an exception set
     int get_buffer_or_error "PyObject_GetBuffer"(object obj, Py_buffer* view, int flags)
@@ -103,6 +107,10 @@ cdef bint largest_and_change(const floating* now, const floating* before, Py_ssi
     return t == 0
 
 
+cdef inline bint is_number(value):
+    return type(value) is float or type(value) is int or type(value) is bool or value is None
+
+
 cdef class FewRows:
     """``forward`` and ``predict`` of one network on up to ``max_rows`` rows, and
     ``partial_fit`` of one sample (train_one), checked in C.
@@ -131,7 +139,14 @@ cdef class FewRows:
     cdef int loss
     cdef Py_ssize_t n_slots
     cdef double max_norm
+    cdef void* scratch            # train_row's, for the prepared setting (held: one call
+                                  # at a time runs, under the network's training lock)
     cdef public object prepared_for   # the caller's key of that setting; None: none yet
+    cdef bint ready                   # prepared for it (False: refused, or none yet)
+    # the setting's objects when last seen (watch), to see it unchanged without building it
+    cdef object watched_optimizer, watched_max_norm
+    cdef tuple watched                # the optimizer's attributes; None: build each time
+    cdef Py_ssize_t n_attributes      # how many it had, private ones included
 
     def __cinit__(self, const Py_ssize_t[::1] sizes, const int[::1] acts, params,
                   Plan plan, numpy):
@@ -162,6 +177,7 @@ cdef class FewRows:
 
     def __dealloc__(self):
         layout_free(&self.lay)
+        free(self.scratch)
         if self.holding:
             PyBuffer_Release(&self.params)
 
@@ -253,14 +269,95 @@ cdef class FewRows:
         check_training_plan(&plan, &hyper, self.lay.n_layers, max_norm, n_slots)
         if plan.path not in (PATH_ONLINE, PATH_ONLINE_NEXT):
             raise ValueError(f"cyprop: train_one runs the online paths, not {PATHS[plan.path]!r}")
+        cdef void* scratch = realloc(self.scratch, train_row_scratch(&self.lay, plan.rule, n_slots)
+                                     * self.params.itemsize)
+        if scratch == NULL:
+            raise MemoryError("cyprop: cannot allocate a one-sample step's scratch")
+        self.scratch = scratch
         self.plan, self.hyper, self.loss = plan, hyper, loss
         self.n_slots, self.max_norm = n_slots, max_norm
-        self.prepared_for = key
+        self.prepared_for, self.ready = key, True
 
-    def train_one(self, X, Y, state, long steps):
+    def refuse(self, key):
+        """Send every one-sample call of the setting ``key`` to the general path (an
+        optimizer whose steps the core does not take)."""
+        self.prepared_for, self.ready = key, False
+
+    def step(self, net, X, Y, prepare):
+        """``net.partial_fit(X, Y)`` of one sample with the network's optimizer: True if
+        it ran here, False where the general path must run (anything but the common
+        case, or a problem, which that path then explains).  The glue around train_one
+        (the locks, the setting, the history's records) is cyprop/_loop.py's to define;
+        it is written here because in Python it cost as much as a small network's step.
+        ``prepare(net, rows, optimizer, setting)`` is called for a setting not seen last
+        time, and prepares or refuses it."""
+        optimizer = net.optimizer
+        if optimizer is None or any(net._dropout):
+            return False
+        lock = net._lock
+        if not lock.acquire(False):
+            return False   # training elsewhere: the general path says so
+        try:
+            # (with the lock: the setting is what a running train_one reads)
+            if not self.unchanged(optimizer, net._max_norm):
+                setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
+                           net._max_norm)
+                if self.prepared_for != setting:   # checked once per setting, not per call
+                    prepare(net, self, optimizer, setting)
+                self.watch(optimizer, net._max_norm)
+            if not self.ready:
+                return False
+            state_lock = net._state_lock
+            state_lock.acquire()
+            try:
+                result = self.train_one(X, Y, optimizer._state, optimizer._steps)
+                if result is None:
+                    return False
+                loss, accuracy, optimizer._steps, largest, seconds = result
+            finally:
+                state_lock.release()
+            net.stop_training = False
+            history = net.history
+            history.record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
+                           1 / seconds if seconds > 0 else INFINITY, largest)
+            history.stop_reason = "epochs"
+        finally:
+            lock.release()
+        return True
+
+    cdef void watch(self, optimizer, max_norm):
+        """Remember the setting's objects: the optimizer, the max-norm, and the
+        optimizer's public attributes (its hyper-parameters) where they are numbers or
+        tuples of numbers (a list could change in place: then the setting is built at
+        each call)."""
+        self.watched_optimizer, self.watched_max_norm = optimizer, max_norm
+        attributes = vars(optimizer)
+        public = tuple((name, value) for name, value in attributes.items()
+                       if not name.startswith("_"))
+        numbers = all(is_number(value) or (type(value) is tuple and all(
+            is_number(item) for item in value)) for _, value in public)
+        self.watched = public if numbers else None
+        self.n_attributes = len(attributes)
+
+    cdef bint unchanged(self, optimizer, max_norm):
+        """Whether the setting is the one last seen, without building it: the same
+        objects (a hyper-parameter set again, even to its value, is a new object: the
+        setting is then built and compared)."""
+        if (self.watched is None or optimizer is not self.watched_optimizer
+                or max_norm is not self.watched_max_norm):
+            return False
+        cdef dict attributes = optimizer.__dict__
+        if len(attributes) != self.n_attributes:   # one added or removed
+            return False
+        for name, value in self.watched:
+            if attributes.get(name) is not value:
+                return False
+        return True
+
+    cpdef object train_one(self, X, Y, state, long steps):
         """``partial_fit`` of one sample with the prepared setting, stepping the
         parameters and ``state`` in place: (loss, accuracy: 1.0 if classified right else
-        0.0, steps taken in all, largest change of a parameter).  None where the general path must
+        0.0, steps taken in all, largest change of a parameter, seconds it took).  None where the general path must
         run: anything but the common case (X and Y as forward takes them, one row, Y
         targets of the dtype or an int64 class label; the state as the optimizer keeps
         it), data or parameters that are not finite, a step that diverged (undone here,
@@ -269,9 +366,9 @@ cdef class FewRows:
         cdef Py_ssize_t rows, y_rows = -1
         cdef long long label = -1
         cdef int done
-        cdef double loss, update
+        cdef double loss, update, began
         cdef Py_ssize_t right
-        if self.prepared_for is None:
+        if not self.ready:
             return None
         rows = self.take(X, &x, 0, self.code, self.n_in, 1)
         if rows < 0:
@@ -290,22 +387,26 @@ cdef class FewRows:
                     PyBuffer_Release(&y)
                 return None
             with nogil:
+                began = cyprop_seconds()
                 if self.is_double:
                     done = train_row(&self.lay, &self.plan, &self.hyper, self.loss,
-                                     self.max_norm, self.n_slots, <double*>self.params.buf,
+                                     self.max_norm, self.n_slots, <double*>self.scratch,
+                                     <double*>self.params.buf,
                                      <double*>st.buf, <const double*>x.buf,
                                      <const double*>y.buf if y_rows >= 0 else NULL, label,
                                      &steps, &loss, &right, &update)
                 else:
                     done = train_row(&self.lay, &self.plan, &self.hyper, self.loss,
-                                     self.max_norm, self.n_slots, <float*>self.params.buf,
+                                     self.max_norm, self.n_slots, <float*>self.scratch,
+                                     <float*>self.params.buf,
                                      <float*>st.buf, <const float*>x.buf,
                                      <const float*>y.buf if y_rows >= 0 else NULL, label,
                                      &steps, &loss, &right, &update)
+                began = cyprop_seconds() - began
             PyBuffer_Release(&st)
             if y_rows >= 0:
                 PyBuffer_Release(&y)
-            return (loss, 1.0 if right else 0.0, steps, update) if done == 0 else None
+            return (loss, 1.0 if right else 0.0, steps, update, began) if done == 0 else None
         finally:
             PyBuffer_Release(&x)
 
@@ -349,8 +450,17 @@ cdef class FewRows:
         return -1
 
 
+cdef Py_ssize_t train_row_scratch(const Layout* lay, int rule, Py_ssize_t n_slots) noexcept nogil:
+    """The elements of train_row's scratch: a copy of the parameters and of the state
+    rows the rule steps (plain SGD's: none), then the step's activations and deltas."""
+    cdef Py_ssize_t kept_rows = 0 if rule == RULE_SGD else n_slots
+    return ((1 + kept_rows) * lay.n_params + 2 * lay.n_units + 2 * lay.sizes[lay.n_layers]
+            + 2 * lay.sizes[0] + 64)
+
+
 cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, int loss,
                    double max_norm, Py_ssize_t n_slots,
+                   floating* kept,                        # scratch (train_row_scratch)
                    floating* params, floating* state,     # IN/OUT
                    const floating* x, const floating* y,  # y NULL: the class ``label``
                    long long label,
@@ -376,13 +486,8 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
             for i in range(n_out):
                 if y[i] < 0 or y[i] > 1:
                     return -1
-    # the parameters and the state the rule steps (plain SGD's: none) before the step,
-    # then the step's scratch
+    # the parameters and the state the rule steps before the step, then its scratch
     cdef Py_ssize_t kept_rows = 0 if plan.rule == RULE_SGD else n_slots
-    cdef floating* kept = <floating*>malloc(((1 + kept_rows) * P + 2 * n_units + 2 * n_out
-                                              + 2 * n_in + 64) * sizeof(floating))
-    if kept == NULL:
-        return -1
     memcpy(kept, params, P * sizeof(floating))
     memcpy(kept + P, state, kept_rows * P * sizeof(floating))
     cdef floating* work = kept + (1 + kept_rows) * P
@@ -422,9 +527,7 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
     if not fine:
         memcpy(params, kept, P * sizeof(floating))
         memcpy(state, kept + P, kept_rows * P * sizeof(floating))
-        free(kept)
         return -1
-    free(kept)
     steps[0] = e.steps
     loss_out[0] = e.loss_sum
     right[0] = e.n_correct

@@ -241,26 +241,26 @@ def assert_same_training(fast, general):
 def test_streaming_one_sample_at_a_time_equals_the_general_path(optimizer, dtype, monkeypatch):
     (fast, general), X, labels = stream_pair(dtype=dtype, optimizer=optimizer)
     Y = np.eye(3, dtype=dtype)[labels]
-    taken = spy_on_the_fast_path(fast, monkeypatch)
+    general_runs = general_runs_of(fast, monkeypatch)
     for i in range(1, 40):
         fast.partial_fit(X[i:i + 1], Y[i:i + 1])                      # the fast path
         general.partial_fit(X[i:i + 1].tolist(), Y[i:i + 1].tolist())  # lists: general
         assert_same_training(fast, general)
-    assert taken == [True] * 39
+    assert general_runs == []
 
 
-def spy_on_the_fast_path(net, monkeypatch):
-    """A list that gets, for each partial_fit of ``net``, whether the fast path took it."""
-    taken, step = [], _loop.step_one_sample
+def general_runs_of(net, monkeypatch):
+    """A list that gets an entry each time the general path (_loop.run) trains ``net``:
+    empty while every call takes the fast path."""
+    runs, run = [], _loop.run
 
-    def spy(of, X, Y):
-        took = step(of, X, Y)
+    def spy(of, *args, **kwargs):
         if of is net:
-            taken.append(took)
-        return took
+            runs.append(True)
+        return run(of, *args, **kwargs)
 
-    monkeypatch.setattr(_loop, "step_one_sample", spy)
-    return taken
+    monkeypatch.setattr(_loop, "run", spy)
+    return runs
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=["-".join(c) for c in COMBOS])
@@ -270,17 +270,17 @@ def test_every_activation_and_loss_streams_as_the_general_path(combo, monkeypatc
     (fast, general), X, labels = stream_pair(sizes=(5, 4, n_out), activation=hidden,
                                              output=output, loss=loss)
     Y = np.eye(n_out)[labels % n_out]
-    taken = spy_on_the_fast_path(fast, monkeypatch)
+    general_runs = general_runs_of(fast, monkeypatch)
     for i in range(1, 20):
         fast.partial_fit(X[i:i + 1], Y[i:i + 1])
         general.partial_fit(X[i:i + 1].tolist(), Y[i:i + 1].tolist())
     assert_same_training(fast, general)
-    assert all(taken)
+    assert general_runs == []
 
 
 def test_labels_one_dimensional_rows_and_max_norm_stream_as_the_general_path(monkeypatch):
     (fast, general), X, labels = stream_pair(max_norm=0.5)
-    taken = spy_on_the_fast_path(fast, monkeypatch)
+    general_runs = general_runs_of(fast, monkeypatch)
     for i in range(1, 30):
         x, label = X[i], labels[i]
         if i % 3 == 0:
@@ -291,7 +291,7 @@ def test_labels_one_dimensional_rows_and_max_norm_stream_as_the_general_path(mon
             fast.partial_fit(x, np.eye(3)[label])          # a 1-D row and its targets
         general.partial_fit(x[None].tolist(), [int(label)])
     assert_same_training(fast, general)
-    assert taken == [True] * 29
+    assert general_runs == []
 
 
 def test_one_dimensional_rows_train_on_the_numpy_backend_too():
@@ -354,6 +354,35 @@ def test_hyper_parameters_set_by_hand_are_checked_and_used():
     fast.optimizer.learning_rate = float("nan")
     with pytest.raises(ValueError, match="learning_rate"):
         fast.partial_fit(X[2:3], labels[2:3])
+
+
+@pytest.mark.parametrize("change", ["learning_rate", "same value", "max_norm", "etas",
+                                    "new attribute"])
+def test_settings_changed_between_one_sample_calls_are_used(change, monkeypatch):
+    """The fast path sees its setting unchanged by the objects' identity; whatever is
+    set or changed between two of its calls must still be used, as the general path does."""
+    optimizer = "rprop" if change == "etas" else "momentum"
+    (fast, general), X, labels = stream_pair(optimizer=optimizer)
+    general_runs = general_runs_of(fast, monkeypatch)
+    for i in range(1, 7):
+        if i == 4:   # after three fast calls, with the setting seen
+            for net in (fast, general):
+                if change == "learning_rate":
+                    net.optimizer.learning_rate = 0.02
+                elif change == "same value":
+                    net.optimizer.momentum = float(str(net.optimizer.momentum))
+                elif change == "max_norm":
+                    net.max_norm = 0.3
+                elif change == "etas":
+                    net.optimizer.etas = (0.4, 1.5)
+                else:
+                    net.optimizer.note = "set by hand"
+        fast.partial_fit(X[i:i + 1], labels[i:i + 1])
+        general.partial_fit(X[i:i + 1].tolist(), labels[i:i + 1].tolist())
+        assert_same_training(fast, general)
+    assert general_runs == []
+    if change == "learning_rate":
+        assert fast.history.learning_rate[-1] == 0.02
 
 
 def test_state_set_by_hand_is_used_or_checked():

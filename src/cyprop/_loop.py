@@ -54,44 +54,29 @@ def set_optimizer(net: Network, optimizer: Optimizer | None) -> None:
         net.optimizer = SGD()
 
 
-#: The optimizers whose steps the compiled core takes (one-sample calls: step_one_sample).
+#: The optimizers whose steps the compiled core takes (one-sample calls: prepare_one_sample).
 OWN_OPTIMIZERS = frozenset(OPTIMIZERS.values())
 
 
-def step_one_sample(net: Network, X: ArrayLike, Y: ArrayLike) -> bool:
-    """``partial_fit`` of one sample with the network's optimizer, by the backend's
-    FewRows: checked and stepped in C, with ``run``'s result and records (a stream of
-    one-sample calls is the common case of online learning, where ``run``'s Python
-    costs more than the step).  True if it ran; False where ``run`` must (anything but
-    that common case, or a problem, which ``run`` then explains)."""
-    rows, optimizer = net._few_rows, net.optimizer
-    if (rows is None or optimizer is None or type(optimizer) not in OWN_OPTIMIZERS
-            or any(net._dropout)):
-        return False
-    if not net._lock.acquire(False):
-        return False   # training elsewhere: the general path says so
-    try:
-        # (with the lock: rows' setting is what a running train_one reads)
-        setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
-                   net._max_norm)
-        if rows.prepared_for != setting:   # checked once per setting, not per call
-            optimizer.check()
-            net._impl.prepare_one_sample(rows, net.arch, optimizer, net._max_norm, setting)
-        began = time.perf_counter()
-        with net._state_lock:
-            result = rows.train_one(X, Y, optimizer._state, optimizer._steps)
-            if result is None:
-                return False
-            loss, accuracy, optimizer._steps, largest = result
-        seconds = time.perf_counter() - began
-        net.stop_training = False
-        history = net.history
-        history.record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
-                       1 / seconds if seconds > 0 else np.inf, largest)
-        history.stop_reason = "epochs"
-    finally:
-        net._lock.release()
-    return True
+def prepare_one_sample(net: Network, rows: Any, optimizer: Optimizer,
+                       setting: object) -> None:
+    """Prepare ``rows`` (the network's FewRows) for one-sample steps with ``optimizer``,
+    checked, or refuse the setting if the core does not take its steps.
+
+    ``partial_fit`` of one sample with the network's optimizer is taken by the
+    backend's ``FewRows.step``: checked and stepped in C, with ``run``'s result and
+    records (a stream of one-sample calls is the common case of online learning, where
+    ``run``'s Python costs more than the step), or left to ``run`` (anything but that
+    common case, or a problem, which ``run`` then explains).  It holds the network's
+    training lock, then its state lock around the step, as ``run`` does; it calls this
+    function when the setting (the optimizer, its configuration and initial learning
+    rate, the network's max-norm) is not the one it last saw; it records the step in
+    ``net.history`` as one epoch (``stop_reason`` "epochs")."""
+    if type(optimizer) not in OWN_OPTIMIZERS:
+        rows.refuse(setting)
+        return
+    optimizer.check()
+    net._impl.prepare_one_sample(rows, net.arch, optimizer, net._max_norm, setting)
 
 
 def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epochs: int,

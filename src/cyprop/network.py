@@ -679,8 +679,9 @@ class Network:
         if (optimizer is None and sample_weight is None and class_weight is None
                 and not verbose and n_threads is None and type(batch_size) is int
                 and batch_size >= 1 and (shuffle is True or shuffle is False)
-                and _loop.step_one_sample(self, X, Y)):
-            return self   # one sample, stepped and checked in C
+                and self._few_rows is not None
+                and self._few_rows.step(self, X, Y, _loop.prepare_one_sample)):
+            return self   # one sample, stepped and checked in C (see _loop.prepare_one_sample)
         batch_size = _validation.check_int("batch_size", batch_size)
         n_threads = _check_threads(n_threads)
         _loop.check_optimizer(optimizer)
