@@ -244,7 +244,7 @@ def run_torch(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) 
                             opt.step()
 
                     r = result("torch", variant, wl, bs, dtype, n,
-                               measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
+                               measure(epoch, args.repeats, args.point_budget), limited=limited)
                     progress(r)
                     out.append(r)
     finally:
@@ -269,6 +269,7 @@ def run_jax(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) ->
             init = [rng.normal(0, 1 / np.sqrt(n_in), (n_hidden, n_in)), np.zeros(n_hidden),
                     rng.normal(0, 1 / np.sqrt(n_hidden), (n_out, n_hidden)), np.zeros(n_out)]
             for bs in batch_sizes:
+                limited = samples_for(True, bs, len(X), args) < len(X)
                 n = samples_for(True, bs, len(X), args) // bs * bs
                 Xj = jnp.asarray(X[:n], dtype=dtype)
                 Yj = jnp.asarray(np.eye(n_out)[y[:n]], dtype=dtype)
@@ -297,7 +298,7 @@ def run_jax(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) ->
                     jax.block_until_ready(train(params, order))
 
                 r = result("jax", f"{SHORT_DTYPE[dtype]} 1thr", wl, bs, dtype, n,
-                           measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
+                           measure(epoch, args.repeats, args.point_budget), limited=limited)
                 progress(r)
                 out.append(r)
     return out
