@@ -354,7 +354,7 @@ cdef class FewRows:
                 return False
         return True
 
-    cpdef object train_one(self, X, Y, state, long steps):
+    cpdef object train_one(self, X, Y, state, long long steps):
         """``partial_fit`` of one sample with the prepared setting, stepping the
         parameters and ``state`` in place: (loss, accuracy: 1.0 if classified right else
         0.0, steps taken in all, largest change of a parameter, seconds it took).  None where the general path must
@@ -464,7 +464,7 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
                    floating* params, floating* state,     # IN/OUT
                    const floating* x, const floating* y,  # y NULL: the class ``label``
                    long long label,
-                   long* steps,                           # IN/OUT
+                   long long* steps,                           # IN/OUT
                    double* loss_out, Py_ssize_t* right, double* largest_update
                    ) noexcept nogil:
     """One sample's online step, as train_epoch's driver takes it, with the general

@@ -113,7 +113,7 @@ ctypedef fused Backward:
     RpropRule
 
 
-cdef inline void rule_begin(Rule* r, long steps) noexcept nogil:
+cdef inline void rule_begin(Rule* r, long long steps) noexcept nogil:
     """The rule's scalars for step t = steps + 1, once per step: never inside the loops
     over parameters (Adam's bias corrections change with every sample online)."""
     cdef double t = <double>(steps + 1)
@@ -226,7 +226,7 @@ cdef void max_norm_step(const Layout* lay, floating* params) noexcept nogil:
                     w[i] = <floating>(w[i] * (lay.max_norm / norm))
 
 
-cdef void rule_elements(Rule rule, long steps, floating* p, const floating* g,
+cdef void rule_elements(Rule rule, long long steps, floating* p, const floating* g,
                         floating* s, Py_ssize_t n, bint decay) noexcept nogil:
     cdef Py_ssize_t i
     rule_begin(&rule, steps)
@@ -234,7 +234,7 @@ cdef void rule_elements(Rule rule, long steps, floating* p, const floating* g,
         rule_step(rule, p + i, s + i, n, g[i], 1, decay)
 
 
-def py_rule_step(str rule, Hyper hyper, long steps,
+def py_rule_step(str rule, Hyper hyper, long long steps,
                  floating[::1] params,          # IN/OUT
                  const floating[::1] grad,      # IN
                  floating[:, ::1] state,        # IN/OUT: (2, n)

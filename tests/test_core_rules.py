@@ -165,3 +165,24 @@ def test_each_rule_takes_the_step_of_update_params(instruction_set, config, dtyp
             np.testing.assert_allclose(got, want_state[row], rtol=RTOL[dtype],
                                        atol=RTOL[dtype] * 1e-3,
                                        err_msg=f"{config}: state row {row}, step {step + 1}")
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_step_counts_past_32_bits_train_as_the_reference(batch_size):
+    """A long-running stream passes 2**31 optimizer steps (hours of one-sample calls):
+    the core counts them in 64 bits on every platform (C's long is 32 bits on Windows),
+    on the per-sample, mini-batch and one-sample paths."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(16, 5)), rng.integers(0, 3, 16)
+    nets = {}
+    for backend in ("cython", "numpy"):
+        net = cyprop.Network([5, 4, 3], seed=0, backend=backend)
+        net.partial_fit(X[:1], y[:1], optimizer=cyprop.Adam(0.01))
+        net.optimizer.steps = 2 ** 31 + 7
+        net.partial_fit(X, y, batch_size=batch_size, shuffle=False)
+        net.partial_fit(X[0], y[0])   # one sample: FewRows.step on the core
+        nets[backend] = net
+    expected = 2 ** 31 + 7 + 16 // batch_size + 1
+    assert nets["cython"].optimizer.steps == nets["numpy"].optimizer.steps == expected
+    np.testing.assert_allclose(nets["cython"]._params, nets["numpy"]._params,
+                               rtol=1e-9, atol=1e-12)   # conftest's float64 tolerances
