@@ -447,8 +447,9 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
     target : int, str or None
         The label column: an index (negative counts from the end) or, with a header,
         its name.  None reads features only and returns ``(X, None)``.
-    header : "infer", True or False
-        Whether the first row names the columns.  ``"infer"`` takes it as a header
+    header : "infer", True, False or None
+        Whether the first row names the columns (None: no header, as pandas reads
+        ``header=None``).  ``"infer"`` takes it as a header
         only when none of its fields is a number (every data row has at least one
         numeric feature, so a data row is never taken for a header) and one of its
         names stands above a number in the second row.  Such a row with an empty
