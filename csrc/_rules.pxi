@@ -4,13 +4,13 @@
 # scalars of the current step) and one branch of rule_step, the formula of
 # torch.optim's step for one parameter and its buffers.  The loops are written once and
 # take the rule as a fused type, so each loop is compiled once per rule with the rule's
-# formula inlined: the per-sample backward pass (csrc/_sample.pxi) steps each weight the
-# moment its gradient is known, and rule_range steps a range of parameters from gradient
-# sums (mini-batches).  The same formula serves both, so a batch of one sample gives
-# the same step either way (bit for bit where the compiler contracts no multiply-adds,
-# but for plain SGD's (lr * d_j) * a_i, see rule_step).  GradientSum is the rule that
-# steps nothing: it adds each gradient to a buffer (gradients, and the batches of the
-# gradient paths).
+# formula inlined: the per-sample backward pass (csrc/_sample.pxi) steps each row of
+# weights the moment its gradients are known (rule_row), and rule_range steps a range
+# of parameters from gradient sums (mini-batches).  The same formula serves both, so a
+# batch of one sample gives the same step either way (bit for bit where the compiler
+# contracts no multiply-adds, but for plain SGD's (lr * d_j) * a_i, see rule_step).
+# GradientSum is the rule that steps nothing: it adds each gradient to a buffer
+# (gradients, and the batches of the gradient paths).
 
 # Optimizer codes: the order *is* the code (cyprop/optimizers.py's Optimizer.code; the
 # test suite checks both agree).
@@ -186,6 +186,28 @@ cdef inline void rule_step(Backward r,
             p[0] -= <floating>r.h.learning_rate * g / (f_sqrt(s[0]) + <floating>r.h.eps)
 
 
+cdef inline void rule_row(Backward r,
+                          floating* w,          # IN/OUT: a row of weights
+                          floating* s,          # IN/OUT: their buffers, s[i] and s[n_params + i]
+                          Py_ssize_t n_params,  # the distance between the buffers
+                          floating dj,
+                          const floating* a,    # IN: w[i]'s gradient is dj * a[i]
+                          Py_ssize_t n,
+                          floating* d_prev      # IN/OUT: += w * dj, the weights before
+                                                # their steps (the delta below); or NULL
+                          ) noexcept nogil:
+    """rule_step for each weight of a row (weight decay applies), and with ``d_prev``
+    the backward pass's use of the row first, in the same pass."""
+    cdef Py_ssize_t i
+    if d_prev != NULL:
+        for i in range(n):
+            d_prev[i] += w[i] * dj
+            rule_step(r, w + i, s + i, n_params, dj, a[i], True)
+    else:
+        for i in range(n):
+            rule_step(r, w + i, s + i, n_params, dj, a[i], True)
+
+
 cdef void rule_range(Rule rule, const Layout* lay,
                      floating* params,        # IN/OUT
                      const floating* grad,    # IN: gradient sums
@@ -264,3 +286,49 @@ def py_rule_step(str rule, Hyper hyper, long steps,
             rule_elements(AdagradRule(h=hyper), steps, p, g, s, n, decay)
         else:
             rule_elements(RpropRule(h=hyper, first=False), steps, p, g, s, n, decay)
+
+
+cdef void rule_row_once(Rule rule, long steps, floating* w, floating* s, Py_ssize_t n,
+                        floating dj, const floating* a, bint flush) noexcept nogil:
+    cdef unsigned int fp_mode = cyprop_flush_subnormals() if flush else 0
+    rule_begin(&rule, steps)
+    rule_row(rule, w, s, n, dj, a, n, NULL)
+    if flush:
+        cyprop_restore_subnormals(fp_mode)
+
+
+def py_rule_row(str rule, Hyper hyper, long steps,
+                floating[::1] weights,          # IN/OUT: a row
+                const floating[::1] inputs,     # IN: weight i's gradient is dj * inputs[i]
+                double dj,
+                floating[:, ::1] state,         # IN/OUT: (2, n)
+                bint flush_subnormals=False):
+    """Step t = steps + 1 of ``rule`` on a row of weights, as the per-sample backward
+    pass takes it (rule_row), optionally with subnormals flushed as the per-sample
+    epochs run (for the tests)."""
+    cdef Py_ssize_t n = weights.shape[0]
+    if inputs.shape[0] != n or state.shape[0] != 2 or state.shape[1] != n:
+        raise ValueError("py_rule_row needs inputs of the row's length and state of shape (2, n)")
+    cdef int code = RULES.index(rule)
+    if n == 0:
+        return
+    cdef floating* w = &weights[0]
+    cdef const floating* a = &inputs[0]
+    cdef floating* s = &state[0, 0]
+    cdef floating d = <floating>dj
+    with nogil:
+        if code == RULE_SGD:
+            rule_row_once(SgdRule(h=hyper), steps, w, s, n, d, a, flush_subnormals)
+        elif code == RULE_MOMENTUM:
+            rule_row_once(MomentumRule(h=hyper, first=False), steps, w, s, n, d, a,
+                          flush_subnormals)
+        elif code == RULE_ADAM:
+            rule_row_once(AdamRule(h=hyper, step_size=0, eps_t=0), steps, w, s, n, d, a,
+                          flush_subnormals)
+        elif code == RULE_RMSPROP:
+            rule_row_once(RmspropRule(h=hyper), steps, w, s, n, d, a, flush_subnormals)
+        elif code == RULE_ADAGRAD:
+            rule_row_once(AdagradRule(h=hyper), steps, w, s, n, d, a, flush_subnormals)
+        else:
+            rule_row_once(RpropRule(h=hyper, first=False), steps, w, s, n, d, a,
+                          flush_subnormals)

@@ -8,6 +8,8 @@ NumPy reference does.
 * Each rule, applied to a vector of parameters by ``py_rule_step`` (the formula the
   kernels inline into their loops), takes the step of the optimizer's NumPy
   ``update_params``, in every kernel: a failure here points at one formula.
+* So does each rule applied to a row of weights by ``py_rule_row``, as the per-sample
+  backward pass steps them.
 """
 
 import dataclasses
@@ -163,5 +165,53 @@ def test_each_rule_takes_the_step_of_update_params(instruction_set, config, dtyp
         for row in range(optimizer.n_slots):
             got = np.concatenate([state[row] for state in states])
             np.testing.assert_allclose(got, want_state[row], rtol=RTOL[dtype],
+                                       atol=RTOL[dtype] * 1e-3,
+                                       err_msg=f"{config}: state row {row}, step {step + 1}")
+
+
+# ---------------------------------------------------------------- the rows of weights
+def numpy_row_steps(config, weights, grads):
+    """update_params over the gradients in turn on a row of weights (a one-layer
+    architecture with one output; its bias gets no gradient): (weights, state) after
+    each."""
+    name, kwargs = CONFIGS[config]
+    optimizer = OPTIMIZERS[name](**kwargs)
+    n = weights.shape[0]
+    arch = Architecture([n, 1], ["identity"], "mse")
+    params = np.append(weights, 0).astype(weights.dtype)
+    out = []
+    for grad in grads:
+        optimizer.update_params(params, np.append(grad, 0).astype(weights.dtype), arch)
+        out.append((params[:n].copy(), optimizer.state[:, :n].copy()))
+    return out, optimizer
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("instruction_set", ISAS)
+def test_each_rule_steps_a_row_of_weights_as_update_params(instruction_set, config, dtype):
+    # 37 weights: whole vectors of 8 and 16 lanes, then a masked rest; inputs of 0 (a
+    # weight that never moves, whose v stays 0)
+    core = kernel(instruction_set)
+    rng = np.random.default_rng(4)
+    n = 37
+    weights = rng.normal(size=n).astype(dtype)
+    inputs = [rng.normal(size=n).astype(dtype) for _ in range(4)]
+    for x in inputs:
+        x[::6] = 0
+    inputs[2][:5] = -inputs[1][:5]   # (Rprop's sign flips)
+    dj = [0.7, -1.3, 0.4, 2.0]
+    expected, optimizer = numpy_row_steps(config, weights,
+                                          [(np.asarray(d, dtype) * x) for d, x in zip(dj, inputs)])
+    rule = _compiled._rule(optimizer, core)
+    hyper = dataclasses.asdict(optimizer.hyper())
+    w, state = weights.copy(), np.zeros((2, n), dtype)
+    for step, (d, x) in enumerate(zip(dj, inputs)):
+        core.py_rule_row(rule, hyper, step, w, x, d, state)
+        want_w, want_state = expected[step]
+        np.testing.assert_allclose(w, want_w, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3,
+                                   err_msg=f"{config}: weights after step {step + 1}")
+        for row in range(optimizer.n_slots):
+            np.testing.assert_allclose(state[row], want_state[row], rtol=RTOL[dtype],
                                        atol=RTOL[dtype] * 1e-3,
                                        err_msg=f"{config}: state row {row}, step {step + 1}")
