@@ -109,7 +109,7 @@ cdef void sample_backward(const Layout* lay,
             w = params + o
             s = state + o
             # (d_prev gets w * dj with each weight before its step)
-            rule_row(rule, w, s, N, dj, a_prev, n_in, d_prev if l > 0 else NULL)
+            rule_row(rule, w, s, N, dj, a_prev, n_in, d_prev if l > 0 else NULL, NULL)
         if l > 0:
             for i in range(n_in):
                 d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
@@ -178,8 +178,7 @@ cdef void sample_first_layer_next(const Layout* lay,
         o = lay.w_off[0] + j * n_in
         w = params + o
         s = state + o
-        rule_row(rule, w, s, N, d[j], x, n_in, NULL)
-        a[j] = b[j] + dot(w, x_next, n_in)
+        a[j] = b[j] + rule_row(rule, w, s, N, d[j], x, n_in, NULL, x_next)
     activate_row(lay.acts[0], a, n_out)
     if has_dropout(lay, 0):
         for j in range(n_out):

@@ -52,7 +52,8 @@ def py_rule_step(rule: str, hyper: Mapping[str, Any], steps: int, params: _Float
                  grad: _Floating, state: _Floating, decay: bool) -> None: ...
 def py_rule_row(rule: str, hyper: Mapping[str, Any], steps: int, weights: _Floating,
                 inputs: _Floating, dj: float, state: _Floating,
-                flush_subnormals: bool = False) -> None: ...
+                flush_subnormals: bool = False,
+                next_inputs: _Floating | None = None) -> float: ...
 
 # _core.pyx
 class Workspace:
