@@ -147,7 +147,7 @@ cdef void sample_first_layer_next(const Layout* lay,
     while it is still in L1, so W1 (and its buffers) come from L2 or memory once per
     sample instead of twice.  The same arithmetic as sample_backward then
     sample_forward; only the traffic drops."""
-    cdef Py_ssize_t i, j, o, n_in = lay.sizes[0], n_out = lay.sizes[1], N = lay.n_params
+    cdef Py_ssize_t j, o, n_in = lay.sizes[0], n_out = lay.sizes[1], N = lay.n_params
     cdef floating* w
     cdef floating* s
     cdef floating* b = params + lay.b_off[0]
