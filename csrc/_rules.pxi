@@ -4,13 +4,55 @@
 # scalars of the current step) and one branch of rule_step, the formula of
 # torch.optim's step for one parameter and its buffers.  The loops are written once and
 # take the rule as a fused type, so each loop is compiled once per rule with the rule's
-# formula inlined: the per-sample backward pass (csrc/_sample.pxi) steps each weight the
-# moment its gradient is known, and rule_range steps a range of parameters from gradient
-# sums (mini-batches).  The same formula serves both, so a batch of one sample gives
-# the same step either way (bit for bit where the compiler contracts no multiply-adds,
-# but for plain SGD's (lr * d_j) * a_i, see rule_step).  GradientSum is the rule that
-# steps nothing: it adds each gradient to a buffer (gradients, and the batches of the
-# gradient paths).
+# formula inlined: the per-sample backward pass (csrc/_sample.pxi) steps each row of
+# weights the moment its gradients are known (rule_row), and rule_range steps a range
+# of parameters from gradient sums (mini-batches).  The same formula serves both, so a
+# batch of one sample gives the same step either way (bit for bit where the compiler
+# contracts no multiply-adds, but for plain SGD's (lr * d_j) * a_i, see rule_step, and
+# for the rows below).  GradientSum is the rule that steps nothing: it adds each
+# gradient to a buffer (gradients, and the batches of the gradient paths).
+#
+# Not correctly rounded on AVX-512: there, rule_row steps the weights of Adam, RMSprop
+# and Adagrad with csrc/cyprop_approx.h's row kernels: the same formulas, with
+# 1 / (sqrt(v) + eps) from the hardware's estimates of 1/sqrt(x) and 1/x refined by
+# Newton steps instead of a correctly rounded square root and division (which set the
+# pace of those rules online).  A step num / (sqrt(v) + eps) is then within 6u of the
+# true quotient (u = 2^-53 in float64, 2^-24 in float32; the exact formula's three
+# roundings put its own within 3u), so within 9u of the exact formula's, and a weight
+# within 1 ulp more.  Special values (v = 0, subnormal, infinite, NaN) step as in the
+# exact formula.  Biases, mini-batches (rule_range), the portable and AVX2 builds and
+# py_rule_step keep the exact formula; tests/test_core_rules.py checks the rows against
+# the true quotients (py_rule_row).
+
+cdef extern from "cyprop_approx.h":
+    # 1 where the row kernels below exist (the AVX-512 build); rule_row tests it
+    bint CYPROP_APPROX_ROWS
+    bint cyprop_approx_eps_d(double eps) nogil   # whether they hold for this eps
+    bint cyprop_approx_eps_f(float eps) nogil
+    # each steps a row and, given x_next (else NULL), returns dot(w, x_next) after it
+    double cyprop_adam_row_d(double* w, double* m, double* v, const double* x,
+                             const double* x_next, double dj, double beta1, double beta2,
+                             double step_size, double eps_t, double weight_decay,
+                             Py_ssize_t n) nogil
+    float cyprop_adam_row_f(float* w, float* m, float* v, const float* x,
+                            const float* x_next, float dj, float beta1, float beta2,
+                            float step_size, float eps_t, float weight_decay,
+                            Py_ssize_t n) nogil
+    double cyprop_rmsprop_row_d(double* w, double* v, double* buf, const double* x,
+                                const double* x_next, double dj, double alpha, double eps,
+                                bint with_momentum, double momentum, double learning_rate,
+                                double weight_decay, Py_ssize_t n) nogil
+    float cyprop_rmsprop_row_f(float* w, float* v, float* buf, const float* x,
+                               const float* x_next, float dj, float alpha, float eps,
+                               bint with_momentum, float momentum, float learning_rate,
+                               float weight_decay, Py_ssize_t n) nogil
+    double cyprop_adagrad_row_d(double* w, double* v, const double* x, const double* x_next,
+                                double dj, double eps, double learning_rate,
+                                double weight_decay, Py_ssize_t n) nogil
+    float cyprop_adagrad_row_f(float* w, float* v, const float* x, const float* x_next,
+                               float dj, float eps, float learning_rate, float weight_decay,
+                               Py_ssize_t n) nogil
+
 
 # Optimizer codes: the order *is* the code (cyprop/optimizers.py's Optimizer.code; the
 # test suite checks both agree).
@@ -186,6 +228,86 @@ cdef inline void rule_step(Backward r,
             p[0] -= <floating>r.h.learning_rate * g / (f_sqrt(s[0]) + <floating>r.h.eps)
 
 
+cdef inline floating rule_row(Backward r,
+                              floating* w,          # IN/OUT: a row of weights
+                              floating* s,          # IN/OUT: their buffers, s[i] and
+                                                    # s[n_params + i]
+                              Py_ssize_t n_params,  # the distance between the buffers
+                              floating dj,
+                              const floating* a,    # IN: w[i]'s gradient is dj * a[i]
+                              Py_ssize_t n,
+                              floating* d_prev,     # IN/OUT: += w * dj, the weights before
+                                                    # their steps (the delta below); or NULL
+                              const floating* x_next  # IN: or NULL
+                              ) noexcept nogil:
+    """rule_step for each weight of a row (weight decay applies), with ``d_prev`` the
+    backward pass's use of the row first, in the same pass; returns dot(w, x_next) of
+    the stepped row (the fused first layer's forward pass for the next sample), or 0
+    without x_next.  On AVX-512, Adam's, RMSprop's and Adagrad's rows go through
+    cyprop_approx.h's kernels (see above), which take the dot product in the same pass."""
+    cdef Py_ssize_t i
+    cdef floating total
+    if CYPROP_APPROX_ROWS and approx_row(r, w, s, n_params, dj, a, n, d_prev, x_next, &total):
+        return total
+    if d_prev != NULL:
+        for i in range(n):
+            d_prev[i] += w[i] * dj
+            rule_step(r, w + i, s + i, n_params, dj, a[i], True)
+    else:
+        for i in range(n):
+            rule_step(r, w + i, s + i, n_params, dj, a[i], True)
+    return dot(w, x_next, n) if x_next != NULL else 0
+
+
+cdef inline bint approx_row(Backward r, floating* w, floating* s, Py_ssize_t n_params,
+                            floating dj, const floating* a, Py_ssize_t n, floating* d_prev,
+                            const floating* x_next, floating* total) noexcept nogil:
+    """rule_row through the row kernel of the rule and dtype, the hyper-parameters cast
+    to the dtype as rule_step casts them: False, having done nothing, for the rules
+    without one and for an eps outside the kernels' range."""
+    cdef Py_ssize_t i
+    cdef double eps
+    if Backward is AdamRule:
+        eps = r.eps_t
+    elif Backward is RmspropRule or Backward is AdagradRule:
+        eps = r.h.eps
+    else:
+        return False
+    if not (cyprop_approx_eps_d(eps) if floating is double else cyprop_approx_eps_f(<float>eps)):
+        return False
+    if d_prev != NULL:
+        for i in range(n):
+            d_prev[i] += w[i] * dj
+    if Backward is AdamRule:
+        if floating is double:
+            total[0] = cyprop_adam_row_d(w, s, s + n_params, a, x_next, dj, r.h.beta1,
+                                         r.h.beta2, r.step_size, r.eps_t, r.h.weight_decay, n)
+        else:
+            total[0] = cyprop_adam_row_f(w, s, s + n_params, a, x_next, dj, <float>r.h.beta1,
+                                         <float>r.h.beta2, <float>r.step_size, <float>r.eps_t,
+                                         <float>r.h.weight_decay, n)
+    elif Backward is RmspropRule:
+        if floating is double:
+            total[0] = cyprop_rmsprop_row_d(w, s, s + n_params, a, x_next, dj, r.h.alpha,
+                                            r.h.eps, r.h.momentum != 0, r.h.momentum,
+                                            r.h.learning_rate, r.h.weight_decay, n)
+        else:
+            total[0] = cyprop_rmsprop_row_f(w, s, s + n_params, a, x_next, dj,
+                                            <float>r.h.alpha, <float>r.h.eps,
+                                            r.h.momentum != 0, <float>r.h.momentum,
+                                            <float>r.h.learning_rate,
+                                            <float>r.h.weight_decay, n)
+    else:
+        if floating is double:
+            total[0] = cyprop_adagrad_row_d(w, s, a, x_next, dj, r.h.eps, r.h.learning_rate,
+                                            r.h.weight_decay, n)
+        else:
+            total[0] = cyprop_adagrad_row_f(w, s, a, x_next, dj, <float>r.h.eps,
+                                            <float>r.h.learning_rate,
+                                            <float>r.h.weight_decay, n)
+    return True
+
+
 cdef void rule_range(Rule rule, const Layout* lay,
                      floating* params,        # IN/OUT
                      const floating* grad,    # IN: gradient sums
@@ -264,3 +386,61 @@ def py_rule_step(str rule, Hyper hyper, long long steps,
             rule_elements(AdagradRule(h=hyper), steps, p, g, s, n, decay)
         else:
             rule_elements(RpropRule(h=hyper, first=False), steps, p, g, s, n, decay)
+
+
+cdef floating rule_row_once(Rule rule, long steps, floating* w, floating* s, Py_ssize_t n,
+                            floating dj, const floating* a, const floating* x_next,
+                            bint flush) noexcept nogil:
+    cdef unsigned int fp_mode = cyprop_flush_subnormals() if flush else 0
+    cdef floating total
+    rule_begin(&rule, steps)
+    total = rule_row(rule, w, s, n, dj, a, n, NULL, x_next)
+    if flush:
+        cyprop_restore_subnormals(fp_mode)
+    return total
+
+
+def py_rule_row(str rule, Hyper hyper, long steps,
+                floating[::1] weights,          # IN/OUT: a row
+                const floating[::1] inputs,     # IN: weight i's gradient is dj * inputs[i]
+                double dj,
+                floating[:, ::1] state,         # IN/OUT: (2, n)
+                bint flush_subnormals=False,
+                const floating[::1] next_inputs=None):
+    """Step t = steps + 1 of ``rule`` on a row of weights, as the per-sample backward
+    pass takes it (rule_row: on AVX-512, Adam's, RMSprop's and Adagrad's row kernels),
+    optionally with subnormals flushed as the per-sample epochs run; returns the dot
+    product of the stepped row with ``next_inputs`` as the fused first layer takes it,
+    or 0 without (for the tests)."""
+    cdef Py_ssize_t n = weights.shape[0]
+    if (inputs.shape[0] != n or state.shape[0] != 2 or state.shape[1] != n
+            or (next_inputs is not None and next_inputs.shape[0] != n)):
+        raise ValueError("py_rule_row needs inputs (and next_inputs) of the row's length "
+                         "and state of shape (2, n)")
+    cdef int code = RULES.index(rule)
+    if n == 0:
+        return 0.0
+    cdef floating* w = &weights[0]
+    cdef const floating* a = &inputs[0]
+    cdef const floating* x_next = &next_inputs[0] if next_inputs is not None else NULL
+    cdef floating* s = &state[0, 0]
+    cdef floating d = <floating>dj
+    cdef bint flush = flush_subnormals
+    cdef floating total
+    with nogil:
+        if code == RULE_SGD:
+            total = rule_row_once(SgdRule(h=hyper), steps, w, s, n, d, a, x_next, flush)
+        elif code == RULE_MOMENTUM:
+            total = rule_row_once(MomentumRule(h=hyper, first=False), steps, w, s, n, d, a,
+                                  x_next, flush)
+        elif code == RULE_ADAM:
+            total = rule_row_once(AdamRule(h=hyper, step_size=0, eps_t=0), steps, w, s, n, d,
+                                  a, x_next, flush)
+        elif code == RULE_RMSPROP:
+            total = rule_row_once(RmspropRule(h=hyper), steps, w, s, n, d, a, x_next, flush)
+        elif code == RULE_ADAGRAD:
+            total = rule_row_once(AdagradRule(h=hyper), steps, w, s, n, d, a, x_next, flush)
+        else:
+            total = rule_row_once(RpropRule(h=hyper, first=False), steps, w, s, n, d, a,
+                                  x_next, flush)
+    return total

@@ -108,13 +108,8 @@ cdef void sample_backward(const Layout* lay,
             o = lay.w_off[l] + j * n_in
             w = params + o
             s = state + o
-            if l > 0:
-                for i in range(n_in):
-                    d_prev[i] += w[i] * dj   # with the weight before its step
-                    rule_step(rule, w + i, s + i, N, dj, a_prev[i], True)
-            else:
-                for i in range(n_in):
-                    rule_step(rule, w + i, s + i, N, dj, a_prev[i], True)
+            # (d_prev gets w * dj with each weight before its step)
+            rule_row(rule, w, s, N, dj, a_prev, n_in, d_prev if l > 0 else NULL, NULL)
         if l > 0:
             for i in range(n_in):
                 d_prev[i] *= hidden_derivative(lay, l - 1, a_prev[i], pos, i)
@@ -152,7 +147,7 @@ cdef void sample_first_layer_next(const Layout* lay,
     while it is still in L1, so W1 (and its buffers) come from L2 or memory once per
     sample instead of twice.  The same arithmetic as sample_backward then
     sample_forward; only the traffic drops."""
-    cdef Py_ssize_t i, j, o, n_in = lay.sizes[0], n_out = lay.sizes[1], N = lay.n_params
+    cdef Py_ssize_t j, o, n_in = lay.sizes[0], n_out = lay.sizes[1], N = lay.n_params
     cdef floating* w
     cdef floating* s
     cdef floating* b = params + lay.b_off[0]
@@ -183,9 +178,7 @@ cdef void sample_first_layer_next(const Layout* lay,
         o = lay.w_off[0] + j * n_in
         w = params + o
         s = state + o
-        for i in range(n_in):
-            rule_step(rule, w + i, s + i, N, d[j], x[i], True)
-        a[j] = b[j] + dot(w, x_next, n_in)
+        a[j] = b[j] + rule_row(rule, w, s, N, d[j], x, n_in, NULL, x_next)
     activate_row(lay.acts[0], a, n_out)
     if has_dropout(lay, 0):
         for j in range(n_out):
