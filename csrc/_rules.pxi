@@ -388,7 +388,7 @@ def py_rule_step(str rule, Hyper hyper, long long steps,
             rule_elements(RpropRule(h=hyper, first=False), steps, p, g, s, n, decay)
 
 
-cdef floating rule_row_once(Rule rule, long steps, floating* w, floating* s, Py_ssize_t n,
+cdef floating rule_row_once(Rule rule, long long steps, floating* w, floating* s, Py_ssize_t n,
                             floating dj, const floating* a, const floating* x_next,
                             bint flush) noexcept nogil:
     cdef unsigned int fp_mode = cyprop_flush_subnormals() if flush else 0
@@ -400,7 +400,7 @@ cdef floating rule_row_once(Rule rule, long steps, floating* w, floating* s, Py_
     return total
 
 
-def py_rule_row(str rule, Hyper hyper, long steps,
+def py_rule_row(str rule, Hyper hyper, long long steps,
                 floating[::1] weights,          # IN/OUT: a row
                 const floating[::1] inputs,     # IN: weight i's gradient is dj * inputs[i]
                 double dj,
