@@ -14,12 +14,19 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import sysconfig
 import tempfile
 from collections.abc import Iterable, Sequence
-from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
+
+# importlib.abc's Traversable moved to importlib.resources.abc in 3.11 and is gone from
+# importlib.abc in 3.14.
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:
+    from importlib.abc import Traversable
 
 SOURCE_NAME = "sgd_baseline.c"
 # The builds: name -> extra flags.  "native" tunes for this CPU (the limit of what C does
