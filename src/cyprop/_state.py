@@ -214,12 +214,14 @@ _BUFFERED = {"has_uint32": _int_range(0, 1), "uinteger": _uint(32)}
 # beside it, each (check, what it must be), exactly as NumPy's ``bit_generator.state``
 # has them.  NumPy's setters accept more (an MT19937 position far past its key, a
 # negative Philox buffer position) and the next draw then reads outside its arrays.
+# A Philox buffer position is 1 to 4: a draw leaves it there and a new or jumped
+# generator starts at 4; NumPy 2.5 refuses 0, which earlier versions took.
 RNG_FIELDS = {
     "PCG64": ({"state": _uint(128), "inc": _odd_uint(128)}, _BUFFERED),
     "PCG64DXSM": ({"state": _uint(128), "inc": _odd_uint(128)}, _BUFFERED),
     "SFC64": ({"state": _words(4, 64)}, _BUFFERED),
     "Philox": ({"counter": _words(4, 64), "key": _words(2, 64)},
-               {"buffer": _words(4, 64), "buffer_pos": _int_range(0, 4), **_BUFFERED}),
+               {"buffer": _words(4, 64), "buffer_pos": _int_range(1, 4), **_BUFFERED}),
     "MT19937": ({"key": _words(624, 32), "pos": _int_range(0, 624)}, {}),
 }
 
