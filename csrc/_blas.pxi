@@ -27,12 +27,18 @@ def cpu_runs(instruction_set):
 #
 # The products run on the calling thread alone: OpenBLAS's own threads change the
 # rounding with the thread count (results must not), and oversubscribe a busy machine.
-# OpenBLAS (0.3.27+) can be told so per thread, without touching other threads.
+# OpenBLAS (0.3.27+) can be told so; the setting is the process's, so calls that
+# overlap share one hold on it (cyprop_threads.h).
 ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*,
                          double*, int*, double*, double*, int*) noexcept nogil
 ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*,
                          float*, int*, float*, float*, int*) noexcept nogil
 ctypedef int (*set_threads_t)(int) noexcept nogil
+
+cdef extern from "cyprop_threads.h":
+    void cyprop_blas_hold_one_thread(set_threads_t set_threads) nogil
+    void cyprop_blas_release(set_threads_t set_threads) nogil
+
 cdef dgemm_t blas_dgemm = NULL
 cdef sgemm_t blas_sgemm = NULL
 cdef set_threads_t blas_set_threads_local = NULL
@@ -65,15 +71,17 @@ def blas_threads_controlled():
 
 
 cdef inline int blas_single_thread() noexcept nogil:
-    """Make this thread's BLAS calls single-threaded; returns what to restore."""
+    """Make BLAS calls single-threaded until blas_restore_threads is given what this
+    returns (1 if it holds the setting, 0 without a setter)."""
     if blas_set_threads_local != NULL:
-        return blas_set_threads_local(1)
+        cyprop_blas_hold_one_thread(blas_set_threads_local)
+        return 1
     return 0
 
 
 cdef inline void blas_restore_threads(int previous) noexcept nogil:
-    if blas_set_threads_local != NULL and previous > 0:
-        blas_set_threads_local(previous)
+    if previous > 0:
+        cyprop_blas_release(blas_set_threads_local)
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k,

@@ -1,6 +1,6 @@
 /* What the kernels need from the platform besides the C library: OpenMP's thread count,
-   and a symbol of the shared library that holds an address (to find OpenBLAS's per-thread
-   thread setting beside the gemm that scipy hands over). */
+   a symbol of the shared library that holds an address (to find OpenBLAS's thread
+   setting beside the gemm that scipy hands over), and a hold on that setting. */
 #ifndef CYPROP_THREADS_H
 #define CYPROP_THREADS_H
 
@@ -27,5 +27,42 @@ static void* cyprop_symbol_beside(void* addr, const char* name) {
 #else
 static void* cyprop_symbol_beside(void* addr, const char* name) { return NULL; }
 #endif
+
+/* Keeping BLAS calls to one thread.  openblas_set_num_threads_local sets OpenBLAS's
+   thread count for the whole process, not for the calling thread alone, whatever its
+   name says (so in scipy's OpenBLAS 0.3.31).  Calls that overlap (threads
+   that released the GIL, or a free-threaded Python) must therefore not each save and
+   restore it: one restoring it while another still runs gives that one OpenBLAS's
+   threads (results then round differently), and the last to restore puts back the 1
+   that it found, for good.  They count themselves in and out instead, under a mutex:
+   the first in sets 1 thread and keeps the count it replaced, the last out restores
+   it.  (Each kernel module has a count of its own; a process runs one of them.) */
+typedef int (*cyprop_set_threads_t)(int);
+static int cyprop_blas_holders = 0;
+static int cyprop_blas_saved = 0;
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+static pthread_mutex_t cyprop_blas_mutex = PTHREAD_MUTEX_INITIALIZER;
+static void cyprop_blas_lock(void) { pthread_mutex_lock(&cyprop_blas_mutex); }
+static void cyprop_blas_unlock(void) { pthread_mutex_unlock(&cyprop_blas_mutex); }
+#else
+/* Elsewhere no setter is looked up (cyprop_symbol_beside gives NULL): nothing is held. */
+static void cyprop_blas_lock(void) {}
+static void cyprop_blas_unlock(void) {}
+#endif
+
+static void cyprop_blas_hold_one_thread(cyprop_set_threads_t set_threads) {
+    cyprop_blas_lock();
+    if (cyprop_blas_holders++ == 0) cyprop_blas_saved = set_threads(1);
+    cyprop_blas_unlock();
+}
+
+static void cyprop_blas_release(cyprop_set_threads_t set_threads) {
+    cyprop_blas_lock();
+    if (--cyprop_blas_holders == 0 && cyprop_blas_saved > 0 && set_threads)
+        set_threads(cyprop_blas_saved);
+    cyprop_blas_unlock();
+}
 
 #endif

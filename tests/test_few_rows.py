@@ -202,6 +202,43 @@ def test_threads_serving_one_network_get_their_own_rows():
         assert all(pool.map(serve, range(64)))
 
 
+def test_threads_leave_the_blas_thread_count_as_it_was():
+    """OpenBLAS's thread count is the process's, so calls on several threads share one
+    hold on it (csrc/cyprop_threads.h): their products stay on one thread (each result
+    as when run alone), and the count is put back once the last is done.  (Each call
+    saving and restoring it left 1 behind, and gave some products two threads.)"""
+    from concurrent.futures import ThreadPoolExecutor
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    core = _compiled.KERNELS[_compiled.CHOSEN]
+    if not (core.has_blas() and core.blas_threads_controlled()):
+        pytest.skip("no BLAS whose thread count cyprop sets")
+    rng = np.random.default_rng(6)
+    X, labels = rng.random((400, 784)), rng.integers(0, 10, 400)
+    net = make_net(sizes=(784, 30, 10))
+    expected = net.forward(X[:40])   # one chunk, by FewRows
+
+    def train(seed):
+        other = make_net(sizes=(784, 30, 10), seed=seed)
+        other.fit(X, labels, epochs=1, batch_size=32, n_threads=1, seed=0, verbose=0)
+        return other._params
+
+    trained = [train(seed) for seed in range(4)]
+
+    def work(seed):
+        same = all(np.array_equal(net.forward(X[:40]), expected) for _ in range(300))
+        return same and np.array_equal(train(seed), trained[seed])
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpoolctl.threadpool_info()
+                if info["internal_api"] == "openblas"]
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(work, range(4)))
+        assert blas_threads() == before
+
+
 # ------------------------------------------------------- partial_fit of one sample
 OPTIMIZER_CASES = {
     "sgd": lambda: cyprop.SGD(0.3),
