@@ -286,6 +286,33 @@ def test_streaming_one_sample_at_a_time_equals_the_general_path(optimizer, dtype
     assert general_runs == []
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_threads_streaming_into_one_network_step_whole_or_are_refused(optimizer):
+    """partial_fit on one network from several threads at once: each call takes its
+    step whole or is refused (the network is training in another thread).  k steps of
+    one sample are the same in any order, so the network ends as k steps one after the
+    other leave it."""
+    from concurrent.futures import ThreadPoolExecutor
+    (shared, serial), X, labels = stream_pair(optimizer=optimizer)
+
+    def stream(_):
+        taken = 0
+        for _ in range(200):
+            try:
+                shared.partial_fit(X[5], labels[5:6])
+                taken += 1
+            except RuntimeError as exc:
+                assert "already training in another thread" in str(exc)
+        return taken
+
+    with ThreadPoolExecutor(4) as pool:
+        k = sum(pool.map(stream, range(4)))
+    assert k > 0
+    for _ in range(k):
+        serial.partial_fit(X[5], labels[5:6])
+    assert_same_training(shared, serial)
+
+
 def general_runs_of(net, monkeypatch):
     """A list that gets an entry each time the general path (_loop.run) trains ``net``:
     empty while every call takes the fast path."""
