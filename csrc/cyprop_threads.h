@@ -30,13 +30,13 @@ static void* cyprop_symbol_beside(void* addr, const char* name) { return NULL; }
 
 /* Keeping BLAS calls to one thread.  openblas_set_num_threads_local sets OpenBLAS's
    thread count for the whole process, not for the calling thread alone, whatever its
-   name says (so in scipy's OpenBLAS 0.3.31).  Calls that overlap (threads
-   that released the GIL, or a free-threaded Python) must therefore not each save and
-   restore it: one restoring it while another still runs gives that one OpenBLAS's
-   threads (results then round differently), and the last to restore puts back the 1
-   that it found, for good.  They count themselves in and out instead, under a mutex:
-   the first in sets 1 thread and keeps the count it replaced, the last out restores
-   it.  (Each kernel module has a count of its own; a process runs one of them.) */
+   name says (so in scipy's OpenBLAS 0.3.31).  Calls that overlap (threads that released
+   the GIL, or a free-threaded Python) must therefore not each save and restore it: one
+   restoring it while another still runs gives that one OpenBLAS's threads (results then
+   round differently), and the last to restore puts back the 1 that it found, for good.
+   They count themselves in and out instead, under a mutex: the first in sets 1 thread
+   and keeps the count it replaced, the last out restores it.  (Each kernel module has a
+   count of its own; a process runs one of them.) */
 typedef int (*cyprop_set_threads_t)(int);
 static int cyprop_blas_holders = 0;
 static int cyprop_blas_saved = 0;
