@@ -42,8 +42,8 @@ import time
 
 SIZES = [784, 30, 10]
 BATCH_SIZES = (1, 10)
-N_NETWORKS = 4          # train_many's networks
-ROWS = (              # (name, what its rate counts)
+N_NETWORKS = 4   # train_many's networks
+ROWS = (         # (name, what its rate counts)
     ("train_many, 4 networks", "samples/s"),
     ("fit, 2 networks", "samples/s"),
     ("forward, 1 row, shared network", "calls/s"),
@@ -194,7 +194,7 @@ def run_child(spec: str, args: argparse.Namespace) -> dict:
     """One round of the interpreter ``spec`` (``PYTHON`` or ``PYTHON:VAR=VALUE,...``)."""
     python, _, settings = spec.partition(":")
     env = dict(os.environ)
-    env.update(pair.split("=", 1) for pair in settings.split(",") if pair)
+    env.update(setting.split("=", 1) for setting in settings.split(",") if setting)
     command = [python, os.path.abspath(__file__), "--child", "--repeats", "1",
                "--samples", str(args.samples), "--epochs", str(args.epochs),
                "--calls", str(args.calls)]
@@ -230,7 +230,7 @@ def short(rate: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="rounds (medians; 5)")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds (medians; 7)")
     parser.add_argument("--samples", type=int, default=10_000, help="training samples")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each fit (3)")
     parser.add_argument("--calls", type=int, default=20_000,
