@@ -244,7 +244,7 @@ def run_torch(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) 
                             opt.step()
 
                     r = result("torch", variant, wl, bs, dtype, n,
-                               measure(epoch, args.repeats, args.point_budget), limited=limited)
+                               measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
                     progress(r)
                     out.append(r)
     finally:
