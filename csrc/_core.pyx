@@ -217,7 +217,7 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
                 Plan plan,                       # the path, the rule, the tuning
                 Hyper hyper,                     # the optimizer's hyper-parameters
                 floating[:, ::1] state,          # IN/OUT: optimizer state, (n_slots, n_params)
-                long long steps,                      # optimizer steps taken before this call
+                long long steps,                 # optimizer steps taken before this call
                 const floating[::1] sample_weight=None,  # per row of X; None: all 1
                 const double[::1] dropout=None,  # rate per weight layer; None: no dropout
                 unsigned long long dropout_seed=0,

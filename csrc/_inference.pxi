@@ -357,11 +357,12 @@ cdef class FewRows:
     cpdef object train_one(self, X, Y, state, long long steps):
         """``partial_fit`` of one sample with the prepared setting, stepping the
         parameters and ``state`` in place: (loss, accuracy: 1.0 if classified right else
-        0.0, steps taken in all, largest change of a parameter, seconds it took).  None where the general path must
-        run: anything but the common case (X and Y as forward takes them, one row, Y
-        targets of the dtype or an int64 class label; the state as the optimizer keeps
-        it), data or parameters that are not finite, a step that diverged (undone here,
-        so that the general path takes it again and explains)."""
+        0.0, steps taken in all, largest change of a parameter, seconds it took).  None
+        where the general path must run: anything but the common case (X and Y as
+        forward takes them, one row, Y targets of the dtype or an int64 class label; the
+        state as the optimizer keeps it), data or parameters that are not finite, a step
+        that diverged (undone here, so that the general path takes it again and
+        explains)."""
         cdef Py_buffer x, y, st
         cdef Py_ssize_t rows, y_rows = -1
         cdef long long label = -1
@@ -450,11 +451,16 @@ cdef class FewRows:
         return -1
 
 
+cdef inline Py_ssize_t kept_state_rows(int rule, Py_ssize_t n_slots) noexcept nogil:
+    """The rows of optimizer state a one-sample step keeps to undo: those the rule
+    steps (plain SGD's: none)."""
+    return 0 if rule == RULE_SGD else n_slots
+
+
 cdef Py_ssize_t train_row_scratch(const Layout* lay, int rule, Py_ssize_t n_slots) noexcept nogil:
-    """The elements of train_row's scratch: a copy of the parameters and of the state
-    rows the rule steps (plain SGD's: none), then the step's activations and deltas."""
-    cdef Py_ssize_t kept_rows = 0 if rule == RULE_SGD else n_slots
-    return ((1 + kept_rows) * lay.n_params + 2 * lay.n_units + 2 * lay.sizes[lay.n_layers]
+    """The elements of train_row's scratch: a copy of the parameters and of the kept
+    state rows, then the step's activations and deltas."""
+    return ((1 + kept_state_rows(rule, n_slots)) * lay.n_params + 2 * lay.n_units + 2 * lay.sizes[lay.n_layers]
             + 2 * lay.sizes[0] + 64)
 
 
@@ -464,7 +470,7 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
                    floating* params, floating* state,     # IN/OUT
                    const floating* x, const floating* y,  # y NULL: the class ``label``
                    long long label,
-                   long long* steps,                           # IN/OUT
+                   long long* steps,                      # IN/OUT
                    double* loss_out, Py_ssize_t* right, double* largest_update
                    ) noexcept nogil:
     """One sample's online step, as train_epoch's driver takes it, with the general
@@ -487,7 +493,7 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
                 if y[i] < 0 or y[i] > 1:
                     return -1
     # the parameters and the state the rule steps before the step, then its scratch
-    cdef Py_ssize_t kept_rows = 0 if plan.rule == RULE_SGD else n_slots
+    cdef Py_ssize_t kept_rows = kept_state_rows(plan.rule, n_slots)
     memcpy(kept, params, P * sizeof(floating))
     memcpy(kept + P, state, kept_rows * P * sizeof(floating))
     cdef floating* work = kept + (1 + kept_rows) * P

@@ -139,7 +139,7 @@ cdef struct Epoch:
     Py_ssize_t n                # samples in this call
     void* state                 # IN/OUT: (n_slots, n_params) optimizer state
     Scratch* scratch
-    long long steps                  # IN/OUT: optimizer steps taken
+    long long steps             # IN/OUT: optimizer steps taken
     double loss_sum             # IN/OUT: the (weighted) sample losses, added to
     Py_ssize_t n_correct        # IN/OUT: samples classified right, added to
 

@@ -269,8 +269,9 @@ def run_jax(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) ->
             init = [rng.normal(0, 1 / np.sqrt(n_in), (n_hidden, n_in)), np.zeros(n_hidden),
                     rng.normal(0, 1 / np.sqrt(n_hidden), (n_out, n_hidden)), np.zeros(n_out)]
             for bs in batch_sizes:
-                limited = samples_for(True, bs, len(X), args) < len(X)
-                n = samples_for(True, bs, len(X), args) // bs * bs
+                n = samples_for(True, bs, len(X), args)
+                limited = n < len(X)
+                n = n // bs * bs   # whole batches
                 Xj = jnp.asarray(X[:n], dtype=dtype)
                 Yj = jnp.asarray(np.eye(n_out)[y[:n]], dtype=dtype)
 
