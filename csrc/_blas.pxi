@@ -97,6 +97,111 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k,
                    &beta, c, &ldc)
 
 
+# On the AVX-512 build the blocks path's products are cyprop_products.h's kernels: no
+# packing, tiles in registers (the header says why and how); elsewhere the BLAS's.
+cdef extern from "cyprop_products.h":
+    bint CYPROP_OWN_PRODUCTS
+    void cyprop_rows_dot_rows_f(int rows, int units, int k, const float* x, int ldx,
+                                const float* w, int ldw, float* z, int ldz) nogil
+    void cyprop_rows_dot_rows_d(int rows, int units, int k, const double* x, int ldx,
+                                const double* w, int ldw, double* z, int ldz) nogil
+    void cyprop_sum_outer_f(int n_sums, int n_out, int k, const float* a, Py_ssize_t a_s,
+                            Py_ssize_t a_o, const float* b, int ldb, float* c, int ldc,
+                            float beta) nogil
+    void cyprop_sum_outer_d(int n_sums, int n_out, int k, const double* a, Py_ssize_t a_s,
+                            Py_ssize_t a_o, const double* b, int ldb, double* c, int ldc,
+                            double beta) nogil
+
+
+cdef inline void add_rows_dot_rows(int rows, int units, int k,
+                                   const floating* x, int ldx,  # IN: (rows, k)
+                                   const floating* w, int ldw,  # IN: (units, k)
+                                   floating* z, int ldz         # IN/OUT: (rows, units)
+                                   ) noexcept nogil:
+    """z += x @ w.T"""
+    if CYPROP_OWN_PRODUCTS:
+        if floating is double:
+            cyprop_rows_dot_rows_d(rows, units, k, x, ldx, w, ldw, z, ldz)
+        else:
+            cyprop_rows_dot_rows_f(rows, units, k, x, ldx, w, ldw, z, ldz)
+    else:
+        gemm(c'T', c'N', units, rows, k, w, ldw, x, ldx, 1, z, ldz)
+
+
+cdef inline void rows_t_times(int rows, int n_out, int k,
+                              const floating* d, int ldd,  # IN: (rows, n_out)
+                              const floating* x, int ldx,  # IN: (rows, k)
+                              floating beta,
+                              floating* c, int ldc         # IN/OUT: (n_out, k)
+                              ) noexcept nogil:
+    """c = beta * c + d.T @ x (beta 0: c is not read)"""
+    if CYPROP_OWN_PRODUCTS:
+        if floating is double:
+            cyprop_sum_outer_d(rows, n_out, k, d, ldd, 1, x, ldx, c, ldc, beta)
+        else:
+            cyprop_sum_outer_f(rows, n_out, k, d, ldd, 1, x, ldx, c, ldc, beta)
+    else:
+        gemm(c'N', c'T', k, n_out, rows, x, ldx, d, ldd, beta, c, ldc)
+
+
+cdef inline void rows_times(int rows, int inner, int k,
+                            const floating* d, int ldd,  # IN: (rows, inner)
+                            const floating* w, int ldw,  # IN: (inner, k)
+                            floating* c, int ldc         # OUT: (rows, k)
+                            ) noexcept nogil:
+    """c = d @ w"""
+    if CYPROP_OWN_PRODUCTS:
+        if floating is double:
+            cyprop_sum_outer_d(inner, rows, k, d, 1, ldd, w, ldw, c, ldc, 0)
+        else:
+            cyprop_sum_outer_f(inner, rows, k, d, 1, ldd, w, ldw, c, ldc, 0)
+    else:
+        gemm(c'N', c'N', k, rows, inner, w, ldw, d, ldd, 0, c, ldc)
+
+
+PRODUCTS = ("rows_dot_rows", "rows_t_times", "rows_times")
+
+
+def py_product(str product, const floating[:, :] a, const floating[:, :] b,
+               floating[:, :] c, double beta=0):
+    """One of the blocks path's products, as the kernels run it (for the tests):
+    ``rows_dot_rows`` c += a @ b.T, ``rows_t_times`` c = beta * c + a.T @ b,
+    ``rows_times`` c = a @ b.  Rows may be strided (views of wider arrays)."""
+    cdef int code = PRODUCTS.index(product)
+    cdef int m = a.shape[0], n = a.shape[1], k = b.shape[1]
+    if code == 0:
+        ok = b.shape[1] == n and c.shape[0] == m and c.shape[1] == b.shape[0]
+    elif code == 1:
+        ok = b.shape[0] == m and c.shape[0] == n and c.shape[1] == k
+    else:
+        ok = b.shape[0] == n and c.shape[0] == m and c.shape[1] == k
+    if not ok:
+        shapes = ((a.shape[0], a.shape[1]), (b.shape[0], b.shape[1]), (c.shape[0], c.shape[1]))
+        raise ValueError(f"py_product: shapes {shapes} do not fit {product}")
+    if m == 0 or n == 0 or k == 0 or b.shape[0] == 0:
+        raise ValueError("py_product: empty operands")
+    if not (a.strides[1] == b.strides[1] == c.strides[1] == sizeof(floating)):
+        raise ValueError("py_product: each row must be contiguous")
+    cdef int lda = <int>(a.strides[0] // sizeof(floating))
+    cdef int ldb = <int>(b.strides[0] // sizeof(floating))
+    cdef int ldc = <int>(c.strides[0] // sizeof(floating))
+    if not CYPROP_OWN_PRODUCTS and not blas_ready():
+        raise ValueError("py_product: this kernel uses the BLAS, and none is set")
+    with nogil:
+        if code == 0:
+            add_rows_dot_rows(m, <int>b.shape[0], n, &a[0, 0], lda, &b[0, 0], ldb,
+                              &c[0, 0], ldc)
+        elif code == 1:
+            rows_t_times(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, <floating>beta, &c[0, 0], ldc)
+        else:
+            rows_times(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, &c[0, 0], ldc)
+
+
+def has_own_products():
+    """Whether the blocks path's products are this module's own (else the BLAS's)."""
+    return bool(CYPROP_OWN_PRODUCTS)
+
+
 #: The most threads any call starts, whatever it is asked for: _compiled.py caps requests
 #: to the cores; this keeps a direct call (or a huge OMP_NUM_THREADS) from starting thousands.
 cdef int THREAD_LIMIT = 256

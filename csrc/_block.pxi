@@ -40,12 +40,12 @@ cdef void part_forward(const Layout* lay, int l, const floating* params,
     cdef floating* a_l = acts + B * lay.a_off[l]
     cdef floating* z = z_out if l == lay.n_layers - 1 else a_l
     cdef floating* row
-    # the bias rows first, then gemm adds the product onto them
+    # the bias rows first, then the product is added onto them
     for s in range(B):
         memcpy(z + s * n_out + u0, params + lay.b_off[l] + u0, (u1 - u0) * sizeof(floating))
     # z[:, u0:u1] += A_in @ W[u0:u1].T
-    gemm(c'T', c'N', u1 - u0, B, n_in, params + lay.w_off[l] + u0 * n_in, n_in, a_in, n_in, 1,
-         z + u0, n_out)
+    add_rows_dot_rows(B, u1 - u0, n_in, a_in, n_in, params + lay.w_off[l] + u0 * n_in, n_in,
+                      z + u0, n_out)
     if l == lay.n_layers - 1:
         return
     for s in range(B):
@@ -102,8 +102,8 @@ cdef void part_gradient(const Layout* lay, int l, const floating* a_prev, int B,
         for j in range(u0, u1):
             gb[j] += d_l[s * n_out + j]
     # grad_W[u0:u1] = beta * grad_W[u0:u1] + D[:, u0:u1].T @ A_prev
-    gemm(c'N', c'T', n_in, u1 - u0, B, a_prev, n_in, d_l + u0, n_out, beta,
-         grad + lay.w_off[l] + u0 * n_in, n_in)
+    rows_t_times(B, u1 - u0, n_in, d_l + u0, n_out, a_prev, n_in, beta,
+                 grad + lay.w_off[l] + u0 * n_in, n_in)
 
 
 cdef void part_delta_below(const Layout* lay, int l, const floating* params,
@@ -115,8 +115,13 @@ cdef void part_delta_below(const Layout* lay, int l, const floating* params,
     cdef Py_ssize_t s, i
     cdef floating* d_prev = deltas + B * lay.a_off[l - 1]
     # d_prev[:, i0:i1] = D_l @ W_l[:, i0:i1]
-    gemm(c'N', c'N', i1 - i0, B, n_out, params + lay.w_off[l] + i0, n_in,
-         deltas + B * lay.a_off[l], n_out, 0, d_prev + i0, n_in)
+    rows_times(B, n_out, i1 - i0, deltas + B * lay.a_off[l], n_out,
+               params + lay.w_off[l] + i0, n_in, d_prev + i0, n_in)
+    if not has_dropout(lay, l - 1):
+        for s in range(B):
+            times_derivative(lay.acts[l - 1], d_prev + s * n_in + i0, a_prev + s * n_in + i0,
+                             i1 - i0)
+        return
     for s in range(B):
         for i in range(i0, i1):
             d_prev[s * n_in + i] *= hidden_derivative(lay, l - 1, a_prev[s * n_in + i], pos + s, i)

@@ -76,11 +76,11 @@ cdef class Workspace:
         # (the object's memory starts zeroed: whatever fails below, free() sees NULLs)
         if layout_init(&self.lay, sizes, acts) != 0:
             raise MemoryError("cyprop: cannot allocate the layer layout")
-        self.s.inputs = calloc(rows * sizes[0], itemsize)
-        self.s.acts = calloc(rows * self.lay.n_units, itemsize)
-        self.s.deltas = calloc(rows * self.lay.n_units, itemsize)
-        self.s.z_out = calloc(rows * sizes[sizes.shape[0] - 1], itemsize)
-        self.s.grad = calloc(self.lay.n_params if with_grad else 1, itemsize)
+        self.s.inputs = calloc64(rows * sizes[0] * itemsize)
+        self.s.acts = calloc64(rows * self.lay.n_units * itemsize)
+        self.s.deltas = calloc64(rows * self.lay.n_units * itemsize)
+        self.s.z_out = calloc64(rows * sizes[sizes.shape[0] - 1] * itemsize)
+        self.s.grad = calloc64((self.lay.n_params if with_grad else 1) * itemsize)
         self.s.x_rows = calloc(2 * sizes[0] * itemsize + 192, 1)
         if not (self.s.inputs and self.s.acts and self.s.deltas and self.s.z_out
                 and self.s.grad and self.s.x_rows):
@@ -88,11 +88,11 @@ cdef class Workspace:
 
     def __dealloc__(self):
         layout_free(&self.lay)
-        free(self.s.inputs)
-        free(self.s.acts)
-        free(self.s.deltas)
-        free(self.s.z_out)
-        free(self.s.grad)
+        free64(self.s.inputs)
+        free64(self.s.acts)
+        free64(self.s.deltas)
+        free64(self.s.z_out)
+        free64(self.s.grad)
         free(self.s.x_rows)
 
 

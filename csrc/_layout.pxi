@@ -126,6 +126,23 @@ cdef inline void* align64(void* p) noexcept nogil:
     return <void*>((<size_t>p + 63) & ~(<size_t>63))
 
 
+cdef void* calloc64(size_t n_bytes) noexcept nogil:
+    """n_bytes of zeros from a 64-byte boundary (a vector load of an aligned row then
+    stays within one cache line), or NULL; free64 frees it.  The block's pointer is
+    kept just below the aligned start."""
+    cdef char* block = <char*>calloc(n_bytes + 64 + sizeof(void*), 1)
+    if block == NULL:
+        return NULL
+    cdef char* start = <char*>align64(block + sizeof(void*))
+    (<void**>start - 1)[0] = block
+    return start
+
+
+cdef void free64(void* p) noexcept nogil:
+    if p != NULL:
+        free((<void**>p - 1)[0])
+
+
 cdef struct Epoch:
     # One training call (or one evaluation, which steps nothing): what its drivers read,
     # and what they add up.  The arrays are of the parameters' dtype.

@@ -1,0 +1,81 @@
+/* The matrix products of the blocks path (csrc/_block.pxi), for the AVX-512 build.
+
+   A block of B rows goes forward and back through three products per layer:
+
+       Z  += X @ W.T      forward       (B, n_in) by (n_out, n_in): rows dotted with rows
+       G   = D.T @ X      the gradient  (B, n_out) by (B, n_in): a sum of B outer products
+       D'  = D @ W        deltas below  (B, n_out) by (n_out, n_in): the same shape of sum
+
+   Handed to a BLAS as separate small products, each pays for packing its operands into
+   the BLAS's layout (or for its small-matrix kernel, which skips the packing but runs
+   slower), and runs at 45-65% of one core's peak here on W3's shapes (32..128 x 784 x
+   100).  These two kernels need no packing, because every operand above is already
+   laid out for one of them, and keep 24 vector accumulators in registers:
+
+   - rows_dot_rows (Z += X @ W.T): a tile of 4 rows of X by 6 rows of W; each step loads
+     4 + 6 vectors along k and does 24 multiply-adds; each of the 24 sums is reduced
+     across its lanes once, at the end.
+   - sum_outer (C = beta C + sum_s a_s b_s^T): a tile of 8 outputs by 3 vectors along
+     k; each step broadcasts 8 scalars of a_s, loads 3 vectors of b_s and does 24
+     multiply-adds, and C is read and written once, at the end.
+
+   Each output is the same sum in the same order wherever its tile falls (the lanes run
+   along k in rows_dot_rows and along the output in sum_outer), so the results do not
+   depend on how a layer is split into parts, nor on the thread count.  They differ from
+   a BLAS's only by the order of the additions (parity tests: the reference's
+   tolerances).  Both are memory-light: the operands of W3's shapes stay in L1/L2, and
+   aligned rows (the parameters and the scratch start on 64-byte boundaries) keep each
+   vector load within one cache line.
+
+   The other builds (portable, AVX2) call the BLAS: CYPROP_OWN_PRODUCTS is 0 there. */
+#ifndef CYPROP_PRODUCTS_H
+#define CYPROP_PRODUCTS_H
+
+#if defined(__AVX512F__)
+#define CYPROP_OWN_PRODUCTS 1
+#include <immintrin.h>
+#include <stddef.h>
+
+#define CYPROP_INLINE static inline __attribute__((always_inline))
+#define CYPROP_UNROLL _Pragma("GCC unroll 8")
+
+#define REAL float
+#define VEC __m512
+#define MASK __mmask16
+#define LANES 16
+#define V(op) _mm512_##op##_ps
+#define OF(name) name##_f
+#include "cyprop_products_of.h"
+#undef REAL
+#undef VEC
+#undef MASK
+#undef LANES
+#undef V
+#undef OF
+
+#define REAL double
+#define VEC __m512d
+#define MASK __mmask8
+#define LANES 8
+#define V(op) _mm512_##op##_pd
+#define OF(name) name##_d
+#include "cyprop_products_of.h"
+#undef REAL
+#undef VEC
+#undef MASK
+#undef LANES
+#undef V
+#undef OF
+
+#else
+#define CYPROP_OWN_PRODUCTS 0
+#include <stdlib.h>
+/* Never called (the callers test CYPROP_OWN_PRODUCTS first); here so that the module
+   compiles the same way everywhere. */
+#define cyprop_rows_dot_rows_f(...) abort()
+#define cyprop_rows_dot_rows_d(...) abort()
+#define cyprop_sum_outer_f(...) abort()
+#define cyprop_sum_outer_d(...) abort()
+#endif
+
+#endif
