@@ -85,19 +85,19 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
         memcpy(xb + s * n_in, <const floating*>e.X + row_of(e, k0 + s) * n_in,
                n_in * sizeof(floating))
     # wx = X_B @ W_0.T, (r, n_h) row-major
-    gemm(c'T', c'N', <int>n_h, <int>r, <int>n_in, W, <int>n_in, xb, <int>n_in, 0, wx,
-         <int>n_h)
+    rows_dot_rows(<int>r, <int>n_h, <int>n_in, xb, <int>n_in, W, <int>n_in, False,
+                  wx, <int>n_h)
     if BlockRule is MomentumRule:
         if e.steps == 0:
             # the optimizer's first step sets the buffer to the gradient: mu * 0 + g
             memset(V, 0, n_h * n_in * sizeof(floating))
-        gemm(c'T', c'N', <int>n_h, <int>r, <int>n_in, V, <int>n_in, xb, <int>n_in, 0, vx,
-             <int>n_h)
+        rows_dot_rows(<int>r, <int>n_h, <int>n_in, xb, <int>n_in, V, <int>n_in, False,
+                      vx, <int>n_h)
     # gram = X_B @ X_B.T, (r, r), symmetric; a block of one batch has no earlier batch
     # whose rows it would correct by
     if g > 1:
-        gemm(c'T', c'N', <int>r, <int>r, <int>n_in, xb, <int>n_in, xb, <int>n_in, 0, gram,
-             <int>r)
+        rows_dot_rows(<int>r, <int>r, <int>n_in, xb, <int>n_in, xb, <int>n_in, False,
+                      gram, <int>r)
     for j in range(g):
         s0 = j * bs
         s1 = s0 + bs if s0 + bs < r else r
@@ -161,10 +161,10 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
             for i in range(n_h * n_in):
                 W[i] += qv * V[i]
             sv = cs[g]
-        gemm(c'N', c'T', <int>n_in, <int>n_h, <int>r, xb, <int>n_in, d1, <int>n_h, 1, W,
-             <int>n_in)
-        gemm(c'N', c'T', <int>n_in, <int>n_h, <int>r, xb, <int>n_in, d2, <int>n_h, sv, V,
-             <int>n_in)
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, W,
+                     <int>n_in)
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d2, <int>n_h, xb, <int>n_in, sv, V,
+                     <int>n_in)
     else:
         # W = c^g W - lr sum_m c^(g-1-i(m)) / n_i(m) d_m x_m^T
         for m in range(r):
@@ -173,8 +173,8 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
             coef = -lr * cp[g - 1 - im] * inv_n
             for h in range(n_h):
                 d1[m * n_h + h] *= coef
-        gemm(c'N', c'T', <int>n_in, <int>n_h, <int>r, xb, <int>n_in, d1, <int>n_h, cp[g], W,
-             <int>n_in)
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, cp[g], W,
+                     <int>n_in)
 
 
 cdef void epoch_batch_blocks(Epoch* call, floating* params, Rule rule) noexcept nogil:

@@ -97,8 +97,17 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k,
                    &beta, c, &ldc)
 
 
-# On the AVX-512 build the blocks path's products are cyprop_products.h's kernels: no
+# On the AVX-512 build the blocks paths' products are cyprop_products.h's kernels: no
 # packing, tiles in registers (the header says why and how); elsewhere the BLAS's.
+# They run where they beat the BLAS (measured on W1-W3's shapes, one core): in
+# sum_outer, sums of OWN_MIN_TERMS terms or more (shorter, and reading and writing each
+# output costs more than its sum: the BLAS's small-matrix kernels do better); in
+# rows_dot_rows, blocks of as many rows, with dot products of OWN_MIN_DEPTH terms or
+# more (shorter, and reducing each sum across its lanes costs more than the sum).  A
+# choice by shape, never by timing.
+cdef enum:
+    OWN_MIN_TERMS = 24
+    OWN_MIN_DEPTH = 256
 cdef extern from "cyprop_products.h":
     bint CYPROP_OWN_PRODUCTS
     void cyprop_rows_dot_rows_f(int rows, int units, int k, const float* x, int ldx,
@@ -113,19 +122,25 @@ cdef extern from "cyprop_products.h":
                             double beta) nogil
 
 
-cdef inline void add_rows_dot_rows(int rows, int units, int k,
-                                   const floating* x, int ldx,  # IN: (rows, k)
-                                   const floating* w, int ldw,  # IN: (units, k)
-                                   floating* z, int ldz         # IN/OUT: (rows, units)
-                                   ) noexcept nogil:
-    """z += x @ w.T"""
-    if CYPROP_OWN_PRODUCTS:
+cdef inline void rows_dot_rows(int rows, int units, int k,
+                               const floating* x, int ldx,  # IN: (rows, k)
+                               const floating* w, int ldw,  # IN: (units, k)
+                               bint add,
+                               floating* z, int ldz         # IN/OUT: (rows, units)
+                               ) noexcept nogil:
+    """z = x @ w.T, or (add) z += x @ w.T"""
+    cdef int r
+    if CYPROP_OWN_PRODUCTS and ((rows >= OWN_MIN_TERMS and k >= OWN_MIN_DEPTH)
+                                or not blas_ready()):
+        if not add:
+            for r in range(rows):
+                memset(z + <Py_ssize_t>r * ldz, 0, units * sizeof(floating))
         if floating is double:
             cyprop_rows_dot_rows_d(rows, units, k, x, ldx, w, ldw, z, ldz)
         else:
             cyprop_rows_dot_rows_f(rows, units, k, x, ldx, w, ldw, z, ldz)
     else:
-        gemm(c'T', c'N', units, rows, k, w, ldw, x, ldx, 1, z, ldz)
+        gemm(c'T', c'N', units, rows, k, w, ldw, x, ldx, 1 if add else 0, z, ldz)
 
 
 cdef inline void rows_t_times(int rows, int n_out, int k,
@@ -135,7 +150,7 @@ cdef inline void rows_t_times(int rows, int n_out, int k,
                               floating* c, int ldc         # IN/OUT: (n_out, k)
                               ) noexcept nogil:
     """c = beta * c + d.T @ x (beta 0: c is not read)"""
-    if CYPROP_OWN_PRODUCTS:
+    if CYPROP_OWN_PRODUCTS and (rows >= OWN_MIN_TERMS or not blas_ready()):
         if floating is double:
             cyprop_sum_outer_d(rows, n_out, k, d, ldd, 1, x, ldx, c, ldc, beta)
         else:
@@ -150,7 +165,7 @@ cdef inline void rows_times(int rows, int inner, int k,
                             floating* c, int ldc         # OUT: (rows, k)
                             ) noexcept nogil:
     """c = d @ w"""
-    if CYPROP_OWN_PRODUCTS:
+    if CYPROP_OWN_PRODUCTS and (inner >= OWN_MIN_TERMS or not blas_ready()):
         if floating is double:
             cyprop_sum_outer_d(inner, rows, k, d, 1, ldd, w, ldw, c, ldc, 0)
         else:
@@ -164,9 +179,10 @@ PRODUCTS = ("rows_dot_rows", "rows_t_times", "rows_times")
 
 def py_product(str product, const floating[:, :] a, const floating[:, :] b,
                floating[:, :] c, double beta=0):
-    """One of the blocks path's products, as the kernels run it (for the tests):
-    ``rows_dot_rows`` c += a @ b.T, ``rows_t_times`` c = beta * c + a.T @ b,
-    ``rows_times`` c = a @ b.  Rows may be strided (views of wider arrays)."""
+    """One of the blocks paths' products, as the kernels run it (for the tests):
+    ``rows_dot_rows`` c = a @ b.T (beta 0) or c += a @ b.T (beta 1),
+    ``rows_t_times`` c = beta * c + a.T @ b, ``rows_times`` c = a @ b.  Rows may be
+    strided (views of wider arrays)."""
     cdef int code = PRODUCTS.index(product)
     cdef int m = a.shape[0], n = a.shape[1], k = b.shape[1]
     if code == 0:
@@ -189,8 +205,8 @@ def py_product(str product, const floating[:, :] a, const floating[:, :] b,
         raise ValueError("py_product: this kernel uses the BLAS, and none is set")
     with nogil:
         if code == 0:
-            add_rows_dot_rows(m, <int>b.shape[0], n, &a[0, 0], lda, &b[0, 0], ldb,
-                              &c[0, 0], ldc)
+            rows_dot_rows(m, <int>b.shape[0], n, &a[0, 0], lda, &b[0, 0], ldb, beta != 0,
+                          &c[0, 0], ldc)
         elif code == 1:
             rows_t_times(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, <floating>beta, &c[0, 0], ldc)
         else:

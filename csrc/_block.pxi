@@ -44,8 +44,8 @@ cdef void part_forward(const Layout* lay, int l, const floating* params,
     for s in range(B):
         memcpy(z + s * n_out + u0, params + lay.b_off[l] + u0, (u1 - u0) * sizeof(floating))
     # z[:, u0:u1] += A_in @ W[u0:u1].T
-    add_rows_dot_rows(B, u1 - u0, n_in, a_in, n_in, params + lay.w_off[l] + u0 * n_in, n_in,
-                      z + u0, n_out)
+    rows_dot_rows(B, u1 - u0, n_in, a_in, n_in, params + lay.w_off[l] + u0 * n_in, n_in,
+                  True, z + u0, n_out)
     if l == lay.n_layers - 1:
         return
     for s in range(B):

@@ -158,18 +158,18 @@ cdef void online_block(Epoch* e, floating* params, BlockRule rule, const OnlineB
         memcpy(xb + j * n_in, <const floating*>e.X + row_of(e, k0 + j) * n_in,
                n_in * sizeof(floating))
     # wx = X_B @ W_0.T, (r, n_h) row-major
-    gemm(c'T', c'N', <int>n_h, <int>r, <int>n_in, W, <int>n_in, xb, <int>n_in, 0, wx,
-         <int>n_h)
+    rows_dot_rows(<int>r, <int>n_h, <int>n_in, xb, <int>n_in, W, <int>n_in, False,
+                  wx, <int>n_h)
     if BlockRule is MomentumRule:
         if e.steps == 0:
             # the optimizer's first step sets the buffer to the gradient: mu * 0 + g
             memset(V, 0, n_h * n_in * sizeof(floating))
         # vx = X_B @ V_0.T
-        gemm(c'T', c'N', <int>n_h, <int>r, <int>n_in, V, <int>n_in, xb, <int>n_in, 0, vx,
-             <int>n_h)
+        rows_dot_rows(<int>r, <int>n_h, <int>n_in, xb, <int>n_in, V, <int>n_in, False,
+                      vx, <int>n_h)
     # gram = X_B @ X_B.T, (r, r), symmetric
-    gemm(c'T', c'N', <int>r, <int>r, <int>n_in, xb, <int>n_in, xb, <int>n_in, 0, gram,
-         <int>r)
+    rows_dot_rows(<int>r, <int>r, <int>n_in, xb, <int>n_in, xb, <int>n_in, False,
+                  gram, <int>r)
     for j in range(r):
         rule_begin(&rule, e.steps)
         # the first layer's pre-activations with the weights of this moment (W_j x_j + b_j)
@@ -232,10 +232,10 @@ cdef void online_block(Epoch* e, floating* params, BlockRule rule, const OnlineB
                 W[i] += qv * V[i]
             sv = cs[r]
         # W += D0.T @ X_B, V = sv * V + D1.T @ X_B
-        gemm(c'N', c'T', <int>n_in, <int>n_h, <int>r, xb, <int>n_in, d1, <int>n_h, 1, W,
-             <int>n_in)
-        gemm(c'N', c'T', <int>n_in, <int>n_h, <int>r, xb, <int>n_in, d2, <int>n_h, sv, V,
-             <int>n_in)
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, W,
+                     <int>n_in)
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d2, <int>n_h, xb, <int>n_in, sv, V,
+                     <int>n_in)
     else:
         # W = c^r W - lr * sum_m c^(r-1-m) d_m x_m^T: the rows of d1 scaled, then one product
         for m in range(r):
@@ -243,8 +243,8 @@ cdef void online_block(Epoch* e, floating* params, BlockRule rule, const OnlineB
             for h in range(n_h):
                 d1[m * n_h + h] *= coef
         # W = c^r * W + D.T @ X_B
-        gemm(c'N', c'T', <int>n_in, <int>n_h, <int>r, xb, <int>n_in, d1, <int>n_h, cp[r], W,
-             <int>n_in)
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, cp[r], W,
+                     <int>n_in)
 
 
 cdef void epoch_online_blocks(Epoch* call, floating* params, Rule rule) noexcept nogil:

@@ -1,4 +1,6 @@
-/* The matrix products of the blocks path (csrc/_block.pxi), for the AVX-512 build.
+/* The matrix products of the paths that run blocks of rows (csrc/_block.pxi, and the
+   first layer of csrc/_online_block.pxi and csrc/_batch_block.pxi), for the AVX-512
+   build.
 
    A block of B rows goes forward and back through three products per layer:
 
@@ -8,8 +10,8 @@
 
    Handed to a BLAS as separate small products, each pays for packing its operands into
    the BLAS's layout (or for its small-matrix kernel, which skips the packing but runs
-   slower), and runs at 45-65% of one core's peak here on W3's shapes (32..128 x 784 x
-   100).  These two kernels need no packing, because every operand above is already
+   slower): well below one core's peak on W2's and W3's shapes (README, Performance).
+   These two kernels need no packing, because every operand above is already
    laid out for one of them, and keep 24 vector accumulators in registers:
 
    - rows_dot_rows (Z += X @ W.T): a tile of 4 rows of X by 6 rows of W; each step loads
@@ -27,7 +29,8 @@
    aligned rows (the parameters and the scratch start on 64-byte boundaries) keep each
    vector load within one cache line.
 
-   The other builds (portable, AVX2) call the BLAS: CYPROP_OWN_PRODUCTS is 0 there. */
+   The other builds (portable, AVX2) call the BLAS: CYPROP_OWN_PRODUCTS is 0 there; the
+   AVX-512 build does too for shapes where the BLAS does better (csrc/_blas.pxi). */
 #ifndef CYPROP_PRODUCTS_H
 #define CYPROP_PRODUCTS_H
 

@@ -1,7 +1,7 @@
 """The blocks path's matrix products, in every kernel: on AVX-512 the module's own
 (csrc/cyprop_products.h), elsewhere the BLAS's.
 
-* ``py_product`` runs each product as the blocks path calls it; its results match
+* ``py_product`` runs each product as the blocks paths call it; its results match
   NumPy's in float64 within a few units of rounding of the sums, for every shape the
   tiles meet (one row or unit, a partial tile of rows, units or vector lanes, W2's and
   W3's layers), with strided rows (views of wider arrays, as the parts of a layer are).
@@ -45,8 +45,8 @@ def strided(rng, shape, dtype, pad=3):
 
 def expected(product, a, b, c0, beta):
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    if product == "rows_dot_rows":
-        return c0 + a64 @ b64.T, np.abs(a64) @ np.abs(b64).T + np.abs(c0)
+    if product == "rows_dot_rows":   # beta 0 or 1: set, or add to c
+        return beta * c0 + a64 @ b64.T, np.abs(a64) @ np.abs(b64).T + beta * np.abs(c0)
     if product == "rows_t_times":
         base = beta * c0 if beta else 0
         return base + a64.T @ b64, np.abs(a64).T @ np.abs(b64) + abs(beta * c0)
@@ -68,11 +68,12 @@ def operands(product, rng, m, n, k, dtype):
 def test_products_match_numpy(instruction_set, product, dtype):
     core = kernel(instruction_set)
     rng = np.random.default_rng(7)
-    betas = (0.0, 1.0, 0.5) if product == "rows_t_times" else (0.0,)
+    betas = {"rows_dot_rows": (0.0, 1.0), "rows_t_times": (0.0, 1.0, 0.5),
+             "rows_times": (0.0,)}[product]
     for m, n, k in itertools.product(ROWS, UNITS, DEPTHS):
         for beta in betas:
             a, b, c = operands(product, rng, m, n, k, dtype)
-            if product != "rows_dot_rows" and beta == 0:
+            if beta == 0:
                 c[...] = np.nan          # not to be read
             c0 = c.astype(np.float64)
             whole = c.base.copy()        # the padding beside each row must stay
