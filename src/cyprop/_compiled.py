@@ -102,8 +102,10 @@ TUNING = {
     # a time.
     "min_blas_batch": 4,
     # Rows of a mini-batch fed forward and back at a time: a block of 32 rows of inputs
-    # and activations stays in L2 beside the weights; 64 or 128 at once ran slower on
-    # AMD Zen 4 (1 MiB L2) and on Intel Sapphire Rapids (2 MiB) alike (README).
+    # and activations stays in L2 beside the weights; 64 or 128 at once ran slower
+    # through the BLAS on AMD Zen 4 (1 MiB L2) and on Intel Sapphire Rapids (2 MiB)
+    # alike, and within a few percent either way with the AVX-512 kernel's own products
+    # (README).
     "block_rows": 32,
     # Rows per matrix product in forward() and loss/gradient evaluation.
     "chunk_rows": 256,
