@@ -49,12 +49,6 @@
 #define V(op) _mm512_##op##_ps
 #define OF(name) name##_f
 #include "cyprop_products_of.h"
-#undef REAL
-#undef VEC
-#undef MASK
-#undef LANES
-#undef V
-#undef OF
 
 #define REAL double
 #define VEC __m512d
@@ -63,12 +57,6 @@
 #define V(op) _mm512_##op##_pd
 #define OF(name) name##_d
 #include "cyprop_products_of.h"
-#undef REAL
-#undef VEC
-#undef MASK
-#undef LANES
-#undef V
-#undef OF
 
 #else
 #define CYPROP_OWN_PRODUCTS 0

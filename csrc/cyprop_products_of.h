@@ -1,6 +1,7 @@
 /* The kernels of cyprop_products.h for one dtype: included once per dtype, with REAL
    (the scalar), VEC (its 512-bit vector), MASK, LANES (scalars per vector), V(op) (the
-   intrinsic _mm512_op_ps or _pd) and OF(name) (the dtype's name: name_f, name_d). */
+   intrinsic _mm512_op_ps or _pd) and OF(name) (the dtype's name: name_f, name_d)
+   defined; it undefines them at its end. */
 
 /* Z[r, j] += X[r, :] . W[j, :] for a tile of RT <= 4 rows and JT <= 6 units (compile-time
    constants once inlined: the accumulators live in registers). */
@@ -120,3 +121,10 @@ static void OF(cyprop_sum_outer)(int n_sums, int n_out, int K, const REAL* a, pt
 }
 #undef CYPROP_OUTER_TILE
 #undef CYPROP_OUTER_TILES
+
+#undef REAL
+#undef VEC
+#undef MASK
+#undef LANES
+#undef V
+#undef OF
