@@ -475,3 +475,141 @@ def test_ctrl_c_never_leaves_half_a_numpy_step():
     status, output = run_child(code)
     assert status == 0, output
     assert "interrupted" in output and "whole steps" in output
+
+
+# ----------------------------------------------------------- pickles crafted by hand
+def crafted_pickle(obj, **changes):
+    """The bytes of a pickle of ``obj`` whose state (``__getstate__``) has ``changes``:
+    what someone writing pickle bytes by hand could hand ``__setstate__``."""
+    import copyreg
+    import pickle
+
+    state = obj.__getstate__() if hasattr(obj, "__getstate__") else dict(vars(obj))
+    state = {**state, **changes}
+
+    class Crafted:
+        def __reduce__(self):
+            return copyreg._reconstructor, (type(obj), object, None), state
+
+    return pickle.dumps(Crafted())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("field,make,message", [
+    # these broadcast into the parameters without a word
+    ("_params", lambda net: np.float64(7.0), r"parameters must be an array of shape \(51,\)"),
+    ("_params", lambda net: np.ones(1), r"parameters must be an array of shape \(51,\)"),
+    ("_params", lambda net: net._params.astype(np.float32), "dtype float64"),
+    ("_params", lambda net: np.full(net.n_params, np.nan), "NaN or infinity"),
+    ("_dtype", lambda net: np.dtype(np.int64), "dtype must be 'float32' or 'float64'"),
+    ("_dropout", lambda net: [1.5], r"dropout rates must be in \[0, 1\)"),
+    ("_dropout", lambda net: [0.5] * 9, "dropout lists 9 rates"),
+    ("_max_norm", lambda net: float("nan"), "max_norm must be a finite number"),
+    ("_max_norm", lambda net: -1.0, "max_norm must be a finite number"),
+    ("_arch", lambda net: "arch", "its architecture is a str"),
+    ("_rng", lambda net: None, "its random generator is a NoneType"),
+    ("optimizer", lambda net: "sgd", "its optimizer is a str"),
+    ("history", lambda net: None, "its history is a NoneType"),
+])
+def test_a_crafted_network_pickle_is_checked(backend, field, make, message):
+    import pickle
+
+    net, X, y = small_problem(backend)
+    data = crafted_pickle(net, **{field: make(net)})
+    with pytest.raises(ValueError, match=message):
+        pickle.loads(data)
+
+
+def test_a_crafted_network_pickle_names_what_it_lacks():
+    import pickle
+
+    net, _, _ = small_problem()
+    state = net.__getstate__()
+    del state["_params"]
+    twin = cyprop.Network.__new__(cyprop.Network)
+    with pytest.raises(ValueError, match="lacks _params"):
+        twin.__setstate__(state)
+    with pytest.raises(TypeError, match="its state is a dict"):
+        twin.__setstate__([1, 2])
+    history = cyprop.History()
+    history.loss = ["a"]
+    with pytest.raises(ValueError, match="invalid training history record 'loss'"):
+        pickle.loads(crafted_pickle(net, history=history))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pickled_architecture_is_rebuilt_not_trusted(backend):
+    """What the compiled core reads of the architecture (unit counts, activation codes,
+    loss code) is derived again from its sizes, activations and loss."""
+    import pickle
+
+    net, X, y = small_problem(backend)
+    arch = cyprop.network.Architecture(net.sizes, net.activations, net.loss_name)
+    arch.sizes_array = np.array([4, 600, 3], dtype=np.intp)
+    arch.activation_codes = np.array([99, 99], dtype=np.intc)
+    arch.loss_code = 99
+    twin = pickle.loads(crafted_pickle(net, _arch=arch))
+    np.testing.assert_array_equal(twin.arch.sizes_array, net.arch.sizes_array)
+    np.testing.assert_array_equal(twin.arch.activation_codes, net.arch.activation_codes)
+    assert twin.arch.loss_code == net.arch.loss_code
+    np.testing.assert_array_equal(twin.forward(X), net.forward(X))
+    bad = cyprop.network.Architecture(net.sizes, net.activations, net.loss_name)
+    bad.activations = ("sigmoid", "bogus")
+    with pytest.raises(ValueError, match="unknown output activation 'bogus'"):
+        pickle.loads(crafted_pickle(net, _arch=bad))
+
+
+def test_a_crafted_generator_state_in_a_pickle_never_reaches_a_shuffle():
+    """NumPy's own unpickling takes an MT19937 position far past its key, and the next
+    draw reads outside the key: refused before any shuffle, in a child process."""
+    code = """
+        import copyreg, pickle
+        import numpy as np, cyprop
+        net = cyprop.Network([4, 6, 3], seed=0)
+        bit_generator = np.random.MT19937(0)
+        state = bit_generator.state
+        state["state"]["pos"] = 10**9
+        bit_generator.state = state
+        crafted = {**net.__getstate__(), "_rng": np.random.Generator(bit_generator)}
+        class Crafted:
+            def __reduce__(self):
+                return copyreg._reconstructor, (cyprop.Network, object, None), crafted
+        try:
+            twin = pickle.loads(pickle.dumps(Crafted()))
+        except ValueError as exc:
+            print("refused:", exc)
+        else:
+            rng = np.random.default_rng(0)
+            twin.fit(rng.normal(size=(40, 4)), rng.integers(0, 3, 40), epochs=1, verbose=0)
+            print("trained")
+    """
+    status, output = run_child(code)
+    assert status == 0, output
+    assert "refused:" in output and "MT19937 state.pos must be an integer in 0..624" in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("changes,error,message", [
+    ({"_steps": 2**70}, ValueError, r"steps must be <= 4611686018427387903"),
+    ({"_steps": -5}, ValueError, "steps must be >= 0"),
+    ({"_steps": "3"}, TypeError, "steps must be an integer"),
+    ({"_state": [[0.0]]}, TypeError, "Adam.state must be a NumPy array or None"),
+    ({"_state": np.zeros(5)}, ValueError, r"Adam.state must have shape \(2, n_params\)"),
+    ({"_state": np.zeros((2, 5), dtype=np.int64)}, ValueError, "float32 or float64"),
+])
+def test_a_crafted_optimizer_pickle_is_checked(backend, changes, error, message):
+    """Before, a step count of 2**70 trained on (NumPy) or overflowed deep inside the
+    training call (compiled)."""
+    import pickle
+
+    net, X, y = small_problem(backend)
+    net.fit(X, y, epochs=1, verbose=0, optimizer=cyprop.Adam())
+    with pytest.raises(error, match=message):
+        pickle.loads(crafted_pickle(net.optimizer, **changes))
+    # pickles from before steps and state were properties still load
+    old = {"steps": net.optimizer.steps, "state": net.optimizer.state}
+    state = {k: v for k, v in vars(net.optimizer).items() if k not in ("_steps", "_state")}
+    opt = cyprop.Adam.__new__(cyprop.Adam)
+    opt.__setstate__({**state, **old})
+    assert opt.steps == net.optimizer.steps
+    np.testing.assert_array_equal(opt.state, net.optimizer.state)

@@ -939,13 +939,16 @@ class Network:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"cannot unpickle a Network from a {type(state).__name__}; "
+                            "its state is a dict")
+        state = dict(state)
         # pickles from before the architecture and dtype were read-only
         for name in ("arch", "dtype", "dropout", "max_norm"):
             if name in state:
                 state["_" + name] = state.pop(name)
+        params = _check_pickled(state)   # own, aligned, of the checked shape and dtype
         self.__dict__.update(state)
-        params = self.arch.new_params(self.dtype)   # an unpickled array may be unaligned
-        params[...] = self._params
         self.backend, self._impl = _backend.resolve(self._requested_backend)
         self._bind(params)
         self._lock = threading.Lock()
@@ -1024,6 +1027,68 @@ def _from_state(cls: type[Network], state: NetworkState) -> Network:
                                    for v in state.history.get(key, [None] * epochs)])
     net.history.stop_reason = state.stop_reason
     return net
+
+
+#: What a pickled Network's dict must hold (``__getstate__`` writes these).
+_PICKLED = ("_arch", "_dtype", "_params", "_dropout", "_max_norm", "_rng", "_requested_backend",
+            "optimizer", "history")
+
+
+def _check_pickled(state: dict[str, Any]) -> NDArray[Any]:
+    """A pickled Network's dict checked as ``from_state`` checks a state (pickle runs what
+    its bytes name, but the data it hands ``__setstate__`` is still checked before the
+    compiled core reads it): the architecture rebuilt by the constructor's rules, fields
+    normalised in ``state`` in place; returns the parameters as a new aligned array.
+    ValueError naming the problem."""
+    def require(condition: object, problem: str) -> None:
+        if not condition:
+            raise ValueError(f"cannot unpickle this Network: {problem}")
+
+    r = _state.short.repr
+    missing = [name for name in _PICKLED if name not in state]
+    require(not missing, f"it lacks {', '.join(missing)}")
+    arch = state["_arch"]
+    require(isinstance(arch, Architecture), f"its architecture is a {type(arch).__name__}")
+    try:
+        # Rebuilt from its sizes, activations and loss: the offsets and codes the compiled
+        # core reads are derived again, never taken from the pickle.
+        sizes = _check_sizes(arch.sizes)
+        activations = list(arch.activations)
+        if not activations:
+            raise ValueError("its architecture has no activations")
+        activations = _check_activations(activations[:-1], activations[-1], arch.loss,
+                                         len(sizes) - 1)
+        state["_arch"] = arch = Architecture(sizes, activations, arch.loss)
+        state["_dtype"] = dtype = _validation.check_dtype(state["_dtype"])
+        state["_dropout"] = _check_dropout(state["_dropout"], arch.n_layers - 1)
+        state["_max_norm"] = _check_max_norm(state["_max_norm"] or None)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"cannot unpickle this Network: {exc}") from exc
+    params = state["_params"]
+    require(isinstance(params, np.ndarray) and params.dtype == dtype
+            and params.shape == (arch.n_params,),
+            f"the parameters must be an array of shape ({arch.n_params},) and dtype "
+            f"{dtype.name}, got {_describe(params)}")
+    own = arch.new_params(dtype)   # an unpickled array may be unaligned
+    own[...] = params
+    require(_validation.all_finite(own), "the weights contain NaN or infinity")
+    rng = state["_rng"]
+    require(isinstance(rng, np.random.Generator),
+            f"its random generator is a {type(rng).__name__}")
+    problem = _state.rng_problem(_state.plain(rng.bit_generator.state))
+    require(problem is None, f"invalid random generator state ({problem})")
+    optimizer = state["optimizer"]
+    require(optimizer is None or isinstance(optimizer, Optimizer),
+            f"its optimizer is a {type(optimizer).__name__}")
+    history = state["history"]
+    require(isinstance(history, History), f"its history is a {type(history).__name__}")
+    try:
+        records = {"records": history.to_dict(), "stop_reason": history.stop_reason}
+    except AttributeError as exc:
+        raise ValueError(f"cannot unpickle this Network: invalid training history "
+                         f"({exc})") from exc
+    _state.validate_history(require, records)
+    return own
 
 
 def _optimizer_from_state(opt: OptimizerState, net: Network) -> Optimizer:

@@ -177,11 +177,20 @@ class Optimizer:
             self._checked_config = config
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"cannot unpickle a {type(self).__name__} from a "
+                            f"{type(state).__name__}; its state is a dict")
+        state = dict(state)
         # pickles from before steps and state were checked properties
         for name in ("steps", "state"):
-            if name in state:
-                state["_" + name] = state.pop(name)
+            if "_" + name in state:
+                state[name] = state.pop("_" + name)
+        steps, opt_state = state.pop("steps", 0), state.pop("state", None)
         self.__dict__.update(state)
+        # through the setters: checked as if set by hand (the hyper-parameters are
+        # checked before training, as always)
+        self.steps = steps
+        self.state = opt_state
 
     def reset(self) -> None:
         """Forget the state: the next step is a first step again."""
