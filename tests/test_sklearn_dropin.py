@@ -99,6 +99,31 @@ def test_sgd_follows_sklearns_trajectory(Estimator, Reference, X, y, momentum, n
     assert ours.t_ == theirs.t_ and ours.n_iter_ == theirs.n_iter_
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_follows_sklearn_across_learning_rate_changes(nesterov):
+    # scikit-learn's velocity is in units of the step: when 'invscaling' or 'adaptive'
+    # changes the rate, the momentum carried over moves the weights as before
+    kwargs = dict(hidden_layer_sizes=(20,), solver="sgd", learning_rate_init=0.2,
+                  momentum=0.9, nesterovs_momentum=nesterov, batch_size=50, alpha=0.0,
+                  random_state=0)
+    for extra in (dict(learning_rate="invscaling", max_iter=10, n_iter_no_change=100),
+                  dict(learning_rate="adaptive", max_iter=12, tol=0.5, n_iter_no_change=1)):
+        ours = fit_quietly(BackpropClassifier(**kwargs, **extra), X_MULTI, Y_MULTI)
+        theirs = fit_quietly(MLPClassifier(**kwargs, **extra), X_MULTI, Y_MULTI)
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+        for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # partial_fit carries the velocity and the rate from call to call
+    ours = BackpropClassifier(learning_rate="invscaling", **kwargs)
+    theirs = MLPClassifier(learning_rate="invscaling", **kwargs)
+    for _ in range(5):
+        for est in (ours, theirs):
+            est.partial_fit(X_MULTI, Y_MULTI, classes=np.unique(Y_MULTI))
+    for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_sgd_l2_penalty_and_sample_weights_as_sklearn():
     # one batch per epoch: the penalty in loss_curve_ is scikit-learn's exactly; sample
     # weights normalise each batch's gradient by the batch's weight, as scikit-learn

@@ -418,8 +418,8 @@ class _BaseBackprop(BaseEstimator):
                 self._update_no_improvement_count(validation)
                 if invscaling:
                     # scikit-learn's SGD at the end of each iteration, t_ counting samples
-                    optimizer.learning_rate = (float(self.learning_rate_init)
-                                               / (self.t_ + 1) ** float(self.power_t))
+                    _set_learning_rate(optimizer, float(self.learning_rate_init)
+                                       / (self.t_ + 1) ** float(self.power_t))
                 if diverged:
                     stop_reason = "diverged"
                     self._diverged(kept, n, validation, incremental)
@@ -429,7 +429,7 @@ class _BaseBackprop(BaseEstimator):
                     message = (f"{what} did not improve more than tol={self.tol:f} for "
                                f"{self.n_iter_no_change} consecutive epochs.")
                     if adaptive and optimizer.learning_rate > 1e-6:
-                        optimizer.learning_rate /= 5.0
+                        _set_learning_rate(optimizer, optimizer.learning_rate / 5.0)
                         self._no_improvement_count = 0
                         if self.verbose:
                             print(f"{message} Setting learning rate to "
@@ -1604,6 +1604,19 @@ def _check_solver(estimator: _BaseBackprop) -> bool:
 def _solver_class(solver: str) -> type[Optimizer]:
     return {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
             "rprop": Rprop}[solver]
+
+
+def _set_learning_rate(optimizer: Optimizer, rate: float) -> None:
+    """Change the stochastic solver's rate between epochs as scikit-learn's SGD does.
+    Its velocity is in units of the step (``velocity = momentum * velocity -
+    learning_rate * grad``), cyprop's momentum buffer in units of the gradient (the
+    step is ``learning_rate * buffer``): the buffer is rescaled by old rate / new rate,
+    so that the momentum carried over moves the weights by what it did before the
+    change, and the next steps are scikit-learn's."""
+    state = optimizer.state
+    if isinstance(optimizer, SGD) and optimizer.momentum and state is not None:
+        state *= optimizer.learning_rate / rate
+    optimizer.learning_rate = rate
 
 
 def _squared_weights(net: Network) -> float:
