@@ -178,6 +178,15 @@ def test_early_stopping_split_is_stratified_where_sklearns_is():
     fit_quietly(BackpropClassifier(early_stopping=True, max_iter=5), X, Y).predict(X)
 
 
+def test_validation_fraction_zero_is_checked_as_sklearn_checks_it():
+    # accepted where it is not used (without early stopping); with early stopping,
+    # the split refuses it, as scikit-learn's
+    for Estimator in (BackpropClassifier, MLPClassifier):
+        fit_quietly(Estimator(validation_fraction=0.0, max_iter=2), X_BIN, Y_BIN)
+        with pytest.raises(ValueError, match="test_size"):
+            Estimator(validation_fraction=0.0, early_stopping=True).fit(X_BIN, Y_BIN)
+
+
 def test_invscaling_follows_samples_seen_across_warm_starts():
     X, y = [[3, 2], [1, 6], [5, 6], [-2, -4]], [1, 1, 1, 0]
     clf = BackpropClassifier(solver="sgd", hidden_layer_sizes=4, learning_rate="invscaling",

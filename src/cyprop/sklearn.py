@@ -599,8 +599,10 @@ class _BaseBackprop(BaseEstimator):
         _check_number("power_t", self.power_t, low=0.0)
         _check_number("tol", self.tol, low=0.0)
         _check_number("momentum", self.momentum, low=0.0, high=1.0)
+        # 0 is allowed, as in scikit-learn (without early_stopping it is not used; with
+        # it, train_test_split refuses it)
         _check_number("validation_fraction", self.validation_fraction, low=0.0, high=1.0,
-                      low_open=True, high_open=True)
+                      high_open=True)
         _check_number("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         _check_number("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         _check_number("epsilon", self.epsilon, low=0.0, low_open=True)
@@ -608,6 +610,14 @@ class _BaseBackprop(BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool, got {value!r}")
+        value = self.verbose
+        if not (isinstance(value, (bool, np.bool_))
+                or (isinstance(value, numbers.Integral) and value >= 0)):
+            raise ValueError(f"verbose must be a bool or an int >= 0, got {value!r}")
         value = self.n_iter_no_change
         if not ((isinstance(value, numbers.Integral) and not isinstance(value, bool)
                  and value >= 1) or (isinstance(value, numbers.Real) and value == np.inf)):
