@@ -459,6 +459,16 @@ def test_predict_proba_of_a_single_class_has_two_columns_as_sklearns():
         assert list(clf.predict(X[:4])) == ["a"] * 4
 
 
+def test_multilabel_predictions_are_integers_as_sklearns():
+    X, Y = make_multilabel_classification(n_samples=40, random_state=0)
+    for labels in (Y.astype(bool), Y.astype(np.float32), Y.astype(np.int32)):
+        predicted = [fit_quietly(Estimator(hidden_layer_sizes=(5,), max_iter=3, random_state=0),
+                                 X, labels).predict(X)
+                     for Estimator in (BackpropClassifier, MLPClassifier)]
+        assert predicted[0].dtype == predicted[1].dtype == np.intp
+        assert set(np.unique(predicted[0])) <= {0, 1}
+
+
 @pytest.mark.parametrize("Estimator", [BackpropClassifier, BackpropRegressor])
 def test_dtypes_follow_the_input_as_sklearns(Estimator):
     X, y = X_MULTI, Y_MULTI

@@ -1029,7 +1029,6 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     # fitted attributes (set by fit)
     classes_: np.ndarray
     _multilabel: bool
-    _label_dtype: str
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
@@ -1136,13 +1135,15 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
-            The labels (an indicator matrix for multilabel targets).
+            The labels (for multilabel targets a 0/1 indicator matrix of integers, as
+            scikit-learn's, whatever the dtype of y).
         """
         return self._labels_from_outputs(self._outputs(X))
 
     def _labels_from_outputs(self, proba: np.ndarray) -> np.ndarray:
         if self._multilabel:
-            return (proba > 0.5).astype(np.dtype(self._label_dtype))
+            # 0/1 integers whatever y's dtype (bool, float, ...), as scikit-learn's
+            return (proba > 0.5).astype(np.intp)
         if len(self.classes_) == 1:
             return np.full(proba.shape[0], self.classes_[0])
         if proba.shape[1] == 1:
@@ -1250,7 +1251,6 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
                 raise ValueError("y does not have the labels the classifier was fitted with")
             if new_classes:
                 self.classes_, self._multilabel = classes, True
-                self._label_dtype = y.dtype.str
                 self._n_out = y.shape[1]
             return X, np.ascontiguousarray(y, dtype=dtype), y
         if new_classes:
