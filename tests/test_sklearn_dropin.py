@@ -469,6 +469,23 @@ def test_multilabel_predictions_are_integers_as_sklearns():
         assert set(np.unique(predicted[0])) <= {0, 1}
 
 
+def test_sparse_multilabel_targets_as_sklearn():
+    from scipy import sparse
+
+    X, Y = make_multilabel_classification(n_samples=40, random_state=0)
+    kwargs = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    ours = fit_quietly(BackpropClassifier(**kwargs), X, sparse.csr_matrix(Y))
+    theirs = fit_quietly(MLPClassifier(**kwargs), X, sparse.csr_matrix(Y))
+    dense = fit_quietly(BackpropClassifier(**kwargs), X, Y)
+    for predicted in (ours.predict(X), theirs.predict(X)):
+        assert sparse.issparse(predicted) and predicted.format == "csr"
+    np.testing.assert_array_equal(ours.predict(X).toarray(), dense.predict(X))
+    np.testing.assert_array_equal(ours.predict_proba(X), dense.predict_proba(X))
+    assert ours.score(X, sparse.csr_matrix(Y)) == dense.score(X, Y)
+    ours.partial_fit(X, sparse.csr_matrix(Y))
+    fit_quietly(BackpropClassifier(early_stopping=True, **kwargs), X, sparse.csr_matrix(Y))
+
+
 @pytest.mark.parametrize("Estimator", [BackpropClassifier, BackpropRegressor])
 def test_dtypes_follow_the_input_as_sklearns(Estimator):
     X, y = X_MULTI, Y_MULTI

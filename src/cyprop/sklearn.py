@@ -1029,6 +1029,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     # fitted attributes (set by fit)
     classes_: np.ndarray
     _multilabel: bool
+    _sparse_labels: bool
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
@@ -1136,9 +1137,15 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
             The labels (for multilabel targets a 0/1 indicator matrix of integers, as
-            scikit-learn's, whatever the dtype of y).
+            scikit-learn's, whatever the dtype of y; a SciPy CSR matrix where y was
+            sparse).
         """
-        return self._labels_from_outputs(self._outputs(X))
+        labels = self._labels_from_outputs(self._outputs(X))
+        if self._multilabel and getattr(self, "_sparse_labels", False):
+            from scipy.sparse import csr_matrix
+
+            return csr_matrix(labels)
+        return labels
 
     def _labels_from_outputs(self, proba: np.ndarray) -> np.ndarray:
         if self._multilabel:
@@ -1252,6 +1259,11 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             if new_classes:
                 self.classes_, self._multilabel = classes, True
                 self._n_out = y.shape[1]
+                # a sparse indicator matrix (as MultiLabelBinarizer(sparse_output=True)
+                # gives): predict answers in CSR too, as scikit-learn's
+                self._sparse_labels = _sparse.issparse(y)
+            if _sparse.issparse(y):
+                y = y.toarray()
             return X, np.ascontiguousarray(y, dtype=dtype), y
         if new_classes:
             given = classes if incremental else None
