@@ -178,6 +178,21 @@ def test_early_stopping_split_is_stratified_where_sklearns_is():
     fit_quietly(BackpropClassifier(early_stopping=True, max_iter=5), X, Y).predict(X)
 
 
+@pytest.mark.parametrize("params", [dict(alpha=-1.0), dict(alpha="x"), dict(solver="newton"),
+                                    dict(hidden_layer_sizes=0), dict(max_iter=1.5),
+                                    dict(early_stopping="no"), dict(n_iter_no_change=0)])
+def test_invalid_parameters_raise_sklearns_error_type(params):
+    # scikit-learn's InvalidParameterError: a ValueError and a TypeError
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    for Estimator in (BackpropClassifier, MLPClassifier, BackpropRegressor, MLPRegressor):
+        with pytest.raises(InvalidParameterError) as info:
+            Estimator(**params).fit(X_IRIS, Y_IRIS)
+        assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+    with pytest.raises(InvalidParameterError, match="loss must be one of"):
+        BackpropRegressor(loss="absolute_error").fit(X_IRIS, Y_IRIS)
+
+
 def test_validation_fraction_zero_is_checked_as_sklearn_checks_it():
     # accepted where it is not used (without early stopping); with early stopping,
     # the split refuses it, as scikit-learn's
