@@ -473,6 +473,11 @@ def test_backends_agree(blobs):
     (dict(init="zeros"), "unknown init"),
     (dict(backend="gpu"), "unknown backend"),
     (dict(n_threads=0), "n_threads must be None or an int >= 1"),
+    (dict(early_stopping="no"), "early_stopping must be a bool"),
+    (dict(shuffle="yes"), "shuffle must be a bool"),
+    (dict(warm_start=2), "warm_start must be a bool"),
+    (dict(nesterovs_momentum=None), "nesterovs_momentum must be a bool"),
+    (dict(verbose="x"), "verbose must be a bool or an int >= 0"),
 ])
 def test_bad_parameters_fail_at_fit_not_construction(params, match):
     est = BackpropClassifier(**params)   # scikit-learn: __init__ only stores

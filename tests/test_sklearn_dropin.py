@@ -99,6 +99,31 @@ def test_sgd_follows_sklearns_trajectory(Estimator, Reference, X, y, momentum, n
     assert ours.t_ == theirs.t_ and ours.n_iter_ == theirs.n_iter_
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_follows_sklearn_across_learning_rate_changes(nesterov):
+    # scikit-learn's velocity is in units of the step: when 'invscaling' or 'adaptive'
+    # changes the rate, the momentum carried over moves the weights as before
+    kwargs = dict(hidden_layer_sizes=(20,), solver="sgd", learning_rate_init=0.2,
+                  momentum=0.9, nesterovs_momentum=nesterov, batch_size=50, alpha=0.0,
+                  random_state=0)
+    for extra in (dict(learning_rate="invscaling", max_iter=10, n_iter_no_change=100),
+                  dict(learning_rate="adaptive", max_iter=12, tol=0.5, n_iter_no_change=1)):
+        ours = fit_quietly(BackpropClassifier(**kwargs, **extra), X_MULTI, Y_MULTI)
+        theirs = fit_quietly(MLPClassifier(**kwargs, **extra), X_MULTI, Y_MULTI)
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+        for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # partial_fit carries the velocity and the rate from call to call
+    ours = BackpropClassifier(learning_rate="invscaling", **kwargs)
+    theirs = MLPClassifier(learning_rate="invscaling", **kwargs)
+    for _ in range(5):
+        for est in (ours, theirs):
+            est.partial_fit(X_MULTI, Y_MULTI, classes=np.unique(Y_MULTI))
+    for a, b in zip(layers_of(ours), layers_of(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_sgd_l2_penalty_and_sample_weights_as_sklearn():
     # one batch per epoch: the penalty in loss_curve_ is scikit-learn's exactly; sample
     # weights normalise each batch's gradient by the batch's weight, as scikit-learn
@@ -151,6 +176,30 @@ def test_early_stopping_split_is_stratified_where_sklearns_is():
     # multilabel targets are not stratified
     X, Y = make_multilabel_classification(n_samples=50, random_state=0)
     fit_quietly(BackpropClassifier(early_stopping=True, max_iter=5), X, Y).predict(X)
+
+
+@pytest.mark.parametrize("params", [dict(alpha=-1.0), dict(alpha="x"), dict(solver="newton"),
+                                    dict(hidden_layer_sizes=0), dict(max_iter=1.5),
+                                    dict(early_stopping="no"), dict(n_iter_no_change=0)])
+def test_invalid_parameters_raise_sklearns_error_type(params):
+    # scikit-learn's InvalidParameterError: a ValueError and a TypeError
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    for Estimator in (BackpropClassifier, MLPClassifier, BackpropRegressor, MLPRegressor):
+        with pytest.raises(InvalidParameterError) as info:
+            Estimator(**params).fit(X_IRIS, Y_IRIS)
+        assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+    with pytest.raises(InvalidParameterError, match="loss must be one of"):
+        BackpropRegressor(loss="absolute_error").fit(X_IRIS, Y_IRIS)
+
+
+def test_validation_fraction_zero_is_checked_as_sklearn_checks_it():
+    # accepted where it is not used (without early stopping); with early stopping,
+    # the split refuses it, as scikit-learn's
+    for Estimator in (BackpropClassifier, MLPClassifier):
+        fit_quietly(Estimator(validation_fraction=0.0, max_iter=2), X_BIN, Y_BIN)
+        with pytest.raises(ValueError, match="test_size"):
+            Estimator(validation_fraction=0.0, early_stopping=True).fit(X_BIN, Y_BIN)
 
 
 def test_invscaling_follows_samples_seen_across_warm_starts():
@@ -423,6 +472,33 @@ def test_predict_proba_of_a_single_class_has_two_columns_as_sklearns():
         assert proba.shape == (4, 2) and clf.n_outputs_ == 1
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)
         assert list(clf.predict(X[:4])) == ["a"] * 4
+
+
+def test_multilabel_predictions_are_integers_as_sklearns():
+    X, Y = make_multilabel_classification(n_samples=40, random_state=0)
+    for labels in (Y.astype(bool), Y.astype(np.float32), Y.astype(np.int32)):
+        predicted = [fit_quietly(Estimator(hidden_layer_sizes=(5,), max_iter=3, random_state=0),
+                                 X, labels).predict(X)
+                     for Estimator in (BackpropClassifier, MLPClassifier)]
+        assert predicted[0].dtype == predicted[1].dtype == np.intp
+        assert set(np.unique(predicted[0])) <= {0, 1}
+
+
+def test_sparse_multilabel_targets_as_sklearn():
+    from scipy import sparse
+
+    X, Y = make_multilabel_classification(n_samples=40, random_state=0)
+    kwargs = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    ours = fit_quietly(BackpropClassifier(**kwargs), X, sparse.csr_matrix(Y))
+    theirs = fit_quietly(MLPClassifier(**kwargs), X, sparse.csr_matrix(Y))
+    dense = fit_quietly(BackpropClassifier(**kwargs), X, Y)
+    for predicted in (ours.predict(X), theirs.predict(X)):
+        assert sparse.issparse(predicted) and predicted.format == "csr"
+    np.testing.assert_array_equal(ours.predict(X).toarray(), dense.predict(X))
+    np.testing.assert_array_equal(ours.predict_proba(X), dense.predict_proba(X))
+    assert ours.score(X, sparse.csr_matrix(Y)) == dense.score(X, Y)
+    ours.partial_fit(X, sparse.csr_matrix(Y))
+    fit_quietly(BackpropClassifier(early_stopping=True, **kwargs), X, sparse.csr_matrix(Y))
 
 
 @pytest.mark.parametrize("Estimator", [BackpropClassifier, BackpropRegressor])

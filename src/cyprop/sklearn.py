@@ -76,6 +76,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_array, check_consistent_length, check_random_state, column_or_1d
+    from sklearn.utils._param_validation import InvalidParameterError as _BadParam
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -418,8 +419,8 @@ class _BaseBackprop(BaseEstimator):
                 self._update_no_improvement_count(validation)
                 if invscaling:
                     # scikit-learn's SGD at the end of each iteration, t_ counting samples
-                    optimizer.learning_rate = (float(self.learning_rate_init)
-                                               / (self.t_ + 1) ** float(self.power_t))
+                    _set_learning_rate(optimizer, float(self.learning_rate_init)
+                                       / (self.t_ + 1) ** float(self.power_t))
                 if diverged:
                     stop_reason = "diverged"
                     self._diverged(kept, n, validation, incremental)
@@ -429,7 +430,7 @@ class _BaseBackprop(BaseEstimator):
                     message = (f"{what} did not improve more than tol={self.tol:f} for "
                                f"{self.n_iter_no_change} consecutive epochs.")
                     if adaptive and optimizer.learning_rate > 1e-6:
-                        optimizer.learning_rate /= 5.0
+                        _set_learning_rate(optimizer, optimizer.learning_rate / 5.0)
                         self._no_improvement_count = 0
                         if self.verbose:
                             print(f"{message} Setting learning rate to "
@@ -577,53 +578,63 @@ class _BaseBackprop(BaseEstimator):
         try:
             hidden = list(hidden)
         except TypeError:
-            raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, "
-                             f"got {self.hidden_layer_sizes!r}") from None
+            raise _BadParam(f"hidden_layer_sizes must be an int or a sequence of ints, "
+                            f"got {self.hidden_layer_sizes!r}") from None
         for size in hidden:
             if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
-                raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
+                raise _BadParam(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, "
-                             f"got {self.activation!r}")
+            raise _BadParam(f"activation must be one of {sorted(_ACTIVATIONS)}, "
+                            f"got {self.activation!r}")
         if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
+            raise _BadParam(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
         if self.learning_rate not in _LEARNING_RATES:
-            raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
-                             f"got {self.learning_rate!r}")
+            raise _BadParam(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
+                            f"got {self.learning_rate!r}")
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
                                               and not isinstance(self.batch_size, bool)
                                               and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}")
+            raise _BadParam(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}")
         _check_number("alpha", self.alpha, low=0.0)
         _check_number("learning_rate_init", self.learning_rate_init, low=0.0, low_open=True)
         _check_number("power_t", self.power_t, low=0.0)
         _check_number("tol", self.tol, low=0.0)
         _check_number("momentum", self.momentum, low=0.0, high=1.0)
+        # 0 is allowed, as in scikit-learn (without early_stopping it is not used; with
+        # it, train_test_split refuses it)
         _check_number("validation_fraction", self.validation_fraction, low=0.0, high=1.0,
-                      low_open=True, high_open=True)
+                      high_open=True)
         _check_number("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         _check_number("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         _check_number("epsilon", self.epsilon, low=0.0, low_open=True)
         for name in ("max_iter", "max_fun"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+                raise _BadParam(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise _BadParam(f"{name} must be a bool, got {value!r}")
+        value = self.verbose
+        if not (isinstance(value, (bool, np.bool_))
+                or (isinstance(value, numbers.Integral) and value >= 0)):
+            raise _BadParam(f"verbose must be a bool or an int >= 0, got {value!r}")
         value = self.n_iter_no_change
         if not ((isinstance(value, numbers.Integral) and not isinstance(value, bool)
                  and value >= 1) or (isinstance(value, numbers.Real) and value == np.inf)):
-            raise ValueError(f"n_iter_no_change must be an int >= 1 or np.inf, got {value!r}")
+            raise _BadParam(f"n_iter_no_change must be an int >= 1 or np.inf, got {value!r}")
         if self.n_threads is not None and (isinstance(self.n_threads, bool) or not isinstance(
                 self.n_threads, numbers.Integral) or self.n_threads < 1):
-            raise ValueError(f"n_threads must be None or an int >= 1, got {self.n_threads!r}")
+            raise _BadParam(f"n_threads must be None or an int >= 1, got {self.n_threads!r}")
         if self.dtype is not None and _dtype_name(self.dtype) not in ("float64", "float32"):
-            raise ValueError(f"dtype must be None, 'float64' or 'float32', got {self.dtype!r}")
+            raise _BadParam(f"dtype must be None, 'float64' or 'float32', got {self.dtype!r}")
         if self.init not in _INITS:
-            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(_INITS)}")
+            raise _BadParam(f"unknown init {self.init!r}; choose one of {', '.join(_INITS)}")
         self._check_loss()
         if self.solver == "lbfgs" and (np.any(np.asarray(self.dropout, dtype=float) != 0)
                                        or self.max_norm is not None):
-            raise ValueError("dropout and max_norm need a stochastic solver (a mini-batch "
-                             "at a time); solver='lbfgs' trains on the full batch")
+            raise _BadParam("dropout and max_norm need a stochastic solver (a mini-batch "
+                            "at a time); solver='lbfgs' trains on the full batch")
         return {"hidden": [int(h) for h in hidden], "activation": _ACTIVATIONS[self.activation],
                 "solver": self.solver}
 
@@ -1019,7 +1030,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
     # fitted attributes (set by fit)
     classes_: np.ndarray
     _multilabel: bool
-    _label_dtype: str
+    _sparse_labels: bool
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
@@ -1126,13 +1137,21 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
-            The labels (an indicator matrix for multilabel targets).
+            The labels (for multilabel targets a 0/1 indicator matrix of integers, as
+            scikit-learn's, whatever the dtype of y; a SciPy CSR matrix where y was
+            sparse).
         """
-        return self._labels_from_outputs(self._outputs(X))
+        labels = self._labels_from_outputs(self._outputs(X))
+        if self._multilabel and getattr(self, "_sparse_labels", False):
+            from scipy.sparse import csr_matrix
+
+            return csr_matrix(labels)
+        return labels
 
     def _labels_from_outputs(self, proba: np.ndarray) -> np.ndarray:
         if self._multilabel:
-            return (proba > 0.5).astype(np.dtype(self._label_dtype))
+            # 0/1 integers whatever y's dtype (bool, float, ...), as scikit-learn's
+            return (proba > 0.5).astype(np.intp)
         if len(self.classes_) == 1:
             return np.full(proba.shape[0], self.classes_[0])
         if proba.shape[1] == 1:
@@ -1240,8 +1259,12 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
                 raise ValueError("y does not have the labels the classifier was fitted with")
             if new_classes:
                 self.classes_, self._multilabel = classes, True
-                self._label_dtype = y.dtype.str
                 self._n_out = y.shape[1]
+                # a sparse indicator matrix (as MultiLabelBinarizer(sparse_output=True)
+                # gives): predict answers in CSR too, as scikit-learn's
+                self._sparse_labels = _sparse.issparse(y)
+            if _sparse.issparse(y):
+                y = y.toarray()
             return X, np.ascontiguousarray(y, dtype=dtype), y
         if new_classes:
             given = classes if incremental else None
@@ -1538,8 +1561,8 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
 
     def _check_loss(self) -> None:
         if self.loss not in _REGRESSION_LOSSES:
-            raise ValueError(f"loss must be one of {list(_REGRESSION_LOSSES)}, "
-                             f"got {self.loss!r}")
+            raise _BadParam(f"loss must be one of {list(_REGRESSION_LOSSES)}, "
+                            f"got {self.loss!r}")
 
     def _validate_training_data(self, X: Any, y: Any, reset: bool, incremental: bool,
                                 classes: Any = None, dtype: Any = None,
@@ -1604,6 +1627,19 @@ def _check_solver(estimator: _BaseBackprop) -> bool:
 def _solver_class(solver: str) -> type[Optimizer]:
     return {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
             "rprop": Rprop}[solver]
+
+
+def _set_learning_rate(optimizer: Optimizer, rate: float) -> None:
+    """Change the stochastic solver's rate between epochs as scikit-learn's SGD does.
+    Its velocity is in units of the step (``velocity = momentum * velocity -
+    learning_rate * grad``), cyprop's momentum buffer in units of the gradient (the
+    step is ``learning_rate * buffer``): the buffer is rescaled by old rate / new rate,
+    so that the momentum carried over moves the weights by what it did before the
+    change, and the next steps are scikit-learn's."""
+    state = optimizer.state
+    if isinstance(optimizer, SGD) and optimizer.momentum and state is not None:
+        state *= optimizer.learning_rate / rate
+    optimizer.learning_rate = rate
 
 
 def _squared_weights(net: Network) -> float:
@@ -1711,8 +1747,8 @@ def _seed(rng: np.random.RandomState) -> int:
 def _check_number(name: str, value: float, low: float | None = None, high: float | None = None,
                   low_open: bool = False, high_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise _BadParam(f"{name} must be a finite number, got {value!r}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+        raise _BadParam(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+        raise _BadParam(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
