@@ -613,3 +613,29 @@ def test_a_crafted_optimizer_pickle_is_checked(backend, changes, error, message)
     opt.__setstate__({**state, **old})
     assert opt.steps == net.optimizer.steps
     np.testing.assert_array_equal(opt.state, net.optimizer.state)
+
+
+@pytest.mark.parametrize("replacement,error,message", [
+    (lambda: cyprop.Network([2, 5, 3], output="softmax", loss="cross_entropy"), ValueError,
+     "network_ has 2 inputs and 3 outputs, but this estimator takes 8 features"),
+    (lambda: cyprop.Network([8, 5, 4], output="softmax", loss="cross_entropy"), ValueError,
+     "network_ has 8 inputs and 4 outputs"),
+    (lambda: "a network", TypeError, "network_ must be a cyprop Network, got str"),
+])
+def test_an_estimator_whose_network_was_replaced_refuses_to_predict(replacement, error,
+                                                                   message):
+    """network_ set by hand (or unpickled) to another shape: before, predict read the
+    8-feature rows through a 2-input network and answered class 0 without a word."""
+    pytest.importorskip("sklearn")
+    from cyprop.sklearn import BackpropClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 8)), rng.integers(0, 3, 60)
+    clf = BackpropClassifier(hidden_layer_sizes=(5,), max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    clf.network_ = replacement()
+    for method in (clf.predict, clf.predict_proba):
+        with pytest.raises(error, match=message):
+            method(X[:3])

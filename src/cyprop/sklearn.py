@@ -678,6 +678,8 @@ class _BaseBackprop(BaseEstimator):
         they are (inf, NaN), as scikit-learn's do, not as an error."""
         check_is_fitted(self, "network_")
         net = self.network_
+        if not isinstance(net, Network):
+            raise TypeError(f"network_ must be a cyprop Network, got {type(net).__name__}")
         x_dtype = None
         if _read_in_blocks(X, (np.float64, np.float32)):   # a block at a time
             validate_data(self, X, reset=False, skip_check_array=True)
@@ -687,6 +689,13 @@ class _BaseBackprop(BaseEstimator):
             X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc", "coo"],
                               dtype=(np.float64, np.float32), order="C")
             X = _sparse.as_rows(X)
+        # network_ may have been replaced (or unpickled) since fitting: X was checked
+        # against n_features_in_, and the compiled core reads as many columns as the
+        # network has inputs.
+        if X.shape[1] != net.arch.n_inputs or net.arch.n_outputs != self._n_out:
+            raise ValueError(f"network_ has {net.arch.n_inputs} inputs and "
+                             f"{net.arch.n_outputs} outputs, but this estimator takes "
+                             f"{X.shape[1]} features and gives {self._n_out} outputs")
 
         def forward(rows: np.ndarray) -> np.ndarray:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
