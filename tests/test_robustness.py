@@ -817,3 +817,31 @@ def test_finite_inputs_whose_sum_overflows_are_accepted(dtype):
     X[5, 1] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity"):
         net.forward(X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_finite_check_finds_every_kind_of_value_anywhere(dtype):
+    """all_finite (the compiled core's one pass where there is one, else NumPy's sum)
+    against np.isfinite, with the bad value in the vectorised body, in the tail past the
+    last whole group of running sums, and in strided or Fortran-ordered arrays."""
+    from cyprop import _validation
+
+    assert (_validation._compiled_finite() is not None) == ("cython" in cyprop.available_backends())
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 15, 16, 17, 33, 1000):
+        x = rng.normal(size=n).astype(dtype)
+        assert _validation.all_finite(x)
+        for position in {0, n // 2, n - 1} if n else ():
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[position] = bad
+                assert not _validation.all_finite(y), (n, position, bad)
+    X = rng.normal(size=(40, 9)).astype(dtype)
+    X[7, 3] = np.inf
+    assert not _validation.all_finite(X)
+    assert not _validation.all_finite(np.asfortranarray(X))
+    assert _validation.all_finite(X[8:])
+    assert not _validation.all_finite(X[:, 3])
+    assert _validation.all_finite(X[:, 4])
+    big = np.full(100, np.finfo(dtype).max, dtype=dtype)   # finite, but the sum overflows
+    assert _validation.all_finite(big)

@@ -96,14 +96,33 @@ def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray
 
 
 def all_finite(arr: NDArray[Any], block: int = 1 << 20) -> bool:
-    """Whether every element is finite, without an array-sized temporary: a sum is
+    """Whether every element is finite, without an array-sized temporary: in one pass
+    of the compiled core where there is one (a contiguous float array), else a sum,
     finite only if every term is (NaN and inf propagate); only when it is not (or
     overflows) are the elements checked, a block at a time."""
+    finite = _compiled_finite()
+    if (finite is not None and arr.dtype in _FLOATS and arr.flags.c_contiguous
+            and arr.flags.aligned):
+        return bool(finite(arr.reshape(-1)))
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.sum(arr)):   # in its own dtype: no float32-to-64 copy
             return True
     flat = arr.reshape(-1)
     return all(np.isfinite(flat[i:i + block]).all() for i in range(0, flat.size, block))
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_finite: Any = False   # not looked up yet: the compiled core imports after this module
+
+
+def _compiled_finite() -> Any:
+    """The compiled core's ``finite``, or None without the extension."""
+    global _finite
+    if _finite is False:
+        from . import _backend
+
+        _finite = None if _backend._compiled is None else _backend._compiled.default.core.finite
+    return _finite
 
 
 def check_X(X: ArrayLike, n_inputs: int, dtype: np.dtype[Any], allow_single: bool = False,
