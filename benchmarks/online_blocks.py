@@ -2,7 +2,8 @@
 """Online plain SGD (batch size 1): the per-sample path ('online-next') beside the blocked
 one ('online-blocks', at several block sizes) and the plain-C yardstick, in one run.
 With ``--optimizers``: SGD with momentum and Nesterov (with weight decay) on both paths,
-as fractions of plain SGD's planned path in the same run.
+and Adam, RMSprop and Adagrad on their planned one, as fractions of plain SGD's planned
+path and of its per-sample path in the same run.
 
 One thread (OMP_NUM_THREADS=1, BLAS on one thread), one epoch per measurement, the
 configurations interleaved within each repeat (a shared machine drifts), median of the
@@ -65,11 +66,17 @@ MOMENTUM = {"momentum": dict(momentum=0.9),
             "nesterov+wd": dict(momentum=0.9, nesterov=True, weight_decay=1e-4)}
 
 
-def epoch_seconds(core, net, X, Y, plan, **sgd):
-    """Seconds of one epoch of SGD (lr 0.1, options ``sgd``; plain by default) on ``plan``,
-    from the net's start and a fresh optimizer."""
+#: --optimizers: the adaptive ones on their planned (per-sample, fused) path, for their
+#: fraction of plain SGD on both of its paths.
+ADAPTIVE = {"adam": lambda: cyprop.Adam(0.001), "rmsprop": lambda: cyprop.RMSprop(0.001),
+            "adagrad": lambda: cyprop.Adagrad(0.01)}
+
+
+def epoch_seconds(core, net, X, Y, plan, make=None, **sgd):
+    """Seconds of one epoch on ``plan`` from the net's start and a fresh optimizer:
+    ``make()``'s, else SGD (lr 0.1, options ``sgd``; plain by default)."""
     params = net._params.copy()
-    optimizer = cyprop.SGD(0.1, **sgd)
+    optimizer = make() if make else cyprop.SGD(0.1, **sgd)
     state = optimizer.state_for(params)
     order = np.arange(len(X), dtype=np.intp)
     hyper = vars(optimizer.hyper())
@@ -105,7 +112,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--yardstick", default="", help="C source of the plain-C yardstick")
     parser.add_argument("--optimizers", action="store_true",
-                        help="momentum and Nesterov+wd on both paths, vs plain SGD")
+                        help="momentum, Nesterov+wd and the adaptive optimizers, vs plain SGD")
     args = parser.parse_args(argv)
     core = _compiled.KERNELS[_compiled.CHOSEN]
     print(f"kernel {_compiled.CHOSEN}, BLAS threads controlled: "
@@ -165,6 +172,9 @@ def compare_optimizers(core, args):
                                                                           rule, 1))
                 configs[f"{name} blocks"] = (options, _compiled.Plan("online-blocks", rule,
                                                                      1, k))
+            for name, make in ADAPTIVE.items():
+                configs[f"{name} planned"] = ({"make": make},
+                                              _compiled.plan(net.arch, make(), 1))
             for options, plan in configs.values():   # warm-up
                 epoch_seconds(core, net, X[:500], Y[:500], plan, **options)
             times = {name: [] for name in configs}
@@ -172,12 +182,13 @@ def compare_optimizers(core, args):
                 for name, (options, plan) in configs.items():
                     times[name].append(epoch_seconds(core, net, X, Y, plan, **options))
             sps = {name: len(X) / float(np.median(t)) for name, t in times.items()}
-            base = sps["sgd planned"]
+            base, per_sample = sps["sgd planned"], sps["sgd online-next"]
             print(f"{workload} {dtype} (n={len(X)}, plain SGD planned: "
                   f"{configs['sgd planned'][1].path}, k={k})")
             for name, value in sps.items():
                 print(f"  {name:24s} {value / 1e3:9.1f}k samples/s  "
-                      f"{value / base:5.2f} of plain SGD")
+                      f"{value / base:5.2f} of plain SGD  "
+                      f"{value / per_sample:5.2f} of its per-sample path")
 
 
 if __name__ == "__main__":
