@@ -20,9 +20,9 @@
 # true quotient (u = 2^-53 in float64, 2^-24 in float32; the exact formula's three
 # roundings put its own within 3u), so within 9u of the exact formula's, and a weight
 # within 1 ulp more.  Special values (v = 0, subnormal, infinite, NaN) step as in the
-# exact formula.  Biases, mini-batches (rule_range), the portable and AVX2 builds and
-# py_rule_step keep the exact formula; tests/test_core_rules.py checks the rows against
-# the true quotients (py_rule_row).
+# exact formula.  Mini-batches step their weights (rule_range) through the same kernels.
+# Biases, the portable and AVX2 builds and py_rule_step keep the exact formula;
+# tests/test_core_rules.py checks the rows against the true quotients (py_rule_row).
 
 cdef extern from "cyprop_approx.h":
     # 1 where the row kernels below exist (the AVX-512 build); rule_row tests it
@@ -316,12 +316,22 @@ cdef void rule_range(Rule rule, const Layout* lay,
                      Py_ssize_t lo, Py_ssize_t hi  # the parameters to step
                      ) noexcept nogil:
     """One optimizer step on parameters lo .. hi-1 from gradient sums.  Every parameter's
-    step is its own, so a step split into ranges (on threads) is the same step."""
+    step is its own, so a step split into ranges (on threads) is the same step.  On
+    AVX-512 the weights of Adam, RMSprop and Adagrad go through the row kernels, as
+    online (their gradient scale * grad[i] is rule_step's grad[i] * scale, rounded once);
+    each lane's step is its own there too (a vector with a NaN or infinite buffer, which
+    fails the epoch's divergence check, takes the exact instructions whole)."""
     cdef int l
-    cdef Py_ssize_t i, end, N = lay.n_params
+    cdef Py_ssize_t i, start, end, N = lay.n_params
+    cdef floating unused
     for l in range(lay.n_layers):
+        start = lay.w_off[l] if lay.w_off[l] > lo else lo
         end = lay.b_off[l] if lay.b_off[l] < hi else hi
-        for i in range(lay.w_off[l] if lay.w_off[l] > lo else lo, end):   # W_l
+        if (CYPROP_APPROX_ROWS and start < end
+                and approx_row(rule, params + start, state + start, N, scale, grad + start,
+                               end - start, NULL, NULL, &unused)):
+            start = end
+        for i in range(start, end):   # W_l
             rule_step(rule, params + i, state + i, N, grad[i] * scale, 1, True)
         end = lay.b_off[l] + lay.sizes[l + 1]
         end = end if end < hi else hi
