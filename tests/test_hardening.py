@@ -176,6 +176,15 @@ def test_architecture_and_dtype_cannot_be_swapped_under_the_parameters():
         net.dtype = np.dtype(np.float32)
 
 
+@pytest.mark.parametrize("sizes", [[2 ** 63, 3], [2 ** 31, 2 ** 31], [2, 2 ** 62],
+                                   [4, 10 ** 30, 3], [10 ** 200, 10 ** 200]])
+def test_layer_sizes_too_large_for_any_array_are_value_errors(sizes):
+    # (they were OverflowError: "Python int too large to convert to C long", or NumPy's
+    # "array is too big", naming no layer)
+    with pytest.raises(ValueError, match="layer sizes .* more parameters than one array"):
+        cyprop.Network(sizes)
+
+
 # ---------------------------------------------------------------------- threads
 def test_absurd_thread_counts_are_refused():
     net, X, y = small_problem()

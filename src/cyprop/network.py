@@ -10,6 +10,7 @@ orders the samples of each epoch and keeps the records.
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 from dataclasses import dataclass
 import threading
@@ -1196,6 +1197,10 @@ def _needs_conversion(X: object, dtype: np.dtype[Any]) -> bool:
     return not (isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.c_contiguous)
 
 
+#: The most parameters a network may have: float64 bytes that an array's size can count.
+MAX_PARAMS = np.iinfo(np.intp).max // 8
+
+
 def _check_sizes(sizes: Iterable[int]) -> list[int]:
     try:
         sizes = list(sizes)
@@ -1208,7 +1213,14 @@ def _check_sizes(sizes: Iterable[int]) -> list[int]:
             raise TypeError(f"layer sizes must be integers, got {s!r} in {sizes}")
         if s < 1:
             raise ValueError(f"layer sizes must be positive, got {s} in {sizes}")
-    return [int(s) for s in sizes]
+    sizes = [int(s) for s in sizes]
+    # Counted in Python's ints, before NumPy or the core would overflow on them (an
+    # OverflowError, or "array is too big", names no layer).
+    n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    if n_params > MAX_PARAMS:
+        raise ValueError(f"layer sizes {_validation._short(sizes)} make more parameters "
+                         f"than one array can hold ({MAX_PARAMS:.3g})")
+    return sizes
 
 
 def _check_activations(activation: str | Sequence[str], output: str, loss: str,
