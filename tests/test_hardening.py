@@ -185,6 +185,17 @@ def test_layer_sizes_too_large_for_any_array_are_value_errors(sizes):
         cyprop.Network(sizes)
 
 
+def test_dropout_and_max_norm_refuse_complex_and_huge_numbers():
+    with pytest.raises(TypeError, match="dropout rates must be numbers"):
+        cyprop.Network([4, 5, 3], dropout=np.complex128(0.1 + 5j))   # was taken as 0.1
+    with pytest.raises(TypeError, match="max_norm must be a number"):
+        cyprop.Network([4, 3], max_norm=np.complex128(1 + 2j))       # was taken as 1.0
+    with pytest.raises(ValueError, match="max_norm must be a finite number"):
+        cyprop.Network([4, 3], max_norm=10 ** 400)   # was NumPy's TypeError from isfinite
+    net = cyprop.Network([4, 5, 3], dropout=np.float32(0.25), max_norm=np.int8(3))
+    assert net.dropout == [0.25] and net.max_norm == 3.0
+
+
 # ---------------------------------------------------------------------- threads
 def test_absurd_thread_counts_are_refused():
     net, X, y = small_problem()

@@ -1252,9 +1252,11 @@ def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
         raise ValueError(f"dropout lists {len(rates)} rates, but the network has "
                          f"{n_hidden} hidden layers")
     for rate in rates:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
+        # real numbers only: np.number lets in complex, whose imaginary part float() drops
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
             raise TypeError(f"dropout rates must be numbers, got {rate!r}")
-        if not 0.0 <= rate < 1.0:
+        # (typeshed's numbers.Real declares no comparison with float; it works at run time)
+        if not 0.0 <= rate < 1.0:  # type: ignore[operator]
             raise ValueError(f"dropout rates must be in [0, 1), got {rate!r}")
     return [float(r) for r in rates]
 
@@ -1262,11 +1264,17 @@ def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
 def _check_max_norm(max_norm: float | None) -> float:
     if max_norm is None:
         return 0.0
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number)):
+    # real numbers only: np.number lets in complex, whose imaginary part float() drops
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
         raise TypeError(f"max_norm must be a number or None, got {max_norm!r}")
-    if not np.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
-    return float(max_norm)
+    try:
+        bound = float(max_norm)
+    except OverflowError:   # an int beyond float's range, such as 10**400
+        bound = np.inf
+    if not np.isfinite(bound) or bound <= 0:
+        raise ValueError(f"max_norm must be a finite number > 0, "
+                         f"got {_validation._short(max_norm)}")
+    return bound
 
 
 def _assign_all(current: list[Any], values: Iterable[ArrayLike], name: str) -> None:
