@@ -437,6 +437,24 @@ def test_a_schedule_that_returns_nan_stops_before_the_epoch():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_call_refused_before_its_first_epoch_keeps_the_optimizer_and_history(backend):
+    class Broken(cyprop.schedules.Schedule):
+        def rate(self, epoch, initial_rate):
+            return float("nan")
+
+    net, X, y = small_problem(backend)
+    net.fit(X, y, epochs=2, verbose=0, optimizer=cyprop.Adam())
+    adam, history = net.optimizer, net.history
+    params, state, steps = net._params.copy(), adam.state.copy(), adam.steps
+    with pytest.raises(ValueError, match="schedule's learning rate for epoch 1"):
+        net.fit(X, y, epochs=2, verbose=0, optimizer=cyprop.SGD(), schedule=Broken())
+    # (the SGD and an empty history used to replace them: Adam's state was lost)
+    assert net.optimizer is adam and net.history is history and len(history) == 2
+    assert np.array_equal(net._params, params) and np.array_equal(adam.state, state)
+    assert adam.steps == steps
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_fit_from_its_own_callback_says_so(backend):
     net, X, y = small_problem(backend)
     seen = []
