@@ -392,6 +392,26 @@ def test_fit_parameters_are_checked_by_type(kwargs, error, name):
         net.fit(X, y, epochs=1, verbose=0, **kwargs)
 
 
+@pytest.mark.parametrize("verbose,error", [("loud", ValueError), (-1, ValueError),
+                                           (None, TypeError), (1.0, TypeError),
+                                           (np.array([1, 1]), TypeError)])
+def test_verbose_is_checked_before_training(verbose, error, capsys):
+    # ("loud" and -1 printed a progress bar; an array failed as a truth value, with the
+    # call's optimizer already put in place of the network's)
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=1, verbose=0, optimizer=cyprop.Adam())
+    adam = net.optimizer
+    with pytest.raises(error, match="verbose"):
+        net.fit(X, y, epochs=1, verbose=verbose, optimizer=cyprop.SGD())
+    with pytest.raises(error, match="verbose"):
+        net.partial_fit(X[0], y[0], verbose=verbose)
+    assert net.optimizer is adam and len(net.history) == 1
+    assert capsys.readouterr().out == ""
+    for good in (0, 1, 2, True, np.int64(0), "auto"):
+        net.fit(X, y, epochs=1, verbose=good)
+        net.partial_fit(X[0], y[0], verbose=good)
+
+
 def test_learning_rates_beyond_float_are_value_errors():
     for make in (cyprop.SGD, cyprop.Adam, cyprop.RMSprop, cyprop.Adagrad, cyprop.Rprop):
         with pytest.raises(ValueError, match="learning_rate must be a finite number"):

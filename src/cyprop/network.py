@@ -633,6 +633,7 @@ class Network:
         rules = _loop.StoppingRules(target_loss, target_error, min_update, early_stopping,
                                     patience, min_delta)
         n_threads = _check_threads(n_threads)
+        verbose = _check_verbose(verbose)
         X, Y = self._check_data(X, Y)
         validation = _loop.validation_set(self, X, Y, validation_data, validation_split,
                                           early_stopping)
@@ -678,13 +679,15 @@ class Network:
             As ``fit``.
         """
         if (optimizer is None and sample_weight is None and class_weight is None
-                and not verbose and n_threads is None and type(batch_size) is int
+                and (verbose is False or (type(verbose) is int and verbose == 0))
+                and n_threads is None and type(batch_size) is int
                 and batch_size >= 1 and (shuffle is True or shuffle is False)
                 and self._few_rows is not None
                 and self._few_rows.step(self, X, Y, _loop.prepare_one_sample)):
             return self   # one sample, stepped and checked in C (see _loop.prepare_one_sample)
         batch_size = _validation.check_int("batch_size", batch_size)
         n_threads = _check_threads(n_threads)
+        verbose = _check_verbose(verbose)
         _loop.check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
         if not _chunks.is_blockwise(X) and _is_one_sample(X):
@@ -1191,6 +1194,21 @@ def _check_threads(n_threads: int | None) -> int | None:
     if n_threads is None:
         return None
     return _validation.check_int("n_threads", n_threads, maximum=MAX_THREADS)
+
+
+def _check_verbose(verbose: object) -> int | str:
+    """"auto", or a level: True, False or an int >= 0 (what is not is refused before
+    training, not met as a truth value half-way into it)."""
+    if isinstance(verbose, str):
+        if verbose != "auto":
+            raise ValueError(f"verbose must be 0, 1 or 'auto', "
+                             f"got {_validation._short(verbose)}")
+        return verbose
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, numbers.Integral):
+        raise TypeError(f"verbose must be 0, 1 or 'auto', got {_validation._short(verbose)}")
+    return _validation.check_int("verbose", verbose, minimum=0)
 
 
 def _needs_conversion(X: object, dtype: np.dtype[Any]) -> bool:
