@@ -432,6 +432,15 @@ def test_schedule_parameters_must_be_finite(make):
         make()
 
 
+def test_an_inverse_scaling_power_beyond_float_decays_to_zero_not_overflow():
+    # (2 ** 1e308 raised OverflowError from the schedule, in the second epoch)
+    schedule = cyprop.schedules.InverseScaling(power=1e308)
+    assert schedule.rate(0, 0.1) == 0.1 and schedule.rate(1, 0.1) == 0.0
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=3, verbose=0, schedule=schedule)
+    assert net.history.learning_rate == [0.1, 0.0, 0.0]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_plateau_on_val_loss_without_validation_is_refused_before_training(backend):
     net, X, y = small_problem(backend)
