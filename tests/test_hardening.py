@@ -149,7 +149,32 @@ def test_step_counts_are_bounded():
     net.fit(X, y, epochs=1, verbose=0, optimizer=opt, batch_size=40)
     opt.steps = cyprop.optimizers.MAX_STEPS      # the largest allowed still trains on
     net.fit(X, y, epochs=1, verbose=0, batch_size=40)
-    assert opt.steps == cyprop.optimizers.MAX_STEPS + 1
+    assert opt.steps == cyprop.optimizers.MAX_STEPS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_counts_saturate_where_save_copy_and_load_accept_them(backend, tmp_path):
+    # (counted on past MAX_STEPS, the network could no longer be saved, copied or pickled)
+    net, X, y = small_problem(backend)
+    net.fit(X, y, epochs=1, verbose=0, optimizer=cyprop.Adam())
+    twin = net.copy()
+    for train in (lambda n: n.fit(X, y, epochs=2, verbose=0, batch_size=4),
+                  lambda n: n.partial_fit(X[0], y[0]),    # one sample: the core's own path
+                  lambda n: n.partial_fit(X, y)):
+        net.optimizer.steps = cyprop.optimizers.MAX_STEPS - 1
+        train(net)
+        assert net.optimizer.steps == cyprop.optimizers.MAX_STEPS
+        net.save(tmp_path / "net.npz")
+        assert cyprop.load(tmp_path / "net.npz").optimizer.steps == net.optimizer.steps
+        net.copy()
+    # the same steps as a count that never saturated: Adam's corrections are 1 by then
+    big = twin.copy()
+    big.optimizer.steps = 2 ** 40
+    net.optimizer.steps, net._params[...] = cyprop.optimizers.MAX_STEPS, big._params
+    net.optimizer.state = big.optimizer.state.copy()
+    net.fit(X, y, epochs=2, verbose=0, batch_size=4, shuffle=False)
+    big.fit(X, y, epochs=2, verbose=0, batch_size=4, shuffle=False)
+    np.testing.assert_array_equal(net._params, big._params)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
