@@ -414,6 +414,17 @@ def test_destinations_are_checked_before_training(capsys, tmp_path, option):
         assert_one_line_error(err, option, fragment)
 
 
+def test_an_empty_destination_is_refused_not_skipped(capsys, tmp_path):
+    # ("--save ''" trained, saved nothing and exited 0; "-o ''" printed to stdout)
+    for argv in (["train", "--data", "xor", "--save", "", *QUICK],
+                 ["train", "--data", "xor", "--plot", "", *QUICK],
+                 ["predict", "m.npz", "x.csv", "-o", ""],
+                 ["explain", "--example", "textbook", "--plot", ""]):
+        status, out, err = run(capsys, *argv)
+        assert status == 2 and out == "", argv
+        assert_one_line_error(err, "needs a file name")
+
+
 @pytest.mark.parametrize("name, fragment", [("curves.xyz", "cannot write .xyz files"),
                                             ("curves", "needs an extension")])
 def test_plot_format_is_checked_before_training(capsys, tmp_path, name, fragment):

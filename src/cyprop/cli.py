@@ -528,18 +528,21 @@ def _check_training_args(args: argparse.Namespace) -> None:
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     # Find out before training, not after, that the model could not be saved.
-    if args.save and not hasattr(cyprop.Network, "save"):
+    # (is not None: an empty name is refused, not taken as "no --save")
+    if args.save is not None and not hasattr(cyprop.Network, "save"):
         raise RuntimeError(_NO_PERSISTENCE)
-    if args.save:
+    if args.save is not None:
         _check_destination(args.save, "--save")
-    if args.plot:
+    if args.plot is not None:
         _check_plot_destination(args.plot)
 
 
 def _check_destination(path: str, option: str) -> None:
     """Refuse, before any work, a file the command could not write: its folder is
     missing or read-only, or the path is a folder, a FIFO (writing would block until
-    someone reads it) or a device."""
+    someone reads it) or a device, or empty."""
+    if not path:
+        raise UsageError(f"{option} needs a file name, got an empty one")
     if path.endswith(("/", os.sep)):
         raise UsageError(f"{option} {path!r} names a folder; give a file name")
     try:
@@ -758,7 +761,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Everything is checked before the (slower) model load.
     if getattr(cyprop, "load", None) is None:
         raise RuntimeError(_NO_PERSISTENCE)
-    if args.output:
+    if args.output is not None:   # (an empty name is refused, not taken as stdout)
         _check_destination(args.output, "--output")
     datasets._check_regular_file(args.input, "CSV file")
     net = _load_model(args.model)
@@ -868,7 +871,7 @@ def _check_explain_args(args: argparse.Namespace) -> None:
             raise RuntimeError(_NO_PERSISTENCE)
     if args.lr is not None and not args.lr > 0:
         raise UsageError("--lr must be > 0")
-    if args.plot:
+    if args.plot is not None:   # (an empty name is refused, not taken as no --plot)
         _check_plot_destination(args.plot)
 
 
