@@ -425,6 +425,29 @@ def test_an_empty_destination_is_refused_not_skipped(capsys, tmp_path):
         assert_one_line_error(err, "needs a file name")
 
 
+def test_a_destination_that_is_an_input_file_is_refused(capsys, tmp_path, monkeypatch):
+    # ("predict model.npz x.csv -o x.csv" wrote the labels over the CSV file, and
+    # "-o model.npz" over the model; "train --data csv:F --save F" the model over F)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    data = "".join(f"{a:.3f},{b:.3f},{int(a > b)}\n" for a, b in rng.normal(size=(20, 2)))
+    (tmp_path / "d.csv").write_text(data)
+    (tmp_path / "x.csv").write_text("1,2\n3,4\n")
+    status, _, _ = run(capsys, "train", "--data", "csv:d.csv", "--save", "m.npz", *QUICK)
+    assert status == 0
+    model = (tmp_path / "m.npz").read_bytes()
+    for argv in (["predict", "m.npz", "x.csv", "-o", "x.csv"],
+                 ["predict", "m.npz", "x.csv", "-o", "./m.npz"],
+                 ["train", "--data", "csv:d.csv", "--save", "d.csv", *QUICK],
+                 ["export", "m.npz", "m.npz"]):
+        status, out, err = run(capsys, *argv)
+        assert status == 2 and out == "", argv
+        assert_one_line_error(err, "is the input file", "would destroy it")
+    assert (tmp_path / "m.npz").read_bytes() == model
+    assert (tmp_path / "x.csv").read_text() == "1,2\n3,4\n"
+    assert (tmp_path / "d.csv").read_text() == data
+
+
 @pytest.mark.parametrize("name, fragment", [("curves.xyz", "cannot write .xyz files"),
                                             ("curves", "needs an extension")])
 def test_plot_format_is_checked_before_training(capsys, tmp_path, name, fragment):

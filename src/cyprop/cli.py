@@ -533,8 +533,10 @@ def _check_training_args(args: argparse.Namespace) -> None:
         raise RuntimeError(_NO_PERSISTENCE)
     if args.save is not None:
         _check_destination(args.save, "--save")
+        _check_not_an_input(args.save, "--save", [args.data.path])
     if args.plot is not None:
         _check_plot_destination(args.plot)
+        _check_not_an_input(args.plot, "--plot", [args.data.path])
 
 
 def _check_destination(path: str, option: str) -> None:
@@ -562,6 +564,19 @@ def _check_destination(path: str, option: str) -> None:
         raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path!r}: the folder {folder!r} is not writable")
+
+
+def _check_not_an_input(path: str, option: str, inputs: Sequence[str | None]) -> None:
+    """Refuse a destination that is one of the command's input files: writing it would
+    destroy the data or the model being read."""
+    for source in inputs:
+        try:
+            same = source is not None and os.path.samefile(path, source)
+        except OSError:   # either does not exist (yet): not the same file
+            same = False
+        if same:
+            raise UsageError(f"{option} {path!r} is the input file {source!r}; writing it "
+                             "would destroy it: give another file name")
 
 
 def _check_plot_destination(path: str) -> None:
@@ -763,6 +778,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise RuntimeError(_NO_PERSISTENCE)
     if args.output is not None:   # (an empty name is refused, not taken as stdout)
         _check_destination(args.output, "--output")
+        _check_not_an_input(args.output, "--output", [args.input, args.model])
     datasets._check_regular_file(args.input, "CSV file")
     net = _load_model(args.model)
     X, _ = datasets.load_csv(args.input, target=None, delimiter=_delimiter(args.delimiter))
@@ -782,6 +798,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from . import interop
 
     _check_destination(args.output, "MODEL.onnx")
+    _check_not_an_input(args.output, "MODEL.onnx", [args.model])
     interop._import_onnx()          # before the model load: a missing onnx says so first
     net = _load_model(args.model)
     interop.to_onnx(net, args.output, args.opset)
@@ -873,6 +890,8 @@ def _check_explain_args(args: argparse.Namespace) -> None:
         raise UsageError("--lr must be > 0")
     if args.plot is not None:   # (an empty name is refused, not taken as no --plot)
         _check_plot_destination(args.plot)
+        _check_not_an_input(args.plot, "--plot",
+                            [args.model, None if args.row is None else args.row.path])
 
 
 def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray, Any]:
