@@ -437,6 +437,18 @@ def test_verbose_is_checked_before_training(verbose, error, capsys):
         net.partial_fit(X[0], y[0], verbose=good)
 
 
+@pytest.mark.parametrize("seed,error", [(-1, ValueError), (1.5, TypeError),
+                                        ("abc", TypeError), ([-1], ValueError)])
+def test_a_bad_seed_is_refused_by_name(seed, error):
+    # (NumPy's "expected non-negative integer" named no argument)
+    with pytest.raises(error, match="seed must be None or an integer >= 0"):
+        cyprop.Network([4, 3], seed=seed)
+    net, X, y = small_problem()
+    with pytest.raises(error, match="seed must be None or an integer >= 0"):
+        net.fit(X, y, epochs=1, verbose=0, seed=seed)
+    assert len(net.history) == 0
+
+
 def test_learning_rates_beyond_float_are_value_errors():
     for make in (cyprop.SGD, cyprop.Adam, cyprop.RMSprop, cyprop.Adagrad, cyprop.Rprop):
         with pytest.raises(ValueError, match="learning_rate must be a finite number"):

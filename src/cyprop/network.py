@@ -212,7 +212,7 @@ class Network:
         self.seed = seed
         self._requested_backend = backend
         self.backend, self._impl = _backend.resolve(backend)
-        self._rng = np.random.default_rng(seed)
+        self._rng = _generator(seed)
         self._bind(self.arch.new_params(self.dtype))
         for s_w, s_b, n_in, n_out in zip(self.arch.w_slices, self.arch.b_slices,
                                          sizes[:-1], sizes[1:]):
@@ -647,7 +647,7 @@ class Network:
                 sample_weight = np.asarray(sample_weight)[:n_train]
             X, Y = X[:n_train], Y[:n_train]
         weights = _loop.sample_weights(sample_weight, class_weight, Y, self.dtype)
-        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        rng = _generator(seed) if seed is not None else self._rng
         return _loop.run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose,
                          schedule, validation, rules, callbacks, History(), n_threads,
                          optimizer)
@@ -1194,6 +1194,16 @@ def _check_threads(n_threads: int | None) -> int | None:
     if n_threads is None:
         return None
     return _validation.check_int("n_threads", n_threads, maximum=MAX_THREADS)
+
+
+def _generator(seed: Any) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, its refusal naming ``seed`` (NumPy's says only
+    "expected non-negative integer")."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be None or an integer >= 0, got "
+                        f"{_validation._short(seed)} ({exc})") from None
 
 
 def _check_verbose(verbose: object) -> int | str:
