@@ -449,6 +449,20 @@ def test_a_bad_seed_is_refused_by_name(seed, error):
     assert len(net.history) == 0
 
 
+def test_callbacks_and_class_weight_of_the_wrong_type_are_refused_by_name():
+    # (Python's "'NoneType' object is not iterable" and "cannot convert dictionary update
+    # sequence element #0 to a sequence" named neither)
+    net, X, y = small_problem()
+    with pytest.raises(TypeError, match="callbacks must be a list"):
+        net.fit(X, y, epochs=1, verbose=0, callbacks=None)
+    for bad in ([1.0, 2.0, 3.0], 2.0):
+        with pytest.raises(TypeError, match="class_weight must be 'balanced' or a dict"):
+            net.fit(X, y, epochs=1, verbose=0, class_weight=bad)
+        with pytest.raises(TypeError, match="class_weight must be 'balanced' or a dict"):
+            net.partial_fit(X, y, class_weight=bad)
+    assert len(net.history) == 0
+
+
 def test_learning_rates_beyond_float_are_value_errors():
     for make in (cyprop.SGD, cyprop.Adam, cyprop.RMSprop, cyprop.Adagrad, cyprop.Rprop):
         with pytest.raises(ValueError, match="learning_rate must be a finite number"):

@@ -320,6 +320,9 @@ def sample_weights(sample_weight: ArrayLike | None,
             counts = np.bincount(classes, minlength=n_classes)
             table = np.where(counts > 0, n / (np.count_nonzero(counts) * np.maximum(counts, 1)),
                              0.0)
+        elif not isinstance(class_weight, Mapping):   # (a list's items are no labels)
+            raise TypeError(f"class_weight must be 'balanced' or a dict {{label: weight}}, "
+                            f"got {type(class_weight).__name__}")
         else:
             table = np.ones(n_classes)
             for label, w in dict(class_weight).items():

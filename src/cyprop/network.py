@@ -625,6 +625,9 @@ class Network:
         _loop.check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
         early_stopping = _validation.check_bool("early_stopping", early_stopping)
+        if not isinstance(callbacks, Iterable):
+            raise TypeError(f"callbacks must be a list of objects with an on_epoch_end "
+                            f"method, got {type(callbacks).__name__}")
         callbacks = list(callbacks)
         for callback in callbacks:
             if not callable(getattr(callback, "on_epoch_end", None)):
