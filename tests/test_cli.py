@@ -414,6 +414,15 @@ def test_destinations_are_checked_before_training(capsys, tmp_path, option):
         assert_one_line_error(err, option, fragment)
 
 
+def test_epoch_lines_of_an_absurd_number_of_epochs(capsys):
+    # (train --epochs 200000000000000000000 stopped with "cyprop: error: StopIteration")
+    lines = cli._EveryKthEpoch(2 * 10 ** 20)
+    assert lines.every == cli._ROUND_STEPS[-1]
+    lines.on_epoch_end(None, 0, {"loss": 1.0, "accuracy": 0.5, "learning_rate": 0.1,
+                                 "seconds": 0.1, "samples_per_second": 40.0})
+    assert capsys.readouterr().out.startswith("epoch 1/200000000000000000000  loss 1.0000")
+
+
 def test_an_empty_destination_is_refused_not_skipped(capsys, tmp_path):
     # ("--save ''" trained, saved nothing and exited 0; "-o ''" printed to stdout)
     for argv in (["train", "--data", "xor", "--save", "", *QUICK],

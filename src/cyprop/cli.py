@@ -458,7 +458,8 @@ class _EveryKthEpoch:
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
         wanted = epochs / (MAX_EPOCH_LINES // 2)
-        self.every = next(k for k in _ROUND_STEPS if k >= wanted)
+        # (past the table, its largest: --epochs 10**21 is no reason for a StopIteration)
+        self.every = next((k for k in _ROUND_STEPS if k >= wanted), _ROUND_STEPS[-1])
 
     def on_epoch_end(self, net: Network, epoch: int, logs: dict[str, Any]) -> None:
         done = epoch + 1
