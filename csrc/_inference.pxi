@@ -120,6 +120,10 @@ cdef bint largest_and_change(const floating* now, const floating* before, Py_ssi
     return t == 0
 
 
+#: cyprop.optimizers.MAX_STEPS: the most steps an optimizer counts
+cdef long long MAX_STEPS = (1LL << 62) - 1
+
+
 cdef inline bint is_number(value):
     return type(value) is float or type(value) is int or type(value) is bool or value is None
 
@@ -547,7 +551,9 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
         memcpy(params, kept, P * sizeof(floating))
         memcpy(state, kept + P, kept_rows * P * sizeof(floating))
         return -1
-    steps[0] = e.steps
+    # saturated at cyprop.optimizers.MAX_STEPS, which save, copy and load accept (from
+    # there on the count changes no step: Adam's bias corrections are exactly 1)
+    steps[0] = e.steps if e.steps < MAX_STEPS else MAX_STEPS
     loss_out[0] = e.loss_sum
     right[0] = e.n_correct
     largest_update[0] = update

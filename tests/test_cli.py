@@ -414,6 +414,49 @@ def test_destinations_are_checked_before_training(capsys, tmp_path, option):
         assert_one_line_error(err, option, fragment)
 
 
+def test_epoch_lines_of_an_absurd_number_of_epochs(capsys):
+    # (train --epochs 200000000000000000000 stopped with "cyprop: error: StopIteration")
+    lines = cli._EveryKthEpoch(2 * 10 ** 20)
+    assert lines.every == cli._ROUND_STEPS[-1]
+    lines.on_epoch_end(None, 0, {"loss": 1.0, "accuracy": 0.5, "learning_rate": 0.1,
+                                 "seconds": 0.1, "samples_per_second": 40.0})
+    assert capsys.readouterr().out.startswith("epoch 1/200000000000000000000  loss 1.0000")
+
+
+def test_an_empty_destination_is_refused_not_skipped(capsys, tmp_path):
+    # ("--save ''" trained, saved nothing and exited 0; "-o ''" printed to stdout)
+    for argv in (["train", "--data", "xor", "--save", "", *QUICK],
+                 ["train", "--data", "xor", "--plot", "", *QUICK],
+                 ["predict", "m.npz", "x.csv", "-o", ""],
+                 ["explain", "--example", "textbook", "--plot", ""]):
+        status, out, err = run(capsys, *argv)
+        assert status == 2 and out == "", argv
+        assert_one_line_error(err, "needs a file name")
+
+
+def test_a_destination_that_is_an_input_file_is_refused(capsys, tmp_path, monkeypatch):
+    # ("predict model.npz x.csv -o x.csv" wrote the labels over the CSV file, and
+    # "-o model.npz" over the model; "train --data csv:F --save F" the model over F)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    data = "".join(f"{a:.3f},{b:.3f},{int(a > b)}\n" for a, b in rng.normal(size=(20, 2)))
+    (tmp_path / "d.csv").write_text(data)
+    (tmp_path / "x.csv").write_text("1,2\n3,4\n")
+    status, _, _ = run(capsys, "train", "--data", "csv:d.csv", "--save", "m.npz", *QUICK)
+    assert status == 0
+    model = (tmp_path / "m.npz").read_bytes()
+    for argv in (["predict", "m.npz", "x.csv", "-o", "x.csv"],
+                 ["predict", "m.npz", "x.csv", "-o", "./m.npz"],
+                 ["train", "--data", "csv:d.csv", "--save", "d.csv", *QUICK],
+                 ["export", "m.npz", "m.npz"]):
+        status, out, err = run(capsys, *argv)
+        assert status == 2 and out == "", argv
+        assert_one_line_error(err, "is the input file", "would destroy it")
+    assert (tmp_path / "m.npz").read_bytes() == model
+    assert (tmp_path / "x.csv").read_text() == "1,2\n3,4\n"
+    assert (tmp_path / "d.csv").read_text() == data
+
+
 @pytest.mark.parametrize("name, fragment", [("curves.xyz", "cannot write .xyz files"),
                                             ("curves", "needs an extension")])
 def test_plot_format_is_checked_before_training(capsys, tmp_path, name, fragment):

@@ -149,7 +149,32 @@ def test_step_counts_are_bounded():
     net.fit(X, y, epochs=1, verbose=0, optimizer=opt, batch_size=40)
     opt.steps = cyprop.optimizers.MAX_STEPS      # the largest allowed still trains on
     net.fit(X, y, epochs=1, verbose=0, batch_size=40)
-    assert opt.steps == cyprop.optimizers.MAX_STEPS + 1
+    assert opt.steps == cyprop.optimizers.MAX_STEPS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_counts_saturate_where_save_copy_and_load_accept_them(backend, tmp_path):
+    # (counted on past MAX_STEPS, the network could no longer be saved, copied or pickled)
+    net, X, y = small_problem(backend)
+    net.fit(X, y, epochs=1, verbose=0, optimizer=cyprop.Adam())
+    twin = net.copy()
+    for train in (lambda n: n.fit(X, y, epochs=2, verbose=0, batch_size=4),
+                  lambda n: n.partial_fit(X[0], y[0]),    # one sample: the core's own path
+                  lambda n: n.partial_fit(X, y)):
+        net.optimizer.steps = cyprop.optimizers.MAX_STEPS - 1
+        train(net)
+        assert net.optimizer.steps == cyprop.optimizers.MAX_STEPS
+        net.save(tmp_path / "net.npz")
+        assert cyprop.load(tmp_path / "net.npz").optimizer.steps == net.optimizer.steps
+        net.copy()
+    # the same steps as a count that never saturated: Adam's corrections are 1 by then
+    big = twin.copy()
+    big.optimizer.steps = 2 ** 40
+    net.optimizer.steps, net._params[...] = cyprop.optimizers.MAX_STEPS, big._params
+    net.optimizer.state = big.optimizer.state.copy()
+    net.fit(X, y, epochs=2, verbose=0, batch_size=4, shuffle=False)
+    big.fit(X, y, epochs=2, verbose=0, batch_size=4, shuffle=False)
+    np.testing.assert_array_equal(net._params, big._params)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -174,6 +199,26 @@ def test_architecture_and_dtype_cannot_be_swapped_under_the_parameters():
         net.arch = other.arch
     with pytest.raises(AttributeError):
         net.dtype = np.dtype(np.float32)
+
+
+@pytest.mark.parametrize("sizes", [[2 ** 63, 3], [2 ** 31, 2 ** 31], [2, 2 ** 62],
+                                   [4, 10 ** 30, 3], [10 ** 200, 10 ** 200]])
+def test_layer_sizes_too_large_for_any_array_are_value_errors(sizes):
+    # (they were OverflowError: "Python int too large to convert to C long", or NumPy's
+    # "array is too big", naming no layer)
+    with pytest.raises(ValueError, match="layer sizes .* more parameters than one array"):
+        cyprop.Network(sizes)
+
+
+def test_dropout_and_max_norm_refuse_complex_and_huge_numbers():
+    with pytest.raises(TypeError, match="dropout rates must be numbers"):
+        cyprop.Network([4, 5, 3], dropout=np.complex128(0.1 + 5j))   # was taken as 0.1
+    with pytest.raises(TypeError, match="max_norm must be a number"):
+        cyprop.Network([4, 3], max_norm=np.complex128(1 + 2j))       # was taken as 1.0
+    with pytest.raises(ValueError, match="max_norm must be a finite number"):
+        cyprop.Network([4, 3], max_norm=10 ** 400)   # was NumPy's TypeError from isfinite
+    net = cyprop.Network([4, 5, 3], dropout=np.float32(0.25), max_norm=np.int8(3))
+    assert net.dropout == [0.25] and net.max_norm == 3.0
 
 
 # ---------------------------------------------------------------------- threads
@@ -372,6 +417,52 @@ def test_fit_parameters_are_checked_by_type(kwargs, error, name):
         net.fit(X, y, epochs=1, verbose=0, **kwargs)
 
 
+@pytest.mark.parametrize("verbose,error", [("loud", ValueError), (-1, ValueError),
+                                           (None, TypeError), (1.0, TypeError),
+                                           (np.array([1, 1]), TypeError)])
+def test_verbose_is_checked_before_training(verbose, error, capsys):
+    # ("loud" and -1 printed a progress bar; an array failed as a truth value, with the
+    # call's optimizer already put in place of the network's)
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=1, verbose=0, optimizer=cyprop.Adam())
+    adam = net.optimizer
+    with pytest.raises(error, match="verbose"):
+        net.fit(X, y, epochs=1, verbose=verbose, optimizer=cyprop.SGD())
+    with pytest.raises(error, match="verbose"):
+        net.partial_fit(X[0], y[0], verbose=verbose)
+    assert net.optimizer is adam and len(net.history) == 1
+    assert capsys.readouterr().out == ""
+    for good in (0, 1, 2, True, np.int64(0), "auto"):
+        net.fit(X, y, epochs=1, verbose=good)
+        net.partial_fit(X[0], y[0], verbose=good)
+
+
+@pytest.mark.parametrize("seed,error", [(-1, ValueError), (1.5, TypeError),
+                                        ("abc", TypeError), ([-1], ValueError)])
+def test_a_bad_seed_is_refused_by_name(seed, error):
+    # (NumPy's "expected non-negative integer" named no argument)
+    with pytest.raises(error, match="seed must be None or an integer >= 0"):
+        cyprop.Network([4, 3], seed=seed)
+    net, X, y = small_problem()
+    with pytest.raises(error, match="seed must be None or an integer >= 0"):
+        net.fit(X, y, epochs=1, verbose=0, seed=seed)
+    assert len(net.history) == 0
+
+
+def test_callbacks_and_class_weight_of_the_wrong_type_are_refused_by_name():
+    # (Python's "'NoneType' object is not iterable" and "cannot convert dictionary update
+    # sequence element #0 to a sequence" named neither)
+    net, X, y = small_problem()
+    with pytest.raises(TypeError, match="callbacks must be a list"):
+        net.fit(X, y, epochs=1, verbose=0, callbacks=None)
+    for bad in ([1.0, 2.0, 3.0], 2.0):
+        with pytest.raises(TypeError, match="class_weight must be 'balanced' or a dict"):
+            net.fit(X, y, epochs=1, verbose=0, class_weight=bad)
+        with pytest.raises(TypeError, match="class_weight must be 'balanced' or a dict"):
+            net.partial_fit(X, y, class_weight=bad)
+    assert len(net.history) == 0
+
+
 def test_learning_rates_beyond_float_are_value_errors():
     for make in (cyprop.SGD, cyprop.Adam, cyprop.RMSprop, cyprop.Adagrad, cyprop.Rprop):
         with pytest.raises(ValueError, match="learning_rate must be a finite number"):
@@ -390,6 +481,15 @@ def test_learning_rates_beyond_float_are_value_errors():
 def test_schedule_parameters_must_be_finite(make):
     with pytest.raises(ValueError, match="finite"):
         make()
+
+
+def test_an_inverse_scaling_power_beyond_float_decays_to_zero_not_overflow():
+    # (2 ** 1e308 raised OverflowError from the schedule, in the second epoch)
+    schedule = cyprop.schedules.InverseScaling(power=1e308)
+    assert schedule.rate(0, 0.1) == 0.1 and schedule.rate(1, 0.1) == 0.0
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=3, verbose=0, schedule=schedule)
+    assert net.history.learning_rate == [0.1, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -414,6 +514,24 @@ def test_a_schedule_that_returns_nan_stops_before_the_epoch():
     with pytest.raises(ValueError, match="schedule's learning rate for epoch 2"):
         net.fit(X, y, epochs=3, verbose=0, schedule=Broken())
     assert len(net.history) == 1 and np.isfinite(net._params).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_call_refused_before_its_first_epoch_keeps_the_optimizer_and_history(backend):
+    class Broken(cyprop.schedules.Schedule):
+        def rate(self, epoch, initial_rate):
+            return float("nan")
+
+    net, X, y = small_problem(backend)
+    net.fit(X, y, epochs=2, verbose=0, optimizer=cyprop.Adam())
+    adam, history = net.optimizer, net.history
+    params, state, steps = net._params.copy(), adam.state.copy(), adam.steps
+    with pytest.raises(ValueError, match="schedule's learning rate for epoch 1"):
+        net.fit(X, y, epochs=2, verbose=0, optimizer=cyprop.SGD(), schedule=Broken())
+    # (the SGD and an empty history used to replace them: Adam's state was lost)
+    assert net.optimizer is adam and net.history is history and len(history) == 2
+    assert np.array_equal(net._params, params) and np.array_equal(adam.state, state)
+    assert adam.steps == steps
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from . import _core as _baseline
 from ._training import TrainingOptions
-from .optimizers import OPTIMIZERS, Hyper, Optimizer
+from .optimizers import MAX_STEPS, OPTIMIZERS, Hyper, Optimizer
 
 if TYPE_CHECKING:
     from ._architecture import Architecture
@@ -349,12 +349,15 @@ class CompiledBackend:
             raise ValueError(f"dropout needs one rate per weight layer ({arch.n_layers}), "
                              f"got {dropout.rates.shape[0]}")
         # (the count is the kernel's own: past MAX_STEPS only by this call's steps)
-        loss, correct, optimizer._steps = self.core.train_epoch(
+        loss, correct, steps = self.core.train_epoch(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, order,
             chosen.struct(self.core), vars(optimizer.hyper()), state,
             optimizer.steps, options.sample_weight,
             None if dropout is None else dropout.rates, 0 if dropout is None else dropout.seed,
             options.max_norm)
+        # saturated there, which save, copy and load accept (from there on the count
+        # changes no step: Adam's bias corrections are exactly 1)
+        optimizer._steps = min(steps, MAX_STEPS)
         return loss, correct
 
 

@@ -145,15 +145,14 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             if progress is not None:
                 progress.close()
     except Exception as exc:
-        read_late = isinstance(X, _chunks.Rows) or (
-            validation is not None and isinstance(validation[0], _chunks.Rows))
         # (recorded is set only once history is)
-        if (recorded is not None and read_late
+        if (recorded is not None
                 and history.epochs == recorded  # type: ignore[union-attr]
                 and not isinstance(exc, TrainingDiverged)):
-            # Bad data in a block of the first epoch (a NaN?), checked only as it is
-            # read: the epoch was undone (one_epoch), and the call is refused as a call
-            # with bad data in memory is, leaving the optimizer and history as they were.
+            # Refused before its first epoch was recorded (bad data in a block, checked
+            # only as it is read; a schedule's rate that is not a number; ...): the
+            # epoch was undone (one_epoch), and the call is refused as a call with bad
+            # data in memory is, leaving the optimizer and history as they were.
             net.optimizer, net.history = previous
         raise
     finally:
@@ -238,10 +237,11 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
                     progress.advance(stop - start)
             done += len(block_order)
     except Exception:
-        if blockwise:   # a block that could not be read (a NaN in it?): undo the epoch
-            with net._state_lock:
-                net._params[...] = kept[0]
-                optimizer.steps, optimizer.state = kept[1], kept[2]
+        # a block that could not be read (a NaN in it?), or any other failure: undo the
+        # epoch, so that a failed call leaves the weights and state as they were
+        with net._state_lock:
+            net._params[...] = kept[0]
+            optimizer.steps, optimizer.state = kept[1], kept[2]
         raise
     finally:
         if reader is not None:
@@ -320,6 +320,9 @@ def sample_weights(sample_weight: ArrayLike | None,
             counts = np.bincount(classes, minlength=n_classes)
             table = np.where(counts > 0, n / (np.count_nonzero(counts) * np.maximum(counts, 1)),
                              0.0)
+        elif not isinstance(class_weight, Mapping):   # (a list's items are no labels)
+            raise TypeError(f"class_weight must be 'balanced' or a dict {{label: weight}}, "
+                            f"got {type(class_weight).__name__}")
         else:
             table = np.ones(n_classes)
             for label, w in dict(class_weight).items():

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from . import _maths
 from ._training import Dropout, TrainingOptions
+from .optimizers import MAX_STEPS
 
 if TYPE_CHECKING:
     from ._architecture import Architecture
@@ -150,6 +151,9 @@ def train_epoch(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: ND
             optimizer.update_params(params, grad_sum / len(batch), arch)
             if options.max_norm:
                 apply_max_norm(arch, params, options.max_norm)
+    # saturated at MAX_STEPS, which save, copy and load accept (from there on the count
+    # changes no step: Adam's bias corrections are exactly 1)
+    optimizer._steps = min(optimizer._steps, MAX_STEPS)
     return total, correct
 
 

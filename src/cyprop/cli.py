@@ -458,7 +458,8 @@ class _EveryKthEpoch:
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
         wanted = epochs / (MAX_EPOCH_LINES // 2)
-        self.every = next(k for k in _ROUND_STEPS if k >= wanted)
+        # (past the table, its largest: --epochs 10**21 is no reason for a StopIteration)
+        self.every = next((k for k in _ROUND_STEPS if k >= wanted), _ROUND_STEPS[-1])
 
     def on_epoch_end(self, net: Network, epoch: int, logs: dict[str, Any]) -> None:
         done = epoch + 1
@@ -528,18 +529,23 @@ def _check_training_args(args: argparse.Namespace) -> None:
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     # Find out before training, not after, that the model could not be saved.
-    if args.save and not hasattr(cyprop.Network, "save"):
+    # (is not None: an empty name is refused, not taken as "no --save")
+    if args.save is not None and not hasattr(cyprop.Network, "save"):
         raise RuntimeError(_NO_PERSISTENCE)
-    if args.save:
+    if args.save is not None:
         _check_destination(args.save, "--save")
-    if args.plot:
+        _check_not_an_input(args.save, "--save", [args.data.path])
+    if args.plot is not None:
         _check_plot_destination(args.plot)
+        _check_not_an_input(args.plot, "--plot", [args.data.path])
 
 
 def _check_destination(path: str, option: str) -> None:
     """Refuse, before any work, a file the command could not write: its folder is
     missing or read-only, or the path is a folder, a FIFO (writing would block until
-    someone reads it) or a device."""
+    someone reads it) or a device, or empty."""
+    if not path:
+        raise UsageError(f"{option} needs a file name, got an empty one")
     if path.endswith(("/", os.sep)):
         raise UsageError(f"{option} {path!r} names a folder; give a file name")
     try:
@@ -559,6 +565,19 @@ def _check_destination(path: str, option: str) -> None:
         raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path!r}: the folder {folder!r} is not writable")
+
+
+def _check_not_an_input(path: str, option: str, inputs: Sequence[str | None]) -> None:
+    """Refuse a destination that is one of the command's input files: writing it would
+    destroy the data or the model being read."""
+    for source in inputs:
+        try:
+            same = source is not None and os.path.samefile(path, source)
+        except OSError:   # either does not exist (yet): not the same file
+            same = False
+        if same:
+            raise UsageError(f"{option} {path!r} is the input file {source!r}; writing it "
+                             "would destroy it: give another file name")
 
 
 def _check_plot_destination(path: str) -> None:
@@ -758,8 +777,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Everything is checked before the (slower) model load.
     if getattr(cyprop, "load", None) is None:
         raise RuntimeError(_NO_PERSISTENCE)
-    if args.output:
+    if args.output is not None:   # (an empty name is refused, not taken as stdout)
         _check_destination(args.output, "--output")
+        _check_not_an_input(args.output, "--output", [args.input, args.model])
     datasets._check_regular_file(args.input, "CSV file")
     net = _load_model(args.model)
     X, _ = datasets.load_csv(args.input, target=None, delimiter=_delimiter(args.delimiter))
@@ -779,6 +799,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from . import interop
 
     _check_destination(args.output, "MODEL.onnx")
+    _check_not_an_input(args.output, "MODEL.onnx", [args.model])
     interop._import_onnx()          # before the model load: a missing onnx says so first
     net = _load_model(args.model)
     interop.to_onnx(net, args.output, args.opset)
@@ -868,8 +889,10 @@ def _check_explain_args(args: argparse.Namespace) -> None:
             raise RuntimeError(_NO_PERSISTENCE)
     if args.lr is not None and not args.lr > 0:
         raise UsageError("--lr must be > 0")
-    if args.plot:
+    if args.plot is not None:   # (an empty name is refused, not taken as no --plot)
         _check_plot_destination(args.plot)
+        _check_not_an_input(args.plot, "--plot",
+                            [args.model, None if args.row is None else args.row.path])
 
 
 def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray, Any]:

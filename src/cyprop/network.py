@@ -10,6 +10,7 @@ orders the samples of each epoch and keeps the records.
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 from dataclasses import dataclass
 import threading
@@ -211,7 +212,7 @@ class Network:
         self.seed = seed
         self._requested_backend = backend
         self.backend, self._impl = _backend.resolve(backend)
-        self._rng = np.random.default_rng(seed)
+        self._rng = _generator(seed)
         self._bind(self.arch.new_params(self.dtype))
         for s_w, s_b, n_in, n_out in zip(self.arch.w_slices, self.arch.b_slices,
                                          sizes[:-1], sizes[1:]):
@@ -624,6 +625,9 @@ class Network:
         _loop.check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
         early_stopping = _validation.check_bool("early_stopping", early_stopping)
+        if not isinstance(callbacks, Iterable):
+            raise TypeError(f"callbacks must be a list of objects with an on_epoch_end "
+                            f"method, got {type(callbacks).__name__}")
         callbacks = list(callbacks)
         for callback in callbacks:
             if not callable(getattr(callback, "on_epoch_end", None)):
@@ -632,6 +636,7 @@ class Network:
         rules = _loop.StoppingRules(target_loss, target_error, min_update, early_stopping,
                                     patience, min_delta)
         n_threads = _check_threads(n_threads)
+        verbose = _check_verbose(verbose)
         X, Y = self._check_data(X, Y)
         validation = _loop.validation_set(self, X, Y, validation_data, validation_split,
                                           early_stopping)
@@ -645,7 +650,7 @@ class Network:
                 sample_weight = np.asarray(sample_weight)[:n_train]
             X, Y = X[:n_train], Y[:n_train]
         weights = _loop.sample_weights(sample_weight, class_weight, Y, self.dtype)
-        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        rng = _generator(seed) if seed is not None else self._rng
         return _loop.run(self, X, Y, weights, epochs, batch_size, shuffle, rng, verbose,
                          schedule, validation, rules, callbacks, History(), n_threads,
                          optimizer)
@@ -677,13 +682,15 @@ class Network:
             As ``fit``.
         """
         if (optimizer is None and sample_weight is None and class_weight is None
-                and not verbose and n_threads is None and type(batch_size) is int
+                and (verbose is False or (type(verbose) is int and verbose == 0))
+                and n_threads is None and type(batch_size) is int
                 and batch_size >= 1 and (shuffle is True or shuffle is False)
                 and self._few_rows is not None
                 and self._few_rows.step(self, X, Y, _loop.prepare_one_sample)):
             return self   # one sample, stepped and checked in C (see _loop.prepare_one_sample)
         batch_size = _validation.check_int("batch_size", batch_size)
         n_threads = _check_threads(n_threads)
+        verbose = _check_verbose(verbose)
         _loop.check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
         if not _chunks.is_blockwise(X) and _is_one_sample(X):
@@ -1192,8 +1199,37 @@ def _check_threads(n_threads: int | None) -> int | None:
     return _validation.check_int("n_threads", n_threads, maximum=MAX_THREADS)
 
 
+def _generator(seed: Any) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, its refusal naming ``seed`` (NumPy's says only
+    "expected non-negative integer")."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be None or an integer >= 0, got "
+                        f"{_validation._short(seed)} ({exc})") from None
+
+
+def _check_verbose(verbose: object) -> int | str:
+    """"auto", or a level: True, False or an int >= 0 (what is not is refused before
+    training, not met as a truth value half-way into it)."""
+    if isinstance(verbose, str):
+        if verbose != "auto":
+            raise ValueError(f"verbose must be 0, 1 or 'auto', "
+                             f"got {_validation._short(verbose)}")
+        return verbose
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, numbers.Integral):
+        raise TypeError(f"verbose must be 0, 1 or 'auto', got {_validation._short(verbose)}")
+    return _validation.check_int("verbose", verbose, minimum=0)
+
+
 def _needs_conversion(X: object, dtype: np.dtype[Any]) -> bool:
     return not (isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.c_contiguous)
+
+
+#: The most parameters a network may have: float64 bytes that an array's size can count.
+MAX_PARAMS = np.iinfo(np.intp).max // 8
 
 
 def _check_sizes(sizes: Iterable[int]) -> list[int]:
@@ -1208,7 +1244,14 @@ def _check_sizes(sizes: Iterable[int]) -> list[int]:
             raise TypeError(f"layer sizes must be integers, got {s!r} in {sizes}")
         if s < 1:
             raise ValueError(f"layer sizes must be positive, got {s} in {sizes}")
-    return [int(s) for s in sizes]
+    sizes = [int(s) for s in sizes]
+    # Counted in Python's ints, before NumPy or the core would overflow on them (an
+    # OverflowError, or "array is too big", names no layer).
+    n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    if n_params > MAX_PARAMS:
+        raise ValueError(f"layer sizes {_validation._short(sizes)} make more parameters "
+                         f"than one array can hold ({MAX_PARAMS:.3g})")
+    return sizes
 
 
 def _check_activations(activation: str | Sequence[str], output: str, loss: str,
@@ -1240,9 +1283,11 @@ def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
         raise ValueError(f"dropout lists {len(rates)} rates, but the network has "
                          f"{n_hidden} hidden layers")
     for rate in rates:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
+        # real numbers only: np.number lets in complex, whose imaginary part float() drops
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
             raise TypeError(f"dropout rates must be numbers, got {rate!r}")
-        if not 0.0 <= rate < 1.0:
+        # (typeshed's numbers.Real declares no comparison with float; it works at run time)
+        if not 0.0 <= rate < 1.0:  # type: ignore[operator]
             raise ValueError(f"dropout rates must be in [0, 1), got {rate!r}")
     return [float(r) for r in rates]
 
@@ -1250,11 +1295,17 @@ def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
 def _check_max_norm(max_norm: float | None) -> float:
     if max_norm is None:
         return 0.0
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number)):
+    # real numbers only: np.number lets in complex, whose imaginary part float() drops
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
         raise TypeError(f"max_norm must be a number or None, got {max_norm!r}")
-    if not np.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
-    return float(max_norm)
+    try:
+        bound = float(max_norm)
+    except OverflowError:   # an int beyond float's range, such as 10**400
+        bound = np.inf
+    if not np.isfinite(bound) or bound <= 0:
+        raise ValueError(f"max_norm must be a finite number > 0, "
+                         f"got {_validation._short(max_norm)}")
+    return bound
 
 
 def _assign_all(current: list[Any], values: Iterable[ArrayLike], name: str) -> None:

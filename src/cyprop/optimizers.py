@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 #: The most steps an optimizer may be set to (or loaded with): far more than any run
 #: takes, and far enough below a C long's 2**63 that training on from it cannot overflow.
+#: Training counts up to it and stays there (the steps no longer change with the count).
 MAX_STEPS = 2 ** 62 - 1
 
 

@@ -117,7 +117,10 @@ class InverseScaling(Schedule):
         float
             The learning rate for the epoch.
         """
-        return initial_rate / (epoch + 1) ** self.power
+        try:
+            return initial_rate / (epoch + 1) ** self.power
+        except OverflowError:   # (epoch + 1) ** power beyond float's range: the rate is 0
+            return 0.0
 
 
 class StepDecay(Schedule):
