@@ -757,3 +757,20 @@ def test_an_estimator_whose_network_was_replaced_refuses_to_predict(replacement,
     for method in (clf.predict, clf.predict_proba):
         with pytest.raises(error, match=message):
             method(X[:3])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_set_to_nan_by_hand_are_named_by_forward_and_evaluate(backend):
+    """Before, forward blamed an overflow 'from finite inputs and weights'."""
+    net, X, y = small_problem(backend)
+    net.weights[0][1, 2] = np.nan
+    for rows in (X, X[0], X[:1]):
+        with pytest.raises(FloatingPointError, match="the network's weights hold NaN"):
+            net.forward(rows)
+    with pytest.raises(FloatingPointError, match="the network's weights hold NaN"):
+        net.evaluate(X, y)
+    linear = cyprop.Network([4, 6, 3], activation="relu", output="identity", loss="mse",
+                            backend=backend, seed=0)
+    linear.weights[0][...] = 1e300   # finite, but their products with X overflow
+    with pytest.raises(FloatingPointError, match="from finite inputs and weights"):
+        linear.forward(X * 1e10)

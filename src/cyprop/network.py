@@ -348,7 +348,7 @@ class Network:
         X, single = _validation.check_X(X, self.arch.n_inputs, self.dtype, allow_single=True)
         with np.errstate(over="ignore", invalid="ignore"):
             out = self._impl.forward(self.arch, self._params, X, every_layer=bool(return_hidden))
-        _check_result(out[-1] if return_hidden else out, "forward")
+        _check_result(out[-1] if return_hidden else out, "forward", self._params)
         if return_hidden:
             return [a[0] for a in out] if single else out
         return out[0] if single else out
@@ -482,9 +482,9 @@ class Network:
         """(loss sum, number right, gradient sum or None), refused if not finite."""
         with np.errstate(over="ignore", invalid="ignore"):
             loss, correct, grad = self._sums(X, Y, want_grad)
-        _check_result(np.array([loss]), "the loss")
+        _check_result(np.array([loss]), "the loss", self._params)
         if grad is not None:
-            _check_result(grad, "the gradient")
+            _check_result(grad, "the gradient", self._params)
         return loss, correct, grad
 
     def _sums(self, X: Any, Y: NDArray[Any],
@@ -1165,9 +1165,15 @@ def _one_sample(X: ArrayLike, Y: ArrayLike,
     return np.asarray(X).reshape(1, -1), Y
 
 
-def _check_result(values: NDArray[Any], what: str) -> None:
-    """A result that overflowed inside the network is an error, not an answer."""
+def _check_result(values: NDArray[Any], what: str, params: NDArray[Any]) -> None:
+    """A result that overflowed inside the network is an error, not an answer; so is
+    one from weights that are not finite (set by hand), which says so."""
     if not _validation.all_finite(values):
+        if not _validation.all_finite(params):
+            raise FloatingPointError(
+                f"{what} is NaN or infinite because the network's weights hold NaN or "
+                "infinity (set by hand, or through a callback?); fit refuses to train "
+                "from them too: set finite weights, or build the network again")
         raise FloatingPointError(
             f"{what} overflowed inside the network (NaN or infinity from finite inputs and "
             "weights): the inputs or weights are too large; scale the inputs")
