@@ -405,6 +405,7 @@ def test_binary_cross_entropy_of_large_logits_is_not_lost_to_rounding(backend):
 @pytest.mark.parametrize("kwargs,error,name", [
     ({"target_loss": "1"}, TypeError, "target_loss"),
     ({"target_error": float("nan")}, ValueError, "target_error"),
+    ({"target_error": 2}, ValueError, "target_error must be <= 1"),   # an error rate
     ({"min_update": -1}, ValueError, "min_update"),
     ({"min_delta": float("inf")}, ValueError, "min_delta"),
     ({"validation_split": "0.1"}, TypeError, "validation_split"),

@@ -392,10 +392,12 @@ class StoppingRules:
     def __init__(self, target_loss: float | None = None, target_error: float | None = None,
                  min_update: float | None = None, early_stopping: bool = False,
                  patience: int = 10, min_delta: Any = 0.0) -> None:   # (a float, checked)
+        # (target_error is an error rate: above 1 it would stop every fit after one epoch)
         target_loss, target_error, min_update, min_delta = (
-            None if value is None else _validation.check_number(name, value, 0)
-            for name, value in (("target_loss", target_loss), ("target_error", target_error),
-                                ("min_update", min_update), ("min_delta", min_delta)))
+            None if value is None else _validation.check_number(name, value, 0, maximum)
+            for name, value, maximum in (
+                ("target_loss", target_loss, None), ("target_error", target_error, 1.0),
+                ("min_update", min_update, None), ("min_delta", min_delta, None)))
         self.target_loss, self.target_error = target_loss, target_error
         self.min_update = min_update
         self.early_stopping, self.patience, self.min_delta = early_stopping, patience, min_delta

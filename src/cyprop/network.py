@@ -584,7 +584,7 @@ class Network:
         target_loss : float, optional
             Stop once the training loss is below it.
         target_error : float, optional
-            Stop once the training error rate is below it.
+            Stop once the training error rate (1 - accuracy, in [0, 1]) is below it.
         min_update : float, optional
             Stop once no weight moved more than this in an epoch.
         callbacks : iterable, default ()
