@@ -664,6 +664,9 @@ def _read_table(path: str, rows: _Iterable[tuple[int, list[str]]], names: list[s
             numbers_ = [float(row[c]) for c in features]
         except ValueError:
             _raise_bad_feature(path, line, row, features, names, maybe_header and n == 0)
+        joined = "".join(row)   # (one test for the whole row: the usual one passes)
+        if "_" in joined or not joined.isascii():
+            _refuse_python_only_numbers(path, line, row, features, names)
         if not _math.isfinite(sum(numbers_)):   # cheap; finds inf and nan (and overflow)
             for c, value in zip(features, numbers_):
                 if not _math.isfinite(value):
@@ -721,6 +724,19 @@ def _raise_bad_feature(path: str, line: int, row: list[str], features: list[int]
             continue
         raise ValueError(f"{path}, line {line}, {_column_name(c, names)}: {problem}{hint}")
     raise ValueError(f"{path}, line {line}: the features could not be read as numbers")
+
+
+def _refuse_python_only_numbers(path: str, line: int, row: list[str], features: list[int],
+                                names: list[str] | None) -> None:
+    """float() also reads "1_000" and digits of other scripts ("١"), which no CSV writer
+    means as numbers (NumPy's loadtxt and pandas refuse them): a feature holding them is
+    refused, not read as a number it may not be."""
+    for c in features:
+        field = row[c]
+        if "_" in field or not field.isascii():
+            raise ValueError(f"{path}, line {line}, {_column_name(c, names)}: feature "
+                             f"{field.strip()[:100]!r} is not a plain number (digits, sign, "
+                             "point and exponent only)")
 
 
 def _column_name(index: int, names: list[str] | None) -> str:
