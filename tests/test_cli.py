@@ -512,3 +512,16 @@ def test_train_csv_refuses_a_quantity_as_target(capsys, tmp_path):
     status, out, err = run(capsys, "train", "--data", f"csv:{path}", *QUICK)
     assert status == 1 and out == ""
     assert_one_line_error(err, "line 2", "fractional")
+
+
+@pytest.mark.parametrize("delimiter", ["", "ab", '"', "\n"])
+def test_a_delimiter_that_is_not_one_character_is_a_usage_error(capsys, tmp_path, delimiter):
+    """(An empty one failed with exit status 1 and the csv module's words.)"""
+    model, data = tmp_path / "m.npz", tmp_path / "x.csv"
+    status, _, err = run(capsys, "train", "--data", "xor", "--epochs", "1", "--quiet",
+                         "--no-compare", "--save", str(model))
+    assert status == 0, err
+    data.write_text("0,1\n1,0\n")
+    status, out, err = run(capsys, "predict", str(model), str(data), "--delimiter", delimiter)
+    assert status == 2 and not out
+    assert_one_line_error(err, "--delimiter must be one character")

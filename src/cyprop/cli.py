@@ -810,7 +810,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _delimiter(text: str) -> str:
     # A tab is hard to type in a shell: accept its name and its escape.
-    return "\t" if text in ("tab", "\\t") else text
+    delimiter = "\t" if text in ("tab", "\\t") else text
+    if len(delimiter) != 1 or delimiter in "\"\r\n":   # what Python's csv module takes
+        raise UsageError(f"--delimiter must be one character (or 'tab'), not a quote or "
+                         f"a line break, got {text!r}")
+    return delimiter
 
 
 # ------------------------------------------------------------------ explain
