@@ -418,7 +418,9 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
              return_classes: bool = False) -> tuple[_typing.Any, ...]:
     """Your own table of numbers: one sample per row, one column holding the class.
 
-    Features must be finite numbers; blank lines (also rows of empty fields) are
+    Features must be finite numbers, written in ASCII digits without underscores (what
+    ``float()`` alone also reads, ``1_000`` or other scripts' digits, is refused, as
+    NumPy's ``loadtxt`` refuses it); blank lines (also rows of empty fields) are
     skipped, but an empty field in a row is a missing value and an error, as is any
     other problem, naming the file line and column (``ValueError``): bytes that are
     not UTF-8, a stray quote, a field over csv's limit (128 KiB), a record over
