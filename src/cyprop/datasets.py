@@ -734,10 +734,10 @@ def _refuse_python_only_numbers(path: str, line: int, row: list[str], features: 
     means as numbers (NumPy's loadtxt and pandas refuse them): a feature holding them is
     refused, not read as a number it may not be."""
     for c in features:
-        field = row[c]
+        field = row[c].strip()   # (spaces of any script around a number are fine)
         if "_" in field or not field.isascii():
             raise ValueError(f"{path}, line {line}, {_column_name(c, names)}: feature "
-                             f"{field.strip()[:100]!r} is not a plain number (digits, sign, "
+                             f"{field[:100]!r} is not a plain number (digits, sign, "
                              "point and exponent only)")
 
 
