@@ -826,7 +826,8 @@ def test_the_finite_check_finds_every_kind_of_value_anywhere(dtype):
     last whole group of running sums, and in strided or Fortran-ordered arrays."""
     from cyprop import _validation
 
-    assert (_validation._compiled_finite() is not None) == ("cython" in cyprop.available_backends())
+    compiled = "cython" in cyprop.available_backends()
+    assert (_validation._compiled_finite() is not None) == compiled
     rng = np.random.default_rng(3)
     for n in (0, 1, 15, 16, 17, 33, 1000):
         x = rng.normal(size=n).astype(dtype)
