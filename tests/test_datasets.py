@@ -183,6 +183,9 @@ def test_load_mnist_missing_file_says_where_to_get_it(tmp_path):
 def test_load_mnist_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         datasets.load_mnist(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("")   # (it said the folder did not exist)
+    with pytest.raises(FileNotFoundError, match="is a file, not a folder"):
+        datasets.load_mnist(tmp_path / "a-file")
 
 
 def test_load_mnist_wrong_magic(tmp_path):

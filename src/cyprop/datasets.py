@@ -312,6 +312,10 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
     folder = _os.fspath(path)
     if not _os.path.isdir(folder):
+        if _os.path.exists(folder):   # a file: no folder of that name, but say so
+            raise FileNotFoundError(f"MNIST folder {folder!r} is a file, not a folder "
+                                     f"(give the folder that holds the four files); "
+                                     f"{_MNIST_HELP}")
         raise FileNotFoundError(f"MNIST folder {folder!r} does not exist; {_MNIST_HELP}")
     prefix = _MNIST_PREFIX[kind]
     images_file = _find_idx(folder, f"{prefix}-images", "idx3-ubyte")
