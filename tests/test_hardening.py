@@ -775,3 +775,18 @@ def test_weights_set_to_nan_by_hand_are_named_by_forward_and_evaluate(backend):
     linear.weights[0][...] = 1e300   # finite, but their products with X overflow
     with pytest.raises(FloatingPointError, match="from finite inputs and weights"):
         linear.forward(X * 1e10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("labels", [2 ** 64, [1, 2 ** 64], [-(2 ** 70), 0]])
+def test_labels_beyond_int64_are_out_of_range_not_of_the_wrong_type(backend, labels):
+    """(NumPy keeps them as objects: the message was 'must be integers, got dtype
+    object', for labels that are integers.)"""
+    net, X, y = small_problem(backend)
+    before = net._params.copy()
+    rows = X[0] if np.ndim(labels) == 0 else X[:len(labels)]
+    with pytest.raises(ValueError, match=r"Y has label -?\d{20,}, outside the range 0..2"):
+        net.partial_fit(rows, labels)
+    np.testing.assert_array_equal(net._params, before)
+    with pytest.raises(TypeError, match="must be integers, got dtype object"):
+        net.partial_fit(X[:2], np.array(["a", 1], dtype=object))
