@@ -313,8 +313,13 @@ cdef class FewRows:
         try:
             # (with the lock: the setting is what a running train_one reads)
             if not self.unchanged(optimizer, net._max_norm):
-                setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
-                           net._max_norm)
+                try:
+                    setting = (optimizer, optimizer.get_config(),
+                               optimizer.initial_learning_rate, net._max_norm)
+                except Exception:
+                    # not one of cyprop's optimizers (set by hand: a string, one without
+                    # get_config): the general path checks it and says so
+                    return False
                 if self.prepared_for != setting:   # checked once per setting, not per call
                     prepare(net, self, optimizer, setting)
                 self.watch(optimizer, net._max_norm)

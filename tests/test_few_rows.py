@@ -474,6 +474,37 @@ def test_other_arguments_dropout_and_custom_optimizers_take_the_general_path():
     assert net.history.epochs == 4
 
 
+class ConfiglessOptimizer(cyprop.optimizers.Optimizer):
+    """A custom optimizer without get_config (the NumPy backend runs it)."""
+
+    def update_params(self, params, grad, arch):
+        params -= self.learning_rate * grad
+        self._steps += 1
+
+
+@pytest.mark.parametrize("replacement, error, message", [
+    ("adam", TypeError, "optimizer must be a cyprop optimizer"),
+    (None, None, None),
+    (ConfiglessOptimizer(0.1), TypeError, "runs cyprop's own optimizers"),
+], ids=["str", "none", "configless"])
+def test_an_optimizer_replaced_by_hand_gets_the_general_paths_error(replacement, error,
+                                                                     message):
+    """The fast path reads the optimizer's setting (get_config ...) before the general
+    path's checks: whatever it cannot read is for that path to explain, not an
+    AttributeError or NotImplementedError of its own."""
+    (net, _), X, labels = stream_pair()
+    net.optimizer = replacement
+    before, epochs = net._params.copy(), len(net.history)
+    if error is None:   # None: the default optimizer, as for a new network
+        net.partial_fit(X[1:2], labels[1:2])
+        assert isinstance(net.optimizer, cyprop.SGD) and len(net.history) == epochs + 1
+        return
+    with pytest.raises(error, match=message):
+        net.partial_fit(X[1:2], labels[1:2])
+    np.testing.assert_array_equal(net._params, before)
+    assert len(net.history) == epochs
+
+
 def test_a_stream_trained_network_saves_and_loads_mid_stream(tmp_path):
     (fast, general), X, labels = stream_pair(optimizer="adam")
     for i in range(1, 10):
