@@ -277,6 +277,35 @@ def test_weights_made_nan_by_a_callback_are_not_called_kept(backend):
     assert np.isnan(net.weights[0][0, 0]) and len(net.history) == 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("change, error, message", [
+    (lambda net: setattr(net.optimizer, "learning_rate", -1.0), ValueError, "learning_rate"),
+    (lambda net: setattr(net.optimizer, "momentum", -5.0), ValueError, "momentum"),
+    (lambda net: setattr(net.optimizer, "momentum", "0.5"), TypeError, "momentum"),
+    (lambda net: setattr(net, "optimizer", None), TypeError, "optimizer"),
+    (lambda net: setattr(net, "optimizer", "adam"), TypeError, "optimizer"),
+], ids=["negative rate", "negative momentum", "string momentum", "none", "string"])
+def test_an_optimizer_changed_by_a_callback_is_checked_before_the_next_epoch(
+        backend, change, error, message):
+    """Hyper-parameters set by hand are checked before training: those a callback sets
+    between epochs too, before the next epoch trains with them (a negative rate trained
+    on, uphill; None failed an assert; a string failed inside NumPy or the core)."""
+    net, X, y = small_problem(backend)
+
+    class Change:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 1:
+                change(net)
+                self.params = net._params.copy()
+
+    callback = Change()
+    with pytest.raises(error, match=message):
+        net.fit(X, y, epochs=4, verbose=0, optimizer=cyprop.SGD(0.1, momentum=0.5),
+                callbacks=[callback])
+    np.testing.assert_array_equal(net._params, callback.params)   # epoch 3 never ran
+    assert len(net.history) == 2
+
+
 def test_the_cli_does_not_call_a_diverged_run_a_success(tmp_path):
     pytest.importorskip("sklearn")
     proc = subprocess.run([sys.executable, "-m", "cyprop", "train", "--lr", "1e10",
