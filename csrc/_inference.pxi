@@ -325,6 +325,10 @@ cdef class FewRows:
                 self.watch(optimizer, net._max_norm)
             if not self.ready:
                 return False
+            # (looked up before the step: a history set by hand that cannot record fails
+            # the call with the network as it was, as on the general path)
+            history = net.history
+            record = history.record
             state_lock = net._state_lock
             state_lock.acquire()
             try:
@@ -335,9 +339,8 @@ cdef class FewRows:
             finally:
                 state_lock.release()
             net.stop_training = False
-            history = net.history
-            history.record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
-                           1 / seconds if seconds > 0 else INFINITY, largest)
+            record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
+                   1 / seconds if seconds > 0 else INFINITY, largest)
             history.stop_reason = "epochs"
         finally:
             lock.release()

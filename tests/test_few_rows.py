@@ -505,6 +505,22 @@ def test_an_optimizer_replaced_by_hand_gets_the_general_paths_error(replacement,
     assert len(net.history) == epochs
 
 
+@pytest.mark.parametrize("history", [None, [], "history"])
+def test_a_history_that_cannot_record_fails_the_call_before_the_step(history):
+    """The fast path stepped the network, then failed to record the step: a failed call
+    that changed the weights, the state and the step count (the general path fails
+    before training)."""
+    (net, _), X, labels = stream_pair(optimizer="adam")
+    net.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
+    net.history = history
+    before, state, steps = net._params.copy(), net.optimizer.state.copy(), net.optimizer.steps
+    with pytest.raises(AttributeError):
+        net.partial_fit(X[2:3], labels[2:3])
+    np.testing.assert_array_equal(net._params, before)
+    np.testing.assert_array_equal(net.optimizer.state, state)
+    assert net.optimizer.steps == steps and net.history is history
+
+
 def test_a_stream_trained_network_saves_and_loads_mid_stream(tmp_path):
     (fast, general), X, labels = stream_pair(optimizer="adam")
     for i in range(1, 10):
