@@ -339,8 +339,14 @@ cdef class FewRows:
             finally:
                 state_lock.release()
             net.stop_training = False
-            record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
-                   1 / seconds if seconds > 0 else INFINITY, largest)
+            try:
+                record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
+                       1 / seconds if seconds > 0 else INFINITY, largest)
+            except KeyboardInterrupt:
+                # Ctrl-C during the step is handled here, its first Python code: the
+                # step stays whole, and the history says so, as _loop.run's does
+                history.stop_reason = "interrupted"
+                raise
             history.stop_reason = "epochs"
         finally:
             lock.release()

@@ -521,6 +521,29 @@ def test_a_history_that_cannot_record_fails_the_call_before_the_step(history):
     assert net.optimizer.steps == steps and net.history is history
 
 
+def test_ctrl_c_after_a_one_sample_step_is_recorded_as_on_the_general_path():
+    """Ctrl-C during a stream of one-sample calls lands after the step, in the history's
+    record (the step itself runs in C, where the signal waits): the step stays whole
+    and ``stop_reason`` says "interrupted", as on the general path.  The interrupt is
+    raised by record here, where the signal is handled."""
+
+    class Interrupted(cyprop.history.History):
+        def record(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    fast.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    for net, rows in ((fast, X[2:3]), (general, X[2:3].tolist())):
+        net.history = Interrupted()
+        with pytest.raises(KeyboardInterrupt):
+            net.partial_fit(rows, labels[2:3])
+        assert net.history.stop_reason == "interrupted"
+    np.testing.assert_array_equal(fast._params, general._params)
+    np.testing.assert_array_equal(fast.optimizer.state, general.optimizer.state)
+    assert fast.optimizer.steps == general.optimizer.steps == 3
+
+
 def test_a_stream_trained_network_saves_and_loads_mid_stream(tmp_path):
     (fast, general), X, labels = stream_pair(optimizer="adam")
     for i in range(1, 10):
