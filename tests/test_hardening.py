@@ -139,6 +139,23 @@ def test_hyper_parameters_set_by_hand_are_checked_before_training(backend):
     assert len(net.history) == 0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name, values, error, message", [
+    ("weights", [np.ones((6, 4)), np.ones((3, 5))], ValueError, "layer 1 has shape"),
+    ("weights", [np.ones((6, 4)), np.full((3, 6), np.nan)], ValueError, "layer 1 contains NaN"),
+    ("weights", [np.ones((6, 4)), "x"], TypeError, "layer 1 must hold numbers"),
+    ("biases", [np.ones(6), np.ones(4)], ValueError, "layer 1 has shape"),
+], ids=["shape", "nan", "text", "biases"])
+def test_a_refused_list_of_layers_changes_no_layer(backend, name, values, error, message):
+    """net.weights = [...] copied the layers in one at a time: a list refused at its
+    second layer had already overwritten the first."""
+    net, _, _ = small_problem(backend)
+    before = net._params.copy()
+    with pytest.raises(error, match=message):
+        setattr(net, name, values)
+    np.testing.assert_array_equal(net._params, before)
+
+
 def test_step_counts_are_bounded():
     opt = cyprop.Adam()
     for bad, error in ((2 ** 63, ValueError), (-1, ValueError), (1.5, TypeError),
