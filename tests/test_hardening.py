@@ -87,6 +87,48 @@ def test_wrong_sized_optimizer_state_never_reaches_the_kernel():
     assert "refused 3" in output
 
 
+def test_a_state_replaced_from_another_thread_never_reaches_the_kernel():
+    """Optimizer.state_for checked the state, then returned ``self._state`` read again:
+    a state set meanwhile by another thread (the setter takes any number of columns,
+    another network's state) reached the kernel, which wrote one row per parameter
+    past its end (heap corruption, a crash).  The other thread's moment is made
+    certain here by an array that sets the state as state_for reads its flags; the
+    kernel also refuses a state of the wrong width itself."""
+    code = """
+        import numpy as np, cyprop
+        from cyprop import _compiled
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(64, 50)), rng.integers(0, 10, 64)
+        for backend in ("cython", "numpy"):
+            net = cyprop.Network([50, 200, 10], backend=backend, seed=0)
+            adam = cyprop.Adam(1e-3)
+            net.fit(X, y, epochs=1, verbose=0, optimizer=adam, batch_size=64)
+
+            class Swapped(np.ndarray):
+                @property
+                def flags(self):
+                    adam.state = np.zeros((2, 3))   # as another thread may, just now
+                    return np.ndarray.flags.__get__(self)
+
+            adam.state = np.zeros((2, net.n_params)).view(Swapped)
+            net.fit(X, y, epochs=1, verbose=0, batch_size=64)
+            assert adam.state.shape == (2, 3) and not adam.state.any(), adam.state
+        core = _compiled.default.core
+        arch, params = net.arch, net._params
+        plan = _compiled.default.plan(arch, adam, 64).struct(core)
+        Y = np.eye(10)[y]
+        try:
+            core.train_epoch(arch.sizes_array, arch.activation_codes, arch.loss_code, params,
+                             X, Y, np.arange(64, dtype=np.intp), plan, vars(adam.hyper()),
+                             np.zeros((2, 3)), 1)
+        except ValueError as exc:
+            print("refused:", exc)
+    """
+    status, output = run_child(code)
+    assert status == 0, output
+    assert "refused: cyprop: the optimizer state has 3 columns" in output
+
+
 def test_an_optimizer_class_that_misstates_its_kernel_is_refused():
     """A subclass claiming Adam's compiled step with one row of state would let the
     kernel write past it: refused with a ValueError (in a child: it used to crash)."""
