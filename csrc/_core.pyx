@@ -230,6 +230,9 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     weights of that moment (the running training loss that Keras and scikit-learn report).
     """
     check_training_plan(&plan, &hyper, <int>sizes.shape[0] - 1, max_norm, state.shape[0])
+    if state.shape[1] != params.shape[0]:   # the rules step every row of it in full
+        raise ValueError(f"cyprop: the optimizer state has {state.shape[1]} columns, not "
+                         f"one per parameter ({params.shape[0]})")
     plan.n_threads = usable_threads(plan.n_threads)
     cdef Py_ssize_t n = order.shape[0]
     cdef Workspace ws = Workspace(sizes, acts, rows_needed(&plan, min(plan.batch_size, n)),

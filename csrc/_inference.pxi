@@ -317,13 +317,22 @@ cdef class FewRows:
         try:
             # (with the lock: the setting is what a running train_one reads)
             if not self.unchanged(optimizer, net._max_norm):
-                setting = (optimizer, optimizer.get_config(), optimizer.initial_learning_rate,
-                           net._max_norm)
+                try:
+                    setting = (optimizer, optimizer.get_config(),
+                               optimizer.initial_learning_rate, net._max_norm)
+                except Exception:
+                    # not one of cyprop's optimizers (set by hand: a string, one without
+                    # get_config): the general path checks it and says so
+                    return False
                 if self.prepared_for != setting:   # checked once per setting, not per call
                     prepare(net, self, optimizer, setting)
                 self.watch(optimizer, net._max_norm)
             if not self.ready:
                 return False
+            # (looked up before the step: a history set by hand that cannot record fails
+            # the call with the network as it was, as on the general path)
+            history = net.history
+            record = history.record
             state_lock = net._state_lock
             state_lock.acquire()
             try:
@@ -334,9 +343,14 @@ cdef class FewRows:
             finally:
                 state_lock.release()
             net.stop_training = False
-            history = net.history
-            history.record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
-                           1 / seconds if seconds > 0 else INFINITY, largest)
+            try:
+                record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
+                       1 / seconds if seconds > 0 else INFINITY, largest)
+            except KeyboardInterrupt:
+                # Ctrl-C during the step is handled here, its first Python code: the
+                # step stays whole, and the history says so, as _loop.run's does
+                history.stop_reason = "interrupted"
+                raise
             history.stop_reason = "epochs"
         finally:
             lock.release()

@@ -474,6 +474,76 @@ def test_other_arguments_dropout_and_custom_optimizers_take_the_general_path():
     assert net.history.epochs == 4
 
 
+class ConfiglessOptimizer(cyprop.optimizers.Optimizer):
+    """A custom optimizer without get_config (the NumPy backend runs it)."""
+
+    def update_params(self, params, grad, arch):
+        params -= self.learning_rate * grad
+        self._steps += 1
+
+
+@pytest.mark.parametrize("replacement, error, message", [
+    ("adam", TypeError, "optimizer must be a cyprop optimizer"),
+    (None, None, None),
+    (ConfiglessOptimizer(0.1), TypeError, "runs cyprop's own optimizers"),
+], ids=["str", "none", "configless"])
+def test_an_optimizer_replaced_by_hand_gets_the_general_paths_error(replacement, error,
+                                                                     message):
+    """The fast path reads the optimizer's setting (get_config ...) before the general
+    path's checks: whatever it cannot read is for that path to explain, not an
+    AttributeError or NotImplementedError of its own."""
+    (net, _), X, labels = stream_pair()
+    net.optimizer = replacement
+    before, epochs = net._params.copy(), len(net.history)
+    if error is None:   # None: the default optimizer, as for a new network
+        net.partial_fit(X[1:2], labels[1:2])
+        assert isinstance(net.optimizer, cyprop.SGD) and len(net.history) == epochs + 1
+        return
+    with pytest.raises(error, match=message):
+        net.partial_fit(X[1:2], labels[1:2])
+    np.testing.assert_array_equal(net._params, before)
+    assert len(net.history) == epochs
+
+
+@pytest.mark.parametrize("history", [None, [], "history"])
+def test_a_history_that_cannot_record_fails_the_call_before_the_step(history):
+    """The fast path stepped the network, then failed to record the step: a failed call
+    that changed the weights, the state and the step count (the general path fails
+    before training)."""
+    (net, _), X, labels = stream_pair(optimizer="adam")
+    net.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
+    net.history = history
+    before, state, steps = net._params.copy(), net.optimizer.state.copy(), net.optimizer.steps
+    with pytest.raises(AttributeError):
+        net.partial_fit(X[2:3], labels[2:3])
+    np.testing.assert_array_equal(net._params, before)
+    np.testing.assert_array_equal(net.optimizer.state, state)
+    assert net.optimizer.steps == steps and net.history is history
+
+
+def test_ctrl_c_after_a_one_sample_step_is_recorded_as_on_the_general_path():
+    """Ctrl-C during a stream of one-sample calls lands after the step, in the history's
+    record (the step itself runs in C, where the signal waits): the step stays whole
+    and ``stop_reason`` says "interrupted", as on the general path.  The interrupt is
+    raised by record here, where the signal is handled."""
+
+    class Interrupted(cyprop.history.History):
+        def record(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    fast.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    for net, rows in ((fast, X[2:3]), (general, X[2:3].tolist())):
+        net.history = Interrupted()
+        with pytest.raises(KeyboardInterrupt):
+            net.partial_fit(rows, labels[2:3])
+        assert net.history.stop_reason == "interrupted"
+    np.testing.assert_array_equal(fast._params, general._params)
+    np.testing.assert_array_equal(fast.optimizer.state, general.optimizer.state)
+    assert fast.optimizer.steps == general.optimizer.steps == 3
+
+
 def test_a_stream_trained_network_saves_and_loads_mid_stream(tmp_path):
     (fast, general), X, labels = stream_pair(optimizer="adam")
     for i in range(1, 10):

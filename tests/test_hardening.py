@@ -87,6 +87,48 @@ def test_wrong_sized_optimizer_state_never_reaches_the_kernel():
     assert "refused 3" in output
 
 
+def test_a_state_replaced_from_another_thread_never_reaches_the_kernel():
+    """Optimizer.state_for checked the state, then returned ``self._state`` read again:
+    a state set meanwhile by another thread (the setter takes any number of columns,
+    another network's state) reached the kernel, which wrote one row per parameter
+    past its end (heap corruption, a crash).  The other thread's moment is made
+    certain here by an array that sets the state as state_for reads its flags; the
+    kernel also refuses a state of the wrong width itself."""
+    code = """
+        import numpy as np, cyprop
+        from cyprop import _compiled
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(64, 50)), rng.integers(0, 10, 64)
+        for backend in ("cython", "numpy"):
+            net = cyprop.Network([50, 200, 10], backend=backend, seed=0)
+            adam = cyprop.Adam(1e-3)
+            net.fit(X, y, epochs=1, verbose=0, optimizer=adam, batch_size=64)
+
+            class Swapped(np.ndarray):
+                @property
+                def flags(self):
+                    adam.state = np.zeros((2, 3))   # as another thread may, just now
+                    return np.ndarray.flags.__get__(self)
+
+            adam.state = np.zeros((2, net.n_params)).view(Swapped)
+            net.fit(X, y, epochs=1, verbose=0, batch_size=64)
+            assert adam.state.shape == (2, 3) and not adam.state.any(), adam.state
+        core = _compiled.default.core
+        arch, params = net.arch, net._params
+        plan = _compiled.default.plan(arch, adam, 64).struct(core)
+        Y = np.eye(10)[y]
+        try:
+            core.train_epoch(arch.sizes_array, arch.activation_codes, arch.loss_code, params,
+                             X, Y, np.arange(64, dtype=np.intp), plan, vars(adam.hyper()),
+                             np.zeros((2, 3)), 1)
+        except ValueError as exc:
+            print("refused:", exc)
+    """
+    status, output = run_child(code)
+    assert status == 0, output
+    assert "refused: cyprop: the optimizer state has 3 columns" in output
+
+
 def test_an_optimizer_class_that_misstates_its_kernel_is_refused():
     """A subclass claiming Adam's compiled step with one row of state would let the
     kernel write past it: refused with a ValueError (in a child: it used to crash)."""
@@ -137,6 +179,23 @@ def test_hyper_parameters_set_by_hand_are_checked_before_training(backend):
         net.fit(X, y, epochs=1, verbose=0, optimizer=adam)
     np.testing.assert_array_equal(net._params, before)
     assert len(net.history) == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name, values, error, message", [
+    ("weights", [np.ones((6, 4)), np.ones((3, 5))], ValueError, "layer 1 has shape"),
+    ("weights", [np.ones((6, 4)), np.full((3, 6), np.nan)], ValueError, "layer 1 contains NaN"),
+    ("weights", [np.ones((6, 4)), "x"], TypeError, "layer 1 must hold numbers"),
+    ("biases", [np.ones(6), np.ones(4)], ValueError, "layer 1 has shape"),
+], ids=["shape", "nan", "text", "biases"])
+def test_a_refused_list_of_layers_changes_no_layer(backend, name, values, error, message):
+    """net.weights = [...] copied the layers in one at a time: a list refused at its
+    second layer had already overwritten the first."""
+    net, _, _ = small_problem(backend)
+    before = net._params.copy()
+    with pytest.raises(error, match=message):
+        setattr(net, name, values)
+    np.testing.assert_array_equal(net._params, before)
 
 
 def test_step_counts_are_bounded():
@@ -320,6 +379,35 @@ def test_weights_made_nan_by_a_callback_are_not_called_kept(backend):
     assert "already NaN or infinite before epoch 3" in message
     assert "kept" not in message
     assert np.isnan(net.weights[0][0, 0]) and len(net.history) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("change, error, message", [
+    (lambda net: setattr(net.optimizer, "learning_rate", -1.0), ValueError, "learning_rate"),
+    (lambda net: setattr(net.optimizer, "momentum", -5.0), ValueError, "momentum"),
+    (lambda net: setattr(net.optimizer, "momentum", "0.5"), TypeError, "momentum"),
+    (lambda net: setattr(net, "optimizer", None), TypeError, "optimizer"),
+    (lambda net: setattr(net, "optimizer", "adam"), TypeError, "optimizer"),
+], ids=["negative rate", "negative momentum", "string momentum", "none", "string"])
+def test_an_optimizer_changed_by_a_callback_is_checked_before_the_next_epoch(
+        backend, change, error, message):
+    """Hyper-parameters set by hand are checked before training: those a callback sets
+    between epochs too, before the next epoch trains with them (a negative rate trained
+    on, uphill; None failed an assert; a string failed inside NumPy or the core)."""
+    net, X, y = small_problem(backend)
+
+    class Change:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 1:
+                change(net)
+                self.params = net._params.copy()
+
+    callback = Change()
+    with pytest.raises(error, match=message):
+        net.fit(X, y, epochs=4, verbose=0, optimizer=cyprop.SGD(0.1, momentum=0.5),
+                callbacks=[callback])
+    np.testing.assert_array_equal(net._params, callback.params)   # epoch 3 never ran
+    assert len(net.history) == 2
 
 
 def test_the_cli_does_not_call_a_diverged_run_a_success(tmp_path):

@@ -116,6 +116,8 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
         progress = Progress(epochs, X.shape[0]) if verbose else None
         try:
             for epoch in range(epochs):
+                if epoch:
+                    check_between_epochs(net)
                 logs = one_epoch(net, X, Y, weights, batch_size, shuffle, rng, schedule,
                              validation, progress, n_threads, limit)
                 with net._state_lock:
@@ -159,6 +161,17 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
         net._training_thread = None
         net._lock.release()
     return history
+
+
+def check_between_epochs(net: Network) -> None:
+    """Check ``net.optimizer`` again before an epoch after the first: a callback may
+    have replaced it or set its hyper-parameters, which are checked before training
+    with them as when set before the call (else a negative rate trains uphill)."""
+    if not isinstance(net.optimizer, Optimizer):
+        raise TypeError(f"net.optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
+                        f"got {type(net.optimizer).__name__} (set during training: by a "
+                        "callback?)")
+    net.optimizer.check()
 
 
 def divergence_limit(net: Network, X: Any, Y: NDArray[Any],

@@ -41,12 +41,16 @@ class _ParameterList(list):
     def __setitem__(self, index: SupportsIndex | slice, value: Any) -> None:
         if isinstance(index, slice):
             raise TypeError("assign the layers one at a time, or the whole list")
+        list.__getitem__(self, index)[...] = self.checked(index, value)
+
+    def checked(self, index: SupportsIndex, value: Any) -> NDArray[Any]:
+        """``value`` as layer ``index`` takes it, or the error that names the problem."""
         target = list.__getitem__(self, index)
         # numbers only, finite in the network's dtype (1e300 is inf in float32)
         value = _validation._as_float_array(f"layer {index}", value, target.dtype)
         if value.shape != target.shape:
             raise ValueError(f"layer {index} has shape {target.shape}, got {value.shape}")
-        target[...] = value
+        return value
 
 
 @dataclass
@@ -287,7 +291,7 @@ class Network:
 
     @weights.setter
     def weights(self, values: Iterable[ArrayLike]) -> None:
-        _assign_all(self.weights, values, "weights")
+        _assign_all(_ParameterList(self.arch.split(self._params)[0]), values, "weights")
 
     @property
     def biases(self) -> list[_Floats]:
@@ -296,7 +300,7 @@ class Network:
 
     @biases.setter
     def biases(self, values: Iterable[ArrayLike]) -> None:
-        _assign_all(self.biases, values, "biases")
+        _assign_all(_ParameterList(self.arch.split(self._params)[1]), values, "biases")
 
     # -------------------------------------------------------------- inference
     @overload
@@ -1314,9 +1318,11 @@ def _check_max_norm(max_norm: float | None) -> float:
     return bound
 
 
-def _assign_all(current: list[Any], values: Iterable[ArrayLike], name: str) -> None:
+def _assign_all(current: _ParameterList, values: Iterable[ArrayLike], name: str) -> None:
     values = list(values)
     if len(values) != len(current):
         raise ValueError(f"{name} needs {len(current)} arrays, got {len(values)}")
-    for i, v in enumerate(values):
-        current[i] = v
+    # every layer checked before any is copied in: a refused list changes none
+    checked = [current.checked(i, v) for i, v in enumerate(values)]
+    for target, value in zip(current, checked):
+        target[...] = value

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -149,12 +149,14 @@ class Optimizer:
         state = self._state
         if (state is None or state.shape != (self.n_slots, params.shape[0])
                 or state.dtype != params.dtype):
-            self._state = np.zeros((self.n_slots, params.shape[0]), dtype=params.dtype)
+            state = self._state = np.zeros((self.n_slots, params.shape[0]), dtype=params.dtype)
             self.steps = 0
         elif not (state.flags.c_contiguous and state.flags.writeable and state.flags.aligned
                   and state.dtype.isnative):
-            self._state = np.array(state, dtype=params.dtype, order="C")
-        return cast("NDArray[Any]", self._state)   # set on every path above
+            state = self._state = np.array(state, dtype=params.dtype, order="C")
+        # the array checked, not self._state read again: another thread may have set
+        # that meanwhile (another network's state), which the kernels would write past
+        return state
 
     def check(self) -> None:
         """Check the hyper-parameters again (they may have been set by hand since the
