@@ -206,14 +206,16 @@ cdef class FewRows:
     cdef Py_ssize_t take(self, obj, Py_buffer* view, int flags, char code,
                          Py_ssize_t width, Py_ssize_t max_rows):
         """Rows of ``obj`` if it is an ndarray of ``code`` items in C order, (width,)
-        (0: one row, 1-D) or (rows, width) with 1 <= rows <= max_rows, its buffer then
-        held in ``view``; else -1, nothing held."""
+        (0: one row, 1-D) or (rows, width) with 1 <= rows <= max_rows, aligned to its
+        items (the general path copies a misaligned array: NumPy's format of one, "=d",
+        would refuse it here too, but that is NumPy's detail), its buffer then held in
+        ``view``; else -1, nothing held."""
         if type(obj) is not self.ndarray:
             return -1
         if get_buffer_or_error(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
             PyErr_Clear()   # not C order (a view), read-only: for the general path
             return -1
-        if format_is(view.format, code):
+        if format_is(view.format, code) and <size_t>view.buf % <size_t>view.itemsize == 0:
             if view.ndim == 1 and view.shape[0] == width:
                 return 0
             if view.ndim == 2 and view.shape[1] == width and 1 <= view.shape[0] <= max_rows:

@@ -878,3 +878,31 @@ def test_labels_beyond_int64_are_out_of_range_not_of_the_wrong_type(backend, lab
     np.testing.assert_array_equal(net._params, before)
     with pytest.raises(TypeError, match="must be integers, got dtype object"):
         net.partial_fit(X[:2], np.array(["a", 1], dtype=object))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_n_slots_set_on_an_instance_changes_no_state_shape(backend):
+    """The compiled core reads an optimizer's n_slots from its class; the state was
+    made (and checked) from the instance's, here a (10**6, n_params) array."""
+    net, X, y = small_problem(backend)
+    adam = cyprop.Adam(1e-3)
+    adam.n_slots = 10 ** 6
+    net.fit(X, y, epochs=1, verbose=0, optimizer=adam)
+    assert adam.state.shape == (2, net.n_params)
+    with pytest.raises(ValueError, match=r"must have shape \(2, n_params\)"):
+        adam.state = np.zeros((10 ** 6, 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_misaligned_row_gets_the_aligned_rows_result(dtype):
+    """A one-row call on a row that does not start on its items' boundary (a view of
+    a byte buffer): the compiled fast path must not read it in place."""
+    net = cyprop.Network([4, 6, 3], dtype=dtype, seed=0)
+    row = np.random.default_rng(0).normal(size=4).astype(dtype)
+    raw = bytearray(row.nbytes + 1)
+    misaligned = np.frombuffer(raw, dtype=dtype, offset=1, count=4)
+    misaligned[...] = row
+    assert not misaligned.flags.aligned
+    np.testing.assert_array_equal(net.forward(misaligned), net.forward(row))
+    np.testing.assert_array_equal(net.forward(misaligned[None]), net.forward(row[None]))
+    assert net.predict(misaligned) == net.predict(row)

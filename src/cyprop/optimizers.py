@@ -93,7 +93,8 @@ class Optimizer:
 
     #: Index of this optimizer in the compiled core's OPTIMIZERS (csrc/_rules.pxi): its rules.
     code: int | None = None
-    #: Rows of state, each shaped like the parameter vector.
+    #: Rows of state, each shaped like the parameter vector (the class's: the compiled
+    #: core reads it there, and so does everything here, whatever an instance says).
     n_slots: int = 1
 
     def __init__(self, learning_rate: float) -> None:
@@ -123,9 +124,9 @@ class Optimizer:
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"{type(self).__name__}.state must be a NumPy array or None, "
                                 f"got {type(value).__name__}")
-            if value.ndim != 2 or value.shape[0] != self.n_slots:
+            if value.ndim != 2 or value.shape[0] != type(self).n_slots:
                 raise ValueError(f"{type(self).__name__}.state must have shape "
-                                 f"({self.n_slots}, n_params), got {value.shape}")
+                                 f"({type(self).n_slots}, n_params), got {value.shape}")
             if value.dtype not in (np.float32, np.float64):
                 raise ValueError(f"{type(self).__name__}.state must be float32 or float64, "
                                  f"got {value.dtype}")
@@ -147,9 +148,10 @@ class Optimizer:
             The state, of ``params``' dtype, C-contiguous and writeable (also ``state``).
         """
         state = self._state
-        if (state is None or state.shape != (self.n_slots, params.shape[0])
+        n_slots = type(self).n_slots
+        if (state is None or state.shape != (n_slots, params.shape[0])
                 or state.dtype != params.dtype):
-            state = self._state = np.zeros((self.n_slots, params.shape[0]), dtype=params.dtype)
+            state = self._state = np.zeros((n_slots, params.shape[0]), dtype=params.dtype)
             self.steps = 0
         elif not (state.flags.c_contiguous and state.flags.writeable and state.flags.aligned
                   and state.dtype.isnative):
