@@ -179,9 +179,10 @@ def check_labels(y: ArrayLike, n_classes: int, name: str = "Y") -> NDArray[np.in
         if not np.all(y == np.round(y)):
             raise ValueError(f"{name} holds class labels, but some are not whole numbers")
     elif (y.dtype.kind == "O" and y.size
-          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in y.flat)):
-        # whole numbers beyond int64 (NumPy keeps them as Python objects): out of range
-        bad = next(v for v in y.flat if not 0 <= v < n_classes)
+          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in y.flat)
+          and any(not -2 ** 63 <= v < 2 ** 63 for v in y.flat)):
+        # whole numbers beyond int64 (why NumPy keeps them as Python objects): out of range
+        bad = next(v for v in y.flat if not -2 ** 63 <= v < 2 ** 63)
         raise ValueError(f"{name} has label {bad}, outside the range 0..{n_classes - 1} "
                          f"of the network's {n_classes} outputs")
     elif y.dtype.kind not in "biu":
