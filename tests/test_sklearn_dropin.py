@@ -601,3 +601,29 @@ def test_partial_fit_equals_fit():
     np.testing.assert_allclose(fitted.predict_proba(X_MULTI), stepped.predict_proba(X_MULTI),
                                rtol=1e-9, atol=1e-15)
     np.testing.assert_array_equal(fitted.predict(X_MULTI), stepped.predict(X_MULTI))
+
+
+def test_copies_of_coefs_are_plain_lists_not_tied_to_the_model():
+    # as scikit-learn's lists: copy.copy / deepcopy / pickle give lists of the arrays,
+    # whose items assigned leave the model alone (they wrote into it), and a pickle of
+    # coefs_ holds the arrays only (it held the whole network, and needed cyprop to load)
+    import copy
+    import pickle
+
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0),
+                      X_MULTI, Y_MULTI)
+    before = [c.copy() for c in clf.coefs_]
+    for kept in (copy.copy(clf.coefs_), copy.deepcopy(clf.coefs_),
+                 pickle.loads(pickle.dumps(clf.coefs_))):
+        assert type(kept) is list
+        for a, b in zip(kept, before, strict=True):
+            np.testing.assert_array_equal(a, b)
+        kept[0] = np.zeros_like(kept[0])
+        np.testing.assert_array_equal(clf.coefs_[0], before[0])
+    assert b"Network" not in pickle.dumps(clf.intercepts_)
+    # a deep copy kept aside restores the model after more training
+    best = copy.deepcopy(clf.coefs_)
+    clf.partial_fit(X_MULTI, Y_MULTI)
+    clf.coefs_ = best
+    for a, b in zip(clf.coefs_, before, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -1614,6 +1614,12 @@ class _LayerList(list):
         value = np.asarray(value)
         layers[index] = value.T if self._kind == "weights" else value
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # a copy (copy.copy, deepcopy, pickle) is a plain list of the arrays, as
+        # scikit-learn's: not tied to the network (its items assigned into the model),
+        # nor carrying the whole network into a pickle
+        return list, (list(self),)
+
 
 def _assign_layers(net: Network, kind: str, values: Sequence[npt.ArrayLike]) -> None:
     values = list(values)
