@@ -180,7 +180,10 @@ def test_early_stopping_split_is_stratified_where_sklearns_is():
 
 @pytest.mark.parametrize("params", [dict(alpha=-1.0), dict(alpha="x"), dict(solver="newton"),
                                     dict(hidden_layer_sizes=0), dict(max_iter=1.5),
-                                    dict(early_stopping="no"), dict(n_iter_no_change=0)])
+                                    dict(early_stopping="no"), dict(n_iter_no_change=0),
+                                    dict(random_state="x"), dict(random_state=-1),
+                                    dict(random_state=2**32), dict(random_state=1.5),
+                                    dict(random_state=np.random.default_rng(0))])
 def test_invalid_parameters_raise_sklearns_error_type(params):
     # scikit-learn's InvalidParameterError: a ValueError and a TypeError
     from sklearn.utils._param_validation import InvalidParameterError

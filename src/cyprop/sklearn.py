@@ -623,6 +623,13 @@ class _BaseBackprop(BaseEstimator):
         if not ((isinstance(value, numbers.Integral) and not isinstance(value, bool)
                  and value >= 1) or (isinstance(value, numbers.Real) and value == np.inf)):
             raise _BadParam(f"n_iter_no_change must be an int >= 1 or np.inf, got {value!r}")
+        # as scikit-learn's constraint (check_random_state's plain ValueError was no
+        # InvalidParameterError, and came after validating the data)
+        value = self.random_state
+        if not (value is None or isinstance(value, np.random.RandomState)
+                or (isinstance(value, numbers.Integral) and 0 <= value <= 2**32 - 1)):
+            raise _BadParam(f"random_state must be None, an int in [0, 2**32 - 1] or a "
+                            f"numpy.random.RandomState, got {value!r}")
         if self.n_threads is not None and (isinstance(self.n_threads, bool) or not isinstance(
                 self.n_threads, numbers.Integral) or self.n_threads < 1):
             raise _BadParam(f"n_threads must be None or an int >= 1, got {self.n_threads!r}")
