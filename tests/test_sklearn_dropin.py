@@ -630,3 +630,21 @@ def test_copies_of_coefs_are_plain_lists_not_tied_to_the_model():
     clf.coefs_ = best
     for a, b in zip(clf.coefs_, before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("continuation", ["partial_fit", "warm_start"])
+def test_refused_continuation_leaves_the_fitted_regressor_working(continuation):
+    # y with another number of targets is refused; the model it was refused for still
+    # predicts (it raised "network_ has 2 outputs, but this estimator gives 1")
+    reg = BackpropRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                            warm_start=continuation == "warm_start")
+    train = reg.partial_fit if continuation == "partial_fit" else reg.fit
+    Y = np.c_[Y_REG, -Y_REG]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        train(X_REG, Y)
+        before = reg.predict(X_REG)
+        with pytest.raises(ValueError, match="cannot continue training"):
+            train(X_REG, Y_REG)
+        np.testing.assert_array_equal(reg.predict(X_REG), before)
+        train(X_REG, Y)   # and trains on

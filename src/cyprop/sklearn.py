@@ -242,6 +242,7 @@ class _BaseBackprop(BaseEstimator):
                 "scikit-learn splits them), which needs X in memory: with a Dask array (or "
                 "a memory map that needs converting) as X, fit without early_stopping, or "
                 "hold out rows yourself and score them")
+        n_out: int = getattr(self, "_n_out", 0)
         X, Y, targets = self._validate_training_data(X, y, reset=first_pass,
                                                      incremental=incremental, classes=classes,
                                                      dtype=dtype)
@@ -255,7 +256,13 @@ class _BaseBackprop(BaseEstimator):
         if first_pass:
             self._initialize(sizes, params, rng, X.dtype)
         else:
-            self._check_architecture(sizes, params)
+            try:
+                self._check_architecture(sizes, params)
+            except ValueError:
+                # refused data (say, y with other targets) leaves the fitted model as it
+                # was: predict compares the network's outputs with _n_out
+                self._n_out = n_out
+                raise
         if params["solver"] == "lbfgs":
             self._fit_lbfgs(X, Y, sample_weight)
         else:
