@@ -180,7 +180,10 @@ def test_early_stopping_split_is_stratified_where_sklearns_is():
 
 @pytest.mark.parametrize("params", [dict(alpha=-1.0), dict(alpha="x"), dict(solver="newton"),
                                     dict(hidden_layer_sizes=0), dict(max_iter=1.5),
-                                    dict(early_stopping="no"), dict(n_iter_no_change=0)])
+                                    dict(early_stopping="no"), dict(n_iter_no_change=0),
+                                    dict(random_state="x"), dict(random_state=-1),
+                                    dict(random_state=2**32), dict(random_state=1.5),
+                                    dict(random_state=np.random.default_rng(0))])
 def test_invalid_parameters_raise_sklearns_error_type(params):
     # scikit-learn's InvalidParameterError: a ValueError and a TypeError
     from sklearn.utils._param_validation import InvalidParameterError
@@ -601,3 +604,47 @@ def test_partial_fit_equals_fit():
     np.testing.assert_allclose(fitted.predict_proba(X_MULTI), stepped.predict_proba(X_MULTI),
                                rtol=1e-9, atol=1e-15)
     np.testing.assert_array_equal(fitted.predict(X_MULTI), stepped.predict(X_MULTI))
+
+
+def test_copies_of_coefs_are_plain_lists_not_tied_to_the_model():
+    # as scikit-learn's lists: copy.copy / deepcopy / pickle give lists of the arrays,
+    # whose items assigned leave the model alone (they wrote into it), and a pickle of
+    # coefs_ holds the arrays only (it held the whole network, and needed cyprop to load)
+    import copy
+    import pickle
+
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0),
+                      X_MULTI, Y_MULTI)
+    before = [c.copy() for c in clf.coefs_]
+    for kept in (copy.copy(clf.coefs_), copy.deepcopy(clf.coefs_),
+                 pickle.loads(pickle.dumps(clf.coefs_))):
+        assert type(kept) is list
+        for a, b in zip(kept, before, strict=True):
+            np.testing.assert_array_equal(a, b)
+        kept[0] = np.zeros_like(kept[0])
+        np.testing.assert_array_equal(clf.coefs_[0], before[0])
+    assert b"Network" not in pickle.dumps(clf.intercepts_)
+    # a deep copy kept aside restores the model after more training
+    best = copy.deepcopy(clf.coefs_)
+    clf.partial_fit(X_MULTI, Y_MULTI)
+    clf.coefs_ = best
+    for a, b in zip(clf.coefs_, before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("continuation", ["partial_fit", "warm_start"])
+def test_refused_continuation_leaves_the_fitted_regressor_working(continuation):
+    # y with another number of targets is refused; the model it was refused for still
+    # predicts (it raised "network_ has 2 outputs, but this estimator gives 1")
+    reg = BackpropRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                            warm_start=continuation == "warm_start")
+    train = reg.partial_fit if continuation == "partial_fit" else reg.fit
+    Y = np.c_[Y_REG, -Y_REG]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        train(X_REG, Y)
+        before = reg.predict(X_REG)
+        with pytest.raises(ValueError, match="cannot continue training"):
+            train(X_REG, Y_REG)
+        np.testing.assert_array_equal(reg.predict(X_REG), before)
+        train(X_REG, Y)   # and trains on

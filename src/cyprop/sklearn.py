@@ -242,6 +242,7 @@ class _BaseBackprop(BaseEstimator):
                 "scikit-learn splits them), which needs X in memory: with a Dask array (or "
                 "a memory map that needs converting) as X, fit without early_stopping, or "
                 "hold out rows yourself and score them")
+        n_out: int = getattr(self, "_n_out", 0)
         X, Y, targets = self._validate_training_data(X, y, reset=first_pass,
                                                      incremental=incremental, classes=classes,
                                                      dtype=dtype)
@@ -255,7 +256,13 @@ class _BaseBackprop(BaseEstimator):
         if first_pass:
             self._initialize(sizes, params, rng, X.dtype)
         else:
-            self._check_architecture(sizes, params)
+            try:
+                self._check_architecture(sizes, params)
+            except ValueError:
+                # refused data (say, y with other targets) leaves the fitted model as it
+                # was: predict compares the network's outputs with _n_out
+                self._n_out = n_out
+                raise
         if params["solver"] == "lbfgs":
             self._fit_lbfgs(X, Y, sample_weight)
         else:
@@ -623,6 +630,13 @@ class _BaseBackprop(BaseEstimator):
         if not ((isinstance(value, numbers.Integral) and not isinstance(value, bool)
                  and value >= 1) or (isinstance(value, numbers.Real) and value == np.inf)):
             raise _BadParam(f"n_iter_no_change must be an int >= 1 or np.inf, got {value!r}")
+        # as scikit-learn's constraint (check_random_state's plain ValueError was no
+        # InvalidParameterError, and came after validating the data)
+        value = self.random_state
+        if not (value is None or isinstance(value, np.random.RandomState)
+                or (isinstance(value, numbers.Integral) and 0 <= value <= 2**32 - 1)):
+            raise _BadParam(f"random_state must be None, an int in [0, 2**32 - 1] or a "
+                            f"numpy.random.RandomState, got {value!r}")
         if self.n_threads is not None and (isinstance(self.n_threads, bool) or not isinstance(
                 self.n_threads, numbers.Integral) or self.n_threads < 1):
             raise _BadParam(f"n_threads must be None or an int >= 1, got {self.n_threads!r}")
@@ -1613,6 +1627,12 @@ class _LayerList(list):
         layers = getattr(self._net, self._kind)
         value = np.asarray(value)
         layers[index] = value.T if self._kind == "weights" else value
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # a copy (copy.copy, deepcopy, pickle) is a plain list of the arrays, as
+        # scikit-learn's: not tied to the network (its items assigned into the model),
+        # nor carrying the whole network into a pickle
+        return list, (list(self),)
 
 
 def _assign_layers(net: Network, kind: str, values: Sequence[npt.ArrayLike]) -> None:
