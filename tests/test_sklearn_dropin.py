@@ -648,3 +648,15 @@ def test_refused_continuation_leaves_the_fitted_regressor_working(continuation):
             train(X_REG, Y_REG)
         np.testing.assert_array_equal(reg.predict(X_REG), before)
         train(X_REG, Y)   # and trains on
+
+
+@pytest.mark.parametrize("attribute", ["coefs_", "intercepts_"])
+def test_layers_assigned_to_an_unfitted_estimator_say_to_fit_first(attribute):
+    """(It was AttributeError: no attribute 'network_', naming nothing the user set.)"""
+    from sklearn.exceptions import NotFittedError
+
+    clf = BackpropClassifier(hidden_layer_sizes=(3,))
+    with pytest.raises(NotFittedError, match=f"{attribute} can be assigned once this "
+                                             "BackpropClassifier is fitted"):
+        setattr(clf, attribute, [np.zeros((2, 3)), np.zeros((3, 2))])
+    assert not hasattr(clf, attribute)

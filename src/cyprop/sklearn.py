@@ -71,7 +71,7 @@ import numpy.typing as npt
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
@@ -191,7 +191,7 @@ class _BaseBackprop(BaseEstimator):
 
     @coefs_.setter
     def coefs_(self, values: Sequence[npt.ArrayLike]) -> None:
-        _assign_layers(self.network_, "weights", values)
+        _assign_layers(_fitted_network(self, "coefs_"), "weights", values)
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
@@ -201,7 +201,7 @@ class _BaseBackprop(BaseEstimator):
 
     @intercepts_.setter
     def intercepts_(self, values: Sequence[npt.ArrayLike]) -> None:
-        _assign_layers(self.network_, "biases", values)
+        _assign_layers(_fitted_network(self, "intercepts_"), "biases", values)
 
     @property
     def n_layers_(self) -> int:
@@ -1633,6 +1633,17 @@ class _LayerList(list):
         # scikit-learn's: not tied to the network (its items assigned into the model),
         # nor carrying the whole network into a pickle
         return list, (list(self),)
+
+
+def _fitted_network(estimator: _BaseBackprop, attribute: str) -> Network:
+    """The estimator's network, where one of its layer lists is assigned: only a fitted
+    estimator has one (scikit-learn's MLP stores the lists, but cannot predict from them
+    alone either)."""
+    if "network_" not in vars(estimator):
+        raise NotFittedError(f"{attribute} can be assigned once this {type(estimator).__name__} "
+                             "is fitted (fit builds its network; assign after it, e.g. after "
+                             "fit with max_iter=1)")
+    return estimator.network_
 
 
 def _assign_layers(net: Network, kind: str, values: Sequence[npt.ArrayLike]) -> None:
