@@ -2,8 +2,9 @@
    paths step each weight the moment its gradient is known (csrc/_sample.pxi, through
    rule_row in csrc/_rules.pxi), and there a correctly rounded square root and division
    per weight (vsqrtpd, vdivpd: about 1.2 ns a float64 weight) cost more than the rest of
-   the step together.  These kernels take rule_step's steps, with the factor every one
-   of the three rules has,
+   the step together (a mini-batch's step, rule_range, steps its weights through these
+   kernels too).  These kernels take rule_step's steps, with the factor every one of the
+   three rules has,
 
        1 / (sqrt(v) + eps),
 
