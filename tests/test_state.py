@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import cyprop
+from cyprop import _state
 from cyprop.errors import InvalidState
 from cyprop.network import NetworkState, OptimizerState
 
@@ -195,10 +196,27 @@ def test_a_state_with_an_optimizer_from_elsewhere_is_refused():
 
 def test_load_reports_a_state_problem_as_the_file_s(tmp_path):
     net = trained()
-    net._params[0] = np.inf   # (save does not refuse it; load does)
-    net.save(tmp_path / "bad")
+    net._params[0] = np.inf
+    _state.write(net.get_state(), str(tmp_path / "bad"))   # a file crafted: save refuses
     with pytest.raises(ValueError, match=r"^cannot load .*: the weights contain NaN"):
         cyprop.load(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("spoil", ["weights", "optimizer state"])
+def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path, spoil):
+    """(It wrote the file, which load then refused: a model thought saved was lost.)"""
+    net = trained()
+    if spoil == "weights":
+        net.weights[0][0, 0] = np.nan
+    else:
+        net.optimizer.state[0, 0] = np.inf
+    target = tmp_path / "model.npz"
+    for save in (net.save, lambda path: cyprop.persistence.save(net, path),
+                 lambda path: cyprop.Ensemble([net]).save(path)):
+        with pytest.raises(ValueError, match=f"cannot save this network, nothing was "
+                                             f"written: .*the {spoil} contain"):
+            save(target)
+        assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_ensembles_still_save_and_load(tmp_path):

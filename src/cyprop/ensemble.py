@@ -412,8 +412,8 @@ def _as_bytes_array(data: bytes) -> npt.NDArray[np.uint8]:
 
 def _network_file(net: Network) -> bytes:
     """The bytes of the file ``Network.save`` would write for ``net``."""
-    # (get_state: a state the network had, even while it trains)
-    return _state.file_bytes(net.get_state())
+    # (a state the network had, even while it trains, checked as load will check it)
+    return _state.file_bytes(net._state_for_file())
 
 
 def _read_networks(path: str, fh: IO[bytes], size: int, backend: str) -> list[Network]:

@@ -723,9 +723,22 @@ class Network:
         TypeError, ValueError
             If the network cannot be saved (see ``cyprop.persistence.save``).
         """
-        # What the file holds is taken in one moment (get_state holds the lock), then
-        # written without holding up training.
-        _state.write(self.get_state(), os.fspath(path))
+        # What the file holds is taken in one moment (get_state holds the lock), checked
+        # as cyprop.load will check it, then written without holding up training.
+        _state.write(self._state_for_file(), os.fspath(path))
+
+    def _state_for_file(self) -> NetworkState:
+        """``get_state()``, once ``from_state`` (the checks ``cyprop.load`` makes) takes
+        it: a network with weights or an optimizer state set to NaN by hand, say, would
+        be written to a file that load refuses, found out only when the model is needed.
+        ValueError naming the problem."""
+        state = self.get_state()
+        try:
+            _from_state(Network, state)
+        except InvalidState as exc:
+            raise ValueError(f"cannot save this network, nothing was written: cyprop.load "
+                             f"would refuse the file ({exc})") from exc
+        return state
 
     def get_state(self) -> NetworkState:
         """The network's complete state, as plain data (copies): architecture, dtype,

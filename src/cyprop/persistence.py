@@ -135,13 +135,13 @@ def save(net: Network, path: str | os.PathLike[str]) -> None:
     ValueError
         If something other than a regular file is at ``path``, or the network's
         optimizer is not one of ``cyprop.optimizers.OPTIMIZERS`` (or its state or
-        step count is out of range).
+        step count is out of range), or anything else of it would make a file that
+        ``load`` refuses (weights or optimizer state set to NaN by hand): nothing is
+        written then.
     TypeError
         If the network's metadata is not JSON-serialisable.
     """
-    # get_state takes everything the file holds in one moment (the training loop holds
-    # the lock while it changes them); it is written without holding up training.
-    _state.write(net.get_state(), os.fspath(path))
+    net.save(path)
 
 
 # ----------------------------------------------------------------------------- load
