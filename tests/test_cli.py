@@ -336,6 +336,24 @@ def test_python_dash_m(tmp_path):
     assert done.stderr.startswith("cyprop: error:") and done.stderr.count("\n") == 1
 
 
+def test_an_ascii_output_encoding_escapes_what_it_cannot_show(tmp_path):
+    # PYTHONIOENCODING=ascii (or an ASCII or Latin-1 locale) and a class name or path
+    # beyond it: escaped in the messages, as on stderr, not a UnicodeEncodeError that
+    # ends the run before the model is saved.
+    data = tmp_path / "caf\u00e9.csv"
+    labels = ["caf\u00e9", "th\u00e9"]
+    data.write_text("a,b,label\n" + "".join(f"{i % 3},{i % 2},{labels[i % 2]}\n"
+                                              for i in range(8)), encoding="utf-8")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run([sys.executable, "-m", "cyprop", "train", "--data", f"csv:{data}",
+                           "--epochs", "2", "--no-compare", "--save", "m\u00e9.npz"],
+                          capture_output=True, timeout=120, cwd=tmp_path, env=env)
+    out, err = done.stdout.decode("ascii"), done.stderr.decode("ascii")
+    assert done.returncode == 0, err
+    assert "caf\\xe9" in out and "model saved to m\\xe9.npz" in out, out
+    assert (tmp_path / "m\u00e9.npz").is_file() and err == ""
+
+
 # ------------------------------------------- the console script, as installed
 
 

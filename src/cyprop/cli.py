@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import io
 import os
 import platform
 import stat
@@ -321,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ``CYPROP_DEBUG=1`` to have them raised instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    restore = _readable_stdout(data=argv[:1] == ["predict"])
     try:
         if argv[:1] == ["bench"]:
             return cmd_bench(argv[1:])
@@ -340,6 +342,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("CYPROP_DEBUG"):
             raise
         return _fail(exc, 1)
+    finally:
+        restore()
+
+
+def _readable_stdout(data: bool) -> Any:
+    """Make sys.stdout fit for the command's messages; returns what undoes it (main
+    may be called from a program that goes on using sys.stdout)."""
+    stdout = sys.stdout
+    errors = getattr(stdout, "errors", None)
+    if data or errors != "strict" or not isinstance(stdout, io.TextIOWrapper):
+        return lambda: None
+    # An output encoding without a class name's or a path's letters (an ASCII or
+    # Latin-1 locale, PYTHONIOENCODING=ascii) escapes them, as stderr does, instead
+    # of ending training with a UnicodeEncodeError; predict's labels are data, and
+    # stay an error rather than be changed.
+    stdout.reconfigure(errors="backslashreplace")
+
+    def restore() -> None:
+        try:
+            stdout.reconfigure(errors=errors)   # (flushes first)
+        except (OSError, ValueError):
+            pass   # a full disk or a closed pipe, already reported
+    return restore
 
 
 def _silence_stdout() -> None:
