@@ -354,6 +354,18 @@ def test_an_ascii_output_encoding_escapes_what_it_cannot_show(tmp_path):
     assert (tmp_path / "m\u00e9.npz").is_file() and err == ""
 
 
+@pytest.mark.skipif(os.name != "posix", reason="closes stdout with the shell's >&-")
+@pytest.mark.parametrize("argv", [["info"], ["train", "--data", "xor", "--epochs", "3"]])
+def test_a_closed_stdout_is_one_line_error(tmp_path, argv):
+    # Started with no stdout at all (sys.stdout None): not a silent success (info) nor
+    # "'NoneType' object has no attribute 'flush'" (train).
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(["sh", "-c", '"$0" -m cyprop "$@" >&-', sys.executable, *argv],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "standard output is closed")
+
+
 # ------------------------------------------- the console script, as installed
 
 

@@ -346,10 +346,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         restore()
 
 
+class _ClosedStdout(io.TextIOBase):
+    """sys.stdout when the command was started without one (`cyprop info >&-`)."""
+
+    def write(self, text: str) -> int:
+        raise OSError("standard output is closed; redirect it to /dev/null to discard "
+                      "the output")
+
+
 def _readable_stdout(data: bool) -> Any:
     """Make sys.stdout fit for the command's messages; returns what undoes it (main
     may be called from a program that goes on using sys.stdout)."""
     stdout = sys.stdout
+    if stdout is None:
+        # print would drop every line without a word, and training end in
+        # "'NoneType' object has no attribute 'flush'": fail at the first line instead.
+        sys.stdout = _ClosedStdout()
+        return lambda: setattr(sys, "stdout", stdout)
     errors = getattr(stdout, "errors", None)
     if data or errors != "strict" or not isinstance(stdout, io.TextIOWrapper):
         return lambda: None
