@@ -8,6 +8,7 @@ one line on stderr, ``cyprop: error: ...``; set ``CYPROP_DEBUG=1`` for the trace
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import inspect
 import io
@@ -364,13 +365,15 @@ def _readable_stdout(data: bool) -> Any:
         sys.stdout = _ClosedStdout()
         return lambda: setattr(sys, "stdout", stdout)
     errors = getattr(stdout, "errors", None)
-    if data or errors != "strict" or not isinstance(stdout, io.TextIOWrapper):
+    if (data or errors not in ("strict", "surrogateescape")
+            or not isinstance(stdout, io.TextIOWrapper)):
         return lambda: None
     # An output encoding without a class name's or a path's letters (an ASCII or
     # Latin-1 locale, PYTHONIOENCODING=ascii) escapes them, as stderr does, instead
     # of ending training with a UnicodeEncodeError; predict's labels are data, and
     # stay an error rather than be changed.
-    stdout.reconfigure(errors="backslashreplace")
+    codecs.register_error("cyprop.escape", _escape_unencodable)
+    stdout.reconfigure(errors="cyprop.escape")
 
     def restore() -> None:
         try:
@@ -378,6 +381,15 @@ def _readable_stdout(data: bool) -> Any:
         except (OSError, ValueError):
             pass   # a full disk or a closed pipe, already reported
     return restore
+
+
+def _escape_unencodable(error: UnicodeError) -> tuple[bytes, int]:
+    """What stdout cannot encode: bytes that came in undecodable (a file name in a C
+    locale: surrogateescape) go out as they came, anything else as \\xe9."""
+    assert isinstance(error, UnicodeEncodeError)
+    text = error.object[error.start:error.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF
+                    else c.encode("ascii", "backslashreplace") for c in text), error.end
 
 
 def _silence_stdout() -> None:
