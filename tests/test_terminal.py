@@ -186,6 +186,47 @@ def test_a_bar_follows_a_terminal_resized_mid_epoch(tmp_path):
     assert len(bars[-1]) <= 40, bars
 
 
+@pytest.mark.skipif(not CYPROP.exists(), reason="no cyprop console script beside python")
+def test_ctrl_c_at_the_terminal_stops_cyprop_train(tmp_path):
+    # Ctrl-C typed at the terminal (the line discipline signals the foreground group):
+    # one line, status 130, and the terminal's settings as they were.
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    settings = termios.tcgetattr(slave)
+
+    def controlling_terminal():        # (in the child, after start_new_session's setsid)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    child = subprocess.Popen([str(CYPROP), "train", "--data", "digits", "--epochs", "100000",
+                              "--no-compare"], stdin=slave, stdout=slave, stderr=slave,
+                             cwd=tmp_path, env=env, start_new_session=True,
+                             preexec_fn=controlling_terminal)
+    output, typed, deadline = b"", False, time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    output += os.read(master, 65536)
+                except OSError:      # EIO: the child has exited
+                    break
+                if not typed and b"epoch 1/" in output:
+                    os.write(master, b"\x03")
+                    typed = True
+            elif child.poll() is not None:
+                break
+        status = child.wait(timeout=30)
+        assert termios.tcgetattr(slave) == settings
+    finally:
+        os.close(master), os.close(slave)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = output.decode("utf-8", "replace")
+    assert status == 130 and "Traceback" not in text, text
+    assert re.search(r"\^C\s*cyprop: error: interrupted\r\n$", text), text[-500:]
+
+
 INTERRUPTED = textwrap.dedent("""\
     import sys
     import cyprop
