@@ -370,6 +370,17 @@ def test_a_closed_stdout_is_one_line_error(tmp_path, argv):
     assert_one_line_error(done.stderr, "standard output is closed")
 
 
+def test_main_with_a_closed_sys_stdout_is_one_line_error(tmp_path):
+    # main called by a program that has closed sys.stdout: an error line, not a
+    # ValueError raised out of main.
+    code = ("import sys; from cyprop import cli; sys.stdout.close(); "
+            "sys.exit(cli.main(['info']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "closed file")
+
+
 # ------------------------------------------- the console script, as installed
 
 

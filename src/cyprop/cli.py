@@ -373,7 +373,10 @@ def _readable_stdout(data: bool) -> Any:
     # of ending training with a UnicodeEncodeError; predict's labels are data, and
     # stay an error rather than be changed.
     codecs.register_error("cyprop.escape", _escape_unencodable)
-    stdout.reconfigure(errors="cyprop.escape")
+    try:
+        stdout.reconfigure(errors="cyprop.escape")
+    except ValueError:   # closed by the program that calls main: its first line says so
+        return lambda: None
 
     def restore() -> None:
         try:
