@@ -336,6 +336,51 @@ def test_python_dash_m(tmp_path):
     assert done.stderr.startswith("cyprop: error:") and done.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("setting, saved", [
+    ({"PYTHONIOENCODING": "ascii"}, b"m\\xe9.npz"),
+    # without UTF-8 mode, argv's bytes come in undecodable and go out as they came
+    ({"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}, "m\u00e9.npz".encode())])
+def test_an_ascii_output_encoding_escapes_what_it_cannot_show(tmp_path, setting, saved):
+    # PYTHONIOENCODING=ascii (or an ASCII or Latin-1 locale) and a class name or path
+    # beyond it: escaped in the messages, as on stderr, not a UnicodeEncodeError that
+    # ends the run before the model is saved.
+    data = tmp_path / "caf\u00e9.csv"
+    labels = ["caf\u00e9", "th\u00e9"]
+    data.write_text("a,b,label\n" + "".join(f"{i % 3},{i % 2},{labels[i % 2]}\n"
+                                              for i in range(8)), encoding="utf-8")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **setting}
+    done = subprocess.run([sys.executable, "-m", "cyprop", "train", "--data", f"csv:{data}",
+                           "--epochs", "2", "--no-compare", "--save", "m\u00e9.npz"],
+                          capture_output=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert b"caf\\xe9" in done.stdout and b"model saved to " + saved in done.stdout, \
+        done.stdout
+    assert (tmp_path / "m\u00e9.npz").is_file() and done.stderr == b""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closes stdout with the shell's >&-")
+@pytest.mark.parametrize("argv", [["info"], ["train", "--data", "xor", "--epochs", "3"]])
+def test_a_closed_stdout_is_one_line_error(tmp_path, argv):
+    # Started with no stdout at all (sys.stdout None): not a silent success (info) nor
+    # "'NoneType' object has no attribute 'flush'" (train).
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(["sh", "-c", '"$0" -m cyprop "$@" >&-', sys.executable, *argv],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "standard output is closed")
+
+
+def test_main_with_a_closed_sys_stdout_is_one_line_error(tmp_path):
+    # main called by a program that has closed sys.stdout: an error line, not a
+    # ValueError raised out of main.
+    code = ("import sys; from cyprop import cli; sys.stdout.close(); "
+            "sys.exit(cli.main(['info']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "closed file")
+
+
 # ------------------------------------------- the console script, as installed
 
 

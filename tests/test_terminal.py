@@ -125,6 +125,108 @@ def test_cyprop_train_at_a_terminal(tmp_path, size):
     assert "epoch 1/1" not in output, output
 
 
+RESIZED = textwrap.dedent("""\
+    import os, sys, time
+    from cyprop import _progress
+
+    progress = _progress.Progress(epochs=1, n_samples=100)
+    progress.start_epoch()
+    progress.advance(10)
+    print("\\nwaiting", flush=True)
+    deadline = time.monotonic() + 60
+    while os.get_terminal_size(1).columns != 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("\\nresized", flush=True)
+    for _ in range(2):
+        progress.advance(20)
+        progress._bar.refresh()     # (tqdm would wait for its next interval)
+    progress.end_epoch({"loss": 0.5, "accuracy": 0.5, "learning_rate": 0.1,
+                        "seconds": 1.0, "samples_per_second": 100.0})
+""")
+
+
+def test_a_bar_follows_a_terminal_resized_mid_epoch(tmp_path):
+    # A window made narrower while an epoch runs (a long MNIST epoch): bars still as
+    # wide as the old window would wrap onto new rows at each refresh, which \r does
+    # not go back over, filling the screen with copies of the bar.
+    script = tmp_path / "resize.py"
+    script.write_text(RESIZED)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("COLUMNS", None), env.pop("LINES", None)
+    child = subprocess.Popen([sys.executable, str(script)], stdin=slave, stdout=slave,
+                             stderr=slave, cwd=tmp_path, env=env, start_new_session=True)
+    output, deadline = b"", time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:      # EIO: the child has exited
+                    break
+                output += chunk
+                if b"waiting" in output and b"resized" not in output:
+                    fcntl.ioctl(master, termios.TIOCSWINSZ,
+                                struct.pack("HHHH", 30, 40, 0, 0))
+            elif child.poll() is not None:
+                break
+        status = child.wait(timeout=30)
+    finally:
+        os.close(master), os.close(slave)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = output.decode("utf-8", "replace")
+    assert status == 0 and "Traceback" not in text, text
+    after = text.split("resized", 1)[1]
+    bars = [part for part in after.split("\r") if part.startswith("epoch 1/1:")]
+    # (the first bar after the resize is padded to blank the longer one before it)
+    assert len(bars) == 2 and all(len(bar.rstrip()) <= 40 for bar in bars), bars
+    assert len(bars[-1]) <= 40, bars
+
+
+@pytest.mark.skipif(not CYPROP.exists(), reason="no cyprop console script beside python")
+def test_ctrl_c_at_the_terminal_stops_cyprop_train(tmp_path):
+    # Ctrl-C typed at the terminal (the line discipline signals the foreground group):
+    # one line, status 130, and the terminal's settings as they were.
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    settings = termios.tcgetattr(slave)
+
+    def controlling_terminal():        # (in the child, after start_new_session's setsid)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    child = subprocess.Popen([str(CYPROP), "train", "--data", "digits", "--epochs", "100000",
+                              "--no-compare"], stdin=slave, stdout=slave, stderr=slave,
+                             cwd=tmp_path, env=env, start_new_session=True,
+                             preexec_fn=controlling_terminal)
+    output, typed, deadline = b"", False, time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    output += os.read(master, 65536)
+                except OSError:      # EIO: the child has exited
+                    break
+                if not typed and b"epoch 1/" in output:
+                    os.write(master, b"\x03")
+                    typed = True
+            elif child.poll() is not None:
+                break
+        status = child.wait(timeout=30)
+        assert termios.tcgetattr(slave) == settings
+    finally:
+        os.close(master), os.close(slave)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = output.decode("utf-8", "replace")
+    assert status == 130 and "Traceback" not in text, text
+    assert re.search(r"\^C\s*cyprop: error: interrupted\r\n$", text), text[-500:]
+
+
 INTERRUPTED = textwrap.dedent("""\
     import sys
     import cyprop

@@ -30,13 +30,18 @@ def in_ipython_kernel() -> bool:
 
 
 def _unsized_terminal_shape(stream: Any) -> dict[str, int]:
-    """tqdm options for a terminal that reports a size of 0 (a pty nobody sized, as CI
-    and `script` make), where tqdm would print empty bars; else none."""
+    """tqdm options for a terminal: its size read at each refresh, or a fixed one where
+    it reports a size of 0 (a pty nobody sized, as CI and `script` make), where tqdm
+    would print empty bars; none for what is not a terminal."""
     try:
         columns, lines = os.get_terminal_size(stream.fileno())
     except (AttributeError, ValueError, OSError):   # not a terminal
         return {}
-    return {} if columns and lines else {"ncols": columns or 80, "nrows": lines or 24}
+    if columns and lines:
+        # tqdm reads the width once per bar; a window narrowed mid-epoch would get
+        # bars that wrap onto new rows at each refresh, beyond the reach of \r.
+        return {"dynamic_ncols": True}
+    return {"ncols": columns or 80, "nrows": lines or 24}
 
 
 def _isatty(stream: Any) -> bool:

@@ -8,8 +8,10 @@ one line on stderr, ``cyprop: error: ...``; set ``CYPROP_DEBUG=1`` for the trace
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import inspect
+import io
 import os
 import platform
 import stat
@@ -321,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ``CYPROP_DEBUG=1`` to have them raised instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    restore = _readable_stdout(data=argv[:1] == ["predict"])
     try:
         if argv[:1] == ["bench"]:
             return cmd_bench(argv[1:])
@@ -340,6 +343,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("CYPROP_DEBUG"):
             raise
         return _fail(exc, 1)
+    finally:
+        restore()
+
+
+class _ClosedStdout(io.TextIOBase):
+    """sys.stdout when the command was started without one (`cyprop info >&-`)."""
+
+    def write(self, text: str) -> int:
+        raise OSError("standard output is closed; redirect it to /dev/null to discard "
+                      "the output")
+
+
+def _readable_stdout(data: bool) -> Any:
+    """Make sys.stdout fit for the command's messages; returns what undoes it (main
+    may be called from a program that goes on using sys.stdout)."""
+    stdout = sys.stdout
+    if stdout is None:
+        # print would drop every line without a word, and training end in
+        # "'NoneType' object has no attribute 'flush'": fail at the first line instead.
+        sys.stdout = _ClosedStdout()
+        return lambda: setattr(sys, "stdout", stdout)
+    errors = getattr(stdout, "errors", None)
+    if (data or errors not in ("strict", "surrogateescape")
+            or not isinstance(stdout, io.TextIOWrapper)):
+        return lambda: None
+    # An output encoding without a class name's or a path's letters (an ASCII or
+    # Latin-1 locale, PYTHONIOENCODING=ascii) escapes them, as stderr does, instead
+    # of ending training with a UnicodeEncodeError; predict's labels are data, and
+    # stay an error rather than be changed.
+    codecs.register_error("cyprop.escape", _escape_unencodable)
+    try:
+        stdout.reconfigure(errors="cyprop.escape")
+    except ValueError:   # closed by the program that calls main: its first line says so
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            stdout.reconfigure(errors=errors)   # (flushes first)
+        except (OSError, ValueError):
+            pass   # a full disk or a closed pipe, already reported
+    return restore
+
+
+def _escape_unencodable(error: UnicodeError) -> tuple[bytes, int]:
+    """What stdout cannot encode: bytes that came in undecodable (a file name in a C
+    locale: surrogateescape) go out as they came, anything else as \\xe9."""
+    assert isinstance(error, UnicodeEncodeError)
+    text = error.object[error.start:error.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF
+                    else c.encode("ascii", "backslashreplace") for c in text), error.end
 
 
 def _silence_stdout() -> None:
