@@ -182,7 +182,8 @@ def test_a_bar_follows_a_terminal_resized_mid_epoch(tmp_path):
     after = text.split("resized", 1)[1]
     bars = [part for part in after.split("\r") if part.startswith("epoch 1/1:")]
     # (the first bar after the resize is padded to blank the longer one before it)
-    assert len(bars) == 2 and all(len(bar.rstrip()) <= 40 for bar in bars), bars
+    # (at least the two refreshes made; tqdm may add its own on a slow machine)
+    assert len(bars) >= 2 and all(len(bar.rstrip()) <= 40 for bar in bars), bars
     assert len(bars[-1]) <= 40, bars
 
 
