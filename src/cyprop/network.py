@@ -571,8 +571,9 @@ class Network:
         seed : int, optional
             Seeds the permutations (default: the network's own generator).
         verbose : {0, 1, "auto"}, default "auto"
-            0 silent, 1 a progress bar (tqdm) or a line per epoch, "auto" 1 when the
-            output is a terminal or a notebook.
+            0 silent, 1 a progress bar (tqdm) or a line per epoch (a larger int is
+            the same as 1, a bool as 0 or 1), "auto" 1 when the output is a terminal
+            or a notebook.
         schedule : Schedule, optional
             A learning-rate schedule (``cyprop.schedules``).
         validation_data : (X_val, Y_val), optional
