@@ -819,6 +819,7 @@ def test_finite_inputs_whose_sum_overflows_are_accepted(dtype):
         net.forward(X)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")   # (np.matrix)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_finite_check_finds_every_kind_of_value_anywhere(dtype):
     """all_finite (the compiled core's one pass where there is one, else NumPy's sum)
@@ -846,3 +847,7 @@ def test_the_finite_check_finds_every_kind_of_value_anywhere(dtype):
     assert _validation.all_finite(X[:, 4])
     big = np.full(100, np.finfo(dtype).max, dtype=dtype)   # finite, but the sum overflows
     assert _validation.all_finite(big)
+    # subclasses, whose reshape(-1) may keep two dimensions (np.matrix: a TypeError)
+    assert _validation.all_finite(np.matrix(X[8:]))
+    assert not _validation.all_finite(np.matrix(X))
+    assert not _validation.all_finite(np.ma.masked_array(X))

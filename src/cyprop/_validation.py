@@ -103,7 +103,8 @@ def all_finite(arr: NDArray[Any], block: int = 1 << 20) -> bool:
     finite = _compiled_finite()
     if (finite is not None and arr.dtype in _FLOATS and arr.flags.c_contiguous
             and arr.flags.aligned):
-        return bool(finite(arr.reshape(-1)))
+        # (as a plain ndarray: a subclass's reshape may keep two dimensions, np.matrix's)
+        return bool(finite(np.asarray(arr).reshape(-1)))
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.sum(arr)):   # in its own dtype: no float32-to-64 copy
             return True
