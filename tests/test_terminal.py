@@ -38,24 +38,38 @@ FIT = textwrap.dedent("""\
 """)
 
 
-def run_in_pty(argv, cwd, size=(30, 120), env=None, timeout=TIMEOUT):
+def run_in_pty(argv, cwd, size=(30, 120), env=None, timeout=TIMEOUT, on_output=None,
+               controlling=False):
     """(exit status, output) of ``argv`` with stdin, stdout and stderr on a new pty;
-    ``size`` (rows, columns) None leaves the terminal unsized (0 x 0), as CI's are."""
+    ``size`` (rows, columns) None leaves the terminal unsized (0 x 0), as CI's are.
+    ``on_output(master, output)`` is called with the output so far as it comes (to resize
+    the terminal, or type at it); with ``controlling`` the pty is the child's controlling
+    terminal (a ^C typed at it signals the child), whose settings must be as they were
+    once the child has gone."""
     master, slave = os.openpty()
     if size is not None:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    settings = termios.tcgetattr(slave)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     env.pop("COLUMNS", None), env.pop("LINES", None)
+
+    def take_terminal():   # (in the child, after start_new_session's setsid)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     try:
         child = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
-                                 env=env, start_new_session=True)
+                                 env=env, start_new_session=True,
+                                 preexec_fn=take_terminal if controlling else None)
     finally:
-        os.close(slave)
-    chunks, deadline = [], time.monotonic() + timeout
+        if not controlling:   # (kept to read its settings back at the end)
+            os.close(slave)
+    output, deadline = b"", time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([master], [], [], 0.5)
             if not ready:
+                if child.poll() is not None and controlling:   # (no EIO: slave open here)
+                    break
                 continue
             try:
                 chunk = os.read(master, 65536)
@@ -63,18 +77,23 @@ def run_in_pty(argv, cwd, size=(30, 120), env=None, timeout=TIMEOUT):
                 break
             if not chunk:
                 break
-            chunks.append(chunk)
+            output += chunk
+            if on_output is not None:
+                on_output(master, output)
         else:
             child.kill()
-            pytest.fail(f"{argv} still running after {timeout} s: "
-                        f"{b''.join(chunks)[-2000:]!r}")
+            pytest.fail(f"{argv} still running after {timeout} s: {output[-2000:]!r}")
         status = child.wait(timeout=30)
+        if controlling:
+            assert termios.tcgetattr(slave) == settings, "the terminal's settings changed"
     finally:
         os.close(master)
+        if controlling:
+            os.close(slave)
         if child.poll() is None:
             child.kill()
             child.wait()
-    return status, b"".join(chunks).decode("utf-8", "replace")
+    return status, output.decode("utf-8", "replace")
 
 
 def screen(output):
@@ -151,33 +170,13 @@ def test_a_bar_follows_a_terminal_resized_mid_epoch(tmp_path):
     # not go back over, filling the screen with copies of the bar.
     script = tmp_path / "resize.py"
     script.write_text(RESIZED)
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env.pop("COLUMNS", None), env.pop("LINES", None)
-    child = subprocess.Popen([sys.executable, str(script)], stdin=slave, stdout=slave,
-                             stderr=slave, cwd=tmp_path, env=env, start_new_session=True)
-    output, deadline = b"", time.monotonic() + TIMEOUT
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:      # EIO: the child has exited
-                    break
-                output += chunk
-                if b"waiting" in output and b"resized" not in output:
-                    fcntl.ioctl(master, termios.TIOCSWINSZ,
-                                struct.pack("HHHH", 30, 40, 0, 0))
-            elif child.poll() is not None:
-                break
-        status = child.wait(timeout=30)
-    finally:
-        os.close(master), os.close(slave)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    text = output.decode("utf-8", "replace")
+
+    def narrow_once_waiting(master, output):
+        if b"waiting" in output and b"resized" not in output:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 40, 0, 0))
+
+    status, text = run_in_pty([sys.executable, str(script)], cwd=tmp_path,
+                              on_output=narrow_once_waiting)
     assert status == 0 and "Traceback" not in text, text
     after = text.split("resized", 1)[1]
     bars = [part for part in after.split("\r") if part.startswith("epoch 1/1:")]
@@ -190,40 +189,17 @@ def test_a_bar_follows_a_terminal_resized_mid_epoch(tmp_path):
 @pytest.mark.skipif(not CYPROP.exists(), reason="no cyprop console script beside python")
 def test_ctrl_c_at_the_terminal_stops_cyprop_train(tmp_path):
     # Ctrl-C typed at the terminal (the line discipline signals the foreground group):
-    # one line, status 130, and the terminal's settings as they were.
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    settings = termios.tcgetattr(slave)
+    # one line, status 130, and the terminal's settings as they were (run_in_pty).
+    typed = []
 
-    def controlling_terminal():        # (in the child, after start_new_session's setsid)
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    def ctrl_c_once_training(master, output):
+        if not typed and b"epoch 1/" in output:
+            os.write(master, b"\x03")
+            typed.append(True)
 
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    child = subprocess.Popen([str(CYPROP), "train", "--data", "digits", "--epochs", "100000",
-                              "--no-compare"], stdin=slave, stdout=slave, stderr=slave,
-                             cwd=tmp_path, env=env, start_new_session=True,
-                             preexec_fn=controlling_terminal)
-    output, typed, deadline = b"", False, time.monotonic() + TIMEOUT
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:      # EIO: the child has exited
-                    break
-                if not typed and b"epoch 1/" in output:
-                    os.write(master, b"\x03")
-                    typed = True
-            elif child.poll() is not None:
-                break
-        status = child.wait(timeout=30)
-        assert termios.tcgetattr(slave) == settings
-    finally:
-        os.close(master), os.close(slave)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    text = output.decode("utf-8", "replace")
+    status, text = run_in_pty([str(CYPROP), "train", "--data", "digits", "--epochs",
+                               "100000", "--no-compare"], cwd=tmp_path,
+                              on_output=ctrl_c_once_training, controlling=True)
     assert status == 130 and "Traceback" not in text, text
     assert re.search(r"\^C\s*cyprop: error: interrupted\r\n$", text), text[-500:]
 
