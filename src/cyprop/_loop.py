@@ -215,6 +215,13 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
             "(written by a callback or by hand?): nothing was trained, and they were "
             "left as they are", epoch=epoch)
     kept = net._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
+
+    def undo() -> None:
+        """Back to the epoch's start (with net._state_lock held): a failed or diverged
+        epoch leaves nothing of it."""
+        net._params[...] = kept[0]
+        optimizer.steps, optimizer.state = kept[1], kept[2]
+
     if progress is not None:
         progress.start_epoch()
     loss_sum, correct, seconds = 0.0, 0, 0.0
@@ -250,11 +257,10 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
                     progress.advance(stop - start)
             done += len(block_order)
     except Exception:
-        # a block that could not be read (a NaN in it?), or any other failure: undo the
-        # epoch, so that a failed call leaves the weights and state as they were
+        # a block that could not be read (a NaN in it?), or any other failure: a failed
+        # call leaves the weights and state as they were
         with net._state_lock:
-            net._params[...] = kept[0]
-            optimizer.steps, optimizer.state = kept[1], kept[2]
+            undo()
         raise
     finally:
         if reader is not None:
@@ -262,8 +268,7 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
     problem = divergence(net, loss_sum / n, limit, optimizer)
     if problem is not None:
         with net._state_lock:
-            net._params[...] = kept[0]
-            optimizer.steps, optimizer.state = kept[1], kept[2]
+            undo()
             net.history.stop_reason = "diverged"
         raise TrainingDiverged(
             f"training diverged in epoch {epoch + 1}: {problem}; the weights of the "
@@ -275,10 +280,9 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
     if validation is not None:
         try:
             val_loss, val_correct, _ = net._sums(validation[0], validation[1], False)
-        except Exception:
-            with net._state_lock:   # validation data that cannot be read (a NaN?)
-                net._params[...] = kept[0]
-                optimizer.steps, optimizer.state = kept[1], kept[2]
+        except Exception:   # validation data that cannot be read (a NaN?)
+            with net._state_lock:
+                undo()
             raise
         n_val = validation[0].shape[0]
         logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
