@@ -586,17 +586,16 @@ def _check_training_args(args: argparse.Namespace) -> None:
     if args.save is not None and not hasattr(cyprop.Network, "save"):
         raise RuntimeError(_NO_PERSISTENCE)
     if args.save is not None:
-        _check_destination(args.save, "--save")
-        _check_not_an_input(args.save, "--save", [args.data.path])
+        _check_destination(args.save, "--save", [args.data.path])
     if args.plot is not None:
-        _check_plot_destination(args.plot)
-        _check_not_an_input(args.plot, "--plot", [args.data.path])
+        _check_plot_destination(args.plot, [args.data.path])
 
 
-def _check_destination(path: str, option: str) -> None:
+def _check_destination(path: str, option: str, inputs: Sequence[str | None] = ()) -> None:
     """Refuse, before any work, a file the command could not write: its folder is
     missing or read-only, or the path is a folder, a FIFO (writing would block until
-    someone reads it) or a device, or empty."""
+    someone reads it) or a device, or empty; or one it must not write, one of its
+    ``inputs`` (None: an input that is no file)."""
     if not path:
         raise UsageError(f"{option} needs a file name, got an empty one")
     if path.endswith(("/", os.sep)):
@@ -618,6 +617,7 @@ def _check_destination(path: str, option: str) -> None:
         raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path!r}: the folder {folder!r} is not writable")
+    _check_not_an_input(path, option, inputs)
 
 
 def _check_not_an_input(path: str, option: str, inputs: Sequence[str | None]) -> None:
@@ -633,9 +633,9 @@ def _check_not_an_input(path: str, option: str, inputs: Sequence[str | None]) ->
                              "would destroy it: give another file name")
 
 
-def _check_plot_destination(path: str) -> None:
+def _check_plot_destination(path: str, inputs: Sequence[str | None]) -> None:
     """--plot's path first (a usage error whatever is installed), then matplotlib."""
-    _check_destination(path, "--plot")
+    _check_destination(path, "--plot", inputs)
     _import_matplotlib()
     _check_plot_format(path)
 
@@ -831,11 +831,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if getattr(cyprop, "load", None) is None:
         raise RuntimeError(_NO_PERSISTENCE)
     if args.output is not None:   # (an empty name is refused, not taken as stdout)
-        _check_destination(args.output, "--output")
-        _check_not_an_input(args.output, "--output", [args.input, args.model])
+        _check_destination(args.output, "--output", [args.input, args.model])
+    delimiter = _delimiter(args.delimiter)
     datasets._check_regular_file(args.input, "CSV file")
     net = _load_model(args.model)
-    X, _ = datasets.load_csv(args.input, target=None, delimiter=_delimiter(args.delimiter))
+    X, _ = datasets.load_csv(args.input, target=None, delimiter=delimiter)
     if X.shape[1] != net.sizes[0]:
         raise ValueError(f"{args.input} has {X.shape[1]} columns, but the model takes "
                          f"{net.sizes[0]} features (the file must hold features only)")
@@ -851,8 +851,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from . import interop
 
-    _check_destination(args.output, "MODEL.onnx")
-    _check_not_an_input(args.output, "MODEL.onnx", [args.model])
+    _check_destination(args.output, "MODEL.onnx", [args.model])
     interop._import_onnx()          # before the model load: a missing onnx says so first
     net = _load_model(args.model)
     interop.to_onnx(net, args.output, args.opset)
@@ -947,9 +946,8 @@ def _check_explain_args(args: argparse.Namespace) -> None:
     if args.lr is not None and not args.lr > 0:
         raise UsageError("--lr must be > 0")
     if args.plot is not None:   # (an empty name is refused, not taken as no --plot)
-        _check_plot_destination(args.plot)
-        _check_not_an_input(args.plot, "--plot",
-                            [args.model, None if args.row is None else args.row.path])
+        _check_plot_destination(args.plot,
+                                [args.model, None if args.row is None else args.row.path])
 
 
 def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray, Any]:
