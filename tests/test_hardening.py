@@ -226,6 +226,8 @@ def test_step_counts_saturate_where_save_copy_and_load_accept_them(backend, tmp_
         net.save(tmp_path / "net.npz")
         assert cyprop.load(tmp_path / "net.npz").optimizer.steps == net.optimizer.steps
         net.copy()
+    net.partial_fit(X[0], y[0])   # a one-sample step from the bound: the core's own count
+    assert net.optimizer.steps == cyprop.optimizers.MAX_STEPS
     # the same steps as a count that never saturated: Adam's corrections are 1 by then
     big = twin.copy()
     big.optimizer.steps = 2 ** 40
