@@ -29,7 +29,7 @@ def in_ipython_kernel() -> bool:
     return getattr(shell, "kernel", None) is not None
 
 
-def _unsized_terminal_shape(stream: Any) -> dict[str, int]:
+def _terminal_width_options(stream: Any) -> dict[str, int | bool]:
     """tqdm options for a terminal: its size read at each refresh, or a fixed one where
     it reports a size of 0 (a pty nobody sized, as CI and `script` make), where tqdm
     would print empty bars; none for what is not a terminal."""
@@ -69,7 +69,7 @@ class Progress:
         self._epoch = -1        # counted within this fit call
         self._bar = None
         self._tqdm = None
-        self._shape = _unsized_terminal_shape(self.stream)
+        self._width = _terminal_width_options(self.stream)
         if is_interactive(self.stream):
             try:
                 # tqdm.auto picks the notebook widget in Jupyter, the text bar elsewhere.
@@ -88,7 +88,7 @@ class Progress:
                 self._bar = self._tqdm(total=self.n_samples, unit="sample", leave=False,
                                        file=self.stream,
                                        desc=f"epoch {self._epoch + 1}/{self.epochs}",
-                                       **self._shape)
+                                       **self._width)
             except ImportError:
                 # tqdm.notebook without ipywidgets: plain lines from now on.
                 self._tqdm = None
