@@ -161,9 +161,9 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
             for i in range(n_h * n_in):
                 W[i] += qv * V[i]
             sv = cs[g]
-        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, W,
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, 1, W,
                      <int>n_in)
-        rows_t_times(<int>r, <int>n_h, <int>n_in, d2, <int>n_h, xb, <int>n_in, sv, V,
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d2, <int>n_h, xb, <int>n_in, 1, sv, V,
                      <int>n_in)
     else:
         # W = c^g W - lr sum_m c^(g-1-i(m)) / n_i(m) d_m x_m^T
@@ -173,7 +173,7 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
             coef = -lr * cp[g - 1 - im] * inv_n
             for h in range(n_h):
                 d1[m * n_h + h] *= coef
-        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, cp[g], W,
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, cp[g], W,
                      <int>n_in)
 
 

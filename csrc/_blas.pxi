@@ -84,16 +84,15 @@ cdef inline void blas_restore_threads(int previous) noexcept nogil:
         cyprop_blas_release(blas_set_threads_local)
 
 
-cdef inline void gemm(char transa, char transb, int m, int n, int k,
+cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
                       const floating* a, int lda, const floating* b, int ldb,
                       floating beta, floating* c, int ldc) noexcept nogil:
-    """Column-major c = op(a) @ op(b) + beta * c."""
-    cdef floating one = 1
+    """Column-major c = alpha * op(a) @ op(b) + beta * c."""
     if floating is double:
-        blas_dgemm(&transa, &transb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb,
+        blas_dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
                    &beta, c, &ldc)
     else:
-        blas_sgemm(&transa, &transb, &m, &n, &k, &one, <float*>a, &lda, <float*>b, &ldb,
+        blas_sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
                    &beta, c, &ldc)
 
 
@@ -116,10 +115,10 @@ cdef extern from "cyprop_products.h":
                                 const double* w, int ldw, double* z, int ldz) nogil
     void cyprop_sum_outer_f(int n_sums, int n_out, int k, const float* a, Py_ssize_t a_s,
                             Py_ssize_t a_o, const float* b, int ldb, float* c, int ldc,
-                            float beta) nogil
+                            float alpha, float beta) nogil
     void cyprop_sum_outer_d(int n_sums, int n_out, int k, const double* a, Py_ssize_t a_s,
                             Py_ssize_t a_o, const double* b, int ldb, double* c, int ldc,
-                            double beta) nogil
+                            double alpha, double beta) nogil
 
 
 cdef inline void rows_dot_rows(int rows, int units, int k,
@@ -140,23 +139,23 @@ cdef inline void rows_dot_rows(int rows, int units, int k,
         else:
             cyprop_rows_dot_rows_f(rows, units, k, x, ldx, w, ldw, z, ldz)
     else:
-        gemm(c'T', c'N', units, rows, k, w, ldw, x, ldx, 1 if add else 0, z, ldz)
+        gemm(c'T', c'N', units, rows, k, 1, w, ldw, x, ldx, 1 if add else 0, z, ldz)
 
 
 cdef inline void rows_t_times(int rows, int n_out, int k,
                               const floating* d, int ldd,  # IN: (rows, n_out)
                               const floating* x, int ldx,  # IN: (rows, k)
-                              floating beta,
+                              floating alpha, floating beta,
                               floating* c, int ldc         # IN/OUT: (n_out, k)
                               ) noexcept nogil:
-    """c = beta * c + d.T @ x (beta 0: c is not read)"""
+    """c = beta * c + alpha * d.T @ x (beta 0: c is not read)"""
     if CYPROP_OWN_PRODUCTS and (rows >= OWN_MIN_TERMS or not blas_ready()):
         if floating is double:
-            cyprop_sum_outer_d(rows, n_out, k, d, ldd, 1, x, ldx, c, ldc, beta)
+            cyprop_sum_outer_d(rows, n_out, k, d, ldd, 1, x, ldx, c, ldc, alpha, beta)
         else:
-            cyprop_sum_outer_f(rows, n_out, k, d, ldd, 1, x, ldx, c, ldc, beta)
+            cyprop_sum_outer_f(rows, n_out, k, d, ldd, 1, x, ldx, c, ldc, alpha, beta)
     else:
-        gemm(c'N', c'T', k, n_out, rows, x, ldx, d, ldd, beta, c, ldc)
+        gemm(c'N', c'T', k, n_out, rows, alpha, x, ldx, d, ldd, beta, c, ldc)
 
 
 cdef inline void rows_times(int rows, int inner, int k,
@@ -167,21 +166,21 @@ cdef inline void rows_times(int rows, int inner, int k,
     """c = d @ w"""
     if CYPROP_OWN_PRODUCTS and (inner >= OWN_MIN_TERMS or not blas_ready()):
         if floating is double:
-            cyprop_sum_outer_d(inner, rows, k, d, 1, ldd, w, ldw, c, ldc, 0)
+            cyprop_sum_outer_d(inner, rows, k, d, 1, ldd, w, ldw, c, ldc, 1, 0)
         else:
-            cyprop_sum_outer_f(inner, rows, k, d, 1, ldd, w, ldw, c, ldc, 0)
+            cyprop_sum_outer_f(inner, rows, k, d, 1, ldd, w, ldw, c, ldc, 1, 0)
     else:
-        gemm(c'N', c'N', k, rows, inner, w, ldw, d, ldd, 0, c, ldc)
+        gemm(c'N', c'N', k, rows, inner, 1, w, ldw, d, ldd, 0, c, ldc)
 
 
 PRODUCTS = ("rows_dot_rows", "rows_t_times", "rows_times")
 
 
 def py_product(str product, const floating[:, :] a, const floating[:, :] b,
-               floating[:, :] c, double beta=0):
+               floating[:, :] c, double beta=0, double alpha=1):
     """One of the blocks paths' products, as the kernels run it (for the tests):
     ``rows_dot_rows`` c = a @ b.T (beta 0) or c += a @ b.T (beta 1),
-    ``rows_t_times`` c = beta * c + a.T @ b, ``rows_times`` c = a @ b.  Rows may be
+    ``rows_t_times`` c = beta * c + alpha * a.T @ b, ``rows_times`` c = a @ b.  Rows may be
     strided (views of wider arrays)."""
     cdef int code = PRODUCTS.index(product)
     cdef int m = a.shape[0], n = a.shape[1], k = b.shape[1]
@@ -208,7 +207,8 @@ def py_product(str product, const floating[:, :] a, const floating[:, :] b,
             rows_dot_rows(m, <int>b.shape[0], n, &a[0, 0], lda, &b[0, 0], ldb, beta != 0,
                           &c[0, 0], ldc)
         elif code == 1:
-            rows_t_times(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, <floating>beta, &c[0, 0], ldc)
+            rows_t_times(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, <floating>alpha, <floating>beta,
+                         &c[0, 0], ldc)
         else:
             rows_times(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, &c[0, 0], ldc)
 

@@ -5,6 +5,16 @@
 # deltas and its own rows of the gradient: nothing to reduce, and the same arithmetic
 # whatever the number of threads.
 
+cdef struct FirstLayerStep:
+    # Plain SGD's step of the first layer's weights, taken by their gradient product
+    # itself when a batch is one block: W_0 = keep * W_0 + rate * D_0.T @ X, with
+    # rate = -lr / rows and keep = 1 - lr * weight_decay (rule_step's step, up to the
+    # rounding), instead of writing the gradient sums and stepping them in a second pass
+    # over W_0.  rate 0: the gradient sums, as for every other rule.
+    double rate
+    double keep
+
+
 cdef inline int part_count(const Plan* plan, Py_ssize_t B, Py_ssize_t n_in,
                            Py_ssize_t n_units) noexcept nogil:
     """Parts that a layer's n_units are split into for a block of B rows: set by the
@@ -85,12 +95,13 @@ cdef void block_forward(const Layout* lay, const Plan* plan, const floating* par
                               acts + B * lay.a_off[L - 1] + s * n_out, n_out)
 
 
-cdef void part_gradient(const Layout* lay, int l, const floating* a_prev, int B,
-                        const floating* deltas,
+cdef void part_gradient(const Layout* lay, int l, floating* params,
+                        const floating* a_prev, int B, const floating* deltas,
                         floating* grad,   # IN/OUT: rows u0 .. u1-1 of W_l's, and b_l's
-                        floating beta, int u0, int u1) noexcept nogil:
+                        floating beta, FirstLayerStep first, int u0, int u1) noexcept nogil:
     """The gradient sums of units u0 .. u1-1 of layer l (their rows of W and their
-    biases): grad = beta * grad + D[:, u].T @ A_prev, and the column sums of D."""
+    biases): grad = beta * grad + D[:, u].T @ A_prev, and the column sums of D; or, for
+    the first layer with first.rate, its rows of W stepped instead (FirstLayerStep)."""
     cdef int n_in = <int>lay.sizes[l], n_out = <int>lay.sizes[l + 1]
     cdef Py_ssize_t s, j
     cdef const floating* d_l = deltas + B * lay.a_off[l]
@@ -101,8 +112,13 @@ cdef void part_gradient(const Layout* lay, int l, const floating* a_prev, int B,
     for s in range(B):
         for j in range(u0, u1):
             gb[j] += d_l[s * n_out + j]
+    if l == 0 and first.rate != 0:
+        # W[u0:u1] = keep * W[u0:u1] + rate * D[:, u0:u1].T @ A_prev
+        rows_t_times(B, u1 - u0, n_in, d_l + u0, n_out, a_prev, n_in, <floating>first.rate,
+                     <floating>first.keep, params + lay.w_off[l] + u0 * n_in, n_in)
+        return
     # grad_W[u0:u1] = beta * grad_W[u0:u1] + D[:, u0:u1].T @ A_prev
-    rows_t_times(B, u1 - u0, n_in, d_l + u0, n_out, a_prev, n_in, beta,
+    rows_t_times(B, u1 - u0, n_in, d_l + u0, n_out, a_prev, n_in, 1, beta,
                  grad + lay.w_off[l] + u0 * n_in, n_in)
 
 
@@ -127,28 +143,31 @@ cdef void part_delta_below(const Layout* lay, int l, const floating* params,
             d_prev[s * n_in + i] *= hidden_derivative(lay, l - 1, a_prev[s * n_in + i], pos + s, i)
 
 
-cdef inline void part_backward(const Layout* lay, int l, const floating* params,
+cdef inline void part_backward(const Layout* lay, int l, floating* params,
                                const floating* a_prev, int B, floating* deltas,
-                               floating* grad, floating beta, Py_ssize_t pos,
-                               int p, int grad_parts, int delta_parts) noexcept nogil:
+                               floating* grad, floating beta, FirstLayerStep first,
+                               Py_ssize_t pos, int p, int grad_parts,
+                               int delta_parts) noexcept nogil:
     """Part p of layer l's backward step: the first grad_parts parts are its gradient,
-    the rest the deltas of the layer below (both read W_l and D_l, neither writes them)."""
+    the rest the deltas of the layer below (both read W_l and D_l, neither writes them;
+    a step of W_0 comes last, where no part reads it)."""
     cdef Py_ssize_t n_in = lay.sizes[l], n_out = lay.sizes[l + 1]
     if p < grad_parts:
-        part_gradient(lay, l, a_prev, B, deltas, grad, beta, part_start(n_out, grad_parts, p),
-                      part_start(n_out, grad_parts, p + 1))
+        part_gradient(lay, l, params, a_prev, B, deltas, grad, beta, first,
+                      part_start(n_out, grad_parts, p), part_start(n_out, grad_parts, p + 1))
     else:
         p -= grad_parts
         part_delta_below(lay, l, params, a_prev, B, deltas, pos,
                          part_start(n_in, delta_parts, p), part_start(n_in, delta_parts, p + 1))
 
 
-cdef void block_backward(const Layout* lay, const Plan* plan, const floating* params,
+cdef void block_backward(const Layout* lay, const Plan* plan,
+                         floating* params,  # IN (OUT: W_0 with first.rate)
                          const floating* xb, int B, const floating* acts,
                          floating* deltas,  # IN: the output deltas; scratch for the rest
                          floating* grad,    # IN/OUT: beta * grad + the block's gradient sums
                          Py_ssize_t pos,    # position of the first row (dropout)
-                         floating beta) noexcept nogil:
+                         floating beta, FirstLayerStep first) noexcept nogil:
     cdef int l, p, grad_parts, delta_parts, parts, previous, n_threads = plan.n_threads
     cdef const floating* a_prev
     for l in range(lay.n_layers - 1, -1, -1):
@@ -162,14 +181,14 @@ cdef void block_backward(const Layout* lay, const Plan* plan, const floating* pa
         if n_threads <= 1 or (grad_parts == 1 and delta_parts <= 1):
             # one thread, or too little work to be worth a second one
             for p in range(parts):
-                part_backward(lay, l, params, a_prev, B, deltas, grad, beta, pos, p, grad_parts,
-                              delta_parts)
+                part_backward(lay, l, params, a_prev, B, deltas, grad, beta, first, pos, p,
+                              grad_parts, delta_parts)
         else:
             for p in prange(parts, num_threads=n_threads if n_threads < parts else parts,
                             schedule="static"):
                 previous = blas_single_thread()
-                part_backward(lay, l, params, a_prev, B, deltas, grad, beta, pos, p, grad_parts,
-                              delta_parts)
+                part_backward(lay, l, params, a_prev, B, deltas, grad, beta, first, pos, p,
+                              grad_parts, delta_parts)
                 blas_restore_threads(previous)
 
 
@@ -192,13 +211,15 @@ cdef void part_score(const Epoch* e, Py_ssize_t r0,
                      d_out + s * n_out if d_out != NULL else NULL, part_loss, part_correct)
 
 
-cdef void block_gradient(Epoch* e, const floating* params,
+cdef void block_gradient(Epoch* e, floating* params,  # IN (OUT: W_0 with first.rate)
                          Py_ssize_t r0, Py_ssize_t r,  # samples r0 .. r0+r-1 of the call
                          bint want_grad,
-                         floating beta   # the gradient sums: beta * grad + this block's
+                         floating beta,  # the gradient sums: beta * grad + this block's
+                         FirstLayerStep first
                          ) noexcept nogil:
     """A block of samples as matrix products: gathered, fed forward, scored into the
-    call's loss and count, and (want_grad) fed back into the scratch gradient sums."""
+    call's loss and count, and (want_grad) fed back into the scratch gradient sums (or,
+    with first.rate, W_0 stepped)."""
     cdef const Layout* lay = e.lay
     cdef const Plan* plan = &e.plan
     cdef Py_ssize_t k, q, last, n_in = lay.sizes[0]
@@ -235,4 +256,5 @@ cdef void block_gradient(Epoch* e, const floating* params,
         e.loss_sum += part_loss[q]
         e.n_correct += part_correct[q]
     if want_grad:
-        block_backward(lay, plan, params, xb, <int>r, a, d, <floating*>e.scratch.grad, r0, beta)
+        block_backward(lay, plan, params, xb, <int>r, a, d, <floating*>e.scratch.grad, r0, beta,
+                       first)

@@ -205,7 +205,8 @@ def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int los
         if want_grad and n == 0:
             memset(&grad[0], 0, grad.shape[0] * sizeof(floating))
         # (GradientSum reads the parameters, never writes them)
-        batch_gradient(&e, <floating*>&params[0], 0, n, want_grad)
+        batch_gradient(&e, <floating*>&params[0], 0, n, want_grad,
+                       FirstLayerStep(rate=0, keep=1))
         blas_restore_threads(blas_previous)
     return e.loss_sum, e.n_correct
 

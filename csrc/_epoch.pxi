@@ -73,7 +73,9 @@ cdef void epoch_online_next(Epoch* call, floating* params, Rule rule) noexcept n
 
 cdef void batch_gradient(Epoch* e, floating* params,
                          Py_ssize_t start, Py_ssize_t stop,  # samples of the call
-                         bint want_grad) noexcept nogil:
+                         bint want_grad,
+                         FirstLayerStep first  # rate 0, or (one block) W_0's step
+                         ) noexcept nogil:
     """The gradient sums of samples start .. stop-1 into the scratch gradient (with
     want_grad), their losses and correct count added to the call's: as matrix products
     over blocks of rows, or one sample at a time."""
@@ -89,7 +91,7 @@ cdef void batch_gradient(Epoch* e, floating* params,
         k = start
         while k < stop:
             rows = e.plan.block_rows if k + e.plan.block_rows <= stop else stop - k
-            block_gradient(e, params, k, rows, want_grad, 0 if k == start else 1)
+            block_gradient(e, params, k, rows, want_grad, 0 if k == start else 1, first)
             k += rows
         return
     if want_grad:
@@ -103,33 +105,42 @@ cdef void batch_gradient(Epoch* e, floating* params,
             sample_backward(lay, params, x, a, d, add, grad, k, 0)
 
 
-cdef void batch_step(Epoch* e, floating* params, Rule rule, Py_ssize_t rows) noexcept nogil:
+cdef void batch_step(Epoch* e, floating* params, Rule rule, Py_ssize_t rows,
+                     Py_ssize_t lo  # the parameters from lo on (0, or b_0's start)
+                     ) noexcept nogil:
     """One optimizer step with the mean gradient of a batch of ``rows`` samples."""
     cdef const Layout* lay = e.lay
     cdef floating* grad = <floating*>e.scratch.grad
     cdef floating* state = <floating*>e.state
     cdef floating scale = <floating>1 / <floating>rows
     cdef int p, n_threads = e.plan.n_threads
-    cdef Py_ssize_t N = lay.n_params
+    cdef Py_ssize_t N = lay.n_params - lo
     rule_begin(&rule, e.steps)
     if (e.plan.path == PATH_BLOCKS and n_threads > 1
             and part_count(&e.plan, min(rows, e.plan.block_rows), lay.sizes[0],
                            lay.sizes[1]) > 1):
         # the threads that wrote the gradient's parts step them (their caches)
         for p in prange(n_threads, num_threads=n_threads, schedule="static"):
-            rule_range(rule, lay, params, grad, state, scale, N * p // n_threads,
-                       N * (p + 1) // n_threads)
+            rule_range(rule, lay, params, grad, state, scale, lo + N * p // n_threads,
+                       lo + N * (p + 1) // n_threads)
     else:
-        rule_range(rule, lay, params, grad, state, scale, 0, N)
+        rule_range(rule, lay, params, grad, state, scale, lo, lo + N)
 
 
 cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
     """Mini-batches: consecutive batches of the order, the gradient of each, one step."""
     cdef Py_ssize_t start = 0, stop
+    cdef FirstLayerStep first = FirstLayerStep(rate=0, keep=1)
     while start < e.n:
         stop = start + e.plan.batch_size if start + e.plan.batch_size < e.n else e.n
-        batch_gradient(e, params, start, stop, True)
-        batch_step(e, params, rule, stop - start)
+        first.rate = 0
+        if (Rule is SgdRule and e.plan.path == PATH_BLOCKS
+                and stop - start <= e.plan.block_rows):
+            # a batch of one block: its gradient product steps W_0 (FirstLayerStep)
+            first.rate = -rule.h.learning_rate / <double>(stop - start)
+            first.keep = 1 - rule.h.learning_rate * rule.h.weight_decay
+        batch_gradient(e, params, start, stop, True, first)
+        batch_step(e, params, rule, stop - start, e.lay.b_off[0] if first.rate != 0 else 0)
         epoch_after_step(e, params)
         start = stop
 

@@ -232,9 +232,9 @@ cdef void online_block(Epoch* e, floating* params, BlockRule rule, const OnlineB
                 W[i] += qv * V[i]
             sv = cs[r]
         # W += D0.T @ X_B, V = sv * V + D1.T @ X_B
-        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, W,
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, 1, W,
                      <int>n_in)
-        rows_t_times(<int>r, <int>n_h, <int>n_in, d2, <int>n_h, xb, <int>n_in, sv, V,
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d2, <int>n_h, xb, <int>n_in, 1, sv, V,
                      <int>n_in)
     else:
         # W = c^r W - lr * sum_m c^(r-1-m) d_m x_m^T: the rows of d1 scaled, then one product
@@ -243,7 +243,7 @@ cdef void online_block(Epoch* e, floating* params, BlockRule rule, const OnlineB
             for h in range(n_h):
                 d1[m * n_h + h] *= coef
         # W = c^r * W + D.T @ X_B
-        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, cp[r], W,
+        rows_t_times(<int>r, <int>n_h, <int>n_in, d1, <int>n_h, xb, <int>n_in, 1, cp[r], W,
                      <int>n_in)
 
 

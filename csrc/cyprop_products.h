@@ -17,9 +17,10 @@
    - rows_dot_rows (Z += X @ W.T): a tile of 4 rows of X by 6 rows of W; each step loads
      4 + 6 vectors along k and does 24 multiply-adds; each of the 24 sums is reduced
      across its lanes once, at the end.
-   - sum_outer (C = beta C + sum_s a_s b_s^T): a tile of 8 outputs by 3 vectors along
-     k; each step broadcasts 8 scalars of a_s, loads 3 vectors of b_s and does 24
-     multiply-adds, and C is read and written once, at the end.
+   - sum_outer (C = beta C + alpha sum_s a_s b_s^T): a tile of 8 outputs by 3 vectors
+     along k; each step broadcasts 8 scalars of a_s, loads 3 vectors of b_s and does 24
+     multiply-adds, and C is read and written once, at the end (alpha and beta let
+     plain SGD step a layer's weights there: W = keep W - rate G).
 
    Each output is the same sum in the same order wherever its tile falls (the lanes run
    along k in rows_dot_rows and along the output in sum_outer), so the results do not

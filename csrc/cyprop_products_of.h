@@ -60,12 +60,12 @@ static void OF(cyprop_rows_dot_rows)(int rows, int units, int K, const REAL* x, 
 #undef CYPROP_DOT_TILE
 #undef CYPROP_DOT_TILES
 
-/* c[o, :] = beta c[o, :] + sum_s a(s, o) b[s, :] over n_sums s, for a tile of OT <= 8
-   outputs and KV <= 3 vectors of k (the last one masked by `last`). */
+/* c[o, :] = beta c[o, :] + alpha sum_s a(s, o) b[s, :] over n_sums s, for a tile of
+   OT <= 8 outputs and KV <= 3 vectors of k (the last one masked by `last`). */
 CYPROP_INLINE void OF(cyprop_outer_tile)(const int OT, const int KV, int n_sums,
                                          const REAL* a, ptrdiff_t a_s, ptrdiff_t a_o,
                                          const REAL* b, int ldb, REAL* c, int ldc,
-                                         REAL beta, MASK last) {
+                                         REAL alpha, REAL beta, MASK last) {
     VEC acc[8][3], bv[3], as;
     int s, o, v;
     CYPROP_UNROLL for (o = 0; o < OT; o++)
@@ -83,6 +83,7 @@ CYPROP_INLINE void OF(cyprop_outer_tile)(const int OT, const int KV, int n_sums,
         CYPROP_UNROLL for (v = 0; v < KV; v++) {
             REAL* co = c + (size_t)o * ldc + v * LANES;
             const MASK m = v < KV - 1 ? (MASK)-1 : last;
+            acc[o][v] = V(mul)(V(set1)(alpha), acc[o][v]);   /* exact for alpha 1 */
             if (beta != 0)   /* beta == 0: c is not read (it may hold anything) */
                 acc[o][v] = V(fmadd)(V(set1)(beta), V(maskz_loadu)(m, co), acc[o][v]);
             V(mask_storeu)(co, m, acc[o][v]);
@@ -92,18 +93,18 @@ CYPROP_INLINE void OF(cyprop_outer_tile)(const int OT, const int KV, int n_sums,
 
 #define CYPROP_OUTER_TILE(ot, kv) \
     case ot: OF(cyprop_outer_tile)(ot, kv, n_sums, a + o * a_o, a_s, a_o, b + k, ldb, \
-                                   c + (size_t)o * ldc + k, ldc, beta, last); break;
+                                   c + (size_t)o * ldc + k, ldc, alpha, beta, last); break;
 #define CYPROP_OUTER_TILES(kv) switch (n_out - o < 8 ? n_out - o : 8) { \
     CYPROP_OUTER_TILE(8, kv) CYPROP_OUTER_TILE(7, kv) CYPROP_OUTER_TILE(6, kv) \
     CYPROP_OUTER_TILE(5, kv) CYPROP_OUTER_TILE(4, kv) CYPROP_OUTER_TILE(3, kv) \
     CYPROP_OUTER_TILE(2, kv) CYPROP_OUTER_TILE(1, kv) }
 
-/* C = beta C + sum_s a_s b_s^T: c[o, k] = beta c[o, k] + sum_s a[s a_s + o a_o] b[s, k]
-   for o < n_out, k < K, s < n_sums.  The gradient D.T @ X is a = D (a_s its row length,
+/* C = beta C + alpha sum_s a_s b_s^T: c[o, k] = beta c[o, k] + alpha sum_s a[s a_s + o a_o]
+   b[s, k] for o < n_out, k < K, s < n_sums.  The gradient D.T @ X is a = D (a_s its row length,
    a_o 1), b = X; the deltas below D @ W are a = D (a_s 1, a_o its row length), b = W. */
 static void OF(cyprop_sum_outer)(int n_sums, int n_out, int K, const REAL* a, ptrdiff_t a_s,
                                  ptrdiff_t a_o, const REAL* b, int ldb, REAL* c, int ldc,
-                                 REAL beta) {
+                                 REAL alpha, REAL beta) {
     int k, o, kn;
     MASK last;
     /* 3 vectors of k at a time: those columns of b (L1) meet every output */

@@ -43,13 +43,14 @@ def strided(rng, shape, dtype, pad=3):
     return wide[:, :shape[1]]
 
 
-def expected(product, a, b, c0, beta):
+def expected(product, a, b, c0, beta, alpha=1.0):
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     if product == "rows_dot_rows":   # beta 0 or 1: set, or add to c
         return beta * c0 + a64 @ b64.T, np.abs(a64) @ np.abs(b64).T + beta * np.abs(c0)
     if product == "rows_t_times":
         base = beta * c0 if beta else 0
-        return base + a64.T @ b64, np.abs(a64).T @ np.abs(b64) + abs(beta * c0)
+        return (base + alpha * (a64.T @ b64),
+                abs(alpha) * (np.abs(a64).T @ np.abs(b64)) + abs(beta * c0))
     return a64 @ b64, np.abs(a64) @ np.abs(b64)
 
 
@@ -68,20 +69,24 @@ def operands(product, rng, m, n, k, dtype):
 def test_products_match_numpy(instruction_set, product, dtype):
     core = kernel(instruction_set)
     rng = np.random.default_rng(7)
-    betas = {"rows_dot_rows": (0.0, 1.0), "rows_t_times": (0.0, 1.0, 0.5),
-             "rows_times": (0.0,)}[product]
+    # (beta, alpha): rows_t_times with an alpha is plain SGD's step of W_0, keep and -rate
+    scalars = {"rows_dot_rows": ((0.0, 1.0), (1.0, 1.0)),
+               "rows_t_times": ((0.0, 1.0), (1.0, 1.0), (0.5, 1.0), (1.0, -0.03),
+                                (0.97, -0.5), (0.0, 2.0)),
+               "rows_times": ((0.0, 1.0),)}[product]
     for m, n, k in itertools.product(ROWS, UNITS, DEPTHS):
-        for beta in betas:
+        for beta, alpha in scalars:
             a, b, c = operands(product, rng, m, n, k, dtype)
             if beta == 0:
                 c[...] = np.nan          # not to be read
             c0 = c.astype(np.float64)
             whole = c.base.copy()        # the padding beside each row must stay
-            core.py_product(product, a, b, c, beta)
-            want, scale = expected(product, a, b, np.nan_to_num(c0), beta)
+            core.py_product(product, a, b, c, beta, alpha)
+            want, scale = expected(product, a, b, np.nan_to_num(c0), beta, alpha)
             err = np.abs(c - want) / (scale + 1e-300)
             assert np.all(err <= TOL[dtype]), (
-                f"{product} {m}x{n}x{k} beta={beta}: error {err.max():.2g} of the terms")
+                f"{product} {m}x{n}x{k} beta={beta} alpha={alpha}: error {err.max():.2g} "
+                "of the terms")
             pad = np.ones(whole.shape, bool)
             pad[:, :c.shape[1]] = False
             np.testing.assert_array_equal(c.base[pad], whole[pad])
