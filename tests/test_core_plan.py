@@ -215,3 +215,52 @@ def test_plain_sgd_is_the_same_on_its_three_online_paths(instruction_set, dtype,
     # Online, plain SGD steps a weight by (lr * d_j) * a_i, one multiply-add per weight;
     # from a gradient sum it is lr * (d_j * a_i): the two round differently.
     assert_parity(samples, online, dtype)
+
+
+# ------------------------------------------------ the blocks path's first-layer step
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("batch_size", [16, 32, 45], ids=lambda b: f"bs{b}")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("instruction_set", _compiled.INSTRUCTION_SETS)
+def test_plain_sgd_steps_a_batch_of_one_block_in_its_gradient_product(
+        instruction_set, dtype, batch_size, weight_decay, assert_parity):
+    """A batch that is one block (16 or 32 rows, and the shorter last batches) steps W_0
+    in its gradient product, W_0 = (1 - lr wd) W_0 - (lr / rows) D.T @ X: through the
+    BLAS's alpha and beta under 24 rows, the AVX-512 kernel's own epilogue from 24 on.
+    A batch of two blocks (45 rows) steps from the gradient sums.  Either way the
+    reference's training, parameters, state, losses."""
+    from conftest import assert_same_training, train_on_both_backends
+    if not CORE.has_blas():
+        pytest.skip("no BLAS (scipy) in this environment")
+    sizes = [70, 33, 10]
+    arch = cyprop.Network(sizes, seed=0).arch
+    assert _compiled.blocks_path_rows(arch) == 32   # 16 and 32: one block, 45: two
+    nets, optimizers = train_on_both_backends(
+        sizes, ("sigmoid", "softmax", "cross_entropy"), dtype,
+        cyprop.SGD(0.3, weight_decay=weight_decay), batch_size, "blocks", n=90,
+        instruction_set=instruction_set)
+    assert_same_training(nets, optimizers, dtype, assert_parity)
+
+
+def test_large_first_layers_take_blocks_as_large_as_the_cache_holds(monkeypatch):
+    """Up to block_rows_max rows per block where the first layer has large_block_weights
+    weights or more and the block's inputs fit beside them in 3/4 of L2 (in float64)."""
+    def rows(sizes):
+        return _compiled.blocks_path_rows(cyprop.Network(sizes, seed=0).arch)
+
+    monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 2 << 20)   # Sapphire Rapids
+    assert [rows([784, 100, 10]), rows([784, 30, 10]), rows([784, 256, 10])] == [128, 128, 32]
+    assert rows([64, 32, 10]) == _compiled.TUNING["block_rows"]   # W1: too small to gain
+    monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 1 << 20)   # Zen 4
+    assert [rows([784, 100, 10]), rows([784, 30, 10])] == [32, 64]
+    # the plan carries them, and so do the parts that threads would split a batch into
+    W3 = cyprop.Network([784, 100, 10], seed=0).arch
+    if CORE.has_blas():
+        assert _compiled.plan(W3, cyprop.Adam(), 200).block_rows == 32
+    monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 2 << 20)
+    if CORE.has_blas():
+        assert _compiled.plan(W3, cyprop.Adam(), 200).block_rows == 128
+
+
+def test_the_level2_cache_size_is_read_or_assumed():
+    assert _compiled._level2_cache_bytes() >= 256 << 10

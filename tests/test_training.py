@@ -1116,16 +1116,17 @@ def test_backend_parity(feature, dtype, batch_size):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [64, 160])
 @pytest.mark.parametrize("fit_kwargs", [
     dict(optimizer=cyprop.SGD(0.05)),
     dict(optimizer=cyprop.Adam(1e-3), sample_weight="linspace"),
 ], ids=["sgd", "adam-weighted"])
-def test_parallel_batches_same_result_for_any_thread_count(dtype, fit_kwargs):
+def test_parallel_batches_same_result_for_any_thread_count(dtype, batch_size, fit_kwargs):
     """Layers big enough for the compiled core to split their units into parts on
     parallel threads (forward, gradients and the deltas of the layer below, in both
-    hidden layers of [256, 192, 192, 10], batches of 64 fed as two blocks of 32 rows):
-    the trained weights are bit-identical for 1, 2 and 3 threads, and agree with the
-    NumPy reference."""
+    hidden layers of [256, 192, 192, 10]; batches of one block, in which plain SGD steps
+    W_0 in the gradient product's parts, and of two): the trained weights are
+    bit-identical for 1, 2 and 3 threads, and agree with the NumPy reference."""
     X, y = blobs(n=200, n_features=256, n_classes=10, spread=2.0)
     results = {}
     for backend, n_threads in (("cython", 1), ("cython", 2), ("cython", 3), ("numpy", None)):
@@ -1134,8 +1135,8 @@ def test_parallel_batches_same_result_for_any_thread_count(dtype, fit_kwargs):
         if kwargs.get("sample_weight") == "linspace":
             kwargs["sample_weight"] = np.linspace(0.5, 1.5, len(X))
         net = make(sizes=(256, 192, 192, 10), backend=backend, dtype=dtype, dropout=0.1)
-        net.fit(X, y, epochs=2, batch_size=64, seed=1, verbose=0, n_threads=n_threads,
-                **kwargs)
+        net.fit(X, y, epochs=2, batch_size=batch_size, seed=1, verbose=0,
+                n_threads=n_threads, **kwargs)
         results[backend, n_threads] = snapshot(net)
     one = results["cython", 1]
     np.testing.assert_array_equal(results["cython", 2], one)
