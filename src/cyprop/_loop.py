@@ -393,13 +393,21 @@ def _copy_or_none(array: NDArray[Any] | None) -> NDArray[Any] | None:
     return None if array is None else array.copy()
 
 
+#: Weight-sample products per part of a long epoch: tens of milliseconds of work on the
+#: compiled core's fastest paths, a fraction of a second on its slowest.  Each part is a
+#: call into the core (a plan, fresh scratch memory), which shorter parts would pay
+#: for often enough to show in the epoch's time (README, Performance).
+PART_PRODUCTS = 1_000_000_000
+
+
 def parts(n: int, batch_size: int, n_params: int) -> list[tuple[int, int]]:
-    """(start, stop) ranges of whole batches covering an epoch of n samples: one part,
-    unless the epoch is long (about 5e7 weight-sample products or more), then ~10."""
-    if n * n_params < 50_000_000:
+    """(start, stop) ranges of whole batches covering an epoch of n samples: one per
+    PART_PRODUCTS weight-sample products, at most 10 (one for a short epoch)."""
+    count = min(10, n * n_params // PART_PRODUCTS)
+    if count <= 1:
         return [(0, n)]
     batches = -(-n // batch_size)
-    per_part = -(-batches // 10) * batch_size
+    per_part = -(-batches // count) * batch_size
     return [(start, min(start + per_part, n)) for start in range(0, n, per_part)]
 
 
