@@ -234,7 +234,7 @@ def test_plain_sgd_steps_a_batch_of_one_block_in_its_gradient_product(
         pytest.skip("no BLAS (scipy) in this environment")
     sizes = [70, 33, 10]
     arch = cyprop.Network(sizes, seed=0).arch
-    assert _compiled.blocks_path_rows(arch) == 32   # 16 and 32: one block, 45: two
+    assert _compiled.blocks_path_rows(arch, CORE) == 32   # 16 and 32: one block, 45: two
     nets, optimizers = train_on_both_backends(
         sizes, ("sigmoid", "softmax", "cross_entropy"), dtype,
         cyprop.SGD(0.3, weight_decay=weight_decay), batch_size, "blocks", n=90,
@@ -242,23 +242,34 @@ def test_plain_sgd_steps_a_batch_of_one_block_in_its_gradient_product(
     assert_same_training(nets, optimizers, dtype, assert_parity)
 
 
+class OwnProducts:
+    """A core whose blocks paths run the own products (the AVX-512 build's), or not."""
+
+    def __init__(self, own):
+        self.own = own
+
+    def has_own_products(self):
+        return self.own
+
+
 def test_large_first_layers_take_blocks_as_large_as_the_cache_holds(monkeypatch):
-    """Up to block_rows_max rows per block where the first layer has large_block_weights
-    weights or more and the block's inputs fit beside them in 3/4 of L2 (in float64)."""
-    def rows(sizes):
-        return _compiled.blocks_path_rows(cyprop.Network(sizes, seed=0).arch)
+    """With the own products, up to block_rows_max rows per block where the first layer
+    has large_block_weights weights or more and the block's inputs fit beside them in
+    3/4 of L2 (in float64); through the BLAS, block_rows."""
+    def rows(sizes, own=True):
+        return _compiled.blocks_path_rows(cyprop.Network(sizes, seed=0).arch, OwnProducts(own))
 
     monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 2 << 20)   # Sapphire Rapids
     assert [rows([784, 100, 10]), rows([784, 30, 10]), rows([784, 256, 10])] == [128, 128, 32]
     assert rows([64, 32, 10]) == _compiled.TUNING["block_rows"]   # W1: too small to gain
+    assert rows([784, 100, 10], own=False) == _compiled.TUNING["block_rows"]
     monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 1 << 20)   # Zen 4
     assert [rows([784, 100, 10]), rows([784, 30, 10])] == [32, 64]
-    # the plan carries them, and so do the parts that threads would split a batch into
+    # the plan carries them
     W3 = cyprop.Network([784, 100, 10], seed=0).arch
-    if CORE.has_blas():
+    if CORE.has_blas() and CORE.has_own_products():
         assert _compiled.plan(W3, cyprop.Adam(), 200).block_rows == 32
-    monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 2 << 20)
-    if CORE.has_blas():
+        monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 2 << 20)
         assert _compiled.plan(W3, cyprop.Adam(), 200).block_rows == 128
 
 

@@ -129,12 +129,12 @@ TUNING = {
     # (README) ...
     "block_rows": 32,
     # ... but a batch that is one block steps plain SGD's first layer in its gradient
-    # product (no second pass over those weights), and a layer of at least
-    # large_block_weights weights gains from that: its blocks take up to
-    # block_rows_max rows, as many as fit in three quarters of the L2 cache beside the
-    # layer's weights (in float64: the same plan, so the same sums, for both dtypes).
-    # Measured on Sapphire Rapids, W3 at batch sizes 64 and 128: 1.04-1.08x (W2
-    # 1.02-1.05x); W1's 2,048 weights ran 0.9x at 128.
+    # product (no second pass over those weights), and reads and writes the gradient
+    # sums once: with the own products (AVX-512), a first layer of at least
+    # large_block_weights weights takes blocks of up to block_rows_max rows, as many as
+    # fit in three quarters of the L2 cache beside its weights (counted in float64: the
+    # same plan, so the same sums, for both dtypes).  W2 and W3 ran faster at batch
+    # sizes 64 and 128, W1 slower; through the BLAS (AVX2) 128 rows ran as fast as 32.
     "block_rows_max": 128,
     "large_block_weights": 16_384,
     # Rows per matrix product in forward() and loss/gradient evaluation.
@@ -189,12 +189,12 @@ def batch_block_rows(batch_size: int) -> int:
     return batch_size * max(1, TUNING["batch_block_rows"] // batch_size)
 
 
-def blocks_path_rows(arch: Architecture) -> int:
-    """Rows per block of the 'blocks' path (TUNING: block_rows to block_rows_max), from
-    the first layer's size and this CPU's L2 cache."""
+def blocks_path_rows(arch: Architecture, core: ModuleType) -> int:
+    """Rows per block of the 'blocks' path on ``core`` (TUNING: block_rows to
+    block_rows_max), from the first layer's size and this CPU's L2 cache."""
     n_in, n_units = arch.sizes[0], arch.sizes[1]
     rows = TUNING["block_rows"]
-    if n_in * n_units >= TUNING["large_block_weights"]:
+    if core.has_own_products() and n_in * n_units >= TUNING["large_block_weights"]:
         while (rows * 2 <= TUNING["block_rows_max"]
                and (rows * 2 + n_units) * n_in * 8 <= LEVEL2_CACHE * 3 // 4):
             rows *= 2
@@ -296,22 +296,22 @@ def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
                 "online_block_weights" if batch_size < TUNING["min_blas_batch"]
                 else "batch_block_weights_blas"]
             and (n_samples is None or n_samples > batch_size)
-            and _first_layer_parts(arch, batch_size) == 1):
+            and _first_layer_parts(arch, batch_size, core) == 1):
         # SGD's first layer over blocks of whole batches: the same steps.  The path runs
         # on one thread; it is planned only where the blocks path would not split the
         # batch's first layer over threads either, so that neither the plan nor the
         # results depend on the thread count.
         return Plan("batch-blocks", rule, batch_size, batch_block_rows(batch_size))
     if batch_size >= TUNING["min_blas_batch"] and core.has_blas():
-        return Plan("blocks", rule, batch_size, blocks_path_rows(arch), n_threads)
+        return Plan("blocks", rule, batch_size, blocks_path_rows(arch, core), n_threads)
     return Plan("samples", rule, batch_size, 1, n_threads)
 
 
-def _first_layer_parts(arch: Architecture, batch_size: int) -> int:
+def _first_layer_parts(arch: Architecture, batch_size: int, core: ModuleType) -> int:
     """The parts that the blocks path splits a batch's first layer into (the core's
     part_count): more than one, and it can run them on parallel threads."""
     n_in, n_hidden = arch.sizes[0], arch.sizes[1]
-    rows = min(batch_size, blocks_path_rows(arch))
+    rows = min(batch_size, blocks_path_rows(arch, core))
     parts = min(rows * n_in * n_hidden // TUNING["part_work"], TUNING["max_parts"],
                 n_hidden // 16)
     return max(1, parts)
