@@ -93,6 +93,43 @@ def test_onnx_no_hidden_layer_and_bad_opset(onnx_tools, tmp_path):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_onnx_export_refuses_a_fifo_without_blocking(onnx_tools, tmp_path):
+    # Opening a FIFO to write blocks until someone reads it: refused from its stat,
+    # as Network.save refuses it (in a child, so that a hang fails the test).
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code = ("import cyprop, sys\n"
+            "try:\n"
+            "    cyprop.Network([2, 1], seed=0).to_onnx(sys.argv[1])\n"
+            "except ValueError as exc:\n"
+            "    print(exc)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:   # (run has killed the child)
+        pytest.fail("to_onnx blocked on a FIFO")
+    assert done.returncode == 0 and "it is a FIFO, not a regular file" in done.stdout, \
+        done.stdout + done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["pipe"]
+
+
+def test_failed_onnx_export_keeps_the_previous_file(onnx_tools, tmp_path, monkeypatch):
+    path = tmp_path / "net.onnx"
+    cyprop.Network([4, 3, 2], seed=0).to_onnx(path)
+    before = path.read_bytes()
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        cyprop.Network([4, 5, 2], seed=1).to_onnx(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.onnx"]
+
+
 def test_onnx_missing_is_a_clear_import_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)     # `import onnx` now fails
     with pytest.raises(ImportError, match=r'pip install "cyprop\[onnx\]"'):

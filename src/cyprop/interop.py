@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _archive
 from ._maths import LEAKY_SLOPE
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def to_onnx(net: Network, path: str | os.PathLike[str], opset: int | None = None
     net : Network
         The network to export.
     path : str or os.PathLike
-        The file to write.
+        The file to write, exactly there, atomically (as ``Network.save``).
     opset : int, optional
         The ONNX opset (see `onnx_model`); 17 by default.
     **options
@@ -206,11 +207,17 @@ def to_onnx(net: Network, path: str | os.PathLike[str], opset: int | None = None
     ImportError
         If onnx is not installed.
     ValueError
-        If ``opset`` is not accepted.
+        If ``opset`` is not accepted, or ``path`` is not a regular file (a FIFO, a
+        device).
+    OSError
+        If the file cannot be written (the file that was there, if any, is kept).
     """
-    onnx = _import_onnx()
     model = onnx_model(net, opset, **options)
-    onnx.save_model(model, os.fspath(path))
+    data = model.SerializeToString()
+    # as Network.save writes: never into a FIFO or device, and a failed write leaves
+    # the file that was there
+    target, mode = _archive.save_target(os.fspath(path))
+    _archive.write_file_atomic(target, lambda fh: fh.write(data), mode)
     return model
 
 
