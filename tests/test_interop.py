@@ -324,6 +324,33 @@ def test_from_torch_refuses(torch, layers, error, words):
         cyprop.Network.from_torch(torch.nn.Sequential(*layers(torch.nn)))
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_from_torch_reads_half_precision_into_float32(torch, dtype):
+    # float32 holds every float16 and bfloat16 value exactly: the network computes
+    # what module.float() computes
+    torch.manual_seed(0)
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).to(getattr(torch, dtype))
+    net = cyprop.Network.from_torch(module)
+    assert net.dtype == np.float32
+    for W, layer in zip(net.weights, (module[0], module[2])):
+        np.testing.assert_array_equal(W, layer.weight.detach().float().numpy())
+    X = inputs(net, 6)
+    with torch.no_grad():
+        want = module.float()(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(net.forward(X), want, rtol=0, atol=TORCH_TOL["float32"])
+
+
+def test_from_torch_refuses_weights_without_values(torch):
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2, device="meta"))
+    with pytest.raises(ValueError, match=r"layer 2 .*'meta' device"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 4, dtype=torch.complex64))
+    with pytest.raises(ValueError, match=r"layer 0 .*complex64"):
+        cyprop.Network.from_torch(module)
+
+
 def test_from_torch_needs_a_module(torch):
     with pytest.raises(TypeError, match="torch.nn.Sequential"):
         cyprop.Network.from_torch([1, 2])

@@ -297,6 +297,21 @@ def _activation_name(layer: Any, nn: Any) -> str | None:
     return None
 
 
+def _values(torch: Any, tensor: Any, where: str, what: str) -> np.ndarray:
+    """A parameter's values as a NumPy array of its own, float32 or float64."""
+    if tensor.is_meta:
+        raise ValueError(f"{where}: its {what} is on the 'meta' device, which holds no "
+                         "values (materialise the module first, e.g. "
+                         "module.to_empty(device='cpu'), and set its parameters)")
+    if tensor.is_complex():
+        raise ValueError(f"{where}: its {what} is {tensor.dtype}; cyprop's parameters are "
+                         "real, float32 or float64")
+    tensor = tensor.detach().cpu()
+    if tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.float()   # float16, bfloat16: float32 holds their values exactly
+    return tensor.numpy().copy()
+
+
 def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     """A ``Network`` equal to a PyTorch ``nn.Sequential``.
 
@@ -314,7 +329,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         The ``nn.Sequential`` to read.
     **kwargs
         Passed to ``Network``: ``loss`` (default cross-entropy for a softmax or sigmoid
-        output, else mse), ``dtype`` (default the weights'), ``backend``, ...
+        output, else mse), ``dtype`` (default the weights': float32 for float16 and
+        bfloat16 ones), ``backend``, ...
 
     Returns
     -------
@@ -331,8 +347,9 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
         bias, two activations in a row, an activation before the first Linear,
-        dropout on the inputs or after the last Linear, a hidden softmax, or layer
-        sizes that do not chain.
+        dropout on the inputs or after the last Linear, a hidden softmax, layer
+        sizes that do not chain, or parameters that are complex or on the 'meta'
+        device.
     """
     torch = _import_torch()
     nn = torch.nn
@@ -354,8 +371,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
             if layer.bias is None:
                 raise ValueError(f"{where} has no bias: cyprop's layers always have one "
                                  "(give the Linear a zero bias to convert it)")
-            weights.append(layer.weight.detach().cpu().numpy().copy())
-            biases.append(layer.bias.detach().cpu().numpy().copy())
+            weights.append(_values(torch, layer.weight, where, "weight"))
+            biases.append(_values(torch, layer.bias, where, "bias"))
             activations.append(None)
             rates.append(0.0)
             closed = False
