@@ -130,6 +130,29 @@ def test_failed_onnx_export_keeps_the_previous_file(onnx_tools, tmp_path, monkey
     assert os.listdir(tmp_path) == ["net.onnx"]
 
 
+def test_onnx_options_are_checked(onnx_tools):
+    net = cyprop.Network([3, 4, 2], seed=0)
+    # two_columns and flatten take one output column: more were silently interleaved
+    # (two columns of 2 outputs gave 4, flatten gave 2n values for "batch")
+    with pytest.raises(ValueError, match="two_columns needs one output, .* has 2"):
+        interop.onnx_model(net, two_columns=True)
+    with pytest.raises(ValueError, match="flatten needs one output column, .* 2"):
+        interop.onnx_model(net, flatten=True)
+    single = cyprop.Network([3, 1], output="sigmoid", seed=0)
+    with pytest.raises(ValueError, match="flatten needs one output column, .* 2"):
+        interop.onnx_model(single, two_columns=True, flatten=True)
+    # the output's name must be a new one: the checker's "SSA form" error named no option
+    for name in ("X", "z0", "W0", "a0", "b1"):
+        with pytest.raises(ValueError, match=f"output_name {name!r} is already"):
+            interop.onnx_model(net, output_name=name)
+    with pytest.raises(ValueError, match="output_name 'one' is already"):
+        interop.onnx_model(single, output_name="one", two_columns=True)
+    for name in ("", 5, None):
+        with pytest.raises((TypeError, ValueError), match="output_name must be"):
+            interop.onnx_model(net, output_name=name)
+    assert interop.onnx_model(net, output_name="one").graph.output[0].name == "one"
+
+
 def test_onnx_missing_is_a_clear_import_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)     # `import onnx` now fails
     with pytest.raises(ImportError, match=r'pip install "cyprop\[onnx\]"'):

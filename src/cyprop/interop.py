@@ -116,8 +116,12 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
     ------
     ImportError
         If onnx is not installed (``pip install "cyprop[onnx]"``).
+    TypeError
+        If ``output_name`` is not a non-empty string.
     ValueError
-        If ``opset`` is not an integer in the accepted range.
+        If ``opset`` is not an integer in the accepted range, ``output_name`` names
+        another tensor of the graph (``"X"``, ``"W0"``, ...), or ``two_columns`` or
+        ``flatten`` is asked of an output with more columns than they take.
     """
     onnx = _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -130,6 +134,14 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
             or not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest} (the "
                          f"newest this onnx knows), got {opset!r}")
+    if not isinstance(output_name, str) or not output_name:
+        raise TypeError(f"output_name must be a non-empty string, got {output_name!r}")
+    if two_columns and net.sizes[-1] != 1:
+        raise ValueError(f"two_columns needs one output, a probability; the network has "
+                         f"{net.sizes[-1]}")
+    if flatten and (2 if two_columns else net.sizes[-1]) != 1:
+        raise ValueError(f"flatten needs one output column, the network's output gives "
+                         f"{2 if two_columns else net.sizes[-1]}")
     dtype = np.dtype(net.dtype)
     elem = {np.dtype(np.float32): TensorProto.FLOAT,
             np.dtype(np.float64): TensorProto.DOUBLE}[dtype]
@@ -168,6 +180,10 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
         a = node("Reshape", [a, "flat_shape"], "flat")
         inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape"))
         shape = ["batch"]
+    taken = {"X"} | {t.name for t in inits} | {o for n in nodes[:-1] for o in n.output}
+    if output_name in taken:
+        raise ValueError(f"output_name {output_name!r} is already the name of a tensor of "
+                         "the graph; choose another")
     nodes[-1].output[0] = output_name   # the last node writes the graph's output
     graph = helper.make_graph(
         nodes, "cyprop_network",
