@@ -519,6 +519,11 @@ def test_csv_options_are_checked(tmp_path):
     with pytest.raises(TypeError, match="target"):
         datasets.load_csv(path, target=1.0)
     assert datasets.load_csv(write(tmp_path, "1\t2\t0\n"), delimiter="\t")[0].shape == (1, 2)
+    # an exponent's letter is part of a number too: "1.5e3e0" read as 1.5, 3 and class 0
+    exponent = write(tmp_path, "1.5e3e0\n")
+    for delimiter in ("e", "E"):
+        with pytest.raises(ValueError, match="cannot separate fields of numbers"):
+            datasets.load_csv(exponent, delimiter=delimiter)
 
 
 def test_csv_header_none_means_no_header(tmp_path):

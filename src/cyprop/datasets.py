@@ -482,7 +482,8 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
         names stands above a number in the second row.  Such a row with an empty
         name is refused: say ``header=True`` or ``False``.
     delimiter : str
-        The field separator: one character, not a quote, digit, sign or point.
+        The field separator: one character, not a quote, digit, sign, point
+        or exponent letter (``e``, ``E``).
     return_classes : bool
         Also return ``classes``, the original class of each label: ``classes[y[i]]``.
 
@@ -532,7 +533,7 @@ def _check_csv_options(header: object, delimiter: object, target: object) -> Non
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
     # A delimiter that can occur in a number would split numbers silently.
-    if delimiter in '"\r\n\0.+-0123456789':
+    if delimiter in '"\r\n\0.+-0123456789eE':
         raise ValueError(f"delimiter {delimiter!r} cannot separate fields of numbers")
     if target is not None and not isinstance(target, str) and (
             isinstance(target, bool) or not isinstance(target, _numbers.Integral)):
