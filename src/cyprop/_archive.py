@@ -90,8 +90,13 @@ def write_file_atomic(path: str, write: Callable[[BinaryIO], Any], mode: int | N
     # O_EXCL: never clobber an existing file.  Created with at most the kept bits (the
     # umask may take some away: fchmod restores them), so never readable by more
     # people than the file it replaces, even for a moment.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666 if mode is None else mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666 if mode is None else mode)
+    except OSError as exc:
+        # (a missing or read-only folder) named by the path the caller gave, as
+        # open(path, "wb") names it, not by the temporary file's
+        raise type(exc)(exc.errno, exc.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             if mode is not None and hasattr(os, "fchmod"):
