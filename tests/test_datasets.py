@@ -227,6 +227,49 @@ def test_load_mnist_count_mismatch(tmp_path):
         datasets.load_mnist(tmp_path)
 
 
+def test_load_mnist_gzip_longer_than_its_header_is_not_decompressed_whole(tmp_path):
+    # A small .gz that inflates to far more than its header declares (a gzip bomb, or
+    # a damaged file) is refused once the declared bytes and one more are read: the
+    # memory used is what the header declares, not what the file inflates to.
+    import tracemalloc
+    import zlib
+
+    write_mnist(tmp_path, n=5)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)   # 31: the gzip format
+    data = packer.compress(struct.pack(">IIII", 2051, 5, 3, 4))
+    data += b"".join(packer.compress(bytes(1 << 20)) for _ in range(64)) + packer.flush()
+    assert len(data) < 1 << 20                           # 64 MiB inflated
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="longer than its header"):
+            datasets.load_mnist(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_load_mnist_corrupted_gzip_is_a_value_error(tmp_path):
+    # Damaged deflate data (not only a cut): zlib raises its own error, not an OSError.
+    write_mnist(tmp_path, n=50, compress=True)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    data = bytearray(path.read_bytes())
+    data[12:40] = bytes(b ^ 0xFF for b in data[12:40])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged gzip"):
+        datasets.load_mnist(tmp_path)
+
+
+def test_load_mnist_no_images(tmp_path):
+    # A file of 0 images (as a header-only file is) gives 0 rows of rows * cols features.
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((0, 3, 4)), 2051)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(0), 2049)
+    X, y = datasets.load_mnist(tmp_path)
+    assert X.shape == (0, 12) and X.dtype == np.float64
+    assert y.shape == (0,) and y.dtype == np.int64
+
+
 def test_load_mnist_kind(tmp_path):
     with pytest.raises(ValueError, match="kind"):
         datasets.load_mnist(tmp_path, kind="validation")
@@ -476,6 +519,11 @@ def test_csv_options_are_checked(tmp_path):
     with pytest.raises(TypeError, match="target"):
         datasets.load_csv(path, target=1.0)
     assert datasets.load_csv(write(tmp_path, "1\t2\t0\n"), delimiter="\t")[0].shape == (1, 2)
+    # an exponent's letter is part of a number too: "1.5e3e0" read as 1.5, 3 and class 0
+    exponent = write(tmp_path, "1.5e3e0\n")
+    for delimiter in ("e", "E"):
+        with pytest.raises(ValueError, match="cannot separate fields of numbers"):
+            datasets.load_csv(exponent, delimiter=delimiter)
 
 
 def test_csv_header_none_means_no_header(tmp_path):

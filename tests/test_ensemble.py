@@ -402,3 +402,12 @@ def test_load_refuses_what_save_would_not_write(tmp_path):
     with pytest.raises(IsADirectoryError):
         cyprop.Ensemble.load(tmp_path)
     assert len(cyprop.Ensemble.load(good)) == 1
+
+
+def test_save_into_a_missing_folder_names_the_path_given(tmp_path):
+    # (it named the hidden temporary file beside it, a name the caller never gave)
+    target = tmp_path / "nowhere" / "ensemble"
+    with pytest.raises(FileNotFoundError) as info:
+        cyprop.Ensemble([cyprop.Network([3, 2], seed=0)]).save(target)
+    assert info.value.filename == str(target)
+    assert str(target) in str(info.value) and ".tmp" not in str(info.value)

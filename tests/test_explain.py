@@ -339,3 +339,57 @@ def test_plot_renders_with_agg(tmp_path):
     big = explain(cyprop.Network([30, 20, 10], seed=0), np.ones(30), 3).plot()
     FigureCanvasAgg(big).draw()      # too many to label: lines and units only
     assert not big.axes[0].texts
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
+def test_plot_refuses_a_fifo_without_blocking(tmp_path):
+    # Opening a FIFO to write blocks until someone reads it (in a child, so that a
+    # hang fails the test).
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    fifo = tmp_path / "pipe.svg"   # (a .png is opened read-write, which never blocks)
+    os.mkfifo(fifo)
+    code = ("import sys\n"
+            "from cyprop.explain import explain, textbook_example\n"
+            "try:\n"
+            "    explain(*textbook_example()).plot(sys.argv[1])\n"
+            "except ValueError as exc:\n"
+            "    print(exc)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:   # (run has killed the child)
+        pytest.fail("Step.plot blocked on a FIFO")
+    assert done.returncode == 0 and "it is a FIFO, not a regular file" in done.stdout, \
+        done.stdout + done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["pipe.svg"]
+
+
+def test_failed_plot_keeps_the_previous_file(tmp_path, monkeypatch):
+    import os
+
+    pytest.importorskip("matplotlib")
+    step = explain(*textbook_example())
+    path = tmp_path / "step.svg"
+    step.plot(path)
+    before = path.read_bytes()
+    assert b"<svg" in before
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        step.plot(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["step.svg"]
+    # matplotlib's naming is kept: no suffix, its default format's is added
+    step.plot(tmp_path / "bare")
+    assert (tmp_path / "bare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="xyz"):
+        step.plot(tmp_path / "step.xyz")
+    assert sorted(os.listdir(tmp_path)) == ["bare.png", "step.svg"]

@@ -213,6 +213,19 @@ def test_check_gradients_float32_network_leaves_it_untouched(make_net, make_data
     np.testing.assert_array_equal(flat_params(net), before)
 
 
+@pytest.mark.parametrize("epsilon, error", [
+    (0, ValueError), (-1e-4, ValueError), (float("nan"), ValueError),
+    (float("inf"), ValueError), (10 ** 400, ValueError), (True, TypeError),
+    ("1e-4", TypeError), (None, TypeError), (1e-4 + 0j, TypeError)])
+def test_check_gradients_refuses_a_bad_epsilon(make_net, make_data, epsilon, error):
+    # 0 raised ZeroDivisionError; NaN and inf blamed the network's weights ("set by
+    # hand?"); True ran as a step of 1
+    net = make_net([3, 4, 2], ("tanh", "softmax", "cross_entropy"))
+    X, Y = make_data([3, 4, 2], n=5)
+    with pytest.raises(error, match="epsilon must be"):
+        cyprop.check_gradients(net, X, Y, epsilon=epsilon)
+
+
 # ------------------------------------------------------------------- PyTorch
 @pytest.fixture(scope="module")
 def torch():

@@ -93,6 +93,66 @@ def test_onnx_no_hidden_layer_and_bad_opset(onnx_tools, tmp_path):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_onnx_export_refuses_a_fifo_without_blocking(onnx_tools, tmp_path):
+    # Opening a FIFO to write blocks until someone reads it: refused from its stat,
+    # as Network.save refuses it (in a child, so that a hang fails the test).
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code = ("import cyprop, sys\n"
+            "try:\n"
+            "    cyprop.Network([2, 1], seed=0).to_onnx(sys.argv[1])\n"
+            "except ValueError as exc:\n"
+            "    print(exc)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:   # (run has killed the child)
+        pytest.fail("to_onnx blocked on a FIFO")
+    assert done.returncode == 0 and "it is a FIFO, not a regular file" in done.stdout, \
+        done.stdout + done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["pipe"]
+
+
+def test_failed_onnx_export_keeps_the_previous_file(onnx_tools, tmp_path, monkeypatch):
+    path = tmp_path / "net.onnx"
+    cyprop.Network([4, 3, 2], seed=0).to_onnx(path)
+    before = path.read_bytes()
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        cyprop.Network([4, 5, 2], seed=1).to_onnx(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.onnx"]
+
+
+def test_onnx_options_are_checked(onnx_tools):
+    net = cyprop.Network([3, 4, 2], seed=0)
+    # two_columns and flatten take one output column: more were silently interleaved
+    # (two columns of 2 outputs gave 4, flatten gave 2n values for "batch")
+    with pytest.raises(ValueError, match="two_columns needs one output, .* has 2"):
+        interop.onnx_model(net, two_columns=True)
+    with pytest.raises(ValueError, match="flatten needs one output column, .* 2"):
+        interop.onnx_model(net, flatten=True)
+    single = cyprop.Network([3, 1], output="sigmoid", seed=0)
+    with pytest.raises(ValueError, match="flatten needs one output column, .* 2"):
+        interop.onnx_model(single, two_columns=True, flatten=True)
+    # the output's name must be a new one: the checker's "SSA form" error named no option
+    for name in ("X", "z0", "W0", "a0", "b1"):
+        with pytest.raises(ValueError, match=f"output_name {name!r} is already"):
+            interop.onnx_model(net, output_name=name)
+    with pytest.raises(ValueError, match="output_name 'one' is already"):
+        interop.onnx_model(single, output_name="one", two_columns=True)
+    for name in ("", 5, None):
+        with pytest.raises((TypeError, ValueError), match="output_name must be"):
+            interop.onnx_model(net, output_name=name)
+    assert interop.onnx_model(net, output_name="one").graph.output[0].name == "one"
+
+
 def test_onnx_missing_is_a_clear_import_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)     # `import onnx` now fails
     with pytest.raises(ImportError, match=r'pip install "cyprop\[onnx\]"'):
@@ -285,6 +345,33 @@ def test_from_torch_reads_plain_modules(torch):
 def test_from_torch_refuses(torch, layers, error, words):
     with pytest.raises(error, match=words):
         cyprop.Network.from_torch(torch.nn.Sequential(*layers(torch.nn)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_from_torch_reads_half_precision_into_float32(torch, dtype):
+    # float32 holds every float16 and bfloat16 value exactly: the network computes
+    # what module.float() computes
+    torch.manual_seed(0)
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).to(getattr(torch, dtype))
+    net = cyprop.Network.from_torch(module)
+    assert net.dtype == np.float32
+    for W, layer in zip(net.weights, (module[0], module[2])):
+        np.testing.assert_array_equal(W, layer.weight.detach().float().numpy())
+    X = inputs(net, 6)
+    with torch.no_grad():
+        want = module.float()(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(net.forward(X), want, rtol=0, atol=TORCH_TOL["float32"])
+
+
+def test_from_torch_refuses_weights_without_values(torch):
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2, device="meta"))
+    with pytest.raises(ValueError, match=r"layer 2 .*'meta' device"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 4, dtype=torch.complex64))
+    with pytest.raises(ValueError, match=r"layer 0 .*complex64"):
+        cyprop.Network.from_torch(module)
 
 
 def test_from_torch_needs_a_module(torch):

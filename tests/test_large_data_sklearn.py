@@ -154,3 +154,29 @@ def test_bad_lazy_X_is_refused(small_blocks, tmp_path):
         clf.predict(da.from_array(X[:, :5], chunks=(97, 5)))
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         BackpropClassifier().fit(da.from_array(X, chunks=(97, 8)), y[:-1])
+
+
+def test_lbfgs_that_fails_midway_keeps_the_weights_it_started_from(small_blocks, tmp_path):
+    """L-BFGS writes each point it tries into the network: a read that fails after
+    some evaluations (a Dask chunk that cannot be computed any more) must not leave
+    one of them there, as scikit-learn's lbfgs, which sets coefs_ only at the end."""
+    X, y = data()
+    clf = BackpropClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=3,
+                             warm_start=True, random_state=0, dtype="float64").fit(X, y)
+    before = [a.copy() for a in clf.coefs_ + clf.intercepts_]
+    n_iter = clf.n_iter_
+    reads = []
+
+    def flaky(block):
+        reads.append(len(block))
+        if len(reads) > 40:   # several whole evaluations first (about 11 reads each)
+            raise OSError("the chunk's file went away")
+        return block
+
+    lazy = da.from_array(X, chunks=(97, 8)).map_blocks(flaky, dtype=X.dtype)
+    with pytest.raises(OSError, match="went away"):
+        clf.fit(lazy, y)
+    assert len(reads) > 40
+    for a, b in zip(clf.coefs_ + clf.intercepts_, before):
+        np.testing.assert_array_equal(a, b)
+    assert clf.n_iter_ == n_iter

@@ -5,7 +5,7 @@ Nothing here knows what a network is.  The internal API, for those two modules:
 
 - ``save_target(path)`` -> (file to write, permission bits or None), refusing anything
   but a regular file; ``write_atomic(target, arrays, mode)`` writes an ``.npz`` there
-  through a temporary file, fsync and rename;
+  through a temporary file, fsync and rename (``write_file_atomic``: any content);
 - ``open_regular_file(path)`` opens a regular file (never blocking on a FIFO or
   opening a device) for reading; ``check_members(path, archive, size)`` checks every
   member of an open ``zipfile.ZipFile`` (stored, unencrypted, plain unique
@@ -78,18 +78,30 @@ def save_target(path: str) -> tuple[str, int | None]:
 def write_atomic(path: str, arrays: dict[str, Any], mode: int | None) -> None:
     """Write ``arrays`` as an .npz to ``path`` via a temporary file and a rename;
     ``mode``: the new file's permission bits (None: 0o666 less the umask)."""
+    # to a file object, so savez adds no ".npz"
+    write_file_atomic(path, lambda fh: np.savez(fh, **arrays), mode)
+
+
+def write_file_atomic(path: str, write: Callable[[BinaryIO], Any], mode: int | None) -> None:
+    """``write(file)`` to ``path`` via a temporary file and a rename; ``mode`` as for
+    ``write_atomic``."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = _temporary_path(path)
     # O_EXCL: never clobber an existing file.  Created with at most the kept bits (the
     # umask may take some away: fchmod restores them), so never readable by more
     # people than the file it replaces, even for a moment.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666 if mode is None else mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666 if mode is None else mode)
+    except OSError as exc:
+        # (a missing or read-only folder) named by the path the caller gave, as
+        # open(path, "wb") names it, not by the temporary file's
+        raise type(exc)(exc.errno, exc.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             if mode is not None and hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), mode)
-            np.savez(fh, **arrays)  # to a file object, so savez adds no ".npz"
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())  # the data is on disk before the rename makes it visible
         os.replace(tmp, path)

@@ -21,6 +21,7 @@ import os as _os
 import re as _re
 import stat as _stat
 import typing as _typing
+import zlib as _zlib
 from collections.abc import Iterable as _Iterable
 from collections.abc import Iterator as _Iterator
 
@@ -325,7 +326,9 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images_file} holds {images.shape[0]} images but {labels_file} "
                          f"holds {labels.shape[0]} labels")
-    X = images.reshape(images.shape[0], -1).astype(np.float64) / 255.0
+    # (the shape spelt out: -1 cannot be worked out for 0 images)
+    X = images.reshape(images.shape[0], _math.prod(images.shape[1:])).astype(np.float64)
+    X /= 255.0
     return X, labels.astype(np.int64)
 
 
@@ -343,38 +346,56 @@ def _find_idx(folder: str, stem: str, suffix: str) -> str:
 
 
 def _read_idx(filename: str, magic: int, n_dims: int) -> _npt.NDArray[np.uint8]:
-    """The unsigned-byte array stored in an IDX file, after checking its header and size."""
-    data = _read_maybe_gzipped(filename)
+    """The unsigned-byte array stored in an IDX file, after checking its header and size.
+
+    Read as a stream, header first, then exactly the bytes it declares and one more (to
+    find data beyond them): a gzipped file is never inflated beyond what its header
+    declares, however much it would inflate to."""
+    with open(filename, "rb") as raw:
+        # Decide by content, not by name: some downloads are decompressed but keep ".gz".
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        read = _gzip.GzipFile(fileobj=raw).read if gzipped else raw.read
+        # what a damaged (not only cut) gzip stream raises
+        damaged = (_gzip.BadGzipFile, EOFError, _zlib.error) if gzipped else ()
+        try:
+            return _parse_idx(filename, read, magic, n_dims)
+        except damaged as exc:
+            raise ValueError(f"{filename} is a damaged gzip file ({exc}); "
+                             "download it again") from None
+
+
+def _parse_idx(filename: str, read: _typing.Callable[[int], bytes], magic: int,
+               n_dims: int) -> _npt.NDArray[np.uint8]:
     what = "images" if magic == _IMAGES_MAGIC else "labels"
-    if len(data) < 4 or int.from_bytes(data[:4], "big") != magic:
-        found = int.from_bytes(data[:4], "big") if len(data) >= 4 else "missing"
+    start = read(4)
+    if len(start) < 4 or int.from_bytes(start, "big") != magic:
+        found = int.from_bytes(start, "big") if len(start) == 4 else "missing"
         raise ValueError(f"{filename} has magic number {found}, expected {magic} (an IDX "
                          f"file of {what}); is it the right file, and not damaged?")
     header_size = 4 + 4 * n_dims
-    if len(data) < header_size:
-        raise ValueError(f"{filename} is truncated: only {len(data)} bytes, shorter than "
-                         f"its {header_size}-byte header")
-    header = np.frombuffer(data, dtype=">u4", count=1 + n_dims)
-    shape = tuple(int(d) for d in header[1:])
+    dims = read(4 * n_dims)
+    if len(dims) < 4 * n_dims:
+        raise ValueError(f"{filename} is truncated: only {4 + len(dims)} bytes, shorter "
+                         f"than its {header_size}-byte header")
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
     expected = header_size + _math.prod(shape)
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "longer than its header says"
+    # Read in pieces: a header declaring far more than the file holds allocates no
+    # more than the file gives.
+    data, missing = bytearray(), expected - header_size
+    while missing:
+        piece = read(min(missing, 1 << 24))
+        if not piece:
+            break
+        data += piece
+        missing -= len(piece)
+    extra = read(1)
+    if missing or extra:
+        size = f"{expected - missing} bytes" if missing else "more bytes"
+        problem = "truncated" if missing else "longer than its header says"
         raise ValueError(f"{filename} is {problem}: its header gives shape {shape}, "
-                         f"which needs {expected} bytes, but it has {len(data)}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
-
-
-def _read_maybe_gzipped(filename: str) -> bytes:
-    with open(filename, "rb") as f:
-        data = f.read()
-    # Decide by content, not by name: some downloads are decompressed but keep ".gz".
-    if data[:2] != b"\x1f\x8b":
-        return data
-    try:
-        return _gzip.decompress(data)
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{filename} is a damaged gzip file ({exc}); "
-                         "download it again") from None
+                         f"which needs {expected} bytes, but it has {size}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 # ----------------------------------------------------------------------- CSV
@@ -461,7 +482,8 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
         names stands above a number in the second row.  Such a row with an empty
         name is refused: say ``header=True`` or ``False``.
     delimiter : str
-        The field separator: one character, not a quote, digit, sign or point.
+        The field separator: one character, not a quote, digit, sign, point
+        or exponent letter (``e``, ``E``).
     return_classes : bool
         Also return ``classes``, the original class of each label: ``classes[y[i]]``.
 
@@ -511,7 +533,7 @@ def _check_csv_options(header: object, delimiter: object, target: object) -> Non
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
     # A delimiter that can occur in a number would split numbers silently.
-    if delimiter in '"\r\n\0.+-0123456789':
+    if delimiter in '"\r\n\0.+-0123456789eE':
         raise ValueError(f"delimiter {delimiter!r} cannot separate fields of numbers")
     if target is not None and not isinstance(target, str) and (
             isinstance(target, bool) or not isinstance(target, _numbers.Integral)):

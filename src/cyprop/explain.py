@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _maths, _reference
+from . import _archive, _maths, _reference
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -202,7 +203,8 @@ class Step:
         Parameters
         ----------
         path : str or os.PathLike, optional
-            Save the figure there (a PNG unless the suffix asks for another format).
+            Save the figure there (a PNG unless the suffix asks for another format),
+            atomically, as ``Network.save`` writes.
         show : bool, default False
             Also open it through ``matplotlib.pyplot``.
 
@@ -215,6 +217,11 @@ class Step:
         ------
         ImportError
             If matplotlib is not installed.
+        ValueError
+            If matplotlib cannot write the suffix's format, or ``path`` is not a
+            regular file (a FIFO, a device).
+        OSError
+            If the file cannot be written (the file that was there, if any, is kept).
         """
         try:
             from matplotlib.collections import LineCollection
@@ -309,10 +316,30 @@ class Step:
                      f"{type(self.optimizer).__name__}(learning_rate="
                      f"{self.optimizer.learning_rate:g})", fontsize=10)
         if path is not None:
-            fig.savefig(path)
+            _save_figure(fig, path)
         if show:
             plt.show()
         return fig
+
+
+def _save_figure(fig: Figure, path: str | os.PathLike[str]) -> None:
+    """``fig.savefig(path)``, written as ``Network.save`` writes: never into a FIFO
+    (opening one blocks until it is read) or a device, and atomically, so that a
+    failure leaves the file that was there.  matplotlib's naming is kept: without a
+    suffix, the file gets its default format's."""
+    from matplotlib import rcParams
+
+    name = os.fspath(path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    suffix = os.path.splitext(name)[1][1:]
+    form = suffix or rcParams["savefig.format"]
+    if not suffix:
+        name = name.rstrip(".") + "." + form
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=form)   # an unknown format is refused before any file
+    target, mode = _archive.save_target(name)
+    _archive.write_file_atomic(target, lambda fh: fh.write(buffer.getbuffer()), mode)
 
 
 def explain(net: Network, x: npt.ArrayLike, y: npt.ArrayLike,

@@ -40,7 +40,7 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
     Y : array_like
         Targets, (n_samples, n_outputs), or class labels (n_samples,) as ``fit`` takes them.
     epsilon : float, default 1e-4
-        The relative step h of the finite differences (see above).
+        The relative step h of the finite differences (see above), > 0.
 
     Returns
     -------
@@ -49,9 +49,13 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
 
     Raises
     ------
+    TypeError
+        If ``epsilon`` is not a number.
     ValueError
-        If ``X`` or ``Y`` does not fit the network (shape, non-finite values, labels).
+        If ``X`` or ``Y`` does not fit the network (shape, non-finite values, labels),
+        or ``epsilon`` is not a finite number > 0.
     """
+    epsilon = _validation.check_number("epsilon", epsilon, 0, exclusive_minimum=True)
     probe = net.copy()
     if probe.dtype != np.float64:
         probe._as_float64()

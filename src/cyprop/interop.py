@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _archive
 from ._maths import LEAKY_SLOPE
 
 if TYPE_CHECKING:
@@ -115,8 +116,12 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
     ------
     ImportError
         If onnx is not installed (``pip install "cyprop[onnx]"``).
+    TypeError
+        If ``output_name`` is not a non-empty string.
     ValueError
-        If ``opset`` is not an integer in the accepted range.
+        If ``opset`` is not an integer in the accepted range, ``output_name`` names
+        another tensor of the graph (``"X"``, ``"W0"``, ...), or ``two_columns`` or
+        ``flatten`` is asked of an output with more columns than they take.
     """
     onnx = _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -129,6 +134,14 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
             or not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest} (the "
                          f"newest this onnx knows), got {opset!r}")
+    if not isinstance(output_name, str) or not output_name:
+        raise TypeError(f"output_name must be a non-empty string, got {output_name!r}")
+    if two_columns and net.sizes[-1] != 1:
+        raise ValueError(f"two_columns needs one output, a probability; the network has "
+                         f"{net.sizes[-1]}")
+    if flatten and (2 if two_columns else net.sizes[-1]) != 1:
+        raise ValueError(f"flatten needs one output column, the network's output gives "
+                         f"{2 if two_columns else net.sizes[-1]}")
     dtype = np.dtype(net.dtype)
     elem = {np.dtype(np.float32): TensorProto.FLOAT,
             np.dtype(np.float64): TensorProto.DOUBLE}[dtype]
@@ -167,6 +180,10 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
         a = node("Reshape", [a, "flat_shape"], "flat")
         inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape"))
         shape = ["batch"]
+    taken = {"X"} | {t.name for t in inits} | {o for n in nodes[:-1] for o in n.output}
+    if output_name in taken:
+        raise ValueError(f"output_name {output_name!r} is already the name of a tensor of "
+                         "the graph; choose another")
     nodes[-1].output[0] = output_name   # the last node writes the graph's output
     graph = helper.make_graph(
         nodes, "cyprop_network",
@@ -190,7 +207,7 @@ def to_onnx(net: Network, path: str | os.PathLike[str], opset: int | None = None
     net : Network
         The network to export.
     path : str or os.PathLike
-        The file to write.
+        The file to write, exactly there, atomically (as ``Network.save``).
     opset : int, optional
         The ONNX opset (see `onnx_model`); 17 by default.
     **options
@@ -206,11 +223,17 @@ def to_onnx(net: Network, path: str | os.PathLike[str], opset: int | None = None
     ImportError
         If onnx is not installed.
     ValueError
-        If ``opset`` is not accepted.
+        If ``opset`` is not accepted, or ``path`` is not a regular file (a FIFO, a
+        device).
+    OSError
+        If the file cannot be written (the file that was there, if any, is kept).
     """
-    onnx = _import_onnx()
     model = onnx_model(net, opset, **options)
-    onnx.save_model(model, os.fspath(path))
+    data = model.SerializeToString()
+    # as Network.save writes: never into a FIFO or device, and a failed write leaves
+    # the file that was there
+    target, mode = _archive.save_target(os.fspath(path))
+    _archive.write_file_atomic(target, lambda fh: fh.write(data), mode)
     return model
 
 
@@ -290,6 +313,21 @@ def _activation_name(layer: Any, nn: Any) -> str | None:
     return None
 
 
+def _values(torch: Any, tensor: Any, where: str, what: str) -> np.ndarray:
+    """A parameter's values as a NumPy array of its own, float32 or float64."""
+    if tensor.is_meta:
+        raise ValueError(f"{where}: its {what} is on the 'meta' device, which holds no "
+                         "values (materialise the module first, e.g. "
+                         "module.to_empty(device='cpu'), and set its parameters)")
+    if tensor.is_complex():
+        raise ValueError(f"{where}: its {what} is {tensor.dtype}; cyprop's parameters are "
+                         "real, float32 or float64")
+    tensor = tensor.detach().cpu()
+    if tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.float()   # float16, bfloat16: float32 holds their values exactly
+    return tensor.numpy().copy()
+
+
 def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     """A ``Network`` equal to a PyTorch ``nn.Sequential``.
 
@@ -307,7 +345,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         The ``nn.Sequential`` to read.
     **kwargs
         Passed to ``Network``: ``loss`` (default cross-entropy for a softmax or sigmoid
-        output, else mse), ``dtype`` (default the weights'), ``backend``, ...
+        output, else mse), ``dtype`` (default the weights': float32 for float16 and
+        bfloat16 ones), ``backend``, ...
 
     Returns
     -------
@@ -324,8 +363,9 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
         bias, two activations in a row, an activation before the first Linear,
-        dropout on the inputs or after the last Linear, a hidden softmax, or layer
-        sizes that do not chain.
+        dropout on the inputs or after the last Linear, a hidden softmax, layer
+        sizes that do not chain, or parameters that are complex or on the 'meta'
+        device.
     """
     torch = _import_torch()
     nn = torch.nn
@@ -347,8 +387,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
             if layer.bias is None:
                 raise ValueError(f"{where} has no bias: cyprop's layers always have one "
                                  "(give the Linear a zero bias to convert it)")
-            weights.append(layer.weight.detach().cpu().numpy().copy())
-            biases.append(layer.bias.detach().cpu().numpy().copy())
+            weights.append(_values(torch, layer.weight, where, "weight"))
+            biases.append(_values(torch, layer.bias, where, "bias"))
             activations.append(None)
             rates.append(0.0)
             closed = False

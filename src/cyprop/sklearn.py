@@ -338,8 +338,15 @@ class _BaseBackprop(BaseEstimator):
         objective = _lbfgs.Objective(net, X, Y, sample_weight, self.alpha, self._output_kind)
         start = net._params.astype(np.float64)
         with net._state_lock:
-            result, n_iter = _lbfgs.minimize(objective, start, self.max_iter, self.max_fun,
-                                             self.tol, self.verbose)
+            try:
+                result, n_iter = _lbfgs.minimize(objective, start, self.max_iter,
+                                                 self.max_fun, self.tol, self.verbose)
+            except BaseException:
+                # Each evaluation writes the point it tries into the network: a failed
+                # (or interrupted) run leaves the weights it started from, as
+                # scikit-learn's lbfgs, which sets coefs_ only once it is done.
+                net._params[...] = start
+                raise
             finite = bool(np.all(np.isfinite(result.x)))
             if finite:
                 net._params[...] = result.x
