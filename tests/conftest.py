@@ -214,3 +214,23 @@ def assert_same_training(nets, optimizers, dtype, assert_parity):
     assert_parity(cy.history.loss, ref.history.loss, dtype, "history loss")
     assert cy.history.accuracy == ref.history.accuracy
 
+
+def assert_refuses_a_fifo_in_a_child(tmp_path, name, call, what):
+    """Run ``call`` (Python code writing to the path sys.argv[1]) on a FIFO ``name`` in
+    ``tmp_path``, in a child: opening a FIFO to write blocks until someone reads it, so
+    a writer that opens it hangs the child, and the test fails instead of hanging.  The
+    writer must refuse it with a ValueError, and write nothing beside it."""
+    import os
+    import subprocess
+    import sys
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    code = f"import sys\ntry:\n    {call}\nexcept ValueError as exc:\n    print(exc)\n"
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:   # (run has killed the child)
+        pytest.fail(f"{what} blocked on a FIFO")
+    assert done.returncode == 0 and "it is a FIFO, not a regular file" in done.stdout, \
+        done.stdout + done.stderr
+    assert sorted(os.listdir(tmp_path)) == [name]

@@ -16,7 +16,7 @@ import cyprop
 from cyprop import _maths
 from cyprop.explain import Step, explain, textbook_example
 
-from conftest import ATOL, COMBOS, RTOL, make_data
+from conftest import ATOL, COMBOS, RTOL, assert_refuses_a_fifo_in_a_child, make_data
 
 BACKENDS = ("cython", "numpy")
 DTYPES = ("float64", "float32")
@@ -343,29 +343,11 @@ def test_plot_renders_with_agg(tmp_path):
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
 def test_plot_refuses_a_fifo_without_blocking(tmp_path):
-    # Opening a FIFO to write blocks until someone reads it (in a child, so that a
-    # hang fails the test).
-    import os
-    import subprocess
-    import sys
-
     pytest.importorskip("matplotlib")
-    fifo = tmp_path / "pipe.svg"   # (a .png is opened read-write, which never blocks)
-    os.mkfifo(fifo)
-    code = ("import sys\n"
-            "from cyprop.explain import explain, textbook_example\n"
-            "try:\n"
-            "    explain(*textbook_example()).plot(sys.argv[1])\n"
-            "except ValueError as exc:\n"
-            "    print(exc)\n")
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
-                              text=True, timeout=60, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:   # (run has killed the child)
-        pytest.fail("Step.plot blocked on a FIFO")
-    assert done.returncode == 0 and "it is a FIFO, not a regular file" in done.stdout, \
-        done.stdout + done.stderr
-    assert sorted(os.listdir(tmp_path)) == ["pipe.svg"]
+    # (a .png is opened read-write, which never blocks)
+    assert_refuses_a_fifo_in_a_child(
+        tmp_path, "pipe.svg", "from cyprop.explain import explain, textbook_example; "
+        "explain(*textbook_example()).plot(sys.argv[1])", "Step.plot")
 
 
 def test_failed_plot_keeps_the_previous_file(tmp_path, monkeypatch):

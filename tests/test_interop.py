@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_refuses_a_fifo_in_a_child
 
 import cyprop
 from cyprop import cli, interop
@@ -95,23 +96,10 @@ def test_onnx_no_hidden_layer_and_bad_opset(onnx_tools, tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
 def test_onnx_export_refuses_a_fifo_without_blocking(onnx_tools, tmp_path):
-    # Opening a FIFO to write blocks until someone reads it: refused from its stat,
-    # as Network.save refuses it (in a child, so that a hang fails the test).
-    fifo = tmp_path / "pipe"
-    os.mkfifo(fifo)
-    code = ("import cyprop, sys\n"
-            "try:\n"
-            "    cyprop.Network([2, 1], seed=0).to_onnx(sys.argv[1])\n"
-            "except ValueError as exc:\n"
-            "    print(exc)\n")
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
-                              text=True, timeout=60, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:   # (run has killed the child)
-        pytest.fail("to_onnx blocked on a FIFO")
-    assert done.returncode == 0 and "it is a FIFO, not a regular file" in done.stdout, \
-        done.stdout + done.stderr
-    assert sorted(os.listdir(tmp_path)) == ["pipe"]
+    # refused from its stat, as Network.save refuses it
+    assert_refuses_a_fifo_in_a_child(
+        tmp_path, "pipe", "import cyprop; cyprop.Network([2, 1], seed=0).to_onnx(sys.argv[1])",
+        "to_onnx")
 
 
 def test_failed_onnx_export_keeps_the_previous_file(onnx_tools, tmp_path, monkeypatch):
