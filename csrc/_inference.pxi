@@ -335,15 +335,23 @@ cdef class FewRows:
             # the call with the network as it was, as on the general path)
             history = net.history
             record = history.record
-            state_lock = net._state_lock
-            state_lock.acquire()
+            # (the optimizer's claim, as _loop.run holds it: another network training
+            # with it now would step its state too; the general path says so)
+            claim = getattr(optimizer, "_claim", None)
+            if claim is None or not claim.acquire(False):
+                return False
             try:
-                result = self.train_one(X, Y, optimizer._state, optimizer._steps)
-                if result is None:
-                    return False
-                loss, accuracy, optimizer._steps, largest, seconds = result
+                state_lock = net._state_lock
+                state_lock.acquire()
+                try:
+                    result = self.train_one(X, Y, optimizer._state, optimizer._steps)
+                    if result is None:
+                        return False
+                    loss, accuracy, optimizer._steps, largest, seconds = result
+                finally:
+                    state_lock.release()
             finally:
-                state_lock.release()
+                claim.release()
             net.stop_training = False
             try:
                 record(loss, accuracy, None, None, optimizer.learning_rate, seconds,

@@ -44,6 +44,21 @@ def check_optimizer(optimizer: object) -> None:
                         f"got {type(optimizer).__name__}")
 
 
+def claim_optimizer(optimizer: Optimizer) -> threading.Lock:
+    """Hold ``optimizer``'s claim for a training call (the caller holds its network's
+    training lock) and return it, to be released when the call ends; RuntimeError if
+    another network is training with it right now: that network's steps would read a
+    state stepped (or reset, for another size) by this one's."""
+    # (setdefault: an optimizer of a subclass that skipped Optimizer.__init__ has none)
+    claim = vars(optimizer).setdefault("_claim", threading.Lock())
+    if not claim.acquire(blocking=False):
+        raise RuntimeError(f"this {type(optimizer).__name__} is training another network "
+                           "right now (in another thread, or in the fit whose callback "
+                           "this is); give each network its own optimizer "
+                           "(copy.deepcopy(optimizer))")
+    return claim
+
+
 def set_optimizer(net: Network, optimizer: Optimizer | None) -> None:
     if optimizer is not None and optimizer is not net.optimizer:
         # An optimizer's state (momentum, moments) belongs to the network it trained:
@@ -96,13 +111,21 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                            "train a copy, or wait for that fit to finish")
     net._training_thread = threading.get_ident()
     recorded = None   # epochs in the history before this call, once known
+    claimed = None    # the claim of the optimizer training, once held
     try:
         # Only now, with the lock held: a refused call must not change the optimizer
         # under a fit running in another thread.
         check_optimizer(net.optimizer if optimizer is None else optimizer)
         (optimizer or net.optimizer or SGD()).check()
+        chosen = net.optimizer if optimizer is None else optimizer
+        if chosen is not None:   # before set_optimizer, which resets one from elsewhere
+            claimed = claim_optimizer(chosen)
         previous = net.optimizer, net.history
         set_optimizer(net, optimizer)
+        training = net.optimizer
+        assert training is not None   # (set_optimizer set it)
+        if claimed is None:   # a new SGD()
+            claimed = claim_optimizer(training)
         history = net.history if history is None else history
         recorded = history.epochs
         # One batch per epoch: its loss is taken before its one step, so it cannot
@@ -118,6 +141,11 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             for epoch in range(epochs):
                 if epoch:
                     check_between_epochs(net)
+                    if net.optimizer is not training:   # replaced by a callback
+                        assert net.optimizer is not None   # (checked)
+                        next_claim = claim_optimizer(net.optimizer)
+                        claimed.release()
+                        claimed, training = next_claim, net.optimizer
                 logs = one_epoch(net, X, Y, weights, batch_size, shuffle, rng, schedule,
                              validation, progress, n_threads, limit)
                 with net._state_lock:
@@ -158,6 +186,8 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             net.optimizer, net.history = previous
         raise
     finally:
+        if claimed is not None:
+            claimed.release()
         net._training_thread = None
         net._lock.release()
     return history

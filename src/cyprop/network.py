@@ -621,7 +621,7 @@ class Network:
             If training diverged (see above).
         RuntimeError
             If the network is already training (in another thread, or in a callback
-            of its own ``fit``).
+            of its own ``fit``), or the optimizer is training another network.
         """
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)

@@ -10,6 +10,7 @@ by name from ``hyper()``.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,9 @@ class Optimizer:
         self.initial_learning_rate = self.learning_rate   # what schedules scale
         self.steps = 0        # optimizer steps taken so far
         self.state = None     # (n_slots, n_params), created on the first step
+        # Held while a network trains with this optimizer (cyprop._loop.claim_optimizer):
+        # a second network training with it at once would step or reset its state.
+        self._claim = threading.Lock()
 
     @property
     def steps(self) -> int:
@@ -181,6 +185,11 @@ class Optimizer:
             type(self)(**config)
             self._checked_config = config
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_claim", None)   # a lock: not picklable, and a copy is free to train
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict):
             raise TypeError(f"cannot unpickle a {type(self).__name__} from a "
@@ -196,6 +205,7 @@ class Optimizer:
         # checked before training, as always)
         self.steps = steps
         self.state = opt_state
+        self._claim = threading.Lock()
 
     def reset(self) -> None:
         """Forget the state: the next step is a first step again."""

@@ -1,0 +1,195 @@
+"""Concurrency and re-entrancy: objects that two trainings would share at once.
+
+One network trains at a time (test_faults.py checks a second fit on a training
+network).  Here: an optimizer that two networks would train with at once, from two
+threads or from a training's own callback; a scikit-learn estimator fitted from two
+threads at once.  Interleavings are forced with events (a callback, or a wrapped epoch,
+that waits), never with sleeps.
+"""
+
+import copy
+import threading
+
+import numpy as np
+import pytest
+
+import cyprop
+
+
+def problem(n_inputs=6, n_classes=3, n=100, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, n_inputs)), rng.integers(0, n_classes, n)
+
+
+class Hold:
+    """A callback that, at the end of epoch ``at``, says so and waits to be let go."""
+
+    def __init__(self, at=0):
+        self.at, self.inside, self.go_on = at, threading.Event(), threading.Event()
+
+    def on_epoch_end(self, net, epoch, logs):
+        if epoch == self.at:
+            self.inside.set()
+            assert self.go_on.wait(timeout=60), "never let go"
+
+
+def in_thread(call):
+    """Start ``call()`` in a thread; returns (thread, list of what it raised)."""
+    errors = []
+
+    def run():
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def trained_alone(backend, optimizer, epochs=4):
+    X, y = problem()
+    net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    net.fit(X, y, epochs=epochs, batch_size=5, seed=1, verbose=0, optimizer=optimizer)
+    return net
+
+
+def assert_same(net, other):
+    np.testing.assert_array_equal(net._params, other._params)
+    np.testing.assert_array_equal(net.optimizer.state, other.optimizer.state)
+    assert net.optimizer.steps == other.optimizer.steps
+    assert net.history.loss == other.history.loss
+
+
+# ------------------------------------------------------------- a shared optimizer
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_callback_cannot_train_another_network_with_the_running_optimizer(backend):
+    """A callback that trains another network (of another size) with the optimizer of
+    the fit it runs in would reset that optimizer's state (and step count) under the
+    fit: refused, and the fit ends as it would have alone."""
+    X, y = problem()
+    X2, y2 = problem(n_inputs=4, n_classes=2, n=50, seed=1)
+    other = cyprop.Network([4, 5, 2], seed=0, backend=backend)
+    refused = []
+
+    class TrainAnother:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 1:
+                with pytest.raises(RuntimeError, match="training another network") as info:
+                    other.fit(X2, y2, epochs=1, verbose=0, optimizer=net.optimizer)
+                refused.append(info.value)
+
+    net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    before = other.get_state()
+    net.fit(X, y, epochs=4, batch_size=5, seed=1, verbose=0, optimizer=cyprop.Adam(0.01),
+            callbacks=[TrainAnother()])
+    assert refused and "copy.deepcopy" in str(refused[0])
+    assert_same(net, trained_alone(backend, cyprop.Adam(0.01)))
+    # the refused call changed nothing of the other network
+    np.testing.assert_array_equal(other._params, before.params)
+    assert other.optimizer is None and len(other.history) == 0
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("how", ["fit", "partial_fit", "one_row"])
+def test_a_network_cannot_train_with_an_optimizer_training_in_another_thread(backend, how):
+    """Network A trains in a thread; network B, which shares A's optimizer (given to it,
+    or left from an earlier fit), would step A's state with B's gradients (same size)
+    or reset it (another size) while A trains: refused, whichever path B's call takes
+    (one row of partial_fit has its own, compiled, path); A ends as it would alone."""
+    X, y = problem()
+    shared = cyprop.SGD(0.1, momentum=0.9)
+    other = cyprop.Network([6, 8, 3], seed=5, backend=backend)
+    if how != "fit":
+        other.partial_fit(X[:2], y[:2], optimizer=shared)   # other.optimizer is shared
+    before = other.get_state()
+    net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    hold = Hold()
+    thread, errors = in_thread(lambda: net.fit(X, y, epochs=4, batch_size=5, seed=1,
+                                               verbose=0, optimizer=shared, callbacks=[hold]))
+    try:
+        assert hold.inside.wait(timeout=60), "the first fit never started"
+        calls = {"fit": lambda: other.fit(X, y, epochs=1, verbose=0, optimizer=shared),
+                 "partial_fit": lambda: other.partial_fit(X[:10], y[:10]),
+                 "one_row": lambda: other.partial_fit(X[3], y[3])}
+        with pytest.raises(RuntimeError, match="training another network"):
+            calls[how]()
+    finally:
+        hold.go_on.set()
+        thread.join(timeout=120)
+    assert not thread.is_alive() and not errors, errors
+    assert_same(net, trained_alone(backend, cyprop.SGD(0.1, momentum=0.9)))
+    np.testing.assert_array_equal(other._params, before.params)
+    assert len(other.history) == len(before.history["loss"])
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_an_optimizer_is_free_again_once_its_fit_ends(backend):
+    """Sharing one after the other is not refused, and a fit that fails (a callback
+    raising) frees its optimizer too."""
+    X, y = problem()
+    shared = cyprop.Adam(0.01)
+
+    class Fail:
+        def on_epoch_end(self, net, epoch, logs):
+            raise KeyError("from the callback")
+
+    first = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    with pytest.raises(KeyError):
+        first.fit(X, y, epochs=2, verbose=0, optimizer=shared, callbacks=[Fail()])
+    second = cyprop.Network([6, 5, 3], seed=0, backend=backend)
+    second.fit(X, y, epochs=1, verbose=0, optimizer=shared)
+    first.partial_fit(X[0], y[0])   # one row, with the optimizer second left
+    first.fit(X, y, epochs=1, verbose=0)
+    assert first.optimizer is shared and shared.steps > 0
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_callback_cannot_switch_to_an_optimizer_training_elsewhere(backend):
+    """A callback may replace ``net.optimizer``; one that another network is training
+    with right now is refused before the next epoch, which keeps the epochs done."""
+    X, y = problem()
+    busy = cyprop.SGD(0.05)
+    elsewhere = cyprop.Network([6, 8, 3], seed=3, backend=backend)
+    hold = Hold()
+    thread, errors = in_thread(lambda: elsewhere.fit(X, y, epochs=2, verbose=0,
+                                                     optimizer=busy, callbacks=[hold]))
+
+    class Switch:
+        def on_epoch_end(self, net, epoch, logs):
+            net.optimizer = busy
+
+    net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    try:
+        assert hold.inside.wait(timeout=60), "the other fit never started"
+        with pytest.raises(RuntimeError, match="training another network"):
+            net.fit(X, y, epochs=3, verbose=0, callbacks=[Switch()])
+    finally:
+        hold.go_on.set()
+        thread.join(timeout=120)
+    assert not thread.is_alive() and not errors, errors
+    assert len(net.history) == 1
+    assert len(elsewhere.history) == 2 and elsewhere.history.stop_reason == "epochs"
+
+
+def test_optimizers_copy_and_pickle_without_their_lock():
+    import pickle
+
+    X, y = problem()
+    net = trained_alone("cython", cyprop.Adam(0.01), epochs=1)
+    for copier in (copy.deepcopy, copy.copy, lambda opt: pickle.loads(pickle.dumps(opt))):
+        opt = copier(net.optimizer)
+        np.testing.assert_array_equal(opt.state, net.optimizer.state)
+        # a copy trains another network while the original's network trains
+        other = cyprop.Network([6, 8, 3], seed=1)
+        hold = Hold()
+        thread, errors = in_thread(lambda: net.fit(X, y, epochs=1, verbose=0,
+                                                   callbacks=[hold]))
+        try:
+            assert hold.inside.wait(timeout=60)
+            other.fit(X, y, epochs=1, verbose=0, optimizer=opt)
+        finally:
+            hold.go_on.set()
+            thread.join(timeout=120)
+        assert not errors, errors
