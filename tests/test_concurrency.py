@@ -193,3 +193,81 @@ def test_optimizers_copy_and_pickle_without_their_lock():
             hold.go_on.set()
             thread.join(timeout=120)
         assert not errors, errors
+
+
+# ------------------------------------------------------------ scikit-learn estimators
+def held_epochs(monkeypatch, module, name):
+    """Wrap ``module.name`` (a function the estimators train through) so that the first
+    call from a thread named "held" says so and waits to be let go; returns the Hold."""
+    hold, original = Hold(), getattr(module, name)
+
+    def wrapped(*args, **kwargs):
+        if threading.current_thread().name == "held" and not hold.inside.is_set():
+            hold.on_epoch_end(None, 0, {})
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapped)
+    return hold
+
+
+@pytest.mark.parametrize("solver,first,second", [
+    ("sgd", "fit", "fit"), ("lbfgs", "fit", "fit"), ("sgd", "fit", "partial_fit"),
+    ("sgd", "partial_fit", "partial_fit"), ("sgd", "partial_fit", "network_"),
+    ("lbfgs", "fit", "network_")])
+def test_an_estimator_fitting_in_another_thread_refuses_a_second_fit(monkeypatch, solver,
+                                                                     first, second):
+    """Two fits of one estimator at once each built a network and trained whichever was
+    ``network_`` at the time, one network trained by both, n_iter_ counting both
+    (beyond max_iter) and loss_curve_ holding both's records; its network could be
+    trained directly meanwhile too.  The second is refused (as a second fit of a
+    Network is), and the first ends as it would alone."""
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    from cyprop import _lbfgs
+
+    X, y = problem(n=120)
+    X2, y2 = problem(n=120, seed=7)
+    params = dict(hidden_layer_sizes=(8,), solver=solver, max_iter=6, random_state=0,
+                  tol=0.0, n_iter_no_change=100)
+    alone, clf = sklearn.BackpropClassifier(**params), sklearn.BackpropClassifier(**params)
+    if first == "partial_fit":
+        for estimator in (alone, clf):
+            estimator.partial_fit(X2, y2, classes=[0, 1, 2])
+    getattr(alone, first)(X, y)
+    hold = (held_epochs(monkeypatch, sklearn._Epoch, "run") if solver != "lbfgs"
+            else held_epochs(monkeypatch, _lbfgs, "minimize"))
+    errors = []
+
+    def train():
+        try:
+            getattr(clf, first)(X, y)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=train, name="held")
+    thread.start()
+    try:
+        assert hold.inside.wait(timeout=60), "the first fit never started"
+        calls = {"fit": lambda: clf.fit(X2, y2),
+                 "partial_fit": lambda: clf.partial_fit(X2, y2),
+                 "network_": lambda: clf.network_.partial_fit(X2[:5], y2[:5])}
+        with pytest.raises(RuntimeError, match="already (being fitted|training)"):
+            calls[second]()
+    finally:
+        hold.go_on.set()
+        thread.join(timeout=120)
+    assert not thread.is_alive() and not errors, errors
+    np.testing.assert_array_equal(clf.network_._params, alone.network_._params)
+    assert clf.n_iter_ == alone.n_iter_
+    if solver != "lbfgs":
+        assert clf.loss_curve_ == alone.loss_curve_
+        assert clf.t_ == alone.t_
+
+
+def test_an_estimator_fits_again_after_a_failed_fit():
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    X, y = problem(n=60)
+    clf = sklearn.BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    with pytest.raises(ValueError):
+        clf.fit(X, y[:50])
+    clf.fit(X, y)   # not refused as "being fitted"
+    assert clf.n_iter_ == 2

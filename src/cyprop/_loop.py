@@ -102,14 +102,7 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
     """The training loop shared by fit and partial_fit (``history`` None: the
     network's own, added to)."""
     batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
-    if not net._lock.acquire(blocking=False):
-        if net._training_thread == threading.get_ident():
-            raise RuntimeError("fit or partial_fit was called on this network from "
-                               "inside its own training (a callback?); train a copy "
-                               "there, or act after fit returns")
-        raise RuntimeError("this network is already training in another thread; "
-                           "train a copy, or wait for that fit to finish")
-    net._training_thread = threading.get_ident()
+    hold_training(net)
     recorded = None   # epochs in the history before this call, once known
     claimed = None    # the claim of the optimizer training, once held
     try:
@@ -188,9 +181,26 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
     finally:
         if claimed is not None:
             claimed.release()
-        net._training_thread = None
-        net._lock.release()
+        release_training(net)
     return history
+
+
+def hold_training(net: Network) -> None:
+    """Take ``net``'s training lock for a call that trains it, or refuse the call with
+    the RuntimeError that says who is training it; ``release_training`` gives it back."""
+    if not net._lock.acquire(blocking=False):
+        if net._training_thread == threading.get_ident():
+            raise RuntimeError("fit or partial_fit was called on this network from "
+                               "inside its own training (a callback?); train a copy "
+                               "there, or act after fit returns")
+        raise RuntimeError("this network is already training in another thread; "
+                           "train a copy, or wait for that fit to finish")
+    net._training_thread = threading.get_ident()
+
+
+def release_training(net: Network) -> None:
+    net._training_thread = None
+    net._lock.release()
 
 
 def check_between_epochs(net: Network) -> None:

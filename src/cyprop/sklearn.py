@@ -59,8 +59,10 @@ the same order):
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -86,7 +88,7 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
         'install it with `pip install "cyprop[sklearn]"` or `pip install "scikit-learn>=1.6"` '
         f"({exc})") from exc
 
-from . import _chunks, _lbfgs, _sparse
+from . import _chunks, _lbfgs, _loop, _sparse
 from ._training import Dropout, TrainingOptions
 from .errors import TrainingDiverged
 from .history import History
@@ -230,6 +232,12 @@ class _BaseBackprop(BaseEstimator):
     # --------------------------------------------------------------- fitting
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool,
              classes: npt.ArrayLike | None = None) -> Self:
+        with _fitting(self):
+            return self._fit_alone(X, y, sample_weight, incremental, classes)
+
+    def _fit_alone(self, X: Any, y: Any, sample_weight: Any, incremental: bool,
+                   classes: npt.ArrayLike | None) -> Self:
+        """``_fit``, with no other fit of this estimator running."""
         params = self._checked_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -263,10 +271,16 @@ class _BaseBackprop(BaseEstimator):
                 # was: predict compares the network's outputs with _n_out
                 self._n_out = n_out
                 raise
-        if params["solver"] == "lbfgs":
-            self._fit_lbfgs(X, Y, sample_weight)
-        else:
-            self._fit_stochastic(X, Y, targets, sample_weight, params, incremental, rng)
+        # (the network's training lock, as its own fit takes it: no fit of the network
+        # itself meanwhile)
+        _loop.hold_training(self.network_)
+        try:
+            if params["solver"] == "lbfgs":
+                self._fit_lbfgs(X, Y, sample_weight)
+            else:
+                self._fit_stochastic(X, Y, targets, sample_weight, params, incremental, rng)
+        finally:
+            _loop.release_training(self.network_)
         return self
 
     def _input_dtype(self, first_pass: bool) -> np.dtype | tuple[type, type]:
@@ -1620,6 +1634,29 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
 
 
 # ---------------------------------------------------------------------- helpers
+#: id() of each estimator being fitted (it is alive meanwhile), and the lock that guards it.
+_FITTING: set[int] = set()
+_FITTING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fitting(estimator: _BaseBackprop) -> Any:
+    """Mark ``estimator`` as being fitted for the ``with`` block, or refuse: two fits of
+    one estimator at once would each build a network and train whichever was
+    ``network_`` at the time, the records of both in one ``loss_curve_``."""
+    with _FITTING_LOCK:
+        if id(estimator) in _FITTING:
+            raise RuntimeError(f"this {type(estimator).__name__} is already being fitted "
+                               "(in another thread); fit a clone of it "
+                               "(sklearn.base.clone), or wait for that fit to return")
+        _FITTING.add(id(estimator))
+    try:
+        yield
+    finally:
+        with _FITTING_LOCK:
+            _FITTING.discard(id(estimator))
+
+
 class _LayerList(list):
     """``coefs_`` / ``intercepts_``: views of the network's layers; assigning an item
     copies the values into the network (``coefs_`` transposed to cyprop's layout)."""
