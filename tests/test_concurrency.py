@@ -195,6 +195,56 @@ def test_optimizers_copy_and_pickle_without_their_lock():
         assert not errors, errors
 
 
+# --------------------------------------------------------------- a shared schedule
+@pytest.mark.parametrize("where", ["callback", "thread"])
+def test_a_schedule_that_keeps_state_serves_one_fit_at_a_time(where):
+    """ReduceOnPlateau counts the epochs without improvement: a second fit updating it
+    at the same time dropped the first fit's rate on the second's plateaus.  Refused;
+    the first fit's rates are those it has alone, and a schedule without state (a
+    function of the epoch) may serve both."""
+    from cyprop.schedules import Cosine, ReduceOnPlateau
+
+    X, y = problem()
+
+    def schedule():
+        return ReduceOnPlateau(patience=0, factor=0.5)
+
+    def fit(net, sched, callbacks=(), epochs=6):
+        net.fit(X, y, epochs=epochs, verbose=0, seed=1, schedule=sched, callbacks=callbacks)
+
+    alone = cyprop.Network([6, 8, 3], seed=0)
+    fit(alone, schedule())
+    shared, stateless = schedule(), Cosine(period=4)
+    other = cyprop.Network([6, 5, 3], seed=2)
+    net = cyprop.Network([6, 8, 3], seed=0)
+
+    def second_fits():
+        with pytest.raises(RuntimeError, match="ReduceOnPlateau .* another fit"):
+            fit(other, shared, epochs=3)
+        fit(other, stateless, epochs=3)
+
+    if where == "callback":
+        class Second:
+            def on_epoch_end(self, net, epoch, logs):
+                if epoch == 1:
+                    second_fits()
+
+        fit(net, shared, [Second()])
+    else:
+        hold = Hold(at=1)
+        thread, errors = in_thread(lambda: fit(net, shared, [hold]))
+        try:
+            assert hold.inside.wait(timeout=60), "the first fit never started"
+            second_fits()
+        finally:
+            hold.go_on.set()
+            thread.join(timeout=120)
+        assert not thread.is_alive() and not errors, errors
+    assert net.history.learning_rate == alone.history.learning_rate
+    np.testing.assert_array_equal(net._params, alone._params)
+    fit(other, shared, epochs=1)   # free again
+
+
 # ------------------------------------------------------------ scikit-learn estimators
 def held_epochs(monkeypatch, module, name):
     """Wrap ``module.name`` (a function the estimators train through) so that the first

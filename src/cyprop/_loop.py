@@ -59,6 +59,35 @@ def claim_optimizer(optimizer: Optimizer) -> threading.Lock:
     return claim
 
 
+#: id() of each schedule with state (an ``update`` method) that a fit is using (it is
+#: alive meanwhile), and the lock that guards the set.
+_SCHEDULES_IN_USE: set[int] = set()
+_SCHEDULES_LOCK = threading.Lock()
+
+
+def claim_schedule(schedule: Any) -> bool:
+    """Mark a schedule that keeps state (``update``: ReduceOnPlateau's count of epochs
+    without improvement) as in use by this fit, or refuse: another fit updating it at
+    the same time would move this one's rate.  Returns whether it was claimed (a
+    schedule without state, a function of the epoch, may serve any number of fits);
+    ``release_schedule`` ends the claim."""
+    if not callable(getattr(schedule, "update", None)):
+        return False
+    with _SCHEDULES_LOCK:
+        if id(schedule) in _SCHEDULES_IN_USE:
+            raise RuntimeError(f"this {type(schedule).__name__} schedule is in use by another "
+                               "fit right now (in another thread, or the fit whose callback "
+                               "this is), and keeps state that both would update; give each "
+                               "fit its own (copy.deepcopy(schedule))")
+        _SCHEDULES_IN_USE.add(id(schedule))
+    return True
+
+
+def release_schedule(schedule: Any) -> None:
+    with _SCHEDULES_LOCK:
+        _SCHEDULES_IN_USE.discard(id(schedule))
+
+
 def set_optimizer(net: Network, optimizer: Optimizer | None) -> None:
     if optimizer is not None and optimizer is not net.optimizer:
         # An optimizer's state (momentum, moments) belongs to the network it trained:
@@ -105,7 +134,9 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
     hold_training(net)
     recorded = None   # epochs in the history before this call, once known
     claimed = None    # the claim of the optimizer training, once held
+    schedule_claimed = False
     try:
+        schedule_claimed = claim_schedule(schedule)
         # Only now, with the lock held: a refused call must not change the optimizer
         # under a fit running in another thread.
         check_optimizer(net.optimizer if optimizer is None else optimizer)
@@ -181,6 +212,8 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
     finally:
         if claimed is not None:
             claimed.release()
+        if schedule_claimed:
+            release_schedule(schedule)
         release_training(net)
     return history
 

@@ -621,7 +621,8 @@ class Network:
             If training diverged (see above).
         RuntimeError
             If the network is already training (in another thread, or in a callback
-            of its own ``fit``), or the optimizer is training another network.
+            of its own ``fit``), or the optimizer is training another network, or the
+            schedule keeps state (``ReduceOnPlateau``) and another fit is using it.
         """
         epochs = _validation.check_int("epochs", epochs)
         batch_size = _validation.check_int("batch_size", batch_size)
