@@ -260,6 +260,7 @@ def held_epochs(monkeypatch, module, name):
     return hold
 
 
+@pytest.mark.filterwarnings("ignore:.*(Maximum iterations|lbfgs failed to converge)")
 @pytest.mark.parametrize("solver,first,second", [
     ("sgd", "fit", "fit"), ("lbfgs", "fit", "fit"), ("sgd", "fit", "partial_fit"),
     ("sgd", "partial_fit", "partial_fit"), ("sgd", "partial_fit", "network_"),
@@ -313,6 +314,7 @@ def test_an_estimator_fitting_in_another_thread_refuses_a_second_fit(monkeypatch
         assert clf.t_ == alone.t_
 
 
+@pytest.mark.filterwarnings("ignore:.*Maximum iterations")
 def test_an_estimator_fits_again_after_a_failed_fit():
     sklearn = pytest.importorskip("cyprop.sklearn")
     X, y = problem(n=60)
