@@ -229,7 +229,8 @@ def short(rate: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="rounds (medians; 7)")
     parser.add_argument("--samples", type=int, default=10_000, help="training samples")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each fit (3)")

@@ -104,7 +104,8 @@ def yardstick_seconds(binary, workload, n):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default="W1,W2,W3")
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--ks", default="", help="block sizes besides the planned one")

@@ -160,6 +160,31 @@ def test_an_optimizer_class_that_misstates_its_kernel_is_refused():
     assert "numpy ok" in output
 
 
+def test_a_subclass_with_its_own_update_is_refused_by_the_compiled_backend():
+    """A subclass of SGD that overrides ``update_params`` has no compiled step: the
+    compiled backend refuses it (as the README says) instead of running SGD's rule in
+    its place; the NumPy backend runs its own step."""
+    class HalfSGD(cyprop.SGD):
+        def update_params(self, params, grad, arch):
+            params -= 0.5 * self.learning_rate * grad
+            self.steps += 1
+
+    class SameSGD(cyprop.SGD):       # only a new name: SGD's step, compiled
+        pass
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    net = cyprop.Network([4, 8, 3], backend="cython", seed=0)
+    before = net._params.copy()
+    with pytest.raises(TypeError, match="HalfSGD has no compiled step"):
+        net.fit(X, y, epochs=1, verbose=0, optimizer=HalfSGD(0.1))
+    np.testing.assert_array_equal(net._params, before)
+    net.fit(X, y, epochs=1, verbose=0, optimizer=SameSGD(0.1))
+    numpy_net = cyprop.Network([4, 8, 3], backend="numpy", seed=0)
+    numpy_net.fit(X, y, epochs=1, verbose=0, optimizer=HalfSGD(0.1))
+    assert numpy_net.optimizer.steps == 3
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hyper_parameters_set_by_hand_are_checked_before_training(backend):
     net, X, y = small_problem(backend)

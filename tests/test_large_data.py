@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -367,6 +368,13 @@ if __name__ == "__main__":
         history = net.fit(X, y, epochs=2, batch_size=64, validation_split=0.1, verbose=0)
     print(history.val_accuracy[-1])
 """
+
+
+def test_the_readme_example_is_the_readme_s():
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.is_file():
+        pytest.skip("README.md is not beside these tests")
+    assert README_EXAMPLE.strip() in readme.read_text(encoding="utf-8")
 
 
 def test_the_readme_example_runs_on_files_and_a_local_cluster(tmp_path):

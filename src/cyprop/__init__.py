@@ -1,6 +1,7 @@
 """cyprop: multilayer perceptrons trained by backpropagation, with a compiled core.
 
 >>> import cyprop
+>>> X, y = cyprop.datasets.load_digits()          # needs scikit-learn
 >>> net = cyprop.Network([64, 32, 10], seed=0)
 >>> history = net.fit(X, y, epochs=30, batch_size=10, optimizer=cyprop.SGD(0.5))
 """

@@ -252,6 +252,12 @@ def _rule(optimizer: Optimizer, core: ModuleType) -> str:
                         f"({', '.join(OPTIMIZERS)}); {cls.__name__} has no "
                         "compiled step: train with backend='numpy'")
     name = core.OPTIMIZERS[cls.code]
+    own = OPTIMIZERS.get(name)
+    if own is not None and cls.update_params is not own.update_params:
+        # a step of its own, which the compiled rule would silently replace
+        raise TypeError(f"the compiled backend runs cyprop's own optimizers "
+                        f"({', '.join(OPTIMIZERS)}); {cls.__name__} has no compiled "
+                        "step (it overrides update_params): train with backend='numpy'")
     hyper = optimizer.hyper()
     if not isinstance(hyper, Hyper):
         raise ValueError(f"{cls.__name__} does not match the compiled step of its code "

@@ -228,6 +228,8 @@ class Ensemble:
         If there is no member, or the members disagree on their inputs, outputs,
         output activation or loss.
 
+    >>> import cyprop
+    >>> X, y = cyprop.datasets.load_digits()          # needs scikit-learn
     >>> results = cyprop.train_many(lambda i: cyprop.Network([64, 32, 10], seed=i),
     ...                             X, y, 8, epochs=20)
     >>> ensemble = cyprop.Ensemble(net for net, history in results[:5])

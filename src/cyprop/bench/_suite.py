@@ -8,9 +8,10 @@ median of --repeats epochs.  Machines are shared and noisy: read the ratios betw
 measured in the same run, not the absolute figures.
 
 Systems: cython (cyprop's compiled core), numpy (cyprop's NumPy reference), torch (PyTorch
-CPU), sklearn (MLPClassifier, one partial_fit per epoch), c (cyprop's plain-C per-sample
-SGD, compiled here; batch size 1), estimators (cyprop.sklearn against scikit-learn: lbfgs
-and sparse input).  Peers that are not installed are skipped, and so is the C baseline
+CPU), jax (a jit-compiled JAX epoch, one thread; pip install "jax[cpu]"), sklearn
+(MLPClassifier, one partial_fit per epoch), c (cyprop's plain-C per-sample SGD, compiled
+here; batch size 1), estimators (cyprop.sklearn against scikit-learn: lbfgs and sparse
+input).  Peers that are not installed are skipped, and so is the C baseline
 without a C compiler ($CC, Python's CC, cc, gcc or clang); the output says which.
 
     cyprop bench --quick                # about half a minute
@@ -19,7 +20,7 @@ without a C compiler ($CC, Python's CC, cc, gcc or clang); the output says which
     cyprop bench --json bench.json --plot throughput.png
     cyprop bench --optimizers --workloads W2,W3  # each optimizer at bs=1, vs plain SGD
 
-``python -m cyprop.bench`` is the same as ``cyprop bench``.
+python -m cyprop.bench is the same as cyprop bench.
 """
 
 from __future__ import annotations
