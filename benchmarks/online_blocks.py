@@ -7,12 +7,13 @@ path and of its per-sample path in the same run.
 
 One thread (OMP_NUM_THREADS=1, BLAS on one thread), one epoch per measurement, the
 configurations interleaved within each repeat (a shared machine drifts), median of the
-repeats.  ``--yardstick`` names the C source of a plain-C per-sample SGD with the
-command line ``bench <W1|W2|W3> <n> <epochs> fnext`` (the team's sgd_limit.c; not part of
-cyprop), compiled here with -O3 -march=native; without it, no C column.  (``cyprop
-bench --batch-sizes 1`` compares the same path with cyprop's own C baseline.)
+repeats.  ``--yardstick`` names the C source of another plain-C per-sample SGD to
+compare with, whose program takes the command line ``bench <W1|W2|W3> <n> <epochs>
+fnext`` (not part of cyprop), compiled here with -O3 -march=native; without it, no C
+column.  (``cyprop bench --batch-sizes 1`` compares the same path with cyprop's own C
+baseline.)
 
-    python benchmarks/online_blocks.py --yardstick ../shared/limit/sgd_limit.c
+    python benchmarks/online_blocks.py --yardstick path/to/sgd.c
     python benchmarks/online_blocks.py --workloads W3 --ks 16,32,48,64 --repeats 7
     python benchmarks/online_blocks.py --workloads 784x256x10 --ks 32,64
     python benchmarks/online_blocks.py --optimizers --workloads W2,W3 --repeats 7
