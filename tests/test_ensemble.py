@@ -323,6 +323,17 @@ def write_archive(path, members, compression=zipfile.ZIP_STORED):
             archive.writestr(name + ".npy", buffer.getvalue())
 
 
+def test_network_load_names_an_ensemble_file(tmp_path):
+    """cyprop.load on an ensemble's file says what it is and what reads it (as
+    Ensemble.load does for a network's file)."""
+    X, y = blobs()
+    path = tmp_path / "ensemble.npz"
+    cyprop.Ensemble([trained(0, X, y)]).save(path)
+    with pytest.raises(ValueError, match=r"it is an ensemble, not a network: read it with "
+                                         r"cyprop\.Ensemble\.load"):
+        cyprop.load(path)
+
+
 def metadata(**fields):
     meta = {"format": "cyprop-ensemble", "format_version": 1, "networks": 1, **fields}
     return np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)

@@ -42,6 +42,8 @@ short = _archive.short
 #: refuses files with a higher version instead of misreading them.
 FORMAT_VERSION = 1
 FORMAT_NAME = "cyprop-network"
+#: The format of an Ensemble's file (cyprop/ensemble.py), which load names to say so.
+ENSEMBLE_FORMAT_NAME = "cyprop-ensemble"
 #: The member that holds the optimizer's state, when it has one.
 OPTIMIZER_STATE = "optimizer_state"
 # The optimizer entry's keys: those every file has, and those added since (optional).

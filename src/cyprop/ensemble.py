@@ -41,7 +41,7 @@ from .network import Network, _check_threads
 if TYPE_CHECKING:
     from .history import History
 
-FORMAT_NAME = "cyprop-ensemble"
+FORMAT_NAME = _state.ENSEMBLE_FORMAT_NAME
 FORMAT_VERSION = 1
 
 # fit arguments that carry state from epoch to epoch: each network gets its own copy

@@ -299,6 +299,8 @@ def _validate(path: str, meta: Any) -> dict[str, Any]:
             raise _invalid(path, problem)
 
     r = _short.repr
+    require(not (isinstance(meta, dict) and meta.get("format") == _state.ENSEMBLE_FORMAT_NAME),
+            "it is an ensemble, not a network: read it with cyprop.Ensemble.load")
     require(isinstance(meta, dict) and meta.get("format") == FORMAT_NAME,
             "not a cyprop network file (its metadata does not name the cyprop format)")
     version = meta.get("format_version")
