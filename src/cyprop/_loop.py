@@ -466,17 +466,18 @@ def _copy_or_none(array: NDArray[Any] | None) -> NDArray[Any] | None:
     return None if array is None else array.copy()
 
 
-#: Weight-sample products per part of a long epoch: tens of milliseconds of work on the
-#: compiled core's fastest paths, a fraction of a second on its slowest.  Each part is a
-#: call into the core (a plan, fresh scratch memory), which shorter parts would pay
-#: for often enough to show in the epoch's time (README, Performance).
-PART_PRODUCTS = 1_000_000_000
+#: Weight-sample products per part of a long epoch (so that progress shows and Ctrl-C
+#: is seen within it): about 20 ms of work on the compiled core's fastest paths, a
+#: second or two on its slowest (online Adam on a network far larger than the caches).
+#: Each part is a call into the core (a plan, fresh scratch memory), which much shorter
+#: parts would pay for often enough to show in the epoch's time (README, Performance).
+PART_PRODUCTS = 500_000_000
 
 
 def parts(n: int, batch_size: int, n_params: int) -> list[tuple[int, int]]:
-    """(start, stop) ranges of whole batches covering an epoch of n samples: one per
-    PART_PRODUCTS weight-sample products, at most 10 (one for a short epoch)."""
-    count = min(10, n * n_params // PART_PRODUCTS)
+    """(start, stop) ranges of whole batches covering an epoch of n samples, about
+    PART_PRODUCTS weight-sample products each (one for a short epoch)."""
+    count = n * n_params // PART_PRODUCTS
     if count <= 1:
         return [(0, n)]
     batches = -(-n // batch_size)
