@@ -3,7 +3,7 @@
 One network trains at a time (test_faults.py checks a second fit on a training
 network).  Here: an optimizer that two networks would train with at once, from two
 threads or from a training's own callback; a scikit-learn estimator fitted from two
-threads at once.  Interleavings are forced with events (a callback, or a wrapped epoch,
+threads at once; weights set from another thread while a network trains.  Interleavings are forced with events (a callback, or a wrapped epoch,
 that waits), never with sleeps.
 """
 
@@ -323,3 +323,51 @@ def test_an_estimator_fits_again_after_a_failed_fit():
         clf.fit(X, y[:50])
     clf.fit(X, y)   # not refused as "being fitted"
     assert clf.n_iter_ == 2
+
+
+# ------------------------------------------------------ weights set during a fit
+@pytest.mark.parametrize("what", ["weights", "biases"])
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, what):
+    """``net.weights = ...`` (or biases) from another thread while a fit is inside a call
+    into its backend waits for that call to end: every layer lands between two calls,
+    never in the middle of a step."""
+    X, y = problem()
+    net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    inside, go_on, order = threading.Event(), threading.Event(), []
+
+    class HeldBackend:
+        """The network's backend, whose first training call waits to be let go."""
+
+        def __init__(self, impl):
+            self.impl = impl
+
+        def __getattr__(self, name):
+            return getattr(self.impl, name)
+
+        def train_epoch(self, *args, **kwargs):
+            if not inside.is_set():
+                inside.set()
+                assert go_on.wait(timeout=60), "never let go"
+            result = self.impl.train_epoch(*args, **kwargs)
+            order.append("call")
+            return result
+
+    net._impl = HeldBackend(net._impl)
+    new = [np.full_like(p, 0.5) for p in getattr(net, what)]
+    fit, fit_errors = in_thread(lambda: net.fit(X, y, epochs=2, verbose=0,
+                                                optimizer=cyprop.SGD(0.1)))
+    assert inside.wait(timeout=60)
+
+    def assign():
+        setattr(net, what, new)
+        order.append("assigned")
+
+    setter, set_errors = in_thread(assign)
+    setter.join(timeout=0.5)
+    assert setter.is_alive(), f"net.{what} = ... did not wait for the running call"
+    go_on.set()
+    setter.join(timeout=60)
+    fit.join(timeout=60)
+    assert not fit_errors and not set_errors, (fit_errors, set_errors)
+    assert order[:2] == ["call", "assigned"], order

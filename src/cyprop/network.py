@@ -291,7 +291,10 @@ class Network:
 
     @weights.setter
     def weights(self, values: Iterable[ArrayLike]) -> None:
-        _assign_all(_ParameterList(self.arch.split(self._params)[0]), values, "weights")
+        # (with the state lock, as save and copy read: from another thread during a fit,
+        # all layers land between two of its calls into the core, never mid-step)
+        with self._state_lock:
+            _assign_all(_ParameterList(self.arch.split(self._params)[0]), values, "weights")
 
     @property
     def biases(self) -> list[_Floats]:
@@ -300,7 +303,8 @@ class Network:
 
     @biases.setter
     def biases(self, values: Iterable[ArrayLike]) -> None:
-        _assign_all(_ParameterList(self.arch.split(self._params)[1]), values, "biases")
+        with self._state_lock:   # (as weights)
+            _assign_all(_ParameterList(self.arch.split(self._params)[1]), values, "biases")
 
     # -------------------------------------------------------------- inference
     @overload
