@@ -7,6 +7,7 @@ threads at once; weights set from another thread while a network trains.  Interl
 that waits), never with sleeps.
 """
 
+import contextlib
 import copy
 import threading
 
@@ -46,6 +47,19 @@ def in_thread(call):
     thread = threading.Thread(target=run)
     thread.start()
     return thread, errors
+
+
+@contextlib.contextmanager
+def while_held(hold, thread, errors):
+    """The body runs while ``thread``'s training waits in ``hold``; then the training is
+    let go, and must end without error."""
+    try:
+        assert hold.inside.wait(timeout=60), "the held training never got there"
+        yield
+    finally:
+        hold.go_on.set()
+        thread.join(timeout=120)
+    assert not thread.is_alive() and not errors, errors
 
 
 def trained_alone(backend, optimizer, epochs=4):
@@ -108,17 +122,12 @@ def test_a_network_cannot_train_with_an_optimizer_training_in_another_thread(bac
     hold = Hold()
     thread, errors = in_thread(lambda: net.fit(X, y, epochs=4, batch_size=5, seed=1,
                                                verbose=0, optimizer=shared, callbacks=[hold]))
-    try:
-        assert hold.inside.wait(timeout=60), "the first fit never started"
+    with while_held(hold, thread, errors):
         calls = {"fit": lambda: other.fit(X, y, epochs=1, verbose=0, optimizer=shared),
                  "partial_fit": lambda: other.partial_fit(X[:10], y[:10]),
                  "one_row": lambda: other.partial_fit(X[3], y[3])}
         with pytest.raises(RuntimeError, match="training another network"):
             calls[how]()
-    finally:
-        hold.go_on.set()
-        thread.join(timeout=120)
-    assert not thread.is_alive() and not errors, errors
     assert_same(net, trained_alone(backend, cyprop.SGD(0.1, momentum=0.9)))
     np.testing.assert_array_equal(other._params, before.params)
     assert len(other.history) == len(before.history["loss"])
@@ -161,14 +170,9 @@ def test_a_callback_cannot_switch_to_an_optimizer_training_elsewhere(backend):
             net.optimizer = busy
 
     net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
-    try:
-        assert hold.inside.wait(timeout=60), "the other fit never started"
+    with while_held(hold, thread, errors):
         with pytest.raises(RuntimeError, match="training another network"):
             net.fit(X, y, epochs=3, verbose=0, callbacks=[Switch()])
-    finally:
-        hold.go_on.set()
-        thread.join(timeout=120)
-    assert not thread.is_alive() and not errors, errors
     assert len(net.history) == 1
     assert len(elsewhere.history) == 2 and elsewhere.history.stop_reason == "epochs"
 
@@ -186,13 +190,8 @@ def test_optimizers_copy_and_pickle_without_their_lock():
         hold = Hold()
         thread, errors = in_thread(lambda: net.fit(X, y, epochs=1, verbose=0,
                                                    callbacks=[hold]))
-        try:
-            assert hold.inside.wait(timeout=60)
+        with while_held(hold, thread, errors):
             other.fit(X, y, epochs=1, verbose=0, optimizer=opt)
-        finally:
-            hold.go_on.set()
-            thread.join(timeout=120)
-        assert not errors, errors
 
 
 # --------------------------------------------------------------- a shared schedule
@@ -233,13 +232,8 @@ def test_a_schedule_that_keeps_state_serves_one_fit_at_a_time(where):
     else:
         hold = Hold(at=1)
         thread, errors = in_thread(lambda: fit(net, shared, [hold]))
-        try:
-            assert hold.inside.wait(timeout=60), "the first fit never started"
+        with while_held(hold, thread, errors):
             second_fits()
-        finally:
-            hold.go_on.set()
-            thread.join(timeout=120)
-        assert not thread.is_alive() and not errors, errors
     assert net.history.learning_rate == alone.history.learning_rate
     np.testing.assert_array_equal(net._params, alone._params)
     fit(other, shared, epochs=1)   # free again
@@ -296,17 +290,12 @@ def test_an_estimator_fitting_in_another_thread_refuses_a_second_fit(monkeypatch
 
     thread = threading.Thread(target=train, name="held")
     thread.start()
-    try:
-        assert hold.inside.wait(timeout=60), "the first fit never started"
+    with while_held(hold, thread, errors):
         calls = {"fit": lambda: clf.fit(X2, y2),
                  "partial_fit": lambda: clf.partial_fit(X2, y2),
                  "network_": lambda: clf.network_.partial_fit(X2[:5], y2[:5])}
         with pytest.raises(RuntimeError, match="already (being fitted|training)"):
             calls[second]()
-    finally:
-        hold.go_on.set()
-        thread.join(timeout=120)
-    assert not thread.is_alive() and not errors, errors
     np.testing.assert_array_equal(clf.network_._params, alone.network_._params)
     assert clf.n_iter_ == alone.n_iter_
     if solver != "lbfgs":
