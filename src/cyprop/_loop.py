@@ -59,10 +59,28 @@ def claim_optimizer(optimizer: Optimizer) -> threading.Lock:
     return claim
 
 
-#: id() of each schedule with state (an ``update`` method) that a fit is using (it is
-#: alive meanwhile), and the lock that guards the set.
-_SCHEDULES_IN_USE: set[int] = set()
-_SCHEDULES_LOCK = threading.Lock()
+class InUse:
+    """Objects that a running call is using and no other call may use meanwhile, by
+    id() (each is alive while it is claimed), under one lock."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, thing: object, refusal: str) -> None:
+        """Claim ``thing``, or raise RuntimeError(refusal) if a call holds it."""
+        with self._lock:
+            if id(thing) in self._ids:
+                raise RuntimeError(refusal)
+            self._ids.add(id(thing))
+
+    def release(self, thing: object) -> None:
+        with self._lock:
+            self._ids.discard(id(thing))
+
+
+#: The schedules with state (an ``update`` method) that fits are using.
+_SCHEDULES_IN_USE = InUse()
 
 
 def claim_schedule(schedule: Any) -> bool:
@@ -73,19 +91,15 @@ def claim_schedule(schedule: Any) -> bool:
     ``release_schedule`` ends the claim."""
     if not callable(getattr(schedule, "update", None)):
         return False
-    with _SCHEDULES_LOCK:
-        if id(schedule) in _SCHEDULES_IN_USE:
-            raise RuntimeError(f"this {type(schedule).__name__} schedule is in use by another "
-                               "fit right now (in another thread, or the fit whose callback "
-                               "this is), and keeps state that both would update; give each "
-                               "fit its own (copy.deepcopy(schedule))")
-        _SCHEDULES_IN_USE.add(id(schedule))
+    _SCHEDULES_IN_USE.claim(schedule, f"this {type(schedule).__name__} schedule is in use "
+                            "by another fit right now (in another thread, or the fit whose "
+                            "callback this is), and keeps state that both would update; "
+                            "give each fit its own (copy.deepcopy(schedule))")
     return True
 
 
 def release_schedule(schedule: Any) -> None:
-    with _SCHEDULES_LOCK:
-        _SCHEDULES_IN_USE.discard(id(schedule))
+    _SCHEDULES_IN_USE.release(schedule)
 
 
 def set_optimizer(net: Network, optimizer: Optimizer | None) -> None:

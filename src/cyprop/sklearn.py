@@ -62,7 +62,6 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -1634,9 +1633,8 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
 
 
 # ---------------------------------------------------------------------- helpers
-#: id() of each estimator being fitted (it is alive meanwhile), and the lock that guards it.
-_FITTING: set[int] = set()
-_FITTING_LOCK = threading.Lock()
+#: The estimators being fitted.
+_FITTING = _loop.InUse()
 
 
 @contextlib.contextmanager
@@ -1644,17 +1642,13 @@ def _fitting(estimator: _BaseBackprop) -> Any:
     """Mark ``estimator`` as being fitted for the ``with`` block, or refuse: two fits of
     one estimator at once would each build a network and train whichever was
     ``network_`` at the time, the records of both in one ``loss_curve_``."""
-    with _FITTING_LOCK:
-        if id(estimator) in _FITTING:
-            raise RuntimeError(f"this {type(estimator).__name__} is already being fitted "
-                               "(in another thread); fit a clone of it "
-                               "(sklearn.base.clone), or wait for that fit to return")
-        _FITTING.add(id(estimator))
+    _FITTING.claim(estimator, f"this {type(estimator).__name__} is already being fitted "
+                   "(in another thread); fit a clone of it (sklearn.base.clone), or wait "
+                   "for that fit to return")
     try:
         yield
     finally:
-        with _FITTING_LOCK:
-            _FITTING.discard(id(estimator))
+        _FITTING.release(estimator)
 
 
 class _LayerList(list):
