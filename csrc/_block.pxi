@@ -54,8 +54,9 @@ cdef void part_forward(const Layout* lay, int l, const floating* params,
     for s in range(B):
         memcpy(z + s * n_out + u0, params + lay.b_off[l] + u0, (u1 - u0) * sizeof(floating))
     # z[:, u0:u1] += A_in @ W[u0:u1].T
-    rows_dot_rows(B, u1 - u0, n_in, a_in, n_in, params + lay.w_off[l] + u0 * n_in, n_in,
-                  True, z + u0, n_out)
+    # (the offset in Py_ssize_t: a layer may hold more than 2**31 weights)
+    rows_dot_rows(B, u1 - u0, n_in, a_in, n_in,
+                  params + lay.w_off[l] + <Py_ssize_t>u0 * n_in, n_in, True, z + u0, n_out)
     if l == lay.n_layers - 1:
         return
     for s in range(B):
@@ -115,11 +116,11 @@ cdef void part_gradient(const Layout* lay, int l, floating* params,
     if l == 0 and first.rate != 0:
         # W[u0:u1] = keep * W[u0:u1] + rate * D[:, u0:u1].T @ A_prev
         rows_t_times(B, u1 - u0, n_in, d_l + u0, n_out, a_prev, n_in, <floating>first.rate,
-                     <floating>first.keep, params + lay.w_off[l] + u0 * n_in, n_in)
+                     <floating>first.keep, params + lay.w_off[l] + <Py_ssize_t>u0 * n_in, n_in)
         return
     # grad_W[u0:u1] = beta * grad_W[u0:u1] + D[:, u0:u1].T @ A_prev
     rows_t_times(B, u1 - u0, n_in, d_l + u0, n_out, a_prev, n_in, 1, beta,
-                 grad + lay.w_off[l] + u0 * n_in, n_in)
+                 grad + lay.w_off[l] + <Py_ssize_t>u0 * n_in, n_in)
 
 
 cdef void part_delta_below(const Layout* lay, int l, const floating* params,

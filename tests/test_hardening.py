@@ -3,6 +3,7 @@ attacker) would: each is refused with a clear exception before any compiled code
 it, or made harmless.  What used to crash the process runs in a child process, so a crash
 is a failed test rather than a dead test run."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -294,6 +295,18 @@ def test_layer_sizes_too_large_for_any_array_are_value_errors(sizes):
     # "array is too big", naming no layer)
     with pytest.raises(ValueError, match="layer sizes .* more parameters than one array"):
         cyprop.Network(sizes)
+
+
+@pytest.mark.parametrize("sizes", [[2 ** 31, 1], [3, 2 ** 31, 2], [1, 2 ** 32]])
+def test_layer_sizes_beyond_32_bit_units_are_value_errors(sizes):
+    # The compiled core and the BLAS take a layer's units as 32-bit ints: such a layer
+    # (a few GB of weights) was accepted and its size truncated in C.  Refused before
+    # anything is allocated, on every backend and from a state.
+    with pytest.raises(ValueError, match=r"layer sizes must be at most 2147483647"):
+        cyprop.Network(sizes, backend="numpy")
+    state = dataclasses.replace(cyprop.Network([2] * len(sizes)).get_state(), sizes=sizes)
+    with pytest.raises(ValueError, match=r"at most 2147483647"):
+        cyprop.Network.from_state(state)
 
 
 def test_dropout_and_max_norm_refuse_complex_and_huge_numbers():

@@ -1259,6 +1259,7 @@ def _needs_conversion(X: object, dtype: np.dtype[Any]) -> bool:
 
 #: The most parameters a network may have: float64 bytes that an array's size can count.
 MAX_PARAMS = np.iinfo(np.intp).max // 8
+MAX_UNITS = 2**31 - 1
 
 
 def _check_sizes(sizes: Iterable[int]) -> list[int]:
@@ -1280,6 +1281,10 @@ def _check_sizes(sizes: Iterable[int]) -> list[int]:
     if n_params > MAX_PARAMS:
         raise ValueError(f"layer sizes {_validation._short(sizes)} make more parameters "
                          f"than one array can hold ({MAX_PARAMS:.3g})")
+    if max(sizes) > MAX_UNITS:
+        raise ValueError(f"layer sizes must be at most {MAX_UNITS} (2**31 - 1: the compiled "
+                         f"core and the BLAS count a layer's units in 32-bit ints), got "
+                         f"{_validation._short(sizes)}")
     return sizes
 
 
