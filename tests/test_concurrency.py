@@ -315,12 +315,31 @@ def test_an_estimator_fits_again_after_a_failed_fit():
 
 
 # ------------------------------------------------------ weights set during a fit
-@pytest.mark.parametrize("what", ["weights", "biases"])
+def _set_layers(net, what):
+    """``what`` assigned with every layer 0.5: the ways a user assigns layers."""
+    if what in ("weights", "biases"):
+        setattr(net, what, [np.full_like(p, 0.5) for p in getattr(net, what)])
+    elif what in ("weights[1]", "biases[0]"):
+        kind, index = what[:-3], int(what[-2])
+        getattr(net, kind)[index] = np.full_like(getattr(net, kind)[index], 0.5)
+    else:   # a scikit-learn estimator's coefs_ around the network
+        sklearn = pytest.importorskip("cyprop.sklearn")
+        clf = sklearn.BackpropClassifier()
+        clf.network_ = net
+        if what == "coefs_":
+            clf.coefs_ = [np.full((n_in, n_out), 0.5) for n_in, n_out
+                          in zip(net.sizes[:-1], net.sizes[1:])]
+        else:
+            clf.coefs_[0] = np.full((net.sizes[0], net.sizes[1]), 0.5)
+
+
+@pytest.mark.parametrize("what", ["weights", "biases", "weights[1]", "biases[0]", "coefs_",
+                                  "coefs_[0]"])
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, what):
-    """``net.weights = ...`` (or biases) from another thread while a fit is inside a call
-    into its backend waits for that call to end: every layer lands between two calls,
-    never in the middle of a step."""
+    """``net.weights = ...``, ``net.weights[l] = ...`` (or biases, or an estimator's
+    coefs_) from another thread while a fit is inside a call into its backend waits for
+    that call to end: every layer lands between two calls, never in the middle of a step."""
     X, y = problem()
     net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
     inside, go_on, order = threading.Event(), threading.Event(), []
@@ -343,18 +362,17 @@ def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, wh
             return result
 
     net._impl = HeldBackend(net._impl)
-    new = [np.full_like(p, 0.5) for p in getattr(net, what)]
     fit, fit_errors = in_thread(lambda: net.fit(X, y, epochs=2, verbose=0,
                                                 optimizer=cyprop.SGD(0.1)))
     assert inside.wait(timeout=60)
 
     def assign():
-        setattr(net, what, new)
+        _set_layers(net, what)
         order.append("assigned")
 
     setter, set_errors = in_thread(assign)
     setter.join(timeout=0.5)
-    assert setter.is_alive(), f"net.{what} = ... did not wait for the running call"
+    assert setter.is_alive(), f"{what} = ... did not wait for the running call"
     go_on.set()
     setter.join(timeout=60)
     fit.join(timeout=60)

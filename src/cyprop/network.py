@@ -38,10 +38,23 @@ class _ParameterList(list):
     """The list behind ``net.weights`` / ``net.biases``: assigning an item copies the
     new values into the network's own array (shape checked) instead of rebinding."""
 
+    def __init__(self, items: list[NDArray[Any]], lock: threading.RLock) -> None:
+        super().__init__(items)
+        self._lock = lock   # the network's state lock
+
     def __setitem__(self, index: SupportsIndex | slice, value: Any) -> None:
         if isinstance(index, slice):
             raise TypeError("assign the layers one at a time, or the whole list")
-        list.__getitem__(self, index)[...] = self.checked(index, value)
+        value = self.checked(index, value)
+        # (as the whole-list setters: from another thread during a fit, the layer lands
+        # between two of its calls into the core, never mid-step)
+        with self._lock:
+            list.__getitem__(self, index)[...] = value
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # a copy (copy.copy, deepcopy, pickle) is a plain list of the arrays: not tied
+        # to the network, nor carrying its lock
+        return list, (list(self),)
 
     def checked(self, index: SupportsIndex, value: Any) -> NDArray[Any]:
         """``value`` as layer ``index`` takes it, or the error that names the problem."""
@@ -284,27 +297,31 @@ class Network:
         """The number of weights and biases."""
         return self.arch.n_params
 
+    def _parameter_list(self, which: int) -> _ParameterList:
+        """The weights (0) or the biases (1): views, assignable layer by layer."""
+        return _ParameterList(self.arch.split(self._params)[which], self._state_lock)
+
     @property
     def weights(self) -> list[_Floats]:
         """Weight matrices, ``weights[l].shape == (sizes[l+1], sizes[l])``; views."""
-        return _ParameterList(self.arch.split(self._params)[0])
+        return self._parameter_list(0)
 
     @weights.setter
     def weights(self, values: Iterable[ArrayLike]) -> None:
         # (with the state lock, as save and copy read: from another thread during a fit,
         # all layers land between two of its calls into the core, never mid-step)
         with self._state_lock:
-            _assign_all(_ParameterList(self.arch.split(self._params)[0]), values, "weights")
+            _assign_all(self._parameter_list(0), values, "weights")
 
     @property
     def biases(self) -> list[_Floats]:
         """Bias vectors, ``biases[l].shape == (sizes[l+1],)``; views."""
-        return _ParameterList(self.arch.split(self._params)[1])
+        return self._parameter_list(1)
 
     @biases.setter
     def biases(self, values: Iterable[ArrayLike]) -> None:
         with self._state_lock:   # (as weights)
-            _assign_all(_ParameterList(self.arch.split(self._params)[1]), values, "biases")
+            _assign_all(self._parameter_list(1), values, "biases")
 
     # -------------------------------------------------------------- inference
     @overload

@@ -1690,9 +1690,9 @@ def _assign_layers(net: Network, kind: str, values: Sequence[npt.ArrayLike]) -> 
     if len(values) != len(layers):
         raise ValueError(f"{'coefs_' if kind == 'weights' else 'intercepts_'} needs "
                          f"{len(layers)} arrays, got {len(values)}")
-    for i, value in enumerate(values):
-        value = np.asarray(value)
-        layers[i] = value.T if kind == "weights" else value
+    # the whole list at once: checked before any layer changes, and under the network's
+    # state lock (no layer lands mid-step of a fit in another thread)
+    setattr(net, kind, [np.asarray(v).T if kind == "weights" else v for v in values])
 
 
 def _check_solver(estimator: _BaseBackprop) -> bool:
