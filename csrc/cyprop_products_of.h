@@ -42,6 +42,22 @@ CYPROP_INLINE void OF(cyprop_dot_tile)(const int RT, const int JT, int K,
 static void OF(cyprop_rows_dot_rows)(int rows, int units, int K, const REAL* x, int ldx,
                                      const REAL* w, int ldw, REAL* z, int ldz) {
     int j0, j1, j, r;
+    if ((size_t)6 * K * sizeof(REAL) <= 24576) {
+        /* 6 rows of W fit in half of L1: each tile of them stays there while the rows
+           of X stream past (4 loads from L2 per 24 multiply-adds instead of 6) */
+        for (j = 0; j < units; j += 6) {
+            j1 = units;   /* (for CYPROP_DOT_TILES) */
+            for (r = 0; r < rows; r += 4) {
+                switch (rows - r < 4 ? rows - r : 4) {
+                    case 4: CYPROP_DOT_TILES(4) break;
+                    case 3: CYPROP_DOT_TILES(3) break;
+                    case 2: CYPROP_DOT_TILES(2) break;
+                    default: CYPROP_DOT_TILES(1) break;
+                }
+            }
+        }
+        return;
+    }
     /* 48 rows of W at a time (L2); each tile of 4 rows of X (L1) meets all of them */
     for (j0 = 0; j0 < units; j0 += 48) {
         j1 = units < j0 + 48 ? units : j0 + 48;

@@ -94,6 +94,25 @@ def test_products_match_numpy(instruction_set, product, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("instruction_set", ISAS)
+def test_rows_dot_rows_on_both_sides_of_its_loop_order(instruction_set, dtype):
+    """The own rows_dot_rows keeps a tile of 6 rows of W in L1 while X streams past when
+    those rows fit in 24 KB (depth 1024 in float32, 512 in float64), else streams W
+    past tiles of X: both orders, at and around the switch, match NumPy."""
+    core = kernel(instruction_set)
+    rng = np.random.default_rng(11)
+    switch = 24576 // (6 * np.dtype(dtype).itemsize)
+    for k in (switch - 1, switch, switch + 1, 2 * switch + 5):
+        for m, n in ((37, 100), (4, 6), (5, 49)):
+            a, b, c = operands("rows_dot_rows", rng, m, n, k, dtype)
+            core.py_product("rows_dot_rows", a, b, c, 0.0, 1.0)
+            want, scale = expected("rows_dot_rows", a, b, 0, 0.0)
+            # (float32 sums of up to 2k terms: the tolerance of 784 scaled)
+            tol = TOL[dtype] * max(1.0, k / 784)
+            assert np.all(np.abs(c - want) / scale <= tol), (m, n, k)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("instruction_set", ISAS)
 def test_a_part_of_a_layer_gives_the_same_bits(instruction_set, dtype):
     """Units u0 .. u1-1 of a layer, computed as a part (as threads split a layer), are
     bit for bit those of the whole layer: each sum's order does not depend on where its
