@@ -37,8 +37,9 @@ cdef check_batch_blocks(const Plan* plan, int n_layers, double max_norm):
     if plan.rule != RULE_SGD and plan.rule != RULE_MOMENTUM:
         raise ValueError(f"cyprop: path 'batch-blocks' runs plain SGD and SGD with momentum "
                          f"(rules 'sgd', 'momentum'), not {RULES[plan.rule]!r}")
-    if not has_blas():
-        raise ValueError("cyprop: a plan with path 'batch-blocks' needs BLAS (set_blas)")
+    if not products_ready():
+        raise ValueError("cyprop: a plan with path 'batch-blocks' needs BLAS (set_blas) or "
+                         "the AVX-512 kernel's own products")
     if plan.block_rows < plan.batch_size or plan.block_rows % plan.batch_size != 0:
         raise ValueError(f"cyprop: path 'batch-blocks' needs block_rows a multiple of the "
                          f"batch size {plan.batch_size}, got {plan.block_rows}")

@@ -121,6 +121,16 @@ cdef extern from "cyprop_products.h":
                             double alpha, double beta) nogil
 
 
+cdef inline bint products_ready() noexcept nogil:
+    """Whether the paths of blocks can run: the BLAS, or (AVX-512 build) our own
+    products, which then take every shape, where the BLAS would have taken the small."""
+    return blas_ready() or CYPROP_OWN_PRODUCTS
+
+
+def has_products():
+    return products_ready()
+
+
 cdef inline void rows_dot_rows(int rows, int units, int k,
                                const floating* x, int ldx,  # IN: (rows, k)
                                const floating* w, int ldw,  # IN: (units, k)

@@ -106,8 +106,9 @@ cdef Py_ssize_t rows_needed(const Plan* plan, Py_ssize_t n):
 cdef check_blocks(const Plan* plan):
     if plan.path != PATH_BLOCKS:
         return
-    if not has_blas():
-        raise ValueError("cyprop: a plan with path 'blocks' needs BLAS (set_blas)")
+    if not products_ready():
+        raise ValueError("cyprop: a plan with path 'blocks' needs BLAS (set_blas) or the "
+                         "AVX-512 kernel's own products")
     if plan.block_rows < 1 or plan.part_work < 1 or plan.max_parts < 1:
         raise ValueError(f"cyprop: block_rows, part_work and max_parts must be >= 1, "
                          f"got {plan.block_rows}, {plan.part_work}, {plan.max_parts}")

@@ -594,7 +594,7 @@ cdef int run_rows(const Layout* lay, const Plan* whole, const floating* params,
                                          * sizeof(floating))
     if a == NULL:
         return -1
-    forward_chunk(lay, whole, blas_ready(), params, X, rows, a, a + rows * lay.n_units,
+    forward_chunk(lay, whole, products_ready(), params, X, rows, a, a + rows * lay.n_units,
                   out, lay.sizes[lay.n_layers], lay.n_layers - 1)
     free(a)
     return 0 if all_finite(out, rows * lay.sizes[lay.n_layers]) else -1

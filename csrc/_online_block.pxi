@@ -47,8 +47,9 @@ cdef check_online_blocks(const Plan* plan, int n_layers, double max_norm):
     if plan.rule != RULE_SGD and plan.rule != RULE_MOMENTUM:
         raise ValueError(f"cyprop: path 'online-blocks' runs plain SGD and SGD with momentum "
                          f"(rules 'sgd', 'momentum'), not {RULES[plan.rule]!r}")
-    if not has_blas():
-        raise ValueError("cyprop: a plan with path 'online-blocks' needs BLAS (set_blas)")
+    if not products_ready():
+        raise ValueError("cyprop: a plan with path 'online-blocks' needs BLAS (set_blas) or "
+                         "the AVX-512 kernel's own products")
     if plan.block_rows < 1:
         raise ValueError(f"cyprop: block_rows must be >= 1, got {plan.block_rows}")
 

@@ -8,7 +8,9 @@
   known (``online``) is the step of its gradient sum (``samples``), for every rule.
 """
 
+import copy
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -51,8 +53,37 @@ def test_mini_batches_run_as_blocks_of_matrix_products():
 
 
 def test_without_blas_mini_batches_run_one_sample_at_a_time(without_blas):
-    assert plan(cyprop.SGD(0.1), 64, n_threads=2) == _compiled.Plan("samples", "sgd", 64, 1, 2)
-    assert _compiled.evaluation_plan(CORE).path == "samples"
+    # (a kernel without products of its own: the AVX-512 one has them, below)
+    baseline = _compiled.KERNELS["baseline"]
+    assert not baseline.has_products()
+    assert _compiled.plan(NET.arch, cyprop.SGD(0.1), 64, TrainingOptions(n_threads=2),
+                          baseline) == _compiled.Plan("samples", "sgd", 64, 1, 2)
+    assert _compiled.evaluation_plan(baseline).path == "samples"
+
+
+def test_without_blas_the_own_products_run_the_mini_batches(without_blas):
+    """Without SciPy, the AVX-512 kernel's own products take every shape of the blocks
+    paths (README: how much faster than per sample), and agree with the reference."""
+    if not CORE.has_own_products():
+        pytest.skip("no kernel with its own products for this build or CPU")
+    assert CORE.has_products() and not CORE.has_blas()
+    assert plan(cyprop.SGD(0.1), 64, n_threads=2).path == "blocks"
+    assert _compiled.evaluation_plan(CORE).path == "blocks"
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 420)), rng.integers(0, 4, 300)
+    for batch_size, optimizer, path in ((1, cyprop.SGD(0.1), "online-blocks"),
+                                        (4, cyprop.SGD(0.1, momentum=0.9), "batch-blocks"),
+                                        (32, cyprop.Adam(0.01), "blocks")):
+        nets = [cyprop.Network([420, 40, 7, 4], seed=1, backend=backend)
+                for backend in ("cython", "numpy")]
+        assert _compiled.plan(nets[0].arch, optimizer, batch_size, TrainingOptions(),
+                              n_samples=len(X)).path == path
+        for net in nets:
+            net.fit(X, y, epochs=2, batch_size=batch_size, optimizer=copy.deepcopy(optimizer),
+                    seed=2, verbose=0)
+        np.testing.assert_allclose(nets[0]._params, nets[1]._params, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(nets[0].forward(X), nets[1].forward(X), rtol=1e-9,
+                                   atol=1e-12)
 
 
 def test_evaluation_plans():
@@ -143,7 +174,9 @@ def test_the_core_refuses_too_few_rows_of_state():
                   state=np.zeros((1, net.n_params)))
 
 
-def test_the_core_refuses_blocks_without_blas(without_blas):
+def test_the_core_refuses_blocks_without_blas(without_blas, monkeypatch):
+    # (a kernel without products of its own: the baseline)
+    monkeypatch.setattr(sys.modules[__name__], "CORE", _compiled.KERNELS["baseline"])
     net, X, Y = problem()
     with pytest.raises(ValueError, match="needs BLAS"):
         core_call(net, cyprop.SGD(0.1), _compiled.Plan("blocks", "sgd", 8, 4), X, Y)

@@ -14,6 +14,7 @@ lower its threshold.
 """
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -271,9 +272,15 @@ def test_a_stream_of_single_samples_equals_one_sample_fits(momentum):
     np.testing.assert_array_equal(streamed._params, fitted._params)
 
 
-def test_without_blas_online_sgd_runs_one_sample_at_a_time(without_blas):
-    assert planned([784, 30, 10], cyprop.SGD(0.1)).path == "online-next"
-    assert planned([784, 30, 10], cyprop.SGD(0.1, momentum=0.9)).path == "online-next"
+def test_without_blas_online_sgd_runs_one_sample_at_a_time(without_blas, monkeypatch):
+    # (on a kernel without products of its own; the AVX-512 kernel's run the blocks
+    # paths without a BLAS: test_core_plan.py)
+    baseline = _compiled.KERNELS["baseline"]
+    net = cyprop.Network([784, 30, 10], seed=0)
+    for optimizer in (cyprop.SGD(0.1), cyprop.SGD(0.1, momentum=0.9)):
+        assert _compiled.plan(net.arch, optimizer, 1, TrainingOptions(),
+                              baseline).path == "online-next"
+    monkeypatch.setattr(sys.modules[__name__], "CORE", baseline)
     with pytest.raises(ValueError, match="needs BLAS"):
         core_run("online-blocks", 8, "float64")
 

@@ -773,7 +773,7 @@ CHILD = textwrap.dedent("""
         "negative strides": X[::-1, ::-1],
         "big strides": np.zeros((9 * 1000, 4 * 7))[::1000, ::7] + X,
     }
-    for blas in (True, False):   # matrix products, and the per-sample loops
+    for blas in (True, False):   # the BLAS's products; the own ones or per-sample loops
         for kernel in _compiled.KERNELS.values():
             kernel.set_blas(*(_compiled.BLAS if blas else (None, None)))
         for dtype in ("float64", "float32"):

@@ -60,7 +60,8 @@ def _choose(kernels: dict[str, ModuleType]) -> str:
 
 
 def _blas_capsules() -> tuple[Any, Any] | None:
-    """scipy's BLAS gemm routines, or None: without scipy, mini-batches run as
+    """scipy's BLAS gemm routines, or None: without scipy, mini-batches run through the
+    AVX-512 kernel's own products (has_products), or with the other kernels as
     per-sample loops (correct, but slower for batches of more than a few samples)."""
     try:
         from scipy.linalg import cython_blas
@@ -285,7 +286,7 @@ def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
         n_in, n_hidden = arch.sizes[0], arch.sizes[1]
         # (one sample has no block to share the first layer's reads with)
         if (fuse_next and rule in ("sgd", "momentum") and options.dropout is None
-                and core.has_blas()
+                and core.has_products()
                 and n_in * n_hidden >= TUNING["online_block_weights"]
                 and (n_samples is None or n_samples > 1)):
             # SGD's first layer (with or without momentum) over blocks of samples: the
@@ -297,7 +298,7 @@ def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
                      else "batch_block_max_batch_momentum"]
     if (rule in ("sgd", "momentum") and 2 <= batch_size <= largest
             and arch.n_layers > 1 and not options.max_norm and options.dropout is None
-            and core.has_blas()
+            and core.has_products()
             and arch.sizes[0] * arch.sizes[1] >= TUNING[
                 "online_block_weights" if batch_size < TUNING["min_blas_batch"]
                 else "batch_block_weights_blas"]
@@ -308,7 +309,7 @@ def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
         # batch's first layer over threads either, so that neither the plan nor the
         # results depend on the thread count.
         return Plan("batch-blocks", rule, batch_size, batch_block_rows(batch_size))
-    if batch_size >= TUNING["min_blas_batch"] and core.has_blas():
+    if batch_size >= TUNING["min_blas_batch"] and core.has_products():
         return Plan("blocks", rule, batch_size, blocks_path_rows(arch, core), n_threads)
     return Plan("samples", rule, batch_size, 1, n_threads)
 
@@ -325,8 +326,8 @@ def _first_layer_parts(arch: Architecture, batch_size: int, core: ModuleType) ->
 
 def evaluation_plan(core: ModuleType, n_threads: int = 0) -> Plan:
     """The Plan of forward() and loss/gradient evaluation: blocks of rows as matrix
-    products when there is a BLAS, else one sample at a time."""
-    if core.has_blas():
+    products when the kernel has them (a BLAS, or its own), else one sample at a time."""
+    if core.has_products():
         return Plan("blocks", None, block_rows=TUNING["chunk_rows"], n_threads=n_threads)
     return Plan("samples", None, n_threads=n_threads)
 

@@ -43,9 +43,14 @@ def config() -> dict[str, Any]:
         info["kernel"] = compiled.CHOSEN
         info["kernels_available"] = list(compiled.KERNELS)
         info["extension"] = core.__file__
-        info["blas"] = ("scipy" + (", one thread per call" if core.blas_threads_controlled()
-                                   else "") if core.has_blas() else
-                        "none (pip install scipy: faster mini-batches)")
+        if core.has_blas():
+            info["blas"] = "scipy" + (", one thread per call" if core.blas_threads_controlled()
+                                      else "")
+        elif core.has_own_products():
+            info["blas"] = ("none (the kernel's own products run the mini-batches; "
+                            "pip install scipy: faster small layers)")
+        else:
+            info["blas"] = "none (pip install scipy: faster mini-batches)"
         info["threads"] = core.max_threads()
     else:
         info["kernel"] = None
