@@ -67,7 +67,22 @@ def operands(product, rng, m, n, k, dtype):
 @pytest.mark.parametrize("product", ["rows_dot_rows", "rows_t_times", "rows_times"])
 @pytest.mark.parametrize("instruction_set", ISAS)
 def test_products_match_numpy(instruction_set, product, dtype):
-    core = kernel(instruction_set)
+    check_products(kernel(instruction_set), product, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("product", ["rows_dot_rows", "rows_t_times", "rows_times"])
+def test_without_blas_the_own_products_take_every_shape(product, dtype, without_blas):
+    # (with a BLAS, the small shapes go to it: here the own kernels take them all)
+    core = _compiled.KERNELS.get("avx512")
+    if core is None or not core.has_own_products():
+        pytest.skip("no kernel with its own products for this build or CPU")
+    check_products(core, product, dtype)
+
+
+def check_products(core, product, dtype):
+    """The product on every shape of ROWS x UNITS x DEPTHS against NumPy, with each
+    alpha and beta its callers use, leaving the padding beside c's rows alone."""
     rng = np.random.default_rng(7)
     # (beta, alpha): rows_t_times with an alpha is plain SGD's step of W_0, keep and -rate
     scalars = {"rows_dot_rows": ((0.0, 1.0), (1.0, 1.0)),
