@@ -55,6 +55,10 @@ the same order):
   eps (a loss above 36).  Weighted 'lbfgs' clips as scikit-learn does.
 - With float32 input, 'lbfgs' works on float32 weights and gradients (scikit-learn's
   turn float64 during its L-BFGS run).
+- 'lbfgs' on several regression targets: scikit-learn's line search sees the squared
+  error averaged over the targets, but its gradient is that of their sum (scikit-learn
+  issue #8349); cyprop's loss and gradient are both the sum's, so the iterates differ
+  from the first step (``loss_`` is reported averaged, as scikit-learn's).
 """
 
 from __future__ import annotations
