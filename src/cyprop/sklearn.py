@@ -59,6 +59,9 @@ the same order):
   error averaged over the targets, but its gradient is that of their sum (scikit-learn
   issue #8349); cyprop's loss and gradient are both the sum's, so the iterates differ
   from the first step (``loss_`` is reported averaged, as scikit-learn's).
+- A warm start (or ``partial_fit``) after ``hidden_layer_sizes``, ``activation`` or
+  ``dtype`` changed raises a ValueError naming the change: scikit-learn's goes on
+  training the layers it has (or fails with an AttributeError when their number changed).
 """
 
 from __future__ import annotations
