@@ -192,8 +192,56 @@ def test_invalid_parameters_raise_sklearns_error_type(params):
         with pytest.raises(InvalidParameterError) as info:
             Estimator(**params).fit(X_IRIS, Y_IRIS)
         assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
-    with pytest.raises(InvalidParameterError, match="loss must be one of"):
+    with pytest.raises(InvalidParameterError, match="The 'loss' parameter"):
         BackpropRegressor(loss="absolute_error").fit(X_IRIS, Y_IRIS)
+
+
+@pytest.mark.parametrize("params", [
+    dict(alpha=-1), dict(alpha="1"), dict(learning_rate_init=0), dict(power_t=-1),
+    dict(tol=-1), dict(momentum=1.5), dict(validation_fraction=1.0), dict(beta_1=1),
+    dict(beta_2=-0.5), dict(epsilon=0), dict(max_iter=0), dict(max_iter=2.0),
+    dict(max_fun=0), dict(batch_size=0), dict(batch_size="x"), dict(n_iter_no_change=0),
+    dict(shuffle="yes"), dict(warm_start=2), dict(nesterovs_momentum=1),
+    dict(early_stopping="x"), dict(verbose="x"), dict(random_state="x"),
+    dict(hidden_layer_sizes="3"), dict(hidden_layer_sizes=3.0),
+    dict(hidden_layer_sizes=(0,)), dict(hidden_layer_sizes=[3, -1])])
+def test_invalid_parameter_messages_are_sklearns(params):
+    # code ported from scikit-learn matches on its messages ("The 'alpha' parameter of
+    # ... must be a float in the range [0.0, inf). Got -1 instead."): the same words,
+    # the estimator's own name
+    for ours, theirs in ((BackpropClassifier, MLPClassifier), (BackpropRegressor, MLPRegressor)):
+        with pytest.raises(ValueError) as expected:
+            theirs(**params).fit(X_IRIS, Y_IRIS)
+        message = str(expected.value).replace(theirs.__name__, ours.__name__)
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            ours(**params).fit(X_IRIS, Y_IRIS)
+
+
+def test_invalid_options_are_named_as_sklearn_names_them():
+    # the sets of options are cyprop's (more solvers and activations), the words
+    # scikit-learn's
+    for params, pattern in ((dict(solver="newton"), "The 'solver' parameter of {} must be a "
+                             "str among {{.*'rprop'.*}}. Got 'newton' instead."),
+                            (dict(activation="softmax"), "The 'activation' parameter of {} "
+                             "must be a str among {{.*'leaky_relu'.*}}. Got 'softmax' instead."),
+                            (dict(learning_rate="optimal"), "The 'learning_rate' parameter of "
+                             "{} must be a str among {{.*}}. Got 'optimal' instead.")):
+        for Estimator in (BackpropClassifier, BackpropRegressor):
+            with pytest.raises(ValueError, match=pattern.format(Estimator.__name__)):
+                Estimator(**params).fit(X_IRIS, Y_IRIS)
+    with pytest.raises(ValueError, match="The 'loss' parameter of BackpropRegressor must be "
+                       "a str among {.*}. Got 'absolute_error' instead."):
+        BackpropRegressor(loss="absolute_error").fit(X_IRIS, Y_IRIS)
+
+
+@pytest.mark.parametrize("Estimator", [BackpropClassifier, BackpropRegressor])
+def test_sklearns_parameter_validation_check(Estimator):
+    # scikit-learn's own check of _parameter_constraints: every parameter of the wrong
+    # type or value is refused in its words by fit and by partial_fit (the classifier's
+    # before it asks for classes)
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    check_param_validation(Estimator.__name__, Estimator(max_iter=5))
 
 
 def test_validation_fraction_zero_is_checked_as_sklearn_checks_it():

@@ -55,6 +55,13 @@ the same order):
   eps (a loss above 36).  Weighted 'lbfgs' clips as scikit-learn does.
 - With float32 input, 'lbfgs' works on float32 weights and gradients (scikit-learn's
   turn float64 during its L-BFGS run).
+- 'lbfgs' on several regression targets: scikit-learn's line search sees the squared
+  error averaged over the targets, but its gradient is that of their sum (scikit-learn
+  issue #8349); cyprop's loss and gradient are both the sum's, so the iterates differ
+  from the first step (``loss_`` is reported averaged, as scikit-learn's).
+- A warm start (or ``partial_fit``) after ``hidden_layer_sizes``, ``activation`` or
+  ``dtype`` changed raises a ValueError naming the change: scikit-learn's goes on
+  training the layers it has (or fails with an AttributeError when their number changed).
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ try:
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_array, check_consistent_length, check_random_state, column_or_1d
     from sklearn.utils._param_validation import InvalidParameterError as _BadParam
+    from sklearn.utils._param_validation import (Interval, Options, StrOptions,
+                                                 validate_parameter_constraints)
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -123,6 +132,38 @@ _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may
 
 class _BaseBackprop(BaseEstimator):
     """Parameters, training loops and attributes shared by the classifier and the regressor."""
+
+    #: scikit-learn's constraints on its MLP's parameters (with cyprop's solvers and
+    #: activations among the options), checked by its own machinery so that a bad value
+    #: is reported in its words; cyprop's own parameters are checked in _checked_params.
+    _parameter_constraints: dict[str, Any] = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "solver": [StrOptions(set(_SOLVERS))],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(_LEARNING_RATES))],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"),
+                             Options(numbers.Real, {np.inf})],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        **{name: "no_validation" for name in ("backend", "dtype", "dropout", "max_norm",
+                                                "init", "n_threads")},
+    }
 
     # fitted attributes (set by fit)
     network_: Network
@@ -599,6 +640,10 @@ class _BaseBackprop(BaseEstimator):
 
     def _checked_params(self) -> dict[str, Any]:
         """The hyper-parameters checked (here, not in __init__, as scikit-learn asks)."""
+        validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False),
+                                       caller_name=type(self).__name__)
+        # then what scikit-learn's constraints let through: sizes <= 0 in a list (in its
+        # words), non-finite numbers, and cyprop's own parameters
         hidden: Any = self.hidden_layer_sizes
         if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
             hidden = [hidden]
@@ -607,9 +652,11 @@ class _BaseBackprop(BaseEstimator):
         except TypeError:
             raise _BadParam(f"hidden_layer_sizes must be an int or a sequence of ints, "
                             f"got {self.hidden_layer_sizes!r}") from None
-        for size in hidden:
-            if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
-                raise _BadParam(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
+        if any(isinstance(size, numbers.Real) and size <= 0 for size in hidden):
+            raise _BadParam(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        if any(isinstance(size, bool) or not isinstance(size, numbers.Integral)
+               for size in hidden):
+            raise _BadParam(f"hidden_layer_sizes must hold ints, got {hidden}.")
         if self.activation not in _ACTIVATIONS:
             raise _BadParam(f"activation must be one of {sorted(_ACTIVATIONS)}, "
                             f"got {self.activation!r}")
@@ -664,16 +711,12 @@ class _BaseBackprop(BaseEstimator):
             raise _BadParam(f"dtype must be None, 'float64' or 'float32', got {self.dtype!r}")
         if self.init not in _INITS:
             raise _BadParam(f"unknown init {self.init!r}; choose one of {', '.join(_INITS)}")
-        self._check_loss()
         if self.solver == "lbfgs" and (np.any(np.asarray(self.dropout, dtype=float) != 0)
                                        or self.max_norm is not None):
             raise _BadParam("dropout and max_norm need a stochastic solver (a mini-batch "
                             "at a time); solver='lbfgs' trains on the full batch")
         return {"hidden": [int(h) for h in hidden], "activation": _ACTIVATIONS[self.activation],
                 "solver": self.solver}
-
-    def _check_loss(self) -> None:
-        pass
 
     def _validate_X_y(self, X: Any, y: Any, reset: bool, dtype: Any, y_numeric: bool,
                       ) -> tuple[Any, np.ndarray, np.dtype]:
@@ -1161,6 +1204,7 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             call's, y has labels not in ``classes_``, ``early_stopping`` is set, or
             the data does not fit the network.
         """
+        self._checked_params()   # before the classes, as scikit-learn's order of errors
         if not hasattr(self, "network_") or not hasattr(self, "classes_"):
             if classes is None and not _is_multilabel(y):
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -1469,6 +1513,8 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
 
     _network_loss = "mse"
     _network_output = "identity"
+    _parameter_constraints = {**_BaseBackprop._parameter_constraints,
+                              "loss": [StrOptions(set(_REGRESSION_LOSSES))]}
 
     def __init__(self, loss: str = "squared_error",
                  hidden_layer_sizes: int | Sequence[int] = (100,),
@@ -1601,11 +1647,6 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
         return interop.to_onnx(self.network_, path, opset, output_name="predictions",
                                exp=self._output_kind == "exp",
                                flatten=self.network_.sizes[-1] == 1)
-
-    def _check_loss(self) -> None:
-        if self.loss not in _REGRESSION_LOSSES:
-            raise _BadParam(f"loss must be one of {list(_REGRESSION_LOSSES)}, "
-                            f"got {self.loss!r}")
 
     def _validate_training_data(self, X: Any, y: Any, reset: bool, incremental: bool,
                                 classes: Any = None, dtype: Any = None,
