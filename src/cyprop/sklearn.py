@@ -1204,11 +1204,14 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             call's, y has labels not in ``classes_``, ``early_stopping`` is set, or
             the data does not fit the network.
         """
-        self._checked_params()   # before the classes, as scikit-learn's order of errors
+        # (a bad parameter is named before the classes, in scikit-learn's order of errors;
+        # on the way that goes on, _fit checks the parameters once)
         if not hasattr(self, "network_") or not hasattr(self, "classes_"):
             if classes is None and not _is_multilabel(y):
+                self._checked_params()
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         elif classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
+            self._checked_params()
             raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
                              f"partial_fit, was: {self.classes_!r}")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
