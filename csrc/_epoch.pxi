@@ -145,18 +145,43 @@ cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
         start = stop
 
 
+cdef bint flush_keeps_hyper(const Hyper* h, floating like) noexcept nogil:
+    """Whether flushing subnormals to zero reads every hyper-parameter as it is in the
+    dtype of ``like``: not where one is itself a subnormal number there (a learning rate
+    of 5e-324 would be read as 0, and Rprop's step sizes would never grow from it); the
+    epoch then runs unflushed, only slower.  (eps is kept normal by normal_eps.)"""
+    cdef double[10] values = [h.learning_rate, h.momentum, h.weight_decay, h.beta1,
+                              h.beta2, h.alpha, h.eta_minus, h.eta_plus, h.step_min,
+                              h.step_max]
+    cdef int i
+    cdef floating value
+    cdef double smallest
+    if floating is double:
+        smallest = DBL_MIN
+    else:
+        smallest = FLT_MIN
+    for i in range(10):
+        value = <floating>fabs(values[i])
+        if value != 0 and value < smallest:
+            return False
+    return True
+
+
 cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
     """The plan's path (train_epoch has checked that the plan fits the rule).  The
     per-sample paths run on this thread alone, with subnormals flushed to zero
     (cyprop_cpu.h: an optimizer's decaying state would otherwise slow every step)."""
     cdef unsigned int fp_mode
+    cdef bint flush
     if e.plan.path == PATH_ONLINE_NEXT or e.plan.path == PATH_ONLINE:
-        fp_mode = cyprop_flush_subnormals()
+        flush = flush_keeps_hyper(&rule.h, params[0])
+        fp_mode = cyprop_flush_subnormals() if flush else 0
         if e.plan.path == PATH_ONLINE_NEXT:
             epoch_online_next(e, params, rule)
         else:
             epoch_online(e, params, rule)
-        cyprop_restore_subnormals(fp_mode)
+        if flush:
+            cyprop_restore_subnormals(fp_mode)
     elif e.plan.path == PATH_ONLINE_BLOCKS:
         epoch_online_blocks(e, params, rule)
     elif e.plan.path == PATH_BATCH_BLOCKS:

@@ -149,6 +149,46 @@ def test_training_parity_without_shuffling_and_repeated_fits(make_net, make_data
     assert_training_parity(nets, histories, initial, dtype, assert_parity, flat_params)
 
 
+# Hyper-parameters at the edges of their range, each of which the compiled core once
+# read otherwise than the reference: an eps below the smallest normal number (0 in
+# float32, read as 0 where the per-sample paths flush subnormals; Adam's
+# eps * sqrt(1 - beta2**t) underflows first) stepped a weight whose input is always 0 by
+# 0 / 0; a decay rate within float32's rounding of 1 left 1 - beta at 0 in float32; and
+# a subnormal rate was flushed to 0, so Rprop's step sizes never grew from it.
+EDGES = {
+    "adam-eps": ("Adam", dict(learning_rate=0.01, eps=5e-324)),
+    "adam-eps-t": ("Adam", dict(learning_rate=0.01, eps=1e-300, beta2=1 - 1e-16)),
+    "rmsprop-eps": ("RMSprop", dict(learning_rate=0.01, eps=1e-320)),
+    "adagrad-eps": ("Adagrad", dict(learning_rate=0.01, eps=5e-324)),
+    "adam-beta1": ("Adam", dict(learning_rate=0.01, beta1=1 - 1e-9)),
+    "adam-beta2": ("Adam", dict(learning_rate=0.01, beta2=1 - 1e-9)),
+    "rmsprop-alpha": ("RMSprop", dict(learning_rate=1e-6, alpha=1 - 1e-9)),
+    "rprop-rate": ("Rprop", dict(learning_rate=5e-324, etas=(0.5, 1e30),
+                                 step_sizes=(0.0, 0.01))),
+    "rprop-rate-float32": ("Rprop", dict(learning_rate=1e-40, etas=(0.5, 1e30),
+                                         step_sizes=(0.0, 0.01))),   # (float32's subnormal)
+}
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("edge", EDGES)
+def test_training_parity_with_hyper_parameters_at_their_edges(make_net, assert_parity,
+                                                              edge, batch_size, dtype):
+    name, kwargs = EDGES[edge]
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(N_SAMPLES, 3))
+    X[:, 0] = 0   # the weights of this input never have a gradient: v stays 0
+    Y = rng.integers(0, 2, N_SAMPLES)
+    nets = both_backends(make_net, [3, 4, 2], ("tanh", "softmax", "cross_entropy"), dtype)
+    histories = {b: net.fit(X, Y, epochs=EPOCHS, batch_size=batch_size, shuffle=False,
+                            optimizer=getattr(cyprop, name)(**kwargs), verbose=0)
+                 for b, net in nets.items()}
+    cy, ref = nets["cython"], nets["numpy"]
+    assert_parity(histories["cython"].loss, histories["numpy"].loss, dtype, "history loss")
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
 # ------------------------------------------------------------ reproducibility
 def test_same_seed_same_result_on_the_same_backend(make_net, make_data, flat_params,
                                                    backend, dtype):
