@@ -145,36 +145,52 @@ cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
         start = stop
 
 
-cdef bint flush_keeps_hyper(const Hyper* h, floating like) noexcept nogil:
-    """Whether flushing subnormals to zero reads every hyper-parameter as it is in the
-    dtype of ``like``: not where one is itself a subnormal number there (a learning rate
-    of 5e-324 would be read as 0, and Rprop's step sizes would never grow from it); the
-    epoch then runs unflushed, only slower.  (eps is kept normal by normal_eps.)"""
-    cdef double[10] values = [h.learning_rate, h.momentum, h.weight_decay, h.beta1,
-                              h.beta2, h.alpha, h.eta_minus, h.eta_plus, h.step_min,
-                              h.step_max]
-    cdef int i
-    cdef floating value
-    cdef double smallest
+cdef inline bint is_subnormal(floating value) noexcept nogil:
+    """Whether ``value`` is a subnormal number of its dtype."""
     if floating is double:
-        smallest = DBL_MIN
+        return value != 0 and fabs(value) < DBL_MIN
     else:
-        smallest = FLT_MIN
+        return value != 0 and fabs(value) < FLT_MIN
+
+
+cdef bint flush_reads_right(const Epoch* e, const floating* params,
+                            const Hyper* h) noexcept nogil:
+    """Whether the per-sample paths may flush subnormals to zero: not where a
+    hyper-parameter, a parameter or an input of the call's samples is itself a
+    subnormal number of the dtype, which the flush would read as 0 (a learning rate of
+    5e-324: Rprop's step sizes never grew from it; an input of 1e-40 in float32: a
+    ReLU's derivative at w * x turned from 1 to 0).  The epoch then runs unflushed, only
+    slower.  What flushing still changes are the subnormals formed within the steps (an
+    optimizer's decaying state), far inside the parity tolerances.  (eps is kept
+    normal by normal_eps.)"""
+    cdef double[10] hyper = [h.learning_rate, h.momentum, h.weight_decay, h.beta1, h.beta2,
+                             h.alpha, h.eta_minus, h.eta_plus, h.step_min, h.step_max]
+    cdef Py_ssize_t i, k, n_in = e.lay.sizes[0]
+    cdef const floating* X = <const floating*>e.X
+    cdef const floating* row
     for i in range(10):
-        value = <floating>fabs(values[i])
-        if value != 0 and value < smallest:
+        if is_subnormal(<floating>hyper[i]):
             return False
+    for i in range(e.lay.n_params):
+        if is_subnormal(params[i]):
+            return False
+    for k in range(e.n):
+        row = X + row_of(e, k) * n_in
+        for i in range(n_in):
+            if is_subnormal(row[i]):
+                return False
     return True
 
 
 cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
     """The plan's path (train_epoch has checked that the plan fits the rule).  The
     per-sample paths run on this thread alone, with subnormals flushed to zero
-    (cyprop_cpu.h: an optimizer's decaying state would otherwise slow every step)."""
+    (cyprop_cpu.h: an optimizer's decaying state would otherwise slow every step) where
+    that reads every number they start from right (flush_reads_right)."""
     cdef unsigned int fp_mode
     cdef bint flush
     if e.plan.path == PATH_ONLINE_NEXT or e.plan.path == PATH_ONLINE:
-        flush = flush_keeps_hyper(&rule.h, params[0])
+        flush = flush_reads_right(e, params, &rule.h)
         fp_mode = cyprop_flush_subnormals() if flush else 0
         if e.plan.path == PATH_ONLINE_NEXT:
             epoch_online_next(e, params, rule)

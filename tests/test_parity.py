@@ -189,6 +189,30 @@ def test_training_parity_with_hyper_parameters_at_their_edges(make_net, assert_p
         assert_parity(a, b, dtype, f"parameters {l}")
 
 
+@pytest.mark.parametrize("optimizer", [cyprop.SGD(0.1), cyprop.Adam(0.01)], ids=repr)
+def test_subnormal_inputs_train_as_in_the_reference(make_net, assert_parity, optimizer,
+                                                    dtype):
+    """The per-sample paths flush subnormals to zero for speed; inputs that are
+    subnormal themselves must not be read as 0: a ReLU unit with w * x = 1e-40 > 0
+    (float32) has derivative 1, not 0, and its bias steps."""
+    tiny = 1e-40 if dtype == "float32" else 1e-310
+    X = np.array([[tiny, 0.0], [0.0, tiny], [tiny, tiny]])
+    Y = np.array([[0.0], [1.0], [0.0]])
+    nets = both_backends(make_net, [2, 3, 1], ("relu", "sigmoid", "cross_entropy"), dtype,
+                         init="xavier")
+    for net in nets.values():
+        # (biases 0: each hidden unit's input is w * x, as small as x)
+        net.biases = [np.zeros_like(b) for b in net.biases]
+        net.fit(X, Y, epochs=2, batch_size=1, shuffle=False, verbose=0,
+                optimizer=type(optimizer)(**optimizer.get_config()))
+        net.partial_fit(X[0], Y[0])
+    cy, ref = nets["cython"], nets["numpy"]
+    assert cy._impl.plan(cy.arch, optimizer, 1).path in ("online", "online-next")
+    assert not np.array_equal(ref.biases[0], np.zeros(3))   # the ReLU units stepped
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
 # ------------------------------------------------------------ reproducibility
 def test_same_seed_same_result_on_the_same_backend(make_net, make_data, flat_params,
                                                    backend, dtype):
