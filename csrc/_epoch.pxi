@@ -161,13 +161,24 @@ cdef bint flush_reads_right(const Epoch* e, const floating* params,
     5e-324: Rprop's step sizes never grew from it; an input of 1e-40 in float32: a
     ReLU's derivative at w * x turned from 1 to 0).  The epoch then runs unflushed, only
     slower.  What flushing still changes are the subnormals formed within the steps (an
-    optimizer's decaying state), far inside the parity tolerances.  (eps is kept
-    normal by normal_eps.)"""
+    optimizer's decaying state), far inside the parity tolerances where eps is not
+    tiny: a v flushed below the smallest normal number changes a step of Adam, RMSprop
+    or Adagrad by at most learning_rate * smallest / eps_t**2, eps_t being eps as it
+    meets sqrt(v) (Adam's eps * sqrt(1 - beta2), RMSprop's eps * sqrt(1 - alpha)).  So
+    the flush is kept to where that is below the dtype's epsilon: Adam is scale-free,
+    and a gradient of 1e-152 with an eps of 1e-300 steps by the learning rate, which a
+    flushed v turned into a step of 1e136.  (eps is kept normal by normal_eps.)"""
     cdef double[10] hyper = [h.learning_rate, h.momentum, h.weight_decay, h.beta1, h.beta2,
                              h.alpha, h.eta_minus, h.eta_plus, h.step_min, h.step_max]
     cdef Py_ssize_t i, k, n_in = e.lay.sizes[0]
     cdef const floating* X = <const floating*>e.X
     cdef const floating* row
+    cdef double smallest = DBL_MIN if floating is double else FLT_MIN
+    cdef double epsilon = DBL_EPSILON if floating is double else FLT_EPSILON
+    cdef double share = (1 - h.beta2) * (1 - h.alpha)   # (each 0 but for its optimizer)
+    if h.eps != 0 and (h.eps * h.eps * (share if share > 0 else 1)
+                       < fabs(h.learning_rate) * smallest / epsilon):
+        return False
     for i in range(10):
         if is_subnormal(<floating>hyper[i]):
             return False

@@ -213,6 +213,24 @@ def test_subnormal_inputs_train_as_in_the_reference(make_net, assert_parity, opt
         assert_parity(a, b, dtype, f"parameters {l}")
 
 
+def test_adam_with_a_tiny_eps_is_scale_free_on_the_per_sample_paths(make_net, assert_parity,
+                                                                     dtype):
+    """Adam steps a gradient of 1e-156 by about the learning rate when eps is tinier
+    still; its v, (1 - beta2) g * g, is then subnormal, and flushed to 0 it made a step
+    of 1e136.  The per-sample paths flush only where that cannot matter."""
+    tiny, eps = (1e-156, 1e-300) if dtype == "float64" else (1e-19, 1e-44)
+    X = np.array([[tiny, -tiny], [tiny, tiny]])
+    Y = np.array([[0.0], [1.0]])
+    nets = both_backends(make_net, [2, 1], ("sigmoid", "sigmoid", "cross_entropy"), dtype)
+    for net in nets.values():
+        net.fit(X, Y, epochs=2, batch_size=1, shuffle=False, verbose=0,
+                optimizer=cyprop.Adam(0.01, eps=eps))
+    cy, ref = nets["cython"], nets["numpy"]
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+    assert np.abs(ref.weights[0]).max() < 10   # steps of about 0.01
+
+
 # ------------------------------------------------------------ reproducibility
 def test_same_seed_same_result_on_the_same_backend(make_net, make_data, flat_params,
                                                    backend, dtype):
