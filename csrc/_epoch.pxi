@@ -201,7 +201,13 @@ cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
     cdef unsigned int fp_mode
     cdef bint flush
     if e.plan.path == PATH_ONLINE_NEXT or e.plan.path == PATH_ONLINE:
-        flush = flush_reads_right(e, params, &rule.h)
+        if Rule is RpropRule:
+            # (its state is the last gradients, read for their signs, and step sizes that
+            # shrink by eta_minus: a subnormal one read as 0 would miss a sign flip, or
+            # never grow again)
+            flush = False
+        else:
+            flush = flush_reads_right(e, params, &rule.h)
         fp_mode = cyprop_flush_subnormals() if flush else 0
         if e.plan.path == PATH_ONLINE_NEXT:
             epoch_online_next(e, params, rule)

@@ -231,6 +231,23 @@ def test_adam_with_a_tiny_eps_is_scale_free_on_the_per_sample_paths(make_net, as
     assert np.abs(ref.weights[0]).max() < 10   # steps of about 0.01
 
 
+def test_rprop_sees_the_sign_of_a_subnormal_last_gradient(make_net, assert_parity, dtype):
+    """Rprop keeps each parameter's last gradient for its sign; one that is subnormal
+    (from an input of 1e-40) must still make the next opposite gradient a sign flip, on
+    the per-sample paths too, which flush subnormals for the other optimizers."""
+    tiny = 1e-40 if dtype == "float32" else 1e-310
+    nets = both_backends(make_net, [1, 2], ("sigmoid", "sigmoid", "mse"), dtype)
+    for net in nets.values():
+        net.fit(np.array([[0.0], [tiny]]), np.array([[0.0, 0.0]] * 2), epochs=1, batch_size=1,
+                shuffle=False, verbose=0, optimizer=cyprop.Rprop(0.01))
+        net.partial_fit(np.array([[-1.0], [1.0]], dtype=dtype), np.zeros((2, 2)), batch_size=1,
+                        shuffle=False)
+    cy, ref = nets["cython"], nets["numpy"]
+    assert_parity(cy.optimizer.state, ref.optimizer.state, dtype, "Rprop's state")
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
 # ------------------------------------------------------------ reproducibility
 def test_same_seed_same_result_on_the_same_backend(make_net, make_data, flat_params,
                                                    backend, dtype):
