@@ -43,7 +43,7 @@ algorithm, plus types.
 
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs, fabsf
 from libc.math cimport sqrt, sqrtf, pow, INFINITY
-from libc.float cimport DBL_MAX, FLT_MAX
+from libc.float cimport DBL_MAX, FLT_MAX, DBL_MIN, FLT_MIN, DBL_EPSILON, FLT_EPSILON
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer

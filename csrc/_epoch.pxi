@@ -145,18 +145,76 @@ cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
         start = stop
 
 
+cdef inline bint is_subnormal(floating value) noexcept nogil:
+    """Whether ``value`` is a subnormal number of its dtype."""
+    if floating is double:
+        return value != 0 and fabs(value) < DBL_MIN
+    else:
+        return value != 0 and fabs(value) < FLT_MIN
+
+
+cdef bint flush_reads_right(const Epoch* e, const floating* params,
+                            const Hyper* h) noexcept nogil:
+    """Whether the per-sample paths may flush subnormals to zero: not where a
+    hyper-parameter, a parameter or an input of the call's samples is itself a
+    subnormal number of the dtype, which the flush would read as 0 (a learning rate of
+    5e-324: Rprop's step sizes never grew from it; an input of 1e-40 in float32: a
+    ReLU's derivative at w * x turned from 1 to 0).  The epoch then runs unflushed, only
+    slower.  What flushing still changes are the subnormals formed within the steps (an
+    optimizer's decaying state), far inside the parity tolerances where eps is not
+    tiny: a v flushed below the smallest normal number changes a step of Adam, RMSprop
+    or Adagrad by at most learning_rate * smallest / eps_t**2, eps_t being eps as it
+    meets sqrt(v) (Adam's eps * sqrt(1 - beta2), RMSprop's eps * sqrt(1 - alpha)).  So
+    the flush is kept to where that is below the dtype's epsilon: Adam is scale-free,
+    and a gradient of 1e-152 with an eps of 1e-300 steps by the learning rate, which a
+    flushed v turned into a step of 1e136.  (eps is kept normal by normal_eps.)"""
+    cdef double[10] hyper = [h.learning_rate, h.momentum, h.weight_decay, h.beta1, h.beta2,
+                             h.alpha, h.eta_minus, h.eta_plus, h.step_min, h.step_max]
+    cdef Py_ssize_t i, k, n_in = e.lay.sizes[0]
+    cdef const floating* X = <const floating*>e.X
+    cdef const floating* row
+    cdef double smallest = DBL_MIN if floating is double else FLT_MIN
+    cdef double epsilon = DBL_EPSILON if floating is double else FLT_EPSILON
+    cdef double share = (1 - h.beta2) * (1 - h.alpha)   # (each 0 but for its optimizer)
+    if h.eps != 0 and (h.eps * h.eps * (share if share > 0 else 1)
+                       < fabs(h.learning_rate) * smallest / epsilon):
+        return False
+    for i in range(10):
+        if is_subnormal(<floating>hyper[i]):
+            return False
+    for i in range(e.lay.n_params):
+        if is_subnormal(params[i]):
+            return False
+    for k in range(e.n):
+        row = X + row_of(e, k) * n_in
+        for i in range(n_in):
+            if is_subnormal(row[i]):
+                return False
+    return True
+
+
 cdef void epoch_run(Epoch* e, floating* params, Rule rule) noexcept nogil:
     """The plan's path (train_epoch has checked that the plan fits the rule).  The
     per-sample paths run on this thread alone, with subnormals flushed to zero
-    (cyprop_cpu.h: an optimizer's decaying state would otherwise slow every step)."""
+    (cyprop_cpu.h: an optimizer's decaying state would otherwise slow every step) where
+    that reads every number they start from right (flush_reads_right)."""
     cdef unsigned int fp_mode
+    cdef bint flush
     if e.plan.path == PATH_ONLINE_NEXT or e.plan.path == PATH_ONLINE:
-        fp_mode = cyprop_flush_subnormals()
+        if Rule is RpropRule:
+            # (its state is the last gradients, read for their signs, and step sizes that
+            # shrink by eta_minus: a subnormal one read as 0 would miss a sign flip, or
+            # never grow again)
+            flush = False
+        else:
+            flush = flush_reads_right(e, params, &rule.h)
+        fp_mode = cyprop_flush_subnormals() if flush else 0
         if e.plan.path == PATH_ONLINE_NEXT:
             epoch_online_next(e, params, rule)
         else:
             epoch_online(e, params, rule)
-        cyprop_restore_subnormals(fp_mode)
+        if flush:
+            cyprop_restore_subnormals(fp_mode)
     elif e.plan.path == PATH_ONLINE_BLOCKS:
         epoch_online_blocks(e, params, rule)
     elif e.plan.path == PATH_BATCH_BLOCKS:

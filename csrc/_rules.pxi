@@ -30,20 +30,22 @@ cdef extern from "cyprop_approx.h":
     bint cyprop_approx_eps_d(double eps) nogil   # whether they hold for this eps
     bint cyprop_approx_eps_f(float eps) nogil
     # each steps a row and, given x_next (else NULL), returns dot(w, x_next) after it
+    # (1 - beta1 and the like come from the caller, taken in double: in float32, a beta1
+    # within 3e-8 of 1 is 1, and 1 - beta1 would be 0 where the reference's is not)
     double cyprop_adam_row_d(double* w, double* m, double* v, const double* x,
-                             const double* x_next, double dj, double beta1, double beta2,
-                             double step_size, double eps_t, double weight_decay,
-                             Py_ssize_t n) nogil
+                             const double* x_next, double dj, double beta1, double c1,
+                             double beta2, double c2, double step_size, double eps_t,
+                             double weight_decay, Py_ssize_t n) nogil
     float cyprop_adam_row_f(float* w, float* m, float* v, const float* x,
-                            const float* x_next, float dj, float beta1, float beta2,
-                            float step_size, float eps_t, float weight_decay,
+                            const float* x_next, float dj, float beta1, float c1, float beta2,
+                            float c2, float step_size, float eps_t, float weight_decay,
                             Py_ssize_t n) nogil
     double cyprop_rmsprop_row_d(double* w, double* v, double* buf, const double* x,
-                                const double* x_next, double dj, double alpha, double eps,
-                                bint with_momentum, double momentum, double learning_rate,
-                                double weight_decay, Py_ssize_t n) nogil
+                                const double* x_next, double dj, double alpha, double c,
+                                double eps, bint with_momentum, double momentum,
+                                double learning_rate, double weight_decay, Py_ssize_t n) nogil
     float cyprop_rmsprop_row_f(float* w, float* v, float* buf, const float* x,
-                               const float* x_next, float dj, float alpha, float eps,
+                               const float* x_next, float dj, float alpha, float c, float eps,
                                bint with_momentum, float momentum, float learning_rate,
                                float weight_decay, Py_ssize_t n) nogil
     double cyprop_adagrad_row_d(double* w, double* v, const double* x, const double* x_next,
@@ -168,6 +170,20 @@ cdef inline void rule_begin(Rule* r, long long steps) noexcept nogil:
         r.eps_t = r.h.eps * sqrt(1 - pow(r.h.beta2, t))
 
 
+cdef inline floating normal_eps(double eps, floating like) noexcept nogil:
+    """``eps`` in the dtype of ``like``, raised to the dtype's smallest normal number if
+    below it (cyprop.optimizers.normal_eps does the same for the reference).  A smaller
+    eps (5e-324, one below float32's range, or Adam's eps * sqrt(1 - beta2**t), which
+    underflows first) would be 0, or read as 0 where the per-sample paths flush
+    subnormals, and a weight that never had a gradient would step by 0 / 0.  Where
+    v > 0, sqrt(v) is at least the root of the smallest subnormal (1.5e-162; 3.7e-23 in
+    float32), so the floor changes no denominator."""
+    if floating is double:
+        return eps if eps >= DBL_MIN else DBL_MIN
+    else:
+        return <float>eps if eps >= FLT_MIN else FLT_MIN
+
+
 cdef inline void rule_step(Backward r,
                            floating* p,    # IN/OUT: the parameter
                            floating* s,    # IN/OUT: its buffers, s[0] and s[n]
@@ -213,19 +229,19 @@ cdef inline void rule_step(Backward r,
             s[0] = g if r.first else mu * s[0] + g
             p[0] -= <floating>r.h.learning_rate * (g + mu * s[0] if r.h.nesterov else s[0])
         elif Backward is AdamRule:
-            s[0] = <floating>r.h.beta1 * s[0] + (1 - <floating>r.h.beta1) * g
-            s[n] = <floating>r.h.beta2 * s[n] + (1 - <floating>r.h.beta2) * g * g
-            p[0] -= <floating>r.step_size * s[0] / (f_sqrt(s[n]) + <floating>r.eps_t)
+            s[0] = <floating>r.h.beta1 * s[0] + <floating>(1 - r.h.beta1) * g
+            s[n] = <floating>r.h.beta2 * s[n] + <floating>(1 - r.h.beta2) * g * g
+            p[0] -= <floating>r.step_size * s[0] / (f_sqrt(s[n]) + normal_eps(r.eps_t, g))
         elif Backward is RmspropRule:
-            s[0] = <floating>r.h.alpha * s[0] + (1 - <floating>r.h.alpha) * g * g
-            step = g / (f_sqrt(s[0]) + <floating>r.h.eps)
+            s[0] = <floating>r.h.alpha * s[0] + <floating>(1 - r.h.alpha) * g * g
+            step = g / (f_sqrt(s[0]) + normal_eps(r.h.eps, g))
             if r.h.momentum != 0:
                 s[n] = <floating>r.h.momentum * s[n] + step
                 step = s[n]
             p[0] -= <floating>r.h.learning_rate * step
         elif Backward is AdagradRule:
             s[0] += g * g
-            p[0] -= <floating>r.h.learning_rate * g / (f_sqrt(s[0]) + <floating>r.h.eps)
+            p[0] -= <floating>r.h.learning_rate * g / (f_sqrt(s[0]) + normal_eps(r.h.eps, g))
 
 
 cdef inline floating rule_row(Backward r,
@@ -266,14 +282,14 @@ cdef inline bint approx_row(Backward r, floating* w, floating* s, Py_ssize_t n_p
     to the dtype as rule_step casts them: False, having done nothing, for the rules
     without one and for an eps outside the kernels' range."""
     cdef Py_ssize_t i
-    cdef double eps
+    cdef floating eps
     if Backward is AdamRule:
-        eps = r.eps_t
+        eps = normal_eps(r.eps_t, dj)
     elif Backward is RmspropRule or Backward is AdagradRule:
-        eps = r.h.eps
+        eps = normal_eps(r.h.eps, dj)
     else:
         return False
-    if not (cyprop_approx_eps_d(eps) if floating is double else cyprop_approx_eps_f(<float>eps)):
+    if not (cyprop_approx_eps_d(eps) if floating is double else cyprop_approx_eps_f(eps)):
         return False
     if d_prev != NULL:
         for i in range(n):
@@ -281,28 +297,30 @@ cdef inline bint approx_row(Backward r, floating* w, floating* s, Py_ssize_t n_p
     if Backward is AdamRule:
         if floating is double:
             total[0] = cyprop_adam_row_d(w, s, s + n_params, a, x_next, dj, r.h.beta1,
-                                         r.h.beta2, r.step_size, r.eps_t, r.h.weight_decay, n)
+                                         1 - r.h.beta1, r.h.beta2, 1 - r.h.beta2, r.step_size,
+                                         eps, r.h.weight_decay, n)
         else:
             total[0] = cyprop_adam_row_f(w, s, s + n_params, a, x_next, dj, <float>r.h.beta1,
-                                         <float>r.h.beta2, <float>r.step_size, <float>r.eps_t,
+                                         <float>(1 - r.h.beta1), <float>r.h.beta2,
+                                         <float>(1 - r.h.beta2), <float>r.step_size, eps,
                                          <float>r.h.weight_decay, n)
     elif Backward is RmspropRule:
         if floating is double:
             total[0] = cyprop_rmsprop_row_d(w, s, s + n_params, a, x_next, dj, r.h.alpha,
-                                            r.h.eps, r.h.momentum != 0, r.h.momentum,
+                                            1 - r.h.alpha, eps, r.h.momentum != 0, r.h.momentum,
                                             r.h.learning_rate, r.h.weight_decay, n)
         else:
             total[0] = cyprop_rmsprop_row_f(w, s, s + n_params, a, x_next, dj,
-                                            <float>r.h.alpha, <float>r.h.eps,
+                                            <float>r.h.alpha, <float>(1 - r.h.alpha), eps,
                                             r.h.momentum != 0, <float>r.h.momentum,
                                             <float>r.h.learning_rate,
                                             <float>r.h.weight_decay, n)
     else:
         if floating is double:
-            total[0] = cyprop_adagrad_row_d(w, s, a, x_next, dj, r.h.eps, r.h.learning_rate,
+            total[0] = cyprop_adagrad_row_d(w, s, a, x_next, dj, eps, r.h.learning_rate,
                                             r.h.weight_decay, n)
         else:
-            total[0] = cyprop_adagrad_row_f(w, s, a, x_next, dj, <float>r.h.eps,
+            total[0] = cyprop_adagrad_row_f(w, s, a, x_next, dj, eps,
                                             <float>r.h.learning_rate,
                                             <float>r.h.weight_decay, n)
     return True

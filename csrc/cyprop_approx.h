@@ -120,8 +120,8 @@ static inline MASK cyprop_lanes_##SUFFIX(Py_ssize_t left) {                     
     return left >= LANES ? (MASK)~0u : (MASK)((1u << left) - 1);                     \
 }                                                                                    \
                                                                                      \
-/* Adam: m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g g;                \
-   w -= step_size m / (sqrt(v) + eps_t)   (AdamRule's bias corrections) */           \
+/* Adam: m = beta1 m + c1 g;  v = beta2 v + c2 g g  (c1 = 1 - beta1 and c2 = 1 - beta2, \
+   formed in double by the caller);  w -= step_size m / (sqrt(v) + eps_t) */         \
 typedef struct { V dj, wd, b1, c1, b2, c2, size, eps; } cyprop_adam_##SUFFIX;         \
 static inline V cyprop_adam_step_##SUFFIX(const cyprop_adam_##SUFFIX* c, T* w, T* m,  \
                                          T* v, const T* x, MASK k) {                 \
@@ -138,18 +138,18 @@ static inline V cyprop_adam_step_##SUFFIX(const cyprop_adam_##SUFFIX* c, T* w, T
     return p;                                                                        \
 }                                                                                    \
 static inline T cyprop_adam_row_##SUFFIX(                                            \
-        T* w, T* m, T* v, const T* x, const T* x_next, T dj, T beta1, T beta2,       \
-        T step_size, T eps_t, T weight_decay, Py_ssize_t n) {                        \
+        T* w, T* m, T* v, const T* x, const T* x_next, T dj, T beta1, T c1, T beta2, \
+        T c2, T step_size, T eps_t, T weight_decay, Py_ssize_t n) {                  \
     const cyprop_adam_##SUFFIX c = {                                                 \
         _mm512_set1_##X(dj), _mm512_set1_##X(weight_decay), _mm512_set1_##X(beta1),  \
-        _mm512_set1_##X((T)1 - beta1), _mm512_set1_##X(beta2),                       \
-        _mm512_set1_##X((T)1 - beta2), _mm512_set1_##X(step_size),                   \
+        _mm512_set1_##X(c1), _mm512_set1_##X(beta2),                                 \
+        _mm512_set1_##X(c2), _mm512_set1_##X(step_size),                             \
         _mm512_set1_##X(eps_t)};                                                     \
     CYPROP_ROW_LOOP(T, V, X, LANES, MASK, SUFFIX,                                  \
                     cyprop_adam_step_##SUFFIX(&c, w + o, m + o, v + o, x + o, k))   \
 }                                                                                    \
                                                                                      \
-/* RMSprop: v = alpha v + (1 - alpha) g g;  step = g / (sqrt(v) + eps);              \
+/* RMSprop: v = alpha v + c1 g g  (c1 = 1 - alpha);  step = g / (sqrt(v) + eps);     \
    with momentum, buf = momentum buf + step and step = buf;  w -= lr step */         \
 typedef struct { V dj, wd, a, c, eps, mu, lr; int with_momentum; } cyprop_rmsprop_##SUFFIX; \
 static inline V cyprop_rmsprop_step_##SUFFIX(const cyprop_rmsprop_##SUFFIX* c, T* w,  \
@@ -169,11 +169,11 @@ static inline V cyprop_rmsprop_step_##SUFFIX(const cyprop_rmsprop_##SUFFIX* c, T
     return p;                                                                        \
 }                                                                                    \
 static inline T cyprop_rmsprop_row_##SUFFIX(                                         \
-        T* w, T* v, T* buf, const T* x, const T* x_next, T dj, T alpha, T eps,       \
+        T* w, T* v, T* buf, const T* x, const T* x_next, T dj, T alpha, T c1, T eps, \
         int with_momentum, T momentum, T learning_rate, T weight_decay, Py_ssize_t n) { \
     const cyprop_rmsprop_##SUFFIX c = {                                              \
         _mm512_set1_##X(dj), _mm512_set1_##X(weight_decay), _mm512_set1_##X(alpha),  \
-        _mm512_set1_##X((T)1 - alpha), _mm512_set1_##X(eps), _mm512_set1_##X(momentum), \
+        _mm512_set1_##X(c1), _mm512_set1_##X(eps), _mm512_set1_##X(momentum),       \
         _mm512_set1_##X(learning_rate), with_momentum};                              \
     CYPROP_ROW_LOOP(T, V, X, LANES, MASK, SUFFIX,                                  \
                     cyprop_rmsprop_step_##SUFFIX(&c, w + o, v + o, buf + o, x + o, k)) \

@@ -27,7 +27,7 @@ from cyprop._architecture import Architecture
 from cyprop.optimizers import OPTIMIZERS, Hyper
 
 ISAS = ("baseline", "avx2", "avx512")
-# float32: the kernels form 1 - beta2 and the like in float32, NumPy in float64
+# float32: the kernels step in float32, NumPy forms Adam's bias corrections in float64
 RTOL = {"float64": 1e-12, "float32": 1e-4}
 
 # Every option of every optimizer, each set away from its default and from 0, so that a

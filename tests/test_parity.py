@@ -149,6 +149,105 @@ def test_training_parity_without_shuffling_and_repeated_fits(make_net, make_data
     assert_training_parity(nets, histories, initial, dtype, assert_parity, flat_params)
 
 
+# Hyper-parameters at the edges of their range, each of which the compiled core once
+# read otherwise than the reference: an eps below the smallest normal number (0 in
+# float32, read as 0 where the per-sample paths flush subnormals; Adam's
+# eps * sqrt(1 - beta2**t) underflows first) stepped a weight whose input is always 0 by
+# 0 / 0; a decay rate within float32's rounding of 1 left 1 - beta at 0 in float32; and
+# a subnormal rate was flushed to 0, so Rprop's step sizes never grew from it.
+EDGES = {
+    "adam-eps": ("Adam", dict(learning_rate=0.01, eps=5e-324)),
+    "adam-eps-t": ("Adam", dict(learning_rate=0.01, eps=1e-300, beta2=1 - 1e-16)),
+    "rmsprop-eps": ("RMSprop", dict(learning_rate=0.01, eps=1e-320)),
+    "adagrad-eps": ("Adagrad", dict(learning_rate=0.01, eps=5e-324)),
+    "adam-beta1": ("Adam", dict(learning_rate=0.01, beta1=1 - 1e-9)),
+    "adam-beta2": ("Adam", dict(learning_rate=0.01, beta2=1 - 1e-9)),
+    "rmsprop-alpha": ("RMSprop", dict(learning_rate=1e-6, alpha=1 - 1e-9)),
+    "rprop-rate": ("Rprop", dict(learning_rate=5e-324, etas=(0.5, 1e30),
+                                 step_sizes=(0.0, 0.01))),
+    "rprop-rate-float32": ("Rprop", dict(learning_rate=1e-40, etas=(0.5, 1e30),
+                                         step_sizes=(0.0, 0.01))),   # (float32's subnormal)
+}
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("edge", EDGES)
+def test_training_parity_with_hyper_parameters_at_their_edges(make_net, assert_parity,
+                                                              edge, batch_size, dtype):
+    name, kwargs = EDGES[edge]
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(N_SAMPLES, 3))
+    X[:, 0] = 0   # the weights of this input never have a gradient: v stays 0
+    Y = rng.integers(0, 2, N_SAMPLES)
+    nets = both_backends(make_net, [3, 4, 2], ("tanh", "softmax", "cross_entropy"), dtype)
+    histories = {b: net.fit(X, Y, epochs=EPOCHS, batch_size=batch_size, shuffle=False,
+                            optimizer=getattr(cyprop, name)(**kwargs), verbose=0)
+                 for b, net in nets.items()}
+    cy, ref = nets["cython"], nets["numpy"]
+    assert_parity(histories["cython"].loss, histories["numpy"].loss, dtype, "history loss")
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
+@pytest.mark.parametrize("optimizer", [cyprop.SGD(0.1), cyprop.Adam(0.01)], ids=repr)
+def test_subnormal_inputs_train_as_in_the_reference(make_net, assert_parity, optimizer,
+                                                    dtype):
+    """The per-sample paths flush subnormals to zero for speed; inputs that are
+    subnormal themselves must not be read as 0: a ReLU unit with w * x = 1e-40 > 0
+    (float32) has derivative 1, not 0, and its bias steps."""
+    tiny = 1e-40 if dtype == "float32" else 1e-310
+    X = np.array([[tiny, 0.0], [0.0, tiny], [tiny, tiny]])
+    Y = np.array([[0.0], [1.0], [0.0]])
+    nets = both_backends(make_net, [2, 3, 1], ("relu", "sigmoid", "cross_entropy"), dtype,
+                         init="xavier")
+    for net in nets.values():
+        # (biases 0: each hidden unit's input is w * x, as small as x)
+        net.biases = [np.zeros_like(b) for b in net.biases]
+        net.fit(X, Y, epochs=2, batch_size=1, shuffle=False, verbose=0,
+                optimizer=type(optimizer)(**optimizer.get_config()))
+        net.partial_fit(X[0], Y[0])
+    cy, ref = nets["cython"], nets["numpy"]
+    assert cy._impl.plan(cy.arch, optimizer, 1).path in ("online", "online-next")
+    assert not np.array_equal(ref.biases[0], np.zeros(3))   # the ReLU units stepped
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
+def test_adam_with_a_tiny_eps_is_scale_free_on_the_per_sample_paths(make_net, assert_parity,
+                                                                     dtype):
+    """Adam steps a gradient of 1e-156 by about the learning rate when eps is tinier
+    still; its v, (1 - beta2) g * g, is then subnormal, and flushed to 0 it made a step
+    of 1e136.  The per-sample paths flush only where that cannot matter."""
+    tiny, eps = (1e-156, 1e-300) if dtype == "float64" else (1e-19, 1e-44)
+    X = np.array([[tiny, -tiny], [tiny, tiny]])
+    Y = np.array([[0.0], [1.0]])
+    nets = both_backends(make_net, [2, 1], ("sigmoid", "sigmoid", "cross_entropy"), dtype)
+    for net in nets.values():
+        net.fit(X, Y, epochs=2, batch_size=1, shuffle=False, verbose=0,
+                optimizer=cyprop.Adam(0.01, eps=eps))
+    cy, ref = nets["cython"], nets["numpy"]
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+    assert np.abs(ref.weights[0]).max() < 10   # steps of about 0.01
+
+
+def test_rprop_sees_the_sign_of_a_subnormal_last_gradient(make_net, assert_parity, dtype):
+    """Rprop keeps each parameter's last gradient for its sign; one that is subnormal
+    (from an input of 1e-40) must still make the next opposite gradient a sign flip, on
+    the per-sample paths too, which flush subnormals for the other optimizers."""
+    tiny = 1e-40 if dtype == "float32" else 1e-310
+    nets = both_backends(make_net, [1, 2], ("sigmoid", "sigmoid", "mse"), dtype)
+    for net in nets.values():
+        net.fit(np.array([[0.0], [tiny]]), np.array([[0.0, 0.0]] * 2), epochs=1, batch_size=1,
+                shuffle=False, verbose=0, optimizer=cyprop.Rprop(0.01))
+        net.partial_fit(np.array([[-1.0], [1.0]], dtype=dtype), np.zeros((2, 2)), batch_size=1,
+                        shuffle=False)
+    cy, ref = nets["cython"], nets["numpy"]
+    assert_parity(cy.optimizer.state, ref.optimizer.state, dtype, "Rprop's state")
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
 # ------------------------------------------------------------ reproducibility
 def test_same_seed_same_result_on_the_same_backend(make_net, make_data, flat_params,
                                                    backend, dtype):

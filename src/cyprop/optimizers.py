@@ -358,7 +358,8 @@ class Adam(Optimizer):
     beta1, beta2 : float, default 0.9, 0.999
         Decay rates of the first and second moment estimates, in [0, 1).
     eps : float, default 1e-8
-        Added to the denominator, > 0.
+        Added to the denominator, > 0 (at least the dtype's smallest normal number,
+        2.2e-308 or 1.2e-38, whatever is given: see ``normal_eps``).
     weight_decay : float, default 0.0
         L2 penalty on the weights (never the biases), >= 0.
 
@@ -411,7 +412,8 @@ class Adam(Optimizer):
         v *= self.beta2
         v += (1 - self.beta2) * grad * grad
         step_size = self.learning_rate / (1 - self.beta1 ** t)
-        denom = np.sqrt(v) / np.sqrt(1 - self.beta2 ** t) + self.eps
+        eps = normal_eps(self.eps, params.dtype)
+        denom = np.sqrt(v) / np.sqrt(1 - self.beta2 ** t) + eps
         params -= step_size * m / denom
         self._steps += 1
 
@@ -446,7 +448,8 @@ class RMSprop(Optimizer):
     alpha : float, default 0.99
         Decay rate of the mean square, in [0, 1].
     eps : float, default 1e-8
-        Added to the denominator, > 0.
+        Added to the denominator, > 0 (at least the dtype's smallest normal number,
+        2.2e-308 or 1.2e-38, whatever is given: see ``normal_eps``).
     momentum : float, default 0.0
         The momentum factor, >= 0.
     weight_decay : float, default 0.0
@@ -497,7 +500,7 @@ class RMSprop(Optimizer):
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         v *= self.alpha
         v += (1 - self.alpha) * grad * grad
-        step = grad / (np.sqrt(v) + self.eps)
+        step = grad / (np.sqrt(v) + normal_eps(self.eps, params.dtype))
         if self.momentum:
             buf *= self.momentum
             buf += step
@@ -533,7 +536,8 @@ class Adagrad(Optimizer):
     learning_rate : float, default 1e-2
         The step size, > 0.
     eps : float, default 1e-10
-        Added to the denominator, > 0.
+        Added to the denominator, > 0 (at least the dtype's smallest normal number,
+        2.2e-308 or 1.2e-38, whatever is given: see ``normal_eps``).
     weight_decay : float, default 0.0
         L2 penalty on the weights (never the biases), >= 0.
 
@@ -578,7 +582,8 @@ class Adagrad(Optimizer):
         (total,) = self.state_for(params)
         grad = _with_weight_decay(grad, params, self.weight_decay, arch)
         total += grad * grad
-        params -= self.learning_rate * grad / (np.sqrt(total) + self.eps)
+        eps = normal_eps(self.eps, params.dtype)
+        params -= self.learning_rate * grad / (np.sqrt(total) + eps)
         self._steps += 1
 
     def get_config(self) -> dict[str, Any]:
@@ -695,6 +700,16 @@ def _with_weight_decay(grad: NDArray[Any], params: NDArray[Any], weight_decay: f
     if not weight_decay:
         return grad
     return grad + weight_decay * params * arch.decay_mask(params.dtype)
+
+
+def normal_eps(eps: float, dtype: np.dtype[Any]) -> float:
+    """``eps``, or the smallest normal number of ``dtype`` if it is smaller: a smaller
+    eps rounds to 0 in float32 (or is read as 0 where the compiled core flushes
+    subnormals), and a parameter that never had a gradient would step by 0 / 0.  Where
+    v > 0, sqrt(v) is at least the root of the smallest subnormal (1.5e-162, 3.7e-23 in
+    float32), far above the floor, so it changes nothing else.  The compiled core's
+    normal_eps (csrc/_rules.pxi) is the same."""
+    return max(eps, float(np.finfo(dtype).tiny))
 
 
 def _pair(name: str, values: Any) -> tuple[float, float]:
