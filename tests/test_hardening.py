@@ -946,3 +946,23 @@ def test_a_misaligned_row_gets_the_aligned_rows_result(dtype):
     np.testing.assert_array_equal(net.forward(misaligned), net.forward(row))
     np.testing.assert_array_equal(net.forward(misaligned[None]), net.forward(row[None]))
     assert net.predict(misaligned) == net.predict(row)
+
+
+# ------------------------------------------------------------ masked arrays, callbacks
+def test_masked_arrays_with_masked_values_are_refused_and_others_read_as_their_data():
+    # (a masked entry holds whatever was there: it was read as a number, silently)
+    net = cyprop.Network([3, 4, 2], seed=0)
+    X = np.ma.masked_array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], mask=[[0, 1, 0], [0, 0, 0]])
+    for call in (lambda: net.forward(X), lambda: net.forward(X[:1]), lambda: net.predict(X),
+                 lambda: net.fit(X, [0, 1], epochs=1, verbose=0),
+                 lambda: net.partial_fit(X[:1], [0]), lambda: net.evaluate(X, [0, 1])):
+        with pytest.raises(ValueError, match="X is a masked array with masked values"):
+            call()
+    clean = np.ma.masked_array(X.data, mask=False)
+    np.testing.assert_array_equal(net.forward(clean), net.forward(X.data))
+
+
+def test_callbacks_none_means_none():
+    net = cyprop.Network([3, 4, 2], seed=0)
+    history = net.fit(np.eye(3), [0, 1, 1], epochs=2, verbose=0, callbacks=None)
+    assert len(history.loss) == 2

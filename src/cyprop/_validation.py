@@ -75,6 +75,12 @@ def _short(value: object) -> str:
 
 def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:
     """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
+    if isinstance(data, np.ma.MaskedArray):
+        # (its masked entries hold whatever was there: read as numbers, silently)
+        if np.ma.getmaskarray(data).any():
+            raise ValueError(f"{name} is a masked array with masked values; fill them "
+                             f"(.filled(value)) or leave those rows out")
+        data = np.ma.getdata(data)
     if isinstance(data, np.ndarray):
         arr = data
     else:

@@ -536,7 +536,7 @@ class Network:
             validation_split: float = 0.0, early_stopping: bool = False, patience: int = 10,
             min_delta: float = 0.0, target_loss: float | None = None,
             target_error: float | None = None, min_update: float | None = None,
-            callbacks: Iterable[Any] = (), sample_weight: ArrayLike | None = None,
+            callbacks: Iterable[Any] | None = (), sample_weight: ArrayLike | None = None,
             class_weight: str | Mapping[int, float] | None = None,
             n_threads: int | None = None) -> History:
         """Train by mini-batch backpropagation; returns the ``History`` of this call
@@ -613,9 +613,10 @@ class Network:
             Stop once the training error rate (1 - accuracy, in [0, 1]) is below it.
         min_update : float, optional
             Stop once no weight moved more than this in an epoch.
-        callbacks : iterable, default ()
+        callbacks : iterable or None, default ()
             Objects with an ``on_epoch_end(net, epoch, logs)`` method, called after
             every epoch; returning True (or setting ``net.stop_training``) stops.
+            None: none.
         sample_weight : array_like, shape (n_samples,), optional
             Scales each sample's loss and gradient; as in Keras, a batch's gradient is
             then sum(w_i g_i) / batch size, so weights with a mean other than 1 also
@@ -652,6 +653,8 @@ class Network:
         _loop.check_optimizer(optimizer)
         shuffle = _validation.check_bool("shuffle", shuffle)
         early_stopping = _validation.check_bool("early_stopping", early_stopping)
+        if callbacks is None:   # (as Keras takes it: none)
+            callbacks = ()
         if not isinstance(callbacks, Iterable):
             raise TypeError(f"callbacks must be a list of objects with an on_epoch_end "
                             f"method, got {type(callbacks).__name__}")
