@@ -579,11 +579,11 @@ def test_a_bad_seed_is_refused_by_name(seed, error):
 
 
 def test_callbacks_and_class_weight_of_the_wrong_type_are_refused_by_name():
-    # (Python's "'NoneType' object is not iterable" and "cannot convert dictionary update
-    # sequence element #0 to a sequence" named neither)
+    # (Python's "'int' object is not iterable" and "cannot convert dictionary update
+    # sequence element #0 to a sequence" named neither; callbacks=None is none, below)
     net, X, y = small_problem()
     with pytest.raises(TypeError, match="callbacks must be a list"):
-        net.fit(X, y, epochs=1, verbose=0, callbacks=None)
+        net.fit(X, y, epochs=1, verbose=0, callbacks=5)
     for bad in ([1.0, 2.0, 3.0], 2.0):
         with pytest.raises(TypeError, match="class_weight must be 'balanced' or a dict"):
             net.fit(X, y, epochs=1, verbose=0, class_weight=bad)
