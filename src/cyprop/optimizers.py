@@ -703,12 +703,27 @@ def _with_weight_decay(grad: NDArray[Any], params: NDArray[Any], weight_decay: f
 
 
 def normal_eps(eps: float, dtype: np.dtype[Any]) -> float:
-    """``eps``, or the smallest normal number of ``dtype`` if it is smaller: a smaller
-    eps rounds to 0 in float32 (or is read as 0 where the compiled core flushes
+    """The eps an adaptive optimizer's step uses: ``eps``, raised to the dtype's smallest
+    normal number.
+
+    A smaller eps rounds to 0 in float32 (or is read as 0 where the compiled core flushes
     subnormals), and a parameter that never had a gradient would step by 0 / 0.  Where
     v > 0, sqrt(v) is at least the root of the smallest subnormal (1.5e-162, 3.7e-23 in
     float32), far above the floor, so it changes nothing else.  The compiled core's
-    normal_eps (csrc/_rules.pxi) is the same."""
+    normal_eps (csrc/_rules.pxi) is the same.
+
+    Parameters
+    ----------
+    eps : float
+        The optimizer's eps (for Adam, as it meets sqrt(v)).
+    dtype : numpy.dtype
+        The parameters' dtype.
+
+    Returns
+    -------
+    float
+        ``max(eps, numpy.finfo(dtype).tiny)``.
+    """
     return max(eps, float(np.finfo(dtype).tiny))
 
 
