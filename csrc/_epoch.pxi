@@ -145,14 +145,6 @@ cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
         start = stop
 
 
-cdef inline bint is_subnormal(floating value) noexcept nogil:
-    """Whether ``value`` is a subnormal number of its dtype."""
-    if floating is double:
-        return value != 0 and fabs(value) < DBL_MIN
-    else:
-        return value != 0 and fabs(value) < FLT_MIN
-
-
 cdef bint any_subnormal(const floating* x, Py_ssize_t n) noexcept nogil:
     """Whether x[0 .. n-1] holds a subnormal number of its dtype: a loop without branches
     or early exit, which vectorises (a whole epoch's inputs are scanned before it runs)."""
@@ -185,6 +177,7 @@ cdef bint flush_reads_right(const Epoch* e, const floating* params,
     flushed v turned into a step of 1e136.  (eps is kept normal by normal_eps.)"""
     cdef double[10] hyper = [h.learning_rate, h.momentum, h.weight_decay, h.beta1, h.beta2,
                              h.alpha, h.eta_minus, h.eta_plus, h.step_min, h.step_max]
+    cdef floating hyper_here[10]   # as the dtype reads them
     cdef Py_ssize_t i, k, n_in = e.lay.sizes[0]
     cdef const floating* X = <const floating*>e.X
     cdef double smallest = DBL_MIN if floating is double else FLT_MIN
@@ -194,9 +187,8 @@ cdef bint flush_reads_right(const Epoch* e, const floating* params,
                        < fabs(h.learning_rate) * smallest / epsilon):
         return False
     for i in range(10):
-        if is_subnormal(<floating>hyper[i]):
-            return False
-    if any_subnormal(params, e.lay.n_params):
+        hyper_here[i] = <floating>hyper[i]
+    if any_subnormal(hyper_here, 10) or any_subnormal(params, e.lay.n_params):
         return False
     for k in range(e.n):
         if any_subnormal(X + row_of(e, k) * n_in, n_in):
