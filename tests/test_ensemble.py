@@ -69,6 +69,13 @@ def test_each_network_trains_as_it_would_alone():
     assert len({id(net.optimizer) for net, _ in results}) == 3
 
 
+def test_callbacks_none_means_none_as_in_fit():
+    X, y = blobs()
+    results = cyprop.train_many(lambda i: cyprop.Network([5, 6, 3], seed=i), X, y, 2,
+                                epochs=2, callbacks=None)
+    assert [len(history.loss) for _, history in results] == [2, 2]
+
+
 def test_sorted_best_first_by_training_loss_then_by_index():
     X, y = blobs()
     results = cyprop.train_many(lambda i: cyprop.Network([5, 4, 3], seed=i % 2), X, y, 4,

@@ -111,7 +111,8 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     n = _validation.check_int("n", n)
     pool_size = _pool_size(n_threads, n)
     fit_kwargs.setdefault("verbose", 0)
-    callbacks = list(fit_kwargs.pop("callbacks", ()))
+    given = fit_kwargs.pop("callbacks", None)
+    callbacks = list(given) if given is not None else []   # (None: none, as fit takes it)
     networks = [build(i) for i in range(n)]
     for i, net in enumerate(networks):
         if not isinstance(net, Network):
