@@ -643,7 +643,8 @@ class _BaseBackprop(BaseEstimator):
         validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False),
                                        caller_name=type(self).__name__)
         # then what scikit-learn's constraints let through: sizes <= 0 in a list (in its
-        # words), non-finite numbers, and cyprop's own parameters
+        # words), bools taken as ints, non-finite numbers, and cyprop's own parameters
+        # (the options, booleans, verbose and random_state they settle)
         hidden: Any = self.hidden_layer_sizes
         if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
             hidden = [hidden]
@@ -657,14 +658,6 @@ class _BaseBackprop(BaseEstimator):
         if any(isinstance(size, bool) or not isinstance(size, numbers.Integral)
                for size in hidden):
             raise _BadParam(f"hidden_layer_sizes must hold ints, got {hidden}.")
-        if self.activation not in _ACTIVATIONS:
-            raise _BadParam(f"activation must be one of {sorted(_ACTIVATIONS)}, "
-                            f"got {self.activation!r}")
-        if self.solver not in _SOLVERS:
-            raise _BadParam(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
-        if self.learning_rate not in _LEARNING_RATES:
-            raise _BadParam(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
-                            f"got {self.learning_rate!r}")
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
                                               and not isinstance(self.batch_size, bool)
                                               and self.batch_size >= 1)):
@@ -685,25 +678,10 @@ class _BaseBackprop(BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise _BadParam(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise _BadParam(f"{name} must be a bool, got {value!r}")
-        value = self.verbose
-        if not (isinstance(value, (bool, np.bool_))
-                or (isinstance(value, numbers.Integral) and value >= 0)):
-            raise _BadParam(f"verbose must be a bool or an int >= 0, got {value!r}")
         value = self.n_iter_no_change
         if not ((isinstance(value, numbers.Integral) and not isinstance(value, bool)
                  and value >= 1) or (isinstance(value, numbers.Real) and value == np.inf)):
             raise _BadParam(f"n_iter_no_change must be an int >= 1 or np.inf, got {value!r}")
-        # as scikit-learn's constraint (check_random_state's plain ValueError was no
-        # InvalidParameterError, and came after validating the data)
-        value = self.random_state
-        if not (value is None or isinstance(value, np.random.RandomState)
-                or (isinstance(value, numbers.Integral) and 0 <= value <= 2**32 - 1)):
-            raise _BadParam(f"random_state must be None, an int in [0, 2**32 - 1] or a "
-                            f"numpy.random.RandomState, got {value!r}")
         if self.n_threads is not None and (isinstance(self.n_threads, bool) or not isinstance(
                 self.n_threads, numbers.Integral) or self.n_threads < 1):
             raise _BadParam(f"n_threads must be None or an int >= 1, got {self.n_threads!r}")
