@@ -15,8 +15,8 @@
    laid out for one of them, and keep 24 vector accumulators in registers:
 
    - rows_dot_rows (Z += X @ W.T): a tile of 4 rows of X by 6 rows of W; each step loads
-     4 + 6 vectors along k and does 24 multiply-adds; each of the 24 sums is reduced
-     across its lanes once, at the end.
+     4 + 6 vectors along k and does 24 multiply-adds; the sums are reduced across their
+     lanes once, at the end, a row's 6 together (cyprop_add_sums).
    - sum_outer (C = beta C + alpha sum_s a_s b_s^T): a tile of 8 outputs by 3 vectors
      along k; each step broadcasts 8 scalars of a_s, loads 3 vectors of b_s and does 24
      multiply-adds, and C is read and written once, at the end (alpha and beta let
@@ -49,6 +49,46 @@
 #else
 #define CYPROP_UNROLL _Pragma("GCC unroll 8")
 #endif
+
+/* z[j] += the sum of acc[j]'s lanes, for j < JT <= 8: the lanes of all JT vectors summed
+   together, in a few shuffles for all of them, where one _mm512_reduce_add per vector
+   took about 9% of rows_dot_rows on W3's shapes.  The additions are reduce_add's (lane i
+   plus lane i + LANES/2, then a quarter apart, then neighbours), so the sums are the same,
+   bit for bit. */
+CYPROP_INLINE void cyprop_add_sums_f(const int JT, const __m512* acc, float* z) {
+    __m512 v[8], s[4], t[2], u;
+    int j;
+    CYPROP_UNROLL for (j = 0; j < 8; j++) v[j] = j < JT ? acc[j] : _mm512_setzero_ps();
+    CYPROP_UNROLL for (j = 0; j < 4; j++)   /* lanes i + i+8: v[2j] in the low half, v[2j+1] high */
+        s[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0xEE));
+    CYPROP_UNROLL for (j = 0; j < 2; j++)   /* + 4 apart: quarter k holds v[4j + k]'s 4 sums */
+        t[j] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * j], s[2 * j + 1], 0x88),
+                             _mm512_shuffle_f32x4(s[2 * j], s[2 * j + 1], 0xDD));
+    /* + 2 apart, then neighbours: v[k] ends in lane 4k, v[k + 4] in lane 4k + 2 */
+    u = _mm512_add_ps(_mm512_shuffle_ps(t[0], t[1], 0x44), _mm512_shuffle_ps(t[0], t[1], 0xEE));
+    u = _mm512_add_ps(u, _mm512_permute_ps(u, 0xB1));
+    u = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0), u);
+    const __mmask16 m = (__mmask16)((1u << JT) - 1);
+    _mm512_mask_storeu_ps(z, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, z), u));
+}
+
+CYPROP_INLINE void cyprop_add_sums_d(const int JT, const __m512d* acc, double* z) {
+    __m512d v[8], s[4], t[2], u;
+    int j;
+    CYPROP_UNROLL for (j = 0; j < 8; j++) v[j] = j < JT ? acc[j] : _mm512_setzero_pd();
+    CYPROP_UNROLL for (j = 0; j < 4; j++)   /* lanes i + i+4: v[2j] in the low half, v[2j+1] high */
+        s[j] = _mm512_add_pd(_mm512_shuffle_f64x2(v[2 * j], v[2 * j + 1], 0x44),
+                             _mm512_shuffle_f64x2(v[2 * j], v[2 * j + 1], 0xEE));
+    CYPROP_UNROLL for (j = 0; j < 2; j++)   /* + 2 apart: quarter k holds v[4j + k]'s 2 sums */
+        t[j] = _mm512_add_pd(_mm512_shuffle_f64x2(s[2 * j], s[2 * j + 1], 0x88),
+                             _mm512_shuffle_f64x2(s[2 * j], s[2 * j + 1], 0xDD));
+    /* neighbours: v[k] ends in lane 2k, v[k + 4] in lane 2k + 1 */
+    u = _mm512_add_pd(_mm512_unpacklo_pd(t[0], t[1]), _mm512_unpackhi_pd(t[0], t[1]));
+    u = _mm512_permutexvar_pd(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), u);
+    const __mmask8 m = (__mmask8)((1u << JT) - 1);
+    _mm512_mask_storeu_pd(z, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, z), u));
+}
 
 #define REAL float
 #define VEC __m512

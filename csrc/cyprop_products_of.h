@@ -27,8 +27,7 @@ CYPROP_INLINE void OF(cyprop_dot_tile)(const int RT, const int JT, int K,
             CYPROP_UNROLL for (r = 0; r < RT; r++) acc[r][j] = V(fmadd)(xr[r], wj, acc[r][j]);
         }
     }
-    CYPROP_UNROLL for (r = 0; r < RT; r++)
-        CYPROP_UNROLL for (j = 0; j < JT; j++) z[(size_t)r * ldz + j] += V(reduce_add)(acc[r][j]);
+    CYPROP_UNROLL for (r = 0; r < RT; r++) OF(cyprop_add_sums)(JT, acc[r], z + (size_t)r * ldz);
 }
 
 #define CYPROP_DOT_TILE(rt, jt) \
