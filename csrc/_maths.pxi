@@ -7,6 +7,8 @@ cdef extern from "cyprop_exp.h":
     float cyprop_exp_f(float x) nogil
     void cyprop_sigmoid_d(double* a, Py_ssize_t n) nogil
     void cyprop_sigmoid_f(float* a, Py_ssize_t n) nogil
+    void cyprop_exp_row_d(double* a, Py_ssize_t n) nogil
+    void cyprop_exp_row_f(float* a, Py_ssize_t n) nogil
 
 cdef double LEAKY_SLOPE = 0.01
 
@@ -27,6 +29,13 @@ cdef inline void sigmoid_row(floating* a, Py_ssize_t n) noexcept nogil:
         cyprop_sigmoid_f(a, n)
     else:
         cyprop_sigmoid_d(a, n)
+
+
+cdef inline void exp_row(floating* a, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        cyprop_exp_row_f(a, n)
+    else:
+        cyprop_exp_row_d(a, n)
 
 
 cdef inline floating f_exp(floating x) noexcept nogil:
@@ -141,12 +150,30 @@ cdef inline void output_activation(int act, const floating* z,   # IN: (n,) pre-
             a[j] = activate(act, z[j])
         return
     zmax = largest(z, n)
+    for j in range(n):
+        a[j] = z[j] - zmax
+    exp_row(a, n)   # vectorised: libm's exp was a call per output, a tenth of W1's step
     total = 0
     for j in range(n):
-        a[j] = f_exp(z[j] - zmax)
         total += a[j]
     for j in range(n):
         a[j] = a[j] / total
+
+
+cdef floating log_sum_exp(const floating* z, floating zmax, Py_ssize_t n) noexcept nogil:
+    """log(sum_k exp(z_k - zmax)): the softmax's exponentials (output_activation), summed
+    in the same order, so the loss's log-sum-exp is the log of the softmax's total."""
+    cdef floating chunk[16]
+    cdef floating total = 0
+    cdef Py_ssize_t k0, k, m
+    for k0 in range(0, n, 16):
+        m = min(16, n - k0)
+        for k in range(m):
+            chunk[k] = z[k0 + k] - zmax
+        exp_row(chunk, m)
+        for k in range(m):
+            total += chunk[k]
+    return f_log(total)
 
 
 cdef floating sample_loss(int loss, int out_act, const floating* a, const floating* z,
@@ -163,10 +190,7 @@ cdef floating sample_loss(int loss, int out_act, const floating* a, const floati
         # as log-sum-exp(z - max z) + (max z - z_k): (max z + lse) - z_k would lose lse
         # (log k for k equal logits) to rounding once the logits are large
         zmax = largest(z, n)
-        lse = 0
-        for k in range(n):
-            lse += f_exp(z[k] - zmax)
-        lse = f_log(lse)
+        lse = log_sum_exp(z, zmax, n)
         for k in range(n):
             s += y[k] * (lse + (zmax - z[k]))
         return s

@@ -1,7 +1,8 @@
 /* exp(x) without branches or calls, so that loops of it vectorise (libm's exp is a call
    per element: on small layers, most of the time of a forward pass), and the sigmoid of a
-   row through it.  Used by the element-wise work of mini-batches and inference; the
-   per-sample paths keep libm's exp. */
+   row through it, and the exponentials of a softmax.  Used by all the compiled paths'
+   sigmoid and softmax; the other activations' and the losses' scalar formulas keep
+   libm's. */
 #ifndef CYPROP_EXP_H
 #define CYPROP_EXP_H
 
@@ -76,6 +77,15 @@ static inline void cyprop_sigmoid_d(double* a, Py_ssize_t n) {
 
 static inline void cyprop_sigmoid_f(float* a, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) a[i] = 1.0f / (1.0f + cyprop_exp_f(-a[i]));
+}
+
+/* a = exp(a) over a row (the softmax's exponentials). */
+static inline void cyprop_exp_row_d(double* a, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) a[i] = cyprop_exp_d(a[i]);
+}
+
+static inline void cyprop_exp_row_f(float* a, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) a[i] = cyprop_exp_f(a[i]);
 }
 
 #endif
