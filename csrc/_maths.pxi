@@ -152,7 +152,7 @@ cdef inline void output_activation(int act, const floating* z,   # IN: (n,) pre-
     zmax = largest(z, n)
     for j in range(n):
         a[j] = z[j] - zmax
-    exp_row(a, n)   # vectorised: libm's exp was a call per output, a tenth of W1's step
+    exp_row(a, n)   # vectorised: libm's exp is a call per output (on W1, a good share of a step)
     total = 0
     for j in range(n):
         total += a[j]

@@ -51,8 +51,8 @@
 #endif
 
 /* z[j] += the sum of acc[j]'s lanes, for j < JT <= 8: the lanes of all JT vectors summed
-   together, in a few shuffles for all of them, where one _mm512_reduce_add per vector
-   took about 9% of rows_dot_rows on W3's shapes.  The additions are reduce_add's (lane i
+   together, in a few shuffles for all of them (one _mm512_reduce_add per vector took a
+   noticeable share of rows_dot_rows at W3's depths).  The additions are reduce_add's (lane i
    plus lane i + LANES/2, then a quarter apart, then neighbours), so the sums are the same,
    bit for bit. */
 CYPROP_INLINE void cyprop_add_sums_f(const int JT, const __m512* acc, float* z) {
