@@ -82,9 +82,7 @@ cdef void batch_block(Epoch* e, floating* params, BlockRule rule, const OnlineBl
     cdef bint decay = rule.h.weight_decay != 0
     cdef int act = lay.acts[0]
     cdef GradientSum add = GradientSum(unused=0)
-    for s in range(r):
-        memcpy(xb + s * n_in, <const floating*>e.X + row_of(e, k0 + s) * n_in,
-               n_in * sizeof(floating))
+    gather_rows(e, k0, r, xb)
     # wx = X_B @ W_0.T, (r, n_h) row-major
     rows_dot_rows(<int>r, <int>n_h, <int>n_in, xb, <int>n_in, W, <int>n_in, False,
                   wx, <int>n_h)

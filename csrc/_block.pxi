@@ -235,13 +235,12 @@ cdef void block_gradient(Epoch* e, floating* params,  # IN (OUT: W_0 with first.
     # memory: a shuffled epoch reads X at random) and scoring them.
     cdef bint threaded = plan.n_threads > 1 and part_count(plan, r, n_in, lay.sizes[1]) > 1
     if threaded:
-        for k in prange(r, num_threads=plan.n_threads, schedule="static"):
-            memcpy(xb + k * n_in, <const floating*>e.X + row_of(e, r0 + k) * n_in,
-                   n_in * sizeof(floating))
+        for q in prange((r + GATHER_ROWS - 1) // GATHER_ROWS, num_threads=plan.n_threads,
+                        schedule="static"):
+            gather_rows(e, r0 + q * GATHER_ROWS, min(<Py_ssize_t>GATHER_ROWS, r - q * GATHER_ROWS),
+                        xb + q * GATHER_ROWS * n_in)
     else:
-        for k in range(r):
-            memcpy(xb + k * n_in, <const floating*>e.X + row_of(e, r0 + k) * n_in,
-                   n_in * sizeof(floating))
+        gather_rows(e, r0, r, xb)
     block_forward(lay, plan, params, xb, <int>r, a, z, r0, False)
     last = r * lay.a_off[lay.n_layers - 1]
     d_out = d + last if want_grad else NULL

@@ -43,6 +43,8 @@ cdef enum:
     # A block's rows are scored (output activation, loss, output deltas) in this many
     # fixed parts, their losses added in order: the same sum on any number of threads.
     SCORE_PARTS = 4
+    # gather_rows copies this many rows side by side
+    GATHER_ROWS = 4
 
 
 cdef struct Plan:
@@ -164,3 +166,30 @@ cdef struct Epoch:
 cdef inline Py_ssize_t row_of(const Epoch* e, Py_ssize_t k) noexcept nogil:
     """The row of X and Y of the call's k-th sample."""
     return e.order[k] if e.order != NULL else k
+
+
+cdef void gather_rows(const Epoch* e, Py_ssize_t k0, Py_ssize_t n_rows,
+                      floating* xb  # OUT: (n_rows, n_in)
+                      ) noexcept nogil:
+    """The call's samples k0 .. k0+n_rows-1, their rows of X copied into xb, GATHER_ROWS
+    rows side by side a cache line at a time: in a shuffled epoch they lie at random in
+    X, and copied one after the other (memcpy) each row's first lines waited for memory
+    alone, where side by side the rows' misses wait together."""
+    cdef Py_ssize_t n_in = e.lay.sizes[0]
+    cdef Py_ssize_t row_bytes = n_in * sizeof(floating)
+    cdef const char* src[GATHER_ROWS]
+    cdef char* dst[GATHER_ROWS]
+    cdef Py_ssize_t k = 0, i, g, n
+    while k < n_rows:
+        n = min(<Py_ssize_t>GATHER_ROWS, n_rows - k)
+        for g in range(n):
+            src[g] = <const char*>(<const floating*>e.X + row_of(e, k0 + k + g) * n_in)
+            dst[g] = <char*>(xb + (k + g) * n_in)
+        i = 0
+        while i + 64 <= row_bytes:
+            for g in range(n):
+                memcpy(dst[g] + i, src[g] + i, 64)
+            i += 64
+        for g in range(n):
+            memcpy(dst[g] + i, src[g] + i, row_bytes - i)
+        k += n
