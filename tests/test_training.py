@@ -542,6 +542,15 @@ def test_history_records(backend):
     assert "3 epochs" in repr(history) and "epochs" in repr(history)
 
 
+def test_history_repr_of_an_epoch_without_a_loss():
+    # record() takes every record as optional: an epoch without a loss is shown as such
+    history = cyprop.History()
+    history.record(accuracy=0.5)
+    assert repr(history) == "<History: 1 epochs, stopped: None>"
+    history.record(loss=0.25)
+    assert "last loss 0.25" in repr(history)
+
+
 def test_history_with_validation():
     X, y = blobs()
     history = make().fit(X, y, epochs=2, validation_data=(X[:10], y[:10]), verbose=0)

@@ -180,7 +180,9 @@ class History:
         return fig
 
     def __repr__(self) -> str:
-        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
+        # (a record not given is None: an epoch recorded without its loss has none to show)
+        last = f", last loss {self.loss[-1]:.6g}" if self.loss and self.loss[-1] is not None \
+            else ""
         return f"<History: {self.epochs} epochs{last}, stopped: {self.stop_reason}>"
 
 
