@@ -360,6 +360,13 @@ def test_from_torch_refuses_weights_without_values(torch):
     module = nn.Sequential(nn.Linear(3, 4, dtype=torch.complex64))
     with pytest.raises(ValueError, match=r"layer 0 .*complex64"):
         cyprop.Network.from_torch(module)
+    # integer or bool parameters (set by hand) were read as float32, 2**24 + 1 rounded
+    for dtype in (torch.int64, torch.bool):
+        module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        module[2].weight = nn.Parameter(torch.full((2, 4), 2**24 + 1).to(dtype),
+                                        requires_grad=False)
+        with pytest.raises(ValueError, match=rf"layer 2 .*weight is {dtype}"):
+            cyprop.Network.from_torch(module)
 
 
 def test_from_torch_needs_a_module(torch):

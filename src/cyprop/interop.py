@@ -319,7 +319,9 @@ def _values(torch: Any, tensor: Any, where: str, what: str) -> np.ndarray:
         raise ValueError(f"{where}: its {what} is on the 'meta' device, which holds no "
                          "values (materialise the module first, e.g. "
                          "module.to_empty(device='cpu'), and set its parameters)")
-    if tensor.is_complex():
+    # complex, and integer or bool ones (which torch's own Linear cannot compute with,
+    # and which float32 would round: 2**24 + 1 is not a float32)
+    if not tensor.is_floating_point():
         raise ValueError(f"{where}: its {what} is {tensor.dtype}; cyprop's parameters are "
                          "real, float32 or float64")
     tensor = tensor.detach().cpu()
@@ -364,8 +366,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
         bias, two activations in a row, an activation before the first Linear,
         dropout on the inputs or after the last Linear, a hidden softmax, layer
-        sizes that do not chain, or parameters that are complex or on the 'meta'
-        device.
+        sizes that do not chain, or parameters that are not floating point (complex,
+        integer, bool) or on the 'meta' device.
     """
     torch = _import_torch()
     nn = torch.nn
