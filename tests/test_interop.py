@@ -374,6 +374,21 @@ def test_from_torch_needs_a_module(torch):
         cyprop.Network.from_torch([1, 2])
 
 
+def test_from_torch_and_sklearn_refuse_the_models_own_settings(torch, sklearn_estimators):
+    # the layers and activations are the model's: Network's "got multiple values for
+    # keyword argument" named neither the problem nor the function
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Sigmoid())
+    for key, value in (("output", "softmax"), ("activation", "relu"), ("sizes", [3, 2])):
+        with pytest.raises(TypeError, match=rf"^{key} cannot be passed: .*converted model"):
+            cyprop.Network.from_torch(module, **{key: value})
+    X, rng = sk_data()
+    clf = fitted(sklearn_estimators.BackpropClassifier((5,), max_iter=5, random_state=0), X,
+                 rng.integers(0, 3, size=len(X)))
+    with pytest.raises(TypeError, match="^activation, output cannot be passed"):
+        cyprop.Network.from_sklearn(clf, output="sigmoid", activation="tanh")
+    assert cyprop.Network.from_torch(module, loss="mse").loss_name == "mse"
+
+
 # ------------------------------------------------------------ scikit-learn in
 def sk_data(n_outputs=1, seed=0):
     rng = np.random.default_rng(seed)
