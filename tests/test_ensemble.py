@@ -76,6 +76,21 @@ def test_callbacks_none_means_none_as_in_fit():
     assert [len(history.loss) for _, history in results] == [2, 2]
 
 
+def test_callbacks_not_a_list_is_refused_as_fit_refuses_it():
+    # list(5) said "'int' object is not iterable", and only after every network was built
+    X, y = blobs()
+    built = []
+
+    def build(i):
+        built.append(i)
+        return cyprop.Network([5, 6, 3], seed=i)
+
+    with pytest.raises(TypeError, match="callbacks must be a list of objects with an "
+                                        "on_epoch_end method, got int"):
+        cyprop.train_many(build, X, y, 2, epochs=2, callbacks=5)
+    assert built == []
+
+
 def test_sorted_best_first_by_training_loss_then_by_index():
     X, y = blobs()
     results = cyprop.train_many(lambda i: cyprop.Network([5, 4, 3], seed=i % 2), X, y, 4,

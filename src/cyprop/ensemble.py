@@ -102,7 +102,8 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     Raises
     ------
     TypeError
-        If ``build`` returns something other than a ``Network``.
+        If ``build`` returns something other than a ``Network``, or ``callbacks`` is
+        not a list (an iterable) of callbacks.
     ValueError
         If ``build`` returns the same network twice, or an argument is invalid.
     Exception
@@ -112,6 +113,9 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     pool_size = _pool_size(n_threads, n)
     fit_kwargs.setdefault("verbose", 0)
     given = fit_kwargs.pop("callbacks", None)
+    if given is not None and not isinstance(given, Iterable):   # (as fit refuses it)
+        raise TypeError(f"callbacks must be a list of objects with an on_epoch_end "
+                        f"method, got {type(given).__name__}")
     callbacks = list(given) if given is not None else []   # (None: none, as fit takes it)
     networks = [build(i) for i in range(n)]
     for i, net in enumerate(networks):
