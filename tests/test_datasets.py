@@ -115,6 +115,13 @@ def test_spirals_needs_two_classes():
         datasets.spirals(classes=1)
 
 
+@pytest.mark.parametrize("classes", ["3", None, [2]])
+def test_spirals_checks_classes_before_comparing_n_with_it(classes):
+    # n was checked first, against classes: "'<' not supported between 'int' and 'str'"
+    with pytest.raises(TypeError, match="classes must be an integer"):
+        datasets.spirals(n=10, classes=classes)
+
+
 # --------------------------------------------------------------------- split
 def test_train_test_split():
     X = np.arange(40.0).reshape(20, 2)

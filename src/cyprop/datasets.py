@@ -120,8 +120,9 @@ def spirals(n: int = 200, noise: float = 0.1, seed: int | np.random.Generator | 
     ValueError
         If one is out of range.
     """
-    n = _check_count("n", n, minimum=classes)
+    # classes first: n's minimum is the classes, compared only once it is a number
     classes = _check_count("classes", classes, minimum=2)
+    n = _check_count("n", n, minimum=classes)
     noise = _check_noise(noise)
     rng = np.random.default_rng(seed)
     counts = _share(n, classes)
