@@ -153,6 +153,14 @@ def test_train_test_split_checks_lengths():
         datasets.train_test_split(np.zeros((10, 1)), np.zeros(9))
 
 
+def test_train_test_split_refuses_a_single_value():
+    # a 0-d X or y raised IndexError "tuple index out of range"
+    with pytest.raises(TypeError, match="X must be an array of samples, got the single value 5"):
+        datasets.train_test_split(5, [1, 2])
+    with pytest.raises(TypeError, match="y must be an array of samples"):
+        datasets.train_test_split(np.zeros((4, 2)), np.float64(1.0))
+
+
 # --------------------------------------------------------------------- MNIST
 @pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("kind", ["train", "test"])

@@ -239,12 +239,16 @@ def train_test_split(X: _npt.ArrayLike, y: _npt.ArrayLike, test_size: float = 0.
     Raises
     ------
     TypeError
-        If ``test_size`` is not a number.
+        If ``test_size`` is not a number, or ``X`` or ``y`` is a single value (0-d).
     ValueError
         If ``X`` and ``y`` differ in length or ``test_size`` leaves a part empty.
     """
     X = np.asarray(X)
     y = np.asarray(y)
+    for name, array in (("X", X), ("y", y)):
+        if array.ndim == 0:   # (as scikit-learn's train_test_split refuses it)
+            raise TypeError(f"{name} must be an array of samples, got the single value "
+                            f"{array.item()!r:.40}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y have different numbers of samples: "
                          f"{X.shape[0]} and {y.shape[0]}")
