@@ -288,6 +288,9 @@ def test_load_mnist_no_images(tmp_path):
 def test_load_mnist_kind(tmp_path):
     with pytest.raises(ValueError, match="kind"):
         datasets.load_mnist(tmp_path, kind="validation")
+    # an unhashable kind raised "unhashable type: 'list'" from the lookup
+    with pytest.raises(ValueError, match=r"kind must be 'train' or 'test', got \['train'\]"):
+        datasets.load_mnist(tmp_path, kind=["train"])
 
 
 # ----------------------------------------------------------------------- CSV

@@ -314,7 +314,7 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
         If ``kind`` is unknown, or a file is not a valid IDX file (wrong magic
         number, truncated, damaged gzip) or the counts of images and labels differ.
     """
-    if kind not in _MNIST_PREFIX:
+    if not isinstance(kind, str) or kind not in _MNIST_PREFIX:   # (a list is unhashable)
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
     folder = _os.fspath(path)
     if not _os.path.isdir(folder):
