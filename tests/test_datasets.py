@@ -115,6 +115,13 @@ def test_spirals_needs_two_classes():
         datasets.spirals(classes=1)
 
 
+@pytest.mark.parametrize("classes", ["3", None, [2]])
+def test_spirals_checks_classes_before_comparing_n_with_it(classes):
+    # n was checked first, against classes: "'<' not supported between 'int' and 'str'"
+    with pytest.raises(TypeError, match="classes must be an integer"):
+        datasets.spirals(n=10, classes=classes)
+
+
 # --------------------------------------------------------------------- split
 def test_train_test_split():
     X = np.arange(40.0).reshape(20, 2)
@@ -144,6 +151,14 @@ def test_train_test_split_keeps_both_parts(test_size):
 def test_train_test_split_checks_lengths():
     with pytest.raises(ValueError, match="different numbers"):
         datasets.train_test_split(np.zeros((10, 1)), np.zeros(9))
+
+
+def test_train_test_split_refuses_a_single_value():
+    # a 0-d X or y raised IndexError "tuple index out of range"
+    with pytest.raises(TypeError, match="X must be an array of samples, got the single value 5"):
+        datasets.train_test_split(5, [1, 2])
+    with pytest.raises(TypeError, match="y must be an array of samples"):
+        datasets.train_test_split(np.zeros((4, 2)), np.float64(1.0))
 
 
 # --------------------------------------------------------------------- MNIST
@@ -273,6 +288,9 @@ def test_load_mnist_no_images(tmp_path):
 def test_load_mnist_kind(tmp_path):
     with pytest.raises(ValueError, match="kind"):
         datasets.load_mnist(tmp_path, kind="validation")
+    # an unhashable kind raised "unhashable type: 'list'" from the lookup
+    with pytest.raises(ValueError, match=r"kind must be 'train' or 'test', got \['train'\]"):
+        datasets.load_mnist(tmp_path, kind=["train"])
 
 
 # ----------------------------------------------------------------------- CSV

@@ -76,6 +76,21 @@ def test_callbacks_none_means_none_as_in_fit():
     assert [len(history.loss) for _, history in results] == [2, 2]
 
 
+def test_callbacks_not_a_list_is_refused_as_fit_refuses_it():
+    # list(5) said "'int' object is not iterable", and only after every network was built
+    X, y = blobs()
+    built = []
+
+    def build(i):
+        built.append(i)
+        return cyprop.Network([5, 6, 3], seed=i)
+
+    with pytest.raises(TypeError, match="callbacks must be a list of objects with an "
+                                        "on_epoch_end method, got int"):
+        cyprop.train_many(build, X, y, 2, epochs=2, callbacks=5)
+    assert built == []
+
+
 def test_sorted_best_first_by_training_loss_then_by_index():
     X, y = blobs()
     results = cyprop.train_many(lambda i: cyprop.Network([5, 4, 3], seed=i % 2), X, y, 4,
@@ -101,6 +116,25 @@ def test_sorted_by_validation_loss_of_the_weights_returned():
                               epochs=3, validation_split=0.2)
     last = [history.val_loss[-1] for _, history in split]
     assert last == sorted(last)
+
+
+def test_sorted_by_the_epoch_early_stopping_restores_with_min_delta():
+    # with min_delta, early stopping keeps the last epoch that improved by more than it,
+    # not the lowest validation loss: ranking by the lowest put worse networks first
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = (X[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(int) + (X[:, 1] > 0.5)
+    X_val = rng.normal(size=(40, 5))
+    y_val = (X_val[:, 0] > 0).astype(int) + (X_val[:, 1] > 0.5)
+    results = cyprop.train_many(lambda i: cyprop.Network([5, 6, 3], seed=i), X, y, 8,
+                                epochs=15, validation_data=(X_val, y_val),
+                                early_stopping=True, min_delta=0.05, patience=3,
+                                optimizer=cyprop.SGD(0.5))
+    returned = [net.loss(X_val, y_val) for net, _ in results]
+    assert returned == sorted(returned)
+    # (the case arises here: a network whose lowest validation loss was not kept)
+    assert any(min(history.val_loss) < loss - 1e-12
+               for (_, history), loss in zip(results, returned))
 
 
 def test_fits_run_silently_on_one_kernel_thread(monkeypatch, capsys):

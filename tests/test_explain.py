@@ -285,6 +285,17 @@ def test_the_forms_of_x_and_y():
         explain(cyprop.Network([3, 1], seed=0), x, 2)
 
 
+def test_a_sparse_sample_is_refused_by_name():
+    # np.asarray made a sparse row a 0-d object array: "x must be (n_inputs,) ..., got
+    # shape ()"
+    sparse = pytest.importorskip("scipy.sparse")
+    net = cyprop.Network([3, 4, 3], seed=0)
+    with pytest.raises(TypeError, match=r"^x is a scipy.sparse csr_matrix, .*x.toarray\(\)"):
+        explain(net, sparse.csr_matrix(np.ones((1, 3))), 2)
+    with pytest.raises(TypeError, match=r"^y is a scipy.sparse coo_array"):
+        explain(net, np.ones(3), sparse.coo_array(np.eye(1, 3)))
+
+
 def test_numbering_of_a_deeper_network():
     net = cyprop.Network([2, 3, 3, 2], seed=0)
     step = explain(net, [1.0, -1.0], 0)

@@ -1,6 +1,7 @@
 """The maths is right: forward and loss against hand-written formulas, gradients
 against finite differences and PyTorch autograd, SGD steps against torch.optim.SGD."""
 
+import re
 import warnings
 
 import numpy as np
@@ -224,6 +225,19 @@ def test_check_gradients_refuses_a_bad_epsilon(make_net, make_data, epsilon, err
     X, Y = make_data([3, 4, 2], n=5)
     with pytest.raises(error, match="epsilon must be"):
         cyprop.check_gradients(net, X, Y, epsilon=epsilon)
+
+
+@pytest.mark.parametrize("epsilon, words", [(1e308, "too large: .*beyond float64's range"),
+                                            (1e-300, "too small: .*lost to rounding")])
+def test_check_gradients_refuses_a_step_float64_cannot_take(make_net, make_data, epsilon,
+                                                            words):
+    # 1e308 blamed the network's weights ("NaN or infinity ... set by hand?"); 1e-300
+    # moved no weight and reported 1.0, a gradient entirely wrong
+    net = make_net([3, 4, 2], ("tanh", "softmax", "cross_entropy"))
+    X, Y = make_data([3, 4, 2], n=5)
+    with pytest.raises(ValueError, match=re.escape(f"epsilon={epsilon:g} is ") + words):
+        cyprop.check_gradients(net, X, Y, epsilon=epsilon)
+    assert cyprop.check_gradients(net, X, Y, epsilon=1e-4) < 1e-6
 
 
 # ------------------------------------------------------------------- PyTorch

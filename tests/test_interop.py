@@ -360,11 +360,33 @@ def test_from_torch_refuses_weights_without_values(torch):
     module = nn.Sequential(nn.Linear(3, 4, dtype=torch.complex64))
     with pytest.raises(ValueError, match=r"layer 0 .*complex64"):
         cyprop.Network.from_torch(module)
+    # integer or bool parameters (set by hand) were read as float32, 2**24 + 1 rounded
+    for dtype in (torch.int64, torch.bool):
+        module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        module[2].weight = nn.Parameter(torch.full((2, 4), 2**24 + 1).to(dtype),
+                                        requires_grad=False)
+        with pytest.raises(ValueError, match=rf"layer 2 .*weight is {dtype}"):
+            cyprop.Network.from_torch(module)
 
 
 def test_from_torch_needs_a_module(torch):
     with pytest.raises(TypeError, match="torch.nn.Sequential"):
         cyprop.Network.from_torch([1, 2])
+
+
+def test_from_torch_and_sklearn_refuse_the_models_own_settings(torch, sklearn_estimators):
+    # the layers and activations are the model's: Network's "got multiple values for
+    # keyword argument" named neither the problem nor the function
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Sigmoid())
+    for key, value in (("output", "softmax"), ("activation", "relu"), ("sizes", [3, 2])):
+        with pytest.raises(TypeError, match=rf"^{key} cannot be passed: .*converted model"):
+            cyprop.Network.from_torch(module, **{key: value})
+    X, rng = sk_data()
+    clf = fitted(sklearn_estimators.BackpropClassifier((5,), max_iter=5, random_state=0), X,
+                 rng.integers(0, 3, size=len(X)))
+    with pytest.raises(TypeError, match="^activation, output cannot be passed"):
+        cyprop.Network.from_sklearn(clf, output="sigmoid", activation="tanh")
+    assert cyprop.Network.from_torch(module, loss="mse").loss_name == "mse"
 
 
 # ------------------------------------------------------------ scikit-learn in

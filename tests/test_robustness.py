@@ -391,6 +391,19 @@ def test_non_numeric_dtypes_raise_type_error(spec, kind, where, layout, n):
                        inference=False)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok", "bsr", "dia"])
+def test_sparse_input_is_refused_by_name(fmt):
+    # np.asarray wraps a sparse matrix in a 0-d object array: the message said
+    # "X must hold numbers (got dtype object)"
+    sparse = pytest.importorskip("scipy.sparse")
+    net = cyprop.Network([3, 4, 2], seed=0)
+    X, Y = np.eye(4, 3), np.eye(4, 2)
+    assert_refused(net, sparse.random(4, 3, density=0.5, format=fmt, random_state=0), Y,
+                   TypeError, rf"^X is a scipy.sparse {fmt}_matrix, .*X.toarray\(\)")
+    assert_refused(net, X, sparse.coo_array(Y), TypeError,
+                   r"^Y is a scipy.sparse coo_array, .*Y.toarray\(\)", inference=False)
+
+
 @PROPERTY
 @given(spec=net_specs(), data=st.data())
 def test_non_finite_values_raise_value_error(spec, data):

@@ -6,6 +6,7 @@ Every feature runs on both backends; the parity tests at the end train the same
 network with each feature on both and compare (float64 rtol 1e-9, float32 1e-4).
 """
 
+import os
 import sys
 
 import numpy as np
@@ -15,6 +16,8 @@ import cyprop
 from cyprop import _loop, _reference
 from cyprop._training import Dropout
 from cyprop.schedules import Constant, Cosine, InverseScaling, ReduceOnPlateau, StepDecay
+
+from conftest import assert_refuses_a_fifo_in_a_child
 
 BACKENDS = ("cython", "numpy")
 DTYPES = ("float64", "float32")
@@ -539,6 +542,15 @@ def test_history_records(backend):
     assert "3 epochs" in repr(history) and "epochs" in repr(history)
 
 
+def test_history_repr_of_an_epoch_without_a_loss():
+    # record() takes every record as optional: an epoch without a loss is shown as such
+    history = cyprop.History()
+    history.record(accuracy=0.5)
+    assert repr(history) == "<History: 1 epochs, stopped: None>"
+    history.record(loss=0.25)
+    assert "last loss 0.25" in repr(history)
+
+
 def test_history_with_validation():
     X, y = blobs()
     history = make().fit(X, y, epochs=2, validation_data=(X[:10], y[:10]), verbose=0)
@@ -587,6 +599,39 @@ def test_plot_of_a_history_with_gaps(tmp_path):
     assert net.history.val_loss[-1] is None
     net.history.plot(tmp_path / "gaps.png")
     assert (tmp_path / "gaps.png").read_bytes().startswith(PNG)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_plot_refuses_a_fifo_without_blocking(tmp_path):
+    # (a .png is opened read-write, which never blocks; an .svg is opened to write)
+    pytest.importorskip("matplotlib")
+    assert_refuses_a_fifo_in_a_child(
+        tmp_path, "curves.svg", "from cyprop.history import History; h = History(); "
+        "h.record(loss=1.0, accuracy=0.5); h.plot(sys.argv[1])", "History.plot")
+
+
+def test_failed_plot_keeps_the_previous_file(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    history = cyprop.History()
+    history.record(loss=1.0, accuracy=0.5)
+    path = tmp_path / "curves.svg"
+    history.plot(path)
+    before = path.read_bytes()
+    assert b"<svg" in before
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    history.record(loss=0.5, accuracy=0.75)
+    with pytest.raises(OSError, match="No space left"):
+        history.plot(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["curves.svg"]
+    # matplotlib's naming is kept: no suffix, its default format's is added
+    history.plot(tmp_path / "bare")
+    assert (tmp_path / "bare.png").read_bytes().startswith(PNG)
 
 
 def test_plot_show_uses_pyplot(monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,16 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:20] + "..." + text[-10:]
 
 
+def _refuse_sparse(name: str, data: object) -> None:
+    """A TypeError for a scipy.sparse ``data``, which np.asarray would wrap in a 0-d
+    object array (so "must hold numbers" would mislead)."""
+    sparse = sys.modules.get("scipy.sparse")   # (not imported: data cannot be sparse)
+    if sparse is not None and sparse.issparse(data):
+        raise TypeError(f"{name} is a scipy.sparse {type(data).__name__}, which a Network "
+                        f"does not take: convert it with {name}.toarray() (cyprop.sklearn's "
+                        "estimators take sparse input, a block of rows at a time)")
+
+
 def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:
     """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
     if isinstance(data, np.ma.MaskedArray):
@@ -81,6 +92,7 @@ def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray
             raise ValueError(f"{name} is a masked array with masked values; fill them "
                              f"(.filled(value)) or leave those rows out")
         data = np.ma.getdata(data)
+    _refuse_sparse(name, data)
     if isinstance(data, np.ndarray):
         arr = data
     else:
@@ -159,6 +171,7 @@ def check_Y(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: np.dtype[Any],
     a 1-D Y holds the targets themselves.
     """
     if not isinstance(Y, np.ndarray):
+        _refuse_sparse(name, Y)
         Y = np.asarray(Y)
     if Y.ndim == 1 and n_outputs > 1:
         return one_hot(Y, n_outputs, dtype, name)

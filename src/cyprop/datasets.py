@@ -120,8 +120,9 @@ def spirals(n: int = 200, noise: float = 0.1, seed: int | np.random.Generator | 
     ValueError
         If one is out of range.
     """
-    n = _check_count("n", n, minimum=classes)
+    # classes first: n's minimum is the classes, compared only once it is a number
     classes = _check_count("classes", classes, minimum=2)
+    n = _check_count("n", n, minimum=classes)
     noise = _check_noise(noise)
     rng = np.random.default_rng(seed)
     counts = _share(n, classes)
@@ -238,12 +239,16 @@ def train_test_split(X: _npt.ArrayLike, y: _npt.ArrayLike, test_size: float = 0.
     Raises
     ------
     TypeError
-        If ``test_size`` is not a number.
+        If ``test_size`` is not a number, or ``X`` or ``y`` is a single value (0-d).
     ValueError
         If ``X`` and ``y`` differ in length or ``test_size`` leaves a part empty.
     """
     X = np.asarray(X)
     y = np.asarray(y)
+    for name, array in (("X", X), ("y", y)):
+        if array.ndim == 0:   # (as scikit-learn's train_test_split refuses it)
+            raise TypeError(f"{name} must be an array of samples, got the single value "
+                            f"{array.item()!r:.40}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y have different numbers of samples: "
                          f"{X.shape[0]} and {y.shape[0]}")
@@ -309,7 +314,7 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
         If ``kind`` is unknown, or a file is not a valid IDX file (wrong magic
         number, truncated, damaged gzip) or the counts of images and labels differ.
     """
-    if kind not in _MNIST_PREFIX:
+    if not isinstance(kind, str) or kind not in _MNIST_PREFIX:   # (a list is unhashable)
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
     folder = _os.fspath(path)
     if not _os.path.isdir(folder):

@@ -58,7 +58,8 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     on ``n_threads`` Python threads.
 
     Best means the lowest validation loss of the weights returned (the last epoch's,
-    or the best epoch's with ``early_stopping``, which restores it) when there is
+    or with ``early_stopping`` the epoch it restores: the last to improve by more
+    than ``min_delta``) when there is
     validation data (``validation_data``, ``validation_split`` or
     ``early_stopping``), else the lowest training loss of the last epoch; ties go to
     the lower i.
@@ -102,7 +103,8 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     Raises
     ------
     TypeError
-        If ``build`` returns something other than a ``Network``.
+        If ``build`` returns something other than a ``Network``, or ``callbacks`` is
+        not a list (an iterable) of callbacks.
     ValueError
         If ``build`` returns the same network twice, or an argument is invalid.
     Exception
@@ -112,6 +114,9 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     pool_size = _pool_size(n_threads, n)
     fit_kwargs.setdefault("verbose", 0)
     given = fit_kwargs.pop("callbacks", None)
+    if given is not None and not isinstance(given, Iterable):   # (as fit refuses it)
+        raise TypeError(f"callbacks must be a list of objects with an on_epoch_end "
+                        f"method, got {type(given).__name__}")
     callbacks = list(given) if given is not None else []   # (None: none, as fit takes it)
     networks = [build(i) for i in range(n)]
     for i, net in enumerate(networks):
@@ -194,8 +199,17 @@ def _pool_size(n_threads: int | None, n: int) -> int:
 def _score(history: History, fit_kwargs: dict[str, Any]) -> float:
     """The loss that ranks a trained network (lower is better)."""
     validation = [v for v in history.val_loss if v is not None]
+    if validation and fit_kwargs.get("early_stopping"):
+        # the epoch early stopping restores: the last to improve on the best so far by
+        # more than min_delta, which need not be the lowest (as StoppingRules.check)
+        min_delta = float(fit_kwargs.get("min_delta", 0.0))
+        kept = np.inf
+        for value in validation:
+            if value < kept - min_delta:
+                kept = value
+        return kept
     if validation:
-        return min(validation) if fit_kwargs.get("early_stopping") else validation[-1]
+        return validation[-1]
     last = history.loss[-1]
     assert last is not None   # recorded by the fit that just ran
     return last

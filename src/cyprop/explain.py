@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _archive, _maths, _reference
+from . import _archive, _maths, _reference, _validation
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -474,6 +474,8 @@ def textbook_example(backend: str = "auto", dtype: npt.DTypeLike = "float64",
 def _one_sample(net: Network, x: Any, y: Any,
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(X, Y) as (1, n_inputs) and (1, n_outputs) arrays of the network's dtype."""
+    _validation._refuse_sparse("x", x)   # (np.asarray would make it a 0-d object array)
+    _validation._refuse_sparse("y", y)
     x = np.asarray(x)
     if x.ndim == 2 and x.shape[0] == 1:
         x = x[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,7 +54,8 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
         If ``epsilon`` is not a number.
     ValueError
         If ``X`` or ``Y`` does not fit the network (shape, non-finite values, labels),
-        or ``epsilon`` is not a finite number > 0.
+        or ``epsilon`` is not a finite number > 0, or is so large that a step leaves
+        float64's range or so small that it is lost to rounding.
     """
     epsilon = _validation.check_number("epsilon", epsilon, 0, exclusive_minimum=True)
     probe = net.copy()
@@ -66,7 +68,16 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
     numeric = np.empty_like(params)
     for i in range(params.shape[0]):
         saved = params[i]
-        h = epsilon * max(1.0, abs(saved))
+        h = epsilon * max(1.0, abs(float(saved)))
+        # A step lost to rounding (w + h == w) gives a derivative of 0, and one beyond
+        # float64's range a loss of inf: the first reported a gradient error of 1, the
+        # second blamed the network's weights.
+        if not math.isfinite(abs(float(saved)) + 2 * h):
+            raise ValueError(f"epsilon={epsilon:g} is too large: the step {h:g} takes "
+                             f"parameter {i} ({float(saved):g}) beyond float64's range")
+        if saved + h == saved:
+            raise ValueError(f"epsilon={epsilon:g} is too small: the step {h:g} is lost to "
+                             f"rounding next to parameter {i} ({float(saved):g}); try 1e-4")
         losses = []
         for step in (2, 1, -1, -2):
             params[i] = saved + step * h

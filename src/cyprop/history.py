@@ -98,7 +98,8 @@ class History:
         ----------
         path : str or os.PathLike, optional
             Write the figure there (a PNG unless the name's suffix asks for another
-            format matplotlib knows, such as ``.svg`` or ``.pdf``).
+            format matplotlib knows, such as ``.svg`` or ``.pdf``), atomically, as
+            ``Network.save`` writes.
         show : bool, default False
             Also open it in a window through ``matplotlib.pyplot``.
 
@@ -110,9 +111,12 @@ class History:
         Raises
         ------
         ValueError
-            If the history is empty.
+            If the history is empty, matplotlib cannot write the suffix's format, or
+            ``path`` is not a regular file (a FIFO, a device).
         ImportError
             If matplotlib is not installed.
+        OSError
+            If the file cannot be written (the file that was there, if any, is kept).
         """
         if not self.epochs:
             raise ValueError("the history is empty: there is nothing to plot before "
@@ -166,13 +170,19 @@ class History:
         fig.suptitle(title)
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path)
+            # as Step.plot writes: never into a FIFO (opening one to write blocks until
+            # it is read) or a device, and atomically
+            from .explain import _save_figure
+
+            _save_figure(fig, path)
         if show:
             plt.show()
         return fig
 
     def __repr__(self) -> str:
-        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
+        # (a record not given is None: an epoch recorded without its loss has none to show)
+        last = f", last loss {self.loss[-1]:.6g}" if self.loss and self.loss[-1] is not None \
+            else ""
         return f"<History: {self.epochs} epochs{last}, stopped: {self.stop_reason}>"
 
 

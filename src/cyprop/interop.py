@@ -64,6 +64,12 @@ def _network(sizes: Sequence[int], activations: Sequence[str], weights: Sequence
     ``loss`` defaults to cross-entropy for a softmax or sigmoid output, else mse)."""
     from .network import Network
 
+    # the model converted gives these: Network(**kwargs) would only say "multiple values"
+    given = sorted({"sizes", "activation", "output"} & set(kwargs))
+    if given:
+        raise TypeError(f"{', '.join(given)} cannot be passed: the layer sizes and "
+                        "activations are the converted model's (change them on the "
+                        "model, or on the network afterwards)")
     kwargs = dict(kwargs)
     kwargs.setdefault("loss", _default_loss(activations[-1]))
     kwargs.setdefault("dtype", np.result_type(*weights).name)
@@ -319,7 +325,9 @@ def _values(torch: Any, tensor: Any, where: str, what: str) -> np.ndarray:
         raise ValueError(f"{where}: its {what} is on the 'meta' device, which holds no "
                          "values (materialise the module first, e.g. "
                          "module.to_empty(device='cpu'), and set its parameters)")
-    if tensor.is_complex():
+    # complex, and integer or bool ones (which torch's own Linear cannot compute with,
+    # and which float32 would round: 2**24 + 1 is not a float32)
+    if not tensor.is_floating_point():
         raise ValueError(f"{where}: its {what} is {tensor.dtype}; cyprop's parameters are "
                          "real, float32 or float64")
     tensor = tensor.detach().cpu()
@@ -358,14 +366,15 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     ImportError
         If PyTorch is not installed.
     TypeError
-        If ``module`` is not a torch module, or a layer is of an unsupported kind
-        (convolutions, normalisation, ...); the message names the layer.
+        If ``module`` is not a torch module, a layer is of an unsupported kind
+        (convolutions, normalisation, ...; the message names the layer), or
+        ``kwargs`` holds ``sizes``, ``activation`` or ``output`` (the module's).
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
         bias, two activations in a row, an activation before the first Linear,
         dropout on the inputs or after the last Linear, a hidden softmax, layer
-        sizes that do not chain, or parameters that are complex or on the 'meta'
-        device.
+        sizes that do not chain, or parameters that are not floating point (complex,
+        integer, bool) or on the 'meta' device.
     """
     torch = _import_torch()
     nn = torch.nn
@@ -463,7 +472,8 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
     Raises
     ------
     TypeError
-        If ``mlp`` is not a fitted MLP estimator.
+        If ``mlp`` is not a fitted MLP estimator, or ``kwargs`` holds ``sizes``,
+        ``activation`` or ``output`` (the estimator's).
     ValueError
         If its activation or loss has no cyprop equivalent (pass ``loss=`` for the
         latter).
