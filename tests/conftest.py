@@ -234,3 +234,22 @@ def assert_refuses_a_fifo_in_a_child(tmp_path, name, call, what):
     assert done.returncode == 0 and "it is a FIFO, not a regular file" in done.stdout, \
         done.stdout + done.stderr
     assert sorted(os.listdir(tmp_path)) == [name]
+
+
+def assert_failed_write_keeps_the_file(monkeypatch, path, write, write_again):
+    """``write(path)``, then ``write_again(path)`` (other content) failing as a full disk
+    fails, in fsync: the first file must be left whole and nothing beside it (an atomic
+    write: a temporary file renamed over it, removed on failure)."""
+    write(path)
+    before = path.read_bytes()
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_again(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]
+    return before

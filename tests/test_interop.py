@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_refuses_a_fifo_in_a_child
+from conftest import assert_failed_write_keeps_the_file, assert_refuses_a_fifo_in_a_child
 
 import cyprop
 from cyprop import cli, interop
@@ -103,19 +103,9 @@ def test_onnx_export_refuses_a_fifo_without_blocking(onnx_tools, tmp_path):
 
 
 def test_failed_onnx_export_keeps_the_previous_file(onnx_tools, tmp_path, monkeypatch):
-    path = tmp_path / "net.onnx"
-    cyprop.Network([4, 3, 2], seed=0).to_onnx(path)
-    before = path.read_bytes()
-
-    def full(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(OSError, match="No space left"):
-        cyprop.Network([4, 5, 2], seed=1).to_onnx(path)
-    monkeypatch.undo()
-    assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["net.onnx"]
+    assert_failed_write_keeps_the_file(
+        monkeypatch, tmp_path / "net.onnx", cyprop.Network([4, 3, 2], seed=0).to_onnx,
+        cyprop.Network([4, 5, 2], seed=1).to_onnx)
 
 
 def test_onnx_options_are_checked(onnx_tools):

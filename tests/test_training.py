@@ -6,6 +6,7 @@ Every feature runs on both backends; the parity tests at the end train the same
 network with each feature on both and compare (float64 rtol 1e-9, float32 1e-4).
 """
 
+import copy
 import os
 import sys
 
@@ -17,7 +18,7 @@ from cyprop import _loop, _reference
 from cyprop._training import Dropout
 from cyprop.schedules import Constant, Cosine, InverseScaling, ReduceOnPlateau, StepDecay
 
-from conftest import assert_refuses_a_fifo_in_a_child
+from conftest import assert_failed_write_keeps_the_file, assert_refuses_a_fifo_in_a_child
 
 BACKENDS = ("cython", "numpy")
 DTYPES = ("float64", "float32")
@@ -614,20 +615,11 @@ def test_failed_plot_keeps_the_previous_file(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     history = cyprop.History()
     history.record(loss=1.0, accuracy=0.5)
-    path = tmp_path / "curves.svg"
-    history.plot(path)
-    before = path.read_bytes()
+    longer = copy.deepcopy(history)
+    longer.record(loss=0.5, accuracy=0.75)
+    before = assert_failed_write_keeps_the_file(monkeypatch, tmp_path / "curves.svg",
+                                                history.plot, longer.plot)
     assert b"<svg" in before
-
-    def full(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full)
-    history.record(loss=0.5, accuracy=0.75)
-    with pytest.raises(OSError, match="No space left"):
-        history.plot(path)
-    monkeypatch.undo()
-    assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["curves.svg"]
     # matplotlib's naming is kept: no suffix, its default format's is added
     history.plot(tmp_path / "bare")
