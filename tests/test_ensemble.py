@@ -91,6 +91,41 @@ def test_callbacks_not_a_list_is_refused_as_fit_refuses_it():
     assert built == []
 
 
+def test_more_networks_than_memory_are_refused_before_they_are_built():
+    # n = 10**12 of [784, 100, 10] (636 KB each in float64) built networks until the memory ran out
+    # (or the system killed the process): run in a child, with a time limit
+    code = textwrap.dedent("""
+        import numpy as np, cyprop
+        built = []
+        def build(i):
+            built.append(i)
+            return cyprop.Network([784, 100, 10], seed=i)
+        X, y = np.zeros((4, 784)), np.arange(4) % 10
+        try:
+            cyprop.train_many(build, X, y, 10**12, epochs=1)
+        except MemoryError as exc:
+            print("refused:", exc, "| built", len(built))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: train_many: 1000000000000 networks of 636,080 bytes of parameters " \
+           "each need" in done.stdout and "| built 1" in done.stdout, done.stdout
+
+
+def test_networks_of_the_wrong_type_are_refused_before_the_rest_are_built():
+    X, y = blobs()
+    built = []
+
+    def build(i):
+        built.append(i)
+        return "not a network"
+
+    with pytest.raises(TypeError, match=r"build\(0\) must return a cyprop.Network, got str"):
+        cyprop.train_many(build, X, y, 5, epochs=1)
+    assert built == [0]
+
+
 def test_sorted_best_first_by_training_loss_then_by_index():
     X, y = blobs()
     results = cyprop.train_many(lambda i: cyprop.Network([5, 4, 3], seed=i % 2), X, y, 4,

@@ -105,6 +105,9 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     TypeError
         If ``build`` returns something other than a ``Network``, or ``callbacks`` is
         not a list (an iterable) of callbacks.
+    MemoryError
+        If the ``n`` networks' parameters alone would not fit in the machine's memory
+        (checked after building the first).
     ValueError
         If ``build`` returns the same network twice, or an argument is invalid.
     Exception
@@ -118,11 +121,15 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
         raise TypeError(f"callbacks must be a list of objects with an on_epoch_end "
                         f"method, got {type(given).__name__}")
     callbacks = list(given) if given is not None else []   # (None: none, as fit takes it)
-    networks = [build(i) for i in range(n)]
-    for i, net in enumerate(networks):
+    networks: list[Network] = []
+    for i in range(n):
+        net = build(i)
         if not isinstance(net, Network):
             raise TypeError(f"build({i}) must return a cyprop.Network, got "
                             f"{type(net).__name__}")
+        if i == 0:
+            _check_memory(net, n)
+        networks.append(net)
     if len({id(net) for net in networks}) < n:
         raise ValueError("build returned the same network more than once: each call must "
                          "build a new one")
@@ -194,6 +201,21 @@ def _pool_size(n_threads: int | None, n: int) -> int:
     else:
         threads = min(n_threads or 1, os.cpu_count() or 1)
     return max(1, min(threads, n))
+
+
+def _check_memory(first: Network, n: int) -> None:
+    """Refuse n networks whose parameters alone outgrow the machine's memory: built one
+    after the other, they would exhaust it, and the system may then kill the process
+    instead of raising MemoryError."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):   # (not POSIX: nothing to compare with)
+        return
+    each = sum(array.nbytes for array in (*first.weights, *first.biases))
+    if n * each > physical:
+        raise MemoryError(f"train_many: {n} networks of {each:,} bytes of parameters each "
+                          f"need {n * each / 2**30:,.1f} GiB, more than this machine's "
+                          f"{physical / 2**30:,.1f} GiB of memory")
 
 
 def _score(history: History, fit_kwargs: dict[str, Any]) -> float:
