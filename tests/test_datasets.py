@@ -1,6 +1,7 @@
 """cyprop.datasets: built-in problems, the split, MNIST IDX files and CSV tables."""
 
 import gzip
+import re
 import struct
 
 import numpy as np
@@ -377,7 +378,7 @@ def test_csv_errors(tmp_path):
         datasets.load_csv(write(tmp_path, "1,2,0\nnan,4,1\n"))
     with pytest.raises(ValueError, match="empty"):
         datasets.load_csv(write(tmp_path, "\n\n"))
-    with pytest.raises(ValueError, match="no data rows"):
+    with pytest.raises(ValueError, match=r"no data rows$"):
         datasets.load_csv(write(tmp_path, "a,b\n"))
     with pytest.raises(ValueError, match="no column 'd'"):
         datasets.load_csv(write(tmp_path, "a,b,c\n1,2,0\n"), target="d")
@@ -390,6 +391,22 @@ def test_csv_errors(tmp_path):
 
 
 # ------------------------------------------------------- CSV: header and rows
+
+@pytest.mark.parametrize("delimiter", ["\t", ";"])
+def test_csv_read_with_the_wrong_delimiter_names_the_one_it_holds(tmp_path, delimiter):
+    # read as one column of text: one line looked like a header without data, more like a
+    # target without features, and neither message said why
+    line = delimiter.join(["1", "2", "3", "0"])
+    hint = re.escape(f"(its lines hold {delimiter!r}: pass delimiter={delimiter!r}")
+    with pytest.raises(ValueError, match=f"no data rows {hint}"):
+        datasets.load_csv(write(tmp_path, line + "\n"))
+    with pytest.raises(ValueError, match=f"only the target column, no features {hint}"):
+        datasets.load_csv(write(tmp_path, f"{line}\n{line}\n"))
+    X, y = datasets.load_csv(write(tmp_path, f"{line}\n{line}\n"), delimiter=delimiter)
+    assert X.shape == (2, 3) and list(y) == [0, 0]
+    with pytest.raises(ValueError, match=r"only the target column, no features$"):
+        datasets.load_csv(write(tmp_path, "0\n1\n"))   # one column, and nothing else
+
 def write_bytes(tmp_path, data, name="data.csv"):
     path = tmp_path / name
     path.write_bytes(data)

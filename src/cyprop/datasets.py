@@ -526,10 +526,10 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
         if _has_header(path, head, header):
             names = [field.strip() for field in head.pop(0)[1]]
         if not head:
-            raise ValueError(f"{path}: no data rows")
+            raise ValueError(f"{path}: no data rows{_delimiter_hint(names, delimiter)}")
         maybe_header = header == "infer" and names is None
         return _read_table(path, _itertools.chain(head, records), names, target,
-                           maybe_header, return_classes)
+                           maybe_header, return_classes, delimiter)
 
 
 def _check_csv_options(header: object, delimiter: object, target: object) -> None:
@@ -651,6 +651,18 @@ def _number(text: str) -> float | None:
         return None
 
 
+def _delimiter_hint(fields: list[str] | None, delimiter: str) -> str:
+    """For a table read as one column: the other delimiter its line holds, as a hint (a
+    tab-separated file read with ',' is one column of text: a one-line file then reads
+    as a header without data, a longer one as a target without features)."""
+    if fields is None or len(fields) != 1:
+        return ""
+    for other in (",", "\t", ";", "|"):
+        if other != delimiter and other in fields[0]:
+            return f" (its lines hold {other!r}: pass delimiter={other!r} if that separates them)"
+    return ""
+
+
 def _has_header(path: str, head: list[tuple[int, list[str]]],
                 header: bool | _typing.Literal["infer"]) -> bool:
     """Whether the first record names the columns (the rule is in ``load_csv``)."""
@@ -674,14 +686,15 @@ def _has_header(path: str, head: list[tuple[int, list[str]]],
 
 def _read_table(path: str, rows: _Iterable[tuple[int, list[str]]], names: list[str] | None,
                 target: int | str | None, maybe_header: bool, return_classes: bool,
-                ) -> tuple[_typing.Any, ...]:
+                delimiter: str) -> tuple[_typing.Any, ...]:
     rows = iter(rows)
     first = next(rows)
     width = len(names) if names is not None else len(first[1])
     column = None if target is None else _target_index(target, names, width, path)
     features = [c for c in range(width) if c != column]
     if not features:
-        raise ValueError(f"{path}: the table has only the target column, no features")
+        raise ValueError(f"{path}: the table has only the target column, no features"
+                         f"{_delimiter_hint(first[1], delimiter)}")
     # Read into flat float arrays row by row: a table of strings would take 10-50x
     # the memory of the numbers.
     values = _array.array("d")
