@@ -388,6 +388,13 @@ def test_bad_network_arguments(kwargs, error, message):
         cyprop.Network([5, 4, 3], **kwargs)
 
 
+@pytest.mark.parametrize("activation", ["softplus", "softmax"])
+def test_unknown_activation_refused_without_hidden_layers(activation):
+    # a misspelt name is an error even where no hidden layer would use it
+    with pytest.raises(ValueError, match="unknown hidden activation"):
+        cyprop.Network([5, 3], activation=activation)
+
+
 @pytest.mark.parametrize("sizes,error,message", [
     ([5, 0, 3], ValueError, "positive"),
     ([5, -2, 3], ValueError, "positive"),

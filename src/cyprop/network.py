@@ -1311,6 +1311,10 @@ def _check_sizes(sizes: Iterable[int]) -> list[int]:
 
 def _check_activations(activation: str | Sequence[str], output: str, loss: str,
                        n_layers: int) -> list[str]:
+    if isinstance(activation, str) and activation not in _maths.HIDDEN_ACTIVATIONS:
+        # checked even where no hidden layer uses it: a misspelt name is an error
+        raise ValueError(f"unknown hidden activation {activation!r}; choose one of "
+                         f"{', '.join(_maths.HIDDEN_ACTIVATIONS)}")
     hidden = [activation] * (n_layers - 1) if isinstance(activation, str) else list(activation)
     if len(hidden) != n_layers - 1:
         raise ValueError(f"activation lists {len(hidden)} names, but the network has "
