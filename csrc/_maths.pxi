@@ -150,9 +150,7 @@ cdef inline void output_activation(int act, const floating* z,   # IN: (n,) pre-
             a[j] = activate(act, z[j])
         return
     zmax = largest(z, n)
-    for j in range(n):
-        a[j] = z[j] - zmax
-    exp_row(a, n)   # vectorised: libm's exp is a call per output (on W1, a good share of a step)
+    softmax_exps(z, zmax, a, n)
     total = 0
     for j in range(n):
         total += a[j]
@@ -160,17 +158,33 @@ cdef inline void output_activation(int act, const floating* z,   # IN: (n,) pre-
         a[j] = a[j] / total
 
 
+cdef inline void softmax_exps(const floating* z, floating zmax,
+                              floating* e,  # OUT: exp(z_k - zmax)
+                              Py_ssize_t n) noexcept nogil:
+    """The softmax's exponentials (e is not z): vectorised (libm's exp is a call per
+    output, on W1 a good share of a step), but libm's where the vectorised exp gives 0
+    (below -708, float32 -86.5) and the result is a tiny number, not 0 (the output of a
+    saturated network, and its gradient, whose sign Rprop reads)."""
+    cdef Py_ssize_t k
+    cdef floating floor = -708.0 if floating is double else -86.5
+    for k in range(n):
+        e[k] = z[k] - zmax
+    exp_row(e, n)
+    for k in range(n):
+        if z[k] - zmax < floor:
+            e[k] = f_exp(z[k] - zmax)
+
+
 cdef floating log_sum_exp(const floating* z, floating zmax, Py_ssize_t n) noexcept nogil:
-    """log(sum_k exp(z_k - zmax)): the softmax's exponentials (output_activation), summed
-    in the same order, so the loss's log-sum-exp is the log of the softmax's total."""
+    """log(sum_k exp(z_k - zmax)): the softmax's exponentials (softmax_exps), summed in
+    the same order as output_activation sums them, so the loss's log-sum-exp is the log
+    of the softmax's total."""
     cdef floating chunk[16]
     cdef floating total = 0
     cdef Py_ssize_t k0, k, m
     for k0 in range(0, n, 16):
         m = min(16, n - k0)
-        for k in range(m):
-            chunk[k] = z[k0 + k] - zmax
-        exp_row(chunk, m)
+        softmax_exps(z + k0, zmax, chunk, m)
         for k in range(m):
             total += chunk[k]
     return f_log(total)

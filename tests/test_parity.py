@@ -345,6 +345,39 @@ def test_every_compiled_kernel_matches_the_reference_on_its_fast_paths(
 
 
 @pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
+def test_softmax_keeps_its_tiny_outputs(instruction_set, dtype):
+    """The softmax's exponentials go through the vectorised exp, which gives 0 below -708
+    (float32 -86.5): there they come from libm, so that a saturated network's tiny
+    outputs, and its gradients (whose signs Rprop steps by), are the reference's, not 0."""
+    from cyprop import _compiled
+    if instruction_set not in _compiled.KERNELS:
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    gaps = [-720.0, -740.0, -800.0] if dtype == "float64" else [-87.0, -100.0, -110.0]
+    X = np.array([[g] for g in gaps], dtype=dtype)
+    Y = np.array([1, 1, 1])
+    nets = {}
+    for backend in ("cython", "numpy"):
+        net = cyprop.Network([1, 2], output="softmax", loss="cross_entropy", dtype=dtype,
+                             backend=backend, seed=0)
+        if backend == "cython":
+            net._impl = _compiled.CompiledBackend(instruction_set)
+        net.weights[0][:] = [[0.0], [1.0]]   # logits (0, x): outputs (1, about e^x)
+        nets[backend] = net
+    cy, ref = nets["cython"], nets["numpy"]
+    want = ref.forward(X)
+    assert (want[:2, 1] > 0).all() and want[2, 1] == 0   # (e^-800 is below every float)
+    np.testing.assert_allclose(cy.forward(X), want, rtol=1e-6, atol=0)
+    for i in range(3):   # one row: the C path of forward
+        np.testing.assert_allclose(cy.forward(X[i]), want[i], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(cy.loss(X, Y), ref.loss(X, Y), rtol=1e-6)
+    # target class 0: output 1's delta is its tiny output itself
+    (cw, cb), (rw, rb) = cy.gradients(X[:1], [0]), ref.gradients(X[:1], [0])
+    assert rb[0][1] > 0 and cb[0][1] > 0
+    np.testing.assert_allclose(cb[0], rb[0], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(cw[0], rw[0], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_vectorised_exp_is_within_3_ulp_of_numpy(instruction_set, dtype):
     """The element-wise sigmoid of mini-batches and inference uses the kernels' own exp
