@@ -101,6 +101,19 @@ def test_digits_rate_and_momentum_stay_with_its_sgd(capsys):
     assert "--momentum 0.9" in line(out, "defaults")
 
 
+def test_the_command_line_example_of_plain_sgd_learns_digits(capsys):
+    # `--optimizer sgd --lr 0.5` (the command line's example) kept digits' momentum of 0.9,
+    # an effective rate of 5, and ended at 14% test accuracy
+    pytest.importorskip("sklearn")
+    out = run(capsys, "train", "--data", "digits", "--layers", "64,32,10", "--epochs", "30",
+              "--batch-size", "10", "--optimizer", "sgd", "--lr", "0.5", "--no-compare")
+    assert "SGD(learning_rate=0.5, momentum=0.0," in out
+    assert float(re.search(r"test accuracy: ([\d.]+)%", out).group(1)) >= 90
+    out = run(capsys, "train", "--data", "digits", "--optimizer", "sgd", "--momentum", "0.5",
+              "--epochs", "1", "--no-compare")
+    assert "SGD(learning_rate=0.1, momentum=0.5," in out
+
+
 def test_momentum_for_the_default_adam_is_a_usage_error(capsys):
     status = cli.main(["train", "--data", "moons", "--momentum", "0.9", "--epochs", "1"])
     _, err = capsys.readouterr()
