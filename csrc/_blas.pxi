@@ -6,6 +6,8 @@ cdef extern from "cyprop_cpu.h":
     int cyprop_cpu_runs(int level) nogil
     unsigned int cyprop_flush_subnormals() nogil
     void cyprop_restore_subnormals(unsigned int previous) nogil
+    int cyprop_any_subnormal_d(const double* x, Py_ssize_t n) nogil
+    int cyprop_any_subnormal_f(const float* x, Py_ssize_t n) nogil
 
 cdef extern from "cyprop_threads.h":
     int cyprop_max_threads() nogil

@@ -145,19 +145,17 @@ cdef void epoch_batches(Epoch* e, floating* params, Rule rule) noexcept nogil:
         start = stop
 
 
-cdef bint any_subnormal(const floating* x, Py_ssize_t n) noexcept nogil:
-    """Whether x[0 .. n-1] holds a subnormal number of its dtype: a loop without branches
-    or early exit, which vectorises (a whole epoch's inputs are scanned before it runs)."""
-    cdef Py_ssize_t i
-    cdef int found = 0
-    cdef floating smallest
+cdef inline bint any_subnormal(const floating* x, Py_ssize_t n) noexcept nogil:
+    """Whether x[0 .. n-1] holds a subnormal number of its dtype (cyprop_cpu.h)."""
     if floating is double:
-        smallest = DBL_MIN
+        return cyprop_any_subnormal_d(x, n) != 0
     else:
-        smallest = FLT_MIN
-    for i in range(n):
-        found |= (x[i] != 0) & (fabs(x[i]) < smallest)
-    return found != 0
+        return cyprop_any_subnormal_f(x, n) != 0
+
+
+def holds_subnormal(const floating[::1] x):
+    """any_subnormal of x, as the per-sample paths scan their numbers (for the tests)."""
+    return any_subnormal(&x[0], x.shape[0]) if x.shape[0] > 0 else False
 
 
 cdef bint flush_reads_right(const Epoch* e, const floating* params,

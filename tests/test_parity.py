@@ -345,6 +345,30 @@ def test_every_compiled_kernel_matches_the_reference_on_its_fast_paths(
 
 
 @pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
+def test_the_scan_for_subnormals_finds_them_anywhere(instruction_set, dtype):
+    """Before a per-sample epoch the inputs, parameters and hyper-parameters are scanned
+    for subnormal numbers, which flushing would read as 0 (the epoch then runs
+    unflushed): every position of the row (the vectors' tails too), either sign, and
+    nothing else (0, -0, the smallest normal number, inf, NaN)."""
+    from cyprop import _compiled
+    if instruction_set not in _compiled.KERNELS:
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    core = _compiled.KERNELS[instruction_set]
+    info = np.finfo(dtype)
+    others = np.array([0.0, -0.0, info.smallest_normal, -info.smallest_normal, 1.0, np.inf,
+                       -np.inf, np.nan, info.max], dtype=dtype)
+    assert not core.holds_subnormal(np.zeros(0, dtype=dtype))
+    for n in (1, 7, 8, 9, 16, 17, 33):
+        row = np.resize(others, n)
+        assert not core.holds_subnormal(row)
+        for i in range(n):
+            for tiny in (info.smallest_subnormal, -info.smallest_normal / 2):
+                found = row.copy()
+                found[i] = tiny
+                assert core.holds_subnormal(found), (n, i, tiny)
+
+
+@pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
 def test_softmax_keeps_its_tiny_outputs(instruction_set, dtype):
     """The softmax's exponentials go through the vectorised exp, which gives 0 below -708
     (float32 -86.5): there they come from libm, so that a saturated network's tiny

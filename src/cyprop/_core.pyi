@@ -63,6 +63,9 @@ def py_rule_row(rule: str, hyper: Mapping[str, Any], steps: int, weights: _Float
                 flush_subnormals: bool = False,
                 next_inputs: _Floating | None = None) -> float: ...
 
+# _epoch.pxi
+def holds_subnormal(x: _Floating) -> bool: ...
+
 # _core.pyx
 class Workspace:
     def __init__(self, sizes: _Sizes, acts: _Codes, rows: int, itemsize: int,
