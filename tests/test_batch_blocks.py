@@ -133,7 +133,7 @@ def core_run(path, batch_size, block_rows, dtype, n=50, sizes=(40, 19, 17, 3),
     loss, correct, steps_after = CORE.train_epoch(
         net.arch.sizes_array, net.arch.activation_codes, net.arch.loss_code, net._params,
         X, Y, order, _compiled.Plan(path, rule, batch_size, block_rows).struct(CORE),
-        dataclasses.asdict(optimizer.hyper()), state, steps, **kwargs)
+        dataclasses.asdict(optimizer.hyper().core()), state, steps, **kwargs)
     assert steps_after == steps + -(-n // batch_size)
     return net._params, loss, correct, state
 

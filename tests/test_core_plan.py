@@ -140,7 +140,7 @@ def core_call(net, optimizer, plan, X, Y, **kwargs):
     state = kwargs.pop("state", optimizer.state_for(params))
     return CORE.train_epoch(net.arch.sizes_array, net.arch.activation_codes, net.arch.loss_code,
                             params, X, Y, np.arange(len(X), dtype=np.intp),
-                            plan.struct(CORE), dataclasses.asdict(optimizer.hyper()), state,
+                            plan.struct(CORE), dataclasses.asdict(optimizer.hyper().core()), state,
                             optimizer.steps, **kwargs)
 
 
@@ -208,7 +208,7 @@ def trained_on_paths(instruction_set, paths, optimizer, dtype, seed):
         chosen = _compiled.Plan(path, rule, 1, 1, 1).struct(core)
         _, _, steps = core.train_epoch(
             net.arch.sizes_array, net.arch.activation_codes, net.arch.loss_code, net._params,
-            X, Y, np.arange(len(X), dtype=np.intp), chosen, dataclasses.asdict(fresh.hyper()),
+            X, Y, np.arange(len(X), dtype=np.intp), chosen, dataclasses.asdict(fresh.hyper().core()),
             state, 0)
         assert steps == len(X)
         runs.append(np.concatenate([net._params, state.ravel()]))

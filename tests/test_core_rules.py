@@ -24,7 +24,7 @@ import pytest
 import cyprop
 from cyprop import _compiled
 from cyprop._architecture import Architecture
-from cyprop.optimizers import OPTIMIZERS, Hyper
+from cyprop.optimizers import OPTIMIZERS, Hyper, OptimizerHyper
 
 ISAS = ("baseline", "avx2", "avx512")
 # float32: the kernels step in float32, NumPy forms Adam's bias corrections in float64
@@ -88,10 +88,14 @@ def test_optimizer_codes_and_state_rows_are_the_cores(instruction_set):
 def test_each_optimizer_fills_exactly_the_fields_its_rules_read(name):
     core = _compiled.KERNELS["baseline"]
     optimizer = OPTIMIZERS[name](**EVERY_OPTION[name])
-    hyper = optimizer.hyper()
+    own = optimizer.hyper()   # the optimizer's own dataclass: exactly its rules' fields
+    assert isinstance(own, OptimizerHyper) and type(own).__name__ == f"{name}Hyper"
+    assert tuple(f.name for f in dataclasses.fields(own)) == core.HYPER_FIELDS[name]
+    hyper = own.core()        # the core's view: those fields set, the others 0
     assert isinstance(hyper, Hyper)
     filled = {f.name for f in dataclasses.fields(Hyper) if getattr(hyper, f.name)}
     assert filled == set(core.HYPER_FIELDS[name])
+    assert core.echo_hyper(dataclasses.asdict(hyper)) == dataclasses.asdict(hyper)
     config = optimizer.get_config()
     expected = dict(config)
     if name == "Rprop":
@@ -106,7 +110,7 @@ def test_hyper_parameters_changed_by_hand_reach_the_core():
     optimizer = cyprop.Adam()
     optimizer.beta1 = 0.5
     optimizer.learning_rate = 0.25
-    echoed = _compiled.KERNELS["baseline"].echo_hyper(dataclasses.asdict(optimizer.hyper()))
+    echoed = _compiled.KERNELS["baseline"].echo_hyper(dataclasses.asdict(optimizer.hyper().core()))
     assert echoed["beta1"] == 0.5 and echoed["learning_rate"] == 0.25
 
 
@@ -152,7 +156,7 @@ def test_each_rule_takes_the_step_of_update_params(instruction_set, config, dtyp
     grads[3][7] = 0
     expected, optimizer, n_w = numpy_steps(config, params, grads)
     rule = _compiled._rule(optimizer, core)
-    hyper = dataclasses.asdict(optimizer.hyper())
+    hyper = dataclasses.asdict(optimizer.hyper().core())
     # weights (with weight decay) and biases (without) as the kernels step them
     parts = [(slice(0, n_w), True), (slice(n_w, 15), False)]
     p = params.copy()
@@ -229,7 +233,7 @@ def test_each_rule_steps_a_row_of_weights_as_update_params(instruction_set, conf
     expected, optimizer = numpy_row_steps(config, weights,
                                           [(np.asarray(d, dtype) * x) for d, x in zip(dj, inputs)])
     rule = _compiled._rule(optimizer, core)
-    hyper = dataclasses.asdict(optimizer.hyper())
+    hyper = dataclasses.asdict(optimizer.hyper().core())
     w, state = weights.copy(), np.zeros((2, n), dtype)
     for step, (d, x) in enumerate(zip(dj, inputs)):
         x_next = inputs[(step + 1) % 4]
@@ -286,7 +290,7 @@ def test_the_rows_quotients_are_within_6u_of_the_true_ones(instruction_set, rule
     wide = np.longdouble if dtype == "float64" else np.float64
     name, kwargs = QUOTIENT_RULES[rule]
     optimizer = OPTIMIZERS[name](eps=eps, **kwargs)
-    hyper = dataclasses.asdict(optimizer.hyper())
+    hyper = dataclasses.asdict(optimizer.hyper().core())
     rng = np.random.default_rng(5)
     n = 4099
     v, g = wide_range(dtype, n, rng)
@@ -331,7 +335,7 @@ def test_special_values_step_a_row_as_the_exact_formula(instruction_set, rule, d
         state = np.stack([np.full(n, 0.5, dtype), v]) if rule == "adam" else np.stack(
             [v, np.zeros(n, dtype)])
         weights = np.zeros(n, dtype)
-        core.py_rule_row(_compiled._rule(optimizer, core), dataclasses.asdict(optimizer.hyper()),
+        core.py_rule_row(_compiled._rule(optimizer, core), dataclasses.asdict(optimizer.hyper().core()),
                          10**7, weights, g, 1.0, state)
         num = state[0] if rule == "adam" else g
         v_new = state[1] if rule == "adam" else state[0]

@@ -120,7 +120,7 @@ def test_a_state_replaced_from_another_thread_never_reaches_the_kernel():
         Y = np.eye(10)[y]
         try:
             core.train_epoch(arch.sizes_array, arch.activation_codes, arch.loss_code, params,
-                             X, Y, np.arange(64, dtype=np.intp), plan, vars(adam.hyper()),
+                             X, Y, np.arange(64, dtype=np.intp), plan, vars(adam.hyper().core()),
                              np.zeros((2, 3)), 1)
         except ValueError as exc:
             print("refused:", exc)

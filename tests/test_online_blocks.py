@@ -162,7 +162,7 @@ def core_run(path, block_rows, dtype, n=50, sizes=(40, 19, 17, 3), weight_decay=
     loss, correct, steps_after = CORE.train_epoch(
         net.arch.sizes_array, net.arch.activation_codes, net.arch.loss_code, net._params,
         X, Y, order, _compiled.Plan(path, rule, 1, block_rows).struct(CORE),
-        dataclasses.asdict(optimizer.hyper()), state, steps, **kwargs)
+        dataclasses.asdict(optimizer.hyper().core()), state, steps, **kwargs)
     assert steps_after == steps + n
     return net._params, loss, correct, state
 
@@ -311,7 +311,7 @@ def test_the_core_refuses_a_blocked_plan_it_would_run_wrong(plan, match):
     with pytest.raises(ValueError, match=match):
         CORE.train_epoch(net.arch.sizes_array, net.arch.activation_codes, net.arch.loss_code,
                          net._params, X, Y, np.arange(4, dtype=np.intp), plan.struct(CORE),
-                         dataclasses.asdict(optimizer.hyper()), optimizer.state_for(net._params),
+                         dataclasses.asdict(optimizer.hyper().core()), optimizer.state_for(net._params),
                          0)
     np.testing.assert_array_equal(net._params, before)
 
@@ -329,5 +329,5 @@ def test_max_norm_and_single_layer_nets_are_refused(optimizer, path, batch_size)
                              net.arch.loss_code, net._params, X, Y,
                              np.arange(4, dtype=np.intp),
                              _compiled.Plan(path, rule, batch_size, 8).struct(CORE),
-                             dataclasses.asdict(optimizer.hyper()),
+                             dataclasses.asdict(optimizer.hyper().core()),
                              np.zeros((1, net.n_params)), 0, **kwargs)

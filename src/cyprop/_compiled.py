@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from . import _core as _baseline
 from ._training import TrainingOptions
-from .optimizers import MAX_STEPS, OPTIMIZERS, Hyper, Optimizer
+from .optimizers import MAX_STEPS, OPTIMIZERS, Hyper, Optimizer, OptimizerHyper
 
 if TYPE_CHECKING:
     from ._architecture import Architecture
@@ -259,17 +259,24 @@ def _rule(optimizer: Optimizer, core: ModuleType) -> str:
         raise TypeError(f"the compiled backend runs cyprop's own optimizers "
                         f"({', '.join(OPTIMIZERS)}); {cls.__name__} has no compiled "
                         "step (it overrides update_params): train with backend='numpy'")
-    hyper = optimizer.hyper()
+    hyper = core_hyper(optimizer)
     if not isinstance(hyper, Hyper):
         raise ValueError(f"{cls.__name__} does not match the compiled step of its code "
                          f"{cls.code} ({name}): hyper() gives a {type(hyper).__name__}, "
-                         "not a Hyper")
+                         "not an OptimizerHyper")
     rule = name.lower() if name != "SGD" else "momentum" if hyper.momentum else "sgd"
     if cls.n_slots != core.STATE_ROWS[rule]:
         raise ValueError(f"{cls.__name__} does not match the compiled step of its code "
                          f"{cls.code} ({name}): its state has {cls.n_slots} rows, the "
                          f"rule {rule!r} {core.STATE_ROWS[rule]}")
     return rule
+
+
+def core_hyper(optimizer: Optimizer) -> Hyper:
+    """The optimizer's hyper-parameters as the compiled core reads them: its own
+    dataclass's ``core()`` (a ``Hyper`` as it is, from an optimizer that gives one)."""
+    hyper = optimizer.hyper()
+    return hyper.core() if isinstance(hyper, OptimizerHyper) else hyper
 
 
 def plan(arch: Architecture, optimizer: Optimizer, batch_size: int,
@@ -385,7 +392,7 @@ class CompiledBackend:
         options = TrainingOptions(max_norm=max_norm)
         chosen = self.plan(arch, optimizer, 1, options, 1)
         rows.prepare(setting, arch.loss_code, chosen.struct(self.core),
-                     vars(optimizer.hyper()), type(optimizer).n_slots, options.max_norm)
+                     vars(core_hyper(optimizer)), type(optimizer).n_slots, options.max_norm)
 
     def train_epoch(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
                     Y: NDArray[Any],
@@ -400,7 +407,7 @@ class CompiledBackend:
         # (the count is the kernel's own: past MAX_STEPS only by this call's steps)
         loss, correct, steps = self.core.train_epoch(
             arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y, order,
-            chosen.struct(self.core), vars(optimizer.hyper()), state,
+            chosen.struct(self.core), vars(core_hyper(optimizer)), state,
             optimizer.steps, options.sample_weight,
             None if dropout is None else dropout.rates, 0 if dropout is None else dropout.seed,
             options.max_norm)

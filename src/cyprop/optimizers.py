@@ -32,8 +32,9 @@ MAX_STEPS = 2 ** 62 - 1
 class Hyper:
     """Every optimizer's hyper-parameters by name, as the compiled core reads them: the
     Python twin of the C struct ``Hyper`` in csrc/_rules.pxi, field for field (the test
-    suite checks that the core reads back what it is given).  An optimizer sets the
-    fields it uses; the others stay 0.
+    suite checks that the core reads back what it is given).  An optimizer's own
+    dataclass (``SGDHyper``, ``AdamHyper``, ...: ``Optimizer.hyper()``) sets the fields
+    it uses (``OptimizerHyper.core()``); the others stay 0.
 
     Parameters
     ----------
@@ -70,6 +71,102 @@ class Hyper:
     eta_plus: float = 0.0        # ... and while the sign stays
     step_min: float = 0.0        # Rprop: bounds on the step sizes
     step_max: float = 0.0
+
+
+class OptimizerHyper:
+    """Base of the optimizers' own hyper-parameter dataclasses (``SGDHyper``,
+    ``AdamHyper``, ...): each holds exactly the hyper-parameters its optimizer's
+    compiled rules read (csrc/_rules.pxi: HYPER_FIELDS), by name."""
+
+    def core(self) -> Hyper:
+        """The compiled core's view of them.
+
+        Returns
+        -------
+        Hyper
+            These fields set, every other optimizer's 0.
+        """
+        return Hyper(**vars(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class SGDHyper(OptimizerHyper):
+    """SGD's hyper-parameters, as ``SGD`` takes them.
+
+    Parameters
+    ----------
+    learning_rate, momentum : float
+    nesterov : bool
+    weight_decay : float
+    """
+
+    learning_rate: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class AdamHyper(OptimizerHyper):
+    """Adam's hyper-parameters, as ``Adam`` takes them.
+
+    Parameters
+    ----------
+    learning_rate, beta1, beta2, eps, weight_decay : float
+    """
+
+    learning_rate: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RMSpropHyper(OptimizerHyper):
+    """RMSprop's hyper-parameters, as ``RMSprop`` takes them.
+
+    Parameters
+    ----------
+    learning_rate, alpha, eps, momentum, weight_decay : float
+    """
+
+    learning_rate: float
+    alpha: float
+    eps: float
+    momentum: float
+    weight_decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class AdagradHyper(OptimizerHyper):
+    """Adagrad's hyper-parameters, as ``Adagrad`` takes them.
+
+    Parameters
+    ----------
+    learning_rate, eps, weight_decay : float
+    """
+
+    learning_rate: float
+    eps: float
+    weight_decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RpropHyper(OptimizerHyper):
+    """Rprop's hyper-parameters, as ``Rprop`` takes them: ``etas`` and ``step_sizes``
+    by name.
+
+    Parameters
+    ----------
+    learning_rate, eta_minus, eta_plus, step_min, step_max : float
+    """
+
+    learning_rate: float
+    eta_minus: float
+    eta_plus: float
+    step_min: float
+    step_max: float
 
 
 class Optimizer:
@@ -212,13 +309,14 @@ class Optimizer:
         self.state = None
         self.steps = 0
 
-    def hyper(self) -> Hyper:
-        """Hyper-parameters as the compiled core reads them.
+    def hyper(self) -> OptimizerHyper:
+        """The hyper-parameters by name, as the compiled rules read them.
 
         Returns
         -------
-        Hyper
-            The fields this optimizer uses set, the others 0.
+        OptimizerHyper
+            The optimizer's own dataclass (``SGDHyper``, ``AdamHyper``, ...); its
+            ``core()`` is the compiled core's ``Hyper``.
         """
         raise NotImplementedError
 
@@ -291,17 +389,15 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum <= 0:
             raise ValueError("nesterov=True needs a momentum > 0")
 
-    def hyper(self) -> Hyper:
-        """Hyper-parameters as the compiled core reads them.
+    def hyper(self) -> SGDHyper:
+        """The hyper-parameters by name, as the compiled rules read them.
 
         Returns
         -------
-        Hyper
-            ``learning_rate``, ``momentum``, ``nesterov`` and ``weight_decay`` set, the
-            other fields 0.
+        SGDHyper
         """
-        return Hyper(learning_rate=self.learning_rate, momentum=self.momentum,
-                     nesterov=self.nesterov, weight_decay=self.weight_decay)
+        return SGDHyper(learning_rate=self.learning_rate, momentum=self.momentum,
+                        nesterov=self.nesterov, weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         """Apply one SGD step in place, as the class describes (NumPy reference).
@@ -380,17 +476,15 @@ class Adam(Optimizer):
         self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
-    def hyper(self) -> Hyper:
-        """Hyper-parameters as the compiled core reads them.
+    def hyper(self) -> AdamHyper:
+        """The hyper-parameters by name, as the compiled rules read them.
 
         Returns
         -------
-        Hyper
-            ``learning_rate``, ``beta1``, ``beta2``, ``eps`` and ``weight_decay`` set,
-            the other fields 0.
+        AdamHyper
         """
-        return Hyper(learning_rate=self.learning_rate, beta1=self.beta1, beta2=self.beta2,
-                     eps=self.eps, weight_decay=self.weight_decay)
+        return AdamHyper(learning_rate=self.learning_rate, beta1=self.beta1,
+                         beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         """Apply one Adam step in place, as the class describes (NumPy reference).
@@ -472,17 +566,16 @@ class RMSprop(Optimizer):
         self.momentum = check_number("momentum", momentum, 0)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
-    def hyper(self) -> Hyper:
-        """Hyper-parameters as the compiled core reads them.
+    def hyper(self) -> RMSpropHyper:
+        """The hyper-parameters by name, as the compiled rules read them.
 
         Returns
         -------
-        Hyper
-            ``learning_rate``, ``alpha``, ``eps``, ``momentum`` and ``weight_decay``
-            set, the other fields 0.
+        RMSpropHyper
         """
-        return Hyper(learning_rate=self.learning_rate, alpha=self.alpha, eps=self.eps,
-                     momentum=self.momentum, weight_decay=self.weight_decay)
+        return RMSpropHyper(learning_rate=self.learning_rate, alpha=self.alpha,
+                            eps=self.eps, momentum=self.momentum,
+                            weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         """Apply one RMSprop step in place, as the class describes (NumPy reference).
@@ -556,16 +649,15 @@ class Adagrad(Optimizer):
         self.eps = check_number("eps", eps, 0, exclusive_minimum=True)
         self.weight_decay = check_number("weight_decay", weight_decay, 0)
 
-    def hyper(self) -> Hyper:
-        """Hyper-parameters as the compiled core reads them.
+    def hyper(self) -> AdagradHyper:
+        """The hyper-parameters by name, as the compiled rules read them.
 
         Returns
         -------
-        Hyper
-            ``learning_rate``, ``eps`` and ``weight_decay`` set, the other fields 0.
+        AdagradHyper
         """
-        return Hyper(learning_rate=self.learning_rate, eps=self.eps,
-                     weight_decay=self.weight_decay)
+        return AdagradHyper(learning_rate=self.learning_rate, eps=self.eps,
+                            weight_decay=self.weight_decay)
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         """Apply one Adagrad step in place, as the class describes (NumPy reference).
@@ -639,18 +731,17 @@ class Rprop(Optimizer):
         self.etas = (eta_minus, eta_plus)
         self.step_sizes = (step_min, step_max)
 
-    def hyper(self) -> Hyper:
-        """Hyper-parameters as the compiled core reads them.
+    def hyper(self) -> RpropHyper:
+        """The hyper-parameters by name, as the compiled rules read them: ``etas`` and
+        ``step_sizes`` as ``eta_minus``, ``eta_plus``, ``step_min``, ``step_max``.
 
         Returns
         -------
-        Hyper
-            ``learning_rate``, ``eta_minus`` and ``eta_plus`` (from ``etas``), ``step_min``
-            and ``step_max`` (from ``step_sizes``) set, the other fields 0.
+        RpropHyper
         """
-        return Hyper(learning_rate=self.learning_rate, eta_minus=self.etas[0],
-                     eta_plus=self.etas[1], step_min=self.step_sizes[0],
-                     step_max=self.step_sizes[1])
+        return RpropHyper(learning_rate=self.learning_rate, eta_minus=self.etas[0],
+                          eta_plus=self.etas[1], step_min=self.step_sizes[0],
+                          step_max=self.step_sizes[1])
 
     def update_params(self, params: NDArray[Any], grad: NDArray[Any], arch: Architecture) -> None:
         """Apply one Rprop step in place, as the class describes (NumPy reference).
