@@ -162,6 +162,18 @@ def test_train_test_split_refuses_a_single_value():
         datasets.train_test_split(np.zeros((4, 2)), np.float64(1.0))
 
 
+
+def test_train_test_split_refuses_sparse_by_name():
+    # np.asarray wraps a sparse matrix in a 0-d object array: it was refused as "the
+    # single value <Compressed Sparse Row sparse matrix ...>"
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.csr_matrix(np.eye(4))
+    with pytest.raises(TypeError, match=r"X is a scipy.sparse csr_matrix: .*X.toarray\(\)"):
+        datasets.train_test_split(X, [0, 1, 0, 1])
+    with pytest.raises(TypeError, match=r"y is a scipy.sparse csr_matrix"):
+        datasets.train_test_split(np.eye(4), sparse.csr_matrix(np.eye(4)))
+    assert datasets.train_test_split(X.toarray(), [0, 1, 0, 1])[0].shape == (3, 4)
+
 # --------------------------------------------------------------------- MNIST
 @pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("kind", ["train", "test"])

@@ -113,6 +113,18 @@ def test_more_networks_than_memory_are_refused_before_they_are_built():
            "each need" in done.stdout and "| built 1" in done.stdout, done.stdout
 
 
+
+def test_an_unknown_memory_size_refuses_nothing(monkeypatch):
+    # os.sysconf gives -1 for a value the system does not know: every n was "more than
+    # this machine's -0.0 GiB of memory"
+    sysconf = os.sysconf
+    monkeypatch.setattr(os, "sysconf",
+                        lambda name: -1 if name == "SC_PHYS_PAGES" else sysconf(name))
+    X, y = blobs()
+    results = cyprop.train_many(lambda i: cyprop.Network([5, 3, 3], seed=i), X, y, 2,
+                                epochs=1)
+    assert len(results) == 2
+
 def test_networks_of_the_wrong_type_are_refused_before_the_rest_are_built():
     X, y = blobs()
     built = []

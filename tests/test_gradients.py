@@ -240,6 +240,19 @@ def test_check_gradients_refuses_a_step_float64_cannot_take(make_net, make_data,
     assert cyprop.check_gradients(net, X, Y, epsilon=1e-4) < 1e-6
 
 
+def test_check_gradients_blames_epsilon_for_a_loss_its_step_overflows(make_net, make_data,
+                                                                       flat_params):
+    # a step of 1e200 is a float64, but squared in mse the loss is not: the error said
+    # "the inputs or weights are too large; scale the inputs"
+    net = make_net([3, 4, 2], ("relu", "identity", "mse"))
+    X, Y = make_data([3, 4, 2], "identity", n=5)
+    before = flat_params(net)
+    with pytest.raises(ValueError, match=r"epsilon=1e\+200 is too large: .*overflows the loss"):
+        cyprop.check_gradients(net, X, Y, epsilon=1e200)
+    np.testing.assert_array_equal(flat_params(net), before)
+    assert cyprop.check_gradients(net, X, Y, epsilon=1e-4) < 1e-6
+
+
 # ------------------------------------------------------------------- PyTorch
 @pytest.fixture(scope="module")
 def torch():

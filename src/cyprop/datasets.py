@@ -20,6 +20,7 @@ import numbers as _numbers
 import os as _os
 import re as _re
 import stat as _stat
+import sys as _sys
 import typing as _typing
 import zlib as _zlib
 from collections.abc import Iterable as _Iterable
@@ -239,10 +240,18 @@ def train_test_split(X: _npt.ArrayLike, y: _npt.ArrayLike, test_size: float = 0.
     Raises
     ------
     TypeError
-        If ``test_size`` is not a number, or ``X`` or ``y`` is a single value (0-d).
+        If ``test_size`` is not a number, or ``X`` or ``y`` is a single value (0-d)
+        or a scipy.sparse matrix.
     ValueError
         If ``X`` and ``y`` differ in length or ``test_size`` leaves a part empty.
     """
+    sparse = _sys.modules.get("scipy.sparse")   # (not imported: nothing can be sparse)
+    for name, data in (("X", X), ("y", y)):
+        # (np.asarray makes one a 0-d object array: "the single value" would mislead)
+        if sparse is not None and sparse.issparse(data):
+            raise TypeError(f"{name} is a scipy.sparse {type(data).__name__}: convert it "
+                            f"with {name}.toarray(), or split it with scikit-learn's "
+                            "train_test_split")
     X = np.asarray(X)
     y = np.asarray(y)
     for name, array in (("X", X), ("y", y)):

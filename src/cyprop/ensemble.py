@@ -208,9 +208,12 @@ def _check_memory(first: Network, n: int) -> None:
     after the other, they would exhaust it, and the system may then kill the process
     instead of raising MemoryError."""
     try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        page, pages = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):   # (not POSIX: nothing to compare with)
         return
+    if page <= 0 or pages <= 0:   # (sysconf's -1: the size is not known here)
+        return
+    physical = page * pages
     each = sum(array.nbytes for array in (*first.weights, *first.biases))
     if n * each > physical:
         raise MemoryError(f"train_many: {n} networks of {each:,} bytes of parameters each "

@@ -55,7 +55,7 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
     ValueError
         If ``X`` or ``Y`` does not fit the network (shape, non-finite values, labels),
         or ``epsilon`` is not a finite number > 0, or is so large that a step leaves
-        float64's range or so small that it is lost to rounding.
+        float64's range (or overflows the loss) or so small that it is lost to rounding.
     """
     epsilon = _validation.check_number("epsilon", epsilon, 0, exclusive_minimum=True)
     probe = net.copy()
@@ -79,10 +79,17 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
             raise ValueError(f"epsilon={epsilon:g} is too small: the step {h:g} is lost to "
                              f"rounding next to parameter {i} ({float(saved):g}); try 1e-4")
         losses = []
-        for step in (2, 1, -1, -2):
-            params[i] = saved + step * h
-            losses.append(probe.loss(X, Y))
-        params[i] = saved
+        try:
+            for step in (2, 1, -1, -2):
+                params[i] = saved + step * h
+                losses.append(probe.loss(X, Y))
+        except FloatingPointError as exc:
+            # the loss at the unmoved weights was finite (gradients above): the step
+            # overflowed it, which "the inputs or weights are too large" would misplace
+            raise ValueError(f"epsilon={epsilon:g} is too large: the step {h:g} on parameter "
+                             f"{i} ({float(saved):g}) overflows the loss; try 1e-4") from exc
+        finally:
+            params[i] = saved
         numeric[i] = (-losses[0] + 8 * losses[1] - 8 * losses[2] + losses[3]) / (12 * h)
     floor = 1e-5 * max(1.0, float(np.abs(analytic).max()))
     error = np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), floor)
