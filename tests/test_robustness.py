@@ -402,6 +402,8 @@ def test_sparse_input_is_refused_by_name(fmt):
                    TypeError, rf"^X is a scipy.sparse {fmt}_matrix, .*X.toarray\(\)")
     assert_refused(net, X, sparse.coo_array(Y), TypeError,
                    r"^Y is a scipy.sparse coo_array, .*Y.toarray\(\)", inference=False)
+    with pytest.raises(TypeError, match=r"^sample_weight is a scipy.sparse csr_array, "):
+        net.fit(X, Y, epochs=1, sample_weight=sparse.csr_array(np.ones((1, 4))), verbose=0)
 
 
 @PROPERTY
