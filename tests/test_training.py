@@ -611,6 +611,20 @@ def test_plot_refuses_a_fifo_without_blocking(tmp_path):
         "h.record(loss=1.0, accuracy=0.5); h.plot(sys.argv[1])", "History.plot")
 
 
+def test_plots_write_into_a_file_object():
+    # matplotlib's savefig takes a file object; the atomic writer took paths only
+    pytest.importorskip("matplotlib")
+    import io
+
+    from cyprop.explain import explain, textbook_example
+    history = cyprop.History()
+    history.record(loss=1.0, accuracy=0.5)
+    for figure_of in (history.plot, explain(*textbook_example()).plot):
+        buffer = io.BytesIO()
+        figure_of(buffer)
+        assert buffer.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_failed_plot_keeps_the_previous_file(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     history = cyprop.History()

@@ -19,7 +19,7 @@ import copy
 import dataclasses
 import io
 import os
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -192,7 +192,8 @@ class Step:
                 f"{float(self.loss):.6g} before the step>")
 
     # ----------------------------------------------------------------- plot
-    def plot(self, path: str | os.PathLike[str] | None = None, show: bool = False) -> Figure:
+    def plot(self, path: str | os.PathLike[str] | IO[bytes] | None = None,
+             show: bool = False) -> Figure:
         """Draw the network: units in columns (inputs left), each weight a line.
 
         Lines are coloured by the weight's new value and units by their output (a
@@ -202,9 +203,10 @@ class Step:
 
         Parameters
         ----------
-        path : str or os.PathLike, optional
+        path : str, os.PathLike or binary file object, optional
             Save the figure there (a PNG unless the suffix asks for another format),
-            atomically, as ``Network.save`` writes.
+            atomically, as ``Network.save`` writes; a file object gets matplotlib's
+            default format.
         show : bool, default False
             Also open it through ``matplotlib.pyplot``.
 
@@ -322,13 +324,17 @@ class Step:
         return fig
 
 
-def _save_figure(fig: Figure, path: str | os.PathLike[str]) -> None:
+def _save_figure(fig: Figure, path: str | os.PathLike[str] | IO[bytes]) -> None:
     """``fig.savefig(path)``, written as ``Network.save`` writes: never into a FIFO
     (opening one blocks until it is read) or a device, and atomically, so that a
     failure leaves the file that was there.  matplotlib's naming is kept: without a
-    suffix, the file gets its default format's."""
+    suffix, the file gets its default format's.  A file object is matplotlib's to
+    write (in its default format), as ``savefig`` takes it."""
     from matplotlib import rcParams
 
+    if hasattr(path, "write"):
+        fig.savefig(path)
+        return
     name = os.fspath(path)
     if isinstance(name, bytes):
         name = os.fsdecode(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,7 +86,8 @@ class History:
         """
         return {key: list(getattr(self, key)) for key in self.KEYS}
 
-    def plot(self, path: str | os.PathLike[str] | None = None, show: bool = False) -> Figure:
+    def plot(self, path: str | os.PathLike[str] | IO[bytes] | None = None,
+             show: bool = False) -> Figure:
         """Draw the learning curves.
 
         Three panels over the epochs: the loss, the accuracy (training, and validation
@@ -96,10 +97,10 @@ class History:
 
         Parameters
         ----------
-        path : str or os.PathLike, optional
+        path : str, os.PathLike or binary file object, optional
             Write the figure there (a PNG unless the name's suffix asks for another
             format matplotlib knows, such as ``.svg`` or ``.pdf``), atomically, as
-            ``Network.save`` writes.
+            ``Network.save`` writes; a file object gets matplotlib's default format.
         show : bool, default False
             Also open it in a window through ``matplotlib.pyplot``.
 
