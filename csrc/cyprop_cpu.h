@@ -58,8 +58,6 @@ static inline void cyprop_restore_subnormals(unsigned int previous) { (void)prev
 #include <stddef.h>
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include <immintrin.h>
-#endif
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
 static inline int cyprop_any_subnormal_d(const double* x, ptrdiff_t n) {
     __mmask8 found = 0;
     ptrdiff_t i = 0;

@@ -37,29 +37,17 @@ CYPROP_INLINE void OF(cyprop_dot_tile)(const int RT, const int JT, int K,
     CYPROP_DOT_TILE(rt, 6) CYPROP_DOT_TILE(rt, 5) CYPROP_DOT_TILE(rt, 4) \
     CYPROP_DOT_TILE(rt, 3) CYPROP_DOT_TILE(rt, 2) CYPROP_DOT_TILE(rt, 1) }
 
-/* Z += X @ W.T: z[r, j] += x[r, :K] . w[j, :K] for r < rows, j < units. */
+/* Z += X @ W.T: z[r, j] += x[r, :K] . w[j, :K] for r < rows, j < units.  W's rows go in
+   blocks, each meeting every tile of 4 rows of X: blocks of 48 rows of W (L2) while each
+   tile of X stays in L1; of 6 where 6 rows of W fit in half of L1 (a block is then one
+   tile of W, which stays there while the rows of X stream past: 4 loads from L2 per 24
+   multiply-adds instead of 6).  The same tiles and sums either way. */
 static void OF(cyprop_rows_dot_rows)(int rows, int units, int K, const REAL* x, int ldx,
                                      const REAL* w, int ldw, REAL* z, int ldz) {
+    const int block = (size_t)6 * K * sizeof(REAL) <= 24576 ? 6 : 48;
     int j0, j1, j, r;
-    if ((size_t)6 * K * sizeof(REAL) <= 24576) {
-        /* 6 rows of W fit in half of L1: each tile of them stays there while the rows
-           of X stream past (4 loads from L2 per 24 multiply-adds instead of 6) */
-        for (j = 0; j < units; j += 6) {
-            j1 = units;   /* (for CYPROP_DOT_TILES) */
-            for (r = 0; r < rows; r += 4) {
-                switch (rows - r < 4 ? rows - r : 4) {
-                    case 4: CYPROP_DOT_TILES(4) break;
-                    case 3: CYPROP_DOT_TILES(3) break;
-                    case 2: CYPROP_DOT_TILES(2) break;
-                    default: CYPROP_DOT_TILES(1) break;
-                }
-            }
-        }
-        return;
-    }
-    /* 48 rows of W at a time (L2); each tile of 4 rows of X (L1) meets all of them */
-    for (j0 = 0; j0 < units; j0 += 48) {
-        j1 = units < j0 + 48 ? units : j0 + 48;
+    for (j0 = 0; j0 < units; j0 += block) {
+        j1 = units < j0 + block ? units : j0 + block;
         for (r = 0; r < rows; r += 4) {
             for (j = j0; j < j1; j += 6) {
                 switch (rows - r < 4 ? rows - r : 4) {
@@ -72,6 +60,7 @@ static void OF(cyprop_rows_dot_rows)(int rows, int units, int K, const REAL* x, 
         }
     }
 }
+
 #undef CYPROP_DOT_TILE
 #undef CYPROP_DOT_TILES
 
