@@ -74,14 +74,16 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:20] + "..." + text[-10:]
 
 
-def _refuse_sparse(name: str, data: object) -> None:
+def _refuse_sparse(name: str, data: object, refusal: str = ", which a Network does not take",
+                   way_out: str = " (cyprop.sklearn's estimators take sparse input, a block "
+                                  "of rows at a time)") -> None:
     """A TypeError for a scipy.sparse ``data``, which np.asarray would wrap in a 0-d
-    object array (so "must hold numbers" would mislead)."""
+    object array (so "must hold numbers" would mislead); ``refusal`` and ``way_out``
+    word the message around "convert it with .toarray()"."""
     sparse = sys.modules.get("scipy.sparse")   # (not imported: data cannot be sparse)
     if sparse is not None and sparse.issparse(data):
-        raise TypeError(f"{name} is a scipy.sparse {type(data).__name__}, which a Network "
-                        f"does not take: convert it with {name}.toarray() (cyprop.sklearn's "
-                        "estimators take sparse input, a block of rows at a time)")
+        raise TypeError(f"{name} is a scipy.sparse {type(data).__name__}{refusal}: convert "
+                        f"it with {name}.toarray(){way_out}")
 
 
 def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:

@@ -20,7 +20,6 @@ import numbers as _numbers
 import os as _os
 import re as _re
 import stat as _stat
-import sys as _sys
 import typing as _typing
 import zlib as _zlib
 from collections.abc import Iterable as _Iterable
@@ -28,6 +27,8 @@ from collections.abc import Iterator as _Iterator
 
 import numpy as np
 import numpy.typing as _npt
+
+from . import _validation
 
 # The public API is the data-set functions: the standard-library modules above are
 # imported under private names, and dir() (which tab completion reads) lists __all__
@@ -245,13 +246,10 @@ def train_test_split(X: _npt.ArrayLike, y: _npt.ArrayLike, test_size: float = 0.
     ValueError
         If ``X`` and ``y`` differ in length or ``test_size`` leaves a part empty.
     """
-    sparse = _sys.modules.get("scipy.sparse")   # (not imported: nothing can be sparse)
     for name, data in (("X", X), ("y", y)):
         # (np.asarray makes one a 0-d object array: "the single value" would mislead)
-        if sparse is not None and sparse.issparse(data):
-            raise TypeError(f"{name} is a scipy.sparse {type(data).__name__}: convert it "
-                            f"with {name}.toarray(), or split it with scikit-learn's "
-                            "train_test_split")
+        _validation._refuse_sparse(name, data, "",
+                                   ", or split it with scikit-learn's train_test_split")
     X = np.asarray(X)
     y = np.asarray(y)
     for name, array in (("X", X), ("y", y)):
