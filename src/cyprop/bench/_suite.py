@@ -5,7 +5,10 @@ scikit-learn), W2 [784, 30, 10] and W3 [784, 100, 10] on random MNIST-shaped dat
 system trains sigmoid hidden layers and a softmax + cross-entropy output (the C baseline:
 sigmoid + quadratic cost, the same work) with plain SGD, lr 0.1: a warm-up epoch, then the
 median of --repeats epochs.  Machines are shared and noisy: read the ratios between systems
-measured in the same run, not the absolute figures.
+measured in the same run, not the absolute figures.  For the same reason the systems of a
+point (workload, batch size, dtype, threads) are timed in turn, one epoch of each per round,
+so that a machine whose speed drifts over minutes slows them alike; the C baseline (its own
+program and repeats) runs right after each point at batch size 1.
 
 Systems: cython (cyprop's compiled core), numpy (cyprop's NumPy reference), torch (PyTorch
 CPU), jax (a jit-compiled JAX epoch, one thread; pip install "jax[cpu]"), sklearn
@@ -26,7 +29,9 @@ python -m cyprop.bench is the same as cyprop bench.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -37,10 +42,11 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -70,23 +76,16 @@ XLA_ONE_CORE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=
 
 
 # ----------------------------------------------------------------------------- helpers
-def measure(epoch: Callable[[], object], repeats: int,
-            budget: float | None = None) -> list[float]:
-    """Warm up with one call of ``epoch()``, then time ``repeats`` calls; list of seconds.
-
-    ``epoch()`` may return the seconds it measured itself as a float (cyprop's History,
-    which leaves out input validation); otherwise the call is timed here.  With a
-    ``budget`` (seconds), stop early once 3 timed calls are done and the budget is spent
-    (a pathologically slow point, e.g. threads fighting over a busy machine)."""
-    epoch()
+def measure(call: Callable[[], object], repeats: int) -> list[float]:
+    """Warm up with one ``call()``, then time ``repeats`` calls; list of seconds.  For one
+    callable alone (inference, matrix products); the training systems take turns through
+    ``time_in_turn``."""
+    call()
     times: list[float] = []
-    spent = time.perf_counter()
     for _ in range(repeats):
         start = time.perf_counter()
-        inner = epoch()
-        times.append(inner if isinstance(inner, float) else time.perf_counter() - start)
-        if budget and len(times) >= 3 and time.perf_counter() - spent > budget:
-            break
+        call()
+        times.append(time.perf_counter() - start)
     return times
 
 
@@ -131,7 +130,6 @@ def blas_limited(threads: int) -> AbstractContextManager[Any]:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        import contextlib
         return contextlib.nullcontext()
     return threadpool_limits(limits=threads)
 
@@ -169,172 +167,277 @@ def w1_source() -> str:
 
 
 # ----------------------------------------------------------------------------- systems
+class Group(NamedTuple):
+    """A comparable point: one workload, batch size, dtype and thread count.  Every
+    system that runs there is timed in turn with the others."""
+    workload: str
+    batch_size: int
+    dtype: str
+    threads: int
+
+    @property
+    def variant(self) -> str:
+        return f"{SHORT_DTYPE[self.dtype]} {self.threads}thr"
+
+
+@dataclass
+class Point:
+    """One system's epoch at a group, prepared and ready to be timed.
+
+    ``epoch()`` trains one epoch; it may return the seconds it measured itself as a float
+    (cyprop's History, which leaves out input validation), otherwise the call is timed.
+    ``context()`` is entered around each call, outside the time: the system's threads."""
+    system: str
+    variant: str
+    dtype: str
+    n: int
+    limited: bool
+    epoch: Callable[[], object]
+    context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+
+
+#: How a system prepares its epoch at a group (None: it does not run there).
+Prepare = Callable[[Group, np.ndarray, np.ndarray, argparse.Namespace], Point | None]
+
+
 def make_cyprop_net(workload: str, dtype: str, backend: str) -> Network:
     import cyprop
     return cyprop.Network(WORKLOADS[workload], activation="sigmoid", output="softmax",
                           loss="cross_entropy", dtype=dtype, seed=0, backend=backend)
 
 
-def run_cyprop(backend: str, data: DataSets, batch_sizes: list[int], dtypes: list[str],
-               args: argparse.Namespace) -> list[Record]:
-    """cyprop with ``backend`` ("cython" or "numpy"); the epoch time is the History's.
-    The compiled core gets its threads as ``fit(n_threads=...)``, the NumPy reference as
-    BLAS threads."""
+def prepare_cyprop(backend: str, g: Group, X: np.ndarray, y: np.ndarray,
+                   args: argparse.Namespace) -> Point | None:
+    """cyprop with ``backend`` ("cython" at each of --dtypes, "numpy" at float64); the
+    epoch time is the History's.  The compiled core gets its threads as
+    ``fit(n_threads=...)``, the NumPy reference as BLAS threads."""
+    if g.dtype not in (["float64"] if backend == "numpy" else args.dtypes):
+        return None
     import cyprop
-    slow = backend == "numpy"
-    out = []
-    for wl, (X, y) in data.items():
-        for dtype in dtypes:
-            for bs in batch_sizes:
-                n = samples_for(slow, bs, len(X), args)
-                Xd, yd = np.ascontiguousarray(X[:n], dtype=dtype), y[:n]
-                for threads in thread_counts(args, bs):
-                    net = make_cyprop_net(wl, dtype, backend)
-                    opt = cyprop.SGD(learning_rate=LEARNING_RATE)
+    n = samples_for(backend == "numpy", g.batch_size, len(X), args)
+    Xd, yd = np.ascontiguousarray(X[:n], dtype=g.dtype), y[:n]
+    net = make_cyprop_net(g.workload, g.dtype, backend)
+    opt = cyprop.SGD(learning_rate=LEARNING_RATE)
+    n_threads = g.threads if backend == "cython" else None
 
-                    def epoch() -> float:
-                        h = net.fit(Xd, yd, epochs=1, batch_size=bs, optimizer=opt,
-                                    shuffle=True, seed=0, verbose=0,
-                                    n_threads=threads if backend == "cython" else None)
-                        return h.seconds[-1] or 0.0   # (always recorded by fit)
+    def epoch() -> float:
+        h = net.fit(Xd, yd, epochs=1, batch_size=g.batch_size, optimizer=opt, shuffle=True,
+                    seed=0, verbose=0, n_threads=n_threads)
+        return h.seconds[-1] or 0.0   # (always recorded by fit)
 
-                    with blas_limited(threads):
-                        times = measure(epoch, args.repeats, args.point_budget)
-                    r = result(f"cyprop-{backend}", f"{SHORT_DTYPE[dtype]} {threads}thr", wl, bs,
-                               dtype, n, times, limited=n < len(X))
-                    progress(r)
-                    out.append(r)
-    return out
+    return Point(f"cyprop-{backend}", g.variant, g.dtype, n, n < len(X), epoch,
+                 lambda: blas_limited(g.threads))
 
 
-def run_torch(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) -> list[Record]:
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch's threads set to ``threads`` inside the block, restored after."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def prepare_torch(g: Group, X: np.ndarray, y: np.ndarray,
+                  args: argparse.Namespace) -> Point | None:
     """PyTorch CPU: nn.Linear+Sigmoid+Linear, CrossEntropyLoss, optim.SGD, a plain loop over
-    index batches of a fresh permutation; at each of --dtypes and each thread count."""
+    index batches of a fresh permutation; at each of --dtypes, its threads set by
+    ``torch.set_num_threads`` around each call."""
+    if g.dtype not in args.dtypes:
+        return None
     import torch
     from torch import nn
 
-    before = torch.get_num_threads()
-    variants = [(dtype, t) for dtype in args.dtypes for t in args.threads]
-    out = []
-    try:
-        for dtype, threads in variants:
-            torch.set_num_threads(threads)
-            tdtype = getattr(torch, dtype)
-            variant = f"{SHORT_DTYPE[dtype]} {threads}thr"
-            for wl, (X, y) in data.items():
-                for bs in batch_sizes:
-                    if threads not in thread_counts(args, bs):
-                        continue
-                    n = samples_for(True, bs, len(X), args)
-                    Xt = torch.from_numpy(np.ascontiguousarray(X[:n], dtype=dtype))
-                    yt = torch.from_numpy(y[:n])
-                    torch.manual_seed(0)
-                    n_in, n_hidden, n_out = WORKLOADS[wl]
-                    model = nn.Sequential(nn.Linear(n_in, n_hidden), nn.Sigmoid(),
-                                          nn.Linear(n_hidden, n_out)).to(tdtype)
-                    loss_fn = nn.CrossEntropyLoss()
-                    opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    n = samples_for(True, g.batch_size, len(X), args)
+    bs = g.batch_size
+    Xt = torch.from_numpy(np.ascontiguousarray(X[:n], dtype=g.dtype))
+    yt = torch.from_numpy(y[:n])
+    torch.manual_seed(0)
+    n_in, n_hidden, n_out = WORKLOADS[g.workload]
+    model = nn.Sequential(nn.Linear(n_in, n_hidden), nn.Sigmoid(),
+                          nn.Linear(n_hidden, n_out)).to(getattr(torch, g.dtype))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
 
-                    def epoch() -> None:
-                        perm = torch.randperm(n)
-                        for i in range(0, n, bs):
-                            idx = perm[i:i + bs]
-                            opt.zero_grad()
-                            loss = loss_fn(model(Xt[idx]), yt[idx])
-                            loss.backward()
-                            opt.step()
+    def epoch() -> None:
+        perm = torch.randperm(n)
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            opt.zero_grad()
+            loss = loss_fn(model(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
 
-                    r = result("torch", variant, wl, bs, dtype, n,
-                               measure(epoch, args.repeats, args.point_budget), limited=n < len(X))
-                    progress(r)
-                    out.append(r)
-    finally:
-        torch.set_num_threads(before)
-    return out
+    return Point("torch", g.variant, g.dtype, n, n < len(X), epoch,
+                 lambda: torch_threads(g.threads))
 
 
-def run_jax(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) -> list[Record]:
+def prepare_jax(g: Group, X: np.ndarray, y: np.ndarray,
+                args: argparse.Namespace) -> Point | None:
     """JAX: a jit-compiled epoch, ``jax.lax.scan`` of the SGD step over the batches of a
     fresh permutation (how a performance-minded JAX user writes this loop), one thread,
-    at each of --dtypes.  The epoch covers the whole batches (n // bs * bs samples)."""
+    at each of --dtypes.  The epoch covers the whole batches (n // bs * bs samples).
+    XLA_FLAGS and float64 (``jax_enable_x64``) are set before (``setup_jax``)."""
+    # Once per workload, batch size and dtype, beside the fewest threads: it runs on one.
+    if g.dtype not in args.dtypes or g.threads != thread_counts(args, g.batch_size)[0]:
+        return None
     import jax
     import jax.numpy as jnp
 
-    if "float64" in args.dtypes:
+    n_in, n_hidden, n_out = WORKLOADS[g.workload]
+    rng = np.random.default_rng(0)
+    init = [rng.normal(0, 1 / np.sqrt(n_in), (n_hidden, n_in)), np.zeros(n_hidden),
+            rng.normal(0, 1 / np.sqrt(n_hidden), (n_out, n_hidden)), np.zeros(n_out)]
+    bs = g.batch_size
+    n = samples_for(True, bs, len(X), args)
+    limited = n < len(X)
+    n = n // bs * bs   # whole batches
+    Xj = jnp.asarray(X[:n], dtype=g.dtype)
+    Yj = jnp.asarray(np.eye(n_out)[y[:n]], dtype=g.dtype)
+
+    def loss(params: list[Any], xb: Any, yb: Any) -> Any:
+        W1, b1, W2, b2 = params
+        z = jax.nn.sigmoid(xb @ W1.T + b1) @ W2.T + b2
+        return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(z), axis=1))
+
+    def step(params: list[Any], batch: tuple[Any, Any]) -> tuple[list[Any], None]:
+        grads = jax.grad(loss)(params, *batch)
+        return [p - LEARNING_RATE * d for p, d in zip(params, grads)], None
+
+    @jax.jit
+    def train(params: list[Any], order: Any, n_batches: int = n // bs,
+              bs: int = bs) -> list[Any]:
+        batches = (Xj[order].reshape(n_batches, bs, n_in),
+                   Yj[order].reshape(n_batches, bs, n_out))
+        return jax.lax.scan(step, params, batches)[0]
+
+    params = [jnp.asarray(p, dtype=g.dtype) for p in init]
+    orders = np.random.default_rng(1)
+
+    def epoch() -> None:
+        order = jnp.asarray(orders.permutation(n))
+        jax.block_until_ready(train(params, order))
+
+    return Point("jax", f"{SHORT_DTYPE[g.dtype]} 1thr", g.dtype, n, limited, epoch)
+
+
+def setup_jax(args: argparse.Namespace) -> bool:
+    """XLA on one core (its flags are read when jax loads) and float64 when asked for;
+    whether jax imports."""
+    if "jax" not in sys.modules:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_CORE}".strip()
+    if not available("jax"):
+        return False
+    if "float64" in args.dtypes:   # for the whole run, so every point runs in one mode
+        import jax
         jax.config.update("jax_enable_x64", True)
-    out = []
-    for dtype in args.dtypes:
-        for wl, (X, y) in data.items():
-            n_in, n_hidden, n_out = WORKLOADS[wl]
-            rng = np.random.default_rng(0)
-            init = [rng.normal(0, 1 / np.sqrt(n_in), (n_hidden, n_in)), np.zeros(n_hidden),
-                    rng.normal(0, 1 / np.sqrt(n_hidden), (n_out, n_hidden)), np.zeros(n_out)]
-            for bs in batch_sizes:
-                n = samples_for(True, bs, len(X), args)
-                limited = n < len(X)
-                n = n // bs * bs   # whole batches
-                Xj = jnp.asarray(X[:n], dtype=dtype)
-                Yj = jnp.asarray(np.eye(n_out)[y[:n]], dtype=dtype)
-
-                def loss(params: list[Any], xb: Any, yb: Any) -> Any:
-                    W1, b1, W2, b2 = params
-                    z = jax.nn.sigmoid(xb @ W1.T + b1) @ W2.T + b2
-                    return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(z), axis=1))
-
-                def step(params: list[Any], batch: tuple[Any, Any]) -> tuple[list[Any], None]:
-                    grads = jax.grad(loss)(params, *batch)
-                    return [p - LEARNING_RATE * g for p, g in zip(params, grads)], None
-
-                @jax.jit
-                def train(params: list[Any], order: Any, n_batches: int = n // bs,
-                          bs: int = bs) -> list[Any]:
-                    batches = (Xj[order].reshape(n_batches, bs, n_in),
-                               Yj[order].reshape(n_batches, bs, n_out))
-                    return jax.lax.scan(step, params, batches)[0]
-
-                params = [jnp.asarray(p, dtype=dtype) for p in init]
-                orders = np.random.default_rng(1)
-
-                def epoch() -> None:
-                    order = jnp.asarray(orders.permutation(n))
-                    jax.block_until_ready(train(params, order))
-
-                r = result("jax", f"{SHORT_DTYPE[dtype]} 1thr", wl, bs, dtype, n,
-                           measure(epoch, args.repeats, args.point_budget), limited=limited)
-                progress(r)
-                out.append(r)
-    return out
+    return True
 
 
-def run_sklearn(data: DataSets, batch_sizes: list[int], args: argparse.Namespace) -> list[Record]:
-    """scikit-learn MLPClassifier, one epoch per partial_fit (plain SGD, shuffled)."""
+def prepare_sklearn(g: Group, X: np.ndarray, y: np.ndarray,
+                    args: argparse.Namespace) -> Point | None:
+    """scikit-learn MLPClassifier at float64, one epoch per partial_fit (plain SGD,
+    shuffled), with the group's BLAS threads."""
+    if g.dtype != "float64":
+        return None
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
+    n = samples_for(True, g.batch_size, len(X), args)
+    Xd, yd = X[:n], y[:n]
+    classes = np.unique(y)
+    clf = MLPClassifier(hidden_layer_sizes=(WORKLOADS[g.workload][1],), activation="logistic",
+                        solver="sgd", learning_rate_init=LEARNING_RATE, momentum=0.0,
+                        nesterovs_momentum=False, alpha=0.0, batch_size=g.batch_size,
+                        shuffle=True, max_iter=1, random_state=0)
+
+    def epoch() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.partial_fit(Xd, yd, classes=classes)
+
+    return Point("sklearn", g.variant, "float64", n, n < len(X), epoch,
+                 lambda: blas_limited(g.threads))
+
+
+#: The systems that train at each group, in the order they take their turns: name ->
+#: (the module they need, how they prepare a point, the title printed).
+TRAINERS: dict[str, tuple[str, Prepare, str]] = {
+    "cython": ("cyprop", functools.partial(prepare_cyprop, "cython"), "cyprop, compiled core"),
+    "numpy": ("cyprop", functools.partial(prepare_cyprop, "numpy"), "cyprop, NumPy reference"),
+    "torch": ("torch", prepare_torch, "PyTorch CPU"),
+    "jax": ("jax", prepare_jax, "JAX (jit, lax.scan), one thread"),
+    "sklearn": ("sklearn.neural_network", prepare_sklearn, "scikit-learn MLPClassifier"),
+}
+#: The order of the records (and so of the table rows): each system's together.
+RECORD_ORDER = ("cyprop-cython", C_SYSTEM, "cyprop-numpy", "torch", "jax", "sklearn")
+
+
+# ------------------------------------------------------------------------------ driver
+def time_in_turn(points: Sequence[Point], repeats: int,
+                 budget: float | None = None) -> list[list[float]]:
+    """Time the points' epochs in turn: one warm-up call of each, then ``repeats`` rounds
+    of one call of each, so that the machine's drift hits them alike.  Returns each
+    point's seconds per epoch.  With a ``budget`` (seconds), a point stops once 3 of its
+    calls are timed and its calls have taken that long (a pathologically slow point,
+    e.g. threads fighting over a busy machine); the others go on."""
+    def call(point: Point) -> tuple[float, float]:
+        """(the epoch's seconds, the call's wall seconds)."""
+        with point.context():
+            start = time.perf_counter()
+            inner = point.epoch()
+            wall = time.perf_counter() - start
+        return (inner if isinstance(inner, float) else wall), wall
+
+    for point in points:
+        call(point)   # warm-up
+    times: list[list[float]] = [[] for _ in points]
+    spent = [0.0 for _ in points]
+    for _ in range(repeats):
+        for i, point in enumerate(points):
+            if budget and len(times[i]) >= 3 and spent[i] > budget:
+                continue
+            seconds, wall = call(point)
+            times[i].append(seconds)
+            spent[i] += wall
+    return times
+
+
+def time_group(g: Group, prepares: Sequence[Prepare], X: np.ndarray, y: np.ndarray,
+               args: argparse.Namespace) -> list[Record]:
+    """Every system's epoch at one group, prepared then timed in turn; their records."""
+    points = [p for prepare in prepares if (p := prepare(g, X, y, args)) is not None]
+    times = time_in_turn(points, args.repeats, args.point_budget)
+    out = []
+    for p, t in zip(points, times):
+        r = result(p.system, p.variant, g.workload, g.batch_size, p.dtype, p.n, t, p.limited)
+        progress(r)
+        out.append(r)
+    return out
+
+
+def run_training(data: DataSets, prepares: Sequence[Prepare], args: argparse.Namespace,
+                 c_baseline: Callable[[str, str, int], list[Record]] | None = None,
+                 ) -> list[Record]:
+    """The training throughput: each group's systems timed in turn, one group at a time
+    (prepared, timed, let go); ``c_baseline(workload, dtype, n)`` right after each
+    bs=1 group of --dtypes.  The records, each system's together."""
+    # float64 even without --dtypes asking: the NumPy reference and scikit-learn run at it.
+    dtypes = [d for d in SHORT_DTYPE if d in args.dtypes or d == "float64"]
     out = []
     for wl, (X, y) in data.items():
-        classes = np.unique(y)
-        for bs in batch_sizes:
-            n = samples_for(True, bs, len(X), args)
-            Xd, yd = X[:n], y[:n]
-            clf = MLPClassifier(hidden_layer_sizes=(WORKLOADS[wl][1],), activation="logistic",
-                                solver="sgd", learning_rate_init=LEARNING_RATE, momentum=0.0,
-                                nesterovs_momentum=False, alpha=0.0, batch_size=bs,
-                                shuffle=True, max_iter=1, random_state=0)
-
-            def epoch() -> None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    clf.partial_fit(Xd, yd, classes=classes)
-
-            for threads in thread_counts(args, bs):
-                with blas_limited(threads):
-                    times = measure(epoch, args.repeats, args.point_budget)
-                r = result("sklearn", f"f64 {threads}thr", wl, bs, "float64", n, times,
-                           limited=n < len(X))
-                progress(r)
-                out.append(r)
-    return out
+        for dtype in dtypes:
+            for bs in args.batch_sizes:
+                for threads in thread_counts(args, bs):
+                    out += time_group(Group(wl, bs, dtype, threads), prepares, X, y, args)
+                if bs == 1 and c_baseline and dtype in args.dtypes:
+                    out += c_baseline(wl, dtype, len(X))
+    rank = {system: i for i, system in enumerate(RECORD_ORDER)}
+    return sorted(out, key=lambda r: rank.get(r["system"], len(rank)))
 
 
 def sparse_data(n: int, n_features: int = 784, density: float = 0.05,
@@ -451,38 +554,46 @@ def print_estimators(records: list[Record]) -> None:
               f"| {losses} |")
 
 
-def run_c_baseline(data: DataSets, dtypes: list[str], args: argparse.Namespace,
-                   ) -> tuple[list[Record], list[str], Record]:
-    """cyprop's plain-C per-sample SGD (bs=1; package data, compiled here): built with
-    -O3 -march=native and with -O3 alone (--quick: native only, or -O3 where the compiler
-    refuses -march=native), at each dtype, on as many samples as cyprop trains on.
-    Returns (results, notes, about): the notes say what was skipped and why, ``about``
-    which compiler and flags built it."""
+def start_c_baseline(stack: contextlib.ExitStack, args: argparse.Namespace,
+                     report: Record) -> _baseline.Baseline:
+    """cyprop's plain-C per-sample SGD (bs=1; package data), compiled here for as long as
+    ``stack`` is open: with -O3 -march=native and with -O3 alone (--quick: native only,
+    or -O3 where the compiler refuses -march=native), at each dtype.  What it skips and
+    why goes to the report's notes, which compiler and flags built it to
+    ``report["c_baseline"]``."""
     builds = ["native"] if args.quick else ["native", "portable"]
+    baseline = stack.enter_context(_baseline.Baseline(
+        [(d, b) for d in args.dtypes for b in builds], fallback=args.quick))
+    if baseline.compiler:
+        print(f"  compiled with {baseline.compiler}", flush=True)
+    for line in baseline.info:
+        print(f"  {line}", flush=True)
+    for note in baseline.notes:
+        skip(report, note)
+    report["c_baseline"] = {"compiler": baseline.compiler, "info": baseline.info,
+                            "builds": {f"{SHORT_DTYPE[d]} {b}": " ".join(_baseline.BUILDS[b])
+                                       for d, b in baseline.programs}}
+    return baseline
+
+
+def run_c_baseline(baseline: _baseline.Baseline, wl: str, dtype: str, n: int,
+                   args: argparse.Namespace, report: Record) -> list[Record]:
+    """The C baseline's builds at one workload and dtype, on ``n`` samples (as many as
+    cyprop trains on); the program runs its own warm-up and --repeats.  A run that fails
+    is noted in the report."""
     out = []
-    with _baseline.Baseline([(d, b) for d in dtypes for b in builds],
-                            fallback=args.quick) as baseline:
-        if baseline.compiler:
-            print(f"  compiled with {baseline.compiler}", flush=True)
-        for line in baseline.info:
-            print(f"  {line}", flush=True)
-        notes = list(baseline.notes)
-        for dtype, build in baseline.programs:
-            for wl, (X, _) in data.items():
-                try:
-                    rec = baseline.run(dtype, build, WORKLOADS[wl], len(X), args.repeats)
-                except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
-                    notes.append(f"C baseline {SHORT_DTYPE[dtype]} {build} {wl}: {exc}")
-                    continue
-                r = result(C_SYSTEM, f"{SHORT_DTYPE[dtype]} {build}", wl, 1, dtype, rec["n"],
-                           rec["times"])
-                r.update(flags=" ".join(_baseline.BUILDS[build]), compiler=baseline.compiler)
-                progress(r)
-                out.append(r)
-        about = {"compiler": baseline.compiler, "info": baseline.info,
-                 "builds": {f"{SHORT_DTYPE[d]} {b}": " ".join(_baseline.BUILDS[b])
-                            for d, b in baseline.programs}}
-        return out, notes, about
+    for build in [b for d, b in baseline.programs if d == dtype]:
+        try:
+            rec = baseline.run(dtype, build, WORKLOADS[wl], n, args.repeats)
+        except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+            skip(report, f"C baseline {SHORT_DTYPE[dtype]} {build} {wl}: {exc}")
+            continue
+        r = result(C_SYSTEM, f"{SHORT_DTYPE[dtype]} {build}", wl, 1, dtype, rec["n"],
+                   rec["times"])
+        r.update(flags=" ".join(_baseline.BUILDS[build]), compiler=baseline.compiler)
+        progress(r)
+        out.append(r)
+    return out
 
 
 # ---------------------------------------------------------------- inference and threads
@@ -1285,6 +1396,36 @@ def skip(report: Record, note: str) -> None:
     report["skipped"].append(note)
 
 
+def run_systems(data: DataSets, args: argparse.Namespace, report: Record) -> list[Record]:
+    """The training systems and the C baseline that --systems asks for, each point's
+    systems timed in turn (``run_training``); a system that is missing is skipped,
+    saying so."""
+    if any(system in TRAINERS for system in args.systems):
+        print("training: each point's systems in turn", flush=True)
+    prepares: list[Prepare] = []
+    for system, (module, prepare, title) in TRAINERS.items():
+        if system not in args.systems:
+            continue
+        if system == "cython" and "cython" not in report["machine"].get("cyprop_backends", ()):
+            skip(report, "cython: cyprop's compiled core is not available here")
+        elif not (setup_jax(args) if system == "jax" else available(module)):
+            skip(report, f"{system}: not installed")
+        else:
+            print(f"  {title}", flush=True)
+            prepares.append(prepare)
+    with contextlib.ExitStack() as stack:
+        c_baseline: Callable[[str, str, int], list[Record]] | None = None
+        if "c" in args.systems:
+            print("plain-C baseline (online SGD, bs=1), after each point at bs=1", flush=True)
+            if 1 not in args.batch_sizes:
+                skip(report, "C baseline: it runs at batch size 1 only, which was not asked for")
+            else:
+                baseline = start_c_baseline(stack, args, report)
+                c_baseline = lambda wl, dtype, n: run_c_baseline(   # noqa: E731
+                    baseline, wl, dtype, n, args, report)
+        return run_training(data, prepares, args, c_baseline)
+
+
 def run(args: argparse.Namespace) -> Record:
     """Measure what ``args`` asks for, print the report, write the JSON and the plot;
     returns the report (a dict, as written to the JSON)."""
@@ -1328,38 +1469,7 @@ def run(args: argparse.Namespace) -> Record:
         report["ratios"] = {"optimizer_bs1_over_sgd": {
             f"{r['workload']}/{r['variant']}": r["ratio_to_sgd"] for r in results}}
         return finish(report, args, t_start)
-    if "cython" in args.systems:
-        print("cyprop, compiled core", flush=True)
-        if "cython" in m.get("cyprop_backends", ()):
-            results += run_cyprop("cython", data, args.batch_sizes, args.dtypes, args)
-        else:
-            skip(report, "cython: cyprop's compiled core is not available here")
-    if "c" in args.systems:  # right after cython: the ratio is taken close in time
-        print("plain-C baseline (online SGD, bs=1)", flush=True)
-        if 1 not in args.batch_sizes:
-            skip(report, "C baseline: it runs at batch size 1 only, which was not asked for")
-        else:
-            c_results, notes, report["c_baseline"] = run_c_baseline(data, args.dtypes, args)
-            results += c_results
-            for note in notes:
-                skip(report, note)
-    if "numpy" in args.systems:
-        print("cyprop, NumPy reference", flush=True)
-        results += run_cyprop("numpy", data, args.batch_sizes, ["float64"], args)
-    if "jax" in args.systems and "jax" not in sys.modules:
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} {XLA_ONE_CORE}".strip()
-    for system, module, title, runner in (
-            ("torch", "torch", "PyTorch CPU", run_torch),
-            ("jax", "jax", "JAX (jit, lax.scan), one thread", run_jax),
-            ("sklearn", "sklearn.neural_network", "scikit-learn MLPClassifier", run_sklearn)):
-        if system not in args.systems:
-            continue
-        print(title, flush=True)
-        if available(module):
-            results += runner(data, args.batch_sizes, args)
-        else:
-            skip(report, f"{system}: not installed")
+    results += run_systems(data, args, report)
     if "estimators" in args.systems:
         print("scikit-learn estimators: cyprop.sklearn against scikit-learn", flush=True)
         if available("sklearn.neural_network") and available("scipy.sparse"):
