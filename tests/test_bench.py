@@ -5,6 +5,7 @@ The runs here are tiny (a few hundred samples, one repeat): they check what the 
 does, not how fast anything is.
 """
 
+import contextlib
 import importlib.resources
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +270,137 @@ def test_the_batch_products_are_those_of_one_sgd_step():
     assert len(calls) == 5
     weights = 784 * 100 + 100 * 10
     assert sum(m * n * k for _, _, m, n, k in calls) == 128 * (2 * weights + 100 * 10)
+
+
+# ------------------------------------------------- the systems of a point take turns
+def fake_point(system, log, seconds=None, sleep=0.0):
+    """A Point whose epoch logs its system (and returns ``seconds``, as cyprop's History
+    does, when given), and whose context logs around each call."""
+    def epoch():
+        log.append(system)
+        time.sleep(sleep)
+        return seconds
+
+    @contextlib.contextmanager
+    def context():
+        log.append(f"enter {system}")
+        yield
+        log.append(f"exit {system}")
+
+    return _suite.Point(system, "f64 1thr", "float64", 100, False, epoch, context)
+
+
+def test_systems_are_warmed_up_once_then_timed_in_turn():
+    log = []
+    points = [fake_point(s, log) for s in ("cyprop-cython", "torch", "jax")]
+    times = _suite.time_in_turn(points, repeats=3)
+    calls = [entry for entry in log if " " not in entry]
+    assert calls == ["cyprop-cython", "torch", "jax"] * 4   # warm-ups, then 3 rounds
+    assert [len(t) for t in times] == [3, 3, 3]
+    # Each call runs inside its own system's context, and nothing else runs in it.
+    assert log == [e for s in calls for e in (f"enter {s}", s, f"exit {s}")]
+
+
+def test_an_epoch_that_measures_itself_is_taken_at_its_word():
+    log = []
+    points = [fake_point("cyprop-cython", log, seconds=123.0), fake_point("torch", log)]
+    mine, timed = _suite.time_in_turn(points, repeats=2)
+    assert mine == [123.0, 123.0]
+    assert all(0 <= t < 1 for t in timed)
+
+
+def test_a_system_over_its_budget_stops_while_the_others_go_on():
+    log = []
+    slow = fake_point("sklearn", log, sleep=0.02)
+    points = [fake_point("cyprop-cython", log), slow, fake_point("torch", log)]
+    fast, slowest, other = _suite.time_in_turn(points, repeats=6, budget=0.05)
+    assert len(slowest) == 3                   # the 3 timed calls it always gets
+    assert len(fast) == len(other) == 6
+    calls = [entry for entry in log if " " not in entry]
+    assert calls.count("sklearn") == 4         # its warm-up and 3 timed calls
+    assert calls[3:] == (["cyprop-cython", "sklearn", "torch"] * 3
+                         + ["cyprop-cython", "torch"] * 3)
+
+
+def test_each_point_is_prepared_then_timed_before_the_next():
+    """run_training groups by workload, dtype, batch size and threads, prepares a group's
+    systems only when its turn comes, times them in turn, runs the C baseline after each
+    point at bs=1 of --dtypes, and returns each system's records together."""
+    log = []
+
+    def prepare(system, dtypes):
+        def prepare_point(g, X, y, args):
+            if g.dtype not in dtypes:
+                return None
+            log.append(("prepare", system, g))
+            point = fake_point(system, [])
+            point.epoch = lambda: log.append(("call", system, g))
+            point.variant = g.variant
+            return point
+        return prepare_point
+
+    def c_baseline(wl, dtype, n):
+        log.append(("C", wl, dtype))
+        return [_suite.result(_suite.C_SYSTEM, f"{_suite.SHORT_DTYPE[dtype]} native", wl, 1,
+                              dtype, n, [0.001])]
+
+    args = _suite.parse_args(["--workloads", "W1", "--batch-sizes", "1,10", "--threads", "1,2",
+                              "--dtypes", "f32", "--repeats", "2"])
+    data = {"W1": (np.zeros((50, 64)), np.zeros(50, dtype=np.int64))}
+    prepares = [prepare("cyprop-cython", ["float32"]), prepare("cyprop-numpy", ["float64"])]
+    records = _suite.run_training(data, prepares, args, c_baseline)
+
+    Group = _suite.Group
+    groups = [Group("W1", 1, "float64", 1), Group("W1", 10, "float64", 1),
+              Group("W1", 10, "float64", 2), Group("W1", 1, "float32", 1),
+              Group("W1", 10, "float32", 1), Group("W1", 10, "float32", 2)]
+    expected = []
+    for g in groups:
+        system = "cyprop-numpy" if g.dtype == "float64" else "cyprop-cython"
+        expected += [("prepare", system, g)] + [("call", system, g)] * 3
+        if g == Group("W1", 1, "float32", 1):   # the C baseline at --dtypes only
+            expected.append(("C", "W1", "float32"))
+    assert log == expected
+    assert [(r["system"], r["variant"], r["batch_size"]) for r in records] == [
+        ("cyprop-cython", "f32 1thr", 1), ("cyprop-cython", "f32 1thr", 10),
+        ("cyprop-cython", "f32 2thr", 10), (_suite.C_SYSTEM, "f32 native", 1),
+        ("cyprop-numpy", "f64 1thr", 1), ("cyprop-numpy", "f64 1thr", 10),
+        ("cyprop-numpy", "f64 2thr", 10)]
+    assert all(r["repeats"] == 2 for r in records if r["system"] != _suite.C_SYSTEM)
+
+
+@pytest.mark.skipif(not COMPILED, reason="needs cyprop's compiled core")
+def test_a_real_run_alternates_the_systems_of_each_point(tmp_path, capsys, monkeypatch):
+    """Through main and the systems' own preparation: the compiled core and the NumPy
+    reference take turns at every point."""
+    log = []
+    for system in ("cython", "numpy"):
+        module, prepare, title = _suite.TRAINERS[system]
+
+        def logged(g, X, y, args, prepare=prepare):
+            point = prepare(g, X, y, args)
+            if point is not None:
+                epoch = point.epoch
+                point.epoch = lambda: (log.append((point.system, g.batch_size)), epoch())[1]
+            return point
+
+        monkeypatch.setitem(_suite.TRAINERS, system, (module, logged, title))
+    path = tmp_path / "bench.json"
+    assert bench_main(tiny("--workloads", "W1", "--systems", "cython,numpy", "--repeats", "3",
+                           "--json", str(path))) == 0
+    for bs in (1, 10):
+        assert [s for s, b in log if b == bs] == ["cyprop-cython", "cyprop-numpy"] * 4
+    report = json.loads(path.read_text())
+    assert {(r["system"], r["batch_size"], r["repeats"]) for r in report["results"]} == {
+        (s, bs, 3) for s in ("cyprop-cython", "cyprop-numpy") for bs in (1, 10)}
+    assert "training: each point's systems in turn" in capsys.readouterr().out
+
+
+def test_torch_threads_are_restored_after_each_call():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with _suite.torch_threads(before + 1):
+            assert torch.get_num_threads() == before + 1
+            raise RuntimeError("an epoch that fails")
+    assert torch.get_num_threads() == before
