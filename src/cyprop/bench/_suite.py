@@ -1283,8 +1283,8 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
     p.add_argument("--plot", default=None, metavar="PATH.png",
                    help="write a throughput plot (needs matplotlib)")
     p.add_argument("--point-budget", type=float, default=30.0, metavar="SECONDS",
-                   help="stop repeating a point after 3 timed epochs once this much time is "
-                        "spent on it (30; 0 = never)")
+                   help="stop repeating a system at a point after 3 timed epochs once it has "
+                        "spent this much time there; the others go on (30; 0 = never)")
     p.add_argument("--blas-threads", type=int, default=1,
                    help="BLAS/OpenMP threads (threadpoolctl) for the whole run: 1 by default, "
                         "like cyprop's single-threaded core (0 = the libraries' defaults, "
