@@ -301,7 +301,7 @@ cdef inline floating hidden_derivative(const Layout* lay, int l, floating a, Py_
 # ------------------------------------------------------------------------ dot product
 cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noexcept nogil:
     cdef floating s[N_ACC]
-    cdef Py_ssize_t i = 0, k, half
+    cdef Py_ssize_t i = 0, k
     cdef floating t
     for k in range(N_ACC):
         s[k] = 0
@@ -309,13 +309,16 @@ cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noe
         for k in range(N_ACC):
             s[k] += w[i + k] * x[i + k]
         i += N_ACC
-    # pairwise reduction of the accumulators
-    half = N_ACC // 2
-    while half > 0:
-        for k in range(half):
-            s[k] += s[k + half]
-        half //= 2
-    t = s[0]
+    # pairwise reduction of the accumulators (N_ACC is 16: four halvings), its levels
+    # written out: as a loop over the halves it ran through memory, each level waiting
+    # for the stores of the one before
+    for k in range(N_ACC // 2):
+        s[k] += s[k + N_ACC // 2]
+    for k in range(N_ACC // 4):
+        s[k] += s[k + N_ACC // 4]
+    for k in range(N_ACC // 8):
+        s[k] += s[k + N_ACC // 8]
+    t = s[0] + s[1]
     while i < n:
         t += w[i] * x[i]
         i += 1
