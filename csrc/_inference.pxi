@@ -78,46 +78,35 @@ def finite(const floating[::1] x):
     return ok
 
 
-cdef inline floating magnitude(floating v) noexcept nogil:
-    return fabsf(v) if floating is float else fabs(v)
+cdef extern from "cyprop_checks.h":
+    int cyprop_largest_and_change_d(const double* now, const double* before, Py_ssize_t n,
+                                    double* largest, double* change) nogil
+    int cyprop_largest_and_change_f(const float* now, const float* before, Py_ssize_t n,
+                                    double* largest, double* change) nogil
 
 
-cdef bint largest_and_change(const floating* now, const floating* before, Py_ssize_t n,
-                             double* largest, double* change) noexcept nogil:
+cdef inline bint largest_and_change(const floating* now, const floating* before,
+                                    Py_ssize_t n, double* largest,
+                                    double* change) noexcept nogil:
     """Whether now[0 .. n-1] are all finite, and their largest magnitude and change
-    from ``before``, in one pass (N_ACC running sums and maxima, which vectorise; a
-    typed zero, as in all_finite)."""
-    cdef floating nan_test[N_ACC]
-    cdef floating big[N_ACC]
-    cdef floating moved[N_ACC]
-    cdef floating v, d, t = 0, zero = 0
-    cdef Py_ssize_t i = 0, k
-    for k in range(N_ACC):
-        nan_test[k] = 0
-        big[k] = 0
-        moved[k] = 0
-    while i + N_ACC <= n:
-        for k in range(N_ACC):
-            nan_test[k] += now[i + k] * zero
-            v = magnitude(now[i + k])
-            d = magnitude(now[i + k] - before[i + k])
-            big[k] = v if v > big[k] else big[k]
-            moved[k] = d if d > moved[k] else moved[k]
-        i += N_ACC
-    while i < n:
-        t += now[i] * zero
-        v = magnitude(now[i])
-        d = magnitude(now[i] - before[i])
-        big[0] = v if v > big[0] else big[0]
-        moved[0] = d if d > moved[0] else moved[0]
-        i += 1
-    largest[0] = 0
-    change[0] = 0
-    for k in range(N_ACC):
-        t += nan_test[k]
-        largest[0] = big[k] if big[k] > largest[0] else largest[0]
-        change[0] = moved[k] if moved[k] > change[0] else change[0]
-    return t == 0
+    from ``before``, in one pass (cyprop_checks.h)."""
+    if floating is double:
+        return cyprop_largest_and_change_d(now, before, n, largest, change) != 0
+    else:
+        return cyprop_largest_and_change_f(now, before, n, largest, change) != 0
+
+
+def step_check(const floating[::1] now, const floating[::1] before):
+    """largest_and_change(now, before) as (all finite, largest magnitude, largest
+    change), as the one-sample step checks its result (for the tests)."""
+    cdef double largest = 0, change = 0
+    cdef bint finite
+    if now.shape[0] != before.shape[0]:
+        raise ValueError("cyprop: step_check needs two vectors of one length")
+    finite = largest_and_change(&now[0] if now.shape[0] else NULL,
+                                &before[0] if before.shape[0] else NULL, now.shape[0],
+                                &largest, &change)
+    return finite, largest, change
 
 
 #: cyprop.optimizers.MAX_STEPS: the most steps an optimizer counts

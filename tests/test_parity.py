@@ -369,6 +369,37 @@ def test_the_scan_for_subnormals_finds_them_anywhere(instruction_set, dtype):
 
 
 @pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
+def test_the_one_sample_steps_check_sees_every_number(instruction_set, dtype):
+    """The one-sample partial_fit checks its result in one pass (on AVX-512 comparing
+    the magnitudes' bits as integers): all finite, the largest magnitude and the largest
+    change, as NumPy computes them, for NaN or infinity of either sign at any position
+    (the vectors' tails too), with -0, subnormals and the largest numbers about."""
+    from cyprop import _compiled
+    if instruction_set not in _compiled.KERNELS:
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    core = _compiled.KERNELS[instruction_set]
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(7)
+    assert core.step_check(np.zeros(0, dtype), np.zeros(0, dtype)) == (True, 0.0, 0.0)
+    for n in (1, 7, 8, 15, 16, 17, 31, 32, 33, 70):
+        for trial in range(4):
+            before = rng.normal(0, 10.0 ** rng.integers(-30, 30), n).astype(dtype)
+            now = (before + rng.normal(0, 1e-3, n)).astype(dtype)
+            now[rng.integers(0, n)] = rng.choice([-0.0, info.smallest_subnormal,
+                                                  -info.smallest_normal, -info.max / 2])
+            finite, largest, change = core.step_check(now, before)
+            with np.errstate(over="ignore"):
+                moved = np.abs(now - before)
+            assert finite and largest == np.max(np.abs(now)), (n, trial)
+            assert change == np.max(moved), (n, trial)
+        for i in range(n):
+            for bad in (np.nan, -np.nan, np.inf, -np.inf):
+                broken = np.resize(np.array([0.5, -2.0, -0.0], dtype), n)
+                broken[i] = bad
+                assert not core.step_check(broken, np.zeros(n, dtype))[0], (n, i, bad)
+
+
+@pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
 def test_softmax_keeps_its_tiny_outputs(instruction_set, dtype):
     """The softmax's exponentials go through the vectorised exp, which gives 0 below -708
     (float32 -86.5): there they come from libm, so that a saturated network's tiny
