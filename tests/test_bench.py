@@ -396,6 +396,27 @@ def test_a_real_run_alternates_the_systems_of_each_point(tmp_path, capsys, monke
     assert "training: each point's systems in turn" in capsys.readouterr().out
 
 
+def test_on_several_threads_the_systems_of_a_point_run_one_after_another():
+    """A thread pool spins after its call on the cores the next system's threads need:
+    a group on two threads warms up and times each system in a row; on one thread they
+    take turns."""
+    log = []
+
+    def prepare(system):
+        def prepare_point(g, X, y, args):
+            point = fake_point(system, [])
+            point.epoch = lambda: log.append((system, g.threads))
+            point.variant = g.variant
+            return point
+        return prepare_point
+
+    args = _suite.parse_args(["--workloads", "W1", "--batch-sizes", "10", "--threads", "1,2",
+                              "--dtypes", "f64", "--repeats", "2"])
+    data = {"W1": (np.zeros((50, 64)), np.zeros(50, dtype=np.int64))}
+    _suite.run_training(data, [prepare("a"), prepare("b")], args)
+    assert log == [("a", 1), ("b", 1)] * 3 + [("a", 2)] * 3 + [("b", 2)] * 3
+
+
 def test_torch_threads_are_restored_after_each_call():
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()

@@ -6,8 +6,9 @@ system trains sigmoid hidden layers and a softmax + cross-entropy output (the C 
 sigmoid + quadratic cost, the same work) with plain SGD, lr 0.1: a warm-up epoch, then the
 median of --repeats epochs.  Machines are shared and noisy: read the ratios between systems
 measured in the same run, not the absolute figures.  For the same reason the systems of a
-point (workload, batch size, dtype, threads) are timed in turn, one epoch of each per round,
-so that a machine whose speed drifts over minutes slows them alike; the C baseline (its own
+point on one thread (workload, batch size, dtype) are timed in turn, one epoch of each per
+round, so that a machine whose speed drifts over minutes slows them alike (on several
+threads one after another: thread pools spin after their calls); the C baseline (its own
 program and repeats) runs right after each point at batch size 1.
 
 Systems: cython (cyprop's compiled core), numpy (cyprop's NumPy reference), torch (PyTorch
@@ -169,7 +170,7 @@ def w1_source() -> str:
 # ----------------------------------------------------------------------------- systems
 class Group(NamedTuple):
     """A comparable point: one workload, batch size, dtype and thread count.  Every
-    system that runs there is timed in turn with the others."""
+    system that runs there is timed with the others (time_group)."""
     workload: str
     batch_size: int
     dtype: str
@@ -409,9 +410,16 @@ def time_in_turn(points: Sequence[Point], repeats: int,
 
 def time_group(g: Group, prepares: Sequence[Prepare], X: np.ndarray, y: np.ndarray,
                args: argparse.Namespace) -> list[Record]:
-    """Every system's epoch at one group, prepared then timed in turn; their records."""
+    """Every system's epoch at one group, prepared then timed in turn; their records.
+    A group on several threads times its systems one after another instead: a thread
+    pool keeps its threads spinning for a while after its call (OpenBLAS's, OpenMP's),
+    on the cores that the next system's threads need (cyprop's W3 epochs on two threads
+    ran at half their speed when they followed the NumPy reference's in turn)."""
     points = [p for prepare in prepares if (p := prepare(g, X, y, args)) is not None]
-    times = time_in_turn(points, args.repeats, args.point_budget)
+    if g.threads > 1:
+        times = [time_in_turn([p], args.repeats, args.point_budget)[0] for p in points]
+    else:
+        times = time_in_turn(points, args.repeats, args.point_budget)
     out = []
     for p, t in zip(points, times):
         r = result(p.system, p.variant, g.workload, g.batch_size, p.dtype, p.n, t, p.limited)
