@@ -8,6 +8,8 @@ cdef extern from "cyprop_cpu.h":
     void cyprop_restore_subnormals(unsigned int previous) nogil
     int cyprop_any_subnormal_d(const double* x, Py_ssize_t n) nogil
     int cyprop_any_subnormal_f(const float* x, Py_ssize_t n) nogil
+    int cyprop_copy_any_subnormal_d(double* dst, const double* x, Py_ssize_t n) nogil
+    int cyprop_copy_any_subnormal_f(float* dst, const float* x, Py_ssize_t n) nogil
 
 cdef extern from "cyprop_threads.h":
     int cyprop_max_threads() nogil

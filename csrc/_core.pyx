@@ -201,6 +201,7 @@ def loss_and_gradients(const Py_ssize_t[::1] sizes, const int[::1] acts, int los
     e.steps = 0
     e.loss_sum = 0
     e.n_correct = 0
+    e.params_normal = False
     with nogil:
         blas_previous = blas_single_thread() if plan.path == PATH_BLOCKS else 0
         if want_grad and n == 0:
@@ -259,6 +260,7 @@ def train_epoch(const Py_ssize_t[::1] sizes, const int[::1] acts, int loss,
     e.steps = steps
     e.loss_sum = 0
     e.n_correct = 0
+    e.params_normal = False
     with nogil:
         blas_previous = blas_single_thread() if plan.path == PATH_BLOCKS else 0
         epoch_by_rule(&e, &params[0], &hyper)

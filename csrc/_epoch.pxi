@@ -153,9 +153,27 @@ cdef inline bint any_subnormal(const floating* x, Py_ssize_t n) noexcept nogil:
         return cyprop_any_subnormal_f(x, n) != 0
 
 
-def holds_subnormal(const floating[::1] x):
-    """any_subnormal of x, as the per-sample paths scan their numbers (for the tests)."""
-    return any_subnormal(&x[0], x.shape[0]) if x.shape[0] > 0 else False
+cdef inline bint copy_any_subnormal(floating* dst, const floating* x,
+                                    Py_ssize_t n) noexcept nogil:
+    """x[0 .. n-1] copied to dst, and whether they hold a subnormal number of their
+    dtype, in one pass (cyprop_cpu.h)."""
+    if floating is double:
+        return cyprop_copy_any_subnormal_d(dst, x, n) != 0
+    else:
+        return cyprop_copy_any_subnormal_f(dst, x, n) != 0
+
+
+def holds_subnormal(const floating[::1] x, floating[::1] copy=None):
+    """any_subnormal of x, as the per-sample paths scan their numbers; with ``copy`` (of
+    x's length) copy_any_subnormal, as the one-sample step copies the parameters (for
+    the tests)."""
+    if copy is not None and copy.shape[0] != x.shape[0]:
+        raise ValueError("cyprop: holds_subnormal's copy needs x's length")
+    if x.shape[0] == 0:
+        return False
+    if copy is not None:
+        return copy_any_subnormal(&copy[0], &x[0], x.shape[0])
+    return any_subnormal(&x[0], x.shape[0])
 
 
 cdef bint flush_reads_right(const Epoch* e, const floating* params,
@@ -186,7 +204,8 @@ cdef bint flush_reads_right(const Epoch* e, const floating* params,
         return False
     for i in range(10):
         hyper_here[i] = <floating>hyper[i]
-    if any_subnormal(hyper_here, 10) or any_subnormal(params, e.lay.n_params):
+    if any_subnormal(hyper_here, 10) or (
+            not e.params_normal and any_subnormal(params, e.lay.n_params)):
         return False
     for k in range(e.n):
         if any_subnormal(X + row_of(e, k) * n_in, n_in):

@@ -524,7 +524,7 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
                     return -1
     # the parameters and the state the rule steps before the step, then its scratch
     cdef Py_ssize_t kept_rows = kept_state_rows(plan.rule, n_slots)
-    memcpy(kept, params, P * sizeof(floating))
+    cdef bint params_normal = not copy_any_subnormal(kept, params, P)
     memcpy(kept + P, state, kept_rows * P * sizeof(floating))
     cdef floating* work = kept + (1 + kept_rows) * P
     cdef Scratch scratch
@@ -555,6 +555,7 @@ cdef int train_row(const Layout* layout, const Plan* plan, const Hyper* hyper, i
     e.steps = steps[0]
     e.loss_sum = 0
     e.n_correct = 0
+    e.params_normal = params_normal
     epoch_by_rule(&e, params, hyper)
     # Network._divergence: a loss or a parameter not finite, one past sqrt(max) (its
     # products overflow), a state not finite; all_finite-style, NaN fails every <=

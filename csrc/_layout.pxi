@@ -157,6 +157,8 @@ cdef struct Epoch:
     const Py_ssize_t* order     # the rows of this call in training order; NULL: 0, 1, ...
     Py_ssize_t n                # samples in this call
     void* state                 # IN/OUT: (n_slots, n_params) optimizer state
+    bint params_normal          # no parameter is subnormal: the caller has seen it (one
+                                # scan fewer: flush_reads_right); False: not known
     Scratch* scratch
     long long steps             # IN/OUT: optimizer steps taken
     double loss_sum             # IN/OUT: the (weighted) sample losses, added to

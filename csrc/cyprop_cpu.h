@@ -56,6 +56,7 @@ static inline void cyprop_restore_subnormals(unsigned int previous) { (void)prev
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 static inline int cyprop_any_subnormal_d(const double* x, ptrdiff_t n) {
@@ -76,6 +77,41 @@ static inline int cyprop_any_subnormal_f(const float* x, ptrdiff_t n) {
                                                               x + i), 0x20);
     return found != 0;
 }
+/* dst[0 .. n-1] = x[0 .. n-1], and whether they hold a subnormal number: the one-sample
+   step keeps a copy of the parameters to undo a diverged step, and scans them in the
+   same pass (one read instead of two) */
+static inline int cyprop_copy_any_subnormal_d(double* dst, const double* x, ptrdiff_t n) {
+    __mmask8 found = 0;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m512d v = _mm512_loadu_pd(x + i);
+        _mm512_storeu_pd(dst + i, v);
+        found |= _mm512_fpclass_pd_mask(v, 0x20);
+    }
+    if (i < n) {
+        const __mmask8 m = (__mmask8)((1u << (n - i)) - 1);
+        const __m512d v = _mm512_maskz_loadu_pd(m, x + i);
+        _mm512_mask_storeu_pd(dst + i, m, v);
+        found |= _mm512_fpclass_pd_mask(v, 0x20);
+    }
+    return found != 0;
+}
+static inline int cyprop_copy_any_subnormal_f(float* dst, const float* x, ptrdiff_t n) {
+    __mmask16 found = 0;
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        _mm512_storeu_ps(dst + i, v);
+        found |= _mm512_fpclass_ps_mask(v, 0x20);
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(dst + i, m, v);
+        found |= _mm512_fpclass_ps_mask(v, 0x20);
+    }
+    return found != 0;
+}
 #else
 static inline int cyprop_any_subnormal_d(const double* x, ptrdiff_t n) {
     int found = 0;
@@ -86,6 +122,14 @@ static inline int cyprop_any_subnormal_f(const float* x, ptrdiff_t n) {
     int found = 0;
     for (ptrdiff_t i = 0; i < n; i++) found |= (x[i] != 0) & (fabsf(x[i]) < FLT_MIN);
     return found != 0;
+}
+static inline int cyprop_copy_any_subnormal_d(double* dst, const double* x, ptrdiff_t n) {
+    memcpy(dst, x, (size_t)n * sizeof *x);
+    return cyprop_any_subnormal_d(x, n);
+}
+static inline int cyprop_copy_any_subnormal_f(float* dst, const float* x, ptrdiff_t n) {
+    memcpy(dst, x, (size_t)n * sizeof *x);
+    return cyprop_any_subnormal_f(x, n);
 }
 #endif
 

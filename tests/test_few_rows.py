@@ -358,6 +358,30 @@ def test_labels_one_dimensional_rows_and_max_norm_stream_as_the_general_path(mon
     assert general_runs == []
 
 
+@pytest.mark.skipif(not _compiled.KERNELS or sys.platform == "win32",
+                    reason="the compiled core flushes subnormals on x86-64 only")
+def test_a_subnormal_weight_keeps_the_one_sample_step_unflushed(monkeypatch):
+    """A per-sample step flushes subnormals to zero only where none of the numbers it
+    starts from is one; the one-sample step scans the parameters as it copies them.  A
+    first layer of subnormal weights read as 0 would give its ReLU units a
+    pre-activation of 0 and no gradient (the weights stepped to 0)."""
+    x, y = np.ones((1, 2), np.float32), np.ones((1, 1), np.float32)
+    nets = [cyprop.Network([2, 2, 1], activation="relu", output="identity", loss="mse",
+                           dtype="float32", seed=0) for _ in range(2)]
+    for net in nets:
+        net.partial_fit(x, y, optimizer=cyprop.SGD(0.1))
+        net.weights[0][:] = np.float32(1e-40)   # subnormal in float32
+        net.biases[0][:] = 0
+        net.weights[1][:] = 1
+    fast, general = nets
+    general_runs = general_runs_of(fast, monkeypatch)
+    fast.partial_fit(x, y)
+    general.partial_fit(x.tolist(), y.tolist())
+    assert general_runs == []
+    assert_same_training(fast, general)
+    assert np.all(np.abs(fast.weights[0]) > 0.01)
+
+
 def test_one_dimensional_rows_train_on_the_numpy_backend_too():
     net = cyprop.Network([4, 3, 2], backend="numpy", seed=0)
     other = cyprop.Network([4, 3, 2], backend="numpy", seed=0)

@@ -358,14 +358,25 @@ def test_the_scan_for_subnormals_finds_them_anywhere(instruction_set, dtype):
     others = np.array([0.0, -0.0, info.smallest_normal, -info.smallest_normal, 1.0, np.inf,
                        -np.inf, np.nan, info.max], dtype=dtype)
     assert not core.holds_subnormal(np.zeros(0, dtype=dtype))
+    assert not core.holds_subnormal(np.zeros(0, dtype=dtype), np.zeros(0, dtype=dtype))
+
+    def scans(row):
+        """The scan alone, and the scan of the copy the one-sample step makes, which
+        must copy every bit (NaN's payload and -0's sign too)."""
+        copy = np.full(len(row), 7, dtype)
+        found = core.holds_subnormal(row, copy)
+        assert copy.tobytes() == row.tobytes()
+        assert core.holds_subnormal(row) == found
+        return found
+
     for n in (1, 7, 8, 9, 16, 17, 33):
         row = np.resize(others, n)
-        assert not core.holds_subnormal(row)
+        assert not scans(row)
         for i in range(n):
             for tiny in (info.smallest_subnormal, -info.smallest_normal / 2):
                 found = row.copy()
                 found[i] = tiny
-                assert core.holds_subnormal(found), (n, i, tiny)
+                assert scans(found), (n, i, tiny)
 
 
 @pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
