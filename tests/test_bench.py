@@ -263,6 +263,17 @@ def test_one_row_calls_are_timed_against_the_numpy_chain(tmp_path, capsys, monke
     assert "NumPy one-row forward chain (f64)" in out and "x the NumPy chain" in out
 
 
+def test_a_one_row_call_and_the_numpy_chain_are_timed_in_turn(monkeypatch):
+    """Each call's ratio is to the chain timed beside it: their loops alternate."""
+    from cyprop.bench import _one_row
+    monkeypatch.setattr(_one_row, "loop_length", lambda call: 2)
+    log = []
+    seconds, chain = _one_row.per_call_beside(lambda: log.append("call"),
+                                              lambda: log.append("chain"), repeats=3)
+    assert log == ["chain", "chain", "call", "call"] * 3
+    assert seconds > 0 and chain > 0
+
+
 def test_the_batch_products_are_those_of_one_sgd_step():
     """Forward, gradient and (above the first layer) delta products, each as many
     multiply-adds as the layer has weights times the batch size."""

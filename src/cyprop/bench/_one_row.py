@@ -4,7 +4,8 @@ A service calls ``forward``/``predict`` on one row, an online learner ``partial_
 one sample; there the fixed cost of a call, not the arithmetic, decides the speed.  Each
 call is timed per call (the median of repeats of a loop of calls), on W1, against NumPy's
 own one-row forward chain (two matrix products, a sigmoid, a softmax), PyTorch's module
-call, and scikit-learn's MLPClassifier, all on the same row.
+call, and scikit-learn's MLPClassifier, all on the same row.  Each call's loops take
+turns with loops of the NumPy chain, and its ratio is to the chain timed beside it.
 """
 
 from __future__ import annotations
@@ -28,21 +29,40 @@ Record = dict[str, Any]
 LOOP_SECONDS = 0.05
 
 
-def per_call(call: Callable[[], object], repeats: int) -> float:
-    """Median seconds per call of ``call()``, over ``repeats`` loops of calls."""
+def loop_length(call: Callable[[], object]) -> int:
+    """Calls of ``call()`` that take about LOOP_SECONDS (after one warm-up call)."""
     call()
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < LOOP_SECONDS / 5:
         call()
         calls += 1
-    calls = max(10, calls * 5)
-    times = []
+    return max(10, calls * 5)
+
+
+def seconds_per_call(call: Callable[[], object], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter() - start) / calls
+
+
+def per_call(call: Callable[[], object], repeats: int) -> float:
+    """Median seconds per call of ``call()``, over ``repeats`` loops of calls."""
+    calls = loop_length(call)
+    return statistics.median(seconds_per_call(call, calls) for _ in range(repeats))
+
+
+def per_call_beside(call: Callable[[], object], chain: Callable[[], object],
+                    repeats: int) -> tuple[float, float]:
+    """Median seconds per call of ``call()`` and of ``chain()``, their loops taking turns
+    (``repeats`` of each), so that the ratio of the two holds on a machine whose speed
+    drifts."""
+    calls, chain_calls = loop_length(call), loop_length(chain)
+    times, chain_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            call()
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+        chain_times.append(seconds_per_call(chain, chain_calls))
+        times.append(seconds_per_call(call, calls))
+    return statistics.median(times), statistics.median(chain_times)
 
 
 def cyprop_calls(net: cyprop.Network, x: np.ndarray, label: int) -> dict[str, Callable[[], object]]:
@@ -107,7 +127,11 @@ def run_one_row(args: argparse.Namespace) -> Record:
         net.partial_fit(X[:1].astype(dtype), y[:1], optimizer=cyprop.SGD(_suite.LEARNING_RATE))
         xd = x.astype(dtype)
         Ws, bs = [W.copy() for W in net.weights], [b.copy() for b in net.biases]
-        chain = per_call(lambda: _suite.numpy_forward(xd[None], Ws, bs), args.repeats)
+
+        def numpy_chain() -> object:
+            return _suite.numpy_forward(xd[None], Ws, bs)
+
+        chain = per_call(numpy_chain, args.repeats)
         systems: list[tuple[str, dict[str, Callable[[], object]]]] = [
             ("cyprop", cyprop_calls(net, xd, label))]
         if dtype == "float64":
@@ -119,12 +143,12 @@ def run_one_row(args: argparse.Namespace) -> Record:
               f"{chain * 1e6:.2f} us per call", flush=True)
         for system, calls in systems:
             for call_name, call in calls.items():
-                seconds = per_call(call, args.repeats)
+                seconds, beside = per_call_beside(call, numpy_chain, args.repeats)
                 record = {"system": system, "call": call_name, "dtype": dtype,
-                          "seconds": seconds, "numpy_chain_seconds": chain,
-                          "ratio_to_numpy_chain": seconds / chain}
+                          "seconds": seconds, "numpy_chain_seconds": beside,
+                          "ratio_to_numpy_chain": seconds / beside}
                 report["calls"].append(record)
                 print(f"  {system:<13} {call_name:<20} {_suite.SHORT_DTYPE[dtype]} "
-                      f"{seconds * 1e6:8.2f} us  {seconds / chain:6.2f}x the NumPy chain",
-                      flush=True)
+                      f"{seconds * 1e6:8.2f} us  {seconds / beside:6.2f}x the NumPy chain "
+                      f"({beside * 1e6:.2f} us beside it)", flush=True)
     return report
