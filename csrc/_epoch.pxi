@@ -190,7 +190,11 @@ cdef bint flush_reads_right(const Epoch* e, const floating* params,
     meets sqrt(v) (Adam's eps * sqrt(1 - beta2), RMSprop's eps * sqrt(1 - alpha)).  So
     the flush is kept to where that is below the dtype's epsilon: Adam is scale-free,
     and a gradient of 1e-152 with an eps of 1e-300 steps by the learning rate, which a
-    flushed v turned into a step of 1e136.  (eps is kept normal by normal_eps.)"""
+    flushed v turned into a step of 1e136.  (eps is kept normal by normal_eps.)  One
+    change is not small: a ReLU unit (or leaky ReLU) whose pre-activation is itself
+    formed below the smallest normal number (inputs and weights near 1e-38 in float32,
+    1e-308 in float64) reads it as 0, and takes the derivative at 0: the reference's
+    derivative is 1."""
     cdef double[10] hyper = [h.learning_rate, h.momentum, h.weight_decay, h.beta1, h.beta2,
                              h.alpha, h.eta_minus, h.eta_plus, h.step_min, h.step_max]
     cdef floating hyper_here[10]   # as the dtype reads them
