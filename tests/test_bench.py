@@ -301,7 +301,8 @@ def fake_point(system, log, seconds=None, sleep=0.0):
     return _suite.Point(system, "f64 1thr", "float64", 100, False, epoch, context)
 
 
-def test_systems_are_warmed_up_once_then_timed_in_turn():
+def test_systems_are_warmed_up_once_then_timed_in_turn(monkeypatch):
+    monkeypatch.setattr(_suite, "REWARM_BELOW", 0)   # (no re-warm calls here)
     log = []
     points = [fake_point(s, log) for s in ("cyprop-cython", "torch", "jax")]
     times = _suite.time_in_turn(points, repeats=3)
@@ -312,6 +313,22 @@ def test_systems_are_warmed_up_once_then_timed_in_turn():
     assert log == [e for s in calls for e in (f"enter {s}", s, f"exit {s}")]
 
 
+def test_a_short_epoch_is_warmed_up_again_before_each_timed_run(monkeypatch):
+    """Taking turns, the other systems evict a small workload's data from the caches: an
+    epoch under REWARM_BELOW runs once more, untimed, right before each timed run (as a
+    sequential run's epochs follow their own); a longer one, or a system alone, does not."""
+    monkeypatch.setattr(_suite, "REWARM_BELOW", 0.01)
+    log = []
+    points = [fake_point("cyprop-cython", log), fake_point("sklearn", log, sleep=0.02)]
+    _suite.time_in_turn(points, repeats=2)
+    calls = [entry for entry in log if " " not in entry]
+    assert calls == ["cyprop-cython", "sklearn"] + ["cyprop-cython"] * 2 + ["sklearn"] + \
+        ["cyprop-cython"] * 2 + ["sklearn"]
+    log.clear()
+    _suite.time_in_turn(points[:1], repeats=2)
+    assert [entry for entry in log if " " not in entry] == ["cyprop-cython"] * 3
+
+
 def test_an_epoch_that_measures_itself_is_taken_at_its_word():
     log = []
     points = [fake_point("cyprop-cython", log, seconds=123.0), fake_point("torch", log)]
@@ -320,7 +337,8 @@ def test_an_epoch_that_measures_itself_is_taken_at_its_word():
     assert all(0 <= t < 1 for t in timed)
 
 
-def test_a_system_over_its_budget_stops_while_the_others_go_on():
+def test_a_system_over_its_budget_stops_while_the_others_go_on(monkeypatch):
+    monkeypatch.setattr(_suite, "REWARM_BELOW", 0)   # (no re-warm calls here)
     log = []
     slow = fake_point("sklearn", log, sleep=0.02)
     points = [fake_point("cyprop-cython", log), slow, fake_point("torch", log)]
@@ -333,10 +351,11 @@ def test_a_system_over_its_budget_stops_while_the_others_go_on():
                          + ["cyprop-cython", "torch"] * 3)
 
 
-def test_each_point_is_prepared_then_timed_before_the_next():
+def test_each_point_is_prepared_then_timed_before_the_next(monkeypatch):
     """run_training groups by workload, dtype, batch size and threads, prepares a group's
     systems only when its turn comes, times them in turn, runs the C baseline after each
     point at bs=1 of --dtypes, and returns each system's records together."""
+    monkeypatch.setattr(_suite, "REWARM_BELOW", 0)   # (no re-warm calls here)
     log = []
 
     def prepare(system, dtypes):
@@ -396,6 +415,7 @@ def test_a_real_run_alternates_the_systems_of_each_point(tmp_path, capsys, monke
             return point
 
         monkeypatch.setitem(_suite.TRAINERS, system, (module, logged, title))
+    monkeypatch.setattr(_suite, "REWARM_BELOW", 0)   # (no re-warm calls here)
     path = tmp_path / "bench.json"
     assert bench_main(tiny("--workloads", "W1", "--systems", "cython,numpy", "--repeats", "3",
                            "--json", str(path))) == 0
@@ -407,10 +427,11 @@ def test_a_real_run_alternates_the_systems_of_each_point(tmp_path, capsys, monke
     assert "training: each point's systems in turn" in capsys.readouterr().out
 
 
-def test_on_several_threads_the_systems_of_a_point_run_one_after_another():
+def test_on_several_threads_the_systems_of_a_point_run_one_after_another(monkeypatch):
     """A thread pool spins after its call on the cores the next system's threads need:
     a group on two threads warms up and times each system in a row; on one thread they
     take turns."""
+    monkeypatch.setattr(_suite, "REWARM_BELOW", 0)   # (no re-warm calls here)
     log = []
 
     def prepare(system):

@@ -379,13 +379,21 @@ RECORD_ORDER = ("cyprop-cython", C_SYSTEM, "cyprop-numpy", "torch", "jax", "skle
 
 
 # ------------------------------------------------------------------------------ driver
+#: An epoch shorter than this (seconds) is run once more, untimed, right before each timed
+#: run when systems take turns: the other systems' epochs evict a small workload's data
+#: from the caches (W1's in float64: 0.9 MB), which made a short epoch 10-15% slower than
+#: one that follows its own, as the C baseline's and every sequential run's epochs do.
+REWARM_BELOW = 0.1
+
+
 def time_in_turn(points: Sequence[Point], repeats: int,
                  budget: float | None = None) -> list[list[float]]:
     """Time the points' epochs in turn: one warm-up call of each, then ``repeats`` rounds
-    of one call of each, so that the machine's drift hits them alike.  Returns each
-    point's seconds per epoch.  With a ``budget`` (seconds), a point stops once 3 of its
-    calls are timed and its calls have taken that long (a pathologically slow point,
-    e.g. threads fighting over a busy machine); the others go on."""
+    of one call of each, so that the machine's drift hits them alike (a short epoch
+    warmed up again just before; REWARM_BELOW).  Returns each point's seconds per epoch.
+    With a ``budget`` (seconds), a point stops once 3 of its calls are timed and its
+    calls have taken that long (a pathologically slow point, e.g. threads fighting over
+    a busy machine); the others go on."""
     def call(point: Point) -> tuple[float, float]:
         """(the epoch's seconds, the call's wall seconds)."""
         with point.context():
@@ -394,14 +402,15 @@ def time_in_turn(points: Sequence[Point], repeats: int,
             wall = time.perf_counter() - start
         return (inner if isinstance(inner, float) else wall), wall
 
-    for point in points:
-        call(point)   # warm-up
+    rewarm = [call(point)[1] < REWARM_BELOW and len(points) > 1 for point in points]
     times: list[list[float]] = [[] for _ in points]
     spent = [0.0 for _ in points]
     for _ in range(repeats):
         for i, point in enumerate(points):
             if budget and len(times[i]) >= 3 and spent[i] > budget:
                 continue
+            if rewarm[i]:
+                call(point)
             seconds, wall = call(point)
             times[i].append(seconds)
             spent[i] += wall
