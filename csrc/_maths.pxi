@@ -299,6 +299,32 @@ cdef inline floating hidden_derivative(const Layout* lay, int l, floating a, Py_
 
 
 # ------------------------------------------------------------------------ dot product
+cdef inline double squared_norm(const floating* w, Py_ssize_t n) noexcept nogil:
+    """sum_i w_i**2 in float64 (as the reference's norms: float32's squares could
+    overflow), in N_ACC running sums reduced pairwise, as dot's: one running sum waited
+    on each addition, and a max-norm step's norms took most of a per-sample epoch."""
+    cdef double s[N_ACC]
+    cdef Py_ssize_t i = 0, k
+    cdef double t
+    for k in range(N_ACC):
+        s[k] = 0
+    while i + N_ACC <= n:
+        for k in range(N_ACC):
+            s[k] += <double>w[i + k] * <double>w[i + k]
+        i += N_ACC
+    for k in range(N_ACC // 2):
+        s[k] += s[k + N_ACC // 2]
+    for k in range(N_ACC // 4):
+        s[k] += s[k + N_ACC // 4]
+    for k in range(N_ACC // 8):
+        s[k] += s[k + N_ACC // 8]
+    t = s[0] + s[1]
+    while i < n:
+        t += <double>w[i] * <double>w[i]
+        i += 1
+    return t
+
+
 cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noexcept nogil:
     cdef floating s[N_ACC]
     cdef Py_ssize_t i = 0, k

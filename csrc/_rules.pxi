@@ -367,10 +367,7 @@ cdef void max_norm_step(const Layout* lay, floating* params) noexcept nogil:
         n_in = lay.sizes[l]
         for j in range(lay.sizes[l + 1]):
             w = params + lay.w_off[l] + j * n_in
-            norm = 0
-            for i in range(n_in):
-                norm += <double>w[i] * w[i]
-            norm = sqrt(norm)
+            norm = sqrt(squared_norm(w, n_in))
             if norm > lay.max_norm:
                 for i in range(n_in):
                     w[i] = <floating>(w[i] * (lay.max_norm / norm))
