@@ -301,6 +301,12 @@ def to_torch(net: Network) -> torch.nn.Sequential:
 
 def _flatten(module: torch.nn.Module, nn: Any) -> list[Any]:
     if isinstance(module, nn.Sequential):
+        # a subclass with a forward of its own may compute something other than its
+        # layers one after the other, which is all that is read
+        if type(module).forward is not nn.Sequential.forward:
+            raise TypeError(f"{type(module).__name__} overrides nn.Sequential's forward: "
+                            "from_torch reads an nn.Sequential's layers, applied one "
+                            "after the other, and cannot tell what its forward computes")
         return [layer for child in module for layer in _flatten(child, nn)]
     return [module]
 
@@ -367,8 +373,9 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         If PyTorch is not installed.
     TypeError
         If ``module`` is not a torch module, a layer is of an unsupported kind
-        (convolutions, normalisation, ...; the message names the layer), or
-        ``kwargs`` holds ``sizes``, ``activation`` or ``output`` (the module's).
+        (convolutions, normalisation, ...; the message names the layer), an
+        ``nn.Sequential`` subclass overrides ``forward``, or ``kwargs`` holds
+        ``sizes``, ``activation`` or ``output`` (the module's).
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
         bias, two activations in a row, an activation before the first Linear,
