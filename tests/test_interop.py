@@ -380,6 +380,17 @@ def test_from_torch_refuses_a_sequential_with_a_forward_of_its_own(torch):
     assert cyprop.Network.from_torch(Named()).activations == ["tanh"]
 
 
+def test_from_torch_refuses_a_weight_that_is_not_a_matrix(torch):
+    # torch's linear also takes a vector as the weight (one output, dropped from the
+    # shape); reading one ended in an IndexError
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    module[2].weight = nn.Parameter(torch.ones(4))
+    module[2].bias = nn.Parameter(torch.zeros(()))
+    with pytest.raises(ValueError, match=r"layer 2 .*weight has shape \(4,\)"):
+        cyprop.Network.from_torch(module)
+
+
 def test_from_torch_needs_a_module(torch):
     with pytest.raises(TypeError, match="torch.nn.Sequential"):
         cyprop.Network.from_torch([1, 2])

@@ -380,8 +380,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
         bias, two activations in a row, an activation before the first Linear,
         dropout on the inputs or after the last Linear, a hidden softmax, layer
-        sizes that do not chain, or parameters that are not floating point (complex,
-        integer, bool) or on the 'meta' device.
+        sizes that do not chain, a weight that is not a matrix, or parameters that
+        are not floating point (complex, integer, bool) or on the 'meta' device.
     """
     torch = _import_torch()
     nn = torch.nn
@@ -404,6 +404,9 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
                 raise ValueError(f"{where} has no bias: cyprop's layers always have one "
                                  "(give the Linear a zero bias to convert it)")
             weights.append(_values(torch, layer.weight, where, "weight"))
+            if weights[-1].ndim != 2:   # (torch's linear also takes a vector)
+                raise ValueError(f"{where}: its weight has shape {weights[-1].shape}; "
+                                 "cyprop's are (out_features, in_features)")
             biases.append(_values(torch, layer.bias, where, "bias"))
             activations.append(None)
             rates.append(0.0)
