@@ -161,8 +161,13 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
         nodes.append(helper.make_node(op, inputs, [output], **attrs))
         return output
 
+    # copies taken at once, as Network.to_onnx takes them: while another thread trains
+    # the network, layers read one by one could come from different steps
+    with net._state_lock:
+        layers = [(np.array(W), np.array(b), act)
+                  for W, b, act in zip(net.weights, net.biases, net.activations)]
     a = "X"
-    for l, (W, b, act) in enumerate(zip(net.weights, net.biases, net.activations)):
+    for l, (W, b, act) in enumerate(layers):
         z = node("Gemm", [a, const(f"W{l}", W), const(f"b{l}", b)], f"z{l}", transB=1)
         out = f"a{l}"
         if act == "leaky_relu" and dtype == np.float64:
@@ -287,12 +292,14 @@ def to_torch(net: Network) -> torch.nn.Sequential:
     nn = torch.nn
     dtype = getattr(torch, np.dtype(net.dtype).name)
     layers: list[Any] = []
+    with net._state_lock:   # (as onnx_model: every layer from the same step)
+        parameters = [(np.array(W), np.array(b)) for W, b in zip(net.weights, net.biases)]
     rates = net.dropout + [0.0]
-    for W, b, act, rate in zip(net.weights, net.biases, net.activations, rates):
+    for (W, b), act, rate in zip(parameters, net.activations, rates):
         linear = nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.array(W)))
-            linear.bias.copy_(torch.from_numpy(np.array(b)))
+            linear.weight.copy_(torch.from_numpy(W))
+            linear.bias.copy_(torch.from_numpy(b))
         layers += [linear, _torch_activation(nn, act)]
         if rate > 0:
             layers.append(nn.Dropout(rate))
