@@ -382,12 +382,14 @@ def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, wh
 
 
 @pytest.mark.parametrize("export", ["interop.to_torch", "interop.onnx_model",
-                                    "interop.to_onnx"])
+                                    "interop.to_onnx", "interop.from_sklearn"])
 def test_exports_from_another_thread_wait_for_the_fits_call(tmp_path, export):
-    """cyprop.interop's exports, as Network.to_onnx and to_torch, read the layers
-    between two of a running fit's calls into its backend: never some layers before a
-    step and the others after it, a model no epoch ever had."""
-    pytest.importorskip("torch" if export.endswith("torch") else "onnx")
+    """cyprop.interop's exports (and from_sklearn's copy of a cyprop estimator's
+    network), as Network.to_onnx and to_torch, read the layers between two of a running
+    fit's calls into its backend: never some layers before a step and the others after
+    it, a model no epoch ever had."""
+    pytest.importorskip({"interop.to_torch": "torch",
+                         "interop.from_sklearn": "cyprop.sklearn"}.get(export, "onnx"))
     from cyprop import interop
 
     X, y = problem()
@@ -417,7 +419,13 @@ def test_exports_from_another_thread_wait_for_the_fits_call(tmp_path, export):
     assert inside.wait(timeout=60)
     calls = {"interop.to_torch": lambda: interop.to_torch(net),
              "interop.onnx_model": lambda: interop.onnx_model(net),
-             "interop.to_onnx": lambda: interop.to_onnx(net, tmp_path / "net.onnx")}
+             "interop.to_onnx": lambda: interop.to_onnx(net, tmp_path / "net.onnx"),
+             "interop.from_sklearn": lambda: interop.from_sklearn(estimator)}
+    if export == "interop.from_sklearn":   # an estimator around the training network
+        from cyprop.sklearn import BackpropClassifier
+
+        estimator = BackpropClassifier()
+        estimator.network_ = net
 
     def read():
         calls[export]()

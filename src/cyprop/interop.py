@@ -499,7 +499,10 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
     if net is not None:   # cyprop's own estimators
         settings = dict(loss=net.loss_name, dtype=net.dtype.name, dropout=net.dropout,
                         max_norm=net.max_norm or None)
-        return _network(net.sizes, net.activations, list(net.weights), list(net.biases),
+        with net._state_lock:   # (as onnx_model: every layer from the same step)
+            weights = [np.array(W) for W in net.weights]
+            biases = [np.array(b) for b in net.biases]
+        return _network(net.sizes, net.activations, weights, biases,
                         dict(settings, **kwargs))
     if not hasattr(mlp, "coefs_") or not hasattr(mlp, "out_activation_"):
         raise TypeError(f"from_sklearn needs a fitted MLPClassifier or MLPRegressor, got "
