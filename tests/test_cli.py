@@ -409,6 +409,37 @@ def test_script_train_and_predict(tmp_path):
     assert len(out.split()) == 2
 
 
+@pytest.mark.skipif(os.name != "posix", reason="limits the file size with setrlimit")
+def test_script_predict_output_that_cannot_be_written_keeps_the_previous_file(tmp_path):
+    """A write that fails part way (here: past the file-size limit, as a full disk
+    would) must leave the labels file that was there, not the first labels of the new
+    ones, which would read as a complete answer."""
+    if not hasattr(cyprop, "load"):
+        pytest.skip("cyprop has no persistence yet")
+    import resource
+
+    from conftest import CYPROP
+
+    status, _, err = run_script(tmp_path, "train", "--data", "xor", "--epochs", "3",
+                                "--quiet", "--no-compare", "--save", "m.npz")
+    assert status == 0, err
+    rows = np.random.default_rng(0).normal(size=(3000, 2))
+    np.savetxt(tmp_path / "x.csv", rows, delimiter=",")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("the previous labels\n")
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    done = subprocess.run([str(CYPROP), "predict", "m.npz", "x.csv", "-o", "labels.txt"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, preexec_fn=small_files)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "File too large")
+    assert labels.read_text() == "the previous labels\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "m.npz", "x.csv"]
+
+
 @pytest.fixture
 def fifo(tmp_path):
     path = tmp_path / "fifo"

@@ -379,3 +379,63 @@ def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, wh
     assert not fit_errors and not set_errors, (fit_errors, set_errors)
     # (after the held call; the fit may take the lock again for its next call first)
     assert order[0] == "call" and "assigned" in order, order
+
+
+@pytest.mark.parametrize("export", ["interop.to_torch", "interop.onnx_model",
+                                    "interop.to_onnx", "interop.from_sklearn"])
+def test_exports_from_another_thread_wait_for_the_fits_call(tmp_path, export):
+    """cyprop.interop's exports (and from_sklearn's copy of a cyprop estimator's
+    network), as Network.to_onnx and to_torch, read the layers between two of a running
+    fit's calls into its backend: never some layers before a step and the others after
+    it, a model no epoch ever had."""
+    pytest.importorskip({"interop.to_torch": "torch",
+                         "interop.from_sklearn": "cyprop.sklearn"}.get(export, "onnx"))
+    from cyprop import interop
+
+    X, y = problem()
+    net = cyprop.Network([6, 8, 3], seed=0, backend="numpy")
+    inside, go_on, order = threading.Event(), threading.Event(), []
+
+    class HeldBackend:
+        """The network's backend, whose first training call waits to be let go."""
+
+        def __init__(self, impl):
+            self.impl = impl
+
+        def __getattr__(self, name):
+            return getattr(self.impl, name)
+
+        def train_epoch(self, *args, **kwargs):
+            if not inside.is_set():
+                inside.set()
+                assert go_on.wait(timeout=60), "never let go"
+            result = self.impl.train_epoch(*args, **kwargs)
+            order.append("call")
+            return result
+
+    net._impl = HeldBackend(net._impl)
+    fit, fit_errors = in_thread(lambda: net.fit(X, y, epochs=2, verbose=0,
+                                                optimizer=cyprop.SGD(0.1)))
+    assert inside.wait(timeout=60)
+    calls = {"interop.to_torch": lambda: interop.to_torch(net),
+             "interop.onnx_model": lambda: interop.onnx_model(net),
+             "interop.to_onnx": lambda: interop.to_onnx(net, tmp_path / "net.onnx"),
+             "interop.from_sklearn": lambda: interop.from_sklearn(estimator)}
+    if export == "interop.from_sklearn":   # an estimator around the training network
+        from cyprop.sklearn import BackpropClassifier
+
+        estimator = BackpropClassifier()
+        estimator.network_ = net
+
+    def read():
+        calls[export]()
+        order.append("exported")
+
+    reader, read_errors = in_thread(read)
+    reader.join(timeout=0.5)
+    assert reader.is_alive(), f"{export} did not wait for the running call"
+    go_on.set()
+    reader.join(timeout=60)
+    fit.join(timeout=60)
+    assert not fit_errors and not read_errors, (fit_errors, read_errors)
+    assert order[0] == "call" and "exported" in order, order

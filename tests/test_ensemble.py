@@ -442,9 +442,9 @@ def test_load_refuses_what_save_would_not_write(tmp_path):
         "empty": (b"", "not a cyprop ensemble file"),
         "truncated": (good.read_bytes()[:len(good.read_bytes()) // 2],
                       "truncated or corrupted"),
-        # cut after the network's own end record, the file reads as that network (zip
-        # readers look for the last end record): refused all the same
-        "end cut off": (good.read_bytes()[:-100], "it is a network"),
+        # cut after a network's own end record, a zip reader finds that network's
+        # archive (it looks for the last end record): refused as truncated all the same
+        "end cut off": (good.read_bytes()[:-100], "truncated or corrupted"),
     }
     crafted = {
         "pickled member": ({"metadata": metadata(),
@@ -501,6 +501,27 @@ def test_load_refuses_what_save_would_not_write(tmp_path):
     with pytest.raises(IsADirectoryError):
         cyprop.Ensemble.load(tmp_path)
     assert len(cyprop.Ensemble.load(good)) == 1
+
+
+def test_a_truncated_ensemble_file_never_loads_as_one_of_its_networks(tmp_path):
+    """Each network is stored whole inside the ensemble's file, so a file cut short (a
+    copy or a download that stopped) can end with a network's complete archive, which
+    a zip reader takes for the file's: cyprop.load then read one member as the model,
+    without a word.  Both loaders must call it truncated, wherever the cut falls."""
+    X, y = blobs()
+    good = tmp_path / "good"
+    cyprop.Ensemble([trained(0, X, y), trained(1, X, y)]).save(good)
+    data = good.read_bytes()
+    with np.load(good) as archive:
+        ends = [data.index(archive[f"network_{i}"].tobytes()) + archive[f"network_{i}"].size
+                for i in range(2)]
+    cut = tmp_path / "cut"
+    for end in ends:
+        for extra in (0, 1, 17):   # the end record just whole, and a few bytes more
+            cut.write_bytes(data[:end + extra])
+            for load in (cyprop.load, cyprop.Ensemble.load):
+                with pytest.raises(ValueError, match="truncated or corrupted"):
+                    load(cut)
 
 
 def test_save_into_a_missing_folder_names_the_path_given(tmp_path):

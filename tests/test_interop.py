@@ -359,6 +359,38 @@ def test_from_torch_refuses_weights_without_values(torch):
             cyprop.Network.from_torch(module)
 
 
+def test_from_torch_refuses_a_sequential_with_a_forward_of_its_own(torch):
+    # its layers in a row are not what it computes: reading them gave a network that
+    # computes something else, without a word
+    nn = torch.nn
+
+    class Doubled(nn.Sequential):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(TypeError, match="Doubled overrides nn.Sequential's forward"):
+        cyprop.Network.from_torch(Doubled(nn.Linear(3, 2), nn.Sigmoid()))
+    with pytest.raises(TypeError, match="Doubled overrides"):
+        cyprop.Network.from_torch(nn.Sequential(nn.Linear(3, 3), Doubled(nn.Linear(3, 2))))
+
+    class Named(nn.Sequential):   # only another way to build one: read as usual
+        def __init__(self):
+            super().__init__(nn.Linear(3, 2), nn.Tanh())
+
+    assert cyprop.Network.from_torch(Named()).activations == ["tanh"]
+
+
+def test_from_torch_refuses_a_weight_that_is_not_a_matrix(torch):
+    # torch's linear also takes a vector as the weight (one output, dropped from the
+    # shape); reading one ended in an IndexError
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    module[2].weight = nn.Parameter(torch.ones(4))
+    module[2].bias = nn.Parameter(torch.zeros(()))
+    with pytest.raises(ValueError, match=r"layer 2 .*weight has shape \(4,\)"):
+        cyprop.Network.from_torch(module)
+
+
 def test_from_torch_needs_a_module(torch):
     with pytest.raises(TypeError, match="torch.nn.Sequential"):
         cyprop.Network.from_torch([1, 2])

@@ -201,7 +201,8 @@ def guarded(path: str, problem: str, function: Callable[..., _T], *args: Any) ->
 
 def check_members(path: str, archive: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
     """{name without .npy: ZipInfo} of an archive whose every member is one cyprop
-    could have written: stored, unencrypted, a plain unique name, inside the file."""
+    could have written: stored, unencrypted, a plain unique name, inside the file,
+    the first at its start."""
     members, total = {}, 0
     for info in archive.infolist():
         name = info.orig_filename
@@ -223,6 +224,12 @@ def check_members(path: str, archive: zipfile.ZipFile, size: int) -> dict[str, z
             raise invalid(path, f"the file is truncated or corrupted (entry {name!r} "
                                  "claims more data than the file holds)")
         members[name[:-4]] = info
+    # cyprop writes its first entry at the start of the file.  An archive found further
+    # in is one stored inside the file: a network inside an ensemble's file, cut short
+    # after that network's end (zip readers take the last end record they find).
+    if members and min(info.header_offset for info in members.values()) != 0:
+        raise invalid(path, "the file is truncated or corrupted (the archive found in "
+                            "it does not start at its beginning)")
     return members
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 import cyprop
-from . import _progress, datasets
+from . import _archive, _progress, datasets
 from ._maths import HIDDEN_ACTIVATIONS
 from .explain import textbook_example    # (cyprop.explain is the function)
 from .optimizers import OPTIMIZERS
@@ -847,8 +847,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          f"{net.sizes[0]} features (the file must hold features only)")
     text = "".join(f"{label}\n" for label in net.predict(X))
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+        # as Network.save writes: a write that fails part way (a full disk) keeps the
+        # file that was there instead of leaving the first labels, which read as all
+        target, mode = _archive.save_target(args.output)
+        _archive.write_file_atomic(target, lambda fh: fh.write(text.encode()), mode)
     else:
         sys.stdout.write(text)
     return 0

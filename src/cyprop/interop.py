@@ -161,8 +161,13 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
         nodes.append(helper.make_node(op, inputs, [output], **attrs))
         return output
 
+    # copies taken at once, as Network.to_onnx takes them: while another thread trains
+    # the network, layers read one by one could come from different steps
+    with net._state_lock:
+        layers = [(np.array(W), np.array(b), act)
+                  for W, b, act in zip(net.weights, net.biases, net.activations)]
     a = "X"
-    for l, (W, b, act) in enumerate(zip(net.weights, net.biases, net.activations)):
+    for l, (W, b, act) in enumerate(layers):
         z = node("Gemm", [a, const(f"W{l}", W), const(f"b{l}", b)], f"z{l}", transB=1)
         out = f"a{l}"
         if act == "leaky_relu" and dtype == np.float64:
@@ -287,12 +292,14 @@ def to_torch(net: Network) -> torch.nn.Sequential:
     nn = torch.nn
     dtype = getattr(torch, np.dtype(net.dtype).name)
     layers: list[Any] = []
+    with net._state_lock:   # (as onnx_model: every layer from the same step)
+        parameters = [(np.array(W), np.array(b)) for W, b in zip(net.weights, net.biases)]
     rates = net.dropout + [0.0]
-    for W, b, act, rate in zip(net.weights, net.biases, net.activations, rates):
+    for (W, b), act, rate in zip(parameters, net.activations, rates):
         linear = nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.array(W)))
-            linear.bias.copy_(torch.from_numpy(np.array(b)))
+            linear.weight.copy_(torch.from_numpy(W))
+            linear.bias.copy_(torch.from_numpy(b))
         layers += [linear, _torch_activation(nn, act)]
         if rate > 0:
             layers.append(nn.Dropout(rate))
@@ -301,6 +308,12 @@ def to_torch(net: Network) -> torch.nn.Sequential:
 
 def _flatten(module: torch.nn.Module, nn: Any) -> list[Any]:
     if isinstance(module, nn.Sequential):
+        # a subclass with a forward of its own may compute something other than its
+        # layers one after the other, which is all that is read
+        if type(module).forward is not nn.Sequential.forward:
+            raise TypeError(f"{type(module).__name__} overrides nn.Sequential's forward: "
+                            "from_torch reads an nn.Sequential's layers, applied one "
+                            "after the other, and cannot tell what its forward computes")
         return [layer for child in module for layer in _flatten(child, nn)]
     return [module]
 
@@ -367,14 +380,15 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         If PyTorch is not installed.
     TypeError
         If ``module`` is not a torch module, a layer is of an unsupported kind
-        (convolutions, normalisation, ...; the message names the layer), or
-        ``kwargs`` holds ``sizes``, ``activation`` or ``output`` (the module's).
+        (convolutions, normalisation, ...; the message names the layer), an
+        ``nn.Sequential`` subclass overrides ``forward``, or ``kwargs`` holds
+        ``sizes``, ``activation`` or ``output`` (the module's).
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
         bias, two activations in a row, an activation before the first Linear,
         dropout on the inputs or after the last Linear, a hidden softmax, layer
-        sizes that do not chain, or parameters that are not floating point (complex,
-        integer, bool) or on the 'meta' device.
+        sizes that do not chain, a weight that is not a matrix, or parameters that
+        are not floating point (complex, integer, bool) or on the 'meta' device.
     """
     torch = _import_torch()
     nn = torch.nn
@@ -397,6 +411,9 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
                 raise ValueError(f"{where} has no bias: cyprop's layers always have one "
                                  "(give the Linear a zero bias to convert it)")
             weights.append(_values(torch, layer.weight, where, "weight"))
+            if weights[-1].ndim != 2:   # (torch's linear also takes a vector)
+                raise ValueError(f"{where}: its weight has shape {weights[-1].shape}; "
+                                 "cyprop's are (out_features, in_features)")
             biases.append(_values(torch, layer.bias, where, "bias"))
             activations.append(None)
             rates.append(0.0)
@@ -482,7 +499,10 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
     if net is not None:   # cyprop's own estimators
         settings = dict(loss=net.loss_name, dtype=net.dtype.name, dropout=net.dropout,
                         max_norm=net.max_norm or None)
-        return _network(net.sizes, net.activations, list(net.weights), list(net.biases),
+        with net._state_lock:   # (as onnx_model: every layer from the same step)
+            weights = [np.array(W) for W in net.weights]
+            biases = [np.array(b) for b in net.biases]
+        return _network(net.sizes, net.activations, weights, biases,
                         dict(settings, **kwargs))
     if not hasattr(mlp, "coefs_") or not hasattr(mlp, "out_activation_"):
         raise TypeError(f"from_sklearn needs a fitted MLPClassifier or MLPRegressor, got "
