@@ -162,6 +162,25 @@ def test_train_plot(capsys, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_train_plot_that_cannot_be_written_keeps_the_previous_file(capsys, tmp_path,
+                                                                   monkeypatch):
+    """--plot writes as Network.save does: a write that fails part way (a full disk)
+    leaves the curves that were there, and nothing beside them."""
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    assert run(capsys, "train", "--data", "moons", "--plot", str(png), *QUICK)[0] == 0
+    before = png.read_bytes()
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    status, _, err = run(capsys, "train", "--data", "xor", "--plot", str(png), *QUICK)
+    monkeypatch.undo()
+    assert status == 1 and "No space left" in err
+    assert png.read_bytes() == before and os.listdir(tmp_path) == ["curves.png"]
+
+
 def test_train_plot_without_matplotlib(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails
     status, out, err = run(capsys, "train", "--data", "moons", "--plot", "x.png", *QUICK)

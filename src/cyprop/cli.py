@@ -27,7 +27,7 @@ import numpy as np
 import cyprop
 from . import _archive, _progress, datasets
 from ._maths import HIDDEN_ACTIVATIONS
-from .explain import textbook_example    # (cyprop.explain is the function)
+from .explain import _save_figure, textbook_example   # (cyprop.explain is the function)
 from .optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
@@ -802,7 +802,7 @@ def _plot(history: History, filename: str, title: str) -> None:
     acc_ax.set(xlabel="epoch", ylabel="training accuracy", title="accuracy")
     fig.suptitle(f"cyprop on {title}")
     fig.tight_layout()
-    fig.savefig(filename)
+    _save_figure(fig, filename)   # (atomically, as Network.save writes)
 
 
 # ------------------------------------------------------- evaluate / predict
