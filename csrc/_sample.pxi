@@ -17,13 +17,12 @@ cdef inline void layer_dots(const floating* W, const floating* b, const floating
                             Py_ssize_t n_in, Py_ssize_t n_out,
                             floating* z  # OUT: b + W a_in
                             ) noexcept nogil:
-    """One sample's pre-activations of a layer.  The AVX-512 build takes those of 64
-    inputs or more 6 units at a time through its own products' tile (the sums along 8
-    or 16 lanes, then the 6 units' lanes reduced together): a dot product per unit spent
-    most of its time reducing each sum alone.  Below 64 the tile's setup costs about
-    what it saves (W1's output layer, 32 inputs: no gain in place)."""
+    """One sample's pre-activations of a layer.  The AVX-512 build takes them 6 units at a
+    time through its own products' tile (the sums along 8 or 16 lanes, then the 6 units'
+    lanes reduced together): a dot product per unit spent most of a small layer's time
+    reducing each sum alone."""
     cdef Py_ssize_t j
-    if CYPROP_OWN_PRODUCTS and n_in >= 64:
+    if CYPROP_OWN_PRODUCTS:
         memcpy(z, b, n_out * sizeof(floating))
         if floating is double:
             cyprop_rows_dot_rows_d(1, <int>n_out, <int>n_in, a_in, <int>n_in, W, <int>n_in,
