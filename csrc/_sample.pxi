@@ -13,28 +13,6 @@ cdef extern from "cyprop_rows.h":
                               float c0, float c1, Py_ssize_t n, float* out) nogil
 
 
-cdef inline void layer_dots(const floating* W, const floating* b, const floating* a_in,
-                            Py_ssize_t n_in, Py_ssize_t n_out,
-                            floating* z  # OUT: b + W a_in
-                            ) noexcept nogil:
-    """One sample's pre-activations of a layer.  The AVX-512 build takes them 6 units at a
-    time through its own products' tile (the sums along 8 or 16 lanes, then the 6 units'
-    lanes reduced together): a dot product per unit spent most of a small layer's time
-    reducing each sum alone."""
-    cdef Py_ssize_t j
-    if CYPROP_OWN_PRODUCTS:
-        memcpy(z, b, n_out * sizeof(floating))
-        if floating is double:
-            cyprop_rows_dot_rows_d(1, <int>n_out, <int>n_in, a_in, <int>n_in, W, <int>n_in,
-                                   z, <int>n_out)
-        else:
-            cyprop_rows_dot_rows_f(1, <int>n_out, <int>n_in, a_in, <int>n_in, W, <int>n_in,
-                                   z, <int>n_out)
-    else:
-        for j in range(n_out):
-            z[j] = b[j] + dot(W + j * n_in, a_in, n_in)
-
-
 cdef void sample_forward(const Layout* lay, const floating* params,
                          const floating* x,   # IN: the sample (unused when first > 0)
                          floating* a,         # IN/OUT: activations of every layer (n_units)
@@ -55,10 +33,12 @@ cdef void sample_forward(const Layout* lay, const floating* params,
         b = params + lay.b_off[l]
         a_l = a + lay.a_off[l]
         if l == L - 1:
-            layer_dots(W, b, a_in, n_in, n_out, z_out)
+            for j in range(n_out):
+                z_out[j] = b[j] + dot(W + j * n_in, a_in, n_in)
             output_activation(lay.acts[l], z_out, a_l, n_out)
         else:
-            layer_dots(W, b, a_in, n_in, n_out, a_l)
+            for j in range(n_out):
+                a_l[j] = b[j] + dot(W + j * n_in, a_in, n_in)
             activate_row(lay.acts[l], a_l, n_out)
             if has_dropout(lay, l):
                 for j in range(n_out):
