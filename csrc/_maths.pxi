@@ -326,6 +326,9 @@ cdef inline double squared_norm(const floating* w, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline floating dot(const floating* w, const floating* x, Py_ssize_t n) noexcept nogil:
+    # (update_dot, cyprop_rows.h, sums the next sample's first layer in this same order:
+    # a call's first sample and the others agree, so online SGD gives the same weights
+    # however its epoch is split into calls, e.g. sparse rows densified block by block)
     cdef floating s[N_ACC]
     cdef Py_ssize_t i = 0, k
     cdef floating t
