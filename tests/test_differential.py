@@ -316,7 +316,7 @@ def play(case, backend):
                 return net.forward(X)
         elif kind in ("predict", "predict_row"):
             def run():
-                return net.predict(X)
+                return net.predict(X), net.forward(X)   # (the outputs: ties, see compare)
         elif kind == "gradients":
             def run():
                 return net.gradients(X, Y)
@@ -450,6 +450,25 @@ def finite(value):
     return bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
 
 
+def assert_same_labels(cy, ref, dtype, what):
+    """predict's labels, (labels, outputs) from each backend: the outputs agree within
+    the tolerances, and so do the labels wherever the reference's outputs decide them by
+    more than the tolerance (two outputs tied within it, or one output within it of 0.5,
+    may fall either way: a rounding apart)."""
+    (labels_cy, out_cy), (labels_ref, out_ref) = cy, ref
+    assert_close(out_cy, out_ref, dtype, f"{what}, outputs")
+    out = np.atleast_2d(np.asarray(out_ref, dtype=np.float64))
+    margin = ATOL[dtype] + RTOL[dtype] * np.abs(out).max(initial=0)
+    if out.shape[1] == 1:
+        decided = np.abs(out[:, 0] - 0.5) > margin
+    else:
+        top_two = np.sort(out, axis=1)[:, -2:]
+        decided = top_two[:, 1] - top_two[:, 0] > margin
+    labels_cy, labels_ref = np.atleast_1d(labels_cy), np.atleast_1d(labels_ref)
+    assert labels_cy.shape == labels_ref.shape, what
+    np.testing.assert_array_equal(labels_cy[decided], labels_ref[decided], err_msg=what)
+
+
 def compare(case, logs):
     dtype = case["net"]["dtype"]
     cy, ref = logs["cython"], logs["numpy"]
@@ -472,7 +491,9 @@ def compare(case, logs):
         else:
             assert finite(got_cy[1]) and finite(got_ref[1]), \
                 f"{what} returned values that are not finite: {got_cy[1]!r} / {got_ref[1]!r}"
-            if compare_values:
+            if compare_values and case["calls"][i]["kind"].startswith("predict"):
+                assert_same_labels(got_cy[1], got_ref[1], dtype, what)
+            elif compare_values:
                 assert_close(got_cy[1], got_ref[1], dtype, what)
         if state_cy is not None and compare_values:
             assert_close(state_cy, state_ref, dtype, f"the state after {what}")
