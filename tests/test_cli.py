@@ -196,7 +196,13 @@ def test_train_plot_without_matplotlib(capsys, monkeypatch):
     (["train", "--data", "mnist"], "unknown data 'mnist'"),
     (["train", "--epochs", "many"], "invalid int value: 'many'"),
     (["train", "--epochs", "0"], "--epochs must be at least 1"),
-    (["train", "--lr", "-1"], "--lr must be > 0"),
+    (["train", "--lr", "-1"], "--lr must be a finite number > 0, got -1"),
+    (["train", "--data", "xor", "--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["train", "--data", "xor", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["train", "--data", "xor", "--weight-decay", "nan"], "--weight-decay must be a finite"),
+    (["train", "--data", "xor", "--optimizer", "sgd", "--momentum", "inf"],
+     "--momentum must be a finite number >= 0, got inf"),
+    (["explain", "--example", "textbook", "--lr", "inf"], "--lr must be a finite number > 0"),
     (["train", "--layers", "2,x,2"], "comma-separated layer sizes"),
     (["train", "--data", "xor", "--layers", "3,4,2"], "starts with 3 inputs, but xor has 2"),
     (["train", "--data", "xor", "--layers", "2,4,3"], "ends with 3 outputs, but xor has 2"),
@@ -211,7 +217,8 @@ def test_usage_errors_are_one_line_with_status_2(capsys, argv, fragment):
     assert_one_line_error(err, fragment)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "info"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "info", "export",
+                                     "explain"])
 def test_help(capsys, command):
     status, out, _ = run(capsys, command, "--help")
     assert status == 0 and out.startswith(f"usage: cyprop {command}")

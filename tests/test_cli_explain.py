@@ -214,7 +214,7 @@ def test_tab_delimiter_and_a_path_with_a_colon(capsys, tmp_path, moons_model):
     (["explain", "--example", "textbook", "--row", "ROWS", "--target", "1"], 2,
      ["leave out --row, --target"]),
     (["explain", "--example", "book"], 2, ["invalid choice: 'book'"]),
-    (["explain", "--example", "textbook", "--lr", "0"], 2, ["--lr must be > 0"]),
+    (["explain", "--example", "textbook", "--lr", "0"], 2, ["--lr must be a finite number > 0, got 0"]),
     (["explain", "--example", "textbook", "--optimizer", "lbfgs"], 2, ["invalid choice"]),
     pytest.param(["explain", "--example", "textbook", "--plot", "step.xyz"], 2,
                  ["cannot write .xyz files"],   # matplotlib knows the formats

@@ -12,6 +12,7 @@ import codecs
 import importlib
 import inspect
 import io
+import math
 import os
 import platform
 import stat
@@ -578,15 +579,22 @@ def _diverged_message(exc: Exception, optimizer: Optimizer) -> str:
     return text + (f"; try a smaller --lr than {rate:g}" if rate else "; try a smaller --lr")
 
 
+def _check_rate(flag: str, value: float | None, positive: bool = True) -> None:
+    """A rate option (None: not given) as a usage error naming the option: NaN and
+    infinity too, which the optimizers would refuse later under their own names."""
+    if value is not None and not (math.isfinite(value) and (value > 0 if positive
+                                                           else value >= 0)):
+        raise UsageError(f"{flag} must be a finite number {'> 0' if positive else '>= 0'}, "
+                         f"got {value:g}")
+
+
 def _check_training_args(args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr is not None and args.lr <= 0:
-        raise UsageError("--lr must be > 0")
+    _check_rate("--lr", args.lr)
     for name in ("momentum", "weight_decay"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
+        _check_rate(f"--{name.replace('_', '-')}", getattr(args, name), positive=False)
     # Find out before training, not after, that the model could not be saved.
     # (is not None: an empty name is refused, not taken as "no --save")
     if args.save is not None and not hasattr(cyprop.Network, "save"):
@@ -951,8 +959,7 @@ def _check_explain_args(args: argparse.Namespace) -> None:
                              "for each output), or --target-column COLUMN of the CSV file")
         if getattr(cyprop, "load", None) is None:
             raise RuntimeError(_NO_PERSISTENCE)
-    if args.lr is not None and not args.lr > 0:
-        raise UsageError("--lr must be > 0")
+    _check_rate("--lr", args.lr)
     if args.plot is not None:   # (an empty name is refused, not taken as no --plot)
         _check_plot_destination(args.plot,
                                 [args.model, None if args.row is None else args.row.path])
