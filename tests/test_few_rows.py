@@ -382,6 +382,20 @@ def test_a_subnormal_weight_keeps_the_one_sample_step_unflushed(monkeypatch):
     assert np.all(np.abs(fast.weights[0]) > 0.01)
 
 
+def test_a_stream_can_start_a_fresh_history_and_keep_its_optimizer(monkeypatch):
+    """partial_fit's docstring: a long stream may set net.history = History() now and
+    then; the steps go on through the fast path, counted from where they were."""
+    (net, _), X, labels = stream_pair()
+    general_runs = general_runs_of(net, monkeypatch)
+    for i in range(1, 4):
+        net.partial_fit(X[i], labels[i])
+    steps = net.optimizer.steps
+    net.history = cyprop.History()
+    net.partial_fit(X[4], labels[4])
+    assert general_runs == [] and len(net.history) == 1
+    assert net.optimizer.steps == steps + 1
+
+
 def test_one_dimensional_rows_train_on_the_numpy_backend_too():
     net = cyprop.Network([4, 3, 2], backend="numpy", seed=0)
     other = cyprop.Network([4, 3, 2], backend="numpy", seed=0)

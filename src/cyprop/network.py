@@ -694,7 +694,10 @@ class Network:
         ``net.history``.
 
         A 1-D X is one sample (as ``forward`` takes it); its Y is then the sample's
-        targets (n_outputs values) or its class label (a number, or one value).
+        targets (n_outputs values) or its class label (a number, or one value).  Each
+        call records an epoch (about 160 bytes): a stream of millions of one-sample calls
+        can start a fresh history now and then (``net.history = cyprop.History()``);
+        the optimizer's state and step count are kept.
 
         Parameters
         ----------
