@@ -333,15 +333,10 @@ def _set_layers(net, what):
             clf.coefs_[0] = np.full((net.sizes[0], net.sizes[1]), 0.5)
 
 
-@pytest.mark.parametrize("what", ["weights", "biases", "weights[1]", "biases[0]", "coefs_",
-                                  "coefs_[0]"])
-@pytest.mark.parametrize("backend", ["cython", "numpy"])
-def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, what):
-    """``net.weights = ...``, ``net.weights[l] = ...`` (or biases, or an estimator's
-    coefs_) from another thread while a fit is inside a call into its backend waits for
-    that call to end: every layer lands between two calls, never in the middle of a step."""
-    X, y = problem()
-    net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+def held_fit(net, X, y):
+    """A fit of ``net`` in a thread, its first call into the backend held inside until
+    ``go_on`` is set: (go_on, order, the thread, its errors) once the call is inside;
+    ``order`` gets "call" as each call into the backend ends."""
     inside, go_on, order = threading.Event(), threading.Event(), []
 
     class HeldBackend:
@@ -365,6 +360,19 @@ def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, wh
     fit, fit_errors = in_thread(lambda: net.fit(X, y, epochs=2, verbose=0,
                                                 optimizer=cyprop.SGD(0.1)))
     assert inside.wait(timeout=60)
+    return go_on, order, fit, fit_errors
+
+
+@pytest.mark.parametrize("what", ["weights", "biases", "weights[1]", "biases[0]", "coefs_",
+                                  "coefs_[0]"])
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, what):
+    """``net.weights = ...``, ``net.weights[l] = ...`` (or biases, or an estimator's
+    coefs_) from another thread while a fit is inside a call into its backend waits for
+    that call to end: every layer lands between two calls, never in the middle of a step."""
+    X, y = problem()
+    net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    go_on, order, fit, fit_errors = held_fit(net, X, y)
 
     def assign():
         _set_layers(net, what)
@@ -394,29 +402,7 @@ def test_exports_from_another_thread_wait_for_the_fits_call(tmp_path, export):
 
     X, y = problem()
     net = cyprop.Network([6, 8, 3], seed=0, backend="numpy")
-    inside, go_on, order = threading.Event(), threading.Event(), []
-
-    class HeldBackend:
-        """The network's backend, whose first training call waits to be let go."""
-
-        def __init__(self, impl):
-            self.impl = impl
-
-        def __getattr__(self, name):
-            return getattr(self.impl, name)
-
-        def train_epoch(self, *args, **kwargs):
-            if not inside.is_set():
-                inside.set()
-                assert go_on.wait(timeout=60), "never let go"
-            result = self.impl.train_epoch(*args, **kwargs)
-            order.append("call")
-            return result
-
-    net._impl = HeldBackend(net._impl)
-    fit, fit_errors = in_thread(lambda: net.fit(X, y, epochs=2, verbose=0,
-                                                optimizer=cyprop.SGD(0.1)))
-    assert inside.wait(timeout=60)
+    go_on, order, fit, fit_errors = held_fit(net, X, y)
     calls = {"interop.to_torch": lambda: interop.to_torch(net),
              "interop.onnx_model": lambda: interop.onnx_model(net),
              "interop.to_onnx": lambda: interop.to_onnx(net, tmp_path / "net.onnx"),
