@@ -215,10 +215,13 @@ def test_cli_export(onnx_tools, tmp_path, capsys):
     X = inputs(net, 9)
     np.testing.assert_allclose(run_onnx(tmp_path / "m.onnx", X), net.forward(X), rtol=0,
                                atol=1e-10)
-    status = cli.main(["export", str(tmp_path / "m.npz"), str(tmp_path / "x.onnx"),
+    # an opset out of range is a usage error, found before the model is read
+    status = cli.main(["export", str(tmp_path / "none.npz"), str(tmp_path / "x.onnx"),
                        "--opset", "3"])
     out, err = capsys.readouterr()
-    assert status == 1 and err.startswith("cyprop: error: ") and err.count("\n") == 1
+    assert status == 2 and err.startswith("cyprop: error: --opset must be from 13 to ")
+    assert err.endswith("got 3\n") and err.count("\n") == 1
+    assert not (tmp_path / "x.onnx").exists()
     status = cli.main(["export", str(tmp_path / "m.npz"), str(tmp_path / "no" / "x.onnx")])
     out, err = capsys.readouterr()
     assert status == 2 and "does not exist" in err and err.count("\n") == 1

@@ -868,7 +868,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from . import interop
 
     _check_destination(args.output, "MODEL.onnx", [args.model])
-    interop._import_onnx()          # before the model load: a missing onnx says so first
+    onnx = interop._import_onnx()   # before the model load: a missing onnx says so first
+    newest = onnx.defs.onnx_opset_version()
+    if args.opset is not None and not interop.MIN_OPSET <= args.opset <= newest:
+        raise UsageError(f"--opset must be from {interop.MIN_OPSET} to {newest} (the newest "
+                         f"this onnx knows), got {args.opset}")
     net = _load_model(args.model)
     interop.to_onnx(net, args.output, args.opset)
     print(f"wrote {args.output} (ONNX opset {args.opset or interop.DEFAULT_OPSET}, "
