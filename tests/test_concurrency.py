@@ -333,6 +333,26 @@ def _set_layers(net, what):
             clf.coefs_[0] = np.full((net.sizes[0], net.sizes[1]), 0.5)
 
 
+def assert_waits_for_the_held_call(net, X, y, action, what):
+    """``action()`` from another thread while a fit of ``net`` is held inside a call into
+    its backend (held_fit) waits for that call to end, and then runs."""
+    go_on, order, fit, fit_errors = held_fit(net, X, y)
+
+    def act():
+        action()
+        order.append("acted")
+
+    actor, errors = in_thread(act)
+    actor.join(timeout=0.5)
+    assert actor.is_alive(), f"{what} did not wait for the running call"
+    go_on.set()
+    actor.join(timeout=60)
+    fit.join(timeout=60)
+    assert not fit_errors and not errors, (fit_errors, errors)
+    # (after the held call; the fit may take the lock again for its next call first)
+    assert order[0] == "call" and "acted" in order, order
+
+
 def held_fit(net, X, y):
     """A fit of ``net`` in a thread, its first call into the backend held inside until
     ``go_on`` is set: (go_on, order, the thread, its errors) once the call is inside;
@@ -372,21 +392,8 @@ def test_weights_set_from_another_thread_land_between_the_fits_calls(backend, wh
     that call to end: every layer lands between two calls, never in the middle of a step."""
     X, y = problem()
     net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
-    go_on, order, fit, fit_errors = held_fit(net, X, y)
-
-    def assign():
-        _set_layers(net, what)
-        order.append("assigned")
-
-    setter, set_errors = in_thread(assign)
-    setter.join(timeout=0.5)
-    assert setter.is_alive(), f"{what} = ... did not wait for the running call"
-    go_on.set()
-    setter.join(timeout=60)
-    fit.join(timeout=60)
-    assert not fit_errors and not set_errors, (fit_errors, set_errors)
-    # (after the held call; the fit may take the lock again for its next call first)
-    assert order[0] == "call" and "assigned" in order, order
+    assert_waits_for_the_held_call(net, X, y, lambda: _set_layers(net, what),
+                                   f"{what} = ...")
 
 
 @pytest.mark.parametrize("export", ["interop.to_torch", "interop.onnx_model",
@@ -402,7 +409,6 @@ def test_exports_from_another_thread_wait_for_the_fits_call(tmp_path, export):
 
     X, y = problem()
     net = cyprop.Network([6, 8, 3], seed=0, backend="numpy")
-    go_on, order, fit, fit_errors = held_fit(net, X, y)
     calls = {"interop.to_torch": lambda: interop.to_torch(net),
              "interop.onnx_model": lambda: interop.onnx_model(net),
              "interop.to_onnx": lambda: interop.to_onnx(net, tmp_path / "net.onnx"),
@@ -412,16 +418,4 @@ def test_exports_from_another_thread_wait_for_the_fits_call(tmp_path, export):
 
         estimator = BackpropClassifier()
         estimator.network_ = net
-
-    def read():
-        calls[export]()
-        order.append("exported")
-
-    reader, read_errors = in_thread(read)
-    reader.join(timeout=0.5)
-    assert reader.is_alive(), f"{export} did not wait for the running call"
-    go_on.set()
-    reader.join(timeout=60)
-    fit.join(timeout=60)
-    assert not fit_errors and not read_errors, (fit_errors, read_errors)
-    assert order[0] == "call" and "exported" in order, order
+    assert_waits_for_the_held_call(net, X, y, calls[export], export)
