@@ -224,6 +224,20 @@ def test_a_refused_list_of_layers_changes_no_layer(backend, name, values, error,
     np.testing.assert_array_equal(net._params, before)
 
 
+@pytest.mark.parametrize("name", ["weights", "biases"])
+def test_layers_swapped_through_the_list_setter_are_swapped(name):
+    """net.weights = [net.weights[1], net.weights[0], ...]: the new layers are views of
+    the network's own, and copying them in one at a time read the second after the
+    first had been overwritten (both ended as the old second layer)."""
+    net = cyprop.Network([4, 4, 4, 4], seed=0)
+    old = [layer.copy() for layer in getattr(net, name)]
+    layers = getattr(net, name)
+    setattr(net, name, [layers[1], layers[0], layers[2]])
+    swapped = getattr(net, name)
+    for got, expected in zip(swapped, [old[1], old[0], old[2]]):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_step_counts_are_bounded():
     opt = cyprop.Adam()
     for bad, error in ((2 ** 63, ValueError), (-1, ValueError), (1.5, TypeError),

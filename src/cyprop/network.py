@@ -1376,5 +1376,9 @@ def _assign_all(current: _ParameterList, values: Iterable[ArrayLike], name: str)
         raise ValueError(f"{name} needs {len(current)} arrays, got {len(values)}")
     # every layer checked before any is copied in: a refused list changes none
     checked = [current.checked(i, v) for i, v in enumerate(values)]
+    # A new layer may be a view of one of the network's own (a swap: [w[1], w[0], ...]),
+    # which copying the layers in one at a time would overwrite before reading it.
+    checked = [value.copy() if any(np.may_share_memory(value, layer) for layer in current)
+               else value for value in checked]
     for target, value in zip(current, checked):
         target[...] = value
