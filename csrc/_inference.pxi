@@ -113,6 +113,13 @@ def step_check(const floating[::1] now, const floating[::1] before):
 cdef long long MAX_STEPS = (1LL << 62) - 1
 
 
+cdef inline bint overlaps(const Py_buffer* a, const Py_buffer* b) noexcept nogil:
+    """Whether two C-contiguous buffers share memory (their byte ranges meet)."""
+    cdef const char* p = <const char*>a.buf
+    cdef const char* q = <const char*>b.buf
+    return p < q + b.len and q < p + a.len
+
+
 cdef inline bint is_number(value):
     return type(value) is float or type(value) is int or type(value) is bool or value is None
 
@@ -405,6 +412,10 @@ cdef class FewRows:
         if rows < 0:
             return None
         try:
+            # (a row that is a view of the parameters, net.weights[0][0], would change
+            # under the step that reads it: the general path trains on a copy)
+            if overlaps(&x, &self.params):
+                return None
             label = self.label(Y, rows == 0)
             if label < 0:
                 y_rows = self.take(Y, &y, 0, self.code, self.n_out, 1)

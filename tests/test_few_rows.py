@@ -424,6 +424,24 @@ def test_bad_samples_get_the_general_paths_errors_and_change_nothing(X, Y, error
     assert net.optimizer.steps == steps and len(net.history) == epochs
 
 
+@pytest.mark.parametrize("max_norm", [None, 3.0])
+@pytest.mark.parametrize("sizes", [(6, 3), (6, 6, 3)])
+def test_a_row_that_is_a_view_of_the_weights_trains_as_its_copy(sizes, max_norm,
+                                                                 monkeypatch):
+    """partial_fit(net.weights[0][0], label): the row is a view of the first layer's
+    weights, which the one-sample step read as it stepped them; the general path and
+    the NumPy backend train on the values the row had at the call."""
+    (fast, general), _, _ = stream_pair(sizes=sizes, max_norm=max_norm)
+    reference = cyprop.Network(list(sizes), seed=2, max_norm=max_norm, backend="numpy")
+    reference._params[...] = general._params
+    reference.optimizer = cyprop.SGD(0.3)
+    fast.partial_fit(fast.weights[0][0], 1)
+    general.partial_fit(general.weights[0][0].tolist(), 1)
+    reference.partial_fit(reference.weights[0][0], 1)
+    np.testing.assert_array_equal(fast._params, general._params)
+    np.testing.assert_allclose(fast._params, reference._params, rtol=1e-12, atol=1e-15)
+
+
 def test_a_diverging_step_is_undone_and_explained():
     (net, _), X, _ = stream_pair(sizes=(8, 6, 1), optimizer="sgd")
     net.optimizer.learning_rate = 1e305

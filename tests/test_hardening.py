@@ -238,6 +238,24 @@ def test_layers_swapped_through_the_list_setter_are_swapped(name):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("views", ["X", "Y", "X and Y"])
+def test_training_data_that_is_a_view_of_the_weights_trains_as_its_copy(backend, views):
+    """fit(net.weights[0], ...): rows that are views of the network's own parameters
+    changed under the steps that read them (the compiled core reads a row as it steps
+    the layer it came from), unlike the same values in an array of their own."""
+    def make():
+        return cyprop.Network([3, 3, 3], output="identity", loss="mse", seed=0,
+                              backend=backend)
+
+    net, twin = make(), make()
+    X = net.weights[0] if "X" in views else net.weights[0].copy()
+    Y = net.weights[1] if "Y" in views else net.weights[1].copy()
+    twin.fit(X.copy(), Y.copy(), epochs=2, batch_size=1, shuffle=False, verbose=0)
+    net.fit(X, Y, epochs=2, batch_size=1, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(net._params, twin._params)
+
+
 def test_step_counts_are_bounded():
     opt = cyprop.Adam()
     for bad, error in ((2 ** 63, ValueError), (-1, ValueError), (1.5, TypeError),

@@ -950,6 +950,12 @@ class Network:
         else:
             X, Y = _validation.check_XY(X, labels, self.arch.n_inputs, self.arch.n_outputs,
                                         self.dtype)
+            # Rows that are views of the parameters (net.weights[0] as X) would change
+            # under the steps that read them: training reads them as they are now.
+            if np.may_share_memory(X, self._params):
+                X = X.copy()
+        if np.may_share_memory(Y, self._params):
+            Y = Y.copy()
         if (self.arch.output == "sigmoid" and self.arch.n_outputs == 1
                 and labels.dtype.kind in "iu" and ((labels < 0) | (labels > 1)).any()):
             raise ValueError(f"Y holds integer class labels from {labels.min()} to "
