@@ -517,6 +517,26 @@ def test_state_set_by_hand_is_used_or_checked():
     assert fast.optimizer.state.dtype == np.float64 and fast.optimizer.steps == 1
 
 
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_plain_sgd_buffer_set_to_nan_by_hand_is_no_divergence_on_either_path(backend):
+    """Plain SGD (no momentum) neither reads nor writes its buffer: the one-sample step
+    left a NaN written into it by hand alone, while the general path called the step
+    diverged ("the optimizer's state overflowed") and refused every call after it."""
+    (fast, general), X, labels = stream_pair()
+    reference = cyprop.Network([8, 6, 3], seed=2, backend=backend)   # as stream_pair's
+    reference.partial_fit(X[:1], labels[:1], optimizer=cyprop.SGD(0.3))
+    for net in (fast, general, reference):
+        net.optimizer.state[0, 0] = np.nan
+    fast.partial_fit(X[1:2], labels[1:2])
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    reference.partial_fit(X[1:3], labels[1:3], batch_size=1, shuffle=False)
+    general.partial_fit(X[2:3].tolist(), labels[2:3].tolist())
+    fast.partial_fit(X[2:3], labels[2:3])
+    np.testing.assert_array_equal(fast._params, general._params)
+    np.testing.assert_allclose(reference._params, general._params, rtol=1e-12, atol=1e-15)
+    assert general.history.stop_reason == reference.history.stop_reason == "epochs"
+
+
 def test_other_arguments_dropout_and_custom_optimizers_take_the_general_path():
     (net, _), X, labels = stream_pair()
     probe = net._few_rows

@@ -391,9 +391,18 @@ def divergence(net: Network, loss: float, limit: float, optimizer: Optimizer) ->
                 f"{net.dtype.name} products overflow")
     # the optimizer state too: squared gradients that overflow leave the loss and
     # weights finite, but stall training, and load() refuses such a file
-    if optimizer.state is not None and not _validation.all_finite(optimizer.state):
+    if (optimizer.state is not None and writes_state(optimizer)
+            and not _validation.all_finite(optimizer.state)):
         return "the optimizer's state overflowed"
     return None
+
+
+def writes_state(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer``'s steps write its state: plain SGD (no momentum) never
+    reads or writes its buffer, so nothing a step did can be in it (the one-sample step
+    does not look at it either: csrc/_inference.pxi, kept_state_rows)."""
+    return not (isinstance(optimizer, SGD) and not optimizer.momentum
+                and type(optimizer).update_params is SGD.update_params)
 
 
 def sample_weights(sample_weight: ArrayLike | None,
