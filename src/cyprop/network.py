@@ -950,12 +950,8 @@ class Network:
         else:
             X, Y = _validation.check_XY(X, labels, self.arch.n_inputs, self.arch.n_outputs,
                                         self.dtype)
-            # Rows that are views of the parameters (net.weights[0] as X) would change
-            # under the steps that read them: training reads them as they are now.
-            if np.may_share_memory(X, self._params):
-                X = X.copy()
-        if np.may_share_memory(Y, self._params):
-            Y = Y.copy()
+            X = _unshared(X, self._params)
+        Y = _unshared(Y, self._params)
         if (self.arch.output == "sigmoid" and self.arch.n_outputs == 1
                 and labels.dtype.kind in "iu" and ((labels < 0) | (labels > 1)).any()):
             raise ValueError(f"Y holds integer class labels from {labels.min()} to "
@@ -1216,6 +1212,12 @@ def _one_sample(X: ArrayLike, Y: ArrayLike,
     if Y.ndim == 0 or (Y.ndim == 1 and n_outputs > 1 and Y.shape[0] == n_outputs):
         Y = Y.reshape(1, -1) if Y.ndim == 1 else Y.reshape(1)
     return np.asarray(X).reshape(1, -1), Y
+
+
+def _unshared(data: NDArray[Any], params: NDArray[Any]) -> NDArray[Any]:
+    """``data``, or a copy of it if it is a view of the parameters (net.weights[0] as X):
+    it would change under the steps that read it, and training reads it as it is now."""
+    return data.copy() if np.may_share_memory(data, params) else data
 
 
 def _check_result(values: NDArray[Any], what: str, params: NDArray[Any]) -> None:
