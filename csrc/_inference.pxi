@@ -350,8 +350,11 @@ cdef class FewRows:
                 claim.release()
             net.stop_training = False
             try:
-                record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
-                       1 / seconds if seconds > 0 else INFINITY, largest)
+                # (by name, as _loop.run records: a History subclass may take them so)
+                record(loss=loss, accuracy=accuracy, learning_rate=optimizer.learning_rate,
+                       seconds=seconds,
+                       samples_per_second=1 / seconds if seconds > 0 else INFINITY,
+                       largest_update=largest)
             except KeyboardInterrupt:
                 # Ctrl-C during the step is handled here, its first Python code: the
                 # step stays whole, and the history says so, as _loop.run's does

@@ -597,6 +597,29 @@ def test_a_history_that_cannot_record_fails_the_call_before_the_step(history):
     assert net.optimizer.steps == steps and net.history is history
 
 
+def test_a_history_subclass_that_records_by_name_gets_the_general_paths_records():
+    """A History whose record takes the records by name (record(self, **logs), as
+    _loop.run passes them): the one-sample step passed them by position, a TypeError
+    after the step had been taken (the weights and step count changed, nothing
+    recorded)."""
+
+    class ByName(cyprop.history.History):
+        def record(self, **logs):
+            self.names = sorted(logs)
+            super().record(**logs)
+
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    fast.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    fast.history, general.history = ByName(), ByName()
+    fast.partial_fit(X[2:3], labels[2:3])
+    general.partial_fit(X[2:3].tolist(), labels[2:3].tolist())
+    assert fast.history.names == general.history.names
+    assert fast.history.loss == general.history.loss and len(fast.history) == 1
+    np.testing.assert_array_equal(fast._params, general._params)
+    assert fast.optimizer.steps == general.optimizer.steps == 3
+
+
 def test_ctrl_c_after_a_one_sample_step_is_recorded_as_on_the_general_path():
     """Ctrl-C during a stream of one-sample calls lands after the step, in the history's
     record (the step itself runs in C, where the signal waits): the step stays whole
