@@ -459,6 +459,24 @@ def test_weights_made_nan_by_hand_are_refused_before_training():
         net.partial_fit(X[:1], labels[:1])
 
 
+@pytest.mark.parametrize("optimizer", ["momentum", "adam", "rmsprop", "adagrad"])
+def test_a_state_made_nan_by_hand_is_named_and_the_step_undone(optimizer):
+    """A NaN written into the optimizer's state by hand made the step's weights NaN, and
+    the refusal blamed the learning rate ("a weight became NaN ...; try a smaller
+    learning rate"); it names the state, on every path, and changes nothing."""
+    (fast, general), X, labels = stream_pair(optimizer=optimizer)
+    reference = cyprop.Network([8, 6, 3], seed=2, backend="numpy")   # as stream_pair's
+    reference.partial_fit(X[:1], labels[:1], optimizer=OPTIMIZER_CASES[optimizer]())
+    for net, rows in ((fast, X[1:2]), (general, X[1:2].tolist()), (reference, X[1:2])):
+        net.optimizer.state[-1, :] = np.nan
+        before, state = net._params.copy(), net.optimizer.state.copy()
+        with pytest.raises(cyprop.TrainingDiverged, match="state was already NaN"):
+            net.partial_fit(rows, labels[1:2])
+        np.testing.assert_array_equal(net._params, before)
+        np.testing.assert_array_equal(net.optimizer.state, state)
+        assert net.optimizer.steps == 1 and net.history.stop_reason == "diverged"
+
+
 def test_hyper_parameters_set_by_hand_are_checked_and_used():
     (fast, general), X, labels = stream_pair(optimizer="momentum")
     for net in (fast, general):

@@ -354,9 +354,20 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
             reader.close()   # waits for a block being read ahead
     problem = divergence(net, loss_sum / n, limit, optimizer)
     if problem is not None:
+        # a state that was not finite before the epoch (the one it stepped: not one
+        # replaced for another size or dtype) was written so by hand, not by a step
+        by_hand = (kept[2] is not None and optimizer.state is not None
+                   and kept[2].shape == optimizer.state.shape
+                   and kept[2].dtype == optimizer.state.dtype and writes_state(optimizer)
+                   and not _validation.all_finite(kept[2]))
         with net._state_lock:
             undo()
             net.history.stop_reason = "diverged"
+        if by_hand:
+            raise TrainingDiverged(
+                f"the optimizer's state was already NaN or infinite before epoch "
+                f"{epoch + 1} began (written by a callback or by hand?): nothing was "
+                "trained; start it afresh with net.optimizer.reset()", epoch=epoch)
         raise TrainingDiverged(
             f"training diverged in epoch {epoch + 1}: {problem}; the weights of the "
             "last epoch before it were kept (try a smaller learning rate)", epoch=epoch)
