@@ -194,7 +194,10 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                     schedule.update(logs)
                 reason = rules.check(net, logs)
                 for callback in callbacks:
-                    if callback.on_epoch_end(net, history.epochs - 1, logs) is True:
+                    # NumPy's True too: a callback's comparison of NumPy numbers
+                    # (np.mean(...) < limit) gives np.True_, which is not True
+                    answer = callback.on_epoch_end(net, history.epochs - 1, logs)
+                    if answer is True or (isinstance(answer, np.bool_) and answer):
                         net.stop_training = True
                 if reason is None and net.stop_training:
                     reason = "callback"

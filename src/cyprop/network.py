@@ -615,7 +615,8 @@ class Network:
             Stop once no weight moved more than this in an epoch.
         callbacks : iterable or None, default ()
             Objects with an ``on_epoch_end(net, epoch, logs)`` method, called after
-            every epoch; returning True (or setting ``net.stop_training``) stops.
+            every epoch; returning True (``numpy.True_`` too; other values are
+            ignored) or setting ``net.stop_training`` stops.
             None: none.
         sample_weight : array_like, shape (n_samples,), optional
             Scales each sample's loss and gradient; as in Keras, a batch's gradient is
