@@ -468,6 +468,9 @@ def test_load_refuses_what_save_would_not_write(tmp_path):
                        r"\(network 0\)"),
         "2-D member": ({"metadata": metadata(), "network_0": member.reshape(1, -1)},
                        "expected 1-D"),
+        # (it said "not a cyprop network file", of a file read as an ensemble)
+        "path member": ({"metadata": metadata(), "network_0": member, "../x": member},
+                        r"not a cyprop ensemble file \(it holds '\.\./x\.npy'"),
     }
     for name, (members, message) in crafted.items():
         path = tmp_path / name.replace(" ", "_")

@@ -483,7 +483,7 @@ def _read_networks(path: str, fh: IO[bytes], size: int, backend: str) -> list[Ne
                                zipfile.ZipFile, fh)
     uint8 = np.dtype(np.uint8)
     with archive:
-        members = _archive.check_members(path, archive, size)
+        members = _archive.check_members(path, archive, size, "ensemble")
         info = members.get(_archive.METADATA)
         if info is None:
             raise invalid("not a cyprop ensemble file (no metadata entry)")
