@@ -65,7 +65,15 @@ def save_target(path: str) -> tuple[str, int | None]:
 
     A symbolic link is followed, so that its target is replaced and the link stays.
     Anything but a regular file is refused: renaming onto it would replace a FIFO
-    or a device node (as root, even /dev/null) with a file."""
+    or a device node (as root, even /dev/null) with a file.  So is a path that can
+    only name a directory: os.path.abspath makes "" the working directory and
+    "new/" or "new/.." other names, so the temporary file went into a directory the
+    caller never named, and the error named that file."""
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, "cannot save to '': the path is empty", path)
+    if os.path.basename(os.fsdecode(path)) in ("", ".", ".."):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path!r}: it names a "
+                                "directory, not a file", path)
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:
         st = os.stat(target)
