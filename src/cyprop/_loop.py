@@ -409,6 +409,7 @@ def sample_weights(sample_weight: ArrayLike | None,
     weights = np.ones(n, dtype=np.float64)
     if sample_weight is not None:
         _validation._refuse_sparse("sample_weight", sample_weight)
+        _validation._refuse_iterator("sample_weight", sample_weight)
         sw = np.asarray(sample_weight)
         if sw.dtype.kind not in "biuf":
             raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
