@@ -173,6 +173,25 @@ def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks, tmp_
         net.forward(memmap_of(X.astype(np.float32), tmp_path))   # converted, checked
 
 
+def test_a_refused_fit_leaves_the_learning_rate_as_it_was(small_blocks, tmp_path):
+    """The schedule set the optimizer's rate before the epoch that was refused, and the
+    rate stayed: a refused call changed the optimizer."""
+    X, y = data()
+    X[7 * 104 + 3, 2] = np.nan   # in block 7, past the rows read before training
+    mapped = memmap_of(X, tmp_path)
+    net = cyprop.Network([8, 5, 3], seed=1)
+    net.fit(X[:100], y[:100], epochs=1, optimizer=cyprop.SGD(0.1), verbose=0)
+    net.optimizer.learning_rate = 0.02   # Constant's rate is the initial one, 0.1
+    for call in (lambda: net.fit(mapped, y, epochs=2, schedule=cyprop.schedules.Constant(),
+                                 verbose=0),
+                 lambda: net.fit(X[:500], y[:500], epochs=2, verbose=0,
+                                 schedule=cyprop.schedules.Constant(),
+                                 validation_data=(mapped, y))):
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            call()
+        assert net.optimizer.learning_rate == 0.02 and len(net.history) == 1
+
+
 @needs_dask
 def test_blocks_across_chunks_are_copied_into_two_buffers_in_turn():
     """A block within one chunk is that chunk's computed array (no copy); a block across

@@ -287,6 +287,10 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
     epoch = net.history.epochs
     optimizer = net.optimizer
     assert optimizer is not None   # (run set it)
+    # The rate before this epoch's: a failed epoch leaves it as it leaves the weights
+    # (a refused call changes nothing, and the schedule's rate may differ from the
+    # one the optimizer had, a rate set by hand, say).
+    rate = optimizer.learning_rate
     if schedule is not None:
         optimizer.learning_rate = _validation.check_number(
             f"the schedule's learning rate for epoch {epoch + 1}",
@@ -299,6 +303,7 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp, copy=False)
     dropout_seed = int(rng.integers(2 ** 63)) if any(net.dropout) else None
     if not _validation.all_finite(net._params):
+        optimizer.learning_rate = rate
         net.history.stop_reason = "diverged"
         raise TrainingDiverged(
             f"the weights were already NaN or infinite before epoch {epoch + 1} began "
@@ -311,6 +316,7 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         epoch leaves nothing of it."""
         net._params[...] = kept[0]
         optimizer.steps, optimizer.state = kept[1], kept[2]
+        optimizer.learning_rate = rate
 
     if progress is not None:
         progress.start_epoch()
