@@ -287,10 +287,17 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
     epoch = net.history.epochs
     optimizer = net.optimizer
     assert optimizer is not None   # (run set it)
-    # The rate before this epoch's: a failed epoch leaves it as it leaves the weights
-    # (a refused call changes nothing, and the schedule's rate may differ from the
-    # one the optimizer had, a rate set by hand, say).
-    rate = optimizer.learning_rate
+    if not _validation.all_finite(net._params):   # (before anything of the epoch)
+        net.history.stop_reason = "diverged"
+        raise TrainingDiverged(
+            f"the weights were already NaN or infinite before epoch {epoch + 1} began "
+            "(written by a callback or by hand?): nothing was trained, and they were "
+            "left as they are", epoch=epoch)
+    # The rate before this epoch's and the generator's state: a failed epoch leaves
+    # them as it leaves the weights (a refused call changes nothing; the schedule's
+    # rate may differ from a rate set by hand, and the generator is part of the
+    # network's state, and of its file).
+    rate, rng_state = optimizer.learning_rate, rng.bit_generator.state
     if schedule is not None:
         optimizer.learning_rate = _validation.check_number(
             f"the schedule's learning rate for epoch {epoch + 1}",
@@ -302,13 +309,6 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
     else:
         order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp, copy=False)
     dropout_seed = int(rng.integers(2 ** 63)) if any(net.dropout) else None
-    if not _validation.all_finite(net._params):
-        optimizer.learning_rate = rate
-        net.history.stop_reason = "diverged"
-        raise TrainingDiverged(
-            f"the weights were already NaN or infinite before epoch {epoch + 1} began "
-            "(written by a callback or by hand?): nothing was trained, and they were "
-            "left as they are", epoch=epoch)
     kept = net._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
 
     def undo() -> None:
@@ -317,6 +317,7 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         net._params[...] = kept[0]
         optimizer.steps, optimizer.state = kept[1], kept[2]
         optimizer.learning_rate = rate
+        rng.bit_generator.state = rng_state
 
     if progress is not None:
         progress.start_epoch()
