@@ -468,6 +468,9 @@ def test_load_refuses_what_save_would_not_write(tmp_path):
                        r"\(network 0\)"),
         "2-D member": ({"metadata": metadata(), "network_0": member.reshape(1, -1)},
                        "expected 1-D"),
+        # (it said "not a cyprop network file", of a file read as an ensemble)
+        "path member": ({"metadata": metadata(), "network_0": member, "../x": member},
+                        r"not a cyprop ensemble file \(it holds '\.\./x\.npy'"),
     }
     for name, (members, message) in crafted.items():
         path = tmp_path / name.replace(" ", "_")
@@ -531,3 +534,24 @@ def test_save_into_a_missing_folder_names_the_path_given(tmp_path):
         cyprop.Ensemble([cyprop.Network([3, 2], seed=0)]).save(target)
     assert info.value.filename == str(target)
     assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+
+
+def test_save_refuses_networks_changed_into_no_ensemble_and_keeps_the_file(tmp_path):
+    """``networks`` is a plain list: emptied, or given a stranger or a non-network after
+    the ensemble was made, save wrote a file that Ensemble.load refuses, over the
+    good one."""
+    path = tmp_path / "ensemble"
+    cyprop.Ensemble([cyprop.Network([3, 2], seed=0)]).save(path)
+    before = path.read_bytes()
+    for change, error, message in (
+            (lambda nets: nets.clear(), ValueError, "at least one network"),
+            (lambda nets: nets.append(cyprop.Network([4, 2], seed=1)), ValueError,
+             "network 1 has inputs 4, network 0 has 3"),
+            (lambda nets: nets.append("junk"), TypeError, "got str")):
+        ensemble = cyprop.Ensemble([cyprop.Network([3, 2], seed=2)])
+        change(ensemble.networks)
+        with pytest.raises(error, match=message):
+            ensemble.save(path)
+        assert path.read_bytes() == before
+        assert os.listdir(tmp_path) == ["ensemble"]
+    assert len(cyprop.Ensemble.load(path)) == 1

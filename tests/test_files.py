@@ -665,6 +665,22 @@ def test_save_refuses_a_directory(tmp_path):
     assert (tmp_path / "d").is_dir() and os.listdir(tmp_path) == ["d"]
 
 
+@pytest.mark.parametrize("name", ["", "new/", "new/.", "new/.."])
+def test_save_refuses_a_path_that_names_no_file(tmp_path, monkeypatch, name):
+    """A path that can only name a directory (and none that exists): the temporary file
+    was made in a directory the caller never named (for "", the parent of the working
+    directory), and the error named the temporary file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    error = FileNotFoundError if name == "" else IsADirectoryError
+    for save in (base_net().save, cyprop.Ensemble([base_net()]).save):
+        with pytest.raises(error) as info:
+            save(name)
+        assert info.value.filename == name and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == ["work"] and os.listdir(work) == []
+
+
 @posix_only
 def test_save_refuses_a_character_device(tmp_path):
     # A device node of our own (a copy of /dev/null's numbers): as root, renaming onto

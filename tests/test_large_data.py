@@ -173,6 +173,45 @@ def test_a_nan_in_a_later_block_is_named_and_the_epoch_undone(small_blocks, tmp_
         net.forward(memmap_of(X.astype(np.float32), tmp_path))   # converted, checked
 
 
+def test_a_refused_fit_leaves_the_learning_rate_as_it_was(small_blocks, tmp_path):
+    """The schedule set the optimizer's rate before the epoch that was refused, and the
+    rate stayed: a refused call changed the optimizer."""
+    X, y = data()
+    X[7 * 104 + 3, 2] = np.nan   # in block 7, past the rows read before training
+    mapped = memmap_of(X, tmp_path)
+    net = cyprop.Network([8, 5, 3], seed=1)
+    net.fit(X[:100], y[:100], epochs=1, optimizer=cyprop.SGD(0.1), verbose=0)
+    net.optimizer.learning_rate = 0.02   # Constant's rate is the initial one, 0.1
+    for call in (lambda: net.fit(mapped, y, epochs=2, schedule=cyprop.schedules.Constant(),
+                                 verbose=0),
+                 lambda: net.fit(X[:500], y[:500], epochs=2, verbose=0,
+                                 schedule=cyprop.schedules.Constant(),
+                                 validation_data=(mapped, y))):
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            call()
+        assert net.optimizer.learning_rate == 0.02 and len(net.history) == 1
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_a_refused_fit_leaves_the_network_s_generator_as_it_was(small_blocks, tmp_path,
+                                                                 dropout):
+    """The epoch drew its permutations (and dropout seed) from the network's generator
+    before a block was refused: the refused call moved the generator, which is part of
+    the network's state (and file), so the next fit trained otherwise."""
+    X, y = data()
+    X[7 * 104 + 3, 2] = np.nan
+    mapped = memmap_of(X, tmp_path)
+    net = cyprop.Network([8, 5, 3], seed=1, dropout=dropout)
+    net.fit(X[:100], y[:100], epochs=1, verbose=0)
+    twin = net.copy()
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(mapped, y, epochs=2, verbose=0)
+    assert net.get_state().rng == twin.get_state().rng
+    for each in (net, twin):
+        each.fit(X[:300], y[:300], epochs=2, verbose=0)
+    np.testing.assert_array_equal(net._params, twin._params)
+
+
 @needs_dask
 def test_blocks_across_chunks_are_copied_into_two_buffers_in_turn():
     """A block within one chunk is that chunk's computed array (no copy); a block across

@@ -406,6 +406,20 @@ def test_sparse_input_is_refused_by_name(fmt):
         net.fit(X, Y, epochs=1, sample_weight=sparse.csr_array(np.ones((1, 4))), verbose=0)
 
 
+def test_iterators_are_refused_by_name():
+    # np.asarray wraps a generator in a 0-d object array: the message said "X must
+    # hold numbers (got dtype object)", as if its rows held something else
+    net = cyprop.Network([3, 4, 2], seed=0)
+    X, Y = np.eye(4, 3), np.eye(4, 2)
+    assert_refused(net, (row for row in X), Y, TypeError,
+                   r"^X is an iterator \(generator\), not an array: .*memory map")
+    assert_refused(net, map(list, X), Y, TypeError, r"^X is an iterator \(map\)")
+    for labels in (iter([0, 1, 0, 1]), (row for row in Y)):
+        assert_refused(net, X, labels, TypeError, r"^Y is an iterator", inference=False)
+    with pytest.raises(TypeError, match=r"^sample_weight is an iterator \(generator\)"):
+        net.fit(X, Y, epochs=1, sample_weight=(1.0 for _ in X), verbose=0)
+
+
 @PROPERTY
 @given(spec=net_specs(), data=st.data())
 def test_non_finite_values_raise_value_error(spec, data):

@@ -500,7 +500,7 @@ def test_a_callback_stops_training(backend, how):
     assert net.fit(X, y, epochs=2, verbose=0).stop_reason == "epochs"
 
 
-@pytest.mark.parametrize("returned", [False, None, 0, 1, "stop"])
+@pytest.mark.parametrize("returned", [False, None, 0, 1, "stop", np.False_])
 def test_only_true_stops(returned):
     class Returns:
         def on_epoch_end(self, net, epoch, logs):
@@ -508,6 +508,18 @@ def test_only_true_stops(returned):
 
     X, y = blobs()
     assert make().fit(X, y, epochs=3, callbacks=[Returns()], verbose=0).epochs == 3
+
+
+def test_numpy_true_stops_as_true_does():
+    """A callback that returns a comparison of NumPy numbers returns np.True_, which is
+    not True: it was ignored, and the fit ran on."""
+    class Converged:
+        def on_epoch_end(self, net, epoch, logs):
+            return np.float64(epoch) >= 1
+
+    X, y = blobs()
+    history = make().fit(X, y, epochs=10, callbacks=[Converged()], verbose=0)
+    assert history.epochs == 2 and history.stop_reason == "callback"
 
 
 def test_an_error_in_a_callback_propagates_and_leaves_the_network_usable():

@@ -7,9 +7,9 @@ Nothing here knows what a network is.  The internal API, for those two modules:
   but a regular file; ``write_atomic(target, arrays, mode)`` writes an ``.npz`` there
   through a temporary file, fsync and rename (``write_file_atomic``: any content);
 - ``open_regular_file(path)`` opens a regular file (never blocking on a FIFO or
-  opening a device) for reading; ``check_members(path, archive, size)`` checks every
-  member of an open ``zipfile.ZipFile`` (stored, unencrypted, plain unique
-  ``<name>.npy`` names, data inside the file) and returns them by name;
+  opening a device) for reading; ``check_members(path, archive, size, kind)``
+  checks every member of an open ``zipfile.ZipFile`` (stored, unencrypted, plain
+  unique ``<name>.npy`` names, data inside the file) and returns them by name;
   ``read_array(path, archive, info, name, shape, dtype)`` reads one member, its
   ``.npy`` header checked before any data is; ``decode_json(path, text)`` parses the
   metadata member's JSON (no huge integers);
@@ -65,7 +65,15 @@ def save_target(path: str) -> tuple[str, int | None]:
 
     A symbolic link is followed, so that its target is replaced and the link stays.
     Anything but a regular file is refused: renaming onto it would replace a FIFO
-    or a device node (as root, even /dev/null) with a file."""
+    or a device node (as root, even /dev/null) with a file.  So is a path that can
+    only name a directory: os.path.abspath makes "" the working directory and
+    "new/" or "new/.." other names, so the temporary file went into a directory the
+    caller never named, and the error named that file."""
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, "cannot save to '': the path is empty", path)
+    if os.path.basename(os.fsdecode(path)) in ("", ".", ".."):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path!r}: it names a "
+                                "directory, not a file", path)
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:
         st = os.stat(target)
@@ -199,15 +207,16 @@ def guarded(path: str, problem: str, function: Callable[..., _T], *args: Any) ->
             from exc
 
 
-def check_members(path: str, archive: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
+def check_members(path: str, archive: zipfile.ZipFile, size: int,
+                  kind: str = "network") -> dict[str, zipfile.ZipInfo]:
     """{name without .npy: ZipInfo} of an archive whose every member is one cyprop
     could have written: stored, unencrypted, a plain unique name, inside the file,
-    the first at its start."""
+    the first at its start; ``kind`` names the file expected in errors."""
     members, total = {}, 0
     for info in archive.infolist():
         name = info.orig_filename
         if not _MEMBER_NAME.fullmatch(name):
-            raise invalid(path, f"not a cyprop network file (it holds {short.repr(name)}, "
+            raise invalid(path, f"not a cyprop {kind} file (it holds {short.repr(name)}, "
                                  "not a plain '<name>.npy' array)")
         if info.compress_type != zipfile.ZIP_STORED:
             raise invalid(path, f"entry {name!r} is compressed (method {info.compress_type}); "

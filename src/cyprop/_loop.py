@@ -194,7 +194,10 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                     schedule.update(logs)
                 reason = rules.check(net, logs)
                 for callback in callbacks:
-                    if callback.on_epoch_end(net, history.epochs - 1, logs) is True:
+                    # NumPy's True too: a callback's comparison of NumPy numbers
+                    # (np.mean(...) < limit) gives np.True_, which is not True
+                    answer = callback.on_epoch_end(net, history.epochs - 1, logs)
+                    if answer is True or (isinstance(answer, np.bool_) and answer):
                         net.stop_training = True
                 if reason is None and net.stop_training:
                     reason = "callback"
@@ -284,6 +287,17 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
     epoch = net.history.epochs
     optimizer = net.optimizer
     assert optimizer is not None   # (run set it)
+    if not _validation.all_finite(net._params):   # (before anything of the epoch)
+        net.history.stop_reason = "diverged"
+        raise TrainingDiverged(
+            f"the weights were already NaN or infinite before epoch {epoch + 1} began "
+            "(written by a callback or by hand?): nothing was trained, and they were "
+            "left as they are", epoch=epoch)
+    # The rate before this epoch's and the generator's state: a failed epoch leaves
+    # them as it leaves the weights (a refused call changes nothing; the schedule's
+    # rate may differ from a rate set by hand, and the generator is part of the
+    # network's state, and of its file).
+    rate, rng_state = optimizer.learning_rate, rng.bit_generator.state
     if schedule is not None:
         optimizer.learning_rate = _validation.check_number(
             f"the schedule's learning rate for epoch {epoch + 1}",
@@ -295,12 +309,6 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
     else:
         order = (rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp, copy=False)
     dropout_seed = int(rng.integers(2 ** 63)) if any(net.dropout) else None
-    if not _validation.all_finite(net._params):
-        net.history.stop_reason = "diverged"
-        raise TrainingDiverged(
-            f"the weights were already NaN or infinite before epoch {epoch + 1} began "
-            "(written by a callback or by hand?): nothing was trained, and they were "
-            "left as they are", epoch=epoch)
     kept = net._params.copy(), optimizer.steps, _copy_or_none(optimizer.state)
 
     def undo() -> None:
@@ -308,6 +316,8 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         epoch leaves nothing of it."""
         net._params[...] = kept[0]
         optimizer.steps, optimizer.state = kept[1], kept[2]
+        optimizer.learning_rate = rate
+        rng.bit_generator.state = rng_state
 
     if progress is not None:
         progress.start_epoch()
@@ -426,6 +436,7 @@ def sample_weights(sample_weight: ArrayLike | None,
     weights = np.ones(n, dtype=np.float64)
     if sample_weight is not None:
         _validation._refuse_sparse("sample_weight", sample_weight)
+        _validation._refuse_iterator("sample_weight", sample_weight)
         sw = np.asarray(sample_weight)
         if sw.dtype.kind not in "biuf":
             raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")

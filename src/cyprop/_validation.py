@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,15 @@ def _refuse_sparse(name: str, data: object, refusal: str = ", which a Network do
                         f"it with {name}.toarray(){way_out}")
 
 
+def _refuse_iterator(name: str, data: object) -> None:
+    """A TypeError for a generator or other iterator, which np.asarray would wrap in a
+    0-d object array (so "must hold numbers" would mislead): cyprop reads no stream."""
+    if isinstance(data, Iterator):
+        raise TypeError(f"{name} is an iterator ({type(data).__name__}), not an array: "
+                        f"give an array (np.array(list({name}))), or, for data larger "
+                        "than memory, a memory map or a Dask array")
+
+
 def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:
     """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
     if isinstance(data, np.ma.MaskedArray):
@@ -95,6 +105,7 @@ def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray
                              f"(.filled(value)) or leave those rows out")
         data = np.ma.getdata(data)
     _refuse_sparse(name, data)
+    _refuse_iterator(name, data)
     if isinstance(data, np.ndarray):
         arr = data
     else:
@@ -174,6 +185,7 @@ def check_Y(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: np.dtype[Any],
     """
     if not isinstance(Y, np.ndarray):
         _refuse_sparse(name, Y)
+        _refuse_iterator(name, Y)
         Y = np.asarray(Y)
     if Y.ndim == 1 and n_outputs > 1:
         return one_hot(Y, n_outputs, dtype, name)

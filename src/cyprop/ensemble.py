@@ -277,22 +277,7 @@ class Ensemble:
 
     def __init__(self, networks: Iterable[Network]) -> None:
         networks = list(networks)
-        if not networks:
-            raise ValueError("an Ensemble needs at least one network")
-        for net in networks:
-            if not isinstance(net, Network):
-                raise TypeError(f"an Ensemble holds cyprop.Network objects, got "
-                                f"{type(net).__name__} (from train_many's results, take "
-                                "the networks: [net for net, history in results])")
-        first = networks[0]
-        for i, net in enumerate(networks[1:], 1):
-            for what, mine, theirs in (("inputs", net.sizes[0], first.sizes[0]),
-                                       ("outputs", net.sizes[-1], first.sizes[-1]),
-                                       ("output activation", net.arch.output, first.arch.output),
-                                       ("loss", net.loss_name, first.loss_name)):
-                if mine != theirs:
-                    raise ValueError(f"network {i} has {what} {mine!r}, network 0 has "
-                                     f"{theirs!r}: an Ensemble's networks must agree")
+        _check_networks(networks)
         self.networks = networks
 
     def __len__(self) -> int:
@@ -399,14 +384,22 @@ class Ensemble:
         Raises
         ------
         TypeError
-            If a network's metadata is not JSON-serialisable.
+            If a network's metadata is not JSON-serialisable, or ``networks`` holds
+            something other than a ``Network``.
+        ValueError
+            If ``networks`` (changed since the ensemble was made) is empty or its
+            members disagree, as ``Ensemble`` refuses them: nothing is written.
         OSError
             If the file cannot be written.
         """
+        # ``networks`` is a plain list the caller may have changed since __init__:
+        # checked again, so that save never replaces a file with one load refuses.
+        networks = list(self.networks)
+        _check_networks(networks)
         metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                    "cyprop_version": __version__, "networks": len(self.networks)}
+                    "cyprop_version": __version__, "networks": len(networks)}
         arrays = {_archive.METADATA: _as_bytes_array(json.dumps(metadata).encode("utf-8"))}
-        for i, net in enumerate(self.networks):
+        for i, net in enumerate(networks):
             arrays[f"network_{i}"] = _as_bytes_array(_network_file(net))
         target, mode = _archive.save_target(os.fspath(path))
         _archive.write_atomic(target, arrays, mode)
@@ -448,6 +441,26 @@ class Ensemble:
                 from exc
 
 
+def _check_networks(networks: list[Network]) -> None:
+    """Raise unless ``networks`` can make an Ensemble (see ``Ensemble``)."""
+    if not networks:
+        raise ValueError("an Ensemble needs at least one network")
+    for net in networks:
+        if not isinstance(net, Network):
+            raise TypeError(f"an Ensemble holds cyprop.Network objects, got "
+                            f"{type(net).__name__} (from train_many's results, take "
+                            "the networks: [net for net, history in results])")
+    first = networks[0]
+    for i, net in enumerate(networks[1:], 1):
+        for what, mine, theirs in (("inputs", net.sizes[0], first.sizes[0]),
+                                   ("outputs", net.sizes[-1], first.sizes[-1]),
+                                   ("output activation", net.arch.output, first.arch.output),
+                                   ("loss", net.loss_name, first.loss_name)):
+            if mine != theirs:
+                raise ValueError(f"network {i} has {what} {mine!r}, network 0 has "
+                                 f"{theirs!r}: an Ensemble's networks must agree")
+
+
 def _as_bytes_array(data: bytes) -> npt.NDArray[np.uint8]:
     return np.frombuffer(data, dtype=np.uint8)
 
@@ -470,7 +483,7 @@ def _read_networks(path: str, fh: IO[bytes], size: int, backend: str) -> list[Ne
                                zipfile.ZipFile, fh)
     uint8 = np.dtype(np.uint8)
     with archive:
-        members = _archive.check_members(path, archive, size)
+        members = _archive.check_members(path, archive, size, "ensemble")
         info = members.get(_archive.METADATA)
         if info is None:
             raise invalid("not a cyprop ensemble file (no metadata entry)")

@@ -615,7 +615,8 @@ class Network:
             Stop once no weight moved more than this in an epoch.
         callbacks : iterable or None, default ()
             Objects with an ``on_epoch_end(net, epoch, logs)`` method, called after
-            every epoch; returning True (or setting ``net.stop_training``) stops.
+            every epoch; returning True (``numpy.True_`` too; other values are
+            ignored) or setting ``net.stop_training`` stops.
             None: none.
         sample_weight : array_like, shape (n_samples,), optional
             Scales each sample's loss and gradient; as in Keras, a batch's gradient is
@@ -943,6 +944,7 @@ class Network:
         # (X comes back as a _chunks.Rows for a Dask array or memory map: array-like
         # enough for the callers, which read its shape and slice it)
         _validation._refuse_sparse("Y", Y)   # (before np.asarray hides it in an object)
+        _validation._refuse_iterator("Y", Y)
         labels = Y if isinstance(Y, np.ndarray) else np.asarray(Y)   # (Y is read whole)
         if _chunks.is_blockwise(X):   # read a block at a time (checked as it is read)
             X = _chunks.Rows(X, self.arch.n_inputs, self.dtype)
