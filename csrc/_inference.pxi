@@ -146,6 +146,7 @@ cdef class FewRows:
     cdef char code               # the parameters' buffer format: 'd' or 'f'
     cdef Py_ssize_t n_in, n_out
     cdef object ndarray, empty, dtype, label_dtype, int64
+    cdef object history_type          # cyprop.history.History, whose record is known
     # partial_fit of one row (train_one): what prepare() was last given
     cdef Plan plan
     cdef Hyper hyper
@@ -162,7 +163,7 @@ cdef class FewRows:
     cdef Py_ssize_t n_attributes      # how many it had, private ones included
 
     def __cinit__(self, const Py_ssize_t[::1] sizes, const int[::1] acts, params,
-                  Plan plan, numpy):
+                  Plan plan, numpy, history_type):
         if layout_init(&self.lay, sizes, acts) != 0:
             raise MemoryError("cyprop: cannot allocate the layer layout")
         PyObject_GetBuffer(params, &self.params,
@@ -180,6 +181,7 @@ cdef class FewRows:
         self.n_in = self.lay.sizes[0]
         self.n_out = self.lay.sizes[self.lay.n_layers]
         self.ndarray = numpy.ndarray
+        self.history_type = history_type
         self.int64 = numpy.int64
         self.empty = numpy.empty
         self.dtype = numpy.float64 if self.is_double else numpy.float32
@@ -327,10 +329,12 @@ cdef class FewRows:
                 self.watch(optimizer, net._max_norm)
             if not self.ready:
                 return False
-            # (looked up before the step: a history set by hand that cannot record fails
-            # the call with the network as it was, as on the general path)
+            # A History's own record, called by position: a subclass (whose record may
+            # take the records by name) or anything else set by hand goes to the
+            # general path, which records by name or explains, before any step.
             history = net.history
-            record = history.record
+            if type(history) is not self.history_type:
+                return False
             # (the optimizer's claim, as _loop.run holds it: another network training
             # with it now would step its state too; the general path says so)
             claim = getattr(optimizer, "_claim", None)
@@ -350,11 +354,8 @@ cdef class FewRows:
                 claim.release()
             net.stop_training = False
             try:
-                # (by name, as _loop.run records: a History subclass may take them so)
-                record(loss=loss, accuracy=accuracy, learning_rate=optimizer.learning_rate,
-                       seconds=seconds,
-                       samples_per_second=1 / seconds if seconds > 0 else INFINITY,
-                       largest_update=largest)
+                history.record(loss, accuracy, None, None, optimizer.learning_rate, seconds,
+                               1 / seconds if seconds > 0 else INFINITY, largest)
             except KeyboardInterrupt:
                 # Ctrl-C during the step is handled here, its first Python code: the
                 # step stays whole, and the history says so, as _loop.run's does

@@ -7,6 +7,7 @@ the fast path only recognises the common case and hands everything else back.
 import pickle
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -599,16 +600,18 @@ def test_an_optimizer_replaced_by_hand_gets_the_general_paths_error(replacement,
     assert len(net.history) == epochs
 
 
-@pytest.mark.parametrize("history", [None, [], "history"])
-def test_a_history_that_cannot_record_fails_the_call_before_the_step(history):
+@pytest.mark.parametrize("history", [None, [], "history", types.SimpleNamespace(
+    record=lambda *args, **kwargs: None, stop_reason=None)])
+def test_a_history_that_is_no_history_fails_the_call_before_the_step(history):
     """The fast path stepped the network, then failed to record the step: a failed call
-    that changed the weights, the state and the step count (the general path fails
-    before training)."""
+    that changed the weights, the state and the step count; an object with a record
+    method was trained into by the fast path and refused by the general path with an
+    AttributeError.  Both refuse it now, by name, before training."""
     (net, _), X, labels = stream_pair(optimizer="adam")
     net.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
     net.history = history
     before, state, steps = net._params.copy(), net.optimizer.state.copy(), net.optimizer.steps
-    with pytest.raises(AttributeError):
+    with pytest.raises(TypeError, match="net.history must be a cyprop.History"):
         net.partial_fit(X[2:3], labels[2:3])
     np.testing.assert_array_equal(net._params, before)
     np.testing.assert_array_equal(net.optimizer.state, state)
@@ -619,7 +622,7 @@ def test_a_history_subclass_that_records_by_name_gets_the_general_paths_records(
     """A History whose record takes the records by name (record(self, **logs), as
     _loop.run passes them): the one-sample step passed them by position, a TypeError
     after the step had been taken (the weights and step count changed, nothing
-    recorded)."""
+    recorded).  The one-sample step now records only into a History itself."""
 
     class ByName(cyprop.history.History):
         def record(self, **logs):
@@ -638,21 +641,20 @@ def test_a_history_subclass_that_records_by_name_gets_the_general_paths_records(
     assert fast.optimizer.steps == general.optimizer.steps == 3
 
 
-def test_ctrl_c_after_a_one_sample_step_is_recorded_as_on_the_general_path():
+def test_ctrl_c_after_a_one_sample_step_is_recorded_as_on_the_general_path(monkeypatch):
     """Ctrl-C during a stream of one-sample calls lands after the step, in the history's
     record (the step itself runs in C, where the signal waits): the step stays whole
     and ``stop_reason`` says "interrupted", as on the general path.  The interrupt is
-    raised by record here, where the signal is handled."""
-
-    class Interrupted(cyprop.history.History):
-        def record(self, *args, **kwargs):
-            raise KeyboardInterrupt
+    raised by History.record here, where the signal is handled."""
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
 
     (fast, general), X, labels = stream_pair(optimizer="adam")
     fast.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
     general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    monkeypatch.setattr(cyprop.history.History, "record", interrupted)
     for net, rows in ((fast, X[2:3]), (general, X[2:3].tolist())):
-        net.history = Interrupted()
+        net.history = cyprop.History()
         with pytest.raises(KeyboardInterrupt):
             net.partial_fit(rows, labels[2:3])
         assert net.history.stop_reason == "interrupted"

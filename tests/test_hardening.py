@@ -482,6 +482,25 @@ def test_an_optimizer_changed_by_a_callback_is_checked_before_the_next_epoch(
     assert len(net.history) == 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_history_replaced_by_a_callback_is_refused_by_name(backend):
+    """A callback that sets net.history to something that is no History: the next
+    epoch failed inside the loop with an AttributeError ('NoneType' object has no
+    attribute 'epochs')."""
+    net, X, y = small_problem(backend)
+
+    class Replace:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 1:
+                net.history = None
+                self.params = net._params.copy()
+
+    callback = Replace()
+    with pytest.raises(TypeError, match=r"net.history must be a cyprop.History .*callback"):
+        net.fit(X, y, epochs=4, verbose=0, callbacks=[callback])
+    np.testing.assert_array_equal(net._params, callback.params)   # epoch 3 never ran
+
+
 def test_the_cli_does_not_call_a_diverged_run_a_success(tmp_path):
     pytest.importorskip("sklearn")
     proc = subprocess.run([sys.executable, "-m", "cyprop", "train", "--lr", "1e10",

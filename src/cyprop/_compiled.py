@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from . import _core as _baseline
 from ._training import TrainingOptions
+from .history import History
 from .optimizers import MAX_STEPS, OPTIMIZERS, Hyper, Optimizer, OptimizerHyper
 
 if TYPE_CHECKING:
@@ -368,7 +369,7 @@ class CompiledBackend:
         """forward/predict of up to one chunk of rows checked in C, on ``params`` (see
         the core's FewRows)."""
         return self.core.FewRows(arch.sizes_array, arch.activation_codes, params,
-                                 evaluation_plan(self.core).struct(self.core), np)
+                                 evaluation_plan(self.core).struct(self.core), np, History)
 
     def loss_and_gradients(self, arch: Architecture, params: NDArray[Any], X: NDArray[Any],
                            Y: NDArray[Any],

@@ -165,6 +165,7 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
         if claimed is None:   # a new SGD()
             claimed = claim_optimizer(training)
         history = net.history if history is None else history
+        check_history(history)
         recorded = history.epochs
         # One batch per epoch: its loss is taken before its one step, so it cannot
         # show growth (a stream of one-row partial_fit calls skips the measurement).
@@ -262,6 +263,15 @@ def check_between_epochs(net: Network) -> None:
                         f"got {type(net.optimizer).__name__} (set during training: by a "
                         "callback?)")
     net.optimizer.check()
+    check_history(net.history, " (set during training: by a callback?)")
+
+
+def check_history(history: object, when: str = "") -> None:
+    """A TypeError unless ``history`` (``net.history``, set by hand) is a History,
+    whose records training adds to."""
+    if not isinstance(history, History):
+        raise TypeError(f"net.history must be a cyprop.History (cyprop.History() starts "
+                        f"a fresh one), got {type(history).__name__}{when}")
 
 
 def divergence_limit(net: Network, X: Any, Y: NDArray[Any],
