@@ -156,6 +156,26 @@ def test_bad_lazy_X_is_refused(small_blocks, tmp_path):
         BackpropClassifier().fit(da.from_array(X, chunks=(97, 8)), y[:-1])
 
 
+@pytest.mark.parametrize("dtype", [np.complex128, "datetime64[D]"])
+def test_lazy_X_that_is_not_numbers_raises_sklearns_value_error(tmp_path, dtype):
+    """scikit-learn's check_array refuses complex or non-numeric X with a ValueError
+    (code written for MLPClassifier catches that), in fit and in predict alike."""
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = data(n=40)
+    np.save(tmp_path / "X.npy", X.astype(dtype))
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    if np.dtype(dtype).kind == "c":
+        with pytest.raises(ValueError):
+            MLPClassifier().fit(mapped, y)
+    fitted = BackpropClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(X, y)
+    for lazy in (mapped, da.from_array(mapped, chunks=(13, 8))):
+        with pytest.raises(ValueError, match="numbers|Complex"):
+            BackpropClassifier().fit(lazy, y)
+        with pytest.raises(ValueError, match="numbers|Complex"):
+            fitted.predict(lazy)
+
+
 def test_lbfgs_that_fails_midway_keeps_the_weights_it_started_from(small_blocks, tmp_path):
     """L-BFGS writes each point it tries into the network: a read that fails after
     some evaluations (a Dask chunk that cannot be computed any more) must not leave

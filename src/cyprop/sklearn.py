@@ -706,9 +706,7 @@ class _BaseBackprop(BaseEstimator):
                                  y_numeric=y_numeric, accept_sparse=["csr", "csc", "coo"],
                                  dtype=dtype, order="C")
             return X, y, X.dtype
-        if np.dtype(X.dtype).kind not in "biuf":
-            raise TypeError(f"X must hold numbers (got dtype {X.dtype}); convert it to a "
-                            "float array first")
+        _check_lazy_numbers(X)
         if X.shape[0] < 1 or X.shape[1] < 1:
             raise ValueError(f"Found array with shape {X.shape}: X needs at least one "
                              "sample and one feature")
@@ -737,6 +735,7 @@ class _BaseBackprop(BaseEstimator):
             raise TypeError(f"network_ must be a cyprop Network, got {type(net).__name__}")
         x_dtype = None
         if _read_in_blocks(X, (np.float64, np.float32)):   # a block at a time
+            _check_lazy_numbers(X)
             validate_data(self, X, reset=False, skip_check_array=True)
             x_dtype = _float_dtype(X.dtype)   # what validate_data would convert X to
             X = _chunks.Rows(X, X.shape[1], net.dtype)
@@ -1770,6 +1769,18 @@ def _read_in_blocks(X: Any, dtype: Any) -> bool:
         return True
     wanted = _float_dtype(X.dtype, dtype) if isinstance(dtype, tuple) else np.dtype(dtype)
     return not (X.dtype == wanted and X.flags.c_contiguous and X.flags.aligned)
+
+
+def _check_lazy_numbers(X: Any) -> None:
+    """A Dask array or memory map X must hold numbers.  Refused with a ValueError, as
+    scikit-learn's check_array refuses complex or string X (code written for its MLP
+    catches that), not with the TypeError that cyprop.Network raises."""
+    kind = np.dtype(X.dtype).kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported (X has dtype {X.dtype})")
+    if kind not in "biuf":
+        raise ValueError(f"X must hold numbers (got dtype {X.dtype}); convert it to a "
+                         "float array first")
 
 
 def _float_dtype(dtype: Any, allowed: tuple[Any, ...] = (np.float64, np.float32)) -> np.dtype:
