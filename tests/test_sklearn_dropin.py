@@ -708,3 +708,15 @@ def test_layers_assigned_to_an_unfitted_estimator_say_to_fit_first(attribute):
                                              "BackpropClassifier is fitted"):
         setattr(clf, attribute, [np.zeros((2, 3)), np.zeros((3, 2))])
     assert not hasattr(clf, attribute)
+
+
+@pytest.mark.parametrize("attribute", ["coefs_", "intercepts_", "n_layers_",
+                                       "out_activation_", "loss_", "n_iter_"])
+@pytest.mark.parametrize("estimator", [BackpropClassifier, BackpropRegressor])
+def test_a_fitted_attribute_read_before_fit_is_missing_by_its_own_name(estimator, attribute):
+    """As scikit-learn's MLP: the AttributeError names what was asked for (the network's
+    attributes named 'network_')."""
+    sklearn_twin = MLPClassifier if estimator is BackpropClassifier else MLPRegressor
+    for unfitted in (estimator(hidden_layer_sizes=(3,)), sklearn_twin(hidden_layer_sizes=(3,))):
+        with pytest.raises(AttributeError, match=f"object has no attribute '{attribute}'"):
+            getattr(unfitted, attribute)

@@ -229,7 +229,8 @@ class _BaseBackprop(BaseEstimator):
         """Weight matrices as scikit-learn lays them out: ``coefs_[l]`` is (n_in, n_out),
         a transposed view of ``network_.weights[l]``.  Writing into them, assigning an
         item (``coefs_[0] = W``) or the whole list changes the model."""
-        return _LayerList(self.network_, "weights", [W.T for W in self.network_.weights])
+        net = _network_for(self, "coefs_")
+        return _LayerList(net, "weights", [W.T for W in net.weights])
 
     @coefs_.setter
     def coefs_(self, values: Sequence[npt.ArrayLike]) -> None:
@@ -239,7 +240,8 @@ class _BaseBackprop(BaseEstimator):
     def intercepts_(self) -> list[np.ndarray]:
         """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views of ``network_.biases``
         (assignable like ``coefs_``)."""
-        return _LayerList(self.network_, "biases", list(self.network_.biases))
+        net = _network_for(self, "intercepts_")
+        return _LayerList(net, "biases", list(net.biases))
 
     @intercepts_.setter
     def intercepts_(self, values: Sequence[npt.ArrayLike]) -> None:
@@ -248,12 +250,13 @@ class _BaseBackprop(BaseEstimator):
     @property
     def n_layers_(self) -> int:
         """Layers counted as scikit-learn does: input, hidden layers and output."""
-        return len(self.network_.sizes)
+        return len(_network_for(self, "n_layers_").sizes)
 
     @property
     def out_activation_(self) -> str:
         """The output activation by scikit-learn's name: 'softmax', 'logistic',
         'identity' or 'exp' (the Poisson loss's log link)."""
+        _network_for(self, "out_activation_")
         return _OUT_NAMES[self._output_kind]
 
     @property
@@ -1692,6 +1695,17 @@ class _LayerList(list):
         # scikit-learn's: not tied to the network (its items assigned into the model),
         # nor carrying the whole network into a pickle
         return list, (list(self),)
+
+
+def _network_for(estimator: _BaseBackprop, attribute: str) -> Network:
+    """The network that a fitted attribute (``coefs_``, ``n_layers_`` ...) is read
+    from; unfitted, that attribute is missing by its own name, as scikit-learn's is
+    (an AttributeError that named ``network_`` misled whoever asked for another)."""
+    net = vars(estimator).get("network_")
+    if net is None:
+        raise AttributeError(f"'{type(estimator).__name__}' object has no attribute "
+                             f"'{attribute}'")
+    return net
 
 
 def _fitted_network(estimator: _BaseBackprop, attribute: str) -> Network:
