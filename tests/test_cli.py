@@ -207,6 +207,9 @@ def test_train_plot_without_matplotlib(capsys, monkeypatch):
     (["train", "--data", "xor", "--layers", "3,4,2"], "starts with 3 inputs, but xor has 2"),
     (["train", "--data", "xor", "--layers", "2,4,3"], "ends with 3 outputs, but xor has 2"),
     (["train", "--data", "xor", "--test-size", "1.5"], "--test-size"),
+    # (a negative seed reached numpy as "expected non-negative integer", status 1)
+    (["train", "--data", "moons", "--seed", "-1", "--epochs", "1"], "--seed"),
+    (["evaluate", "m.npz", "--data", "moons", "--seed", "-5"], "--seed"),
     (["train", "--activation", "softmax"], "invalid choice: 'softmax'"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["info", "extra"], "unrecognized arguments: extra"),

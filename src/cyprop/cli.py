@@ -104,6 +104,16 @@ def _layers(text: str) -> list[int]:
     return sizes
 
 
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if seed < 0:   # NumPy's generators take none
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {seed}")
+    return seed
+
+
 @dataclass
 class DataSpec:
     kind: str              # one of BUILTIN_DATA, "mnist" or "csv"
@@ -154,7 +164,7 @@ def _add_data_options(parser: argparse.ArgumentParser, for_training: bool) -> No
     parser.add_argument("--test-size", type=float, default=None, metavar="FRACTION",
                         help="fraction held out for testing; 0 tests on the training "
                              "data (default: 0.25, 0 for xor)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=_seed, default=0,
                         help="seeds the split" + (", the weights and the shuffling"
                                                   if for_training else
                                                   " (use train's seed to get its test set)")
