@@ -89,7 +89,13 @@ def test_quick_defaults_and_what_overrides_them():
 
 @pytest.mark.parametrize("bad", [["--dtypes", "float16"], ["--systems", "mxnet"],
                                  ["--workloads", "W9"], ["--batch-sizes", "0"],
-                                 ["--threads", "two"]])
+                                 ["--threads", "two"],
+                                 # one of these ran and the others were dropped
+                                 ["--optimizers", "--one-row"],
+                                 ["--largedata", "--optimizers"],
+                                 # refused at the end of the run, or (empty) ignored
+                                 ["--json", "."], ["--json", ""], ["--plot", "out/"],
+                                 ["--json", f"{__file__}/x.json"]])
 def test_bad_arguments_are_usage_errors(bad, capsys):
     with pytest.raises(SystemExit) as exc:
         bench_main(bad)

@@ -207,6 +207,9 @@ def test_train_plot_without_matplotlib(capsys, monkeypatch):
     (["train", "--data", "xor", "--layers", "3,4,2"], "starts with 3 inputs, but xor has 2"),
     (["train", "--data", "xor", "--layers", "2,4,3"], "ends with 3 outputs, but xor has 2"),
     (["train", "--data", "xor", "--test-size", "1.5"], "--test-size"),
+    # (a negative seed reached numpy as "expected non-negative integer", status 1)
+    (["train", "--data", "moons", "--seed", "-1", "--epochs", "1"], "--seed"),
+    (["evaluate", "m.npz", "--data", "moons", "--seed", "-5"], "--seed"),
     (["train", "--activation", "softmax"], "invalid choice: 'softmax'"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["info", "extra"], "unrecognized arguments: extra"),
@@ -405,6 +408,24 @@ def test_main_with_a_closed_sys_stdout_is_one_line_error(tmp_path):
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 1
     assert_one_line_error(done.stderr, "closed file")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("argv", [["info"], ["--version"],
+                                  ["explain", "--example", "textbook"]])
+def test_output_to_a_full_disk_is_one_line_error(tmp_path, argv):
+    # Block-buffered stdout (no PYTHONUNBUFFERED, as for most users): the lines are
+    # written when flushed, which a full disk refuses; that is an error line and
+    # status 1, not Python's "Exception ignored ..." at exit with status 120, nor
+    # (--version) a silent success.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONWARNINGS"] = "ignore"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "cyprop", *argv], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path,
+                              env=env)
+    assert done.returncode == 1, done.stderr
+    assert_one_line_error(done.stderr, "No space left on device")
 
 
 # ------------------------------------------- the console script, as installed

@@ -278,6 +278,11 @@ def test_the_forms_of_x_and_y():
         explain(net, np.ones((2, 3)), [1, 2])
     with pytest.raises(ValueError, match="one sample"):
         explain(net, x, np.zeros((2, 3)))
+    for wrong_length in ([0.2, 0.8], [0.1, 0.2, 0.3, 0.4], [0, 1]):
+        with pytest.raises(ValueError, match="target vector of the network's 3 outputs"):
+            explain(net, x, wrong_length)
+    with pytest.raises(ValueError, match="one sample"):
+        explain(net, x, np.zeros((1, 1, 3)))
     with pytest.raises(ValueError, match="features"):
         explain(net, np.ones(4), 1)
     with pytest.raises(ValueError, match="outside the range"):

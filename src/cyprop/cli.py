@@ -104,6 +104,16 @@ def _layers(text: str) -> list[int]:
     return sizes
 
 
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if seed < 0:   # NumPy's generators take none
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {seed}")
+    return seed
+
+
 @dataclass
 class DataSpec:
     kind: str              # one of BUILTIN_DATA, "mnist" or "csv"
@@ -154,7 +164,7 @@ def _add_data_options(parser: argparse.ArgumentParser, for_training: bool) -> No
     parser.add_argument("--test-size", type=float, default=None, metavar="FRACTION",
                         help="fraction held out for testing; 0 tests on the training "
                              "data (default: 0.25, 0 for xor)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=_seed, default=0,
                         help="seeds the split" + (", the weights and the shuffling"
                                                   if for_training else
                                                   " (use train's seed to get its test set)")
@@ -327,12 +337,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     restore = _readable_stdout(data=argv[:1] == ["predict"])
     try:
-        if argv[:1] == ["bench"]:
-            return cmd_bench(argv[1:])
-        args = build_parser().parse_args(argv)
-        return args.handler(args) or 0
-    except SystemExit as exc:   # --help and --version
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        try:
+            if argv[:1] == ["bench"]:
+                status = cmd_bench(argv[1:])
+            else:
+                args = build_parser().parse_args(argv)
+                status = args.handler(args) or 0
+        except SystemExit as exc:   # --help and --version
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        # What is still buffered is written here, not by Python at exit: a full disk
+        # would then be reported as "Exception ignored ..." with status 120.
+        sys.stdout.flush()
+        return status
     except UsageError as exc:
         return _fail(exc, 2)
     except KeyboardInterrupt:
@@ -344,7 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:    # noqa: BLE001 - every failure becomes one line
         if os.environ.get("CYPROP_DEBUG"):
             raise
-        return _fail(exc, 1)
+        status = _fail(exc, 1)
+        _drop_unwritable_stdout()
+        return status
     finally:
         restore()
 
@@ -403,6 +421,15 @@ def _silence_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass   # stdout is not a real file (captured by a test, say)
+
+
+def _drop_unwritable_stdout() -> None:
+    # After a failed write the lines stay buffered, and Python's flush at exit would
+    # fail again, adding "Exception ignored ..." to the error line just printed.
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _silence_stdout()
 
 
 def _fail(error: BaseException | str, status: int) -> int:

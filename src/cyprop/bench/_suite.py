@@ -1261,14 +1261,17 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--optimizers", action="store_true",
+    # Each of these replaces the systems' run; given together, all but one were
+    # silently dropped.
+    modes = p.add_mutually_exclusive_group()
+    modes.add_argument("--optimizers", action="store_true",
                    help="instead of the systems: one epoch at batch size 1 with each optimizer "
                         "(the compiled core, --dtypes), as a fraction of plain SGD")
-    p.add_argument("--largedata", action="store_true",
+    modes.add_argument("--largedata", action="store_true",
                    help="instead of the systems: one shuffled epoch over a 1.6 GB float64 file "
                         "in memory, as a memory map and as a Dask array (child processes; "
                         "samples/s and growth of private memory)")
-    p.add_argument("--one-row", action="store_true",
+    modes.add_argument("--one-row", action="store_true",
                    help="instead of the systems: the time per call of forward, predict and "
                         "partial_fit on one row of W1 (as (1, n) and (n,)), of PyTorch's and "
                         "scikit-learn's equivalents, and of NumPy's one-row forward chain")
@@ -1359,7 +1362,27 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
         p.error("--repeats, --samples and batch sizes must be positive")
     if args.max_samples_slow < 0:
         p.error("--max-samples-slow must be 0 (all) or positive")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None:
+            _check_output(p, flag, path)
     return args
+
+
+def _check_output(p: argparse.ArgumentParser, flag: str, path: str) -> None:
+    """Refuse, before a run that may take many minutes, a file it could not write at
+    its end (its folders are created then, so a missing one is fine)."""
+    if not path or path.endswith(("/", os.sep)):
+        p.error(f"{flag} needs a file name, got {path!r}")
+    target = Path(path).absolute()
+    if target.exists() and not target.is_file():   # a folder, or a FIFO that would block
+        p.error(f"{flag} {path!r} exists and is not a file to write")
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        p.error(f"{flag} {path!r}: {str(folder)!r} is not a folder")
+    if not os.access(folder if not target.exists() else target, os.W_OK):
+        p.error(f"{flag} {path!r} is not writable")
 
 
 def available(module: str) -> bool:
