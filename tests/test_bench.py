@@ -103,6 +103,19 @@ def test_bad_arguments_are_usage_errors(bad, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", [["--point-budget", "nan"], ["--point-budget", "-1"],
+                                 ["--blas-threads", "-3"], ["--lbfgs-iter", "0"],
+                                 ["--sparse-density", "2"], ["--sparse-density", "0"],
+                                 ["--sparse-density", "nan"]])
+def test_settings_without_a_meaning_are_refused_before_the_run(bad, capsys):
+    """(They were taken, and the run went on with them: a NaN budget that never stopped
+    a point, -3 BLAS threads handed to threadpoolctl, a sparse density of 2.)"""
+    with pytest.raises(SystemExit) as exc:
+        _suite.parse_args(bad)
+    assert exc.value.code == 2
+    assert bad[0] in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ a real run
 @pytest.mark.skipif(not COMPILED, reason="needs cyprop's compiled core")
 def test_tiny_run_prints_and_writes_the_ratios(tmp_path, capsys, monkeypatch):

@@ -1362,6 +1362,16 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
         p.error("--repeats, --samples and batch sizes must be positive")
     if args.max_samples_slow < 0:
         p.error("--max-samples-slow must be 0 (all) or positive")
+    if not args.point_budget >= 0:   # (NaN fails it too)
+        p.error(f"--point-budget must be 0 (never stop) or a number of seconds, "
+                f"got {args.point_budget}")
+    if args.blas_threads < 0:
+        p.error(f"--blas-threads must be 0 (the libraries' defaults) or positive, "
+                f"got {args.blas_threads}")
+    if args.lbfgs_iter < 1:
+        p.error(f"--lbfgs-iter must be positive, got {args.lbfgs_iter}")
+    if not 0 < args.sparse_density <= 1:
+        p.error(f"--sparse-density must be a fraction in (0, 1], got {args.sparse_density}")
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
             _check_output(p, flag, path)
