@@ -720,3 +720,21 @@ def test_a_fitted_attribute_read_before_fit_is_missing_by_its_own_name(estimator
     for unfitted in (estimator(hidden_layer_sizes=(3,)), sklearn_twin(hidden_layer_sizes=(3,))):
         with pytest.raises(AttributeError, match=f"object has no attribute '{attribute}'"):
             getattr(unfitted, attribute)
+
+
+@pytest.mark.parametrize("classes", [[0, 1], [5, 6, 7], ["a", "b", "c"]])
+def test_partial_fit_of_multilabel_y_refuses_classes_without_its_columns(classes):
+    """As scikit-learn's MLPClassifier: every column of an indicator matrix is a class
+    (0 .. n_labels - 1), which partial_fit's classes must hold (they were ignored)."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((20, 4)), (rng.random((20, 3)) > 0.5).astype(int)
+    for estimator in (MLPClassifier, BackpropClassifier):
+        clf = estimator(hidden_layer_sizes=(3,), random_state=0)
+        with pytest.raises(ValueError, match=re.escape("`y` has classes not in `self.classes_`")):
+            clf.partial_fit(X, Y, classes=classes)
+    assert not hasattr(clf, "classes_")   # (a refused call leaves cyprop's unfitted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = BackpropClassifier(hidden_layer_sizes=(3,), random_state=0)
+        clf.partial_fit(X, Y, classes=[0, 1, 2])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])

@@ -1324,7 +1324,13 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
                              f"targets (got {type_of_target(y)!r})")
         new_classes = reset or not hasattr(self, "classes_")
         if multilabel:
+            given = classes if incremental and new_classes else None
             classes = np.arange(y.shape[1])
+            # (partial_fit's classes, where given, must hold every column's label, as
+            # scikit-learn's check them: a list of other labels was silently ignored)
+            if given is not None and set(range(y.shape[1])) - set(unique_labels(given).tolist()):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {unique_labels(given)}. 'y' has {classes}.")
             if not new_classes and (not self._multilabel or len(self.classes_) != y.shape[1]):
                 raise ValueError("y does not have the labels the classifier was fitted with")
             if new_classes:
