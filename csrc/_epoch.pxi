@@ -255,7 +255,8 @@ cdef void epoch_by_rule(Epoch* e, floating* params, const Hyper* hyper) noexcept
     elif rule == RULE_MOMENTUM:
         epoch_run(e, params, MomentumRule(h=hyper[0], first=False))
     elif rule == RULE_ADAM:
-        epoch_run(e, params, AdamRule(h=hyper[0], step_size=0, eps_t=0))
+        epoch_run(e, params, AdamRule(h=hyper[0], step_size=0, eps_t=0, rate_t=0,
+                                      root_t=0))
     elif rule == RULE_RMSPROP:
         epoch_run(e, params, RmspropRule(h=hyper[0]))
     elif rule == RULE_ADAGRAD:

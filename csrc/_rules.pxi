@@ -124,6 +124,8 @@ cdef struct AdamRule:
     Hyper h
     double step_size    # learning_rate / (1 - beta1**t) * sqrt(1 - beta2**t), step t
     double eps_t        # eps * sqrt(1 - beta2**t)
+    double rate_t       # learning_rate / (1 - beta1**t), and ...
+    double root_t       # ... sqrt(1 - beta2**t): the formula as written (adam_step)
 
 cdef struct RmspropRule:
     Hyper h
@@ -166,8 +168,10 @@ cdef inline void rule_begin(Rule* r, long long steps) noexcept nogil:
     elif Rule is RpropRule:
         r.first = steps == 0
     elif Rule is AdamRule:
-        r.step_size = r.h.learning_rate / (1 - pow(r.h.beta1, t)) * sqrt(1 - pow(r.h.beta2, t))
-        r.eps_t = r.h.eps * sqrt(1 - pow(r.h.beta2, t))
+        r.rate_t = r.h.learning_rate / (1 - pow(r.h.beta1, t))
+        r.root_t = sqrt(1 - pow(r.h.beta2, t))
+        r.step_size = r.rate_t * r.root_t
+        r.eps_t = r.h.eps * r.root_t
 
 
 cdef inline floating normal_eps(double eps, floating like) noexcept nogil:
@@ -182,6 +186,27 @@ cdef inline floating normal_eps(double eps, floating like) noexcept nogil:
         return eps if eps >= DBL_MIN else DBL_MIN
     else:
         return <float>eps if eps >= FLT_MIN else FLT_MIN
+
+
+cdef inline bint adam_folds(const AdamRule* r, floating like) noexcept nogil:
+    """Whether Adam's step may take eps as eps_t, where it meets the uncorrected
+    sqrt(v): where eps_t is normal, which normal_eps would leave as it is.  Below, the
+    floor of eps, which the formula puts where eps meets sqrt(v) / sqrt(1 - beta2**t),
+    would be put on eps_t instead, and where v is 0 and m is not (v underflowed, m did
+    not) the step would come out sqrt(1 - beta2**t) times too small."""
+    if floating is double:
+        return r.eps_t >= DBL_MIN
+    else:
+        return r.eps_t >= FLT_MIN
+
+
+cdef inline floating adam_step(AdamRule r, floating m, floating v) noexcept nogil:
+    """Adam's step of one parameter from its m and v: the bias corrections multiplied
+    through (one division), or, where they cannot be (adam_folds), the formula as
+    written, with eps floored where it meets the corrected sqrt(v) (as the reference)."""
+    if adam_folds(&r, m):
+        return <floating>r.step_size * m / (f_sqrt(v) + <floating>r.eps_t)
+    return <floating>r.rate_t * m / (f_sqrt(v) / <floating>r.root_t + normal_eps(r.h.eps, m))
 
 
 cdef inline void rule_step(Backward r,
@@ -231,7 +256,7 @@ cdef inline void rule_step(Backward r,
         elif Backward is AdamRule:
             s[0] = <floating>r.h.beta1 * s[0] + <floating>(1 - r.h.beta1) * g
             s[n] = <floating>r.h.beta2 * s[n] + <floating>(1 - r.h.beta2) * g * g
-            p[0] -= <floating>r.step_size * s[0] / (f_sqrt(s[n]) + normal_eps(r.eps_t, g))
+            p[0] -= adam_step(r, s[0], s[n])
         elif Backward is RmspropRule:
             s[0] = <floating>r.h.alpha * s[0] + <floating>(1 - r.h.alpha) * g * g
             step = g / (f_sqrt(s[0]) + normal_eps(r.h.eps, g))
@@ -284,6 +309,8 @@ cdef inline bint approx_row(Backward r, floating* w, floating* s, Py_ssize_t n_p
     cdef Py_ssize_t i
     cdef floating eps
     if Backward is AdamRule:
+        if not adam_folds(&r, dj):   # (the kernels take the folded formula only)
+            return False
         eps = normal_eps(r.eps_t, dj)
     elif Backward is RmspropRule or Backward is AdagradRule:
         eps = normal_eps(r.h.eps, dj)
@@ -404,7 +431,8 @@ def py_rule_step(str rule, Hyper hyper, long long steps,
         elif code == RULE_MOMENTUM:
             rule_elements(MomentumRule(h=hyper, first=False), steps, p, g, s, n, decay)
         elif code == RULE_ADAM:
-            rule_elements(AdamRule(h=hyper, step_size=0, eps_t=0), steps, p, g, s, n, decay)
+            rule_elements(AdamRule(h=hyper, step_size=0, eps_t=0, rate_t=0, root_t=0), steps,
+                          p, g, s, n, decay)
         elif code == RULE_RMSPROP:
             rule_elements(RmspropRule(h=hyper), steps, p, g, s, n, decay)
         elif code == RULE_ADAGRAD:
@@ -459,8 +487,8 @@ def py_rule_row(str rule, Hyper hyper, long long steps,
             total = rule_row_once(MomentumRule(h=hyper, first=False), steps, w, s, n, d, a,
                                   x_next, flush)
         elif code == RULE_ADAM:
-            total = rule_row_once(AdamRule(h=hyper, step_size=0, eps_t=0), steps, w, s, n, d,
-                                  a, x_next, flush)
+            total = rule_row_once(AdamRule(h=hyper, step_size=0, eps_t=0, rate_t=0, root_t=0),
+                                  steps, w, s, n, d, a, x_next, flush)
         elif code == RULE_RMSPROP:
             total = rule_row_once(RmspropRule(h=hyper), steps, w, s, n, d, a, x_next, flush)
         elif code == RULE_ADAGRAD:

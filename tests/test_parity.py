@@ -231,6 +231,34 @@ def test_adam_with_a_tiny_eps_is_scale_free_on_the_per_sample_paths(make_net, as
     assert np.abs(ref.weights[0]).max() < 10   # steps of about 0.01
 
 
+@pytest.mark.parametrize("instruction_set", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_adam_floors_eps_where_it_meets_the_corrected_v(make_net, assert_parity,
+                                                        instruction_set, batch_size, dtype):
+    """Adam's eps is raised to the dtype's smallest normal number where it meets
+    sqrt(v / (1 - beta2**t)), as the formula is written.  Here v underflows to 0 while m
+    does not, so the floor alone sets the step; floored where it meets the uncorrected
+    sqrt(v) instead (eps * sqrt(1 - beta2**t)), the step came out sqrt(1 - beta2**t) times
+    too small."""
+    from cyprop import _compiled
+    if instruction_set not in _compiled.KERNELS:
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    # an input that makes (1 - beta2) g * g underflow; a rate that keeps the step finite
+    tiny, rate = (1e-165, 1e-140) if dtype == "float64" else (1e-24, 1e-12)
+    X = np.full((4, 1), tiny)
+    Y = np.zeros((4, 1))
+    nets = both_backends(make_net, [1, 1], ("identity", "identity", "mse"), dtype)
+    nets["cython"]._impl = _compiled.CompiledBackend(instruction_set)
+    for net in nets.values():
+        net.fit(X, Y, epochs=2, batch_size=batch_size, shuffle=False, verbose=0,
+                optimizer=cyprop.Adam(rate, eps=5e-324))
+    cy, ref = nets["cython"], nets["numpy"]
+    assert ref.optimizer.state[1, 0] == 0 and ref.optimizer.state[0, 0] != 0   # v 0, m not
+    assert abs(ref.weights[0][0, 0]) > 1   # the floor's step, not the learning rate's
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
 def test_rprop_sees_the_sign_of_a_subnormal_last_gradient(make_net, assert_parity, dtype):
     """Rprop keeps each parameter's last gradient for its sign; one that is subnormal
     (from an input of 1e-40) must still make the next opposite gradient a sign flip, on
