@@ -13,7 +13,11 @@ cdef extern from "cyprop_cpu.h":
 
 cdef extern from "cyprop_threads.h":
     int cyprop_max_threads() nogil
+    int cyprop_in_forked_child() nogil
+    void cyprop_watch_forks()
     void* cyprop_symbol_beside(void* addr, const char* name)
+
+cyprop_watch_forks()
 
 INSTRUCTION_SET = CYPROP_ISA.decode()
 _LEVELS = {"baseline": 0, "avx2": 1, "avx512": 2}
@@ -238,7 +242,10 @@ cdef int THREAD_LIMIT = 256
 
 
 cdef int usable_threads(int requested) noexcept nogil:
-    """``requested`` threads (0 or less: OpenMP's default), within 1 .. THREAD_LIMIT."""
+    """``requested`` threads (0 or less: OpenMP's default), within 1 .. THREAD_LIMIT;
+    1 in a forked child (cyprop_threads.h says why)."""
+    if cyprop_in_forked_child():
+        return 1
     if requested <= 0:
         requested = cyprop_max_threads()
     if requested > THREAD_LIMIT:
@@ -247,5 +254,6 @@ cdef int usable_threads(int requested) noexcept nogil:
 
 
 def max_threads():
-    """Threads a parallel section would use now (OMP_NUM_THREADS, threadpoolctl)."""
+    """Threads a parallel section would use now (OMP_NUM_THREADS, threadpoolctl; 1 in a
+    forked child)."""
     return cyprop_max_threads()

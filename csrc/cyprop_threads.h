@@ -4,9 +4,18 @@
 #ifndef CYPROP_THREADS_H
 #define CYPROP_THREADS_H
 
+/* A process forked from one whose OpenMP threads have run (ours, or any other
+   library's sharing GNU libgomp) must not start a team of several threads: libgomp's
+   pool still counts the parent's threads, which do not exist in the child, and the
+   first team waits for them forever.  A team of one uses no pool.  Whether the parent
+   ran teams cannot be known here (another library may have), so every forked child
+   runs its calls on one thread; cyprop_watch_forks, called at import, marks it. */
+static volatile int cyprop_forked = 0;
+static int cyprop_in_forked_child(void) { return cyprop_forked; }
+
 #ifdef _OPENMP
 #include <omp.h>
-static int cyprop_max_threads(void) { return omp_get_max_threads(); }
+static int cyprop_max_threads(void) { return cyprop_forked ? 1 : omp_get_max_threads(); }
 #else
 static int cyprop_max_threads(void) { return 1; }
 #endif
@@ -64,5 +73,12 @@ static void cyprop_blas_release(cyprop_set_threads_t set_threads) {
         set_threads(cyprop_blas_saved);
     cyprop_blas_unlock();
 }
+
+#if defined(__unix__) || defined(__APPLE__)
+static void cyprop_mark_forked(void) { cyprop_forked = 1; }
+static void cyprop_watch_forks(void) { pthread_atfork(NULL, NULL, cyprop_mark_forked); }
+#else
+static void cyprop_watch_forks(void) {}
+#endif
 
 #endif

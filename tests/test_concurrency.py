@@ -3,12 +3,17 @@
 One network trains at a time (test_faults.py checks a second fit on a training
 network).  Here: an optimizer that two networks would train with at once, from two
 threads or from a training's own callback; a scikit-learn estimator fitted from two
-threads at once; weights set from another thread while a network trains.  Interleavings are forced with events (a callback, or a wrapped epoch,
+threads at once; weights set from another thread while a network trains; a process
+forked while threads hold a network's locks.  Interleavings are forced with events (a callback, or a wrapped epoch,
 that waits), never with sleeps.
 """
 
 import contextlib
 import copy
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -419,3 +424,66 @@ def test_exports_from_another_thread_wait_for_the_fits_call(tmp_path, export):
         estimator = BackpropClassifier()
         estimator.network_ = net
     assert_waits_for_the_held_call(net, X, y, calls[export], export)
+
+
+# ------------------------------------------------------------------------ fork
+FORKED_WHILE_HELD = textwrap.dedent("""
+    import os
+    import pickle
+    import signal
+    import sys
+    import threading
+
+    import numpy as np
+    import cyprop
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 6)), rng.integers(0, 3, 100)
+    training, saving = (cyprop.Network([6, 8, 3], seed=0, backend=sys.argv[1])
+                        for _ in range(2))
+    saving.fit(X, y, epochs=1, verbose=0)
+    inside, go_on = threading.Event(), threading.Event()
+
+    class Hold:   # a fit waiting in its callback: its training lock and claim are held
+        def on_epoch_end(self, net, epoch, logs):
+            inside.set()
+            go_on.wait(60)
+
+    def hold_state_lock():   # as fit holds it around each compiled call, save around a copy
+        with saving._state_lock:
+            inside.set()
+            go_on.wait(60)
+
+    threads = [threading.Thread(target=training.fit, args=(X, y),
+                                kwargs=dict(epochs=2, verbose=0, callbacks=[Hold()])),
+               threading.Thread(target=hold_state_lock)]
+    for thread in threads:
+        inside.clear()
+        thread.start()
+        inside.wait(60)
+    pid = os.fork()
+    if pid == 0:   # neither thread exists here: the networks must serve and train
+        signal.alarm(60)   # (a hang ends the child, seen as a failure)
+        for net in (training, saving):
+            pickle.loads(pickle.dumps(net))
+            net.get_state()
+            net.fit(X, y, epochs=1, verbose=0)
+            net.partial_fit(X[0], y[0])
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    go_on.set()
+    for thread in threads:
+        thread.join(60)
+    print("child exit", os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_child_forked_while_threads_hold_a_networks_locks_can_use_it(backend):
+    """A process forked while one thread trains a network and another saves one: the
+    child has neither thread, so the locks they held would never be released, and
+    pickling there waited forever, training was refused for good."""
+    result = subprocess.run([sys.executable, "-c", FORKED_WHILE_HELD, backend],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.split()[-1:] == ["0"], (result.stdout, result.stderr)

@@ -465,6 +465,58 @@ def test_compiled_calls_release_the_gil():
         assert max(gaps) < took / 3, f"{name}: main thread blocked {max(gaps):.3f} of {took:.3f} s"
 
 
+FORK_CHILD = textwrap.dedent("""
+    import multiprocessing
+    import numpy as np
+    import cyprop
+    from cyprop import _compiled
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2000, 100)), rng.integers(0, 3, 2000)
+    net = cyprop.Network([100, 64, 3], seed=0, backend="cython")
+    core = net._impl.core
+    # a team of two OpenMP threads, whatever the cores: the parent's pool then has a thread
+    plan = _compiled.evaluation_plan(core, 2).struct(core)
+    out = np.empty((len(X), 3))
+    core.forward(net.arch.sizes_array, net.arch.activation_codes, net._params, X, out, plan)
+
+    def child(results):
+        trained = cyprop.Network([100, 64, 3], seed=0, backend="cython")
+        trained.fit(X, y, epochs=1, batch_size=64, verbose=0, n_threads=2)
+        results.put((trained.forward(X), net.forward(X), core.max_threads()))
+
+    if __name__ == "__main__":
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        process = context.Process(target=child, args=(results,))
+        process.start()
+        try:   # (read before joining: a child exits only once its results are read)
+            trained_there, forward_there, threads_there = results.get(timeout=120)
+        except Exception:
+            process.kill()
+            raise SystemExit("the forked child hung or failed")
+        process.join(10)
+        assert process.exitcode == 0, process.exitcode
+        trained = cyprop.Network([100, 64, 3], seed=0, backend="cython")
+        trained.fit(X, y, epochs=1, batch_size=64, verbose=0, n_threads=2)
+        np.testing.assert_array_equal(trained_there, trained.forward(X))
+        np.testing.assert_array_equal(forward_there, out)
+        assert threads_there == 1, threads_there
+        print("ok")
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_child_forked_after_openmp_threads_ran_trains_and_predicts():
+    """multiprocessing's fork start method after the kernels ran OpenMP threads: GNU
+    libgomp's pool in the child still counts the parent's threads, and a team of several
+    threads there waits for them forever.  The child runs on one thread, with the
+    results of any thread count."""
+    result = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True,
+                            text=True, timeout=CHILD_TIMEOUT)
+    assert result.returncode == 0 and result.stdout.split()[-1:] == ["ok"], result.stderr
+
+
 # --------------------------------------------------------------------- saving
 SAVING_CHILD = textwrap.dedent("""
     import sys

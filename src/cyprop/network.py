@@ -14,6 +14,7 @@ import numbers
 import os
 from dataclasses import dataclass
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 
@@ -246,6 +247,7 @@ class Network:
         # Held while the parameters, optimizer state and history change together (a
         # compiled call, a restore): save() and pickling take it to see a state that existed.
         self._state_lock = threading.RLock()
+        _LIVE[id(self)] = self
 
     # ------------------------------------------------------------------ model
     # The architecture and dtype are fixed: the parameter buffer was laid out for them.
@@ -1012,6 +1014,7 @@ class Network:
         self._lock = threading.Lock()
         self._state_lock = threading.RLock()
         self._training_thread = None
+        _LIVE[id(self)] = self
 
     def _bind(self, params: NDArray[Any]) -> None:
         """Make ``params`` the parameter buffer (set once; trained and loaded in place),
@@ -1085,6 +1088,33 @@ def _from_state(cls: type[Network], state: NetworkState) -> Network:
                                    for v in state.history.get(key, [None] * epochs)])
     net.history.stop_reason = state.stop_reason
     return net
+
+
+#: The networks alive, by id (a subclass may be unhashable), for _open_locks_in_child.
+_LIVE: weakref.WeakValueDictionary[int, Network] = weakref.WeakValueDictionary()
+
+
+def _open_locks_in_child() -> None:
+    """In a child forked while another thread trained a network (or held its state lock
+    to save or copy it), that thread does not exist: its locks would stay held forever,
+    and pickling, saving, the weights and training would wait or be refused for good.
+    They are opened again; those the forking thread itself holds (it forked from a
+    callback) stay held, for it to release."""
+    for net in list(_LIVE.values()):
+        state_lock = net._state_lock
+        if not state_lock._is_owned():   # type: ignore[attr-defined]
+            state_lock._at_fork_reinit()   # type: ignore[attr-defined]
+        if net._lock.locked() and net._training_thread != threading.get_ident():
+            net._lock._at_fork_reinit()   # type: ignore[attr-defined]
+            net._training_thread = None
+            # (and the claim on the optimizer that the thread trained it with)
+            claim = getattr(net.optimizer, "_claim", None)
+            if claim is not None:
+                claim._at_fork_reinit()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_open_locks_in_child)
 
 
 #: What a pickled Network's dict must hold (``__getstate__`` writes these).
