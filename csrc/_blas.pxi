@@ -46,6 +46,8 @@ ctypedef int (*set_threads_t)(int) noexcept nogil
 cdef extern from "cyprop_threads.h":
     void cyprop_blas_hold_one_thread(set_threads_t set_threads) nogil
     void cyprop_blas_release(set_threads_t set_threads) nogil
+    void cyprop_blas_lock() nogil
+    void cyprop_blas_unlock() nogil
 
 cdef dgemm_t blas_dgemm = NULL
 cdef sgemm_t blas_sgemm = NULL
@@ -71,6 +73,15 @@ cdef inline bint blas_ready() noexcept nogil:
 
 def has_blas():
     return blas_ready()
+
+
+def hold_blas_setting(bint hold):
+    """Take (True) or let go (False) the mutex around the BLAS thread setting, as a
+    batched call on another thread holds it (for the tests: a fork while it is held)."""
+    if hold:
+        cyprop_blas_lock()
+    else:
+        cyprop_blas_unlock()
 
 
 def blas_threads_controlled():

@@ -75,7 +75,13 @@ static void cyprop_blas_release(cyprop_set_threads_t set_threads) {
 }
 
 #if defined(__unix__) || defined(__APPLE__)
-static void cyprop_mark_forked(void) { cyprop_forked = 1; }
+static void cyprop_mark_forked(void) {
+    cyprop_forked = 1;
+    /* a thread of the parent that held the BLAS setting's mutex at the fork is not
+       here to let it go: the child's first batched call would wait for it forever
+       (its count of holders stays up, which only keeps BLAS on one thread here) */
+    pthread_mutex_init(&cyprop_blas_mutex, NULL);
+}
 static void cyprop_watch_forks(void) { pthread_atfork(NULL, NULL, cyprop_mark_forked); }
 #else
 static void cyprop_watch_forks(void) {}

@@ -517,6 +517,45 @@ def test_a_child_forked_after_openmp_threads_ran_trains_and_predicts():
     assert result.returncode == 0 and result.stdout.split()[-1:] == ["ok"], result.stderr
 
 
+BLAS_FORK_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    import cyprop
+    from cyprop import _compiled
+
+    core = _compiled.KERNELS[_compiled.CHOSEN]
+    if not (core.has_blas() and core.blas_threads_controlled()):
+        print("skip: no BLAS whose thread count cyprop sets")
+        sys.exit(0)
+    net = cyprop.Network([40, 30, 5], seed=0, backend="cython")
+    X = np.random.default_rng(0).random((600, 40))
+    expected = net.forward(X)   # (batched: the BLAS setting is held around it)
+    core.hold_blas_setting(True)   # as a batched call on another thread holds it
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)   # a hang ends the child, not the test
+        same = np.array_equal(net.forward(X), expected)
+        os._exit(0 if same else 3)
+    core.hold_blas_setting(False)
+    _, status = os.waitpid(pid, 0)
+    print("ok" if os.waitstatus_to_exitcode(status) == 0 else
+          f"child: {os.waitstatus_to_exitcode(status)}")
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_child_forked_while_the_blas_setting_is_held_computes():
+    """A fork while another thread's batched call holds the mutex around the BLAS thread
+    setting: that thread is not in the child, and the child's first batched call waited
+    for it forever."""
+    result = subprocess.run([sys.executable, "-c", BLAS_FORK_CHILD], capture_output=True,
+                            text=True, timeout=CHILD_TIMEOUT)
+    if result.stdout.startswith("skip: "):
+        pytest.skip(result.stdout[len("skip: "):].strip())
+    assert result.returncode == 0 and result.stdout.split()[-1:] == ["ok"], (
+        result.stdout + result.stderr)
+
+
 # --------------------------------------------------------------------- saving
 SAVING_CHILD = textwrap.dedent("""
     import sys
