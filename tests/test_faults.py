@@ -400,9 +400,11 @@ def gil_free_work():
 def test_separate_networks_train_in_parallel(batch_size):
     """The compiled core releases the GIL: two threads training two networks use more
     than one CPU at a time (thread CPU time / wall time > 1.3; 3 tries).  When the machine
-    is so busy with other work that not even a known GIL-free workload overlaps, the
-    measurement is impossible: skipped, saying so (test_compiled_calls_release_the_gil
-    checks the GIL release itself, whatever the load)."""
+    is so busy with other work that a known GIL-free workload does not clearly overlap
+    either (1.6 or more), the measurement is impossible: skipped, saying so
+    (test_compiled_calls_release_the_gil checks the GIL release itself, whatever the
+    load).  (A control that just passed 1.3 on a loaded machine, beside networks at 1.2,
+    failed the test: the two are measured one after the other, in a noisy spell.)"""
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(20000, 40)), rng.integers(0, 10, 20000)
 
@@ -417,7 +419,7 @@ def test_separate_networks_train_in_parallel(batch_size):
         if nets > 1.3:
             return
         measured.append((round(nets, 2), round(cpu_per_wall(gil_free_work), 2)))
-    if all(control <= 1.3 for _, control in measured):
+    if all(control < 1.6 for _, control in measured):
         pytest.skip(f"the machine is too busy to measure (load {os.getloadavg()[0]:.1f}): "
                     f"CPU/wall of (networks, GIL-free control) = {measured}")
     pytest.fail(f"no overlap: CPU/wall of (networks, GIL-free control) = {measured}")
