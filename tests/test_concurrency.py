@@ -487,3 +487,55 @@ def test_a_child_forked_while_threads_hold_a_networks_locks_can_use_it(backend):
     result = subprocess.run([sys.executable, "-c", FORKED_WHILE_HELD, backend],
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.split()[-1:] == ["0"], (result.stdout, result.stderr)
+
+
+ESTIMATOR_FORKED_WHILE_FITTING = textwrap.dedent("""
+    import os
+    import signal
+    import threading
+    import warnings
+
+    import numpy as np
+    from cyprop import _loop, sklearn
+    from cyprop.sklearn import BackpropClassifier
+
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+    clf = BackpropClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    schedule = _loop._SCHEDULES_IN_USE
+    inside, go_on = threading.Event(), threading.Event()
+    thing = object()
+
+    def fitting():   # as a fit on another thread holds its claims on the estimator
+        with sklearn._fitting(clf):
+            schedule.claim(thing, "in use")
+            inside.set()
+            go_on.wait(60)
+            schedule.release(thing)
+
+    thread = threading.Thread(target=fitting)
+    thread.start()
+    inside.wait(60)
+    pid = os.fork()
+    if pid == 0:   # the fitting thread does not exist here
+        signal.alarm(60)   # (a hang ends the child, seen as a failure)
+        clf.fit(X, y)
+        schedule.claim(thing, "in use")   # its claim went with its thread
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    go_on.set()
+    thread.join(60)
+    print("child exit", os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_child_forked_while_an_estimator_is_fitted_elsewhere_can_fit_it():
+    """A process forked while another thread fits an estimator (and holds a schedule):
+    the child has no such thread, but its claims stayed, and the estimator's fit there
+    was refused for good ("already being fitted (in another thread)")."""
+    pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, "-c", ESTIMATOR_FORKED_WHILE_FITTING],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.split()[-1:] == ["0"], (result.stdout, result.stderr)

@@ -11,6 +11,7 @@ nothing of ``network`` at run time.
 from __future__ import annotations
 
 import numbers
+import os
 import sys
 import threading
 import time
@@ -61,22 +62,33 @@ def claim_optimizer(optimizer: Optimizer) -> threading.Lock:
 
 class InUse:
     """Objects that a running call is using and no other call may use meanwhile, by
-    id() (each is alive while it is claimed), under one lock."""
+    id() (each is alive while it is claimed), under one lock.
+
+    In a child forked while other threads held claims (or the lock), those threads do
+    not exist: their claims are dropped, and the lock set up afresh, else the child
+    would refuse those objects, or wait for the lock, for good."""
 
     def __init__(self) -> None:
-        self._ids: set[int] = set()
+        self._ids: dict[int, int] = {}   # id of the thing: the thread that claimed it
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
 
     def claim(self, thing: object, refusal: str) -> None:
         """Claim ``thing``, or raise RuntimeError(refusal) if a call holds it."""
         with self._lock:
             if id(thing) in self._ids:
                 raise RuntimeError(refusal)
-            self._ids.add(id(thing))
+            self._ids[id(thing)] = threading.get_ident()
 
     def release(self, thing: object) -> None:
         with self._lock:
-            self._ids.discard(id(thing))
+            self._ids.pop(id(thing), None)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        me = threading.get_ident()   # (the forking thread's claims stay, for it to release)
+        self._ids = {key: thread for key, thread in self._ids.items() if thread == me}
 
 
 #: The schedules with state (an ``update`` method) that fits are using.
