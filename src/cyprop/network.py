@@ -313,7 +313,7 @@ class Network:
         # (with the state lock, as save and copy read: from another thread during a fit,
         # all layers land between two of its calls into the core, never mid-step)
         with self._state_lock:
-            _assign_all(self._parameter_list(0), values, "weights")
+            _assign_all(self._parameter_list(0), values, "weights", self._params)
 
     @property
     def biases(self) -> list[_Floats]:
@@ -323,7 +323,7 @@ class Network:
     @biases.setter
     def biases(self, values: Iterable[ArrayLike]) -> None:
         with self._state_lock:   # (as weights)
-            _assign_all(self._parameter_list(1), values, "biases")
+            _assign_all(self._parameter_list(1), values, "biases", self._params)
 
     # -------------------------------------------------------------- inference
     @overload
@@ -1410,7 +1410,8 @@ def _check_max_norm(max_norm: float | None) -> float:
     return bound
 
 
-def _assign_all(current: _ParameterList, values: Iterable[ArrayLike], name: str) -> None:
+def _assign_all(current: _ParameterList, values: Iterable[ArrayLike], name: str,
+                params: NDArray[Any]) -> None:
     values = list(values)
     if len(values) != len(current):
         raise ValueError(f"{name} needs {len(current)} arrays, got {len(values)}")
@@ -1418,7 +1419,6 @@ def _assign_all(current: _ParameterList, values: Iterable[ArrayLike], name: str)
     checked = [current.checked(i, v) for i, v in enumerate(values)]
     # A new layer may be a view of one of the network's own (a swap: [w[1], w[0], ...]),
     # which copying the layers in one at a time would overwrite before reading it.
-    checked = [value.copy() if any(np.may_share_memory(value, layer) for layer in current)
-               else value for value in checked]
+    checked = [_unshared(value, params) for value in checked]
     for target, value in zip(current, checked):
         target[...] = value
