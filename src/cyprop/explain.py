@@ -493,7 +493,7 @@ def _one_sample(net: Network, x: Any, y: Any,
         y = y.reshape(1)        # a class label, or the target of a single output
     elif y.ndim == 1 and net.arch.n_outputs > 1 and y.shape[0] == net.arch.n_outputs:
         y = y.reshape(1, -1)    # a target vector
-    elif (y.ndim == 1 and y.shape[0] != 1) or (y.ndim == 2 and y.shape[0] != 1) or y.ndim > 2:
+    elif y.ndim > 2 or y.shape[0] != 1:   # (one value, or one row, goes on)
         # (a target vector of the wrong length was taken for several samples' labels,
         # and refused as "not whole numbers" or "different numbers of samples")
         raise ValueError(f"explain takes one sample: y must be a class label or a target "
