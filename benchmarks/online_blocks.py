@@ -80,7 +80,7 @@ def epoch_seconds(core, net, X, Y, plan, make=None, **sgd):
     optimizer = make() if make else cyprop.SGD(0.1, **sgd)
     state = optimizer.state_for(params)
     order = np.arange(len(X), dtype=np.intp)
-    hyper = vars(optimizer.hyper())
+    hyper = vars(_compiled.core_hyper(optimizer))
     arch = net.arch
     start = time.perf_counter()
     core.train_epoch(arch.sizes_array, arch.activation_codes, arch.loss_code, params, X, Y,

@@ -476,3 +476,22 @@ def test_torch_threads_are_restored_after_each_call():
             assert torch.get_num_threads() == before + 1
             raise RuntimeError("an epoch that fails")
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("mode", [[], ["--optimizers"]])
+def test_checkout_online_blocks_script_runs(tmp_path, mode):
+    """benchmarks/online_blocks.py calls the core's epoch entry point itself: a change of
+    that signature must break this test, not the script in silence."""
+    script = ROOT / "benchmarks" / "online_blocks.py"
+    if not script.is_file():
+        pytest.skip("benchmarks/online_blocks.py is not beside these tests")
+    if not COMPILED:
+        pytest.skip("needs cyprop's compiled core")
+    done = subprocess.run([sys.executable, str(script), *mode, "--workloads", "W1",
+                           "--dtypes", "float64,float32", "--samples", "600",
+                           "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for dtype in ("float64", "float32"):
+        assert f"W1 {dtype} (n=600" in done.stdout
+    assert ("of plain SGD" if mode else "x online-next") in done.stdout
