@@ -4,6 +4,7 @@
 cdef extern from "cyprop_cpu.h":
     const char* CYPROP_ISA
     int cyprop_cpu_runs(int level) nogil
+    int cyprop_cpu_vendor() nogil
     unsigned int cyprop_flush_subnormals() nogil
     void cyprop_restore_subnormals(unsigned int previous) nogil
     int cyprop_any_subnormal_d(const double* x, Py_ssize_t n) nogil
@@ -26,6 +27,11 @@ _LEVELS = {"baseline": 0, "avx2": 1, "avx512": 2}
 def cpu_runs(instruction_set):
     """Whether this CPU can run kernels built for ``instruction_set``."""
     return bool(cyprop_cpu_runs(_LEVELS[instruction_set]))
+
+
+def cpu_vendor():
+    """The CPU's maker: 'amd', 'intel' or 'other' (x86-64 with GCC or Clang only)."""
+    return ("other", "amd", "intel")[cyprop_cpu_vendor()]
 
 
 # A block of rows is a matrix, so its forward and backward passes are matrix products;

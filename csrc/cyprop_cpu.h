@@ -24,8 +24,14 @@ static int cyprop_cpu_runs(int level) {
         && __builtin_cpu_supports("avx512dq");
     return 1;
 }
+/* The CPU's maker, where tuning differs between them: 1 AMD, 2 Intel, 0 another. */
+static int cyprop_cpu_vendor(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? 1 : __builtin_cpu_is("intel") ? 2 : 0;
+}
 #else
 static int cyprop_cpu_runs(int level) { return level == 0; }
+static int cyprop_cpu_vendor(void) { return 0; }
 #endif
 
 /* Subnormal numbers flushed to zero (FTZ) and read as zero (DAZ) on the calling thread,

@@ -10,6 +10,7 @@
 
 import copy
 import dataclasses
+import pathlib
 import sys
 
 import numpy as np
@@ -292,12 +293,18 @@ def test_large_first_layers_take_blocks_as_large_as_the_cache_holds(monkeypatch)
     def rows(sizes, own=True):
         return _compiled.blocks_path_rows(cyprop.Network(sizes, seed=0).arch, OwnProducts(own))
 
+    monkeypatch.setattr(_compiled, "BLOCKS_WITHIN_LEVEL2", True)   # Intel
     monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 2 << 20)   # Sapphire Rapids
     assert [rows([784, 100, 10]), rows([784, 30, 10]), rows([784, 256, 10])] == [128, 128, 32]
     assert rows([64, 32, 10]) == _compiled.TUNING["block_rows"]   # W1: too small to gain
     assert rows([784, 100, 10], own=False) == _compiled.TUNING["block_rows"]
-    monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 1 << 20)   # Zen 4
+    monkeypatch.setattr(_compiled, "LEVEL2_CACHE", 1 << 20)   # an Intel with 1 MiB
     assert [rows([784, 100, 10]), rows([784, 30, 10])] == [32, 64]
+    monkeypatch.setattr(_compiled, "BLOCKS_WITHIN_LEVEL2", False)   # AMD (Zen 4: 1 MiB)
+    assert [rows([784, 100, 10]), rows([784, 512, 10])] == [128, 128]
+    assert rows([64, 32, 10]) == _compiled.TUNING["block_rows"]
+    assert rows([784, 512, 10], own=False) == _compiled.TUNING["block_rows"]
+    monkeypatch.setattr(_compiled, "BLOCKS_WITHIN_LEVEL2", True)
     # the plan carries them
     W3 = cyprop.Network([784, 100, 10], seed=0).arch
     if CORE.has_blas() and CORE.has_own_products():
@@ -308,3 +315,14 @@ def test_large_first_layers_take_blocks_as_large_as_the_cache_holds(monkeypatch)
 
 def test_the_level2_cache_size_is_read_or_assumed():
     assert _compiled._level2_cache_bytes() >= 256 << 10
+
+
+def test_the_cpu_vendor_is_read_from_the_cpu():
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    listed = cpuinfo.read_text() if cpuinfo.exists() else ""
+    vendor = CORE.cpu_vendor()
+    assert vendor in ("amd", "intel", "other")
+    if "AuthenticAMD" in listed:
+        assert vendor == "amd" and not _compiled.BLOCKS_WITHIN_LEVEL2
+    elif "GenuineIntel" in listed:
+        assert vendor == "intel" and _compiled.BLOCKS_WITHIN_LEVEL2

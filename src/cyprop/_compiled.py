@@ -107,6 +107,11 @@ def _level2_cache_bytes() -> int:
 
 
 LEVEL2_CACHE = _level2_cache_bytes()
+#: Whether the blocks of the 'blocks' path stay within L2 (blocks_path_rows).  AMD Zen 4
+#: ran blocks of 64 and 128 rows faster than 32 even where they overflow its 1 MiB L2
+#: (first layers of 784 x 100 to 784 x 512, both dtypes: README); on Intel they were
+#: measured only where they fit its 2 MiB, so there they stay within it.
+BLOCKS_WITHIN_LEVEL2 = _baseline.cpu_vendor() != "amd"
 
 
 def threads(requested: int | None = None) -> int:
@@ -133,9 +138,9 @@ TUNING = {
     # ... but a batch that is one block steps plain SGD's first layer in its gradient
     # product (no second pass over those weights), and reads and writes the gradient
     # sums once: with the own products (AVX-512), a first layer of at least
-    # large_block_weights weights takes blocks of up to block_rows_max rows, as many as
-    # fit in three quarters of the L2 cache beside its weights (counted in float64: the
-    # same plan, so the same sums, for both dtypes).  W2 and W3 ran faster at batch
+    # large_block_weights weights takes blocks of up to block_rows_max rows, on Intel as
+    # many as fit in three quarters of the L2 cache beside its weights (counted in
+    # float64: the same plan, so the same sums, for both dtypes; BLOCKS_WITHIN_LEVEL2).  W2 and W3 ran faster at batch
     # sizes 64 and 128, W1 slower; through the BLAS (AVX2) 128 rows ran as fast as 32.
     "block_rows_max": 128,
     "large_block_weights": 16_384,
@@ -193,12 +198,13 @@ def batch_block_rows(batch_size: int) -> int:
 
 def blocks_path_rows(arch: Architecture, core: ModuleType) -> int:
     """Rows per block of the 'blocks' path on ``core`` (TUNING: block_rows to
-    block_rows_max), from the first layer's size and this CPU's L2 cache."""
+    block_rows_max), from the first layer's size and, on Intel, this CPU's L2 cache."""
     n_in, n_units = arch.sizes[0], arch.sizes[1]
     rows = TUNING["block_rows"]
     if core.has_own_products() and n_in * n_units >= TUNING["large_block_weights"]:
         while (rows * 2 <= TUNING["block_rows_max"]
-               and (rows * 2 + n_units) * n_in * 8 <= LEVEL2_CACHE * 3 // 4):
+               and (not BLOCKS_WITHIN_LEVEL2
+                    or (rows * 2 + n_units) * n_in * 8 <= LEVEL2_CACHE * 3 // 4)):
             rows *= 2
     return rows
 
