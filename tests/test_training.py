@@ -111,6 +111,14 @@ def test_cosine_ends_at_min_rate_and_stays_there():
     assert schedule.rate(5, 0.4) == pytest.approx(0.02) == schedule.rate(50, 0.4)
 
 
+def test_cosine_near_the_largest_float_stays_finite():
+    # (initial - min) * (1 + cos) overflowed to -inf for rates near 1e308
+    schedule = Cosine(period=4, min_rate=1e308)
+    rates = [schedule.rate(epoch, 1e-3) for epoch in range(6)]
+    assert rates[4] == rates[5] == 1e308
+    assert all(np.isfinite(rates)) and rates == sorted(rates)
+
+
 def test_step_and_cosine_match_torch():
     torch = pytest.importorskip("torch")
     for ours, make_theirs, epochs in [

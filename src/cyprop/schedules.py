@@ -200,7 +200,10 @@ class Cosine(Schedule):
             ``min_rate`` from epoch ``period`` on.
         """
         t = min(epoch, self.period) / self.period
-        return self.min_rate + (initial_rate - self.min_rate) * (1 + math.cos(math.pi * t)) / 2
+        rate = self.min_rate + (initial_rate - self.min_rate) * (1 + math.cos(math.pi * t)) / 2
+        if math.isinf(rate):   # the product overflowed (rates near 1e308): halved first
+            rate = self.min_rate + (initial_rate - self.min_rate) * ((1 + math.cos(math.pi * t)) / 2)
+        return rate
 
 
 class ReduceOnPlateau(Schedule):
