@@ -738,3 +738,20 @@ def test_partial_fit_of_multilabel_y_refuses_classes_without_its_columns(classes
         clf = BackpropClassifier(hidden_layer_sizes=(3,), random_state=0)
         clf.partial_fit(X, Y, classes=[0, 1, 2])
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_weights", [[0.0] * 10, [1.0, -1.0] * 5])
+def test_a_batch_whose_weights_sum_to_zero_is_named(solver, batch_weights):
+    """As scikit-learn's MLP: a mini-batch's gradient is divided by the sum of its sample
+    weights, which cannot be 0 (it was reported as divergence from large input values)."""
+    weights = np.ones(len(Y_MULTI))
+    weights[:10] = batch_weights
+    kwargs = dict(hidden_layer_sizes=(3,), solver=solver, batch_size=10, shuffle=False,
+                  max_iter=3, random_state=0)
+    for estimator in (MLPClassifier, BackpropClassifier):
+        with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+            fit_quietly(estimator(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    # the rest of the data in batches of its own trains
+    fit_quietly(BackpropClassifier(**kwargs), X_MULTI[10:], Y_MULTI[10:],
+                sample_weight=weights[10:])

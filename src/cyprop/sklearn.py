@@ -919,6 +919,14 @@ class _Epoch:
             else self.batch_starts
         lengths = np.diff(np.append(starts, self.n))
         sums = np.add.reduceat(w, starts)
+        if not np.all(sums):
+            # scikit-learn's MLP fails here too (np.average's ZeroDivisionError); the
+            # weights would turn 0 * inf = NaN and be reported as divergence
+            raise ZeroDivisionError(
+                "Weights sum to zero, can't be normalized: the sample weights of a "
+                f"mini-batch (batch_size={self.batch_size}) sum to 0, and each batch's "
+                "gradient is divided by its sum of weights; use a larger batch_size, or "
+                "leave the zero-weight samples out")
         with np.errstate(divide="ignore", invalid="ignore"):
             factors = lengths / sums
         scaled = np.empty(self.n, dtype=np.float64)
