@@ -698,6 +698,28 @@ def test_refused_continuation_leaves_the_fitted_regressor_working(continuation):
         train(X_REG, Y)   # and trains on
 
 
+@pytest.mark.parametrize("fitted_with, set_to", [("squared_error", "poisson"),
+                                                  ("poisson", "squared_error")])
+def test_loss_set_after_fit_changes_neither_predictions_nor_training(fitted_with, set_to):
+    """As scikit-learn's MLPRegressor (out_activation_ is set by fit): a loss set after
+    fitting does not change what the model predicts (predict took the exp of the
+    outputs, or stopped taking it), and training it on is refused, as for a changed
+    activation (it trained the fitted outputs with the other loss)."""
+    X, y = X_REG, np.abs(Y_REG)
+    reg = fit_quietly(BackpropRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0,
+                                        loss=fitted_with), X, y)
+    before, activation = reg.predict(X), reg.out_activation_
+    reg.set_params(loss=set_to)
+    np.testing.assert_array_equal(reg.predict(X), before)
+    assert reg.out_activation_ == activation
+    for train in (reg.partial_fit, reg.set_params(warm_start=True).fit):
+        with pytest.raises(ValueError, match=f"loss='{fitted_with}'.*now '{set_to}'"):
+            train(X, y)
+        np.testing.assert_array_equal(reg.predict(X), before)
+    fit_quietly(reg.set_params(warm_start=False), X, y)   # a fresh fit takes the new loss
+    assert reg.out_activation_ == ("exp" if set_to == "poisson" else "identity")
+
+
 @pytest.mark.parametrize("attribute", ["coefs_", "intercepts_"])
 def test_layers_assigned_to_an_unfitted_estimator_say_to_fit_first(attribute):
     """(It was AttributeError: no attribute 'network_', naming nothing the user set.)"""

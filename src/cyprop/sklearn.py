@@ -59,9 +59,10 @@ the same order):
   error averaged over the targets, but its gradient is that of their sum (scikit-learn
   issue #8349); cyprop's loss and gradient are both the sum's, so the iterates differ
   from the first step (``loss_`` is reported averaged, as scikit-learn's).
-- A warm start (or ``partial_fit``) after ``hidden_layer_sizes``, ``activation`` or
-  ``dtype`` changed raises a ValueError naming the change: scikit-learn's goes on
-  training the layers it has (or fails with an AttributeError when their number changed).
+- A warm start (or ``partial_fit``) after ``hidden_layer_sizes``, ``activation``,
+  ``dtype`` or the regressor's ``loss`` changed raises a ValueError naming the change:
+  scikit-learn's goes on training the layers it has (or fails with an AttributeError
+  when their number changed).
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class _BaseBackprop(BaseEstimator):
     _best_params: np.ndarray
     _n_out: int
     _network_loss: str
+    _loss_fitted: str
     if TYPE_CHECKING:
         @property
         def _network_output(self) -> str: ...   # a class attribute or a property
@@ -269,8 +271,14 @@ class _BaseBackprop(BaseEstimator):
         return optimizer
 
     @property
+    def _fitted_loss(self) -> str:
+        """The loss the network was built for: the ``loss`` of the fit that started it
+        (a later ``set_params(loss=...)`` does not change the fitted model)."""
+        return str(vars(self).get("_loss_fitted", self.loss))
+
+    @property
     def _output_kind(self) -> str:
-        return self.network_.activations[-1] if self.loss != "poisson" else "exp"
+        return self.network_.activations[-1] if self._fitted_loss != "poisson" else "exp"
 
     # --------------------------------------------------------------- fitting
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool,
@@ -355,6 +363,7 @@ class _BaseBackprop(BaseEstimator):
                 net.weights[l] = coef.T
                 net.biases[l] = intercept
         self.network_ = net
+        self._loss_fitted = self.loss
         self.n_outputs_ = sizes[-1]
         self.n_iter_ = 0
         self.t_ = 0
@@ -379,6 +388,10 @@ class _BaseBackprop(BaseEstimator):
         """warm_start / partial_fit continue the network: it must still be the one the
         parameters describe."""
         net = self.network_
+        if self.loss != self._fitted_loss:
+            raise ValueError(f"cannot continue training: the fitted network was trained with "
+                             f"loss={self._fitted_loss!r}, but loss is now {self.loss!r}; fit "
+                             "with warm_start=False to start afresh")
         wanted = [params["activation"]] * (len(sizes) - 2) + [self._network_output]
         dtype_ok = self.dtype is None or np.dtype(self.dtype) == net.dtype
         if net.sizes != sizes or net.activations != wanted or not dtype_ok:
