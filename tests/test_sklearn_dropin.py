@@ -720,6 +720,24 @@ def test_loss_set_after_fit_changes_neither_predictions_nor_training(fitted_with
     assert reg.out_activation_ == ("exp" if set_to == "poisson" else "identity")
 
 
+@pytest.mark.parametrize("y, classes", [(Y_MULTI, [0, 1]), (Y_MULTI, [0, 1, 2, 3]),
+                                        (Y_BIN, [0, 1, 2])])
+def test_classes_resized_by_hand_are_refused_by_predict(y, classes):
+    """classes_ may be relabelled after fitting (predict answers in the new labels), but
+    not resized: fewer labels than outputs raised an IndexError, more were never
+    predicted (predict_proba had a column fewer than classes_)."""
+    X = X_MULTI if y is Y_MULTI else X_BIN
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0),
+                      X, y)
+    labels = np.array(["a", "b", "c"][:len(clf.classes_)])
+    clf.classes_ = labels
+    assert set(clf.predict(X)) <= set(labels)
+    clf.classes_ = np.array(classes)
+    for method in (clf.predict, clf.predict_proba, clf.predict_log_proba):
+        with pytest.raises(ValueError, match=f"classes_ has {len(classes)} labels"):
+            method(X)
+
+
 @pytest.mark.parametrize("attribute", ["coefs_", "intercepts_"])
 def test_layers_assigned_to_an_unfitted_estimator_say_to_fit_first(attribute):
     """(It was AttributeError: no attribute 'network_', naming nothing the user set.)"""

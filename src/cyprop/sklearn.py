@@ -1239,6 +1239,16 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
             return csr_matrix(labels)
         return labels
 
+    def _outputs(self, X: Any, validated: bool = False) -> np.ndarray:
+        outputs = super()._outputs(X, validated)
+        # classes_ may be relabelled by hand, not resized: its labels index the outputs
+        n_classes, n_out = len(self.classes_), outputs.shape[1]
+        if n_classes != n_out and (self._multilabel or n_out > 1 or n_classes > 2):
+            raise ValueError(f"classes_ has {n_classes} labels, but the network was fitted "
+                             f"for {'1 or 2' if n_out == 1 else n_out} classes; classes_ can be "
+                             "relabelled, not resized (fit again for other classes)")
+        return outputs
+
     def _labels_from_outputs(self, proba: np.ndarray) -> np.ndarray:
         if self._multilabel:
             # 0/1 integers whatever y's dtype (bool, float, ...), as scikit-learn's
