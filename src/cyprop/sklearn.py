@@ -1672,6 +1672,8 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
                                 classes: Any = None, dtype: Any = None,
                                 ) -> tuple[Any, np.ndarray, np.ndarray]:
         X, y, dtype = self._validate_X_y(X, y, reset, dtype, y_numeric=True)
+        if _sparse.issparse(y):   # (validate_data lets a sparse y through)
+            y = y.toarray()
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
