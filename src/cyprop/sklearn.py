@@ -317,6 +317,9 @@ class _BaseBackprop(BaseEstimator):
         else:
             try:
                 self._check_architecture(sizes, params)
+                # training options, not architecture: the current ones train from here
+                self.network_.dropout = self.dropout
+                self.network_.max_norm = self.max_norm
             except ValueError:
                 # refused data (say, y with other targets) leaves the fitted model as it
                 # was: predict compares the network's outputs with _n_out
