@@ -438,6 +438,27 @@ def test_network_options_pass_through(blobs):
     assert np.all(np.linalg.norm(net.weights[0], axis=1) <= 2.0 + 1e-5)
 
 
+@pytest.mark.parametrize("continuation", ["partial_fit", "warm_start"])
+def test_dropout_and_max_norm_set_between_fits_apply_to_the_next(blobs, continuation):
+    """Training options, not architecture: set after a fit, they were silently ignored
+    by warm starts and partial_fit (the network kept the first fit's)."""
+    X, y = blobs
+    clf = _quiet_fit(BackpropClassifier(hidden_layer_sizes=(6,), max_iter=3, random_state=0,
+                                        warm_start=continuation == "warm_start"), X, y)
+    train = clf.partial_fit if continuation == "partial_fit" else clf.fit
+    clf.set_params(dropout=0.5, max_norm=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        train(X, y)
+    assert clf.network_.dropout == [0.5] and clf.network_.max_norm == 0.1
+    assert np.all(np.linalg.norm(clf.network_.weights[0], axis=1) <= 0.1 + 1e-9)
+    clf.set_params(dropout=0.0, max_norm=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        train(X, y)
+    assert clf.network_.dropout == [0.0] and clf.network_.max_norm == 0.0
+
+
 def test_thread_count_does_not_change_the_model(blobs):
     X, y = blobs
     kwargs = dict(hidden_layer_sizes=(8,), max_iter=5, batch_size=64, random_state=0)

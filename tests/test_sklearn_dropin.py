@@ -698,6 +698,46 @@ def test_refused_continuation_leaves_the_fitted_regressor_working(continuation):
         train(X_REG, Y)   # and trains on
 
 
+@pytest.mark.parametrize("fitted_with, set_to", [("squared_error", "poisson"),
+                                                  ("poisson", "squared_error")])
+def test_loss_set_after_fit_changes_neither_predictions_nor_training(fitted_with, set_to):
+    """As scikit-learn's MLPRegressor (out_activation_ is set by fit): a loss set after
+    fitting does not change what the model predicts (predict took the exp of the
+    outputs, or stopped taking it), and training it on is refused, as for a changed
+    activation (it trained the fitted outputs with the other loss)."""
+    X, y = X_REG, np.abs(Y_REG)
+    reg = fit_quietly(BackpropRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0,
+                                        loss=fitted_with), X, y)
+    before, activation = reg.predict(X), reg.out_activation_
+    reg.set_params(loss=set_to)
+    np.testing.assert_array_equal(reg.predict(X), before)
+    assert reg.out_activation_ == activation
+    for train in (reg.partial_fit, reg.set_params(warm_start=True).fit):
+        with pytest.raises(ValueError, match=f"loss='{fitted_with}'.*now '{set_to}'"):
+            train(X, y)
+        np.testing.assert_array_equal(reg.predict(X), before)
+    fit_quietly(reg.set_params(warm_start=False), X, y)   # a fresh fit takes the new loss
+    assert reg.out_activation_ == ("exp" if set_to == "poisson" else "identity")
+
+
+@pytest.mark.parametrize("y, classes", [(Y_MULTI, [0, 1]), (Y_MULTI, [0, 1, 2, 3]),
+                                        (Y_BIN, [0, 1, 2])])
+def test_classes_resized_by_hand_are_refused_by_predict(y, classes):
+    """classes_ may be relabelled after fitting (predict answers in the new labels), but
+    not resized: fewer labels than outputs raised an IndexError, more were never
+    predicted (predict_proba had a column fewer than classes_)."""
+    X = X_MULTI if y is Y_MULTI else X_BIN
+    clf = fit_quietly(BackpropClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0),
+                      X, y)
+    labels = np.array(["a", "b", "c"][:len(clf.classes_)])
+    clf.classes_ = labels
+    assert set(clf.predict(X)) <= set(labels)
+    clf.classes_ = np.array(classes)
+    for method in (clf.predict, clf.predict_proba, clf.predict_log_proba):
+        with pytest.raises(ValueError, match=f"classes_ has {len(classes)} labels"):
+            method(X)
+
+
 @pytest.mark.parametrize("attribute", ["coefs_", "intercepts_"])
 def test_layers_assigned_to_an_unfitted_estimator_say_to_fit_first(attribute):
     """(It was AttributeError: no attribute 'network_', naming nothing the user set.)"""
@@ -738,3 +778,20 @@ def test_partial_fit_of_multilabel_y_refuses_classes_without_its_columns(classes
         clf = BackpropClassifier(hidden_layer_sizes=(3,), random_state=0)
         clf.partial_fit(X, Y, classes=[0, 1, 2])
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_weights", [[0.0] * 10, [1.0, -1.0] * 5])
+def test_a_batch_whose_weights_sum_to_zero_is_named(solver, batch_weights):
+    """As scikit-learn's MLP: a mini-batch's gradient is divided by the sum of its sample
+    weights, which cannot be 0 (it was reported as divergence from large input values)."""
+    weights = np.ones(len(Y_MULTI))
+    weights[:10] = batch_weights
+    kwargs = dict(hidden_layer_sizes=(3,), solver=solver, batch_size=10, shuffle=False,
+                  max_iter=3, random_state=0)
+    for estimator in (MLPClassifier, BackpropClassifier):
+        with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+            fit_quietly(estimator(**kwargs), X_MULTI, Y_MULTI, sample_weight=weights)
+    # the rest of the data in batches of its own trains
+    fit_quietly(BackpropClassifier(**kwargs), X_MULTI[10:], Y_MULTI[10:],
+                sample_weight=weights[10:])

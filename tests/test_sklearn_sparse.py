@@ -138,3 +138,16 @@ def test_sparse_lbfgs_as_sklearn():
     theirs = fit_quietly(MLPClassifier(**kwargs), X, Y)
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:A column-vector y was passed")
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+@pytest.mark.parametrize("n_targets", [1, 2])
+def test_sparse_regression_targets_train_as_dense_ones(solver, n_targets):
+    """A sparse y (which scikit-learn's validation lets through) is read as its dense
+    values: it raised "setting an array element with a sequence"."""
+    y = Y_REG[:, :n_targets]
+    kwargs = dict(hidden_layer_sizes=(8,), solver=solver, max_iter=3, random_state=0)
+    dense = fit_quietly(BackpropRegressor(**kwargs), X_DENSE, y)
+    sparse = fit_quietly(BackpropRegressor(**kwargs), X_DENSE, sp.csr_matrix(y))
+    np.testing.assert_array_equal(sparse.predict(X_DENSE), dense.predict(X_DENSE))

@@ -59,9 +59,10 @@ the same order):
   error averaged over the targets, but its gradient is that of their sum (scikit-learn
   issue #8349); cyprop's loss and gradient are both the sum's, so the iterates differ
   from the first step (``loss_`` is reported averaged, as scikit-learn's).
-- A warm start (or ``partial_fit``) after ``hidden_layer_sizes``, ``activation`` or
-  ``dtype`` changed raises a ValueError naming the change: scikit-learn's goes on
-  training the layers it has (or fails with an AttributeError when their number changed).
+- A warm start (or ``partial_fit``) after ``hidden_layer_sizes``, ``activation``,
+  ``dtype`` or the regressor's ``loss`` changed raises a ValueError naming the change:
+  scikit-learn's goes on training the layers it has (or fails with an AttributeError
+  when their number changed).
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class _BaseBackprop(BaseEstimator):
     _best_params: np.ndarray
     _n_out: int
     _network_loss: str
+    _loss_fitted: str
     if TYPE_CHECKING:
         @property
         def _network_output(self) -> str: ...   # a class attribute or a property
@@ -269,8 +271,14 @@ class _BaseBackprop(BaseEstimator):
         return optimizer
 
     @property
+    def _fitted_loss(self) -> str:
+        """The loss the network was built for: the ``loss`` of the fit that started it
+        (a later ``set_params(loss=...)`` does not change the fitted model)."""
+        return str(vars(self).get("_loss_fitted", self.loss))
+
+    @property
     def _output_kind(self) -> str:
-        return self.network_.activations[-1] if self.loss != "poisson" else "exp"
+        return self.network_.activations[-1] if self._fitted_loss != "poisson" else "exp"
 
     # --------------------------------------------------------------- fitting
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool,
@@ -309,6 +317,9 @@ class _BaseBackprop(BaseEstimator):
         else:
             try:
                 self._check_architecture(sizes, params)
+                # training options, not architecture: the current ones train from here
+                self.network_.dropout = self.dropout
+                self.network_.max_norm = self.max_norm
             except ValueError:
                 # refused data (say, y with other targets) leaves the fitted model as it
                 # was: predict compares the network's outputs with _n_out
@@ -355,6 +366,7 @@ class _BaseBackprop(BaseEstimator):
                 net.weights[l] = coef.T
                 net.biases[l] = intercept
         self.network_ = net
+        self._loss_fitted = self.loss
         self.n_outputs_ = sizes[-1]
         self.n_iter_ = 0
         self.t_ = 0
@@ -379,6 +391,10 @@ class _BaseBackprop(BaseEstimator):
         """warm_start / partial_fit continue the network: it must still be the one the
         parameters describe."""
         net = self.network_
+        if self.loss != self._fitted_loss:
+            raise ValueError(f"cannot continue training: the fitted network was trained with "
+                             f"loss={self._fitted_loss!r}, but loss is now {self.loss!r}; fit "
+                             "with warm_start=False to start afresh")
         wanted = [params["activation"]] * (len(sizes) - 2) + [self._network_output]
         dtype_ok = self.dtype is None or np.dtype(self.dtype) == net.dtype
         if net.sizes != sizes or net.activations != wanted or not dtype_ok:
@@ -919,6 +935,14 @@ class _Epoch:
             else self.batch_starts
         lengths = np.diff(np.append(starts, self.n))
         sums = np.add.reduceat(w, starts)
+        if not np.all(sums):
+            # scikit-learn's MLP fails here too (np.average's ZeroDivisionError); the
+            # weights would turn 0 * inf = NaN and be reported as divergence
+            raise ZeroDivisionError(
+                "Weights sum to zero, can't be normalized: the sample weights of a "
+                f"mini-batch (batch_size={self.batch_size}) sum to 0, and each batch's "
+                "gradient is divided by its sum of weights; use a larger batch_size, or "
+                "leave the zero-weight samples out")
         with np.errstate(divide="ignore", invalid="ignore"):
             factors = lengths / sums
         scaled = np.empty(self.n, dtype=np.float64)
@@ -1217,6 +1241,16 @@ class BackpropClassifier(ClassifierMixin, _BaseBackprop):
 
             return csr_matrix(labels)
         return labels
+
+    def _outputs(self, X: Any, validated: bool = False) -> np.ndarray:
+        outputs = super()._outputs(X, validated)
+        # classes_ may be relabelled by hand, not resized: its labels index the outputs
+        n_classes, n_out = len(self.classes_), outputs.shape[1]
+        if n_classes != n_out and (self._multilabel or n_out > 1 or n_classes > 2):
+            raise ValueError(f"classes_ has {n_classes} labels, but the network was fitted "
+                             f"for {'1 or 2' if n_out == 1 else n_out} classes; classes_ can be "
+                             "relabelled, not resized (fit again for other classes)")
+        return outputs
 
     def _labels_from_outputs(self, proba: np.ndarray) -> np.ndarray:
         if self._multilabel:
@@ -1641,6 +1675,8 @@ class BackpropRegressor(RegressorMixin, _BaseBackprop):
                                 classes: Any = None, dtype: Any = None,
                                 ) -> tuple[Any, np.ndarray, np.ndarray]:
         X, y, dtype = self._validate_X_y(X, y, reset, dtype, y_numeric=True)
+        if _sparse.issparse(y):   # (validate_data lets a sparse y through)
+            y = y.toarray()
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
