@@ -383,6 +383,37 @@ def test_from_torch_refuses_a_sequential_with_a_forward_of_its_own(torch):
     assert cyprop.Network.from_torch(Named()).activations == ["tanh"]
 
 
+def test_from_torch_refuses_layers_that_compute_something_else(torch):
+    # an nn.Identity subclass with a forward of its own was skipped as an Identity,
+    # and a hook's change to a layer's output left out: the network computed
+    # something else, without a word
+    nn = torch.nn
+
+    class Doubling(nn.Identity):
+        def forward(self, x):
+            return 2 * x
+
+    with pytest.raises(TypeError, match="Doubling"):
+        cyprop.Network.from_torch(nn.Sequential(nn.Linear(3, 2), Doubling()))
+    for hooked in (0, 1):
+        module = nn.Sequential(nn.Linear(3, 2), nn.Sigmoid())
+        module[hooked].register_forward_hook(lambda layer, inputs, output: 10 * output)
+        with pytest.raises(TypeError, match=rf"layer {hooked} .*hook"):
+            cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2))
+    module[0].register_forward_pre_hook(lambda layer, inputs: (2 * inputs[0],))
+    with pytest.raises(TypeError, match="hook"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2))
+    module.register_forward_hook(lambda layer, inputs, output: -output)
+    with pytest.raises(TypeError, match="hook"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())   # (hooks removed: read as usual)
+    handle = module[1].register_forward_hook(lambda layer, inputs, output: -output)
+    handle.remove()
+    assert cyprop.Network.from_torch(module).activations == ["tanh"]
+
+
 def test_from_torch_refuses_a_weight_that_is_not_a_matrix(torch):
     # torch's linear also takes a vector as the weight (one output, dropped from the
     # shape); reading one ended in an IndexError

@@ -306,8 +306,19 @@ def to_torch(net: Network) -> torch.nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _hooked(module: torch.nn.Module) -> bool:
+    """Whether forward hooks (or a forward set on the module itself) may change what
+    ``module`` computes: from_torch reads its parameters and class alone."""
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or "forward" in vars(module))
+
+
 def _flatten(module: torch.nn.Module, nn: Any) -> list[Any]:
     if isinstance(module, nn.Sequential):
+        if _hooked(module):
+            raise TypeError(f"{type(module).__name__} has forward hooks (or a forward of "
+                            "its own): from_torch reads its layers alone and cannot tell "
+                            "what they change; remove them first")
         # a subclass with a forward of its own may compute something other than its
         # layers one after the other, which is all that is read
         if type(module).forward is not nn.Sequential.forward:
@@ -381,7 +392,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     TypeError
         If ``module`` is not a torch module, a layer is of an unsupported kind
         (convolutions, normalisation, ...; the message names the layer), an
-        ``nn.Sequential`` subclass overrides ``forward``, or ``kwargs`` holds
+        ``nn.Sequential`` subclass overrides ``forward``, a layer or ``nn.Sequential``
+        has forward hooks (``weight_norm``'s too), or ``kwargs`` holds
         ``sizes``, ``activation`` or ``output`` (the module's).
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
@@ -404,7 +416,12 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     closed = False
     for position, layer in enumerate(_flatten(module, nn)):
         where = f"layer {position} ({layer!r})"
-        if isinstance(layer, nn.Identity):
+        if _hooked(layer):
+            raise TypeError(f"{where} has forward hooks (or a forward of its own): "
+                            "from_torch reads its parameters alone and cannot tell what "
+                            "they change; remove them first")
+        # (a subclass may compute something of its own: refused below as unsupported)
+        if type(layer) is nn.Identity:
             continue
         if type(layer) is nn.Linear:
             if layer.bias is None:
