@@ -408,6 +408,14 @@ def test_from_torch_refuses_layers_that_compute_something_else(torch):
     module.register_forward_hook(lambda layer, inputs, output: -output)
     with pytest.raises(TypeError, match="hook"):
         cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    module[1].forward = lambda x: torch.sigmoid(x)   # (set on the module itself)
+    with pytest.raises(TypeError, match=r"layer 1 .*a forward of its own"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2))
+    module.register_module("empty", None)   # (no hooks to look for: unsupported)
+    with pytest.raises(TypeError, match=r"layer 1 \(None\) is not supported"):
+        cyprop.Network.from_torch(module)
     module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())   # (hooks removed: read as usual)
     handle = module[1].register_forward_hook(lambda layer, inputs, output: -output)
     handle.remove()

@@ -309,8 +309,10 @@ def to_torch(net: Network) -> torch.nn.Sequential:
 def _hooked(module: torch.nn.Module) -> bool:
     """Whether forward hooks (or a forward set on the module itself) may change what
     ``module`` computes: from_torch reads its parameters and class alone."""
-    return bool(module._forward_hooks or module._forward_pre_hooks
-                or "forward" in vars(module))
+    # (getattr: a child may be None, which from_torch refuses as unsupported)
+    return bool(getattr(module, "_forward_hooks", None)
+                or getattr(module, "_forward_pre_hooks", None)
+                or "forward" in getattr(module, "__dict__", {}))
 
 
 def _flatten(module: torch.nn.Module, nn: Any) -> list[Any]:
