@@ -131,6 +131,23 @@ def test_onnx_options_are_checked(onnx_tools):
     assert interop.onnx_model(net, output_name="one").graph.output[0].name == "one"
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_export_refuses_weights_that_are_not_finite(onnx_tools, torch, tmp_path, value):
+    # set by hand: the model was written (as NaN out of every row, found out where it
+    # is deployed) where save refuses such a network, and from_torch its module
+    net = cyprop.Network([3, 4, 2], activation="tanh", seed=0)
+    net.biases[1][0] = value
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"the model that was there")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.to_onnx(path)
+    assert path.read_bytes() == b"the model that was there"
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        interop.onnx_model(net)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.to_torch()
+
+
 def test_onnx_missing_is_a_clear_import_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)     # `import onnx` now fails
     with pytest.raises(ImportError, match=r'pip install "cyprop\[onnx\]"'):
