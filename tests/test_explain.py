@@ -8,6 +8,7 @@ ed., Tables 9.1-9.4); every other case checks the step against a real
 
 import copy
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -289,6 +290,32 @@ def test_the_forms_of_x_and_y():
         explain(net, x, 3)
     with pytest.raises(ValueError, match="two classes"):
         explain(cyprop.Network([3, 1], seed=0), x, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loss_that_overflows_before_the_step_is_refused_as_net_loss_refuses_it(backend):
+    # the step's fit called it a divergence, "try a smaller learning rate", though the
+    # loss was infinite before any step; net.loss says what is wrong
+    net = cyprop.Network([3, 2, 1], activation="relu", output="identity", loss="mse",
+                         seed=0, backend=backend)
+    net.weights = [np.full((2, 3), 1e300), np.full((1, 2), 1e300)]
+    x = np.array([0.5, 1.0, 2.0])
+    with pytest.raises(FloatingPointError) as caught:
+        net.loss(x.reshape(1, 3), [1.0])
+    with pytest.raises(FloatingPointError, match=re.escape(str(caught.value))):
+        explain(net, x, 1.0)
+
+
+def test_inputs_that_overflow_a_saturating_unit_give_the_step_without_warnings():
+    # forward, fit and the step take them (tanh of an infinite net input is 1); the
+    # step's forward pass alone warned of the overflow, an error under -W error
+    net = cyprop.Network([3, 4, 3], activation="tanh", output="softmax", seed=0)
+    x = np.full(3, 1.7e308)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step = explain(net, x, 1)
+    assert step.loss == pytest.approx(net.loss(x.reshape(1, 3), [1]))
+    np.testing.assert_allclose(step.outputs[-1], net.forward(x))
 
 
 def test_a_sparse_sample_is_refused_by_name():

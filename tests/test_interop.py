@@ -131,6 +131,23 @@ def test_onnx_options_are_checked(onnx_tools):
     assert interop.onnx_model(net, output_name="one").graph.output[0].name == "one"
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_export_refuses_weights_that_are_not_finite(onnx_tools, torch, tmp_path, value):
+    # set by hand: the model was written (as NaN out of every row, found out where it
+    # is deployed) where save refuses such a network, and from_torch its module
+    net = cyprop.Network([3, 4, 2], activation="tanh", seed=0)
+    net.biases[1][0] = value
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"the model that was there")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.to_onnx(path)
+    assert path.read_bytes() == b"the model that was there"
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        interop.onnx_model(net)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.to_torch()
+
+
 def test_onnx_missing_is_a_clear_import_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)     # `import onnx` now fails
     with pytest.raises(ImportError, match=r'pip install "cyprop\[onnx\]"'):
@@ -381,6 +398,45 @@ def test_from_torch_refuses_a_sequential_with_a_forward_of_its_own(torch):
             super().__init__(nn.Linear(3, 2), nn.Tanh())
 
     assert cyprop.Network.from_torch(Named()).activations == ["tanh"]
+
+
+def test_from_torch_refuses_layers_that_compute_something_else(torch):
+    # an nn.Identity subclass with a forward of its own was skipped as an Identity,
+    # and a hook's change to a layer's output left out: the network computed
+    # something else, without a word
+    nn = torch.nn
+
+    class Doubling(nn.Identity):
+        def forward(self, x):
+            return 2 * x
+
+    with pytest.raises(TypeError, match="Doubling"):
+        cyprop.Network.from_torch(nn.Sequential(nn.Linear(3, 2), Doubling()))
+    for hooked in (0, 1):
+        module = nn.Sequential(nn.Linear(3, 2), nn.Sigmoid())
+        module[hooked].register_forward_hook(lambda layer, inputs, output: 10 * output)
+        with pytest.raises(TypeError, match=rf"layer {hooked} .*hook"):
+            cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2))
+    module[0].register_forward_pre_hook(lambda layer, inputs: (2 * inputs[0],))
+    with pytest.raises(TypeError, match="hook"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2))
+    module.register_forward_hook(lambda layer, inputs, output: -output)
+    with pytest.raises(TypeError, match="hook"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    module[1].forward = lambda x: torch.sigmoid(x)   # (set on the module itself)
+    with pytest.raises(TypeError, match=r"layer 1 .*a forward of its own"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2))
+    module.register_module("empty", None)   # (no hooks to look for: unsupported)
+    with pytest.raises(TypeError, match=r"layer 1 \(None\) is not supported"):
+        cyprop.Network.from_torch(module)
+    module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())   # (hooks removed: read as usual)
+    handle = module[1].register_forward_hook(lambda layer, inputs, output: -output)
+    handle.remove()
+    assert cyprop.Network.from_torch(module).activations == ["tanh"]
 
 
 def test_from_torch_refuses_a_weight_that_is_not_a_matrix(torch):

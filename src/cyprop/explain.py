@@ -384,7 +384,12 @@ def explain(net: Network, x: npt.ArrayLike, y: npt.ArrayLike,
     ------
     ValueError
         If ``x`` or ``y`` is not one sample, or does not fit the network.
+    FloatingPointError
+        If the sample's loss or gradient overflows inside the network (as
+        ``net.loss`` refuses it).
     """
+    from .network import _check_result
+
     X, Y = _one_sample(net, x, y)
     trial = net.copy()          # a consistent snapshot, even while net trains elsewhere
     arch, params = trial.arch, trial._params.copy()
@@ -393,15 +398,20 @@ def explain(net: Network, x: npt.ArrayLike, y: npt.ArrayLike,
     net_inputs: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     a = X
-    for W, b, activation in zip(weights, biases, arch.activations):
-        z = a @ W.T + b
-        a = _maths.ACTIVATE[activation](z)
-        net_inputs.append(z[0])
-        outputs.append(a[0])
+    # (a net input may overflow where the unit saturates, as in the backends: no warning)
     with np.errstate(over="ignore", invalid="ignore"):
+        for W, b, activation in zip(weights, biases, arch.activations):
+            z = a @ W.T + b
+            a = _maths.ACTIVATE[activation](z)
+            net_inputs.append(z[0])
+            outputs.append(a[0])
         loss = float(_maths.sample_losses(arch.loss, arch.output, a, z, Y)[0])
         # For one sample dLoss/db_j = dLoss/dz_j, so the bias gradients are the errors.
         _, _, grad = _reference.loss_and_gradients(arch, params, X, Y, True)
+    # refused as net.loss and net.gradients refuse them: the step's fit would call an
+    # overflow before any step a divergence
+    _check_result(np.array([loss]), "the loss", params)
+    _check_result(grad, "the gradient", params)
     errors = [-g for g in arch.split(grad)[1]]
 
     if optimizer is not None and optimizer is not net.optimizer:

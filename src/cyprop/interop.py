@@ -54,6 +54,20 @@ SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "t
 SKLEARN_LOSSES = {"log_loss": "cross_entropy", "squared_error": "mse"}
 
 
+def _layers(net: Network, what: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Copies of each layer's (weights, biases, activation), taken at once: while another
+    thread trains the network, layers read one by one could come from different steps.
+    ValueError if they are not finite (set by hand), as ``net.save`` refuses them:
+    the model would give NaN where it is deployed."""
+    with net._state_lock:
+        layers = [(np.array(W), np.array(b), act)
+                  for W, b, act in zip(net.weights, net.biases, net.activations)]
+    if not all(np.isfinite(W).all() and np.isfinite(b).all() for W, b, _ in layers):
+        raise ValueError(f"cannot {what}: the network's weights contain NaN or infinity "
+                         "(set by hand, or through a callback?); set finite weights")
+    return layers
+
+
 def _default_loss(output: str) -> str:
     return "cross_entropy" if output in ("softmax", "sigmoid") else "mse"
 
@@ -126,8 +140,9 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
         If ``output_name`` is not a non-empty string.
     ValueError
         If ``opset`` is not an integer in the accepted range, ``output_name`` names
-        another tensor of the graph (``"X"``, ``"W0"``, ...), or ``two_columns`` or
-        ``flatten`` is asked of an output with more columns than they take.
+        another tensor of the graph (``"X"``, ``"W0"``, ...), ``two_columns`` or
+        ``flatten`` is asked of an output with more columns than they take, or the
+        network's weights contain NaN or infinity (set by hand).
     """
     onnx = _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -161,11 +176,7 @@ def onnx_model(net: Network, opset: int | None = None, output_name: str = "Y",
         nodes.append(helper.make_node(op, inputs, [output], **attrs))
         return output
 
-    # copies taken at once, as Network.to_onnx takes them: while another thread trains
-    # the network, layers read one by one could come from different steps
-    with net._state_lock:
-        layers = [(np.array(W), np.array(b), act)
-                  for W, b, act in zip(net.weights, net.biases, net.activations)]
+    layers = _layers(net, "export it to ONNX")
     a = "X"
     for l, (W, b, act) in enumerate(layers):
         z = node("Gemm", [a, const(f"W{l}", W), const(f"b{l}", b)], f"z{l}", transB=1)
@@ -234,8 +245,8 @@ def to_onnx(net: Network, path: str | os.PathLike[str], opset: int | None = None
     ImportError
         If onnx is not installed.
     ValueError
-        If ``opset`` is not accepted, or ``path`` is not a regular file (a FIFO, a
-        device).
+        If ``opset`` is not accepted, the weights are not finite, or ``path`` is not
+        a regular file (a FIFO, a device).
     OSError
         If the file cannot be written (the file that was there, if any, is kept).
     """
@@ -287,15 +298,15 @@ def to_torch(net: Network) -> torch.nn.Sequential:
     ------
     ImportError
         If PyTorch is not installed.
+    ValueError
+        If the network's weights contain NaN or infinity (set by hand).
     """
     torch = _import_torch()
     nn = torch.nn
     dtype = getattr(torch, np.dtype(net.dtype).name)
     layers: list[Any] = []
-    with net._state_lock:   # (as onnx_model: every layer from the same step)
-        parameters = [(np.array(W), np.array(b)) for W, b in zip(net.weights, net.biases)]
     rates = net.dropout + [0.0]
-    for (W, b), act, rate in zip(parameters, net.activations, rates):
+    for (W, b, act), rate in zip(_layers(net, "convert it to PyTorch"), rates):
         linear = nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(W))
@@ -306,8 +317,21 @@ def to_torch(net: Network) -> torch.nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _hooked(module: torch.nn.Module) -> bool:
+    """Whether forward hooks (or a forward set on the module itself) may change what
+    ``module`` computes: from_torch reads its parameters and class alone."""
+    # (getattr: a child may be None, which from_torch refuses as unsupported)
+    return bool(getattr(module, "_forward_hooks", None)
+                or getattr(module, "_forward_pre_hooks", None)
+                or "forward" in getattr(module, "__dict__", {}))
+
+
 def _flatten(module: torch.nn.Module, nn: Any) -> list[Any]:
     if isinstance(module, nn.Sequential):
+        if _hooked(module):
+            raise TypeError(f"{type(module).__name__} has forward hooks (or a forward of "
+                            "its own): from_torch reads its layers alone and cannot tell "
+                            "what they change; remove them first")
         # a subclass with a forward of its own may compute something other than its
         # layers one after the other, which is all that is read
         if type(module).forward is not nn.Sequential.forward:
@@ -381,7 +405,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     TypeError
         If ``module`` is not a torch module, a layer is of an unsupported kind
         (convolutions, normalisation, ...; the message names the layer), an
-        ``nn.Sequential`` subclass overrides ``forward``, or ``kwargs`` holds
+        ``nn.Sequential`` subclass overrides ``forward``, a layer or ``nn.Sequential``
+        has forward hooks (``weight_norm``'s too), or ``kwargs`` holds
         ``sizes``, ``activation`` or ``output`` (the module's).
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
@@ -404,7 +429,12 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     closed = False
     for position, layer in enumerate(_flatten(module, nn)):
         where = f"layer {position} ({layer!r})"
-        if isinstance(layer, nn.Identity):
+        if _hooked(layer):
+            raise TypeError(f"{where} has forward hooks (or a forward of its own): "
+                            "from_torch reads its parameters alone and cannot tell what "
+                            "they change; remove them first")
+        # (a subclass may compute something of its own: refused below as unsupported)
+        if type(layer) is nn.Identity:
             continue
         if type(layer) is nn.Linear:
             if layer.bias is None:
