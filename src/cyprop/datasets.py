@@ -464,7 +464,8 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
     ``MAX_RECORD_CHARS`` characters or ``MAX_COLUMNS`` fields.
 
     Labels are all numbers or all names (a mix is refused: often a missing-value
-    marker such as ``NA``, or a header that was read as data).
+    marker such as ``NA``, or a header that was read as data); a label is a number
+    only when written as a feature must be (``1_1`` is a name).
 
     - Whole numbers (``3``, ``3.0``) that are 0 or more are used as they are when the
       largest is below 10 or below twice the number of distinct labels (digits 0-9,
@@ -819,7 +820,8 @@ class _Labels:
         if not text:
             raise self._error(line, "the target is missing (an empty field)")
         key: float | str | None
-        key = _number(text)
+        # (float() also reads "1_1" and other scripts' digits: names, as for features)
+        key = _number(text) if text.isascii() and "_" not in text else None
         shown = repr(text[:100])
         if key is None:
             key = text
