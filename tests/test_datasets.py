@@ -306,6 +306,24 @@ def test_load_mnist_kind(tmp_path):
         datasets.load_mnist(tmp_path, kind=["train"])
 
 
+
+def test_load_mnist_special_files_are_named_not_missing(tmp_path):
+    # A FIFO, device or folder under a file's name was "not found"; the FIFO, found
+    # a moment later, blocked the open.
+    import os
+
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.ones((2, 2, 2)), 2051)
+    labels = tmp_path / "train-labels-idx1-ubyte"
+    for make, kind in ((lambda: os.mkfifo(labels), "a FIFO"),
+                       (lambda: os.symlink(os.devnull, labels), "a character device"),
+                       (lambda: labels.mkdir(), "a directory")):
+        make()
+        with pytest.raises(ValueError, match=f"{re.escape(repr(str(labels)))} is {kind}.*, "
+                                             "not a MNIST file"):
+            datasets.load_mnist(tmp_path)
+        labels.rmdir() if labels.is_dir() and not labels.is_symlink() else labels.unlink()
+
+
 # ----------------------------------------------------------------------- CSV
 def write(tmp_path, text, name="data.csv"):
     path = tmp_path / name
