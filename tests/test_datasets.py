@@ -306,6 +306,24 @@ def test_load_mnist_kind(tmp_path):
         datasets.load_mnist(tmp_path, kind=["train"])
 
 
+
+def test_load_mnist_special_files_are_named_not_missing(tmp_path):
+    # A FIFO, device or folder under a file's name was "not found"; the FIFO, found
+    # a moment later, blocked the open.
+    import os
+
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.ones((2, 2, 2)), 2051)
+    labels = tmp_path / "train-labels-idx1-ubyte"
+    for make, kind in ((lambda: os.mkfifo(labels), "a FIFO"),
+                       (lambda: os.symlink(os.devnull, labels), "a character device"),
+                       (lambda: labels.mkdir(), "a directory")):
+        make()
+        with pytest.raises(ValueError, match=f"{re.escape(repr(str(labels)))} is {kind}.*, "
+                                             "not a MNIST file"):
+            datasets.load_mnist(tmp_path)
+        labels.rmdir() if labels.is_dir() and not labels.is_symlink() else labels.unlink()
+
+
 # ----------------------------------------------------------------------- CSV
 def write(tmp_path, text, name="data.csv"):
     path = tmp_path / name
@@ -679,3 +697,15 @@ def test_csv_refuses_numbers_only_python_reads(tmp_path, field):
     X, y, classes = datasets.load_csv(write(tmp_path, "a,b,c\n1,2\u00a0,caf\u00e9_1\n3,4,b\n"),
                                       return_classes=True)
     assert X.tolist() == [[1, 2], [3, 4]] and list(classes) == ["b", "caf\u00e9_1"]
+
+
+@pytest.mark.parametrize("label", ["1_1", "\u0661\u0661", "\uff11\uff11"])
+def test_csv_targets_only_python_reads_as_numbers_are_names(tmp_path, label):
+    # float() read "1_1" (and "١١") as 11: a class of that name merged with class 11
+    with pytest.raises(ValueError, match=r"line 3, column 1: target '11' is a number, but "
+                                         r"the target on line 1 .* is a name"):
+        datasets.load_csv(write(tmp_path, f"1,{label}\n2,{label}\n3,11\n"))
+    X, y, classes = datasets.load_csv(write(tmp_path, f"1,{label}\n2,a\n3,{label}\n"),
+                                      return_classes=True)
+    assert sorted(classes) == sorted(["a", label])
+    assert classes[y].tolist() == [label, "a", label]

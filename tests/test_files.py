@@ -357,6 +357,15 @@ def test_error_messages_stay_short(tmp_path):
     assert len(message) < 300
 
 
+def test_an_unknown_init_is_named_short(tmp_path):
+    # (the constructor's refusal repeated the file's 1 MB string in full)
+    message = refused(tmp_path, zip_bytes(edited(_set("init", "x" * 2 ** 20))), "unknown init")
+    assert len(message) < 300
+    # an unhashable one was "unhashable type: 'list'", naming no argument
+    with pytest.raises(ValueError, match=r"unknown init \['he'\]"):
+        cyprop.Network([2, 2], init=["he"])
+
+
 # ------------------------------------------------------ 3. the zip and .npy layers
 def test_compressed_members_are_refused(tmp_path):
     content = zip_bytes(saved_members(), compression=zipfile.ZIP_DEFLATED)

@@ -112,3 +112,72 @@ def test_pickled_state_holds_no_cyprop_object_but_the_estimator(est, y):
     assert set(strings) <= {"cyprop.sklearn"}, strings
     back = pickle.loads(data)
     _assert_same(est, back)
+
+
+def _set(key, value):
+    return lambda state: state.__setitem__(key, value)
+
+
+def _set_optimizer(key, value):
+    return lambda state: state["optimizer"].__setitem__(key, value)
+
+
+def _nan_at_0(key):
+    def edit(state):
+        array = state[key] if key == "params" else state["optimizer"]["state"]
+        array.flat[0] = np.nan
+    return edit
+
+
+# (what skops.io or pickle hands __setstate__: a file that trusts only the estimator
+# class still decides every value of the network's state)
+CRAFTED_NETWORKS = [
+    ("nan-weights", _nan_at_0("params"), "the weights contain NaN"),
+    ("scalar-weights", _set("params", np.float64(0.5)), "the parameters must be a NumPy"),
+    ("short-weights", lambda s: s.update(params=s["params"][:1]), "the parameters have shape"),
+    ("object-weights", lambda s: s.update(params=s["params"].astype(object)),
+     "the parameters have dtype object"),
+    ("nan-optimizer-state", _nan_at_0("optimizer"), "optimizer state contains NaN"),
+    ("optimizer-state-shape", _set_optimizer("state", np.zeros((2, 3))), "Adam state must be"),
+    ("unknown-optimizer", _set_optimizer("name", "Foo"), "unknown optimizer 'Foo'"),
+    ("initial-rate-nan", _set_optimizer("initial_learning_rate", float("nan")),
+     "invalid initial learning rate"),
+    ("initial-rate-text", _set_optimizer("initial_learning_rate", "x"),
+     "invalid initial learning rate"),
+    ("optimizer-not-a-dict", _set("optimizer", 5), "invalid optimizer entry"),
+    ("history-text", lambda s: s["history"].update(loss=["x"] * len(s["history"]["loss"])),
+     "invalid training history record 'loss'"),
+    ("history-ragged", lambda s: s["history"].update(loss=[1.0]), "different lengths"),
+    ("history-not-a-dict", _set("history", 5), "invalid training history"),
+    ("stop-reason-number", _set("stop_reason", 5), "invalid training history"),
+    ("no-weights", lambda s: s.pop("params"), "it lacks params"),
+    ("not-a-dict", lambda s: s.clear(), "it lacks sizes"),
+]
+
+
+@pytest.mark.parametrize("label, edit, problem", CRAFTED_NETWORKS,
+                         ids=[c[0] for c in CRAFTED_NETWORKS])
+def test_a_crafted_network_state_is_refused_by_name(label, edit, problem):
+    est = _fitted(BackpropClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0), _y)
+    state = pickle.loads(pickle.dumps(est.__getstate__()))
+    edit(state["_network_state"])
+    with pytest.raises(ValueError, match="cannot unpickle this estimator's network: .*"
+                                         + problem.replace("(", r"\(")):
+        BackpropClassifier.__new__(BackpropClassifier).__setstate__(state)
+
+
+def test_the_network_generator_survives_pickle():
+    est = _fitted(*FITTED[0])
+    est.network_.fit(X, np.eye(3)[_y], epochs=1, shuffle=True, verbose=0)
+    back = pickle.loads(pickle.dumps(est))
+    assert back.network_.get_state().rng == est.network_.get_state().rng
+
+
+def test_a_network_state_pickled_without_its_generator_loads():
+    # (states written before the generator's was kept: a fresh one from the seed)
+    est = _fitted(*FITTED[0])
+    state = est.__getstate__()
+    state["_network_state"].pop("rng", None)
+    back = BackpropClassifier.__new__(BackpropClassifier)
+    back.__setstate__(state)
+    _assert_same(est, back)

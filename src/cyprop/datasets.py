@@ -318,8 +318,10 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
     FileNotFoundError
         If the folder or a file is missing.
     ValueError
-        If ``kind`` is unknown, or a file is not a valid IDX file (wrong magic
-        number, truncated, damaged gzip) or the counts of images and labels differ.
+        If ``kind`` is unknown, a file's name holds something other than a regular
+        file (a folder, a FIFO, a device), or a file is not a valid IDX file (wrong
+        magic number, truncated, damaged gzip) or the counts of images and labels
+        differ.
     """
     if not isinstance(kind, str) or kind not in _MNIST_PREFIX:   # (a list is unhashable)
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
@@ -351,7 +353,8 @@ def _find_idx(folder: str, stem: str, suffix: str) -> str:
     for name in names:
         for candidate in (name, name + ".gz"):
             full = _os.path.join(folder, candidate)
-            if _os.path.isfile(full):
+            if _os.path.exists(full):
+                _check_regular_file(full, "MNIST file")   # a FIFO or device is named
                 return full
     raise FileNotFoundError(f"{names[0]} (or {names[0]}.gz) not found in {folder!r}; "
                             f"{_MNIST_HELP}")
@@ -363,7 +366,7 @@ def _read_idx(filename: str, magic: int, n_dims: int) -> _npt.NDArray[np.uint8]:
     Read as a stream, header first, then exactly the bytes it declares and one more (to
     find data beyond them): a gzipped file is never inflated beyond what its header
     declares, however much it would inflate to."""
-    with open(filename, "rb") as raw:
+    with open(_open_regular_file(filename, "MNIST file"), "rb") as raw:
         # Decide by content, not by name: some downloads are decompressed but keep ".gz".
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
@@ -464,7 +467,8 @@ def load_csv(path: str | _os.PathLike[str], target: int | str | None = -1,
     ``MAX_RECORD_CHARS`` characters or ``MAX_COLUMNS`` fields.
 
     Labels are all numbers or all names (a mix is refused: often a missing-value
-    marker such as ``NA``, or a header that was read as data).
+    marker such as ``NA``, or a header that was read as data); a label is a number
+    only when written as a feature must be (``1_1`` is a name).
 
     - Whole numbers (``3``, ``3.0``) that are 0 or more are used as they are when the
       largest is below 10 or below twice the number of distinct labels (digits 0-9,
@@ -574,7 +578,8 @@ def _check_regular_file(path: str, what: str) -> None:
         raise ValueError(f"{path!r} is {_file_kind(mode)}, not a {what}")
 
 
-def _open_text(path: str, what: str) -> _typing.TextIO:
+def _open_regular_file(path: str, what: str) -> int:
+    """A descriptor of ``path`` open for reading, if it is a regular file."""
     _check_regular_file(path, what)
     # Non-blocking, so that a FIFO put there since the check cannot hang the open.
     fd = _os.open(path, _os.O_RDONLY | getattr(_os, "O_NONBLOCK", 0))
@@ -582,6 +587,15 @@ def _open_text(path: str, what: str) -> _typing.TextIO:
         mode = _os.fstat(fd).st_mode
         if not _stat.S_ISREG(mode):
             raise ValueError(f"{path!r} is {_file_kind(mode)}, not a {what}")
+    except BaseException:
+        _os.close(fd)
+        raise
+    return fd
+
+
+def _open_text(path: str, what: str) -> _typing.TextIO:
+    fd = _open_regular_file(path, what)
+    try:
         # -sig: drop an Excel BOM.  Bytes that are not UTF-8 come through as lone
         # surrogates, for _Lines to report with their line.
         return open(fd, newline="", encoding="utf-8-sig", errors="surrogateescape")
@@ -819,7 +833,8 @@ class _Labels:
         if not text:
             raise self._error(line, "the target is missing (an empty field)")
         key: float | str | None
-        key = _number(text)
+        # (float() also reads "1_1" and other scripts' digits: names, as for features)
+        key = _number(text) if text.isascii() and "_" not in text else None
         shown = repr(text[:100])
         if key is None:
             key = text

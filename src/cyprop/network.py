@@ -222,8 +222,9 @@ class Network:
         if output == "softmax" and sizes[-1] == 1:
             raise ValueError("a softmax over one output unit is always 1: use output='sigmoid' "
                              "for two classes in one unit, or two softmax outputs")
-        if init not in INITIALIZERS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
+        if not isinstance(init, str) or init not in INITIALIZERS:
+            raise ValueError(f"unknown init {_state.short.repr(init)}; choose one of "
+                             f"{', '.join(INITIALIZERS)}")
         self._arch = Architecture(sizes, activations, loss)
         self._dtype = _validation.check_dtype(dtype)
         self.init = init

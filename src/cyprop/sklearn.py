@@ -97,11 +97,11 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
         'install it with `pip install "cyprop[sklearn]"` or `pip install "scikit-learn>=1.6"` '
         f"({exc})") from exc
 
-from . import _chunks, _lbfgs, _loop, _sparse
+from . import _chunks, _lbfgs, _loop, _sparse, _state
 from ._training import Dropout, TrainingOptions
-from .errors import TrainingDiverged
+from .errors import InvalidState, TrainingDiverged
 from .history import History
-from .network import Network
+from .network import Network, NetworkState, OptimizerState
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop, Rprop
 
 if TYPE_CHECKING:
@@ -122,7 +122,6 @@ _SOLVERS = ("lbfgs",) + _STOCHASTIC_SOLVERS
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _INITS = ("sklearn", "xavier", "he", "normal", "uniform")
 _REGRESSION_LOSSES = ("squared_error", "poisson")
-_OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad, Rprop)}
 #: The output activation (cyprop's name, "exp" for the Poisson loss) -> scikit-learn's
 #: ``out_activation_``.
 _OUT_NAMES = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity",
@@ -1850,7 +1849,8 @@ def _copy(array: np.ndarray | None) -> np.ndarray | None:
 
 
 def _network_state(net: Network) -> dict[str, Any]:
-    """A Network as plain data: its settings, parameters, optimizer and history."""
+    """A Network as plain data: its settings, parameters, generator, optimizer and
+    history."""
     optimizer = net.optimizer
     opt_state = None
     if optimizer is not None:
@@ -1863,33 +1863,55 @@ def _network_state(net: Network) -> dict[str, Any]:
             "backend": str(getattr(net, "_requested_backend", net.backend)),
             "init": net.init, "seed": None if net.seed is None else int(net.seed),
             "dropout": [float(r) for r in net.dropout], "max_norm": float(net.max_norm or 0.0),
-            "params": net._params.copy(), "optimizer": opt_state,
+            "params": net._params.copy(), "rng": _state.plain(net._rng.bit_generator.state),
+            "optimizer": opt_state,
             "history": {key: [None if v is None else float(v) for v in getattr(history, key)]
                         for key in History.KEYS},
             "stop_reason": history.stop_reason}
 
 
-def _network_from_state(state: dict[str, Any]) -> Network:
-    activations = list(state["activations"])
-    net = Network(list(state["sizes"]), activation=activations[:-1], output=activations[-1],
-                  loss=state["loss"], init=state["init"], dtype=state["dtype"],
-                  seed=state["seed"], backend=state["backend"],
-                  dropout=list(state["dropout"]), max_norm=state["max_norm"] or None)
-    net._params[...] = state["params"]
-    opt_state = state["optimizer"]
-    if opt_state is not None:
-        optimizer = _OPTIMIZERS[opt_state["name"]](**opt_state["config"])
-        optimizer.initial_learning_rate = opt_state["initial_learning_rate"]
-        if opt_state["state"] is not None:
-            optimizer.state = np.array(opt_state["state"], dtype=net.dtype, order="C")
-        optimizer.steps = opt_state["steps"]
-        net.optimizer = optimizer
-    history = History()
-    for key in History.KEYS:
-        getattr(history, key).extend(state["history"].get(key, []))
-    history.stop_reason = state["stop_reason"]
-    net.history = history
-    return net
+#: The entries of ``_network_state``'s dict and of its optimizer's ("rng" is optional:
+#: states pickled before it was kept lack it).
+_NETWORK_STATE_KEYS = ("sizes", "activations", "loss", "dtype", "backend", "init", "seed",
+                       "dropout", "max_norm", "params", "optimizer", "history", "stop_reason")
+_OPTIMIZER_STATE_KEYS = ("name", "config", "initial_learning_rate", "steps", "state")
+
+
+def _network_from_state(state: Any) -> Network:
+    """The network of a ``_network_state`` dict, checked by ``Network.from_state`` as
+    ``cyprop.load`` checks a file: skops.io trusts only the estimator class, so every
+    value here comes from the file.  ValueError naming the problem."""
+    def invalid(problem: str) -> ValueError:
+        return ValueError(f"cannot unpickle this estimator's network: {problem}")
+
+    missing = [key for key in _NETWORK_STATE_KEYS
+               if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise invalid(f"it lacks {', '.join(missing)}")
+    opt, optimizer = state["optimizer"], None
+    if opt is not None:
+        if not (isinstance(opt, dict) and set(_OPTIMIZER_STATE_KEYS) <= set(opt)):
+            raise invalid("invalid optimizer entry")
+        optimizer = OptimizerState(**{key: opt[key] for key in _OPTIMIZER_STATE_KEYS})
+    history = state["history"]
+    if not isinstance(history, dict):
+        raise invalid("invalid training history")
+    rng = state.get("rng")
+    if rng is None:   # the generator a new network of that seed starts with
+        seed = state["seed"]
+        rng = _state.plain(np.random.default_rng(
+            seed if _state.is_int(seed) and seed >= 0 else None).bit_generator.state)
+    try:
+        return Network.from_state(NetworkState(
+            sizes=state["sizes"], activations=state["activations"], loss=state["loss"],
+            dtype=state["dtype"], init=state["init"], seed=state["seed"],
+            backend=state["backend"], dropout=state["dropout"], max_norm=state["max_norm"],
+            params=state["params"], rng=rng, optimizer=optimizer,
+            # records a newer cyprop keeps and this one does not know are left out
+            history={key: values for key, values in history.items() if key in History.KEYS},
+            stop_reason=state["stop_reason"]))
+    except InvalidState as exc:
+        raise invalid(exc.problem) from exc
 
 
 def _is_multilabel(y: Any) -> bool:
