@@ -179,10 +179,11 @@ def holds_subnormal(const floating[::1] x, floating[::1] copy=None):
 cdef bint flush_reads_right(const Epoch* e, const floating* params,
                             const Hyper* h) noexcept nogil:
     """Whether the per-sample paths may flush subnormals to zero: not where a
-    hyper-parameter, a parameter or an input of the call's samples is itself a
-    subnormal number of the dtype, which the flush would read as 0 (a learning rate of
-    5e-324: Rprop's step sizes never grew from it; an input of 1e-40 in float32: a
-    ReLU's derivative at w * x turned from 1 to 0).  The epoch then runs unflushed, only
+    hyper-parameter, a parameter, or an input, target or weight of the call's samples
+    is itself a subnormal number of the dtype, which the flush would read as 0 (a
+    learning rate of 5e-324: Rprop's step sizes never grew from it; an input of 1e-40
+    in float32: a ReLU's derivative at w * x turned from 1 to 0; a target row (0, 5e-324):
+    a tie, the wrong class counted as the target).  The epoch then runs unflushed, only
     slower.  What flushing still changes are the subnormals formed within the steps (an
     optimizer's decaying state), far inside the parity tolerances where eps is not
     tiny: a v flushed below the smallest normal number changes a step of Adam, RMSprop
@@ -198,8 +199,10 @@ cdef bint flush_reads_right(const Epoch* e, const floating* params,
     cdef double[10] hyper = [h.learning_rate, h.momentum, h.weight_decay, h.beta1, h.beta2,
                              h.alpha, h.eta_minus, h.eta_plus, h.step_min, h.step_max]
     cdef floating hyper_here[10]   # as the dtype reads them
-    cdef Py_ssize_t i, k, n_in = e.lay.sizes[0]
+    cdef Py_ssize_t i, k, r, n_in = e.lay.sizes[0], n_out = e.lay.sizes[e.lay.n_layers]
     cdef const floating* X = <const floating*>e.X
+    cdef const floating* Y = <const floating*>e.Y
+    cdef const floating* weights = <const floating*>e.sample_weight
     cdef double smallest = DBL_MIN if floating is double else FLT_MIN
     cdef double epsilon = DBL_EPSILON if floating is double else FLT_EPSILON
     cdef double share = (1 - h.beta2) * (1 - h.alpha)   # (each 0 but for its optimizer)
@@ -212,7 +215,9 @@ cdef bint flush_reads_right(const Epoch* e, const floating* params,
             not e.params_normal and any_subnormal(params, e.lay.n_params)):
         return False
     for k in range(e.n):
-        if any_subnormal(X + row_of(e, k) * n_in, n_in):
+        r = row_of(e, k)
+        if (any_subnormal(X + r * n_in, n_in) or any_subnormal(Y + r * n_out, n_out)
+                or (weights != NULL and any_subnormal(weights + r, 1))):
             return False
     return True
 

@@ -213,6 +213,25 @@ def test_subnormal_inputs_train_as_in_the_reference(make_net, assert_parity, opt
         assert_parity(a, b, dtype, f"parameters {l}")
 
 
+def test_subnormal_targets_count_as_in_the_reference(make_net, assert_parity, dtype):
+    """A target row (0, tiny) names class 1: flushed to zero it read as a tie, and the
+    per-sample paths counted class 0 as the target (accuracy 0 where the reference
+    has 1), in fit and in the one-sample step alike."""
+    tiny = 1e-40 if dtype == "float32" else 5e-324
+    X = np.array([[0.0]])
+    Y = np.array([[0.0, tiny]])
+    nets = both_backends(make_net, [1, 1, 2], ("sigmoid", "sigmoid", "mse"), dtype,
+                         init="normal")
+    cy, ref = nets["cython"], nets["numpy"]
+    assert np.argmax(ref.forward(X)) == 1   # the target's class, so accuracy 1
+    for net in nets.values():
+        net.fit(X, Y, epochs=1, batch_size=1, shuffle=False, verbose=0)
+        net.partial_fit(X[0], Y[0])
+    assert cy.history.accuracy == ref.history.accuracy == [1.0, 1.0]
+    for l, (a, b) in enumerate(zip(cy.weights + cy.biases, ref.weights + ref.biases)):
+        assert_parity(a, b, dtype, f"parameters {l}")
+
+
 def test_adam_with_a_tiny_eps_is_scale_free_on_the_per_sample_paths(make_net, assert_parity,
                                                                      dtype):
     """Adam steps a gradient of 1e-156 by about the learning rate when eps is tinier
