@@ -557,6 +557,20 @@ def test_pickle_and_deepcopy(backend, clone):
     assert np.any(net.weights[0] != 0.0)
 
 
+@pytest.mark.parametrize("clone", [pickle.dumps, copy.deepcopy, copy.copy,
+                                   lambda net: net.copy()],
+                         ids=["pickle", "deepcopy", "copy", "Network.copy"])
+def test_a_network_that_could_not_be_unpickled_is_not_pickled(clone):
+    """Weights set to NaN in place: pickling used to succeed, and the pickle (or the copy
+    made from it) failed to load with 'cannot unpickle'; save refuses such a network
+    too."""
+    net = trained()
+    net.weights[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match="cannot copy or pickle this Network: the "
+                                         "weights contain NaN or infinity"):
+        clone(net)
+
+
 def test_pickle_of_loaded_network(saved):
     _, path = saved
     net = cyprop.load(path)

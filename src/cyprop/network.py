@@ -978,6 +978,12 @@ class Network:
         -------
         Network
             A deep copy, history included.
+
+        Raises
+        ------
+        ValueError
+            If the network holds what a copy or a pickle could not be loaded back from
+            (weights set to NaN or infinity in place), as ``save`` refuses it.
         """
         return copy.deepcopy(self)
 
@@ -997,6 +1003,9 @@ class Network:
             state["history"] = copy.deepcopy(self.history)
         for name in ("_lock", "_state_lock", "_impl", "_training_thread", "_few_rows"):
             del state[name]
+        # what unpickling would refuse (weights set to NaN in place) is refused now: a
+        # pickle that could never be loaded back, or a copy that fails half made
+        _check_pickled(dict(state), "copy or pickle")
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -1123,7 +1132,7 @@ _PICKLED = ("_arch", "_dtype", "_params", "_dropout", "_max_norm", "_rng", "_req
             "optimizer", "history")
 
 
-def _check_pickled(state: dict[str, Any]) -> NDArray[Any]:
+def _check_pickled(state: dict[str, Any], doing: str = "unpickle") -> NDArray[Any]:
     """A pickled Network's dict checked as ``from_state`` checks a state (pickle runs what
     its bytes name, but the data it hands ``__setstate__`` is still checked before the
     compiled core reads it): the architecture rebuilt by the constructor's rules, fields
@@ -1131,7 +1140,7 @@ def _check_pickled(state: dict[str, Any]) -> NDArray[Any]:
     ValueError naming the problem."""
     def require(condition: object, problem: str) -> None:
         if not condition:
-            raise ValueError(f"cannot unpickle this Network: {problem}")
+            raise ValueError(f"cannot {doing} this Network: {problem}")
 
     r = _state.short.repr
     missing = [name for name in _PICKLED if name not in state]
@@ -1152,7 +1161,7 @@ def _check_pickled(state: dict[str, Any]) -> NDArray[Any]:
         state["_dropout"] = _check_dropout(state["_dropout"], arch.n_layers - 1)
         state["_max_norm"] = _check_max_norm(state["_max_norm"] or None)
     except (TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"cannot unpickle this Network: {exc}") from exc
+        raise ValueError(f"cannot {doing} this Network: {exc}") from exc
     params = state["_params"]
     require(isinstance(params, np.ndarray) and params.dtype == dtype
             and params.shape == (arch.n_params,),
@@ -1174,7 +1183,7 @@ def _check_pickled(state: dict[str, Any]) -> NDArray[Any]:
     try:
         records = {"records": history.to_dict(), "stop_reason": history.stop_reason}
     except AttributeError as exc:
-        raise ValueError(f"cannot unpickle this Network: invalid training history "
+        raise ValueError(f"cannot {doing} this Network: invalid training history "
                          f"({exc})") from exc
     _state.validate_history(require, records)
     return own
