@@ -957,6 +957,20 @@ def test_weights_set_to_nan_by_hand_are_named_by_forward_and_evaluate(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loss_overflowed_by_its_targets_names_them(backend):
+    """Targets of 1e200 overflow mse's square: the message blamed only the inputs or
+    weights, and said to scale the inputs."""
+    net = cyprop.Network([4, 6, 3], activation="relu", output="identity", loss="mse",
+                         backend=backend, seed=0)
+    X = np.random.default_rng(0).uniform(size=(5, 4))
+    Y = np.full((5, 3), 1e200)
+    for call in (lambda: net.loss(X, Y), lambda: net.evaluate(X, Y)):
+        with pytest.raises(FloatingPointError, match="from finite inputs and targets and "
+                           "weights.*scale the inputs and targets"):
+            call()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("labels", [2 ** 64, [1, 2 ** 64], [-(2 ** 70), 0]])
 def test_labels_beyond_int64_are_out_of_range_not_of_the_wrong_type(backend, labels):
     """(NumPy keeps them as objects: the message was 'must be integers, got dtype

@@ -410,8 +410,8 @@ def explain(net: Network, x: npt.ArrayLike, y: npt.ArrayLike,
         _, _, grad = _reference.loss_and_gradients(arch, params, X, Y, True)
     # refused as net.loss and net.gradients refuse them: the step's fit would call an
     # overflow before any step a divergence
-    _check_result(np.array([loss]), "the loss", params)
-    _check_result(grad, "the gradient", params)
+    _check_result(np.array([loss]), "the loss", params, "inputs and targets")
+    _check_result(grad, "the gradient", params, "inputs and targets")
     errors = [-g for g in arch.split(grad)[1]]
 
     if optimizer is not None and optimizer is not net.optimizer:

@@ -510,9 +510,9 @@ class Network:
         """(loss sum, number right, gradient sum or None), refused if not finite."""
         with np.errstate(over="ignore", invalid="ignore"):
             loss, correct, grad = self._sums(X, Y, want_grad)
-        _check_result(np.array([loss]), "the loss", self._params)
+        _check_result(np.array([loss]), "the loss", self._params, "inputs and targets")
         if grad is not None:
-            _check_result(grad, "the gradient", self._params)
+            _check_result(grad, "the gradient", self._params, "inputs and targets")
         return loss, correct, grad
 
     def _sums(self, X: Any, Y: NDArray[Any],
@@ -1262,9 +1262,11 @@ def _unshared(data: NDArray[Any], params: NDArray[Any]) -> NDArray[Any]:
     return data.copy() if np.may_share_memory(data, params) else data
 
 
-def _check_result(values: NDArray[Any], what: str, params: NDArray[Any]) -> None:
+def _check_result(values: NDArray[Any], what: str, params: NDArray[Any],
+                  data: str = "inputs") -> None:
     """A result that overflowed inside the network is an error, not an answer; so is
-    one from weights that are not finite (set by hand), which says so."""
+    one from weights that are not finite (set by hand), which says so.  ``data``: what
+    the call read besides the weights ("inputs", or "inputs and targets")."""
     if not _validation.all_finite(values):
         if not _validation.all_finite(params):
             raise FloatingPointError(
@@ -1272,8 +1274,8 @@ def _check_result(values: NDArray[Any], what: str, params: NDArray[Any]) -> None
                 "infinity (set by hand, or through a callback?); fit refuses to train "
                 "from them too: set finite weights, or build the network again")
         raise FloatingPointError(
-            f"{what} overflowed inside the network (NaN or infinity from finite inputs and "
-            "weights): the inputs or weights are too large; scale the inputs")
+            f"{what} overflowed inside the network (NaN or infinity from finite {data} "
+            f"and weights): the {data} or weights are too large; scale the {data}")
 
 
 def _check_schedule(schedule: object) -> None:
