@@ -499,6 +499,74 @@ def test_a_history_replaced_by_a_callback_is_refused_by_name(backend):
     with pytest.raises(TypeError, match=r"net.history must be a cyprop.History .*callback"):
         net.fit(X, y, epochs=4, verbose=0, callbacks=[callback])
     np.testing.assert_array_equal(net._params, callback.params)   # epoch 3 never ran
+    history = net.history
+    assert isinstance(history, cyprop.History) and history.epochs == 2   # put back
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_history_a_callback_sets_records_the_rest_of_the_fit(backend):
+    """A callback that starts a fresh History: the fit went on recording in the one it
+    had started with (and returned that), so net.history stayed empty while its epochs
+    counted the schedule's; now the rest of the fit is recorded in the new one."""
+    net, X, y = small_problem(backend)
+    fresh = cyprop.History()
+
+    class Fresh:
+        def on_epoch_end(self, net, epoch, logs):
+            if len(net.history) == 2 and net.history is not fresh:
+                net.history = fresh
+
+    returned = net.fit(X, y, epochs=5, verbose=0, callbacks=[Fresh()],
+                       schedule=cyprop.schedules.StepDecay(step_size=1, gamma=0.5))
+    assert returned is fresh and net.history is fresh
+    assert fresh.epochs == 3 and fresh.stop_reason == "epochs"
+    assert fresh.learning_rate == pytest.approx([0.1, 0.05, 0.025])   # counted afresh
+
+
+def test_ctrl_c_after_a_callback_set_a_fresh_history_is_recorded_in_it():
+    net, X, y = small_problem()
+    fresh = cyprop.History()
+
+    class FreshThenInterrupt:
+        def on_epoch_end(self, net, epoch, logs):
+            net.history = fresh
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[FreshThenInterrupt()])
+    assert net.history is fresh and fresh.stop_reason == "interrupted"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_history_replaced_in_the_last_epoch_is_refused_too(backend):
+    """Set to something that is no History in the last epoch's callback, it outlived the
+    fit, whose records were lost."""
+    net, X, y = small_problem(backend)
+
+    class Replace:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 2:
+                net.history = "records"
+
+    with pytest.raises(TypeError, match=r"net.history must be a cyprop.History .*put back"):
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[Replace()])
+    assert isinstance(net.history, cyprop.History) and net.history.epochs == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_optimizer_a_callback_drops_is_put_back_when_refused(backend):
+    """net.optimizer set to None by a callback: the next epoch refused it, and the
+    network was left without the optimizer that had trained it, its state lost."""
+    net, X, y = small_problem(backend)
+    adam = cyprop.Adam()
+
+    class Drop:
+        def on_epoch_end(self, net, epoch, logs):
+            net.optimizer = None
+
+    with pytest.raises(TypeError, match=r"net.optimizer must be .*NoneType.*put back"):
+        net.fit(X, y, epochs=3, verbose=0, optimizer=adam, callbacks=[Drop()])
+    assert net.optimizer is adam and adam.steps == 4 and net.history.epochs == 1
 
 
 def test_the_cli_does_not_call_a_diverged_run_a_success(tmp_path):
