@@ -208,6 +208,40 @@ def test_hyper_parameters_set_by_hand_are_checked_before_training(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_hyper_parameters_set_by_hand_as_fractions_train_as_their_floats(backend):
+    """Fraction is a numbers.Real, which the checks let through: the NumPy reference's
+    step became an array of objects (a UFuncTypeError on casting) where the compiled
+    core read floats.  Now both train as with the floats, which the optimizer keeps."""
+    from fractions import Fraction
+
+    def trained(make):
+        net, X, y = small_problem(backend)
+        net.fit(X, y, epochs=2, verbose=0, optimizer=make())
+        return net
+
+    def with_fractions():
+        adam = cyprop.Adam(0.01)
+        adam.learning_rate, adam.eps = Fraction(1, 100), Fraction(1, 10 ** 8)
+        return adam
+
+    net = trained(with_fractions)
+    np.testing.assert_array_equal(net._params, trained(lambda: cyprop.Adam(0.01))._params)
+    assert type(net.optimizer.learning_rate) is float and type(net.optimizer.eps) is float
+    assert all(type(rate) is float for rate in net.history.learning_rate)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_bool_set_where_its_number_was_checked_is_refused(backend):
+    """True == 1.0: a momentum set to True after 1.0 had been checked compared equal to
+    the configuration checked last, and trained without a word."""
+    net, X, y = small_problem(backend)
+    net.fit(X, y, epochs=1, verbose=0, optimizer=cyprop.SGD(0.1, momentum=1.0))
+    net.optimizer.momentum = True
+    with pytest.raises(TypeError, match="momentum must be a number, got True"):
+        net.fit(X, y, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name, values, error, message", [
     ("weights", [np.ones((6, 4)), np.ones((3, 5))], ValueError, "layer 1 has shape"),
     ("weights", [np.ones((6, 4)), np.full((3, 6), np.nan)], ValueError, "layer 1 contains NaN"),
