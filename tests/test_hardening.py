@@ -920,6 +920,49 @@ def test_a_crafted_network_pickle_is_checked(backend, field, make, message):
         pickle.loads(data)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: setattr(h, "loss", "ab"), r"record 'loss': 'a' is not a number"),
+    (lambda h: setattr(h, "loss", ["0.5", "0.4"]), r"record 'loss': '0.5' is not a number"),
+    (lambda h: setattr(h, "loss", [True, False]), r"record 'loss': True is not a number"),
+    (lambda h: setattr(h, "loss", [1j, 2.0]), r"record 'loss': 1j is not a number"),
+    (lambda h: setattr(h, "loss", [10 ** 400, 1]), r"record 'loss': .* is not a number"),
+    (lambda h: setattr(h, "loss", None), r"invalid training history \('NoneType'"),
+    (lambda h: delattr(h, "loss"), r"invalid training history \('History' object has no"),
+    (lambda h: setattr(h, "stop_reason", 5), r"its stop_reason 5 is neither text nor None"),
+], ids=["text", "numeric-text", "bools", "complex", "huge-int", "none", "deleted",
+        "stop-reason"])
+def test_a_history_edited_by_hand_is_named_by_save_as_by_copy(tmp_path, edit, message):
+    """save and get_state converted the records with float(): text, bools and complex
+    failed with float()'s own errors (or an AttributeError for a record set to None),
+    and text such as '0.5' or True was saved as a number, where copy() refused it."""
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=2, verbose=0)
+    edit(net.history)
+    for act in (net.get_state, lambda: net.save(tmp_path / "net.npz"), net.copy):
+        with pytest.raises(ValueError, match=message):
+            act()
+    assert not (tmp_path / "net.npz").exists()
+
+
+def test_a_history_set_to_no_history_is_named_by_save(tmp_path):
+    net, _, _ = small_problem()
+    net.history = 5
+    with pytest.raises(ValueError, match="cannot take the state of this Network: its "
+                                         "history is a int"):
+        net.save(tmp_path / "net.npz")
+
+
+def test_history_records_of_numpy_numbers_are_saved_and_copied_as_floats(tmp_path):
+    """Copy refused records of NumPy numbers other than float64 (np.float32, np.int64)
+    which save took."""
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=2, verbose=0)
+    net.history.loss = [np.float32(0.5), np.int64(1)]
+    assert net.copy().history.loss == [0.5, 1.0]
+    net.save(tmp_path / "net.npz")
+    assert cyprop.load(tmp_path / "net.npz").history.loss == [0.5, 1.0]
+
+
 def test_a_crafted_network_pickle_names_what_it_lacks():
     import pickle
 
