@@ -208,6 +208,40 @@ def test_hyper_parameters_set_by_hand_are_checked_before_training(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_hyper_parameters_set_by_hand_as_fractions_train_as_their_floats(backend):
+    """Fraction is a numbers.Real, which the checks let through: the NumPy reference's
+    step became an array of objects (a UFuncTypeError on casting) where the compiled
+    core read floats.  Now both train as with the floats, which the optimizer keeps."""
+    from fractions import Fraction
+
+    def trained(make):
+        net, X, y = small_problem(backend)
+        net.fit(X, y, epochs=2, verbose=0, optimizer=make())
+        return net
+
+    def with_fractions():
+        adam = cyprop.Adam(0.01)
+        adam.learning_rate, adam.eps = Fraction(1, 100), Fraction(1, 10 ** 8)
+        return adam
+
+    net = trained(with_fractions)
+    np.testing.assert_array_equal(net._params, trained(lambda: cyprop.Adam(0.01))._params)
+    assert type(net.optimizer.learning_rate) is float and type(net.optimizer.eps) is float
+    assert all(type(rate) is float for rate in net.history.learning_rate)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_bool_set_where_its_number_was_checked_is_refused(backend):
+    """True == 1.0: a momentum set to True after 1.0 had been checked compared equal to
+    the configuration checked last, and trained without a word."""
+    net, X, y = small_problem(backend)
+    net.fit(X, y, epochs=1, verbose=0, optimizer=cyprop.SGD(0.1, momentum=1.0))
+    net.optimizer.momentum = True
+    with pytest.raises(TypeError, match="momentum must be a number, got True"):
+        net.fit(X, y, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name, values, error, message", [
     ("weights", [np.ones((6, 4)), np.ones((3, 5))], ValueError, "layer 1 has shape"),
     ("weights", [np.ones((6, 4)), np.full((3, 6), np.nan)], ValueError, "layer 1 contains NaN"),
@@ -499,6 +533,74 @@ def test_a_history_replaced_by_a_callback_is_refused_by_name(backend):
     with pytest.raises(TypeError, match=r"net.history must be a cyprop.History .*callback"):
         net.fit(X, y, epochs=4, verbose=0, callbacks=[callback])
     np.testing.assert_array_equal(net._params, callback.params)   # epoch 3 never ran
+    history = net.history
+    assert isinstance(history, cyprop.History) and history.epochs == 2   # put back
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_history_a_callback_sets_records_the_rest_of_the_fit(backend):
+    """A callback that starts a fresh History: the fit went on recording in the one it
+    had started with (and returned that), so net.history stayed empty while its epochs
+    counted the schedule's; now the rest of the fit is recorded in the new one."""
+    net, X, y = small_problem(backend)
+    fresh = cyprop.History()
+
+    class Fresh:
+        def on_epoch_end(self, net, epoch, logs):
+            if len(net.history) == 2 and net.history is not fresh:
+                net.history = fresh
+
+    returned = net.fit(X, y, epochs=5, verbose=0, callbacks=[Fresh()],
+                       schedule=cyprop.schedules.StepDecay(step_size=1, gamma=0.5))
+    assert returned is fresh and net.history is fresh
+    assert fresh.epochs == 3 and fresh.stop_reason == "epochs"
+    assert fresh.learning_rate == pytest.approx([0.1, 0.05, 0.025])   # counted afresh
+
+
+def test_ctrl_c_after_a_callback_set_a_fresh_history_is_recorded_in_it():
+    net, X, y = small_problem()
+    fresh = cyprop.History()
+
+    class FreshThenInterrupt:
+        def on_epoch_end(self, net, epoch, logs):
+            net.history = fresh
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[FreshThenInterrupt()])
+    assert net.history is fresh and fresh.stop_reason == "interrupted"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_history_replaced_in_the_last_epoch_is_refused_too(backend):
+    """Set to something that is no History in the last epoch's callback, it outlived the
+    fit, whose records were lost."""
+    net, X, y = small_problem(backend)
+
+    class Replace:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 2:
+                net.history = "records"
+
+    with pytest.raises(TypeError, match=r"net.history must be a cyprop.History .*put back"):
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[Replace()])
+    assert isinstance(net.history, cyprop.History) and net.history.epochs == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_optimizer_a_callback_drops_is_put_back_when_refused(backend):
+    """net.optimizer set to None by a callback: the next epoch refused it, and the
+    network was left without the optimizer that had trained it, its state lost."""
+    net, X, y = small_problem(backend)
+    adam = cyprop.Adam()
+
+    class Drop:
+        def on_epoch_end(self, net, epoch, logs):
+            net.optimizer = None
+
+    with pytest.raises(TypeError, match=r"net.optimizer must be .*NoneType.*put back"):
+        net.fit(X, y, epochs=3, verbose=0, optimizer=adam, callbacks=[Drop()])
+    assert net.optimizer is adam and adam.steps == 4 and net.history.epochs == 1
 
 
 def test_the_cli_does_not_call_a_diverged_run_a_success(tmp_path):
@@ -816,6 +918,71 @@ def test_a_crafted_network_pickle_is_checked(backend, field, make, message):
     data = crafted_pickle(net, **{field: make(net)})
     with pytest.raises(ValueError, match=message):
         pickle.loads(data)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h.loss.__setitem__(0, "a"), r"record 'loss': 'a' is not a number"),
+    (lambda h: setattr(h, "loss", ["0.5", "0.4"]), r"record 'loss': '0.5' is not a number"),
+    (lambda h: setattr(h, "loss", [True, False]), r"record 'loss': True is not a number"),
+    (lambda h: setattr(h, "loss", [1j, 2.0]), r"record 'loss': 1j is not a number"),
+    (lambda h: setattr(h, "loss", [10 ** 400, 1]), r"record 'loss': .* is not a number"),
+    # (set past History's own checks, as an unpickled one may hold it)
+    (lambda h: vars(h).update(loss=None), r"invalid training history \('NoneType'"),
+    (lambda h: vars(h).pop("loss"), r"invalid training history \('History' object has no"),
+    (lambda h: setattr(h, "stop_reason", 5), r"its stop_reason 5 is neither text nor None"),
+], ids=["text", "numeric-text", "bools", "complex", "huge-int", "none", "deleted",
+        "stop-reason"])
+def test_a_history_edited_by_hand_is_named_by_save_as_by_copy(tmp_path, edit, message):
+    """save and get_state converted the records with float(): text, bools and complex
+    failed with float()'s own errors (or an AttributeError for a record set to None),
+    and text such as '0.5' or True was saved as a number, where copy() refused it."""
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=2, verbose=0)
+    edit(net.history)
+    for act in (net.get_state, lambda: net.save(tmp_path / "net.npz"), net.copy):
+        with pytest.raises(ValueError, match=message):
+            act()
+    assert not (tmp_path / "net.npz").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("one_sample", [False, True])
+def test_a_history_record_that_is_no_list_is_refused_when_set(backend, one_sample):
+    """A record set to a tuple, an array or text: partial_fit took its step and then
+    failed to append the epoch's records (AttributeError), the network trained but
+    the call failed and the epoch unrecorded."""
+    net, X, y = small_problem(backend)
+    net.partial_fit(X, y)
+    for value in ((0.5,), np.array([0.5]), "0.5", None):
+        with pytest.raises(TypeError, match=r"History.loss must be a list, .*got "):
+            net.history.loss = value
+    with pytest.raises(AttributeError, match="History.loss .* cannot be deleted"):
+        del net.history.loss
+    net.history.loss = [0.5]
+    if one_sample:
+        net.partial_fit(X[0], y[0])
+    else:
+        net.partial_fit(X, y)
+    assert len(net.history.loss) == 2 and net.history.epochs == 2
+
+
+def test_a_history_set_to_no_history_is_named_by_save(tmp_path):
+    net, _, _ = small_problem()
+    net.history = 5
+    with pytest.raises(ValueError, match="cannot take the state of this Network: its "
+                                         "history is a int"):
+        net.save(tmp_path / "net.npz")
+
+
+def test_history_records_of_numpy_numbers_are_saved_and_copied_as_floats(tmp_path):
+    """Copy refused records of NumPy numbers other than float64 (np.float32, np.int64)
+    which save took."""
+    net, X, y = small_problem()
+    net.fit(X, y, epochs=2, verbose=0)
+    net.history.loss = [np.float32(0.5), np.int64(1)]
+    assert net.copy().history.loss == [0.5, 1.0]
+    net.save(tmp_path / "net.npz")
+    assert cyprop.load(tmp_path / "net.npz").history.loss == [0.5, 1.0]
 
 
 def test_a_crafted_network_pickle_names_what_it_lacks():

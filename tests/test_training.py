@@ -237,6 +237,29 @@ def test_invalid_schedules_are_refused(make_schedule):
         make_schedule()
 
 
+@pytest.mark.parametrize("make_schedule, name, value, error", [
+    (InverseScaling, "power", -1.0, ValueError), (StepDecay, "step_size", 0, ValueError),
+    (StepDecay, "gamma", 2.0, ValueError), (lambda: Cosine(5), "period", 0, ValueError),
+    (lambda: Cosine(5), "min_rate", -1.0, ValueError),
+    (ReduceOnPlateau, "factor", 3.0, ValueError), (ReduceOnPlateau, "patience", "3", TypeError),
+    (ReduceOnPlateau, "monitor", "accuracy", ValueError)])
+def test_schedule_parameters_set_by_hand_are_checked_by_fit(make_schedule, name, value, error):
+    """Set after the schedule was made, they were used as they were: rates that grow
+    (gamma 2, power -1), an unnamed ZeroDivisionError, a refusal after an epoch trained."""
+    X, y = blobs()
+    net = make()
+    params = net._params.copy()
+    schedule = make_schedule()
+    setattr(schedule, name, value)
+    with pytest.raises(error, match=name):
+        net.fit(X, y, epochs=3, schedule=schedule, verbose=0)
+    np.testing.assert_array_equal(net._params, params)
+    assert net.history.epochs == 0
+    setattr(schedule, name, getattr(make_schedule(), name))
+    schedule.label = "mine"   # an attribute of the user's own is no parameter
+    net.fit(X, y, epochs=1, schedule=schedule, verbose=0)
+
+
 # =================================================================== stopping rules
 def free_run(backend, epochs=12):
     """The records of an unstopped run, to choose thresholds that trigger mid-way."""

@@ -158,7 +158,8 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
     network's own, added to)."""
     batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
     hold_training(net)
-    recorded = None   # epochs in the history before this call, once known
+    previous = None   # the optimizer and history before this call, once known
+    recorded = False  # whether an epoch of this call was recorded
     claimed = None    # the claim of the optimizer training, once held
     schedule_claimed = False
     try:
@@ -178,7 +179,6 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             claimed = claim_optimizer(training)
         history = net.history if history is None else history
         check_history(history)
-        recorded = history.epochs
         # One batch per epoch: its loss is taken before its one step, so it cannot
         # show growth (a stream of one-row partial_fit calls skips the measurement).
         limit = (np.inf if X.shape[0] <= batch_size
@@ -191,7 +191,7 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
         try:
             for epoch in range(epochs):
                 if epoch:
-                    check_between_epochs(net)
+                    check_between_epochs(net, training)
                     if net.optimizer is not training:   # replaced by a callback
                         assert net.optimizer is not None   # (checked)
                         next_claim = claim_optimizer(net.optimizer)
@@ -201,6 +201,7 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                              validation, progress, n_threads, limit)
                 with net._state_lock:
                     history.record(**logs)
+                recorded = True
                 if progress is not None:
                     progress.end_epoch(logs)
                 if callable(getattr(schedule, "update", None)):
@@ -212,6 +213,7 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                     answer = callback.on_epoch_end(net, history.epochs - 1, logs)
                     if answer is True or (isinstance(answer, np.bool_) and answer):
                         net.stop_training = True
+                history = followed_history(net, history)
                 if reason is None and net.stop_training:
                     reason = "callback"
                 if reason is not None:
@@ -221,6 +223,9 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                 history.stop_reason = "epochs"
         except KeyboardInterrupt:
             # Whole batches only were applied: the network is usable as it is.
+            if isinstance(net.history, History):   # (one a callback set is followed)
+                history = net.history
+            net.history = history
             history.stop_reason = "interrupted"
             raise
         finally:
@@ -229,10 +234,8 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             if progress is not None:
                 progress.close()
     except Exception as exc:
-        # (recorded is set only once history is)
-        if (recorded is not None
-                and history.epochs == recorded  # type: ignore[union-attr]
-                and not isinstance(exc, TrainingDiverged)):
+        # (previous is set only once the optimizer is claimed)
+        if previous is not None and not recorded and not isinstance(exc, TrainingDiverged):
             # Refused before its first epoch was recorded (bad data in a block, checked
             # only as it is read; a schedule's rate that is not a number; ...): the
             # epoch was undone (one_epoch), and the call is refused as a call with bad
@@ -266,16 +269,31 @@ def release_training(net: Network) -> None:
     net._lock.release()
 
 
-def check_between_epochs(net: Network) -> None:
+def check_between_epochs(net: Network, training: Optimizer) -> None:
     """Check ``net.optimizer`` again before an epoch after the first: a callback may
     have replaced it or set its hyper-parameters, which are checked before training
-    with them as when set before the call (else a negative rate trains uphill)."""
+    with them as when set before the call (else a negative rate trains uphill).  One
+    that is no optimizer is refused and ``training``, the one that trained so far, put
+    back: the refused call leaves the network with its optimizer and state."""
     if not isinstance(net.optimizer, Optimizer):
+        found, net.optimizer = net.optimizer, training
         raise TypeError(f"net.optimizer must be a cyprop optimizer such as cyprop.SGD(...), "
-                        f"got {type(net.optimizer).__name__} (set during training: by a "
-                        "callback?)")
+                        f"got {type(found).__name__} (set during training: by a "
+                        "callback?); the one that trained so far was put back")
     net.optimizer.check()
-    check_history(net.history, " (set during training: by a callback?)")
+
+
+def followed_history(net: Network, history: History) -> History:
+    """The history that the rest of a fit records in, after its callbacks: a History
+    a callback set as ``net.history`` (a fresh one, say), which then also counts the
+    epochs for schedules, as ``net.history`` always does; anything else is refused
+    with a TypeError and ``history`` put back."""
+    found = net.history
+    if not isinstance(found, History):
+        net.history = history
+        check_history(found, " (set during training: by a callback?); the fit's "
+                             "history was put back")
+    return found
 
 
 def check_history(history: object, when: str = "") -> None:

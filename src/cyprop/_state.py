@@ -176,18 +176,34 @@ def config_problem(name: str, config: dict[str, Any]) -> str | None:
 
 def validate_history(require: Callable[[object, str], None], history: Any) -> None:
     require(isinstance(history, dict) and isinstance(history.get("records"), dict)
-            and "stop_reason" in history
-            and (history["stop_reason"] is None or isinstance(history["stop_reason"], str)),
-            "invalid training history")
+            and "stop_reason" in history, "invalid training history")
+    stop_reason = history["stop_reason"]
+    require(stop_reason is None or isinstance(stop_reason, str),
+            f"invalid training history: its stop_reason {short.repr(stop_reason)} is "
+            "neither text nor None")
     lengths = set()
     for key, values in history["records"].items():
-        # Non-finite values are real (an infinite samples/second), but ints that no
-        # float can hold are not.
-        require(isinstance(values, list)
-                and all(v is None or isinstance(v, float) or is_finite(v) for v in values),
-                f"invalid training history record {short.repr(key)}")
+        require(isinstance(values, list), f"invalid training history record {short.repr(key)}")
+        bad = next((v for v in values if not is_record(v)), None)
+        require(bad is None, f"invalid training history record {short.repr(key)}: "
+                             f"{short.repr(bad)} is not a number a float holds")
         lengths.add(len(values))
     require(len(lengths) <= 1, "the training history records have different lengths")
+
+
+def is_record(value: object) -> bool:
+    """A value a history record may hold: None, or a real number that a float holds.
+    Non-finite values are real (an infinite samples/second), but ints that no float
+    can hold are not, nor bools and text (which float() would read)."""
+    if value is None or isinstance(value, float):
+        return True
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _uint(bits: int) -> tuple[Callable[[Any], bool], str]:

@@ -43,6 +43,20 @@ class History:
             setattr(self, key, [])
         self.stop_reason = None
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # Training appends to the records after its step: a record set by hand to
+        # anything but a list would fail there, the step taken but not recorded.
+        if name in History.KEYS and not isinstance(value, list):
+            raise TypeError(f"History.{name} must be a list, one entry per epoch (a "
+                            f"float or None), got {type(value).__name__}")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in History.KEYS:
+            raise AttributeError(f"History.{name} is a record training appends to; it "
+                                 "cannot be deleted (set it to [] to empty it)")
+        super().__delattr__(name)
+
     def record(self, loss: float | None = None, accuracy: float | None = None,
                val_loss: float | None = None, val_accuracy: float | None = None,
                learning_rate: float | None = None, seconds: float | None = None,

@@ -791,10 +791,13 @@ class Network:
         ------
         ValueError
             If the optimizer is not one of ``cyprop.optimizers.OPTIMIZERS`` (its state
-            could not be rebuilt): set ``net.optimizer = None`` to go without it.
+            could not be rebuilt): set ``net.optimizer = None`` to go without it; or
+            ``net.history`` is no ``History``, or a record of it (edited by hand) is
+            not a list of numbers (or None) as long as the others.
         """
         with self._state_lock:   # a state that existed, even while another thread trains
             optimizer = None if self.optimizer is None else self._optimizer_state()
+            history = _history_records(self.history, "take the state of")
             return NetworkState(
                 sizes=list(self.arch.sizes), activations=list(self.arch.activations),
                 loss=self.arch.loss, dtype=self.dtype.name, init=self.init, seed=self.seed,
@@ -803,8 +806,8 @@ class Network:
                 rng=_state.plain(self._rng.bit_generator.state),   # new lists and ints
                 optimizer=optimizer,
                 history={key: [None if v is None else float(v) for v in values]
-                         for key, values in self.history.to_dict().items()},
-                stop_reason=self.history.stop_reason)
+                         for key, values in history["records"].items()},
+                stop_reason=history["stop_reason"])
 
     def _optimizer_state(self) -> OptimizerState:
         opt = self.optimizer
@@ -1178,15 +1181,27 @@ def _check_pickled(state: dict[str, Any], doing: str = "unpickle") -> NDArray[An
     optimizer = state["optimizer"]
     require(optimizer is None or isinstance(optimizer, Optimizer),
             f"its optimizer is a {type(optimizer).__name__}")
-    history = state["history"]
+    _history_records(state["history"], doing)
+    return own
+
+
+def _history_records(history: object, doing: str) -> dict[str, Any]:
+    """``{"records": ..., "stop_reason": ...}`` of ``history`` (``net.history``, which
+    may have been set or edited by hand), checked as ``cyprop.load`` checks a file's:
+    ValueError naming the problem ("cannot {doing} this Network: ...")."""
+    def require(condition: object, problem: str) -> None:
+        if not condition:
+            raise ValueError(f"cannot {doing} this Network: {problem}")
+
     require(isinstance(history, History), f"its history is a {type(history).__name__}")
+    assert isinstance(history, History)
     try:
         records = {"records": history.to_dict(), "stop_reason": history.stop_reason}
-    except AttributeError as exc:
+    except (AttributeError, TypeError) as exc:   # a record deleted, or set to None
         raise ValueError(f"cannot {doing} this Network: invalid training history "
                          f"({exc})") from exc
     _state.validate_history(require, records)
-    return own
+    return records
 
 
 def _optimizer_from_state(opt: OptimizerState, net: Network) -> Optimizer:

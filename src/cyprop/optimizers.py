@@ -272,15 +272,27 @@ class Optimizer:
         """
         # The current rate may be 0 (a finished Cosine schedule); the constructor, which
         # wants a rate > 0, gets the initial one.
-        check_number("learning_rate", self.learning_rate, 0)
-        check_number("initial_learning_rate", self.initial_learning_rate, 0,
-                     exclusive_minimum=True)
+        rate = check_number("learning_rate", self.learning_rate, 0)
+        initial = check_number("initial_learning_rate", self.initial_learning_rate, 0,
+                               exclusive_minimum=True)
+        # Kept as the floats checked, as the constructor keeps them: a Fraction, say,
+        # made the NumPy reference's steps arrays of objects (the compiled core reads
+        # floats).  (Set only when not a float already: the one-sample path sees a
+        # hyper-parameter set again as a new setting.)
+        if type(self.learning_rate) is not float:
+            self.learning_rate = rate
+        if type(self.initial_learning_rate) is not float:
+            self.initial_learning_rate = initial
         if type(self).get_config is Optimizer.get_config:
             return
-        config = {**self.get_config(), "learning_rate": self.initial_learning_rate}
-        if config != getattr(self, "_checked_config", None):   # once per change, not per call
-            type(self)(**config)
-            self._checked_config = config
+        config = {**self.get_config(), "learning_rate": initial}
+        # once per change, not per call; told apart by repr, which == is not: True ==
+        # 1.0, so a momentum set to True after 1.0 was checked went through
+        if repr(config) != getattr(self, "_checked_config", None):
+            checked = type(self)(**config)
+            for name in config.keys() & vars(checked).keys() - {"learning_rate"}:
+                setattr(self, name, getattr(checked, name))
+            self._checked_config = repr({**self.get_config(), "learning_rate": initial})
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -8,6 +8,7 @@ Before each epoch the training loop sets the optimizer's rate to
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -57,7 +58,18 @@ class Schedule:
         ------
         ValueError
             If this schedule cannot work with the fit as called.
+        TypeError
+            If a parameter of one of the schedules here, set by hand since it was
+            made, is not of its type.
         """
+        # The parameters are checked again, as the constructor checks them: set by hand
+        # (a gamma of 2, a period of 0), they would make rates that grow, or fail
+        # unnamed in the first epoch's division.  (A subclass's constructor may take
+        # other arguments: its own check is its own.)
+        if type(self) in _SCHEDULES:
+            parameters = inspect.signature(type(self)).parameters
+            type(self)(**{key: value for key, value in vars(self).items()
+                          if key in parameters})
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -275,8 +287,12 @@ class ReduceOnPlateau(Schedule):
         Raises
         ------
         ValueError
-            If ``monitor`` is ``"val_loss"`` and the fit has no validation data.
+            If ``monitor`` is ``"val_loss"`` and the fit has no validation data, or a
+            parameter set by hand since the schedule was made is not in its range.
+        TypeError
+            If such a parameter is not of its type.
         """
+        super().check(has_validation)
         if self.monitor == "val_loss" and not has_validation:
             raise ValueError("ReduceOnPlateau(monitor='val_loss') needs validation data: "
                              "give fit validation_data= or validation_split=")
@@ -311,3 +327,7 @@ class ReduceOnPlateau(Schedule):
             if self._waited > self.patience:
                 self._scale *= self.factor
                 self._waited = 0
+
+
+#: The schedules defined here, whose parameters ``Schedule.check`` checks again.
+_SCHEDULES = (Constant, InverseScaling, StepDecay, Cosine, ReduceOnPlateau)
