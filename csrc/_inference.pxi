@@ -361,7 +361,9 @@ cdef class FewRows:
                 # step stays whole, and the history says so, as _loop.run's does
                 history.stop_reason = "interrupted"
                 raise
-            history.stop_reason = "epochs"
+            # (set only where it changes: History checks what is set in Python's code)
+            if history.stop_reason is not "epochs":
+                history.stop_reason = "epochs"
         finally:
             lock.release()
         return True
