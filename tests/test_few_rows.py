@@ -689,3 +689,30 @@ def test_partial_fit_inside_a_running_fit_is_refused_as_before():
 
     net.fit(X, labels, epochs=1, callbacks=[Reenter()])
     assert errors and "inside its own training" in errors[0]
+
+
+@pytest.mark.parametrize("attribute, value", [("learning_rate", -1.0),
+                                              ("learning_rate", float("nan")),
+                                              ("momentum", -1.0), ("nesterov", 1)])
+@pytest.mark.parametrize("X, Y, message", [
+    (np.array([np.nan] * 8), 1, "X contains NaN"),
+    (np.ones(8), 9, "outside the range"),
+    (np.ones(7), 1, "features"),
+])
+def test_bad_data_with_a_hyper_parameter_set_wrong_gets_the_general_paths_error(
+        attribute, value, X, Y, message):
+    """The one-sample step checked the optimizer's setting before the data, and so named
+    a wrong hyper-parameter where the general path names the bad data it checks first."""
+    (fast, general), _, _ = stream_pair(optimizer="momentum")
+    right = getattr(fast.optimizer, attribute)
+    for net in (fast, general):
+        setattr(net.optimizer, attribute, value)
+    with pytest.raises(ValueError, match=message):
+        general.partial_fit(X.tolist(), Y)
+    with pytest.raises(ValueError, match=message):
+        fast.partial_fit(X, Y)
+    with pytest.raises((TypeError, ValueError), match=attribute):
+        fast.partial_fit(np.ones(8), 1)   # good data: the setting is named
+    setattr(fast.optimizer, attribute, right)   # set right again: it trains
+    fast.partial_fit(np.ones(8), 1)
+    assert fast.optimizer.steps == 2
