@@ -641,6 +641,28 @@ def test_a_history_subclass_that_records_by_name_gets_the_general_paths_records(
     assert fast.optimizer.steps == general.optimizer.steps == 3
 
 
+def test_a_record_set_on_the_history_itself_gets_the_general_paths_records():
+    """history.record replaced on the instance by one that takes the records by name:
+    the one-sample step called it by position, a TypeError after the step had been
+    taken (the weights and step count changed, nothing recorded)."""
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    fast.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    for net in (fast, general):
+        history, record = net.history, net.history.record
+
+        def by_name(history=history, record=record, **logs):
+            history.names = sorted(logs)
+            record(**logs)
+
+        history.record = by_name
+    fast.partial_fit(X[2:3], labels[2:3])
+    general.partial_fit(X[2:3].tolist(), labels[2:3].tolist())
+    assert fast.history.names == general.history.names
+    assert_same_training(fast, general)
+    assert fast.optimizer.steps == 3
+
+
 def test_ctrl_c_after_a_one_sample_step_is_recorded_as_on_the_general_path(monkeypatch):
     """Ctrl-C during a stream of one-sample calls lands after the step, in the history's
     record (the step itself runs in C, where the signal waits): the step stays whole
