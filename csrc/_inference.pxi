@@ -330,10 +330,11 @@ cdef class FewRows:
             if not self.ready:
                 return False
             # A History's own record, called by position: a subclass (whose record may
-            # take the records by name) or anything else set by hand goes to the
-            # general path, which records by name or explains, before any step.
+            # take the records by name), a record set on the instance, or anything else
+            # set by hand goes to the general path, which records by name or explains,
+            # before any step.
             history = net.history
-            if type(history) is not self.history_type:
+            if type(history) is not self.history_type or "record" in history.__dict__:
                 return False
             # (the optimizer's claim, as _loop.run holds it: another network training
             # with it now would step its state too; the general path says so)

@@ -641,6 +641,28 @@ def test_a_history_subclass_that_records_by_name_gets_the_general_paths_records(
     assert fast.optimizer.steps == general.optimizer.steps == 3
 
 
+def test_a_record_set_on_the_history_itself_gets_the_general_paths_records():
+    """history.record replaced on the instance by one that takes the records by name:
+    the one-sample step called it by position, a TypeError after the step had been
+    taken (the weights and step count changed, nothing recorded)."""
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    fast.partial_fit(X[1:2], labels[1:2])   # the setting seen: the fast path is warm
+    general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    for net in (fast, general):
+        history, record = net.history, net.history.record
+
+        def by_name(history=history, record=record, **logs):
+            history.names = sorted(logs)
+            record(**logs)
+
+        history.record = by_name
+    fast.partial_fit(X[2:3], labels[2:3])
+    general.partial_fit(X[2:3].tolist(), labels[2:3].tolist())
+    assert fast.history.names == general.history.names
+    assert_same_training(fast, general)
+    assert fast.optimizer.steps == 3
+
+
 def test_ctrl_c_after_a_one_sample_step_is_recorded_as_on_the_general_path(monkeypatch):
     """Ctrl-C during a stream of one-sample calls lands after the step, in the history's
     record (the step itself runs in C, where the signal waits): the step stays whole
@@ -689,3 +711,30 @@ def test_partial_fit_inside_a_running_fit_is_refused_as_before():
 
     net.fit(X, labels, epochs=1, callbacks=[Reenter()])
     assert errors and "inside its own training" in errors[0]
+
+
+@pytest.mark.parametrize("attribute, value", [("learning_rate", -1.0),
+                                              ("learning_rate", float("nan")),
+                                              ("momentum", -1.0), ("nesterov", 1)])
+@pytest.mark.parametrize("X, Y, message", [
+    (np.array([np.nan] * 8), 1, "X contains NaN"),
+    (np.ones(8), 9, "outside the range"),
+    (np.ones(7), 1, "features"),
+])
+def test_bad_data_with_a_hyper_parameter_set_wrong_gets_the_general_paths_error(
+        attribute, value, X, Y, message):
+    """The one-sample step checked the optimizer's setting before the data, and so named
+    a wrong hyper-parameter where the general path names the bad data it checks first."""
+    (fast, general), _, _ = stream_pair(optimizer="momentum")
+    right = getattr(fast.optimizer, attribute)
+    for net in (fast, general):
+        setattr(net.optimizer, attribute, value)
+    with pytest.raises(ValueError, match=message):
+        general.partial_fit(X.tolist(), Y)
+    with pytest.raises(ValueError, match=message):
+        fast.partial_fit(X, Y)
+    with pytest.raises((TypeError, ValueError), match=attribute):
+        fast.partial_fit(np.ones(8), 1)   # good data: the setting is named
+    setattr(fast.optimizer, attribute, right)   # set right again: it trains
+    fast.partial_fit(np.ones(8), 1)
+    assert fast.optimizer.steps == 2

@@ -288,6 +288,35 @@ def test_bad_dask_input_is_refused_as_in_memory(bad, error, message):
         net.fit(da.from_array(bad, chunks=3), np.zeros(len(bad), dtype=int), verbose=0)
 
 
+LABELS_CHILD = """
+import sys
+import numpy as np
+import cyprop
+X = np.load(sys.argv[1], mmap_mode="r")
+net = cyprop.Network([8, 5, 3], seed=1)
+for call in (lambda: net.loss(X, [1]), lambda: net.evaluate(X, [1, 2]),
+             lambda: net.fit(X, [1], epochs=1, verbose=0),
+             lambda: net.partial_fit(X, np.zeros(len(X) + 1, dtype=int))):
+    try:
+        call()
+        print("accepted")
+    except ValueError as exc:
+        print(exc)
+"""
+
+
+def test_class_labels_of_another_length_than_a_memmap_are_refused(tmp_path):
+    """Labels of a memory-mapped X were one-hot encoded without being counted: one label
+    for 400,000 rows was read past its end (a crash, or garbage targets)."""
+    memmap_of(np.zeros((400_000, 8)), tmp_path)
+    done = subprocess.run([sys.executable, "-c", LABELS_CHILD, str(tmp_path / "X.npy")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4 and all("different numbers of samples" in line
+                                   for line in lines), done.stdout
+
+
 @needs_dask
 def test_progress_advances_per_block(small_blocks, monkeypatch):
     from cyprop import _progress

@@ -145,7 +145,13 @@ def prepare_one_sample(net: Network, rows: Any, optimizer: Optimizer,
     if type(optimizer) not in OWN_OPTIMIZERS:
         rows.refuse(setting)
         return
-    optimizer.check()
+    try:
+        optimizer.check()
+    except Exception:
+        # a hyper-parameter set wrong by hand: ``run`` says so, after the checks of the
+        # data that come first there (a NaN in X is named as such, whatever the rate)
+        rows.refuse(setting)
+        return
     net._impl.prepare_one_sample(rows, net.arch, optimizer, net._max_norm, setting)
 
 

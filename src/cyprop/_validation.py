@@ -188,10 +188,11 @@ def check_Y(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: np.dtype[Any],
         _refuse_iterator(name, Y)
         Y = np.asarray(Y)
     if Y.ndim == 1 and n_outputs > 1:
-        return one_hot(Y, n_outputs, dtype, name)
-    Y = _as_float_array(name, Y, dtype)
-    if Y.ndim == 1:
-        Y = Y.reshape(-1, 1)
+        Y = one_hot(Y, n_outputs, dtype, name)   # (counted below, as targets are)
+    else:
+        Y = _as_float_array(name, Y, dtype)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
     if Y.ndim != 2:
         raise ValueError(f"{name} must be class labels (n,) or targets (n, n_outputs), "
                          f"got {Y.ndim} dimensions")
