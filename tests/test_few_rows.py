@@ -478,6 +478,21 @@ def test_a_state_made_nan_by_hand_is_named_and_the_step_undone(optimizer):
         assert net.optimizer.steps == 1 and net.history.stop_reason == "diverged"
 
 
+@pytest.mark.parametrize("optimizer, slot", [("adam", 1), ("rmsprop", 0), ("adagrad", 0)])
+def test_a_negative_sum_of_squares_set_by_hand_is_named(optimizer, slot):
+    """Adam's v (RMSprop's, Adagrad's squares) set negative by hand: its square root
+    made the step NaN, and the refusal blamed the learning rate."""
+    (fast, general), X, labels = stream_pair(optimizer=optimizer)
+    for net, rows in ((fast, X[1:2]), (general, X[1:2].tolist())):
+        net.optimizer.state[slot, :] = -1.0
+        before, state = net._params.copy(), net.optimizer.state.copy()
+        with pytest.raises(cyprop.TrainingDiverged,
+                           match="state was already NaN, infinite or .* negative"):
+            net.partial_fit(rows, labels[1:2])
+        np.testing.assert_array_equal(net._params, before)
+        np.testing.assert_array_equal(net.optimizer.state, state)
+
+
 def test_hyper_parameters_set_by_hand_are_checked_and_used():
     (fast, general), X, labels = stream_pair(optimizer="momentum")
     for net in (fast, general):

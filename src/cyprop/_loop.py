@@ -415,13 +415,14 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         by_hand = (kept[2] is not None and optimizer.state is not None
                    and kept[2].shape == optimizer.state.shape
                    and kept[2].dtype == optimizer.state.dtype and writes_state(optimizer)
-                   and not _validation.all_finite(kept[2]))
+                   and unsound_state(kept[2], optimizer))
         with net._state_lock:
             undo()
             net.history.stop_reason = "diverged"
         if by_hand:
             raise TrainingDiverged(
-                f"the optimizer's state was already NaN or infinite before epoch "
+                f"the optimizer's state was already NaN, infinite or (where it holds "
+                f"squares) negative before epoch "
                 f"{epoch + 1} began (written by a callback or by hand?): nothing was "
                 "trained; start it afresh with net.optimizer.reset()", epoch=epoch)
         raise TrainingDiverged(
@@ -470,6 +471,13 @@ def writes_state(optimizer: Optimizer) -> bool:
     does not look at it either: csrc/_inference.pxi, kept_state_rows)."""
     return not (isinstance(optimizer, SGD) and not optimizer.momentum
                 and type(optimizer).update_params is SGD.update_params)
+
+
+def unsound_state(state: NDArray[Any], optimizer: Optimizer) -> bool:
+    """Whether ``state`` holds what no step of ``optimizer`` writes: NaN or infinity, or
+    a negative number among its sums of squares (Adam's v: its root is then NaN)."""
+    return (not _validation.all_finite(state)
+            or any(bool((state[slot] < 0).any()) for slot in type(optimizer).square_slots))
 
 
 def sample_weights(sample_weight: ArrayLike | None,

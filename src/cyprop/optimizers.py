@@ -194,6 +194,8 @@ class Optimizer:
     #: Rows of state, each shaped like the parameter vector (the class's: the compiled
     #: core reads it there, and so does everything here, whatever an instance says).
     n_slots: int = 1
+    #: Rows of state that hold (running) sums of squares: never negative after a step.
+    square_slots: tuple[int, ...] = ()
 
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = check_number("learning_rate", learning_rate, 0,
@@ -479,6 +481,7 @@ class Adam(Optimizer):
 
     code = 1
     n_slots = 2
+    square_slots = (1,)
 
     def __init__(self, learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
@@ -569,6 +572,7 @@ class RMSprop(Optimizer):
 
     code = 2
     n_slots = 2
+    square_slots = (0,)
 
     def __init__(self, learning_rate: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, weight_decay: float = 0.0) -> None:
@@ -654,6 +658,7 @@ class Adagrad(Optimizer):
 
     code = 3
     n_slots = 1
+    square_slots = (0,)
 
     def __init__(self, learning_rate: float = 1e-2, eps: float = 1e-10,
                  weight_decay: float = 0.0) -> None:
