@@ -91,11 +91,13 @@ class Rows:
         ``dask.compute`` call, never as one slice across chunks (whose result Dask
         would join in yet another new array)."""
         a, b = self.start + start, self.start + stop
+        n = b - a
         pieces = _dask_pieces(self.data, a, b) if is_dask(self.data) else [self.data[a:b]]
-        if len(pieces) == 1 and _fits(pieces[0], self.dtype):
+        # (a Dask chunk may compute other than the rows it announced: counted here, the
+        # copy below refuses it)
+        if len(pieces) == 1 and _fits(pieces[0], self.dtype) and pieces[0].shape[:1] == (n,):
             return _validation.check_X(pieces[0], self.n_inputs, self.dtype,
                                        name=self.name)[0]
-        n = b - a
         buffer = None if out is None else out()
         if buffer is None or buffer.shape[0] < n or buffer.dtype != self.dtype:
             buffer = np.empty((n, self.n_inputs), dtype=self.dtype)
