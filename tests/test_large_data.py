@@ -353,6 +353,21 @@ def test_a_dask_chunk_that_computes_fewer_rows_than_announced_is_refused():
 
 
 @needs_dask
+def test_a_dask_array_of_unknown_length_is_refused_with_the_way_out():
+    X, y = data(n=100)
+    lazy = da.from_array(X, chunks=30)
+    lazy = lazy[lazy[:, 0] > -100]   # boolean indexing: chunks of unknown size
+    net = cyprop.Network([8, 5, 3], seed=1)
+    for call in (lambda: net.fit(lazy, y, epochs=1, verbose=0), lambda: net.forward(lazy),
+                 lambda: net.predict(lazy), lambda: net.evaluate(lazy, y),
+                 lambda: net.partial_fit(lazy, y)):
+        with pytest.raises(ValueError, match=r"unknown number of rows.*compute_chunk_sizes"):
+            call()
+    lazy.compute_chunk_sizes()
+    np.testing.assert_array_equal(net.forward(lazy), net.forward(X))
+
+
+@needs_dask
 def test_progress_advances_per_block(small_blocks, monkeypatch):
     from cyprop import _progress
 

@@ -56,6 +56,11 @@ class Rows:
                  start: int = 0, stop: int | None = None) -> None:
         self.data, self.n_inputs, self.dtype, self.name = data, n_inputs, dtype, name
         self.start = start
+        if stop is None and not isinstance(data.shape[0], int):
+            # (Dask's NaN: chunks of unknown size, as boolean indexing leaves them)
+            raise ValueError(f"{name} is a Dask array of unknown number of rows (chunks of "
+                             f"unknown size); compute them first with "
+                             f"{name}.compute_chunk_sizes()")
         self.stop = data.shape[0] if stop is None else stop
         if stop is None:
             if np.dtype(data.dtype).kind not in "biuf":
