@@ -229,6 +229,30 @@ def test_bad_builds_are_refused_before_training():
     assert net.history.epochs == 0
 
 
+def test_networks_sharing_an_optimizer_are_refused_before_training():
+    """Networks that build gave one optimizer object trained with it in turn (its
+    momentum carried from one network into the next: results that depend on the thread
+    count), or failed at random on two threads with 'training another network'."""
+    X, y = blobs()
+    shared = cyprop.SGD(learning_rate=0.1, momentum=0.9)
+    built = []
+
+    def build(i):
+        net = cyprop.Network([5, 4, 3], seed=i)
+        net.optimizer = shared if i != 1 else cyprop.SGD()
+        built.append(net)
+        return net
+
+    with pytest.raises(ValueError, match="networks 0 and 2 share one optimizer"):
+        cyprop.train_many(build, X, y, 3, n_threads=1, epochs=2)
+    assert all(net.history.epochs == 0 for net in built) and shared.steps == 0
+    # an optimizer given to fit replaces theirs: each network gets its own copy of it
+    built.clear()
+    results = cyprop.train_many(build, X, y, 3, n_threads=1, epochs=2,
+                                optimizer=cyprop.SGD(learning_rate=0.1, momentum=0.9))
+    assert len(results) == 3 and shared.steps == 0
+
+
 class PoisonNetwork:
     """A callback writing NaN into one network's weights: its next epoch raises
     TrainingDiverged."""

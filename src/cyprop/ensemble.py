@@ -109,7 +109,8 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
         If the ``n`` networks' parameters alone would not fit in the machine's memory
         (checked after building the first).
     ValueError
-        If ``build`` returns the same network twice, or an argument is invalid.
+        If ``build`` returns the same network twice, or networks that share one
+        optimizer (and ``fit_kwargs`` gives none), or an argument is invalid.
     Exception
         The first exception raised by a fit (after every fit has stopped).
     """
@@ -133,6 +134,16 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     if len({id(net) for net in networks}) < n:
         raise ValueError("build returned the same network more than once: each call must "
                          "build a new one")
+    if fit_kwargs.get("optimizer") is None:   # (one given to fit replaces theirs)
+        # one optimizer would carry its state from network to network, or be refused
+        # by whichever fit comes second while another trains with it
+        owners: dict[int, int] = {}
+        for i, net in enumerate(networks):
+            if net.optimizer is not None:
+                first = owners.setdefault(id(net.optimizer), i)
+                if first != i:
+                    raise ValueError(f"networks {first} and {i} share one optimizer: give "
+                                     "each network its own (copy.deepcopy(optimizer))")
     per_network = [{key: copy.deepcopy(value) if key in _STATEFUL_FIT_ARGUMENTS else value
                     for key, value in fit_kwargs.items()} for _ in range(n)]
 
