@@ -401,6 +401,42 @@ def test_ensemble_members_must_agree():
         cyprop.Ensemble([net]).evaluate(X, y + 1)
 
 
+def test_members_changed_after_construction_are_checked_as_the_constructor_checks_them():
+    """networks is a plain list: emptied, or given a member of other outputs, forward
+    failed with 'at least one array or dtype is required' or NumPy's broadcasting
+    error, repr with an IndexError, and a member of another output activation (of the
+    same shape) was averaged in silently."""
+    X, y = blobs()
+    net = trained(0, X, y)
+    for other, error, what in ((None, ValueError, "at least one network"),
+                               ("net", TypeError, "cyprop.Network objects"),
+                               (cyprop.Network([5, 6, 4]), ValueError, "outputs"),
+                               (cyprop.Network([5, 6, 3], output="sigmoid"), ValueError,
+                                "output activation")):
+        ensemble = cyprop.Ensemble([net])
+        if other is None:
+            ensemble.networks.clear()
+        else:
+            ensemble.networks.append(other)
+        for call in (lambda: ensemble.forward(X), lambda: ensemble.predict(X),
+                     lambda: ensemble.evaluate(X, y)):
+            with pytest.raises(error, match=what):
+                call()
+        assert "Ensemble(" in repr(ensemble)
+
+
+def test_evaluate_refuses_a_loss_that_overflows_as_a_network_does():
+    """The loss of the mean output was computed without a check: targets of 1e200
+    gave a loss of inf (and a RuntimeWarning) where the network's evaluate raises."""
+    X, _ = blobs()
+    net = cyprop.Network([5, 4, 2], output="identity", loss="mse", seed=0)
+    targets = np.full((len(X), 2), 1e200)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        net.evaluate(X, targets)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        cyprop.Ensemble([net]).evaluate(X, targets)
+
+
 # ------------------------------------------------------------------ the file
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_save_and_load(tmp_path, backend):
