@@ -229,6 +229,30 @@ def test_bad_builds_are_refused_before_training():
     assert net.history.epochs == 0
 
 
+def test_networks_sharing_an_optimizer_are_refused_before_training():
+    """Networks that build gave one optimizer object trained with it in turn (its
+    momentum carried from one network into the next: results that depend on the thread
+    count), or failed at random on two threads with 'training another network'."""
+    X, y = blobs()
+    shared = cyprop.SGD(learning_rate=0.1, momentum=0.9)
+    built = []
+
+    def build(i):
+        net = cyprop.Network([5, 4, 3], seed=i)
+        net.optimizer = shared if i != 1 else cyprop.SGD()
+        built.append(net)
+        return net
+
+    with pytest.raises(ValueError, match="networks 0 and 2 share one optimizer"):
+        cyprop.train_many(build, X, y, 3, n_threads=1, epochs=2)
+    assert all(net.history.epochs == 0 for net in built) and shared.steps == 0
+    # an optimizer given to fit replaces theirs: each network gets its own copy of it
+    built.clear()
+    results = cyprop.train_many(build, X, y, 3, n_threads=1, epochs=2,
+                                optimizer=cyprop.SGD(learning_rate=0.1, momentum=0.9))
+    assert len(results) == 3 and shared.steps == 0
+
+
 class PoisonNetwork:
     """A callback writing NaN into one network's weights: its next epoch raises
     TrainingDiverged."""
@@ -375,6 +399,42 @@ def test_ensemble_members_must_agree():
             cyprop.Ensemble([net, other])
     with pytest.raises(ValueError, match="outside the range"):
         cyprop.Ensemble([net]).evaluate(X, y + 1)
+
+
+def test_members_changed_after_construction_are_checked_as_the_constructor_checks_them():
+    """networks is a plain list: emptied, or given a member of other outputs, forward
+    failed with 'at least one array or dtype is required' or NumPy's broadcasting
+    error, repr with an IndexError, and a member of another output activation (of the
+    same shape) was averaged in silently."""
+    X, y = blobs()
+    net = trained(0, X, y)
+    for other, error, what in ((None, ValueError, "at least one network"),
+                               ("net", TypeError, "cyprop.Network objects"),
+                               (cyprop.Network([5, 6, 4]), ValueError, "outputs"),
+                               (cyprop.Network([5, 6, 3], output="sigmoid"), ValueError,
+                                "output activation")):
+        ensemble = cyprop.Ensemble([net])
+        if other is None:
+            ensemble.networks.clear()
+        else:
+            ensemble.networks.append(other)
+        for call in (lambda: ensemble.forward(X), lambda: ensemble.predict(X),
+                     lambda: ensemble.evaluate(X, y)):
+            with pytest.raises(error, match=what):
+                call()
+        assert "Ensemble(" in repr(ensemble)
+
+
+def test_evaluate_refuses_a_loss_that_overflows_as_a_network_does():
+    """The loss of the mean output was computed without a check: targets of 1e200
+    gave a loss of inf (and a RuntimeWarning) where the network's evaluate raises."""
+    X, _ = blobs()
+    net = cyprop.Network([5, 4, 2], output="identity", loss="mse", seed=0)
+    targets = np.full((len(X), 2), 1e200)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        net.evaluate(X, targets)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        cyprop.Ensemble([net]).evaluate(X, targets)
 
 
 # ------------------------------------------------------------------ the file

@@ -317,6 +317,56 @@ def test_class_labels_of_another_length_than_a_memmap_are_refused(tmp_path):
                                    for line in lines), done.stdout
 
 
+SHORT_CHUNK_CHILD = """
+import numpy as np
+import dask.array as da
+import cyprop
+X = np.random.default_rng(0).normal(size=(1003, 8))
+y = np.zeros(1003, dtype=int)
+# one chunk that announces its 1003 rows but computes 10
+X = da.from_array(X, chunks=1003).map_blocks(lambda chunk: chunk[:10], dtype=X.dtype)
+net = cyprop.Network([8, 5, 3], seed=1)
+before = net._params.copy()
+for call in (lambda: net.fit(X, y, epochs=1, verbose=0), lambda: net.forward(X),
+             lambda: net.evaluate(X, y), lambda: net.partial_fit(X, y)):
+    try:
+        call()
+        print("accepted")
+    except ValueError as exc:
+        print(exc)
+print(np.array_equal(net._params, before))
+"""
+
+
+@needs_dask
+def test_a_dask_chunk_that_computes_fewer_rows_than_announced_is_refused():
+    """A block within one chunk was used as computed without counting its rows: a chunk
+    that computed 10 of the 1003 rows it announced was trained on with indices past its
+    end (reading beyond the array), and forward returned rows never written."""
+    done = subprocess.run([sys.executable, "-c", SHORT_CHUNK_CHILD], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and all("computed other numbers of rows" in line
+                                   for line in lines[:4]), done.stdout
+    assert lines[4] == "True"
+
+
+@needs_dask
+def test_a_dask_array_of_unknown_length_is_refused_with_the_way_out():
+    X, y = data(n=100)
+    lazy = da.from_array(X, chunks=30)
+    lazy = lazy[lazy[:, 0] > -100]   # boolean indexing: chunks of unknown size
+    net = cyprop.Network([8, 5, 3], seed=1)
+    for call in (lambda: net.fit(lazy, y, epochs=1, verbose=0), lambda: net.forward(lazy),
+                 lambda: net.predict(lazy), lambda: net.evaluate(lazy, y),
+                 lambda: net.partial_fit(lazy, y)):
+        with pytest.raises(ValueError, match=r"unknown number of rows.*compute_chunk_sizes"):
+            call()
+    lazy.compute_chunk_sizes()
+    np.testing.assert_array_equal(net.forward(lazy), net.forward(X))
+
+
 @needs_dask
 def test_progress_advances_per_block(small_blocks, monkeypatch):
     from cyprop import _progress

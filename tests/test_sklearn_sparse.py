@@ -151,3 +151,58 @@ def test_sparse_regression_targets_train_as_dense_ones(solver, n_targets):
     dense = fit_quietly(BackpropRegressor(**kwargs), X_DENSE, y)
     sparse = fit_quietly(BackpropRegressor(**kwargs), X_DENSE, sp.csr_matrix(y))
     np.testing.assert_array_equal(sparse.predict(X_DENSE), dense.predict(X_DENSE))
+
+
+MALFORMED_CHILD = """
+import warnings
+import numpy as np
+import scipy.sparse as sp
+from cyprop.sklearn import BackpropClassifier
+warnings.simplefilter("ignore")
+X = np.eye(60, 5) + 0.5
+y = np.arange(60) % 3
+fitted = BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+
+
+def malformed(fmt, how):
+    M = sp.csr_matrix(X).asformat(fmt)
+    if fmt == "coo":
+        M.col[3] = 10 ** 6 if how == "large" else -5
+    elif how == "indptr":
+        M.indptr[2] = M.indptr[-1] + 7
+    else:
+        M.indices[3] = 10 ** 6 if how == "large" else -5
+    return M
+
+
+for fmt in ("csr", "csc", "coo"):
+    for how in ("large", "negative", "indptr"):
+        if fmt == "coo" and how == "indptr":
+            continue
+        for solver in ("sgd", "lbfgs", "predict"):
+            try:
+                if solver == "predict":
+                    fitted.predict(malformed(fmt, how))
+                else:
+                    BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2,
+                                       solver=solver).fit(malformed(fmt, how), y)
+                print("accepted", fmt, how, solver)
+            except ValueError as exc:
+                print(exc)
+"""
+
+
+def test_sparse_x_with_indices_outside_its_shape_is_refused():
+    """Index arrays that point outside the matrix (set by hand, or read from a damaged
+    file) were handed to scipy's conversions and toarray, which write where they
+    point: a column index of 10**6 crashed the process, a negative one trained on
+    values moved to other columns."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MALFORMED_CHILD], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 24 and all("malformed scipy.sparse" in line for line in lines), \
+        done.stdout

@@ -56,6 +56,11 @@ class Rows:
                  start: int = 0, stop: int | None = None) -> None:
         self.data, self.n_inputs, self.dtype, self.name = data, n_inputs, dtype, name
         self.start = start
+        if stop is None and not isinstance(data.shape[0], int):
+            # (Dask's NaN: chunks of unknown size, as boolean indexing leaves them)
+            raise ValueError(f"{name} is a Dask array of unknown number of rows (chunks of "
+                             f"unknown size); compute them first with "
+                             f"{name}.compute_chunk_sizes()")
         self.stop = data.shape[0] if stop is None else stop
         if stop is None:
             if np.dtype(data.dtype).kind not in "biuf":
@@ -91,11 +96,13 @@ class Rows:
         ``dask.compute`` call, never as one slice across chunks (whose result Dask
         would join in yet another new array)."""
         a, b = self.start + start, self.start + stop
+        n = b - a
         pieces = _dask_pieces(self.data, a, b) if is_dask(self.data) else [self.data[a:b]]
-        if len(pieces) == 1 and _fits(pieces[0], self.dtype):
+        # (a Dask chunk may compute other than the rows it announced: counted here, the
+        # copy below refuses it)
+        if len(pieces) == 1 and _fits(pieces[0], self.dtype) and pieces[0].shape[:1] == (n,):
             return _validation.check_X(pieces[0], self.n_inputs, self.dtype,
                                        name=self.name)[0]
-        n = b - a
         buffer = None if out is None else out()
         if buffer is None or buffer.shape[0] < n or buffer.dtype != self.dtype:
             buffer = np.empty((n, self.n_inputs), dtype=self.dtype)

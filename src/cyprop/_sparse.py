@@ -47,11 +47,46 @@ def block_rows(n_features: int, itemsize: int) -> int:
 
 
 def as_rows(X: Any) -> Any:
-    """A sparse X in the format whose rows are cheap to slice and gather (CSR); a dense
-    X as it is."""
-    if issparse(X) and X.format != "csr":
-        return X.tocsr()
+    """A sparse X in the format whose rows are cheap to slice and gather (CSR), its
+    index arrays checked; a dense X as it is."""
+    if issparse(X):
+        check_indices(X)
+        if X.format != "csr":
+            return X.tocsr()
     return X
+
+
+def check_indices(X: Any, name: str = "X") -> None:
+    """Refuse a CSR, CSC or COO ``X`` whose index arrays point outside it (set by hand,
+    or read from a damaged file): scipy's conversions and ``toarray`` write where they
+    point, unchecked (a crash, or values moved to other rows and columns).  Checked
+    here without ``check_format``, which would rewrite the caller's matrix."""
+    def refuse(problem: str) -> None:
+        raise ValueError(f"{name} is a malformed scipy.sparse {type(X).__name__}: {problem}")
+
+    def check_range(what: str, index: np.ndarray, size: int) -> None:
+        if index.size and (index.min() < 0 or index.max() >= size):
+            bad = index[(index < 0) | (index >= size)][0]
+            refuse(f"{what} index {bad} outside 0..{size - 1}")
+
+    if X.format == "coo":
+        row, col = np.asarray(X.row), np.asarray(X.col)
+        if not len(row) == len(col) == len(X.data):
+            refuse(f"{len(row)} row and {len(col)} column indices for {len(X.data)} values")
+        check_range("row", row, X.shape[0])
+        check_range("column", col, X.shape[1])
+    elif X.format in ("csr", "csc"):
+        major, minor = X.shape if X.format == "csr" else X.shape[::-1]
+        kind = ("row", "column") if X.format == "csr" else ("column", "row")
+        indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+        if indptr.shape != (major + 1,):
+            refuse(f"indptr has {indptr.size} entries for {major} {kind[0]}s (needs "
+                   f"{major + 1})")
+        if (indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+                or indptr[-1] > min(len(indices), len(X.data))):
+            refuse(f"indptr does not rise from 0 to at most the {len(indices)} indices and "
+                   f"{len(X.data)} values")
+        check_range(kind[1], indices[:indptr[-1]], minor)
 
 
 def dense(X: Any, dtype: npt.DTypeLike) -> np.ndarray:

@@ -109,7 +109,8 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
         If the ``n`` networks' parameters alone would not fit in the machine's memory
         (checked after building the first).
     ValueError
-        If ``build`` returns the same network twice, or an argument is invalid.
+        If ``build`` returns the same network twice, or networks that share one
+        optimizer (and ``fit_kwargs`` gives none), or an argument is invalid.
     Exception
         The first exception raised by a fit (after every fit has stopped).
     """
@@ -133,6 +134,16 @@ def train_many(build: Callable[[int], Network], X: npt.ArrayLike, Y: npt.ArrayLi
     if len({id(net) for net in networks}) < n:
         raise ValueError("build returned the same network more than once: each call must "
                          "build a new one")
+    if fit_kwargs.get("optimizer") is None:   # (one given to fit replaces theirs)
+        # one optimizer would carry its state from network to network, or be refused
+        # by whichever fit comes second while another trains with it
+        owners: dict[int, int] = {}
+        for i, net in enumerate(networks):
+            if net.optimizer is not None:
+                first = owners.setdefault(id(net.optimizer), i)
+                if first != i:
+                    raise ValueError(f"networks {first} and {i} share one optimizer: give "
+                                     "each network its own (copy.deepcopy(optimizer))")
     per_network = [{key: copy.deepcopy(value) if key in _STATEFUL_FIT_ARGUMENTS else value
                     for key, value in fit_kwargs.items()} for _ in range(n)]
 
@@ -284,8 +295,12 @@ class Ensemble:
         return len(self.networks)
 
     def __repr__(self) -> str:
-        first = self.networks[0]
-        return (f"Ensemble({len(self)} networks, {first.sizes[0]} inputs, "
+        try:
+            networks = self._members()
+        except (TypeError, ValueError) as exc:   # (networks changed by hand)
+            return f"Ensemble(not a valid ensemble: {exc})"
+        first = networks[0]
+        return (f"Ensemble({len(networks)} networks, {first.sizes[0]} inputs, "
                 f"{first.sizes[-1]} outputs, output={first.arch.output!r}, "
                 f"loss={first.loss_name!r})")
 
@@ -304,13 +319,24 @@ class Ensemble:
             The mean output, (n, n_out) (one sample: (n_out,)), in the members' dtype
             (float64 if they differ).
         """
+        return self._mean_output(self._members(), X)
+
+    def _members(self) -> list[Network]:
+        """The members, checked: ``networks`` is a plain list the caller may have
+        changed since __init__ (emptied, or given a member of other outputs)."""
+        networks = list(self.networks)
+        _check_networks(networks)
+        return networks
+
+    @staticmethod
+    def _mean_output(networks: list[Network], X: npt.ArrayLike) -> npt.NDArray[np.floating]:
         total: np.ndarray | None = None
-        for net in self.networks:   # one member's output at a time in memory
+        for net in networks:   # one member's output at a time in memory
             out = net.forward(X).astype(np.float64)
             total = out if total is None else total + out
-        dtype = np.result_type(*(net.dtype for net in self.networks))
+        dtype = np.result_type(*(net.dtype for net in networks))
         assert total is not None   # an Ensemble has one network at least
-        return (total / len(self.networks)).astype(dtype, copy=False)
+        return (total / len(networks)).astype(dtype, copy=False)
 
     def predict(self, X: npt.ArrayLike) -> npt.NDArray[np.integer]:
         """Class labels: the argmax of the mean output (a 0.5 threshold for one output).
@@ -352,22 +378,33 @@ class Ensemble:
         Raises
         ------
         ValueError
-            If ``X`` or ``Y`` does not fit the networks.
+            If ``X`` or ``Y`` does not fit the networks, or ``networks`` (changed since
+            the ensemble was made) is empty or its members disagree.
+        FloatingPointError
+            If the loss overflowed (targets too large).
         """
+        networks = self._members()
+        first = networks[0]
         # the members' own checks; each member converts X to its own dtype
-        _, Y = self.networks[0]._check_data(X, Y)
-        a = self.forward(X).astype(np.float64)
+        _, Y = first._check_data(X, Y)
+        a = self._mean_output(networks, X).astype(np.float64)
         y = Y.astype(np.float64)
-        first = self.networks[0]
         tiny = np.finfo(np.float64).tiny
-        if first.loss_name == "mse":
-            losses = 0.5 * np.sum((a - y) ** 2, axis=1)
-        elif first.arch.output == "softmax":
-            losses = -np.sum(y * np.log(np.maximum(a, tiny)), axis=1)
-        else:
-            losses = -np.sum(y * np.log(np.maximum(a, tiny))
-                             + (1 - y) * np.log(np.maximum(1 - a, tiny)), axis=1)
-        return {"loss": float(np.mean(losses)),
+        with np.errstate(over="ignore", invalid="ignore"):
+            if first.loss_name == "mse":
+                losses = 0.5 * np.sum((a - y) ** 2, axis=1)
+            elif first.arch.output == "softmax":
+                losses = -np.sum(y * np.log(np.maximum(a, tiny)), axis=1)
+            else:
+                losses = -np.sum(y * np.log(np.maximum(a, tiny))
+                                 + (1 - y) * np.log(np.maximum(1 - a, tiny)), axis=1)
+            loss = float(np.mean(losses))
+        if not np.isfinite(loss):   # (as a member's evaluate refuses it)
+            raise FloatingPointError(
+                "the loss of the ensemble overflowed (NaN or infinity from finite inputs "
+                "and targets and weights): the inputs and targets or weights are too "
+                "large; scale the inputs and targets")
+        return {"loss": loss,
                 "accuracy": _maths.count_correct(a, y) / len(y)}
 
     # ------------------------------------------------------------ persistence
@@ -392,10 +429,8 @@ class Ensemble:
         OSError
             If the file cannot be written.
         """
-        # ``networks`` is a plain list the caller may have changed since __init__:
-        # checked again, so that save never replaces a file with one load refuses.
-        networks = list(self.networks)
-        _check_networks(networks)
+        # (checked again, so that save never replaces a file with one load refuses)
+        networks = self._members()
         metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                     "cyprop_version": __version__, "networks": len(networks)}
         arrays = {_archive.METADATA: _as_bytes_array(json.dumps(metadata).encode("utf-8"))}
