@@ -580,6 +580,23 @@ def test_a_destination_that_is_an_input_file_is_refused(capsys, tmp_path, monkey
     assert (tmp_path / "d.csv").read_text() == data
 
 
+def test_a_destination_that_is_an_mnist_file_is_refused(capsys, tmp_path):
+    # (mnist:FOLDER names a folder, so "--save FOLDER/t10k-images-idx3-ubyte.gz"
+    # wrote the model over the test images)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n, 4, 4)), 2051)
+        write_idx(tmp_path / f"{prefix}-labels.idx1-ubyte.gz", np.arange(n) % 10, 2049)
+    files = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    for path in files:
+        status, out, err = run(capsys, "train", "--data", f"mnist:{tmp_path}",
+                               "--save", str(path), *QUICK)
+        assert status == 2 and out == "", path
+        assert_one_line_error(err, "is the input file", "would destroy it")
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == files
+
+
 @pytest.mark.parametrize("name, fragment", [("curves.xyz", "cannot write .xyz files"),
                                             ("curves", "needs an extension")])
 def test_plot_format_is_checked_before_training(capsys, tmp_path, name, fragment):

@@ -626,10 +626,23 @@ def _check_training_args(args: argparse.Namespace) -> None:
     # (is not None: an empty name is refused, not taken as "no --save")
     if args.save is not None and not hasattr(cyprop.Network, "save"):
         raise RuntimeError(_NO_PERSISTENCE)
+    inputs = _data_files(args.data)
     if args.save is not None:
-        _check_destination(args.save, "--save", [args.data.path])
+        _check_destination(args.save, "--save", inputs)
     if args.plot is not None:
-        _check_plot_destination(args.plot, [args.data.path])
+        _check_plot_destination(args.plot, inputs)
+
+
+def _data_files(spec: DataSpec) -> list[str | None]:
+    """The files ``spec`` may be read from: mnist:FOLDER names a folder, and it is the
+    IDX files in it that a --save or --plot there must not replace."""
+    if spec.kind != "mnist":
+        return [spec.path]
+    assert spec.path is not None   # mnist:PATH
+    return [os.path.join(spec.path, f"{prefix}-{stem}{sep}{suffix}{gz}")
+            for prefix in ("train", "t10k")
+            for stem, suffix in (("images", "idx3-ubyte"), ("labels", "idx1-ubyte"))
+            for sep in "-." for gz in ("", ".gz")]
 
 
 def _check_destination(path: str, option: str, inputs: Sequence[str | None] = ()) -> None:
