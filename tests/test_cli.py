@@ -433,10 +433,11 @@ def test_output_to_a_full_disk_is_one_line_error(tmp_path, argv):
 
 
 
-@pytest.mark.parametrize("lr", ["1e10", "1e300"])
-def test_script_diverging_training_is_an_error(tmp_path, lr):
+@pytest.mark.parametrize("data, lr", [("moons", "1e10"), ("moons", "1e300"),
+                                      ("xor", "1e10")])   # (xor: one batch an epoch)
+def test_script_diverging_training_is_an_error(tmp_path, data, lr):
     model = tmp_path / "model.npz"
-    status, out, err = run_script(tmp_path, "train", "--data", "moons", "--epochs", "5",
+    status, out, err = run_script(tmp_path, "train", "--data", data, "--epochs", "5",
                                   "--lr", lr, "--no-compare", "--save", str(model))
     assert status != 0, out
     assert_one_line_error(err, "diverged", "try a smaller --lr")
