@@ -488,6 +488,36 @@ def test_script_predict_output_that_cannot_be_written_keeps_the_previous_file(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "m.npz", "x.csv"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="limits the file size with setrlimit")
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_script_predict_to_stdout_that_fills_up_is_an_error(tmp_path, unbuffered):
+    """Labels to stdout, a file that reaches its size limit part way: with
+    PYTHONUNBUFFERED the write came back short, the rest was dropped and the
+    command succeeded with the labels cut off."""
+    if not hasattr(cyprop, "load"):
+        pytest.skip("cyprop has no persistence yet")
+    import resource
+
+    from conftest import CYPROP
+
+    status, _, err = run_script(tmp_path, "train", "--data", "xor", "--epochs", "3",
+                                "--quiet", "--no-compare", "--save", "m.npz")
+    assert status == 0, err
+    np.savetxt(tmp_path / "x.csv", np.random.default_rng(0).normal(size=(3000, 2)),
+               delimiter=",")
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": unbuffered}
+    with open(tmp_path / "labels.txt", "wb") as out:
+        done = subprocess.run([str(CYPROP), "predict", "m.npz", "x.csv"], stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path,
+                              stdin=subprocess.DEVNULL, env=env, preexec_fn=small_files)
+    assert done.returncode == 1, done.stderr
+    assert_one_line_error(done.stderr, "File too large")
+
+
 @pytest.fixture
 def fifo(tmp_path):
     path = tmp_path / "fifo"

@@ -900,8 +900,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         target, mode = _archive.save_target(args.output)
         _archive.write_file_atomic(target, lambda fh: fh.write(text.encode()), mode)
     else:
-        sys.stdout.write(text)
+        _write_whole(sys.stdout, text)
     return 0
+
+
+def _write_whole(stream: Any, text: str) -> None:
+    """``stream.write(text)``, all of it or an error.  Unbuffered (PYTHONUNBUFFERED,
+    ``python -u``), sys.stdout writes straight to the file and drops the rest of a
+    short write (a nearly full disk, the file-size limit) without a word: the labels
+    ended part way with status 0.  The bytes go out until all are taken instead."""
+    raw = getattr(stream, "buffer", None)
+    data = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8"))
+    # buffered, a short write is retried there; an encoding of more than a byte for
+    # the labels' digits (UTF-16) is left to the stream, which adds no BOM
+    if not isinstance(raw, io.RawIOBase) or len(data) != len(text):
+        stream.write(text)
+        return
+    stream.flush()
+    while data:
+        data = data[raw.write(data) or 0:]   # (the next write reports what stopped it)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
