@@ -433,10 +433,11 @@ def test_output_to_a_full_disk_is_one_line_error(tmp_path, argv):
 
 
 
-@pytest.mark.parametrize("lr", ["1e10", "1e300"])
-def test_script_diverging_training_is_an_error(tmp_path, lr):
+@pytest.mark.parametrize("data, lr", [("moons", "1e10"), ("moons", "1e300"),
+                                      ("xor", "1e10")])   # (xor: one batch an epoch)
+def test_script_diverging_training_is_an_error(tmp_path, data, lr):
     model = tmp_path / "model.npz"
-    status, out, err = run_script(tmp_path, "train", "--data", "moons", "--epochs", "5",
+    status, out, err = run_script(tmp_path, "train", "--data", data, "--epochs", "5",
                                   "--lr", lr, "--no-compare", "--save", str(model))
     assert status != 0, out
     assert_one_line_error(err, "diverged", "try a smaller --lr")
@@ -485,6 +486,36 @@ def test_script_predict_output_that_cannot_be_written_keeps_the_previous_file(tm
     assert_one_line_error(done.stderr, "File too large")
     assert labels.read_text() == "the previous labels\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "m.npz", "x.csv"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="limits the file size with setrlimit")
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_script_predict_to_stdout_that_fills_up_is_an_error(tmp_path, unbuffered):
+    """Labels to stdout, a file that reaches its size limit part way: with
+    PYTHONUNBUFFERED the write came back short, the rest was dropped and the
+    command succeeded with the labels cut off."""
+    if not hasattr(cyprop, "load"):
+        pytest.skip("cyprop has no persistence yet")
+    import resource
+
+    from conftest import CYPROP
+
+    status, _, err = run_script(tmp_path, "train", "--data", "xor", "--epochs", "3",
+                                "--quiet", "--no-compare", "--save", "m.npz")
+    assert status == 0, err
+    np.savetxt(tmp_path / "x.csv", np.random.default_rng(0).normal(size=(3000, 2)),
+               delimiter=",")
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": unbuffered}
+    with open(tmp_path / "labels.txt", "wb") as out:
+        done = subprocess.run([str(CYPROP), "predict", "m.npz", "x.csv"], stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path,
+                              stdin=subprocess.DEVNULL, env=env, preexec_fn=small_files)
+    assert done.returncode == 1, done.stderr
+    assert_one_line_error(done.stderr, "File too large")
 
 
 @pytest.fixture
@@ -578,6 +609,23 @@ def test_a_destination_that_is_an_input_file_is_refused(capsys, tmp_path, monkey
     assert (tmp_path / "m.npz").read_bytes() == model
     assert (tmp_path / "x.csv").read_text() == "1,2\n3,4\n"
     assert (tmp_path / "d.csv").read_text() == data
+
+
+def test_a_destination_that_is_an_mnist_file_is_refused(capsys, tmp_path):
+    # (mnist:FOLDER names a folder, so "--save FOLDER/t10k-images-idx3-ubyte.gz"
+    # wrote the model over the test images)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n, 4, 4)), 2051)
+        write_idx(tmp_path / f"{prefix}-labels.idx1-ubyte.gz", np.arange(n) % 10, 2049)
+    files = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    for path in files:
+        status, out, err = run(capsys, "train", "--data", f"mnist:{tmp_path}",
+                               "--save", str(path), *QUICK)
+        assert status == 2 and out == "", path
+        assert_one_line_error(err, "is the input file", "would destroy it")
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == files
 
 
 @pytest.mark.parametrize("name, fragment", [("curves.xyz", "cannot write .xyz files"),

@@ -453,6 +453,17 @@ def test_a_huge_learning_rate_is_divergence_not_a_finished_run(backend, batch_si
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_huge_learning_rate_is_divergence_with_one_batch_per_epoch(backend):
+    """Full-batch epochs (XOR, the CLI's batch size 4) skipped the loss rule: lr=1e10
+    trained to a loss of 1e10 and ended with stop_reason 'epochs'."""
+    X, y = cyprop.datasets.xor()
+    net = cyprop.Network([2, 8, 2], activation="tanh", backend=backend, seed=0)
+    with pytest.raises(cyprop.TrainingDiverged, match="diverged in epoch 2"):
+        net.fit(X, y, epochs=20, batch_size=4, verbose=0, optimizer=cyprop.Adam(1e10))
+    assert net.history.stop_reason == "diverged" and len(net.history) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("optimizer", [cyprop.SGD(3.0), cyprop.SGD(0.5, momentum=0.9),
                                        cyprop.Adam(0.05), cyprop.RMSprop(0.01)],
                          ids=["sgd3", "momentum", "adam", "rmsprop"])

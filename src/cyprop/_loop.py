@@ -185,9 +185,10 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             claimed = claim_optimizer(training)
         history = net.history if history is None else history
         check_history(history)
-        # One batch per epoch: its loss is taken before its one step, so it cannot
-        # show growth (a stream of one-row partial_fit calls skips the measurement).
-        limit = (np.inf if X.shape[0] <= batch_size
+        # One step in all: its loss is taken before the step, so it cannot show growth
+        # (a stream of one-row partial_fit calls skips the measurement).  A one-batch
+        # epoch repeated does: each epoch's loss follows the step before it.
+        limit = (np.inf if X.shape[0] <= batch_size and epochs == 1
                  else divergence_limit(net, X, Y, weights))
         net.history = history
         net.stop_training = False

@@ -626,10 +626,23 @@ def _check_training_args(args: argparse.Namespace) -> None:
     # (is not None: an empty name is refused, not taken as "no --save")
     if args.save is not None and not hasattr(cyprop.Network, "save"):
         raise RuntimeError(_NO_PERSISTENCE)
+    inputs = _data_files(args.data)
     if args.save is not None:
-        _check_destination(args.save, "--save", [args.data.path])
+        _check_destination(args.save, "--save", inputs)
     if args.plot is not None:
-        _check_plot_destination(args.plot, [args.data.path])
+        _check_plot_destination(args.plot, inputs)
+
+
+def _data_files(spec: DataSpec) -> list[str | None]:
+    """The files ``spec`` may be read from: mnist:FOLDER names a folder, and it is the
+    IDX files in it that a --save or --plot there must not replace."""
+    if spec.kind != "mnist":
+        return [spec.path]
+    assert spec.path is not None   # mnist:PATH
+    return [os.path.join(spec.path, f"{prefix}-{stem}{sep}{suffix}{gz}")
+            for prefix in ("train", "t10k")
+            for stem, suffix in (("images", "idx3-ubyte"), ("labels", "idx1-ubyte"))
+            for sep in "-." for gz in ("", ".gz")]
 
 
 def _check_destination(path: str, option: str, inputs: Sequence[str | None] = ()) -> None:
@@ -887,8 +900,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         target, mode = _archive.save_target(args.output)
         _archive.write_file_atomic(target, lambda fh: fh.write(text.encode()), mode)
     else:
-        sys.stdout.write(text)
+        _write_whole(sys.stdout, text)
     return 0
+
+
+def _write_whole(stream: Any, text: str) -> None:
+    """``stream.write(text)``, all of it or an error.  Unbuffered (PYTHONUNBUFFERED,
+    ``python -u``), sys.stdout writes straight to the file and drops the rest of a
+    short write (a nearly full disk, the file-size limit) without a word: the labels
+    ended part way with status 0.  The bytes go out until all are taken instead."""
+    raw = getattr(stream, "buffer", None)
+    data = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8"))
+    # buffered, a short write is retried there; an encoding of more than a byte for
+    # the labels' digits (UTF-16) is left to the stream, which adds no BOM
+    if not isinstance(raw, io.RawIOBase) or len(data) != len(text):
+        stream.write(text)
+        return
+    stream.flush()
+    while data:
+        data = data[raw.write(data) or 0:]   # (the next write reports what stopped it)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -1375,7 +1375,25 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
             _check_output(p, flag, path)
+    if args.plot is not None:
+        _check_plot_format(p, args.plot)
     return args
+
+
+def _check_plot_format(p: argparse.ArgumentParser, path: str) -> None:
+    """Refuse before the run a --plot file matplotlib cannot write: at the end it
+    failed there, after the whole run, and before the --json file was written."""
+    extension = os.path.splitext(path)[1][1:].lower()
+    if not extension:
+        return   # matplotlib writes its default format, png
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return   # the run says at its end that no plot was written
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if extension not in formats:
+        p.error(f"--plot {path!r}: matplotlib cannot write .{extension} files; use one "
+                f"of {', '.join('.' + f for f in formats)}")
 
 
 def _check_output(p: argparse.ArgumentParser, flag: str, path: str) -> None:
