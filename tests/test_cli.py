@@ -136,12 +136,17 @@ def write_idx(path, array, magic):
     path.write_bytes(gzip.compress(header + array.tobytes()))
 
 
-def test_train_mnist_folder(capsys, tmp_path):
+def write_mnist_folder(folder, labels_name="{}-labels-idx1-ubyte.gz"):
+    """A tiny MNIST in ``folder``: 30 training and 10 test images of 4 x 4."""
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 30), ("t10k", 10)):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz",
                   rng.integers(0, 256, (n, 4, 4)), 2051)
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10, 2049)
+        write_idx(folder / labels_name.format(prefix), np.arange(n) % 10, 2049)
+
+
+def test_train_mnist_folder(capsys, tmp_path):
+    write_mnist_folder(tmp_path)
     status, out, _ = run(capsys, "train", "--data", f"mnist:{tmp_path}", *QUICK)
     assert status == 0
     assert "30 training samples x 16 features, 10 classes; 10 for testing" in out
@@ -614,11 +619,7 @@ def test_a_destination_that_is_an_input_file_is_refused(capsys, tmp_path, monkey
 def test_a_destination_that_is_an_mnist_file_is_refused(capsys, tmp_path):
     # (mnist:FOLDER names a folder, so "--save FOLDER/t10k-images-idx3-ubyte.gz"
     # wrote the model over the test images)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 30), ("t10k", 10)):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
-                  rng.integers(0, 256, (n, 4, 4)), 2051)
-        write_idx(tmp_path / f"{prefix}-labels.idx1-ubyte.gz", np.arange(n) % 10, 2049)
+    write_mnist_folder(tmp_path, labels_name="{}-labels.idx1-ubyte.gz")
     files = {path: path.read_bytes() for path in tmp_path.iterdir()}
     for path in files:
         status, out, err = run(capsys, "train", "--data", f"mnist:{tmp_path}",
