@@ -71,6 +71,16 @@ def test_train_prints_header_epochs_and_results(capsys):
                          r"samples/s, speed-up: [\d.]+x", out)
 
 
+def test_one_epoch_and_one_sample_are_counted_in_the_singular(capsys, tmp_path):
+    # ("1 epochs", "on 1 training samples")
+    (tmp_path / "one.csv").write_text("x,y\n0.5,1\n")
+    status, out, err = run(capsys, "train", "--data", f"csv:{tmp_path / 'one.csv'}",
+                           "--epochs", "1", "--no-compare")
+    assert status == 0, err
+    assert ", 1 epoch, batch size" in out and "for 1 epoch\n" in out
+    assert "on 1 training sample\n" in out
+
+
 def test_train_learns_xor(capsys):
     # Every setting given: flags win over the data set's defaults.
     status, out, _ = run(capsys, "train", "--data", "xor", "--layers", "2,8,2",

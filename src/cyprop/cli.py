@@ -752,8 +752,8 @@ def _print_header(data: Data, net: Network, optimizer: Optimizer, args: argparse
           f"{acts[0] if len(set(acts[:-1])) == 1 else ','.join(acts[:-1])} hidden, "
           f"{acts[-1]} output, {net.loss_name} loss, {net.dtype.name}")
     print(f"backend:   {net.backend}")
-    print(f"optimizer: {optimizer!r}, {args.epochs} epochs, batch size {args.batch_size}, "
-          f"seed {args.seed}")
+    print(f"optimizer: {optimizer!r}, {_count(args.epochs, 'epoch')}, "
+          f"batch size {args.batch_size}, seed {args.seed}")
     values = {"--layers": ",".join(map(str, net.sizes)), "--activation": args.activation,
               "--optimizer": args.optimizer, "--lr": f"{optimizer.initial_learning_rate:g}",
               "--momentum": f"{args.momentum:g}", "--epochs": str(args.epochs),
@@ -768,6 +768,11 @@ def _print_header(data: Data, net: Network, optimizer: Optimizer, args: argparse
     sys.stdout.flush()
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, singular for one: "1 epoch", "3 epochs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _abbreviate(items: list[str], limit: int = 10) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
@@ -775,13 +780,13 @@ def _abbreviate(items: list[str], limit: int = 10) -> str:
 
 def _print_results(net: Network, data: Data, history: History) -> None:
     result = net.evaluate(data.X_test, data.y_test)
-    where = ("training samples" if data.tested_on_training else "test samples")
+    where = "training sample" if data.tested_on_training else "test sample"
     print(f"test accuracy: {result['accuracy']:.2%} (loss {result['loss']:.4f}) on "
-          f"{len(data.y_test)} {where}")
+          f"{_count(len(data.y_test), where)}")
     seconds = sum(s or 0.0 for s in history.seconds)   # (None only in crafted files)
     rate = len(data.y_train) * history.epochs / seconds if seconds > 0 else float("inf")
     print(f"training: {rate:,.0f} samples/s ({net.backend} backend), {seconds:.2f} s "
-          f"for {history.epochs} epochs")
+          f"for {_count(history.epochs, 'epoch')}")
 
 
 # ---------------------------------------------------------- compiled vs numpy
@@ -874,9 +879,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"the model takes {net.sizes[0]} features, but {data.name} has "
                          f"{data.n_features}")
     result = net.evaluate(data.X_test, data.y_test)
-    where = "training samples" if data.tested_on_training else "test samples"
+    where = "training sample" if data.tested_on_training else "test sample"
     print(f"{args.model} on {data.name}: loss {result['loss']:.4f}, accuracy "
-          f"{result['accuracy']:.2%} ({len(data.y_test)} {where})")
+          f"{result['accuracy']:.2%} ({_count(len(data.y_test), where)})")
     return 0
 
 
