@@ -226,8 +226,9 @@ def test_train_plot_without_matplotlib(capsys, monkeypatch):
     (["train", "--data", "moons", "--seed", "-1", "--epochs", "1"], "--seed"),
     (["evaluate", "m.npz", "--data", "moons", "--seed", "-5"], "--seed"),
     (["train", "--activation", "softmax"], "invalid choice: 'softmax'"),
-    (["train", "--bogus"], "unrecognized arguments: --bogus"),
-    (["info", "extra"], "unrecognized arguments: extra"),
+    # (the command's own help named: 'see cyprop --help' pointed to the commands' list)
+    (["train", "--bogus"], "unrecognized arguments: --bogus (see 'cyprop train --help')"),
+    (["info", "extra"], "unrecognized arguments: extra (see 'cyprop info --help')"),
 ])
 def test_usage_errors_are_one_line_with_status_2(capsys, argv, fragment):
     status, out, err = run(capsys, *argv)

@@ -341,7 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if argv[:1] == ["bench"]:
                 status = cmd_bench(argv[1:])
             else:
-                args = build_parser().parse_args(argv)
+                args, unknown = build_parser().parse_known_args(argv)
+                if unknown:   # (argparse names them from the top: 'see cyprop --help')
+                    raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see "
+                                     f"'cyprop {args.command} --help')")
                 status = args.handler(args) or 0
         except SystemExit as exc:   # --help and --version
             status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
