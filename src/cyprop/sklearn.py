@@ -68,6 +68,7 @@ the same order):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import numbers
 import os
 import time
@@ -1849,25 +1850,9 @@ def _copy(array: np.ndarray | None) -> np.ndarray | None:
 
 
 def _network_state(net: Network) -> dict[str, Any]:
-    """A Network as plain data: its settings, parameters, generator, optimizer and
-    history."""
-    optimizer = net.optimizer
-    opt_state = None
-    if optimizer is not None:
-        opt_state = {"name": type(optimizer).__name__, "config": optimizer.get_config(),
-                     "initial_learning_rate": float(optimizer.initial_learning_rate),
-                     "steps": int(optimizer.steps), "state": _copy(optimizer.state)}
-    history = net.history
-    return {"sizes": [int(s) for s in net.sizes], "activations": list(net.activations),
-            "loss": net.loss_name, "dtype": net.dtype.name,
-            "backend": str(getattr(net, "_requested_backend", net.backend)),
-            "init": net.init, "seed": None if net.seed is None else int(net.seed),
-            "dropout": [float(r) for r in net.dropout], "max_norm": float(net.max_norm or 0.0),
-            "params": net._params.copy(), "rng": _state.plain(net._rng.bit_generator.state),
-            "optimizer": opt_state,
-            "history": {key: [None if v is None else float(v) for v in getattr(history, key)]
-                        for key in History.KEYS},
-            "stop_reason": history.stop_reason}
+    """A Network as plain data: ``Network.get_state`` (its settings, parameters,
+    generator, optimizer and history, checked as ``save`` checks them) as dicts."""
+    return dataclasses.asdict(net.get_state())
 
 
 #: The entries of ``_network_state``'s dict and of its optimizer's ("rng" is optional:
