@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from . import _archive, _backend, _maths, _reference, _state, _validation, persistence
 from ._version import __version__
-from .network import Network, _check_threads
+from .network import Network, _check_result, _check_threads
 
 if TYPE_CHECKING:
     from .history import History
@@ -399,11 +399,9 @@ class Ensemble:
                 losses = -np.sum(y * np.log(np.maximum(a, tiny))
                                  + (1 - y) * np.log(np.maximum(1 - a, tiny)), axis=1)
             loss = float(np.mean(losses))
-        if not np.isfinite(loss):   # (as a member's evaluate refuses it)
-            raise FloatingPointError(
-                "the loss of the ensemble overflowed (NaN or infinity from finite inputs "
-                "and targets and weights): the inputs and targets or weights are too "
-                "large; scale the inputs and targets")
+        # (as a member's evaluate refuses it; forward has refused weights not finite)
+        _check_result(np.array([loss]), "the loss of the ensemble", first._params,
+                      "inputs and targets")
         return {"loss": loss,
                 "accuracy": _maths.count_correct(a, y) / len(y)}
 
