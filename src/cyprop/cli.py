@@ -642,10 +642,7 @@ def _data_files(spec: DataSpec) -> list[str | None]:
     if spec.kind != "mnist":
         return [spec.path]
     assert spec.path is not None   # mnist:PATH
-    return [os.path.join(spec.path, f"{prefix}-{stem}{sep}{suffix}{gz}")
-            for prefix in ("train", "t10k")
-            for stem, suffix in (("images", "idx3-ubyte"), ("labels", "idx1-ubyte"))
-            for sep in "-." for gz in ("", ".gz")]
+    return list(datasets._mnist_candidates(spec.path))
 
 
 def _check_destination(path: str, option: str, inputs: Sequence[str | None] = ()) -> None:

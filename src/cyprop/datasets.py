@@ -346,18 +346,29 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
     return X, labels.astype(np.int64)
 
 
+def _idx_candidates(folder: str, stem: str, suffix: str) -> list[str]:
+    """The paths an IDX file is looked for at, in order: ``stem-suffix``, then
+    ``stem.suffix`` (some mirrors use a dot), each plain, then gzipped."""
+    return [_os.path.join(folder, name + gz)
+            for name in (f"{stem}-{suffix}", f"{stem}.{suffix}") for gz in ("", ".gz")]
+
+
+def _mnist_candidates(folder: str) -> list[str]:
+    """Every path ``load_mnist(folder, kind)`` may read, for either kind."""
+    return [path for prefix in sorted(set(_MNIST_PREFIX.values()))
+            for stem, suffix in ((f"{prefix}-images", "idx3-ubyte"),
+                                 (f"{prefix}-labels", "idx1-ubyte"))
+            for path in _idx_candidates(folder, stem, suffix)]
+
+
 def _find_idx(folder: str, stem: str, suffix: str) -> str:
-    """The first of ``stem-suffix``, ``stem.suffix`` (some mirrors use a dot), plain
-    or gzipped, that exists in ``folder``."""
-    names = [f"{stem}-{suffix}", f"{stem}.{suffix}"]
-    for name in names:
-        for candidate in (name, name + ".gz"):
-            full = _os.path.join(folder, candidate)
-            if _os.path.exists(full):
-                _check_regular_file(full, "MNIST file")   # a FIFO or device is named
-                return full
-    raise FileNotFoundError(f"{names[0]} (or {names[0]}.gz) not found in {folder!r}; "
-                            f"{_MNIST_HELP}")
+    """The first of ``_idx_candidates`` that exists."""
+    for full in _idx_candidates(folder, stem, suffix):
+        if _os.path.exists(full):
+            _check_regular_file(full, "MNIST file")   # a FIFO or device is named
+            return full
+    raise FileNotFoundError(f"{stem}-{suffix} (or {stem}-{suffix}.gz) not found in "
+                            f"{folder!r}; {_MNIST_HELP}")
 
 
 def _read_idx(filename: str, magic: int, n_dims: int) -> _npt.NDArray[np.uint8]:
