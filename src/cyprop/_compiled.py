@@ -140,8 +140,9 @@ TUNING = {
     # sums once: with the own products (AVX-512), a first layer of at least
     # large_block_weights weights takes blocks of up to block_rows_max rows, on Intel as
     # many as fit in three quarters of the L2 cache beside its weights (counted in
-    # float64: the same plan, so the same sums, for both dtypes; BLOCKS_WITHIN_LEVEL2).  W2 and W3 ran faster at batch
-    # sizes 64 and 128, W1 slower; through the BLAS (AVX2) 128 rows ran as fast as 32.
+    # float64: the same plan, so the same sums, for both dtypes; BLOCKS_WITHIN_LEVEL2).
+    # W2 and W3 ran faster at batch sizes 64 and 128, W1 slower; through the BLAS (AVX2)
+    # 128 rows ran as fast as 32.
     "block_rows_max": 128,
     "large_block_weights": 16_384,
     # Rows per matrix product in forward() and loss/gradient evaluation.

@@ -212,9 +212,10 @@ class Cosine(Schedule):
             ``min_rate`` from epoch ``period`` on.
         """
         t = min(epoch, self.period) / self.period
-        rate = self.min_rate + (initial_rate - self.min_rate) * (1 + math.cos(math.pi * t)) / 2
+        rise = 1 + math.cos(math.pi * t)
+        rate = self.min_rate + (initial_rate - self.min_rate) * rise / 2
         if math.isinf(rate):   # the product overflowed (rates near 1e308): halved first
-            rate = self.min_rate + (initial_rate - self.min_rate) * ((1 + math.cos(math.pi * t)) / 2)
+            rate = self.min_rate + (initial_rate - self.min_rate) * (rise / 2)
         return rate
 
 
