@@ -126,6 +126,25 @@ def run_script(cwd, *argv, timeout=120):
     return done.returncode, done.stdout, done.stderr
 
 
+def as_format_1(arrays):
+    """The members {name: array} of a network file as format 1 laid them out, from those
+    of a file ``save`` writes: the history's records moved into the metadata's JSON,
+    written out here by hand (None where ``history_none`` says so)."""
+    import json
+
+    arrays = dict(arrays)
+    meta = json.loads(arrays["metadata"].tobytes().decode())
+    values, none = arrays.pop("history"), arrays.pop("history_none")
+    meta["format_version"] = 1
+    meta["history"] = {
+        "records": {name: [None if none[row, epoch] else float(values[row, epoch])
+                           for epoch in range(values.shape[1])]
+                    for row, name in enumerate(meta["history"]["records"])},
+        "stop_reason": meta["history"]["stop_reason"]}
+    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    return arrays
+
+
 def set_nested(mapping, keys, value):
     """mapping[keys[0]][keys[1]]... = value (``KeyError`` as the value: delete it);
     returns ``mapping``.  For crafting model-file metadata by hand."""

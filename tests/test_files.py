@@ -31,7 +31,7 @@ import pytest
 
 import cyprop
 from cyprop import persistence
-from conftest import set_nested
+from conftest import as_format_1, set_nested
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus", "load")
@@ -298,10 +298,8 @@ BAD_FIELDS = [
     ("initial-lr-inf", _set_optimizer("initial_learning_rate", float("inf")),
      "invalid initial learning rate"),
     ("name-list", _set_optimizer("name", ["SGD"]), "unknown optimizer"),
-    ("history-string", _set_record("0.5"), "history record 'loss'"),
-    ("history-bool", _set_record(True), "history record 'loss'"),
-    ("history-list", _set_record([0.5]), "history record 'loss'"),
-    ("history-10**400", _set_record(10 ** 400), "integer of 401 digits"),
+    ("history-epochs-10**400", lambda meta: meta["history"].update(epochs=10 ** 400),
+     "integer of 401 digits"),
     ("history-without-stop-reason", lambda meta: meta["history"].pop("stop_reason"),
      "invalid training history"),   # found by tools/fuzz_load.py: was a KeyError
     ("seed-negative", _set("seed", -1), "invalid seed"),
@@ -311,7 +309,7 @@ BAD_FIELDS = [
     ("max-norm-inf", _set("max_norm", float("inf")), "invalid max_norm"),
     ("max-norm-bool", _set("max_norm", True), "invalid max_norm"),
     ("sizes-huge", _sizes([10 ** 9, 10 ** 9]), "their arrays need"),
-    ("sizes-many-layers", _sizes([1] * 100_000), "calls for 199999 arrays, the file holds 5"),
+    ("sizes-many-layers", _sizes([1] * 100_000), "calls for 200001 arrays, the file holds 7"),
     ("loss-list", _set("loss", ["mse"]), "invalid loss"),
     ("dtype-dict", _set("dtype", {}), "invalid dtype"),
     ("activations-unhashable", _set("activations", [["sigmoid"], "softmax"]),
@@ -324,6 +322,29 @@ def test_invalid_metadata_field_is_refused(tmp_path, label, edit, problem):
     refused(tmp_path, zip_bytes(edited(edit)), problem)
 
 
+def format_1_members():
+    """{name.npy: bytes} of a file of format 1 (the history's records in the metadata)."""
+    arrays = {name[:-len(".npy")]: np.load(io.BytesIO(data))
+              for name, data in saved_members().items()}
+    return {name + ".npy": npy(array) for name, array in as_format_1(arrays).items()}
+
+
+BAD_FORMAT_1_FIELDS = [
+    ("history-string", _set_record("0.5"), "history record 'loss'"),
+    ("history-bool", _set_record(True), "history record 'loss'"),
+    ("history-list", _set_record([0.5]), "history record 'loss'"),
+    ("history-10**400", _set_record(10 ** 400), "integer of 401 digits"),
+    ("history-without-stop-reason", lambda meta: meta["history"].pop("stop_reason"),
+     "invalid training history"),
+]
+
+
+@pytest.mark.parametrize("label, edit, problem", BAD_FORMAT_1_FIELDS,
+                         ids=[b[0] for b in BAD_FORMAT_1_FIELDS])
+def test_invalid_metadata_field_of_format_1_is_refused(tmp_path, label, edit, problem):
+    refused(tmp_path, zip_bytes(edited(edit, format_1_members())), problem)
+
+
 def test_steps_just_below_the_limit_load(tmp_path):
     net = load_bytes(tmp_path, zip_bytes(edited(_set_optimizer("steps", 2 ** 62 - 1))))
     assert net.optimizer.steps == 2 ** 62 - 1
@@ -333,7 +354,7 @@ def test_integer_values_load_as_floats(tmp_path):
     def edit(meta):
         meta["optimizer"]["config"]["learning_rate"] = 1
         meta["history"]["records"]["loss"][0] = 2
-    net = load_bytes(tmp_path, zip_bytes(edited(edit)))
+    net = load_bytes(tmp_path, zip_bytes(edited(edit, format_1_members())))
     assert net.optimizer.learning_rate == 1.0 and net.history.loss[0] == 2.0
     assert type(net.history.loss[0]) is float
 
@@ -432,8 +453,8 @@ def test_name_with_nul_byte_is_refused(tmp_path):
 
 def test_metadata_over_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
     members = saved_members()
-    monkeypatch.setattr(persistence, "METADATA_LIMIT", 1000)
-    message = refused(tmp_path, zip_bytes(members), "more than the 1000 this cyprop reads")
+    monkeypatch.setattr(persistence, "METADATA_LIMIT", 100)
+    message = refused(tmp_path, zip_bytes(members), "more than the 100 this cyprop reads")
     assert str(len(members["metadata.npy"])) in message
 
 

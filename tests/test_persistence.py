@@ -12,7 +12,7 @@ import pytest
 
 import cyprop
 from cyprop import persistence
-from conftest import set_nested
+from conftest import as_format_1, set_nested
 
 BACKENDS = cyprop.available_backends()
 
@@ -188,14 +188,21 @@ def test_path_without_suffix_is_written_exactly(tmp_path):
 def test_file_is_plain_npz(saved):
     net, path = saved
     arrays = members(path)
-    assert sorted(arrays) == ["biases_0", "biases_1", "metadata", "optimizer_state",
-                              "weights_0", "weights_1"]
+    assert sorted(arrays) == ["biases_0", "biases_1", "history", "history_none", "metadata",
+                              "optimizer_state", "weights_0", "weights_1"]
     for layer, W in enumerate(net.weights):
         assert arrays[f"weights_{layer}"].tobytes() == W.tobytes()
     meta = metadata_of(arrays)
     assert meta["format"] == "cyprop-network"
     assert meta["format_version"] == persistence.FORMAT_VERSION
     assert meta["sizes"] == [4, 5, 3] and meta["optimizer"]["name"] == "SGD"
+    # the history: a row per record, a column per epoch, None marked apart
+    assert meta["history"] == {"records": list(cyprop.History.KEYS), "epochs": 2,
+                               "stop_reason": "epochs"}
+    loss, val_loss = (cyprop.History.KEYS.index(key) for key in ("loss", "val_loss"))
+    assert arrays["history"].dtype == np.float64 and arrays["history_none"].dtype == bool
+    assert arrays["history"][loss].tolist() == net.history.loss
+    assert not arrays["history_none"][loss].any() and arrays["history_none"][val_loss].all()
 
 
 def test_save_overwrites_and_leaves_no_temporary_files(tmp_path):
@@ -499,12 +506,86 @@ def test_metadata_not_json(saved):
     (["optimizer", "steps"], -1, "step count"),
     (["optimizer", "has_state"], False, "unexpected entries 'optimizer_state.npy'"),
     (["optimizer", "extra"], 1, "invalid optimizer entry"),
-    (["history", "records", "loss"], ["0.5", 0.4], "history record 'loss'"),
-    (["history", "records", "loss"], [0.5], "different lengths"),
     (["history", "stop_reason"], 3, "invalid training history"),
+    (["history", "epochs"], -1, "its epochs -1 are not a count"),
+    (["history", "epochs"], 2.0, "its epochs 2.0 are not a count"),
+    (["history", "epochs"], 3, "array 'history' has shape (8, 2), expected (8, 3)"),
+    (["history", "epochs"], 10 ** 12, "1000000000000 epochs need"),
+    (["history", "records"], ["loss"] * 8, "are not distinct names"),
+    (["history", "records"], {"loss": [0.5, 0.4]}, "are not distinct names"),
+    (["history", "records"], list(cyprop.History.KEYS)[:7],
+     "array 'history' has shape (8, 2), expected (7, 2)"),
+    (["history", "extra"], 1, "invalid training history"),
 ])
 def test_invalid_metadata(saved, keys, value, problem):
     assert_metadata_refused(saved[1], keys, value, problem)
+
+
+@pytest.mark.parametrize("keys, value, problem", [
+    (["history", "records", "loss"], ["0.5", 0.4], "history record 'loss'"),
+    (["history", "records", "loss"], [0.5], "different lengths"),
+    (["history", "records"], ["loss"], "invalid training history"),
+    (["history", "stop_reason"], 3, "invalid training history"),
+])
+def test_invalid_metadata_of_format_1(saved, keys, value, problem):
+    # files of format 1 hold the records in the metadata
+    _, path = saved
+    rewrite(path, as_format_1(members(path)))
+    assert_metadata_refused(path, keys, value, problem)
+
+
+@pytest.mark.parametrize("name, replacement, problem", [
+    ("history", lambda a: a.astype(np.float32), "array 'history' has dtype float32"),
+    ("history_none", lambda a: a.astype(np.uint8), "array 'history_none' has dtype uint8"),
+    ("history_none", lambda a: a[:, :1], "array 'history_none' has shape (8, 1)"),
+])
+def test_altered_history_array(saved, name, replacement, problem):
+    _, path = saved
+    arrays = members(path)
+    arrays[name] = replacement(arrays[name])
+    rewrite(path, arrays)
+    assert problem in load_error(path)
+
+
+@pytest.mark.parametrize("name", ["history", "history_none"])
+def test_missing_history_array(saved, name):
+    _, path = saved
+    arrays = members(path)
+    del arrays[name]
+    rewrite(path, arrays)
+    message = load_error(path)
+    assert "missing" in message and name in message
+
+
+def test_file_of_format_1_loads(saved):
+    good, path = saved
+    good.history.val_loss[-1] = 0.25
+    good.history.samples_per_second[0] = float("inf")
+    good.save(path)
+    rewrite(path, as_format_1(members(path)))
+    assert metadata_of(members(path))["format_version"] == 1
+    back = cyprop.load(path)
+    assert_same(good, back)
+    assert back.history.val_loss == [None, 0.25]
+    assert back.history.samples_per_second[0] == np.inf
+
+
+def test_long_history_round_trip(tmp_path):
+    # A stream of one-row partial_fit calls records an epoch each: 150,000 of them held in
+    # the metadata's JSON came to more than the metadata load reads (METADATA_LIMIT), so
+    # such a network was saved but could not be loaded.
+    net = cyprop.Network([3, 2], seed=0)
+    epochs = 150_000
+    rng = np.random.default_rng(0)
+    for key in cyprop.History.KEYS:
+        setattr(net.history, key, rng.random(epochs).tolist())
+    net.history.val_loss = [None] * epochs
+    net.history.stop_reason = "epochs"
+    path = tmp_path / "stream.npz"
+    net.save(path)
+    assert len(metadata_of(members(path))["history"]) < 1000
+    back = cyprop.load(path)
+    assert back.history.to_dict() == net.history.to_dict()
 
 
 def assert_metadata_refused(path, keys, value, problem):
@@ -526,6 +607,18 @@ def test_history_records_missing_or_unknown(saved):
     # Records added or dropped between cyprop versions do not make a file unreadable.
     good, path = saved
     arrays = members(path)
+    meta = metadata_of(arrays)
+    seconds = cyprop.History.KEYS.index("seconds")
+    meta["history"]["records"][seconds] = "gradient_norm"
+    rewrite(path, with_metadata(arrays, meta))
+    back = cyprop.load(path)
+    assert back.history.seconds == [None, None]
+    assert back.history.loss == good.history.loss
+
+
+def test_history_records_missing_or_unknown_in_format_1(saved):
+    good, path = saved
+    arrays = as_format_1(members(path))
     meta = metadata_of(arrays)
     del meta["history"]["records"]["seconds"]
     meta["history"]["records"]["gradient_norm"] = [1.0, 2.0]
@@ -598,7 +691,8 @@ def test_header_claiming_huge_array_is_refused_before_reading(saved):
     npy_format.write_array_header_1_0(
         header, {"descr": "<f8", "fortran_order": False, "shape": (5_000_000, 4)})
     with zipfile.ZipFile(path, "w") as zf:
-        for name in ("metadata", "biases_0", "weights_1", "biases_1"):
+        for name in ("metadata", "biases_0", "weights_1", "biases_1", "history",
+                     "history_none"):
             buffer = io.BytesIO()
             np.save(buffer, arrays[name])
             zf.writestr(name + ".npy", buffer.getvalue())

@@ -39,13 +39,20 @@ if TYPE_CHECKING:
 short = _archive.short
 
 #: Bump when the layout changes in a way older readers cannot handle; ``load``
-#: refuses files with a higher version instead of misreading them.
-FORMAT_VERSION = 1
+#: refuses files with a higher version instead of misreading them.  Version 2 holds the
+#: history's records in arrays (``HISTORY``) where version 1 held them in the metadata's
+#: JSON: a stream of one-row ``partial_fit`` calls records an epoch each, and a long
+#: one outgrew the metadata that ``load`` reads.
+FORMAT_VERSION = 2
 FORMAT_NAME = "cyprop-network"
 #: The format of an Ensemble's file (cyprop/ensemble.py), which load names to say so.
 ENSEMBLE_FORMAT_NAME = "cyprop-ensemble"
 #: The member that holds the optimizer's state, when it has one.
 OPTIMIZER_STATE = "optimizer_state"
+#: The members that hold the history's records (format 2 on): one row per record, one
+#: column per epoch, float64, and where a record holds None (True) or a number.
+HISTORY = "history"
+HISTORY_NONE = "history_none"
 # The optimizer entry's keys: those every file has, and those added since (optional).
 OPTIMIZER_KEYS = {"name", "config", "steps", "has_state"}
 OPTIMIZER_OPTIONAL_KEYS = {"initial_learning_rate"}
@@ -77,18 +84,16 @@ def encode(state: NetworkState) -> dict[str, NDArray[Any]]:
         "dropout": [float(rate) for rate in state.dropout],
         "max_norm": float(state.max_norm or 0.0),
         "optimizer": optimizer,
-        "history": {
-            "records": {key: [None if v is None else float(v)
-                              for v in state.history.get(key, [])] for key in History.KEYS},
-            "stop_reason": state.stop_reason,
-        },
+        "history": {"records": list(History.KEYS), "epochs": history_epochs(state.history),
+                    "stop_reason": state.stop_reason},
     }
     try:
         text = json.dumps(metadata, default=_archive.json_default)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"cannot save this network: its metadata is not JSON-serialisable "
                         f"({exc})") from exc
-    arrays = {_archive.METADATA: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
+    arrays: dict[str, NDArray[Any]] = {
+        _archive.METADATA: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
     arch = Architecture(list(state.sizes), list(state.activations), state.loss)
     weights, biases = arch.split(state.params)
     for layer, (W, b) in enumerate(zip(weights, biases)):
@@ -96,7 +101,35 @@ def encode(state: NetworkState) -> dict[str, NDArray[Any]]:
         arrays[f"biases_{layer}"] = b
     if state.optimizer is not None and state.optimizer.state is not None:
         arrays[OPTIMIZER_STATE] = state.optimizer.state
+    arrays[HISTORY], arrays[HISTORY_NONE] = history_arrays(state.history)
     return arrays
+
+
+def history_arrays(records: dict[str, list[Any]]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """The records of ``History.KEYS`` as a file holds them: (values, where None), each
+    of shape (len(KEYS), epochs); a record the state lacks is all None."""
+    epochs = history_epochs(records)
+    values = np.zeros((len(History.KEYS), epochs))
+    none = np.ones((len(History.KEYS), epochs), dtype=bool)
+    for row, key in enumerate(History.KEYS):
+        record = records.get(key, [])
+        values[row, :len(record)] = [0.0 if value is None else float(value) for value in record]
+        none[row, :len(record)] = [value is None for value in record]
+    return values, none
+
+
+def history_epochs(records: dict[str, list[Any]]) -> int:
+    """The number of epochs in a state's records."""
+    return max((len(values) for values in records.values()), default=0)
+
+
+def history_records(keys: list[str], values: NDArray[np.float64],
+                    none: NDArray[np.bool_]) -> dict[str, list[float | None]]:
+    """The records of a file's history arrays (``history_arrays``), by the names in
+    ``keys``, those of ``History.KEYS`` only (a newer cyprop may record more)."""
+    return {key: [None if missing else value
+                  for value, missing in zip(values[row].tolist(), none[row].tolist())]
+            for row, key in enumerate(keys) if key in History.KEYS}
 
 
 def write(state: NetworkState, path: str) -> None:
@@ -175,6 +208,8 @@ def config_problem(name: str, config: dict[str, Any]) -> str | None:
 
 
 def validate_history(require: Callable[[object, str], None], history: Any) -> None:
+    """The history of a state, or of a file of format 1: {records: {name: [values]},
+    stop_reason}."""
     require(isinstance(history, dict) and isinstance(history.get("records"), dict)
             and "stop_reason" in history, "invalid training history")
     stop_reason = history["stop_reason"]

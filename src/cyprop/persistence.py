@@ -1,7 +1,7 @@
 """Saving and loading networks: one ``.npz`` file, written atomically, read without
 unpickling.
 
-File layout (``FORMAT_VERSION`` 1): an uncompressed NumPy ``.npz`` archive (a zip of
+File layout (``FORMAT_VERSION`` 2): an uncompressed NumPy ``.npz`` archive (a zip of
 ``.npy`` files) with these members, so that plain NumPy can read it too::
 
     metadata         uint8 (n,)                 UTF-8 JSON text, described below
@@ -33,10 +33,17 @@ The JSON object in ``metadata``::
                              the *current* learning rate, a schedule's last) and
                              ``initial_learning_rate`` the rate schedules scale (absent
                              in early files: the config's rate)
-    history                  {records: {key: [float or null, ...]}, stop_reason}
+    history                  {records: [name, ...], epochs, stop_reason}: the names
+                             of the rows of the ``history`` arrays (``History.KEYS``)
 
-Non-finite history values (e.g. an infinite samples/second) are written as the
-``Infinity``/``NaN`` tokens Python's ``json`` reads back.
+and, from ``FORMAT_VERSION`` 2 on, the training history's records::
+
+    history          float64 (n_records, epochs)  each record's value in each epoch
+    history_none     bool (n_records, epochs)     where a record holds None instead
+
+Files of version 1 hold the records in the metadata instead, ``history`` being
+``{records: {name: [float or null, ...]}, stop_reason}`` (non-finite values as the
+``Infinity``/``NaN`` tokens Python's ``json`` reads back); ``load`` reads them too.
 
 A file is data from outside, so ``load`` trusts none of it: it never unpickles, and
 it refuses (``ValueError`` naming the problem; ``OSError`` for I/O) anything ``save``
@@ -75,6 +82,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -96,7 +104,7 @@ __all__ = ["save", "load", "FORMAT_VERSION", "FORMAT_NAME", "METADATA_LIMIT",
 FORMAT_VERSION = _state.FORMAT_VERSION
 FORMAT_NAME = _state.FORMAT_NAME
 #: The largest metadata member ``load`` reads, in bytes (a network's metadata is a few
-#: kB plus about 160 bytes per epoch of history).
+#: kB; in files of version 1, plus about 160 bytes per epoch of history).
 METADATA_LIMIT = 16 * 2**20
 #: The largest ``.npy`` header ``load`` reads, in bytes (NumPy's own safe limit).
 NPY_HEADER_LIMIT = _archive.NPY_HEADER_LIMIT
@@ -238,6 +246,9 @@ def _state_of(meta: dict[str, Any], arrays: dict[str, NDArray[Any]],
             initial_learning_rate=opt.get("initial_learning_rate"), steps=opt["steps"],
             state=arrays[_OPTIMIZER_STATE] if opt["has_state"] else None)
     records = meta["history"]["records"]
+    if meta["format_version"] >= 2:
+        records = _state.history_records(records, arrays[_state.HISTORY],
+                                         arrays[_state.HISTORY_NONE])
     # Records this cyprop does not know (from a newer cyprop) are left out; those it
     # knows but the file lacks, filled with None (by from_state).
     return NetworkState(
@@ -284,8 +295,8 @@ def _read(path: str, fh: BinaryIO, size: int) -> tuple[dict[str, Any], dict[str,
                             if name not in expected and name != _METADATA)
         if unexpected:
             raise _invalid(path, f"unexpected entries {', '.join(map(repr, unexpected))}")
-        arrays = {name: _archive.read_array(path, archive, members[name], name, shape, metadata["dtype"])
-                  for name, shape in expected.items()}
+        arrays = {name: _archive.read_array(path, archive, members[name], name, shape, dtype)
+                  for name, (shape, dtype) in expected.items()}
     return metadata, arrays
 
 
@@ -338,25 +349,49 @@ def _validate(path: str, meta: Any) -> dict[str, Any]:
     max_norm = meta.setdefault("max_norm", 0.0)
     require(_state.is_finite(max_norm) and max_norm >= 0, f"invalid max_norm {r(max_norm)}")
     _state.validate_optimizer(require, meta["optimizer"])
-    _state.validate_history(require, meta["history"])
+    if version == 1:
+        _state.validate_history(require, meta["history"])
+    else:
+        _validate_history_names(require, meta["history"])
     return meta
 
 
-def _expected_arrays(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """{array name: shape} the metadata calls for, metadata itself aside."""
-    sizes = meta["sizes"]
-    expected: dict[str, tuple[int, ...]] = {}
+def _validate_history_names(require: Callable[[object, str], None], history: Any) -> None:
+    """The metadata's history entry from format 2 on: the records' names, the epochs."""
+    require(isinstance(history, dict) and set(history) == {"records", "epochs", "stop_reason"},
+            "invalid training history")
+    names, epochs, stop_reason = history["records"], history["epochs"], history["stop_reason"]
+    require(isinstance(names, list) and all(isinstance(name, str) for name in names)
+            and len(set(names)) == len(names),
+            f"invalid training history: its records {_short.repr(names)} are not distinct names")
+    require(_state.is_int(epochs) and epochs >= 0,
+            f"invalid training history: its epochs {_short.repr(epochs)} are not a count")
+    require(stop_reason is None or isinstance(stop_reason, str),
+            f"invalid training history: its stop_reason {_short.repr(stop_reason)} is "
+            "neither text nor None")
+
+
+def _expected_arrays(meta: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
+    """{array name: (shape, dtype)} the metadata calls for, metadata itself aside."""
+    sizes, dtype = meta["sizes"], meta["dtype"]
+    expected: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
     for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        expected[f"weights_{layer}"] = (n_out, n_in)
-        expected[f"biases_{layer}"] = (n_out,)
+        expected[f"weights_{layer}"] = ((n_out, n_in), dtype)
+        expected[f"biases_{layer}"] = ((n_out,), dtype)
     opt = meta["optimizer"]
     if opt is not None and opt["has_state"]:
         n_params = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-        expected[_OPTIMIZER_STATE] = (OPTIMIZERS[opt["name"]].n_slots, n_params)
+        expected[_OPTIMIZER_STATE] = ((OPTIMIZERS[opt["name"]].n_slots, n_params), dtype)
+    if meta["format_version"] >= 2:
+        history = meta["history"]
+        shape = (len(history["records"]), history["epochs"])
+        expected[_state.HISTORY] = (shape, np.dtype(np.float64))
+        expected[_state.HISTORY_NONE] = (shape, np.dtype(np.bool_))
     return expected
 
 
-def _check_sizes_fit(path: str, meta: dict[str, Any], expected: dict[str, tuple[int, ...]],
+def _check_sizes_fit(path: str, meta: dict[str, Any],
+                     expected: dict[str, tuple[tuple[int, ...], np.dtype[Any]]],
                      members: dict[str, zipfile.ZipInfo], size: int) -> None:
     """The arrays the metadata calls for must be in the file: refused from the numbers
     alone, before the network or any array is allocated."""
@@ -364,9 +399,13 @@ def _check_sizes_fit(path: str, meta: dict[str, Any], expected: dict[str, tuple[
         # (a million one-unit layers take two bytes each in the JSON, far more in memory)
         raise _invalid(path, f"the file is incomplete: its metadata calls for {len(expected)} "
                              f"arrays, the file holds {len(members) - 1}")
-    needed = sum(math.prod(shape) for shape in expected.values()) * meta["dtype"].itemsize
-    if needed > size:
+    nbytes = {name: math.prod(shape) * dtype.itemsize for name, (shape, dtype) in expected.items()}
+    history = nbytes.get(_state.HISTORY, 0) + nbytes.get(_state.HISTORY_NONE, 0)
+    if history > size:
+        raise _invalid(path, f"invalid training history: {meta['history']['epochs']} epochs "
+                             f"need {history} bytes, the file has {size}")
+    if sum(nbytes.values()) > size:
         raise _invalid(path, f"invalid layer sizes {_short.repr(meta['sizes'])}: their arrays "
-                             f"need {needed} bytes, the file has {size}")
+                             f"need {sum(nbytes.values())} bytes, the file has {size}")
 
 
