@@ -752,7 +752,7 @@ def test_save_refuses_dev_null_in_a_child():
 
 
 @posix_only
-@pytest.mark.parametrize("mode, umask", [(0o600, 0o022), (0o640, 0o077), (0o444, 0o022),
+@pytest.mark.parametrize("mode, umask", [(0o600, 0o022), (0o640, 0o077), (0o604, 0o022),
                                          (0o755, 0o000)])
 def test_save_keeps_the_permission_bits(tmp_path, mode, umask):
     path = tmp_path / "m.npz"
@@ -765,6 +765,26 @@ def test_save_keeps_the_permission_bits(tmp_path, mode, umask):
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == mode
     assert cyprop.load(path).optimizer is not None
+
+
+@posix_only
+def test_save_refuses_a_read_only_file_and_keeps_it(tmp_path, monkeypatch):
+    # As open(path, "wb") refuses it (and cyprop train --save): renaming onto it would
+    # replace a file its owner made read-only to keep it.
+    if os.geteuid() == 0:
+        # root may write anything: answered as the file's owner would be
+        monkeypatch.setattr(os, "access", lambda path, mode: not mode & os.W_OK
+                            or bool(os.stat(path).st_mode & stat.S_IWUSR))
+    path = tmp_path / "m.npz"
+    net = base_net(optimizer=False)
+    net.save(path)
+    path.chmod(0o444)
+    before = path.read_bytes()
+    for save in (base_net().save, cyprop.Ensemble([net]).save):
+        with pytest.raises(PermissionError, match="the file is read-only"):
+            save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]   # no temporary file left
 
 
 @pytest.mark.parametrize("name", ["a" * 255, "é" * 127 + "x", "模" * 85],

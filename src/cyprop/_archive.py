@@ -64,7 +64,8 @@ def save_target(path: str) -> tuple[str, int | None]:
     """(the file to write, the permission bits to give it or None for a new file).
 
     A symbolic link is followed, so that its target is replaced and the link stays.
-    Anything but a regular file is refused: renaming onto it would replace a FIFO
+    A file the caller may not write is refused (PermissionError).  Anything but a
+    regular file is refused: renaming onto it would replace a FIFO
     or a device node (as root, even /dev/null) with a file.  So is a path that can
     only name a directory: os.path.abspath makes "" the working directory and
     "new/" or "new/.." other names, so the temporary file went into a directory the
@@ -80,6 +81,11 @@ def save_target(path: str) -> tuple[str, int | None]:
     except FileNotFoundError:
         return target, None
     require_regular_file(path, st.st_mode, "save to")
+    if not os.access(target, os.W_OK):
+        # as open(path, "wb") refuses it (and the command line's --save): the rename
+        # would replace a file its owner made read-only to keep it
+        raise PermissionError(errno.EACCES, f"cannot save to {path!r}: the file is "
+                              "read-only", path)
     return target, stat.S_IMODE(st.st_mode) & 0o777
 
 

@@ -752,7 +752,7 @@ class Network:
         Raises
         ------
         OSError
-            If the file cannot be written.
+            If the file cannot be written (``PermissionError`` for a read-only file).
         TypeError, ValueError
             If the network cannot be saved (see ``cyprop.persistence.save``).
         """

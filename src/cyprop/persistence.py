@@ -125,7 +125,8 @@ def save(net: Network, path: str | os.PathLike[str]) -> None:
     temporary file in the same directory, flushed to disk, then renamed onto
     ``path``, so a crash or error midway leaves any previous file at ``path`` intact.
     A symbolic link is followed (its target is replaced, the link stays); an
-    existing file keeps its permission bits; a directory, FIFO, device or socket
+    existing file keeps its permission bits (one the caller may not write, read-only,
+    is refused, as ``open`` refuses it); a directory, FIFO, device or socket
     at ``path`` is refused and left as it is.  The network may be training in
     another thread: what is written is a state it had between two steps.
 
@@ -139,7 +140,8 @@ def save(net: Network, path: str | os.PathLike[str]) -> None:
     Raises
     ------
     OSError
-        If the file cannot be written (``IsADirectoryError`` for a directory).
+        If the file cannot be written (``IsADirectoryError`` for a directory,
+        ``PermissionError`` for a read-only file).
     ValueError
         If something other than a regular file is at ``path``, or the network's
         optimizer is not one of ``cyprop.optimizers.OPTIMIZERS`` (or its state or
