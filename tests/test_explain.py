@@ -292,6 +292,13 @@ def test_the_forms_of_x_and_y():
         explain(cyprop.Network([3, 1], seed=0), x, 2)
 
 
+def test_something_other_than_a_network_is_refused_by_name():
+    # an AttributeError named a private method of Network ("no attribute '_check_data'")
+    for not_a_network in ("net", None, cyprop.Network([3, 4, 3], seed=0).weights):
+        with pytest.raises(TypeError, match=r"^explain takes a cyprop.Network, got "):
+            explain(not_a_network, np.ones(3), 1)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_loss_that_overflows_before_the_step_is_refused_as_net_loss_refuses_it(backend):
     # the step's fit called it a divergence, "try a smaller learning rate", though the
