@@ -401,6 +401,26 @@ def test_plot_refuses_a_fifo_without_blocking(tmp_path):
         "explain(*textbook_example()).plot(sys.argv[1])", "Step.plot")
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
+def test_plot_refuses_a_folder_or_fifo_named_without_a_suffix(tmp_path, monkeypatch):
+    # the default format's ".png" was added to the name first, so the figure went
+    # into the folder as ".png", or beside the FIFO (or /dev/null) as "pipe.png"
+    import os
+
+    pytest.importorskip("matplotlib")
+    assert_refuses_a_fifo_in_a_child(
+        tmp_path, "pipe", "from cyprop.explain import explain, textbook_example; "
+        "explain(*textbook_example()).plot(sys.argv[1])", "Step.plot")
+    step = explain(*textbook_example())
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for name in (folder, f"{folder}{os.sep}", ".", ""):
+        with pytest.raises(OSError):
+            step.plot(name)
+    assert os.listdir(folder) == [] and sorted(os.listdir(tmp_path)) == ["figures", "pipe"]
+
+
 def test_failed_plot_keeps_the_previous_file(tmp_path, monkeypatch):
     import os
 

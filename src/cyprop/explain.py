@@ -341,6 +341,9 @@ def _save_figure(fig: Figure, path: str | os.PathLike[str] | IO[bytes]) -> None:
     suffix = os.path.splitext(name)[1][1:]
     form = suffix or rcParams["savefig.format"]
     if not suffix:
+        # the name given is checked first: a folder, FIFO or device (/dev/null) with
+        # the suffix added would name a new file inside or beside it
+        _archive.save_target(name)
         name = name.rstrip(".") + "." + form
     buffer = io.BytesIO()
     fig.savefig(buffer, format=form)   # an unknown format is refused before any file
