@@ -596,6 +596,19 @@ def test_save_into_a_missing_folder_names_the_path_given(tmp_path):
     assert str(target) in str(info.value) and ".tmp" not in str(info.value)
 
 
+def test_save_names_the_member_it_cannot_save_and_keeps_the_file(tmp_path):
+    # "cannot save this network" did not say which of the ensemble's networks
+    path = tmp_path / "ensemble"
+    good = [cyprop.Network([3, 4, 2], seed=i) for i in range(3)]
+    cyprop.Ensemble(good).save(path)
+    before = path.read_bytes()
+    spoilt = good[2].copy()
+    spoilt._params[0] = np.nan          # (set in place, past the checks of weights[...])
+    with pytest.raises(ValueError, match=r"^network 2 of the ensemble: cannot save .*NaN"):
+        cyprop.Ensemble([*good[:2], spoilt]).save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["ensemble"]
+
+
 def test_save_refuses_networks_changed_into_no_ensemble_and_keeps_the_file(tmp_path):
     """``networks`` is a plain list: emptied, or given a stranger or a non-network after
     the ensemble was made, save wrote a file that Ensemble.load refuses, over the

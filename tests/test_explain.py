@@ -292,6 +292,13 @@ def test_the_forms_of_x_and_y():
         explain(cyprop.Network([3, 1], seed=0), x, 2)
 
 
+def test_something_other_than_a_network_is_refused_by_name():
+    # an AttributeError named a private method of Network ("no attribute '_check_data'")
+    for not_a_network in ("net", None, cyprop.Network([3, 4, 3], seed=0).weights):
+        with pytest.raises(TypeError, match=r"^explain takes a cyprop.Network, got "):
+            explain(not_a_network, np.ones(3), 1)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_loss_that_overflows_before_the_step_is_refused_as_net_loss_refuses_it(backend):
     # the step's fit called it a divergence, "try a smaller learning rate", though the
@@ -392,6 +399,26 @@ def test_plot_refuses_a_fifo_without_blocking(tmp_path):
     assert_refuses_a_fifo_in_a_child(
         tmp_path, "pipe.svg", "from cyprop.explain import explain, textbook_example; "
         "explain(*textbook_example()).plot(sys.argv[1])", "Step.plot")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
+def test_plot_refuses_a_folder_or_fifo_named_without_a_suffix(tmp_path, monkeypatch):
+    # the default format's ".png" was added to the name first, so the figure went
+    # into the folder as ".png", or beside the FIFO (or /dev/null) as "pipe.png"
+    import os
+
+    pytest.importorskip("matplotlib")
+    assert_refuses_a_fifo_in_a_child(
+        tmp_path, "pipe", "from cyprop.explain import explain, textbook_example; "
+        "explain(*textbook_example()).plot(sys.argv[1])", "Step.plot")
+    step = explain(*textbook_example())
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for name in (folder, f"{folder}{os.sep}", ".", ""):
+        with pytest.raises(OSError):
+            step.plot(name)
+    assert os.listdir(folder) == [] and sorted(os.listdir(tmp_path)) == ["figures", "pipe"]
 
 
 def test_failed_plot_keeps_the_previous_file(tmp_path, monkeypatch):

@@ -227,6 +227,14 @@ def test_check_gradients_refuses_a_bad_epsilon(make_net, make_data, epsilon, err
         cyprop.check_gradients(net, X, Y, epsilon=epsilon)
 
 
+def test_check_gradients_refuses_something_other_than_a_network(make_data):
+    # an AttributeError named a method ("'str' object has no attribute 'copy'")
+    X, Y = make_data([3, 4, 2], n=5)
+    for not_a_network in ("net", None, cyprop.Ensemble([cyprop.Network([3, 4, 2])])):
+        with pytest.raises(TypeError, match=r"^check_gradients takes a cyprop.Network, got "):
+            cyprop.check_gradients(not_a_network, X, Y)
+
+
 @pytest.mark.parametrize("epsilon, words", [(1e308, "too large: .*beyond float64's range"),
                                             (1e-300, "too small: .*lost to rounding")])
 def test_check_gradients_refuses_a_step_float64_cannot_take(make_net, make_data, epsilon,

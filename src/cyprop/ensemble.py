@@ -423,7 +423,9 @@ class Ensemble:
             something other than a ``Network``.
         ValueError
             If ``networks`` (changed since the ensemble was made) is empty or its
-            members disagree, as ``Ensemble`` refuses them: nothing is written.
+            members disagree, as ``Ensemble`` refuses them, or a network holds what
+            ``cyprop.load`` would refuse (weights set to NaN in place), naming it:
+            nothing is written.
         OSError
             If the file cannot be written.
         """
@@ -433,7 +435,11 @@ class Ensemble:
                     "cyprop_version": __version__, "networks": len(networks)}
         arrays = {_archive.METADATA: _as_bytes_array(json.dumps(metadata).encode("utf-8"))}
         for i, net in enumerate(networks):
-            arrays[f"network_{i}"] = _as_bytes_array(_network_file(net))
+            try:
+                data = _network_file(net)
+            except ValueError as exc:   # (its message says "this network")
+                raise ValueError(f"network {i} of the ensemble: {exc}") from exc
+            arrays[f"network_{i}"] = _as_bytes_array(data)
         target, mode = _archive.save_target(os.fspath(path))
         _archive.write_atomic(target, arrays, mode)
 

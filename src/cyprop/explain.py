@@ -341,6 +341,9 @@ def _save_figure(fig: Figure, path: str | os.PathLike[str] | IO[bytes]) -> None:
     suffix = os.path.splitext(name)[1][1:]
     form = suffix or rcParams["savefig.format"]
     if not suffix:
+        # the name given is checked first: a folder, FIFO or device (/dev/null) with
+        # the suffix added would name a new file inside or beside it
+        _archive.save_target(name)
         name = name.rstrip(".") + "." + form
     buffer = io.BytesIO()
     fig.savefig(buffer, format=form)   # an unknown format is refused before any file
@@ -382,14 +385,18 @@ def explain(net: Network, x: npt.ArrayLike, y: npt.ArrayLike,
 
     Raises
     ------
+    TypeError
+        If ``net`` is not a ``Network``.
     ValueError
         If ``x`` or ``y`` is not one sample, or does not fit the network.
     FloatingPointError
         If the sample's loss or gradient overflows inside the network (as
         ``net.loss`` refuses it).
     """
-    from .network import _check_result
+    from .network import Network, _check_result
 
+    if not isinstance(net, Network):
+        raise TypeError(f"explain takes a cyprop.Network, got {type(net).__name__}")
     X, Y = _one_sample(net, x, y)
     trial = net.copy()          # a consistent snapshot, even while net trains elsewhere
     arch, params = trial.arch, trial._params.copy()

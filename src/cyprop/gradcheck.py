@@ -51,12 +51,16 @@ def check_gradients(net: Network, X: ArrayLike, Y: ArrayLike, epsilon: float = 1
     Raises
     ------
     TypeError
-        If ``epsilon`` is not a number.
+        If ``net`` is not a ``Network``, or ``epsilon`` is not a number.
     ValueError
         If ``X`` or ``Y`` does not fit the network (shape, non-finite values, labels),
         or ``epsilon`` is not a finite number > 0, or is so large that a step leaves
         float64's range (or overflows the loss) or so small that it is lost to rounding.
     """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"check_gradients takes a cyprop.Network, got {type(net).__name__}")
     epsilon = _validation.check_number("epsilon", epsilon, 0, exclusive_minimum=True)
     probe = net.copy()
     if probe.dtype != np.float64:
