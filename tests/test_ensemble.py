@@ -425,6 +425,44 @@ def test_members_changed_after_construction_are_checked_as_the_constructor_check
         assert "Ensemble(" in repr(ensemble)
 
 
+def _sigmoid_net(dtype, weight):
+    net = cyprop.Network([2, 1], output="sigmoid", dtype=dtype, seed=0)
+    net.weights = [np.array([[weight, 0.0]])]
+    net.biases = [np.zeros(1)]
+    return net
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_entropy_where_probabilities_round_to_one(tmp_path, dtype):
+    """The loss was taken from the mean output in the members' dtype: where it rounded
+    to 1 (a float32 sigmoid of 20, a float64 one of 40, a float32 softmax of a logit
+    gap of 120), 1 - a was 0 and a sample of the other class cost about 708."""
+    X = np.array([[20.0, 0.0], [40.0, 0.0], [-3.0, 0.0]])
+    y = np.array([0, 0, 1])
+    one = _sigmoid_net(dtype, 1.0)
+    assert cyprop.Ensemble([one]).evaluate(X, y)["loss"] == pytest.approx(
+        one.evaluate(X, y)["loss"], rel=1e-7)
+    # two members: -log of the mean of their probabilities, in float64 by hand
+    two = cyprop.Ensemble([one, _sigmoid_net(dtype, 1.5)])
+    z = X[:, :1] * np.array([1.0, 1.5])
+    p = np.mean(1 / (1 + np.exp(-z)), axis=1)
+    q = np.mean(1 / (1 + np.exp(z)), axis=1)          # 1 - p without the rounding
+    expected = np.mean(np.where(y == 1, -np.log(p), -np.log(q)))
+    assert two.evaluate(X, y)["loss"] == pytest.approx(expected, rel=1e-7)
+    # the same read a block at a time from a memory map
+    mapped = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float64,
+                                       shape=X.shape)
+    mapped[:] = X
+    assert two.evaluate(mapped, y)["loss"] == pytest.approx(expected, rel=1e-7)
+    softmax = cyprop.Network([2, 3], output="softmax", dtype=dtype, seed=0)
+    softmax.weights = [np.array([[120.0, 0.0], [0.0, 0.0], [-5.0, 0.0]])]
+    softmax.biases = [np.zeros(3)]
+    X, y = np.array([[1.0, 0.0], [2.0, 0.0]]), np.array([1, 2])
+    loss = cyprop.Ensemble([softmax]).evaluate(X, y)["loss"]
+    assert loss == pytest.approx(softmax.evaluate(X, y)["loss"], rel=1e-7)
+    assert loss == pytest.approx((120 + 250) / 2)     # the logit gaps of the targets
+
+
 def test_evaluate_refuses_a_loss_that_overflows_as_a_network_does():
     """The loss of the mean output was computed without a check: targets of 1e200
     gave a loss of inf (and a RuntimeWarning) where the network's evaluate raises."""

@@ -28,13 +28,13 @@ import json
 import os
 import threading
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _archive, _backend, _maths, _reference, _state, _validation, persistence
+from . import _archive, _backend, _chunks, _maths, _reference, _state, _validation, persistence
 from ._version import __version__
 from .network import Network, _check_result, _check_threads
 
@@ -358,9 +358,11 @@ class Ensemble:
 
         The loss is that of the ensemble as one model: 0.5 * sum (a - y)^2 for
         "mse", -sum y log a (softmax) or -sum [y log a + (1 - y) log(1 - a)]
-        (sigmoid) for "cross_entropy", with a the mean output; the probabilities are
-        kept at or above the smallest normal float64 (2.2e-308), so a class that
-        every member rules out costs about 708, not infinity.
+        (sigmoid) for "cross_entropy", with a the mean output.  For the
+        cross-entropy, log a (and log(1 - a)) is taken from each member's output
+        pre-activations in float64, as a log-sum-exp over the members: an ensemble
+        of one network has that network's loss, also where its probabilities round
+        to 0 or 1 (a float32 sigmoid of 17 is 1).
 
         Parameters
         ----------
@@ -387,23 +389,28 @@ class Ensemble:
         first = networks[0]
         # the members' own checks; each member converts X to its own dtype
         _, Y = first._check_data(X, Y)
-        a = self._mean_output(networks, X).astype(np.float64)
         y = Y.astype(np.float64)
-        tiny = np.finfo(np.float64).tiny
-        with np.errstate(over="ignore", invalid="ignore"):
-            if first.loss_name == "mse":
-                losses = 0.5 * np.sum((a - y) ** 2, axis=1)
-            elif first.arch.output == "softmax":
-                losses = -np.sum(y * np.log(np.maximum(a, tiny)), axis=1)
-            else:
-                losses = -np.sum(y * np.log(np.maximum(a, tiny))
-                                 + (1 - y) * np.log(np.maximum(1 - a, tiny)), axis=1)
-            loss = float(np.mean(losses))
+        loss_sum, correct = 0.0, 0
+        for start, block in _row_blocks(X, first.arch.n_inputs):
+            yb = y[start:start + len(block)]
+            mean, log_mean, log_rest = _mean_of_members(networks, block)
+            with np.errstate(over="ignore", invalid="ignore"):
+                if first.loss_name == "mse":
+                    losses = 0.5 * np.sum((mean - yb) ** 2, axis=1)
+                else:
+                    assert log_mean is not None
+                    # (0 * log 0 is 0: a class no member gives any chance costs nothing
+                    # where it is not the target)
+                    losses = -np.sum(np.where(yb != 0, yb * log_mean, 0), axis=1)
+                    if log_rest is not None:
+                        losses -= np.sum(np.where(yb != 1, (1 - yb) * log_rest, 0), axis=1)
+                loss_sum += float(np.sum(losses))
+            correct += _maths.count_correct(mean, yb)
+        loss = loss_sum / len(y)
         # (as a member's evaluate refuses it; forward has refused weights not finite)
         _check_result(np.array([loss]), "the loss of the ensemble", first._params,
                       "inputs and targets")
-        return {"loss": loss,
-                "accuracy": _maths.count_correct(a, y) / len(y)}
+        return {"loss": loss, "accuracy": correct / len(y)}
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -478,6 +485,56 @@ class Ensemble:
         except (TypeError, ValueError) as exc:
             raise _archive.invalid(path, f"its networks do not make an ensemble: {exc}") \
                 from exc
+
+
+def _row_blocks(X: Any, n_inputs: int) -> Iterator[tuple[int, Any]]:
+    """(first row, rows) of X in blocks of about ``_chunks.BLOCK_BYTES``, so that the
+    members' activations in ``evaluate`` take memory bounded whatever the number of
+    samples (a Dask array or memory map is read a block at a time)."""
+    if _chunks.is_blockwise(X):
+        rows = _chunks.Rows(X, n_inputs, np.dtype(np.float64))
+        for start, _, _, block in _chunks.blocks_for_inference(rows):
+            yield start, block
+        return
+    X = np.asarray(X)
+    step = _chunks.block_rows(n_inputs, np.float64)
+    for start in range(0, len(X), step):
+        yield start, X[start:start + step]
+
+
+def _mean_of_members(networks: list[Network], X: Any,
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(mean output, log of it, log of 1 - it) of the members on rows X: the mean as
+    ``forward`` gives it (so that accuracy counts what ``predict`` says), as float64.
+    The logs, for the cross-entropy (None for "mse"; the second for a sigmoid output
+    only), come from each member's output pre-activations z in float64, added over
+    the members as log-sum-exp: a mean of probabilities that round to 1 in the
+    members' dtype keeps its distance from 1."""
+    total = None
+    log_sum = rest_sum = None
+    sigmoid = networks[0].arch.output == "sigmoid"
+    for net in networks:   # one member's activations at a time in memory
+        layers = net.forward(X, return_hidden=True)
+        out = layers[-1].astype(np.float64)
+        total = out if total is None else total + out
+        if net.loss_name == "mse":
+            continue
+        below = layers[-2] if len(layers) > 1 else np.asarray(X)
+        z = below.astype(np.float64) @ net.weights[-1].T.astype(np.float64) \
+            + net.biases[-1].astype(np.float64)
+        if sigmoid:   # log sigmoid(z) = -softplus(-z), log(1 - sigmoid(z)) = -softplus(z)
+            log_p, log_q = -_maths.softplus(-z), -_maths.softplus(z)
+            rest_sum = log_q if rest_sum is None else np.logaddexp(rest_sum, log_q)
+        else:
+            zmax = z.max(axis=1, keepdims=True)
+            log_p = (z - zmax) - np.log(np.sum(np.exp(z - zmax), axis=1, keepdims=True))
+        log_sum = log_p if log_sum is None else np.logaddexp(log_sum, log_p)
+    assert total is not None   # an Ensemble has one network at least
+    dtype = np.result_type(*(net.dtype for net in networks))
+    mean = (total / len(networks)).astype(dtype, copy=False).astype(np.float64)
+    log_m = np.log(len(networks))
+    return (mean, None if log_sum is None else log_sum - log_m,
+            None if rest_sum is None else rest_sum - log_m)
 
 
 def _check_networks(networks: list[Network]) -> None:
