@@ -318,8 +318,11 @@ cdef class FewRows:
             # (with the lock: the setting is what a running train_one reads)
             if not self.unchanged(optimizer, net._max_norm):
                 try:
-                    setting = (optimizer, optimizer.get_config(),
-                               optimizer.initial_learning_rate, net._max_norm)
+                    # told apart by repr, as Optimizer.check tells them apart: True ==
+                    # 1.0, so a momentum set to True after 1.0 was the setting prepared
+                    setting = (optimizer, repr((optimizer.get_config(),
+                                                optimizer.initial_learning_rate,
+                                                net._max_norm)))
                 except Exception:
                     # not one of cyprop's optimizers (set by hand: a string, one without
                     # get_config): the general path checks it and says so

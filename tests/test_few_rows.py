@@ -753,3 +753,21 @@ def test_bad_data_with_a_hyper_parameter_set_wrong_gets_the_general_paths_error(
     setattr(fast.optimizer, attribute, right)   # set right again: it trains
     fast.partial_fit(np.ones(8), 1)
     assert fast.optimizer.steps == 2
+
+
+def test_a_bool_set_after_its_number_is_refused_on_both_paths():
+    """True == 1.0: the one-sample step compared its setting with ==, saw a momentum set
+    to True after 1.0 as the setting it had prepared, and trained with it as 1.0, where
+    the general path refuses a bool."""
+    (fast, general), X, labels = stream_pair(optimizer="momentum")
+    for net in (fast, general):
+        net.optimizer.momentum = 1.0
+        net.partial_fit(X[1:2], labels[1:2])   # the one-sample step prepares momentum 1.0
+        net.optimizer.momentum = True
+    before = fast._params.copy()
+    with pytest.raises(TypeError, match="momentum must be a number, got True"):
+        general.partial_fit(X[2:3].tolist(), labels[2:3].tolist())
+    with pytest.raises(TypeError, match="momentum must be a number, got True"):
+        fast.partial_fit(X[2:3], labels[2:3])
+    np.testing.assert_array_equal(fast._params, before)
+
