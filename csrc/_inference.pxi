@@ -348,7 +348,10 @@ cdef class FewRows:
                 state_lock = net._state_lock
                 state_lock.acquire()
                 try:
-                    result = self.train_one(X, Y, optimizer._state, optimizer._steps)
+                    steps = optimizer._steps
+                    if type(steps) is not int or not 0 <= steps <= MAX_STEPS:
+                        return False   # set by hand past its setter: the general path names it
+                    result = self.train_one(X, Y, optimizer._state, steps)
                     if result is None:
                         return False
                     loss, accuracy, optimizer._steps, largest, seconds = result
