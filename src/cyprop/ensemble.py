@@ -385,8 +385,10 @@ class Ensemble:
         """
         networks = self._members()
         first = networks[0]
-        # the members' own checks; each member converts X to its own dtype
-        _, Y = first._check_data(X, Y)
+        # the members' own checks; each member converts X to its own dtype, and Y is
+        # taken in the mean output's (a float32 member's would round float64 targets)
+        widest = max(networks, key=lambda net: net.dtype.itemsize)
+        _, Y = widest._check_data(X, Y)
         a = self._mean_output(networks, X).astype(np.float64)
         y = Y.astype(np.float64)
         tiny = np.finfo(np.float64).tiny
