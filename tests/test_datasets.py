@@ -557,6 +557,18 @@ def test_csv_encodings_and_line_ends(tmp_path):
         assert X.tolist() == [[1], [2]] and y.tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("boms", [2, 3])
+def test_csv_a_doubled_byte_order_mark_is_dropped_too(tmp_path, boms):
+    """A file given a BOM by two tools in turn: utf-8-sig dropped the first, and the
+    second stayed in the first column's name ('\ufeffa' is no column 'a') or made the
+    first feature not a number."""
+    bom = b"\xef\xbb\xbf" * boms
+    X, y = datasets.load_csv(write_bytes(tmp_path, bom + b"a,b\n1,0\n2,1\n"), target="a")
+    assert X.tolist() == [[0], [1]] and y.tolist() == [1, 2]
+    X, y = datasets.load_csv(write_bytes(tmp_path, bom + b"1,0\n2,1\n"), target=0)
+    assert X.tolist() == [[0], [1]] and y.tolist() == [1, 2]
+
+
 @pytest.mark.parametrize("data, message", [
     (b"1,2,0\n3,\xff,1\n", r"line 2: not UTF-8 text \(byte 0xff\)"),
     ("a,b\n1,2\n".encode("utf-16"), "line 1: not UTF-8 text"),

@@ -646,6 +646,10 @@ class _Lines:
         if not line:
             raise StopIteration
         self.number += 1
+        if self.number == 1:
+            # a BOM after the one utf-8-sig drops (a file given one by two tools in
+            # turn) would stay in the first field: the first column's name
+            line = line.lstrip("\ufeff")
         undecodable = None if line.isascii() else _UNDECODABLE.search(line)
         if undecodable:
             raise ValueError(f"{self.path}, line {self.number}: not UTF-8 text (byte "
