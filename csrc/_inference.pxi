@@ -318,8 +318,11 @@ cdef class FewRows:
             # (with the lock: the setting is what a running train_one reads)
             if not self.unchanged(optimizer, net._max_norm):
                 try:
-                    setting = (optimizer, optimizer.get_config(),
-                               optimizer.initial_learning_rate, net._max_norm)
+                    # told apart by repr, as Optimizer.check tells them apart: True ==
+                    # 1.0, so a momentum set to True after 1.0 was the setting prepared
+                    setting = (optimizer, repr((optimizer.get_config(),
+                                                optimizer.initial_learning_rate,
+                                                net._max_norm)))
                 except Exception:
                     # not one of cyprop's optimizers (set by hand: a string, one without
                     # get_config): the general path checks it and says so
@@ -345,7 +348,10 @@ cdef class FewRows:
                 state_lock = net._state_lock
                 state_lock.acquire()
                 try:
-                    result = self.train_one(X, Y, optimizer._state, optimizer._steps)
+                    steps = optimizer._steps
+                    if type(steps) is not int or not 0 <= steps <= MAX_STEPS:
+                        return False   # set by hand past its setter: the general path names it
+                    result = self.train_one(X, Y, optimizer._state, steps)
                     if result is None:
                         return False
                     loss, accuracy, optimizer._steps, largest, seconds = result

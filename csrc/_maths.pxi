@@ -77,7 +77,9 @@ cdef inline floating activate(int act, floating z) noexcept nogil:
         else:
             return tanh(z)
     elif act == RELU:
-        return z if z > 0 else 0
+        # NaN stays NaN (z > 0 ? z : 0, max(z, 0) on x86, took it to 0): a weight set
+        # to NaN by hand must show in the output, not vanish
+        return 0 if z <= 0 else z
     elif act == LEAKY_RELU:
         return z if z > 0 else <floating>LEAKY_SLOPE * z
     return z

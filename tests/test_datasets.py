@@ -289,13 +289,20 @@ def test_load_mnist_corrupted_gzip_is_a_value_error(tmp_path):
         datasets.load_mnist(tmp_path)
 
 
-def test_load_mnist_no_images(tmp_path):
-    # A file of 0 images (as a header-only file is) gives 0 rows of rows * cols features.
-    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((0, 3, 4)), 2051)
-    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(0), 2049)
-    X, y = datasets.load_mnist(tmp_path)
-    assert X.shape == (0, 12) and X.dtype == np.float64
-    assert y.shape == (0,) and y.dtype == np.int64
+@pytest.mark.parametrize("images, labels, message", [
+    ((0, 3, 4), (0,), r"train-images-idx3-ubyte holds no images \(its header gives shape "
+                      r"\(0, 3, 4\)\)"),
+    ((2, 3, 4), (0,), r"train-labels-idx1-ubyte holds no labels"),
+    ((2, 0, 4), (2,), r"train-images-idx3-ubyte holds images of no pixels"),
+    ((2, 3, 0), (2,), r"holds images of no pixels"),
+])
+def test_load_mnist_no_images_or_no_pixels_is_refused(tmp_path, images, labels, message):
+    """A file of 0 images (as a header-only file is) loaded as 0 rows, which fit,
+    evaluate and predict all refuse as 'X is empty', without naming the file."""
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros(images), 2051)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(labels), 2049)
+    with pytest.raises(ValueError, match=message):
+        datasets.load_mnist(tmp_path)
 
 
 def test_load_mnist_kind(tmp_path):
@@ -548,6 +555,18 @@ def test_csv_encodings_and_line_ends(tmp_path):
     for data in (b"\xef\xbb\xbfa,b\n1,0\n2,1\n", b"a,b\r1,0\r2,1", b"a,b\r\n1,0\r\n2,1\r\n"):
         X, y = datasets.load_csv(write_bytes(tmp_path, data), target="b")
         assert X.tolist() == [[1], [2]] and y.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("boms", [2, 3])
+def test_csv_a_doubled_byte_order_mark_is_dropped_too(tmp_path, boms):
+    """A file given a BOM by two tools in turn: utf-8-sig dropped the first, and the
+    second stayed in the first column's name ('\ufeffa' is no column 'a') or made the
+    first feature not a number."""
+    bom = b"\xef\xbb\xbf" * boms
+    X, y = datasets.load_csv(write_bytes(tmp_path, bom + b"a,b\n1,0\n2,1\n"), target="a")
+    assert X.tolist() == [[0], [1]] and y.tolist() == [1, 2]
+    X, y = datasets.load_csv(write_bytes(tmp_path, bom + b"1,0\n2,1\n"), target=0)
+    assert X.tolist() == [[0], [1]] and y.tolist() == [1, 2]
 
 
 @pytest.mark.parametrize("data, message", [

@@ -384,6 +384,24 @@ def test_ensemble_with_one_output_and_mse():
     assert mixed.forward(X).dtype == np.float64
 
 
+def test_a_mixed_ensemble_evaluates_float64_targets_whatever_the_order():
+    """evaluate converted the targets to the first member's dtype: with a float32 member
+    first, float64 targets were rounded to float32 (or refused as infinite beyond its
+    range) before the float64 loss of the float64 mean output."""
+    X, y = blobs(n_classes=2)
+    targets = np.random.default_rng(1).normal(size=(len(X), 2)) / 3
+    nets = [trained(i, X, y, (5, 4, 2), loss="mse", output="identity", dtype=dtype)
+            for i, dtype in enumerate(("float32", "float64"))]
+    mean = (nets[0].forward(X).astype(np.float64) + nets[1].forward(X)) / 2
+    expected = np.mean(0.5 * np.sum((mean - targets) ** 2, axis=1))
+    for members in (nets, nets[::-1]):
+        loss = cyprop.Ensemble(members).evaluate(X, targets)["loss"]
+        assert loss == pytest.approx(expected, rel=1e-13)
+        huge = cyprop.Ensemble(members).evaluate(X, targets * 1e40)["loss"]
+        assert huge == pytest.approx(np.mean(0.5 * np.sum((mean - targets * 1e40) ** 2,
+                                                          axis=1)), rel=1e-12)
+
+
 def test_ensemble_members_must_agree():
     X, y = blobs()
     net = trained(0, X, y)

@@ -753,3 +753,44 @@ def test_bad_data_with_a_hyper_parameter_set_wrong_gets_the_general_paths_error(
     setattr(fast.optimizer, attribute, right)   # set right again: it trains
     fast.partial_fit(np.ones(8), 1)
     assert fast.optimizer.steps == 2
+
+
+def test_a_bool_set_after_its_number_is_refused_on_both_paths():
+    """True == 1.0: the one-sample step compared its setting with ==, saw a momentum set
+    to True after 1.0 as the setting it had prepared, and trained with it as 1.0, where
+    the general path refuses a bool."""
+    (fast, general), X, labels = stream_pair(optimizer="momentum")
+    for net in (fast, general):
+        net.optimizer.momentum = 1.0
+        net.partial_fit(X[1:2], labels[1:2])   # the one-sample step prepares momentum 1.0
+        net.optimizer.momentum = True
+    before = fast._params.copy()
+    with pytest.raises(TypeError, match="momentum must be a number, got True"):
+        general.partial_fit(X[2:3].tolist(), labels[2:3].tolist())
+    with pytest.raises(TypeError, match="momentum must be a number, got True"):
+        fast.partial_fit(X[2:3], labels[2:3])
+    np.testing.assert_array_equal(fast._params, before)
+
+
+@pytest.mark.parametrize("steps, error, message", [
+    ("3", TypeError, "steps must be an integer"),
+    (-1, ValueError, "steps must be >= 0"),
+    (-2, ValueError, "steps must be >= 0"),
+    (True, TypeError, "steps must be an integer"),
+    (2**62 + 5, ValueError, "steps must be <= 4611686018427387903"),
+    (2.0, TypeError, "steps must be an integer"),
+    (2**70, ValueError, "steps must be <= 4611686018427387903"),
+])
+def test_a_step_count_set_wrong_by_hand_gets_the_general_paths_error(steps, error, message):
+    """optimizer._steps written past its checked setter: the one-sample step handed it
+    to the core as it was (Cython's own TypeError or OverflowError, or a count of -1
+    trained on), where the general path names it."""
+    (fast, general), X, labels = stream_pair(optimizer="adam")
+    for net in (fast, general):
+        net.optimizer._steps = steps
+    with pytest.raises(error, match=message):
+        general.partial_fit(X[1:2].tolist(), labels[1:2].tolist())
+    before = fast._params.copy()
+    with pytest.raises(error, match=message):
+        fast.partial_fit(X[1:2], labels[1:2])
+    np.testing.assert_array_equal(fast._params, before)

@@ -1134,6 +1134,34 @@ def test_weights_set_to_nan_by_hand_are_named_by_forward_and_evaluate(backend):
         linear.forward(X * 1e10)
 
 
+@pytest.mark.parametrize("instruction_set", ["avx512", "avx2", "baseline"])
+@pytest.mark.parametrize("activation, output", [("relu", "softmax"), ("sigmoid", "relu"),
+                                                ("relu", "identity")])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_nan_weight_is_not_hidden_by_a_relu_on_any_kernel(instruction_set, activation,
+                                                             output, dtype):
+    """ReLU took a NaN pre-activation to 0 (z > 0 ? z : 0), on every kernel and in the
+    NumPy reference: a network with a weight set to NaN by hand answered with finite
+    outputs instead of naming the weight."""
+    from cyprop import _compiled, _reference
+
+    if instruction_set not in _compiled.KERNELS:
+        pytest.skip(f"no {instruction_set} kernel for this build or CPU")
+    X = np.random.default_rng(0).normal(size=(300, 4)).astype(dtype)
+    for backend in BACKENDS:
+        net = cyprop.Network([4, 6, 3], activation=activation, output=output, loss="mse",
+                             dtype=dtype, backend=backend, seed=0)
+        layer = 0 if activation == "relu" else 1
+        net.weights[layer][1, 2] = np.nan
+        for rows in (X, X[0], X[:1]):
+            with pytest.raises(FloatingPointError, match="the network's weights hold NaN"):
+                net.forward(rows)
+    compiled = _compiled.CompiledBackend(instruction_set).forward(net.arch, net._params, X)
+    reference = _reference.forward(net.arch, net._params, X)
+    np.testing.assert_array_equal(np.isnan(compiled), np.isnan(reference))
+    assert np.isnan(compiled[:, 1]).all()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_loss_overflowed_by_its_targets_names_them(backend):
     """Targets of 1e200 overflow mse's square: the message blamed only the inputs or

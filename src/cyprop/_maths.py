@@ -31,7 +31,8 @@ def sigmoid(z: NDArray[Any]) -> NDArray[Any]:
 
 
 def relu(z: NDArray[Any]) -> NDArray[Any]:
-    return np.where(z > 0, z, 0).astype(z.dtype, copy=False)
+    # NaN stays NaN, as in the compiled core (not z > 0: a NaN weight would vanish)
+    return np.where(z <= 0, 0, z).astype(z.dtype, copy=False)
 
 
 def leaky_relu(z: NDArray[Any]) -> NDArray[Any]:

@@ -320,8 +320,8 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
     ValueError
         If ``kind`` is unknown, a file's name holds something other than a regular
         file (a folder, a FIFO, a device), or a file is not a valid IDX file (wrong
-        magic number, truncated, damaged gzip) or the counts of images and labels
-        differ.
+        magic number, truncated, damaged gzip), holds no images or labels, or the
+        counts of images and labels differ.
     """
     if not isinstance(kind, str) or kind not in _MNIST_PREFIX:   # (a list is unhashable)
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
@@ -340,8 +340,7 @@ def load_mnist(path: str | _os.PathLike[str], kind: str = "train") -> _Data:
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images_file} holds {images.shape[0]} images but {labels_file} "
                          f"holds {labels.shape[0]} labels")
-    # (the shape spelt out: -1 cannot be worked out for 0 images)
-    X = images.reshape(images.shape[0], _math.prod(images.shape[1:])).astype(np.float64)
+    X = images.reshape(images.shape[0], -1).astype(np.float64)
     X /= 255.0
     return X, labels.astype(np.int64)
 
@@ -405,6 +404,14 @@ def _parse_idx(filename: str, read: _typing.Callable[[int], bytes], magic: int,
         raise ValueError(f"{filename} is truncated: only {4 + len(dims)} bytes, shorter "
                          f"than its {header_size}-byte header")
     shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    # (nothing trains on or is scored on empty rows: fit and evaluate would refuse
+    # them without naming the file)
+    if shape[0] == 0:
+        raise ValueError(f"{filename} holds no {what} (its header gives shape {shape}); "
+                         "is it the right file, and not damaged?")
+    if 0 in shape:
+        raise ValueError(f"{filename} holds images of no pixels (its header gives shape "
+                         f"{shape}); is it the right file, and not damaged?")
     expected = header_size + _math.prod(shape)
     # Read in pieces: a header declaring far more than the file holds allocates no
     # more than the file gives.
@@ -639,6 +646,10 @@ class _Lines:
         if not line:
             raise StopIteration
         self.number += 1
+        if self.number == 1:
+            # a BOM after the one utf-8-sig drops (a file given one by two tools in
+            # turn) would stay in the first field: the first column's name
+            line = line.lstrip("\ufeff")
         undecodable = None if line.isascii() else _UNDECODABLE.search(line)
         if undecodable:
             raise ValueError(f"{self.path}, line {self.number}: not UTF-8 text (byte "

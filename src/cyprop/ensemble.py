@@ -387,8 +387,10 @@ class Ensemble:
         """
         networks = self._members()
         first = networks[0]
-        # the members' own checks; each member converts X to its own dtype
-        _, Y = first._check_data(X, Y)
+        # the members' own checks; each member converts X to its own dtype, and Y is
+        # taken in the mean output's (a float32 member's would round float64 targets)
+        widest = max(networks, key=lambda net: net.dtype.itemsize)
+        _, Y = widest._check_data(X, Y)
         y = Y.astype(np.float64)
         loss_sum, correct = 0.0, 0
         for start, block in _row_blocks(X, first.arch.n_inputs):

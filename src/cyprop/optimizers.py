@@ -275,6 +275,9 @@ class Optimizer:
         # The current rate may be 0 (a finished Cosine schedule); the constructor, which
         # wants a rate > 0, gets the initial one.
         rate = check_number("learning_rate", self.learning_rate, 0)
+        # the step count too, where it was written past its setter (``_steps``): steps
+        # count on from it, and the compiled core reads it as a C integer
+        self.steps = self._steps
         initial = check_number("initial_learning_rate", self.initial_learning_rate, 0,
                                exclusive_minimum=True)
         # Kept as the floats checked, as the constructor keeps them: a Fraction, say,
