@@ -196,6 +196,21 @@ def test_train_plot_that_cannot_be_written_keeps_the_previous_file(capsys, tmp_p
     assert png.read_bytes() == before and os.listdir(tmp_path) == ["curves.png"]
 
 
+def test_train_plot_titled_with_dollar_signs_is_written_and_the_model_saved(capsys, tmp_path):
+    """The title names the data as given: its dollar signs are text, not mathtext
+    (a CSV file named x$_$.csv failed at the end with a ParseSyntaxException, after
+    training, and the model was not saved)."""
+    pytest.importorskip("matplotlib")
+    data = tmp_path / "x$_$.csv"
+    data.write_text("a,b,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    png, model = tmp_path / "curves.png", tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", "--data", f"csv:{data}", "--plot", str(png),
+                           "--save", str(model), *QUICK)
+    assert status == 0, err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert cyprop.load(model).sizes[0] == 2
+
+
 def test_train_plot_without_matplotlib(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails
     status, out, err = run(capsys, "train", "--data", "moons", "--plot", "x.png", *QUICK)

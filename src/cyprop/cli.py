@@ -853,7 +853,8 @@ def _plot(history: History, filename: str, title: str) -> None:
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
     acc_ax.plot(epochs, history.accuracy, marker=".")
     acc_ax.set(xlabel="epoch", ylabel="training accuracy", title="accuracy")
-    fig.suptitle(f"cyprop on {title}")
+    # the data as named (a file name may hold dollar signs): text, not mathtext
+    fig.suptitle(f"cyprop on {title}", parse_math=False)
     fig.tight_layout()
     _save_figure(fig, filename)   # (atomically, as Network.save writes)
 
