@@ -599,6 +599,25 @@ def test_destinations_are_checked_before_training(capsys, tmp_path, option):
         assert_one_line_error(err, option, fragment)
 
 
+@pytest.mark.parametrize("exists", [False, True])
+def test_save_and_plot_onto_one_file_are_refused_before_training(capsys, tmp_path,
+                                                                monkeypatch, exists):
+    # (--save out.png --plot ./out.png wrote the curves, then the model over them)
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    if exists:
+        (tmp_path / "out.png").write_bytes(b"kept")
+        os.symlink("out.png", "link.png")
+    plot = "link.png" if exists else "./out.png"
+    status, out, err = run(capsys, "train", "--data", "xor", "--save", "out.png",
+                           "--plot", plot, *QUICK)
+    assert status == 2 and out == ""
+    assert_one_line_error(err, "--save", "--plot", "same file")
+    assert sorted(os.listdir(tmp_path)) == (["link.png", "out.png"] if exists else [])
+    if exists:
+        assert (tmp_path / "out.png").read_bytes() == b"kept"
+
+
 def test_epoch_lines_of_an_absurd_number_of_epochs(capsys):
     # (train --epochs 200000000000000000000 stopped with "cyprop: error: StopIteration")
     lines = cli._EveryKthEpoch(2 * 10 ** 20)
