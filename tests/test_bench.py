@@ -97,6 +97,8 @@ def test_quick_defaults_and_what_overrides_them():
                                  # refused at the end of the run, or (empty) ignored
                                  ["--json", "."], ["--json", ""], ["--plot", "out/"],
                                  ["--json", f"{__file__}/x.json"],
+                                 # the numbers written over the plot at the end
+                                 ["--json", "r.png", "--plot", "./r.png"],
                                  # a format matplotlib cannot write: after the whole run
                                  pytest.param(["--plot", "x.xyz"], marks=pytest.mark.skipif(
                                      not importlib.util.find_spec("matplotlib"),

@@ -196,6 +196,21 @@ def test_train_plot_that_cannot_be_written_keeps_the_previous_file(capsys, tmp_p
     assert png.read_bytes() == before and os.listdir(tmp_path) == ["curves.png"]
 
 
+def test_train_plot_titled_with_dollar_signs_is_written_and_the_model_saved(capsys, tmp_path):
+    """The title names the data as given: its dollar signs are text, not mathtext
+    (a CSV file named x$_$.csv failed at the end with a ParseSyntaxException, after
+    training, and the model was not saved)."""
+    pytest.importorskip("matplotlib")
+    data = tmp_path / "x$_$.csv"
+    data.write_text("a,b,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    png, model = tmp_path / "curves.png", tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", "--data", f"csv:{data}", "--plot", str(png),
+                           "--save", str(model), *QUICK)
+    assert status == 0, err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert cyprop.load(model).sizes[0] == 2
+
+
 def test_train_plot_without_matplotlib(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails
     status, out, err = run(capsys, "train", "--data", "moons", "--plot", "x.png", *QUICK)
@@ -582,6 +597,25 @@ def test_destinations_are_checked_before_training(capsys, tmp_path, option):
                                *QUICK)
         assert status == 2 and out == "", destination
         assert_one_line_error(err, option, fragment)
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_save_and_plot_onto_one_file_are_refused_before_training(capsys, tmp_path,
+                                                                monkeypatch, exists):
+    # (--save out.png --plot ./out.png wrote the curves, then the model over them)
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    if exists:
+        (tmp_path / "out.png").write_bytes(b"kept")
+        os.symlink("out.png", "link.png")
+    plot = "link.png" if exists else "./out.png"
+    status, out, err = run(capsys, "train", "--data", "xor", "--save", "out.png",
+                           "--plot", plot, *QUICK)
+    assert status == 2 and out == ""
+    assert_one_line_error(err, "--save", "--plot", "same file")
+    assert sorted(os.listdir(tmp_path)) == (["link.png", "out.png"] if exists else [])
+    if exists:
+        assert (tmp_path / "out.png").read_bytes() == b"kept"
 
 
 def test_epoch_lines_of_an_absurd_number_of_epochs(capsys):

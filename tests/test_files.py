@@ -688,6 +688,19 @@ def test_save_refuses_a_socket():
         os.rmdir(directory)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc")
+def test_save_refuses_a_pipe_named_through_proc():
+    # (/dev/stdout of a piped process: the link's text, "pipe:[N]", was taken for a
+    # file name, and the error was a FileNotFoundError for /proc/PID/fd/pipe:[N])
+    read, write = os.pipe()
+    try:
+        with pytest.raises(ValueError, match="it is a FIFO, not a regular file"):
+            base_net().save(f"/proc/self/fd/{write}")
+    finally:
+        os.close(read)
+        os.close(write)
+
+
 def test_save_refuses_a_directory(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(IsADirectoryError, match="it is a directory"):

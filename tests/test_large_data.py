@@ -192,6 +192,24 @@ def test_a_refused_fit_leaves_the_learning_rate_as_it_was(small_blocks, tmp_path
         assert net.optimizer.learning_rate == 0.02 and len(net.history) == 1
 
 
+def test_a_refused_fit_leaves_the_optimizer_it_was_given_as_it_was(small_blocks, tmp_path):
+    """An optimizer from elsewhere (another network's) is reset as the fit takes it:
+    a fit refused before its first epoch was recorded reset it all the same, and the
+    network it belonged to lost its state and step count."""
+    X, y = data()
+    X[7 * 104 + 3, 2] = np.nan   # in block 7, past the rows read before training
+    mapped = memmap_of(X, tmp_path)
+    other = cyprop.Network([8, 5, 3], seed=2)
+    other.fit(X[:100], y[:100], epochs=2, optimizer=cyprop.Adam(0.01), verbose=0)
+    optimizer = other.optimizer
+    state, steps = optimizer.state.copy(), optimizer.steps
+    net = cyprop.Network([8, 5, 3], seed=1)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(mapped, y, epochs=2, optimizer=optimizer, verbose=0)
+    assert net.optimizer is None and optimizer.steps == steps
+    np.testing.assert_array_equal(optimizer.state, state)
+
+
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_a_refused_fit_leaves_the_network_s_generator_as_it_was(small_blocks, tmp_path,
                                                                  dropout):

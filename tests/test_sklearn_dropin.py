@@ -698,6 +698,40 @@ def test_refused_continuation_leaves_the_fitted_regressor_working(continuation):
         train(X_REG, Y)   # and trains on
 
 
+@pytest.mark.parametrize("case", ["refit classes", "refit features", "refit poisson",
+                                  "partial_fit outputs"])
+def test_refused_fit_leaves_the_fitted_estimator_as_it_was(case):
+    # A fit refused after y was read (sample_weight of another length, negative counts
+    # for the Poisson loss) had set classes_, n_features_in_ and the number of outputs
+    # from the refused data: predict then answered the new labels from the old
+    # network, or raised "network_ has 3 inputs and 1 outputs, but ..."
+    wrong_weights = np.ones(3)
+    if case == "refit classes":
+        est, X, y = BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2,
+                                       random_state=0), X_BIN, Y_BIN
+        retry = lambda: est.fit(X, np.where(y == 1, "b", "a"), sample_weight=wrong_weights)
+    elif case == "refit features":
+        est, X, y = BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2,
+                                       random_state=0), X_MULTI, Y_MULTI
+        retry = lambda: est.fit(X[:, :3], y, sample_weight=wrong_weights)
+    elif case == "refit poisson":
+        est, X, y = BackpropRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                                      loss="poisson"), X_REG, np.abs(Y_REG)
+        retry = lambda: est.fit(X[:, :3], -y)
+    else:
+        est, X, y = BackpropRegressor(hidden_layer_sizes=(4,), max_iter=2,
+                                      random_state=0), X_REG, Y_REG
+        retry = lambda: est.partial_fit(X, np.c_[y, -y], sample_weight=wrong_weights)
+    fit_quietly(est, X, y)
+    before, classes = est.predict(X), getattr(est, "classes_", None)
+    with pytest.raises(ValueError):
+        retry()
+    assert est.n_features_in_ == X.shape[1]
+    if classes is not None:
+        np.testing.assert_array_equal(est.classes_, classes)
+    np.testing.assert_array_equal(est.predict(X), before)
+
+
 @pytest.mark.parametrize("fitted_with, set_to", [("squared_error", "poisson"),
                                                   ("poisson", "squared_error")])
 def test_loss_set_after_fit_changes_neither_predictions_nor_training(fitted_with, set_to):

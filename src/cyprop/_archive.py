@@ -77,7 +77,9 @@ def save_target(path: str) -> tuple[str, int | None]:
                                 "directory, not a file", path)
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        st = os.stat(target)
+        # path, not target: the kernel follows a link as realpath cannot read it
+        # (/dev/stdout to a pipe reads "pipe:[N]", a name of nothing)
+        st = os.stat(path)
     except FileNotFoundError:
         return target, None
     require_regular_file(path, st.st_mode, "save to")

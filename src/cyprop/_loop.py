@@ -165,6 +165,7 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
     batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
     hold_training(net)
     previous = None   # the optimizer and history before this call, once known
+    given = None      # an optimizer given from elsewhere, with its state and steps
     recorded = False  # whether an epoch of this call was recorded
     claimed = None    # the claim of the optimizer training, once held
     schedule_claimed = False
@@ -177,6 +178,9 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
         chosen = net.optimizer if optimizer is None else optimizer
         if chosen is not None:   # before set_optimizer, which resets one from elsewhere
             claimed = claim_optimizer(chosen)
+        # an optimizer from elsewhere as it was before set_optimizer resets it
+        given = (None if optimizer is None or optimizer is net.optimizer
+                 else (optimizer, optimizer.state, optimizer.steps))
         previous = net.optimizer, net.history
         set_optimizer(net, optimizer)
         training = net.optimizer
@@ -248,6 +252,8 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             # epoch was undone (one_epoch), and the call is refused as a call with bad
             # data in memory is, leaving the optimizer and history as they were.
             net.optimizer, net.history = previous
+            if given is not None:   # (another network's, perhaps: its state is kept)
+                given[0].state, given[0].steps = given[1], given[2]
         raise
     finally:
         if claimed is not None:

@@ -634,6 +634,20 @@ def _check_training_args(args: argparse.Namespace) -> None:
         _check_destination(args.save, "--save", inputs)
     if args.plot is not None:
         _check_plot_destination(args.plot, inputs)
+    if args.save is not None and args.plot is not None and _same_file(args.save, args.plot):
+        raise UsageError(f"--save {args.save!r} and --plot {args.plot!r} name the same "
+                         "file: the model would be written over the curves; give two names")
+
+
+def _same_file(first: str, second: str) -> bool:
+    """Whether two destinations are one file: by their resolved names (neither need
+    exist yet), or as os.path.samefile sees it (hard links)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:   # either does not exist (yet): different names, different files
+        return False
 
 
 def _data_files(spec: DataSpec) -> list[str | None]:
@@ -853,7 +867,8 @@ def _plot(history: History, filename: str, title: str) -> None:
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
     acc_ax.plot(epochs, history.accuracy, marker=".")
     acc_ax.set(xlabel="epoch", ylabel="training accuracy", title="accuracy")
-    fig.suptitle(f"cyprop on {title}")
+    # the data as named (a file name may hold dollar signs): text, not mathtext
+    fig.suptitle(f"cyprop on {title}", parse_math=False)
     fig.tight_layout()
     _save_figure(fig, filename)   # (atomically, as Network.save writes)
 

@@ -301,30 +301,32 @@ class _BaseBackprop(BaseEstimator):
                 "scikit-learn splits them), which needs X in memory: with a Dask array (or "
                 "a memory map that needs converting) as X, fit without early_stopping, or "
                 "hold out rows yourself and score them")
-        n_out: int = getattr(self, "_n_out", 0)
-        X, Y, targets = self._validate_training_data(X, y, reset=first_pass,
-                                                     incremental=incremental, classes=classes,
-                                                     dtype=dtype)
-        if sample_weight is not None:
-            # negative weights are allowed, as in scikit-learn
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        # a Dask array or memory map: read a block of rows at a time, never whole
-        X = _chunks.Rows(X, X.shape[1], Y.dtype) if blockwise else _sparse.as_rows(X)
-        rng = check_random_state(self.random_state)
-        sizes = [X.shape[1], *params["hidden"], self._n_out]
-        if first_pass:
-            self._initialize(sizes, params, rng, X.dtype)
-        else:
-            try:
+        # Reading y sets classes_, n_features_in_ and _n_out: refused data (say, y with
+        # other targets, or a sample_weight of another length) leaves the fitted model
+        # as it was, which predict reads them for.
+        fitted = dict(self.__dict__)
+        try:
+            X, Y, targets = self._validate_training_data(
+                X, y, reset=first_pass, incremental=incremental, classes=classes,
+                dtype=dtype)
+            if sample_weight is not None:
+                # negative weights are allowed, as in scikit-learn
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            # a Dask array or memory map: read a block of rows at a time, never whole
+            X = _chunks.Rows(X, X.shape[1], Y.dtype) if blockwise else _sparse.as_rows(X)
+            rng = check_random_state(self.random_state)
+            sizes = [X.shape[1], *params["hidden"], self._n_out]
+            if first_pass:
+                self._initialize(sizes, params, rng, X.dtype)
+            else:
                 self._check_architecture(sizes, params)
                 # training options, not architecture: the current ones train from here
                 self.network_.dropout = self.dropout
                 self.network_.max_norm = self.max_norm
-            except ValueError:
-                # refused data (say, y with other targets) leaves the fitted model as it
-                # was: predict compares the network's outputs with _n_out
-                self._n_out = n_out
-                raise
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(fitted)
+            raise
         # (the network's training lock, as its own fit takes it: no fit of the network
         # itself meanwhile)
         _loop.hold_training(self.network_)
