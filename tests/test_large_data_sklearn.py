@@ -156,6 +156,35 @@ def test_bad_lazy_X_is_refused(small_blocks, tmp_path):
         BackpropClassifier().fit(da.from_array(X, chunks=(97, 8)), y[:-1])
 
 
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_a_refit_refused_by_a_later_block_keeps_the_fitted_model(small_blocks, tmp_path,
+                                                                  solver):
+    """A fit from scratch (warm_start=False) on lazy X with a NaN in a later block was
+    refused only once training had replaced the network and its records: the fitted
+    model was lost, where data in memory is refused before anything changes."""
+    X, y = data()
+    clf = BackpropClassifier(hidden_layer_sizes=(4,), solver=solver, max_iter=3,
+                             random_state=0).fit(X, y)
+    before = dict(vars(clf))
+    coefs = [a.copy() for a in clf.coefs_ + clf.intercepts_]
+    predictions = clf.predict_proba(X)
+    bad = X.copy()
+    bad[500, 1] = np.nan   # in a later block
+    for lazy in lazy_forms(bad, tmp_path):
+        with pytest.raises(ValueError, match="NaN"):
+            clf.fit(lazy[1], y)
+        assert vars(clf).keys() == before.keys()
+        assert all(vars(clf)[key] is before[key] for key in before)
+        for a, b in zip(clf.coefs_ + clf.intercepts_, coefs):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(clf.predict_proba(X), predictions)
+    # never fitted: refused as in memory, it stays so
+    fresh = BackpropClassifier(hidden_layer_sizes=(4,), solver=solver, max_iter=3)
+    with pytest.raises(ValueError, match="NaN"):
+        fresh.fit(np.load(tmp_path / "X.npy", mmap_mode="r"), y)
+    assert not hasattr(fresh, "network_") and not hasattr(fresh, "classes_")
+
+
 @pytest.mark.parametrize("dtype", [np.complex128, "datetime64[D]"])
 def test_lazy_X_that_is_not_numbers_raises_sklearns_value_error(tmp_path, dtype):
     """scikit-learn's check_array refuses complex or non-numeric X with a ValueError

@@ -329,14 +329,26 @@ class _BaseBackprop(BaseEstimator):
             raise
         # (the network's training lock, as its own fit takes it: no fit of the network
         # itself meanwhile)
-        _loop.hold_training(self.network_)
+        net = self.network_
+        _loop.hold_training(net)
         try:
             if params["solver"] == "lbfgs":
                 self._fit_lbfgs(X, Y, sample_weight)
             else:
                 self._fit_stochastic(X, Y, targets, sample_weight, params, incremental, rng)
+        except TrainingDiverged:
+            raise   # the fit's own last finite weights are kept, as documented
+        except BaseException:
+            if first_pass:
+                # Data in memory is refused before training; a Dask array or memory map
+                # is read a block at a time, so a NaN in a later block is found during
+                # it.  A fit from scratch refused so leaves the estimator as it was too
+                # (the model fitted before, or none), not the new network part trained.
+                self.__dict__.clear()
+                self.__dict__.update(fitted)
+            raise
         finally:
-            _loop.release_training(self.network_)
+            _loop.release_training(net)
         return self
 
     def _input_dtype(self, first_pass: bool) -> np.dtype | tuple[type, type]:
