@@ -117,9 +117,25 @@ def test_shuffled_blocks_are_reproducible(small_blocks, never_whole, tmp_path):
 
 def test_what_needs_X_in_memory_says_so(small_blocks, tmp_path):
     X, y = data()
-    for _, lazy in lazy_forms(X, tmp_path):
-        with pytest.raises(ValueError, match="early_stopping .* needs X in memory"):
-            BackpropClassifier(early_stopping=True, dtype="float64").fit(lazy, y)
+    lazy = da.from_array(X, chunks=(97, X.shape[1]))
+    with pytest.raises(ValueError, match="early_stopping .* needs X in memory"):
+        BackpropClassifier(early_stopping=True, dtype="float64").fit(lazy, y)
+
+
+@pytest.mark.parametrize("stored", [np.float32, np.int64])
+def test_early_stopping_on_a_memory_map_that_needs_converting(small_blocks, tmp_path, stored):
+    """As scikit-learn converts it (joblib hands an int X over 1 MB to the fits of
+    VotingClassifier(n_jobs=2) as such a map): trained as the array in memory, not refused."""
+    X, y = data()
+    X = np.round(X * 4) if stored is np.int64 else X
+    np.save(tmp_path / "X.npy", X.astype(stored))
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    kwargs = dict(hidden_layer_sizes=(6,), random_state=0, max_iter=5, early_stopping=True,
+                  validation_fraction=0.2, dtype="float64")
+    clf = BackpropClassifier(**kwargs).fit(mapped, y)
+    reference = BackpropClassifier(**kwargs).fit(X, y)
+    np.testing.assert_array_equal(clf.coefs_[0], reference.coefs_[0])
+    assert clf.validation_scores_ == reference.validation_scores_
 
 
 def test_a_memory_map_that_needs_no_conversion_is_used_in_place(tmp_path, never_whole):

@@ -29,7 +29,8 @@ Such a fit visits the samples as the network's block-wise reading does (with
 each block, drawn from ``random_state``), not in scikit-learn's order; with
 ``shuffle=False`` the result is that of the same data in memory.  'lbfgs' reads X
 once per evaluation of the loss.  ``early_stopping`` (a random hold-out split) needs
-X in memory and is refused.  A memory map (``np.load(..., mmap_mode="r")``, and
+X in memory: it is refused for a Dask array, and a memory map is converted in memory
+for it, as scikit-learn converts it.  A memory map (``np.load(..., mmap_mode="r")``, and
 the maps joblib hands to parallel fits) that already has the dtype the estimator
 trains in is used in place, as an array in memory is (scikit-learn's order, early
 stopping too; its pages are read by the OS into no private memory); one that needs
@@ -296,11 +297,16 @@ class _BaseBackprop(BaseEstimator):
         dtype = self._input_dtype(first_pass)
         blockwise = _read_in_blocks(X, dtype)
         if blockwise and self.early_stopping:
-            raise ValueError(
-                "early_stopping holds out a random validation_fraction of the rows (as "
-                "scikit-learn splits them), which needs X in memory: with a Dask array (or "
-                "a memory map that needs converting) as X, fit without early_stopping, or "
-                "hold out rows yourself and score them")
+            if _chunks.is_dask(X):
+                raise ValueError(
+                    "early_stopping holds out a random validation_fraction of the rows (as "
+                    "scikit-learn splits them), which needs X in memory: with a Dask array "
+                    "as X, fit without early_stopping, or hold out rows yourself and score "
+                    "them")
+            # A memory map that needs converting (joblib hands an int X to parallel fits
+            # as one): the split copies its rows into memory anyway, so it is converted
+            # there, as scikit-learn converts it.
+            X, blockwise = np.asarray(X), False
         # Reading y sets classes_, n_features_in_ and _n_out: refused data (say, y with
         # other targets, or a sample_weight of another length) leaves the fitted model
         # as it was, which predict reads them for.
