@@ -879,3 +879,18 @@ def test_history_of_unknown_records_keeps_its_epochs(saved):
     back = cyprop.load(path)
     assert back.history.epochs == 2
     assert back.history.to_dict() == {key: [None, None] for key in cyprop.History.KEYS}
+
+
+def test_metadata_load_would_not_read_is_refused_by_save(tmp_path):
+    # A stop_reason of 17 MB made metadata beyond what load reads: saved, never loaded.
+    net = cyprop.Network([2, 1], seed=0)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    net.history.stop_reason = "x" * (persistence.METADATA_LIMIT + 1)
+    previous = path.read_bytes()
+    with pytest.raises(ValueError, match="nothing was written: its metadata takes"):
+        net.save(path)
+    assert path.read_bytes() == previous
+    with pytest.raises(ValueError, match="network 0 of the ensemble: .*its metadata takes"):
+        cyprop.Ensemble([net]).save(tmp_path / "ensemble.npz")
+    assert not (tmp_path / "ensemble.npz").exists()

@@ -105,7 +105,7 @@ FORMAT_VERSION = _state.FORMAT_VERSION
 FORMAT_NAME = _state.FORMAT_NAME
 #: The largest metadata member ``load`` reads, in bytes (a network's metadata is a few
 #: kB; in files of version 1, plus about 160 bytes per epoch of history).
-METADATA_LIMIT = 16 * 2**20
+METADATA_LIMIT = _archive.METADATA_LIMIT
 #: The largest ``.npy`` header ``load`` reads, in bytes (NumPy's own safe limit).
 NPY_HEADER_LIMIT = _archive.NPY_HEADER_LIMIT
 
