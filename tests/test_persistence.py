@@ -817,3 +817,61 @@ def test_network_whose_schedule_reached_rate_zero_loads(tmp_path, schedule):
     assert_same(net, back)
     assert_same_training_setup(net, back)
     assert back.optimizer.initial_learning_rate == 0.1
+
+
+def _history_header(shape, descr):
+    from numpy.lib import format as npy_format
+
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False,
+                                               "shape": shape})
+    return header.getvalue()
+
+
+@pytest.mark.parametrize("epochs", [10 ** 30, 10 ** 18, 3])
+def test_history_of_epochs_without_records_is_refused(saved, epochs):
+    # No record names: the history arrays are empty whatever the epochs, so the file's
+    # size bounds nothing (a count beyond NumPy's index range failed unnamed).
+    _, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    meta["history"].update(records=[], epochs=epochs)
+    arrays = with_metadata(arrays, meta)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in arrays.items():
+            if name in ("history", "history_none"):
+                descr = "<f8" if name == "history" else "|b1"
+                zf.writestr(name + ".npy", _history_header((0, epochs), descr))
+            else:
+                buffer = io.BytesIO()
+                np.save(buffer, array)
+                zf.writestr(name + ".npy", buffer.getvalue())
+    assert f"{epochs} epochs but no records" in load_error(path)
+
+
+def test_history_of_unknown_records_keeps_its_epochs(saved):
+    # (a newer cyprop's records, none of them known here: the epochs are still those
+    # the file has, each record None)
+    _, path = saved
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    meta["history"]["records"] = [f"record_{i}" for i in range(len(cyprop.History.KEYS))]
+    rewrite(path, with_metadata(arrays, meta))
+    back = cyprop.load(path)
+    assert back.history.epochs == 2
+    assert back.history.to_dict() == {key: [None, None] for key in cyprop.History.KEYS}
+
+
+def test_metadata_load_would_not_read_is_refused_by_save(tmp_path):
+    # A stop_reason of 17 MB made metadata beyond what load reads: saved, never loaded.
+    net = cyprop.Network([2, 1], seed=0)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    net.history.stop_reason = "x" * (persistence.METADATA_LIMIT + 1)
+    previous = path.read_bytes()
+    with pytest.raises(ValueError, match="nothing was written: its metadata takes"):
+        net.save(path)
+    assert path.read_bytes() == previous
+    with pytest.raises(ValueError, match="network 0 of the ensemble: .*its metadata takes"):
+        cyprop.Ensemble([net]).save(tmp_path / "ensemble.npz")
+    assert not (tmp_path / "ensemble.npz").exists()

@@ -147,7 +147,21 @@ CRAFTED_NETWORKS = [
     ("optimizer-not-a-dict", _set("optimizer", 5), "invalid optimizer entry"),
     ("history-text", lambda s: s["history"].update(loss=["x"] * len(s["history"]["loss"])),
      "invalid training history record 'loss'"),
-    ("history-ragged", lambda s: s["history"].update(loss=[1.0]), "different lengths"),
+    ("history-ragged", lambda s: (s["history"].update(loss=np.ones(1)),
+                                  s["history_none"].update(loss=np.zeros(1, bool))),
+     "different lengths"),
+    ("history-none-shape", lambda s: s["history_none"].update(loss=np.zeros(1, bool)),
+     "invalid training history record 'loss'"),
+    ("history-object-array",
+     lambda s: s["history"].update(loss=s["history"]["loss"].astype(object)),
+     "invalid training history record 'loss'"),
+    ("history-none-keys", lambda s: s["history_none"].pop("loss"), "invalid training history"),
+    ("history-lists-text", lambda s: (s.pop("history_none"), s["history"].update(
+        {key: ["x"] * len(values) for key, values in s["history"].items()})),
+     "invalid training history record"),
+    ("history-lists-ragged", lambda s: (s.pop("history_none"), s["history"].update(
+        {key: values.tolist() for key, values in s["history"].items()}, loss=[1.0])),
+     "different lengths"),
     ("history-not-a-dict", _set("history", 5), "invalid training history"),
     ("stop-reason-number", _set("stop_reason", 5), "invalid training history"),
     ("no-weights", lambda s: s.pop("params"), "it lacks params"),
@@ -173,6 +187,21 @@ def test_the_network_generator_survives_pickle():
     assert back.network_.get_state().rng == est.network_.get_state().rng
 
 
+def test_a_network_state_pickled_with_history_lists_loads():
+    # (states written before the records were kept as arrays)
+    est = _fitted(*FITTED[0])
+    state = est.__getstate__()
+    network = state["_network_state"]
+    history, none = network["history"], network.pop("history_none")
+    network["history"] = {key: [None if gap else value for value, gap in
+                                zip(history[key].tolist(), none[key].tolist())]
+                          for key in history}
+    state["loss_curve_"] = list(est.loss_curve_)
+    back = BackpropClassifier.__new__(BackpropClassifier)
+    back.__setstate__(state)
+    _assert_same(est, back)
+
+
 def test_a_network_state_pickled_without_its_generator_loads():
     # (states written before the generator's was kept: a fresh one from the seed)
     est = _fitted(*FITTED[0])
@@ -181,3 +210,29 @@ def test_a_network_state_pickled_without_its_generator_loads():
     back = BackpropClassifier.__new__(BackpropClassifier)
     back.__setstate__(state)
     _assert_same(est, back)
+
+
+def test_a_long_stream_of_partial_fit_calls_saves_compactly():
+    # Each partial_fit call records an epoch.  Held as lists of floats, a record took
+    # skops.io hundreds of bytes per value: an estimator fed for a day made files of
+    # gigabytes that took minutes to write.
+    sio = pytest.importorskip("skops.io")
+    est = BackpropClassifier(hidden_layer_sizes=(3,), random_state=0)
+    est.partial_fit(X[:5], _y[:5], classes=[0, 1, 2])
+    epochs = 5000
+    rng = np.random.default_rng(0)
+    history = est.network_.history
+    for key in history.KEYS:
+        setattr(history, key, rng.random(epochs).tolist())
+    history.val_loss = [None] * epochs
+    history.loss[1] = float("nan")
+    history.seconds[2] = -0.0
+    est.loss_curve_ = rng.random(epochs).tolist()
+    data = sio.dumps(est)
+    assert len(data) < 30 * epochs * 8
+    back = sio.loads(data, trusted=[TRUSTED[BackpropClassifier]])
+    assert repr(back.network_.history.to_dict()) == repr(history.to_dict())
+    assert back.loss_curve_ == est.loss_curve_ and type(back.loss_curve_) is list
+    again = pickle.loads(pickle.dumps(est))
+    assert repr(again.network_.history.to_dict()) == repr(history.to_dict())
+    assert again.loss_curve_ == est.loss_curve_

@@ -18,7 +18,7 @@ Nothing here knows what a network is.  The internal API, for those two modules:
   zipfile or NumPy raise into one;
 - ``json_default`` serialises the NumPy scalars and arrays a metadata dict may hold;
   ``METADATA`` is the name of the metadata member, ``NPY_HEADER_LIMIT`` the largest
-  ``.npy`` header read.
+  ``.npy`` header read, ``METADATA_LIMIT`` the largest metadata member.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from numpy.typing import NDArray
 METADATA = "metadata"
 #: The largest ``.npy`` header read, in bytes (NumPy's own safe limit).
 NPY_HEADER_LIMIT = 10_000
+#: The largest metadata member read, in bytes (``cyprop.persistence.METADATA_LIMIT``).
+METADATA_LIMIT = 16 * 2**20
 
 # No integer a real file holds has more digits (2**128 has 39); parsing a huge one
 # takes time quadratic in its length.

@@ -62,7 +62,8 @@ SEED_LIMIT = 2**128
 # ---------------------------------------------------------------------- a state's file
 def encode(state: NetworkState) -> dict[str, NDArray[Any]]:
     """{member name: array} of the network file for ``state``, the metadata member
-    first; TypeError if the metadata is not JSON-serialisable."""
+    first; TypeError if the metadata is not JSON-serialisable, ValueError if it is
+    larger than ``cyprop.load`` reads."""
     optimizer = None
     if state.optimizer is not None:
         opt = state.optimizer
@@ -92,8 +93,13 @@ def encode(state: NetworkState) -> dict[str, NDArray[Any]]:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"cannot save this network: its metadata is not JSON-serialisable "
                         f"({exc})") from exc
-    arrays: dict[str, NDArray[Any]] = {
-        _archive.METADATA: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
+    data = text.encode("utf-8")
+    # (with room for the member's .npy header, which the limit counts too)
+    if len(data) + _archive.NPY_HEADER_LIMIT > _archive.METADATA_LIMIT:
+        raise ValueError(f"cannot save this network, nothing was written: its metadata "
+                         f"takes {len(data)} bytes, more than the {_archive.METADATA_LIMIT} "
+                         "cyprop.load reads")
+    arrays: dict[str, NDArray[Any]] = {_archive.METADATA: np.frombuffer(data, dtype=np.uint8)}
     arch = Architecture(list(state.sizes), list(state.activations), state.loss)
     weights, biases = arch.split(state.params)
     for layer, (W, b) in enumerate(zip(weights, biases)):

@@ -105,7 +105,7 @@ FORMAT_VERSION = _state.FORMAT_VERSION
 FORMAT_NAME = _state.FORMAT_NAME
 #: The largest metadata member ``load`` reads, in bytes (a network's metadata is a few
 #: kB; in files of version 1, plus about 160 bytes per epoch of history).
-METADATA_LIMIT = 16 * 2**20
+METADATA_LIMIT = _archive.METADATA_LIMIT
 #: The largest ``.npy`` header ``load`` reads, in bytes (NumPy's own safe limit).
 NPY_HEADER_LIMIT = _archive.NPY_HEADER_LIMIT
 
@@ -251,6 +251,9 @@ def _state_of(meta: dict[str, Any], arrays: dict[str, NDArray[Any]],
     if meta["format_version"] >= 2:
         records = _state.history_records(records, arrays[_state.HISTORY],
                                          arrays[_state.HISTORY_NONE])
+        # the file's epochs, even where it holds none of the records this cyprop knows
+        epochs = meta["history"]["epochs"]
+        records = {key: records.get(key, [None] * epochs) for key in History.KEYS}
     # Records this cyprop does not know (from a newer cyprop) are left out; those it
     # knows but the file lacks, filled with None (by from_state).
     return NetworkState(
@@ -368,6 +371,9 @@ def _validate_history_names(require: Callable[[object, str], None], history: Any
             f"invalid training history: its records {_short.repr(names)} are not distinct names")
     require(_state.is_int(epochs) and epochs >= 0,
             f"invalid training history: its epochs {_short.repr(epochs)} are not a count")
+    # (the records' arrays bound the epochs by the file's size; without records nothing
+    # does, and save always writes them)
+    require(names or epochs == 0, f"invalid training history: {epochs} epochs but no records")
     require(stop_reason is None or isinstance(stop_reason, str),
             f"invalid training history: its stop_reason {_short.repr(stop_reason)} is "
             "neither text nor None")

@@ -74,7 +74,7 @@ import numbers
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -811,14 +811,21 @@ class _BaseBackprop(BaseEstimator):
         """The state as plain data (arrays, numbers, strings, lists, dicts): the network is
         stored as its arrays and settings, so that ``skops.io`` needs to trust only this
         class (and pickle stores no cyprop object but the estimator)."""
-        state = super().__getstate__()
+        state = dict(super().__getstate__())
         if "network_" in state:
-            state = dict(state)
             state["_network_state"] = _network_state(state.pop("network_"))
+        # as arrays, as the network's history (a list of floats is slow in skops.io)
+        for name in _RECORD_LISTS:
+            records = state.get(name)
+            if isinstance(records, list) and all(isinstance(v, float) for v in records):
+                state[name] = np.array(records, dtype=np.float64)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
+        for name in _RECORD_LISTS:
+            if isinstance(state.get(name), np.ndarray):
+                state[name] = state[name].tolist()
         network = state.pop("_network_state", None)
         super().__setstate__(state)
         if network is not None:
@@ -1871,10 +1878,22 @@ def _copy(array: np.ndarray | None) -> np.ndarray | None:
 
 def _network_state(net: Network) -> dict[str, Any]:
     """A Network as plain data: ``Network.get_state`` (its settings, parameters,
-    generator, optimizer and history, checked as ``save`` checks them) as dicts."""
-    return dataclasses.asdict(net.get_state())
+    generator, optimizer and history, checked as ``save`` checks them) as dicts, each
+    history record an array of its values and one of where it holds None."""
+    state = net.get_state()
+    result = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+    if state.optimizer is not None:
+        result["optimizer"] = dataclasses.asdict(state.optimizer)
+    # Arrays, not lists: skops.io writes a list's every float as an object of its own
+    # (hundreds of bytes), and a stream of partial_fit calls records an epoch each.
+    values, none = _state.history_arrays(state.history)
+    result["history"] = dict(zip(History.KEYS, values))
+    result["history_none"] = dict(zip(History.KEYS, none))
+    return result
 
 
+#: The estimator's own records, one float per epoch, which pickle holds as arrays.
+_RECORD_LISTS = ("loss_curve_", "validation_scores_")
 #: The entries of ``_network_state``'s dict and of its optimizer's ("rng" is optional:
 #: states pickled before it was kept lack it).
 _NETWORK_STATE_KEYS = ("sizes", "activations", "loss", "dtype", "backend", "init", "seed",
@@ -1901,6 +1920,8 @@ def _network_from_state(state: Any) -> Network:
     history = state["history"]
     if not isinstance(history, dict):
         raise invalid("invalid training history")
+    if "history_none" in state:   # (states pickled before it was kept hold lists)
+        history = _history_lists(history, state["history_none"], invalid)
     rng = state.get("rng")
     if rng is None:   # the generator a new network of that seed starts with
         seed = state["seed"]
@@ -1917,6 +1938,24 @@ def _network_from_state(state: Any) -> Network:
             stop_reason=state["stop_reason"]))
     except InvalidState as exc:
         raise invalid(exc.problem) from exc
+
+
+def _history_lists(values: dict[str, Any], none: Any,
+                   invalid: Callable[[str], ValueError]) -> dict[str, list[float | None]]:
+    """The records of ``_network_state``'s history arrays as lists (their lengths are
+    checked with the values by ``Network.from_state``)."""
+    if not (isinstance(none, dict) and none.keys() == values.keys()):
+        raise invalid("invalid training history")
+    records = {}
+    for key, record in values.items():
+        missing = none[key]
+        if not (isinstance(record, np.ndarray) and record.dtype == np.float64
+                and isinstance(missing, np.ndarray) and missing.dtype == np.bool_
+                and record.ndim == 1 and record.shape == missing.shape):
+            raise invalid(f"invalid training history record {_state.short.repr(key)}")
+        records[key] = [None if gap else value
+                        for value, gap in zip(record.tolist(), missing.tolist())]
+    return records
 
 
 def _is_multilabel(y: Any) -> bool:
