@@ -551,6 +551,23 @@ def test_file_of_format_1_loads(saved):
     assert back.history.samples_per_second[0] == np.inf
 
 
+def test_long_history_of_format_1_loads_once_the_limit_is_raised(tmp_path, monkeypatch):
+    # Files of format 1 held the history in the metadata: one of a long stream came to
+    # more than the metadata load reads by default, and the error says how to read it.
+    net = cyprop.Network([3, 2], seed=0)
+    net.history.loss = [0.5] * 2000
+    for key in set(cyprop.History.KEYS) - {"loss"}:
+        setattr(net.history, key, [None] * 2000)
+    path = tmp_path / "old.npz"
+    net.save(path)
+    rewrite(path, as_format_1(members(path)))
+    size = len(members(path)["metadata"])
+    monkeypatch.setattr(persistence, "METADATA_LIMIT", size - 1)
+    assert "raise cyprop.persistence.METADATA_LIMIT" in load_error(path)
+    monkeypatch.setattr(persistence, "METADATA_LIMIT", size + 1024)   # (and the .npy header)
+    assert cyprop.load(path).history.loss == [0.5] * 2000
+
+
 def test_long_history_round_trip(tmp_path):
     # A stream of one-row partial_fit calls records an epoch each: 150,000 of them held in
     # the metadata's JSON came to more than the metadata load reads (METADATA_LIMIT), so

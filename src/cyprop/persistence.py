@@ -104,7 +104,8 @@ __all__ = ["save", "load", "FORMAT_VERSION", "FORMAT_NAME", "METADATA_LIMIT",
 FORMAT_VERSION = _state.FORMAT_VERSION
 FORMAT_NAME = _state.FORMAT_NAME
 #: The largest metadata member ``load`` reads, in bytes (a network's metadata is a few
-#: kB; in files of version 1, plus about 160 bytes per epoch of history).
+#: kB; in files of version 1, plus about 160 bytes per epoch of history: such a file of
+#: more than about 100,000 epochs loads once this is raised).
 METADATA_LIMIT = _archive.METADATA_LIMIT
 #: The largest ``.npy`` header ``load`` reads, in bytes (NumPy's own safe limit).
 NPY_HEADER_LIMIT = _archive.NPY_HEADER_LIMIT
@@ -284,8 +285,12 @@ def _read(path: str, fh: BinaryIO, size: int) -> tuple[dict[str, Any], dict[str,
                                  f"cyprop's {_METADATA!r} entry)")
         info = members[_METADATA]
         if info.file_size > METADATA_LIMIT:
+            # (a file of format 1 with a long history is one: raising the limit reads
+            # it, at up to about 25 bytes of memory for each byte of the entry)
             raise _invalid(path, f"the metadata entry has {info.file_size} bytes, more than "
-                                 f"the {METADATA_LIMIT} this cyprop reads")
+                                 f"the {METADATA_LIMIT} this cyprop reads (for a file you "
+                                 "trust, such as one an earlier cyprop wrote after a long "
+                                 "history, raise cyprop.persistence.METADATA_LIMIT)")
         raw = _archive.read_array(path, archive, info, _METADATA, None, np.dtype(np.uint8))
         metadata = _validate(path, _archive.decode_json(path, raw.tobytes()))
         del raw
