@@ -88,6 +88,24 @@ def test_wrong_sized_optimizer_state_never_reaches_the_kernel():
     assert "refused 3" in output
 
 
+@pytest.mark.parametrize("backend", cyprop.available_backends())
+def test_a_contiguous_view_set_as_state_is_copied_not_written_through(backend):
+    """A C-contiguous, writeable view (rows of the caller's buffer) passed every check
+    of a state the kernels use in place, so training wrote into the caller's buffer,
+    where the README promises a view is copied."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, 4)), rng.integers(0, 3, 12)
+    net = cyprop.Network([4, 5, 3], backend=backend, seed=0)
+    adam = cyprop.Adam()
+    net.fit(X, y, epochs=1, verbose=0, optimizer=adam, batch_size=4)
+    buffer = np.zeros((3, net.n_params))
+    adam.state = buffer[:2]
+    assert adam.state.base is None
+    net.fit(X, y, epochs=1, verbose=0, batch_size=4)
+    net.partial_fit(X[0], y[0])        # (the one-row path)
+    assert not buffer.any() and adam.state.any()
+
+
 def test_a_state_replaced_from_another_thread_never_reaches_the_kernel():
     """Optimizer.state_for checked the state, then returned ``self._state`` read again:
     a state set meanwhile by another thread (the setter takes any number of columns,
@@ -111,7 +129,9 @@ def test_a_state_replaced_from_another_thread_never_reaches_the_kernel():
                     adam.state = np.zeros((2, 3))   # as another thread may, just now
                     return np.ndarray.flags.__get__(self)
 
-            adam.state = np.zeros((2, net.n_params)).view(Swapped)
+            swapped = Swapped((2, net.n_params))   # its own data (a view is copied)
+            swapped.fill(0)
+            adam.state = swapped
             net.fit(X, y, epochs=1, verbose=0, batch_size=64)
             assert adam.state.shape == (2, 3) and not adam.state.any(), adam.state
         core = _compiled.default.core

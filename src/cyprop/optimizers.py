@@ -233,12 +233,17 @@ class Optimizer:
             if value.dtype not in (np.float32, np.float64):
                 raise ValueError(f"{type(self).__name__}.state must be float32 or float64, "
                                  f"got {value.dtype}")
+            if value.base is not None:
+                # a view of an array the caller keeps (their buffer, the network's own
+                # parameters): the steps write the state in place, so into a copy
+                value = np.array(value, order="C")
         self._state = value
 
     def state_for(self, params: NDArray[Any]) -> NDArray[Any]:
         """The state array for ``params``, created (zeroed) when first needed or when
         the optimizer moves to a network of another size or dtype; a state the kernels
-        could not use in place (a view, read-only, misaligned) is copied first.
+        could not use in place (read-only, misaligned) is copied first, as the
+        ``state`` setter copies a view.
 
         Parameters
         ----------
