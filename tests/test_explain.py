@@ -129,6 +129,31 @@ def test_textbook_example_is_fresh_each_time():
     assert textbook_example()[0].weights[0][0, 0] == 0.2
 
 
+# Matt Mazur's "A Step by Step Backpropagation Example" (2015): a 2-2-2 sigmoid network,
+# squared error, learning rate 0.5; the figures it prints (its biases stay fixed, which
+# changes none of the new weights of the first step).
+MAZUR_LOSS = 0.298371109
+MAZUR_NEW_WEIGHTS = ([[0.149780716, 0.19956143], [0.24975114, 0.29950229]],
+                     [[0.35891648, 0.408666186], [0.511301270, 0.561370121]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mazurs_worked_example(backend):
+    net = cyprop.Network([2, 2, 2], activation="sigmoid", output="sigmoid", loss="mse",
+                         backend=backend)
+    net.weights = [[[0.15, 0.20], [0.25, 0.30]], [[0.40, 0.45], [0.50, 0.55]]]
+    net.biases = [[0.35, 0.35], [0.60, 0.60]]
+    x, target = np.array([0.05, 0.10]), np.array([0.01, 0.99])
+    step = explain(net, x, target, cyprop.SGD(0.5))
+    assert round(step.loss, 9) == MAZUR_LOSS
+    assert round(net.loss(x[None], target[None]), 9) == MAZUR_LOSS
+    net.fit(x[None], target[None], epochs=1, batch_size=1, shuffle=False, verbose=0,
+            optimizer=cyprop.SGD(0.5))
+    for new, book, shown in zip(net.weights, MAZUR_NEW_WEIGHTS, step.new_weights):
+        np.testing.assert_allclose(new, book, atol=5e-9)
+        np.testing.assert_array_equal(shown, new)
+
+
 # ------------------------------------------------------------- the same as fit
 def fit_one_step(net, x, y, optimizer):
     trial = net.copy()
