@@ -519,6 +519,30 @@ def test_weights_made_nan_by_a_callback_are_not_called_kept(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("what", ["X", "Y"])   # (sample weights are copied at fit)
+def test_training_data_made_nan_by_a_callback_is_named_not_called_a_divergence(backend,
+                                                                               what):
+    """Arrays used in place can be changed by a callback (or another thread) after fit
+    checked them: the NaN epoch was reported as a divergence, 'try a smaller learning
+    rate'."""
+    rng = np.random.default_rng(0)
+    data = {"X": rng.normal(size=(30, 4)), "Y": np.eye(3)[rng.integers(0, 3, 30)],
+            "sample_weight": np.ones(30)}
+    net = cyprop.Network([4, 5, 3], backend=backend, seed=0)
+
+    class Poison:
+        def on_epoch_end(self, net, epoch, logs):
+            data[what][3] = np.nan
+
+    with pytest.raises(ValueError) as info:
+        net.fit(data["X"], data["Y"], sample_weight=data["sample_weight"], epochs=3,
+                verbose=0, callbacks=[Poison()])
+    assert not isinstance(info.value, cyprop.TrainingDiverged)
+    assert "changed during the fit" in str(info.value) and "epoch 2" in str(info.value)
+    assert len(net.history) == 1 and np.all(np.isfinite(net._params))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("change, error, message", [
     (lambda net: setattr(net.optimizer, "learning_rate", -1.0), ValueError, "learning_rate"),
     (lambda net: setattr(net.optimizer, "momentum", -5.0), ValueError, "momentum"),

@@ -416,6 +416,16 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         if reader is not None:
             reader.close()   # waits for a block being read ahead
     problem = divergence(net, loss_sum / n, limit, optimizer)
+    if problem is not None and not blockwise and not (
+            _validation.all_finite(X) and _validation.all_finite(Y)):
+        # finite when fit checked them: changed in place since (a callback writing into
+        # the caller's arrays, another thread), which no learning rate would mend
+        with net._state_lock:
+            undo()
+        raise ValueError(f"the training data holds NaN or infinity in epoch {epoch + 1}, "
+                         "though it was finite when fit began: X or Y was changed during "
+                         "the fit (by a callback, or another thread?); "
+                         "the weights of the last epoch before it were kept")
     if problem is not None:
         # a state that was not finite before the epoch (the one it stepped: not one
         # replaced for another size or dtype) was written so by hand, not by a step
