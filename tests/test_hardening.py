@@ -543,6 +543,32 @@ def test_training_data_made_nan_by_a_callback_is_named_not_called_a_divergence(b
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("split", [False, True], ids=["validation_data", "validation_split"])
+def test_validation_data_made_nan_by_a_callback_is_named(backend, split):
+    """Validation data used in place, made NaN after fit checked it: the epochs went on
+    recording a val_loss of NaN, which early stopping and ReduceOnPlateau read as no
+    improvement (stopping, or dropping the rate) without a word."""
+    net, X, y = small_problem(backend)
+    X_val = X if split else X.copy()
+
+    class Poison:
+        def on_epoch_end(self, net, epoch, logs):
+            X_val[-1] = np.nan   # (the last row: held out by the split)
+            self.params = net._params.copy()
+
+    callback = Poison()
+    validation = {"validation_split": 0.25} if split else {"validation_data": (X_val, y)}
+    with pytest.raises(ValueError) as info:
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[callback], **validation)
+    assert not isinstance(info.value, cyprop.TrainingDiverged)
+    message = str(info.value)
+    assert "validation data" in message and "changed during the fit" in message
+    assert "epoch 2" in message
+    assert len(net.history) == 1 and net.history.val_loss[0] is not None
+    np.testing.assert_array_equal(net._params, callback.params)   # epoch 2 undone
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("change, error, message", [
     (lambda net: setattr(net.optimizer, "learning_rate", -1.0), ValueError, "learning_rate"),
     (lambda net: setattr(net.optimizer, "momentum", -5.0), ValueError, "momentum"),

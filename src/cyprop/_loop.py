@@ -456,6 +456,18 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
             with net._state_lock:
                 undo()
             raise
+        if (not np.isfinite(val_loss) and not isinstance(validation[0], _chunks.Rows)
+                and not (_validation.all_finite(validation[0])
+                         and _validation.all_finite(validation[1]))):
+            # made NaN in place, as the training data above (blocks are checked as they
+            # are read): its NaN val_loss would read as no improvement to early stopping
+            # and ReduceOnPlateau
+            with net._state_lock:
+                undo()
+            raise ValueError(f"the validation data holds NaN or infinity in epoch "
+                             f"{epoch + 1}, though it was finite when fit began: it was "
+                             "changed during the fit (by a callback, or another thread?); "
+                             "the weights of the last epoch before it were kept")
         n_val = validation[0].shape[0]
         logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
     return logs
