@@ -260,6 +260,32 @@ def test_schedule_parameters_set_by_hand_are_checked_by_fit(make_schedule, name,
     net.fit(X, y, epochs=1, schedule=schedule, verbose=0)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make_schedule, name, value, error", [
+    (InverseScaling, "power", -1.0, ValueError), (StepDecay, "step_size", 0, ValueError),
+    (StepDecay, "gamma", 2.0, ValueError), (lambda: Cosine(5), "period", 0, ValueError),
+    (ReduceOnPlateau, "factor", 3.0, ValueError)])
+def test_schedule_parameters_set_by_a_callback_are_checked_before_the_next_epoch(
+        backend, make_schedule, name, value, error):
+    """Set between epochs, as a callback sets the optimizer's, they were used as they
+    were: rates that grow (gamma 2, power -1), an unnamed ZeroDivisionError."""
+    X, y = blobs()
+    net = make(backend=backend)
+    schedule = make_schedule()
+
+    class Change:
+        def on_epoch_end(self, net, epoch, logs):
+            if epoch == 1:
+                setattr(schedule, name, value)
+                self.params = net._params.copy()
+
+    callback = Change()
+    with pytest.raises(error, match=name):
+        net.fit(X, y, epochs=4, schedule=schedule, verbose=0, callbacks=[callback])
+    np.testing.assert_array_equal(net._params, callback.params)   # epoch 3 never ran
+    assert net.history.epochs == 2
+
+
 # =================================================================== stopping rules
 def free_run(backend, epochs=12):
     """The records of an unstopped run, to choose thresholds that trigger mid-way."""

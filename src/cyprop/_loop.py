@@ -203,6 +203,10 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
             for epoch in range(epochs):
                 if epoch:
                     check_between_epochs(net, training)
+                    if callable(getattr(schedule, "check", None)):
+                        # its parameters too, which a callback may have set (a gamma
+                        # of 2 makes rates that grow), as fit checked them
+                        schedule.check(has_validation=validation is not None)
                     if net.optimizer is not training:   # replaced by a callback
                         assert net.optimizer is not None   # (checked)
                         next_claim = claim_optimizer(net.optimizer)
