@@ -1108,6 +1108,20 @@ def test_weights_follow_the_validation_split():
     np.testing.assert_array_equal(snapshot(a), snapshot(b))
 
 
+@pytest.mark.parametrize("n_weights", [30, 39, 10])
+def test_weights_of_the_wrong_length_are_refused_with_a_validation_split(n_weights):
+    """sample_weight is one weight per sample of X: with samples held out, one as long
+    as the training part (30) was taken, the weights of other samples, and other
+    lengths were refused as if (30,) had been asked for."""
+    X, y = blobs(n=40)
+    net = make()
+    with pytest.raises(ValueError, match=rf"sample_weight must have shape \(40,\), "
+                                         rf"got \({n_weights},\)"):
+        net.fit(X, y, epochs=1, sample_weight=np.ones(n_weights), validation_split=0.25,
+                verbose=0)
+    assert net.history.epochs == 0
+
+
 @pytest.mark.parametrize("kwargs, error", [
     (dict(sample_weight=-np.ones(40)), ValueError),
     (dict(sample_weight=np.ones(39)), ValueError),

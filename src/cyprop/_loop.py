@@ -522,17 +522,7 @@ def sample_weights(sample_weight: ArrayLike | None,
     n = Y.shape[0]
     weights = np.ones(n, dtype=np.float64)
     if sample_weight is not None:
-        _validation._refuse_sparse("sample_weight", sample_weight)
-        _validation._refuse_iterator("sample_weight", sample_weight)
-        sw = np.asarray(sample_weight)
-        if sw.dtype.kind not in "biuf":
-            raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
-        sw = sw.astype(np.float64)
-        if sw.shape != (n,):
-            raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
-        if not np.isfinite(sw).all() or (sw < 0).any():
-            raise ValueError("sample_weight must be finite and >= 0")
-        weights *= sw
+        weights *= check_sample_weight(sample_weight, n)
     if class_weight is not None:
         classes = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(int)
         n_classes = max(Y.shape[1], 2)
@@ -570,6 +560,22 @@ def sample_weights(sample_weight: ArrayLike | None,
         raise ValueError(f"sample_weight (times class_weight) has values too large for "
                          f"{dtype.name}")
     return weights
+
+
+def check_sample_weight(sample_weight: ArrayLike, n: int) -> NDArray[np.float64]:
+    """``sample_weight`` as n finite float64 weights >= 0, or a TypeError or ValueError
+    naming it."""
+    _validation._refuse_sparse("sample_weight", sample_weight)
+    _validation._refuse_iterator("sample_weight", sample_weight)
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
+    sw = sw.astype(np.float64)
+    if sw.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
+    if not np.isfinite(sw).all() or (sw < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
+    return sw
 
 
 def validation_set(net: Network, X: Any, Y: NDArray[Any],

@@ -679,9 +679,8 @@ class Network:
         if validation is not None and validation_data is None:
             # the held-out samples take no part in training, nor in "balanced" weights
             n_train = X.shape[0] - validation[0].shape[0]
-            # (np.shape(None) is (); NumPy's stubs leave None out)
-            if np.shape(sample_weight) == (X.shape[0],):  # type: ignore[arg-type]
-                sample_weight = np.asarray(sample_weight)[:n_train]
+            if sample_weight is not None:   # (one per sample of X, as given)
+                sample_weight = _loop.check_sample_weight(sample_weight, X.shape[0])[:n_train]
             X, Y = X[:n_train], Y[:n_train]
         weights = _loop.sample_weights(sample_weight, class_weight, Y, self.dtype)
         rng = _generator(seed) if seed is not None else self._rng
