@@ -504,6 +504,17 @@ def test_early_stopping_alone_holds_out_ten_percent():
         history.val_loss[int(np.argmin(history.val_loss))], rel=1e-12)
 
 
+
+def test_early_stopping_alone_on_too_few_samples_says_what_it_held_out():
+    """Its 10% of 5 samples is none: the refusal named a validation_split=0.1 that the
+    call never gave."""
+    X, y = blobs(n=5)
+    net = make()
+    with pytest.raises(ValueError, match=r"early_stopping holds out 10% .* of 5 samples "
+                                         r"is none; give validation_data="):
+        net.fit(X, y, epochs=2, early_stopping=True, verbose=0)
+    assert net.history.epochs == 0
+
 @pytest.mark.parametrize("kwargs", [dict(validation_split=1.0), dict(validation_split=-0.1),
                                     dict(validation_split=0.001),
                                     dict(validation_data=(np.zeros((3, 4)),)),

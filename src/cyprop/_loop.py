@@ -595,6 +595,10 @@ def validation_set(net: Network, X: Any, Y: NDArray[Any],
     if not 0.0 < split < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
     n_val = int(round(X.shape[0] * split))
+    if n_val < 1 and not validation_split:   # (the split is early stopping's own)
+        raise ValueError(f"early_stopping holds out 10% of the samples for validation, "
+                         f"which of {X.shape[0]} samples is none; give validation_data= "
+                         "or a larger validation_split=")
     if n_val < 1 or n_val >= X.shape[0]:
         raise ValueError(f"validation_split={split} of {X.shape[0]} samples leaves no "
                          "training or no validation samples")
