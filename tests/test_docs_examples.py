@@ -77,6 +77,29 @@ def test_readme_memory_mapped_data(tmp_path):
         tmp_path)
 
 
+def test_readme_scikit_learn_blocks(tmp_path):
+    """The grid search, then the same search on threads and saving with skops, in one
+    interpreter as a reader runs them one after the other (the later blocks use the
+    first one's ``pipe``, ``grid``, ``X`` and ``y``; the skops block a fitted ``clf``)."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skops")
+    readme = ROOT / "README.md"
+    code = "\n".join([
+        "import warnings; warnings.simplefilter('ignore')",   # 50 iterations: unconverged
+        block(readme, "GridSearchCV(pipe, grid, cv=3, n_jobs=2)"),
+        block(readme, 'joblib.parallel_backend("threading", n_jobs=2)'),
+        "clf = search.best_estimator_[-1]",
+        block(readme, 'sio.dump(clf, "model.skops")'),
+        "print(sio.get_untrusted_types(file='model.skops'))",
+        "print((clf.predict(StandardScaler().fit_transform(X)) == y).mean())",
+    ])
+    out = run(code, tmp_path).splitlines()
+    params, score = out[0].rsplit(" ", 1)
+    assert "backpropclassifier__hidden_layer_sizes" in params and float(score) > 0.9
+    assert out[1] == "['cyprop.sklearn.BackpropClassifier']"
+    assert float(out[2]) > 0.9
+
+
 def test_explain_page_prints_what_it_shows(tmp_path):
     pytest.importorskip("matplotlib")
     code, shown = (blocks(ROOT / "docs" / "explain.md", lang) for lang in ("python", ""))
