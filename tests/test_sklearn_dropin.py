@@ -814,6 +814,26 @@ def test_partial_fit_of_multilabel_y_refuses_classes_without_its_columns(classes
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
 
 
+def test_float64_x_past_float32s_range_is_refused_by_a_float32_estimator():
+    """The rows were converted to the network's float32 as they were read: 1e39 became
+    inf and predict_proba gave NaN, predict class 0, without an error (scikit-learn's
+    MLP computes in float64 there, and fit refuses such X)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((30, 3)), np.arange(30) % 2
+    clf = BackpropClassifier(hidden_layer_sizes=(4,), max_iter=5, dtype="float32",
+                             random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    big = X.copy()
+    big[1, 0] = 1e39
+    for predict in (clf.predict_proba, clf.predict):
+        with pytest.raises(ValueError, match="too large for dtype\\('float32'\\)"):
+            predict(big)
+    big[1, 0] = 3e38                   # within float32's range: predicted as before
+    assert np.all(np.isfinite(clf.predict_proba(big)))
+
+
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("batch_weights", [[0.0] * 10, [1.0, -1.0] * 5])
 def test_a_batch_whose_weights_sum_to_zero_is_named(solver, batch_weights):

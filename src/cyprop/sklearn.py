@@ -99,7 +99,7 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
         'install it with `pip install "cyprop[sklearn]"` or `pip install "scikit-learn>=1.6"` '
         f"({exc})") from exc
 
-from . import _chunks, _lbfgs, _loop, _sparse, _state
+from . import _chunks, _lbfgs, _loop, _sparse, _state, _validation
 from ._training import Dropout, TrainingOptions
 from .errors import InvalidState, TrainingDiverged
 from .history import History
@@ -790,12 +790,23 @@ class _BaseBackprop(BaseEstimator):
                              f"{net.arch.n_outputs} outputs, but this estimator takes "
                              f"{X.shape[1]} features and gives {self._n_out} outputs")
 
+        out_dtype = np.promote_types(X.dtype if x_dtype is None else x_dtype, net.dtype)
+        # float64 X for a float32 network: a value past float32's range turns to inf as
+        # the rows are converted (scikit-learn's MLP computes in float64 there, and fit
+        # refuses such X); the outputs would be NaN, without a word
+        narrowed = out_dtype != net.dtype
+
         def forward(rows: np.ndarray) -> np.ndarray:
+            if narrowed and not _validation.all_finite(rows):
+                raise ValueError(f"Input X contains a value too large for dtype('{net.dtype}'), "
+                                 f"the dtype of this estimator's network (fitted on "
+                                 f"{net.dtype} X)")
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return net._impl.forward(net.arch, net._params, rows)
 
-        out_dtype = np.promote_types(X.dtype if x_dtype is None else x_dtype, net.dtype)
-        out = _sparse.map_rows(forward, X, net.dtype, net.arch.n_outputs, out_dtype=out_dtype)
+        with np.errstate(over="ignore"):   # (a cast past float32's range: forward refuses it)
+            out = _sparse.map_rows(forward, X, net.dtype, net.arch.n_outputs,
+                                   out_dtype=out_dtype)
         out = out.astype(out_dtype, copy=False)
         if self._output_kind == "exp":
             out = _lbfgs.output_values("exp", out)
