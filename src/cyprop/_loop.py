@@ -376,6 +376,21 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         optimizer.learning_rate = rate
         rng.bit_generator.state = rng_state
 
+    def refuse_if_changed(data: Any, targets: NDArray[Any], what: str) -> None:
+        """Data in memory that fit found finite, NaN or infinite now: changed in place
+        since (a callback writing into the caller's arrays, another thread), which no
+        learning rate would mend.  Blocks of a Dask array or memory map are checked as
+        they are read."""
+        if isinstance(data, _chunks.Rows) or (_validation.all_finite(data)
+                                              and _validation.all_finite(targets)):
+            return
+        with net._state_lock:
+            undo()
+        raise ValueError(f"the {what} holds NaN or infinity in epoch {epoch + 1}, though it "
+                         "was finite when fit began: it was changed during the fit (by a "
+                         "callback, or another thread?); the weights of the last epoch "
+                         "before it were kept")
+
     if progress is not None:
         progress.start_epoch()
     loss_sum, correct, seconds = 0.0, 0, 0.0
@@ -420,17 +435,8 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
         if reader is not None:
             reader.close()   # waits for a block being read ahead
     problem = divergence(net, loss_sum / n, limit, optimizer)
-    if problem is not None and not blockwise and not (
-            _validation.all_finite(X) and _validation.all_finite(Y)):
-        # finite when fit checked them: changed in place since (a callback writing into
-        # the caller's arrays, another thread), which no learning rate would mend
-        with net._state_lock:
-            undo()
-        raise ValueError(f"the training data holds NaN or infinity in epoch {epoch + 1}, "
-                         "though it was finite when fit began: X or Y was changed during "
-                         "the fit (by a callback, or another thread?); "
-                         "the weights of the last epoch before it were kept")
     if problem is not None:
+        refuse_if_changed(X, Y, "training data")
         # a state that was not finite before the epoch (the one it stepped: not one
         # replaced for another size or dtype) was written so by hand, not by a step
         by_hand = (kept[2] is not None and optimizer.state is not None
@@ -460,18 +466,10 @@ def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | Non
             with net._state_lock:
                 undo()
             raise
-        if (not np.isfinite(val_loss) and not isinstance(validation[0], _chunks.Rows)
-                and not (_validation.all_finite(validation[0])
-                         and _validation.all_finite(validation[1]))):
-            # made NaN in place, as the training data above (blocks are checked as they
-            # are read): its NaN val_loss would read as no improvement to early stopping
-            # and ReduceOnPlateau
-            with net._state_lock:
-                undo()
-            raise ValueError(f"the validation data holds NaN or infinity in epoch "
-                             f"{epoch + 1}, though it was finite when fit began: it was "
-                             "changed during the fit (by a callback, or another thread?); "
-                             "the weights of the last epoch before it were kept")
+        if not np.isfinite(val_loss):
+            # (its NaN val_loss would read as no improvement to early stopping and
+            # ReduceOnPlateau)
+            refuse_if_changed(validation[0], validation[1], "validation data")
         n_val = validation[0].shape[0]
         logs["val_loss"], logs["val_accuracy"] = val_loss / n_val, val_correct / n_val
     return logs
