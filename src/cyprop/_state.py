@@ -133,9 +133,14 @@ def history_records(keys: list[str], values: NDArray[np.float64],
                     none: NDArray[np.bool_]) -> dict[str, list[float | None]]:
     """The records of a file's history arrays (``history_arrays``), by the names in
     ``keys``, those of ``History.KEYS`` only (a newer cyprop may record more)."""
-    return {key: [None if missing else value
-                  for value, missing in zip(values[row].tolist(), none[row].tolist())]
+    return {key: record_list(values[row], none[row])
             for row, key in enumerate(keys) if key in History.KEYS}
+
+
+def record_list(values: NDArray[np.float64], none: NDArray[np.bool_]) -> list[float | None]:
+    """One history record as a list, from its values and where it holds None (a row of
+    ``history_arrays``)."""
+    return [None if missing else value for value, missing in zip(values.tolist(), none.tolist())]
 
 
 def write(state: NetworkState, path: str) -> None:

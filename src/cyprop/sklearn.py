@@ -1964,8 +1964,7 @@ def _history_lists(values: dict[str, Any], none: Any,
                 and isinstance(missing, np.ndarray) and missing.dtype == np.bool_
                 and record.ndim == 1 and record.shape == missing.shape):
             raise invalid(f"invalid training history record {_state.short.repr(key)}")
-        records[key] = [None if gap else value
-                        for value, gap in zip(record.tolist(), missing.tolist())]
+        records[key] = _state.record_list(record, missing)
     return records
 
 
