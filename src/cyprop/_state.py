@@ -223,10 +223,7 @@ def validate_history(require: Callable[[object, str], None], history: Any) -> No
     stop_reason}."""
     require(isinstance(history, dict) and isinstance(history.get("records"), dict)
             and "stop_reason" in history, "invalid training history")
-    stop_reason = history["stop_reason"]
-    require(stop_reason is None or isinstance(stop_reason, str),
-            f"invalid training history: its stop_reason {short.repr(stop_reason)} is "
-            "neither text nor None")
+    validate_stop_reason(require, history["stop_reason"])
     lengths = set()
     for key, values in history["records"].items():
         require(isinstance(values, list), f"invalid training history record {short.repr(key)}")
@@ -235,6 +232,12 @@ def validate_history(require: Callable[[object, str], None], history: Any) -> No
                              f"{short.repr(bad)} is not a number a float holds")
         lengths.add(len(values))
     require(len(lengths) <= 1, "the training history records have different lengths")
+
+
+def validate_stop_reason(require: Callable[[object, str], None], stop_reason: Any) -> None:
+    require(stop_reason is None or isinstance(stop_reason, str),
+            f"invalid training history: its stop_reason {short.repr(stop_reason)} is "
+            "neither text nor None")
 
 
 def is_record(value: object) -> bool:

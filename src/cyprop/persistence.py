@@ -379,9 +379,7 @@ def _validate_history_names(require: Callable[[object, str], None], history: Any
     # (the records' arrays bound the epochs by the file's size; without records nothing
     # does, and save always writes them)
     require(names or epochs == 0, f"invalid training history: {epochs} epochs but no records")
-    require(stop_reason is None or isinstance(stop_reason, str),
-            f"invalid training history: its stop_reason {_short.repr(stop_reason)} is "
-            "neither text nor None")
+    _state.validate_stop_reason(require, stop_reason)
 
 
 def _expected_arrays(meta: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
