@@ -172,13 +172,17 @@ def test_a_callback_cannot_switch_to_an_optimizer_training_elsewhere(backend):
 
     class Switch:
         def on_epoch_end(self, net, epoch, logs):
+            self.own = net.optimizer
             net.optimizer = busy
 
     net = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    switch = Switch()
     with while_held(hold, thread, errors):
         with pytest.raises(RuntimeError, match="training another network"):
-            net.fit(X, y, epochs=3, verbose=0, callbacks=[Switch()])
+            net.fit(X, y, epochs=3, verbose=0, callbacks=[switch])
     assert len(net.history) == 1
+    # the one that trained so far is put back (the network kept the other's optimizer)
+    assert net.optimizer is switch.own and net.optimizer.steps > 0
     assert len(elsewhere.history) == 2 and elsewhere.history.stop_reason == "epochs"
 
 

@@ -209,7 +209,13 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                         schedule.check(has_validation=validation is not None)
                     if net.optimizer is not training:   # replaced by a callback
                         assert net.optimizer is not None   # (checked)
-                        next_claim = claim_optimizer(net.optimizer)
+                        try:
+                            next_claim = claim_optimizer(net.optimizer)
+                        except RuntimeError:
+                            # training elsewhere: refused, and the one that trained
+                            # so far put back, as for one that is no optimizer
+                            net.optimizer = training
+                            raise
                         claimed.release()
                         claimed, training = next_claim, net.optimizer
                 logs = one_epoch(net, X, Y, weights, batch_size, shuffle, rng, schedule,
