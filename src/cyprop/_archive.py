@@ -168,6 +168,17 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def same_file(first: str, second: str) -> bool:
+    """Whether two destinations are one file: by their resolved names (neither need
+    exist yet), or as os.path.samefile sees it (hard links)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:   # either does not exist (yet): different names, different files
+        return False
+
+
 def require_regular_file(path: str, mode: int, action: str) -> None:
     """Raise unless ``mode`` (an ``st_mode``) is a regular file's, naming what it is."""
     if stat.S_ISREG(mode):

@@ -634,20 +634,10 @@ def _check_training_args(args: argparse.Namespace) -> None:
         _check_destination(args.save, "--save", inputs)
     if args.plot is not None:
         _check_plot_destination(args.plot, inputs)
-    if args.save is not None and args.plot is not None and _same_file(args.save, args.plot):
+    if (args.save is not None and args.plot is not None
+            and _archive.same_file(args.save, args.plot)):
         raise UsageError(f"--save {args.save!r} and --plot {args.plot!r} name the same "
                          "file: the model would be written over the curves; give two names")
-
-
-def _same_file(first: str, second: str) -> bool:
-    """Whether two destinations are one file: by their resolved names (neither need
-    exist yet), or as os.path.samefile sees it (hard links)."""
-    if os.path.realpath(first) == os.path.realpath(second):
-        return True
-    try:
-        return os.path.samefile(first, second)
-    except OSError:   # either does not exist (yet): different names, different files
-        return False
 
 
 def _data_files(spec: DataSpec) -> list[str | None]:

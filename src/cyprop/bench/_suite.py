@@ -1375,7 +1375,9 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
             _check_output(p, flag, path)
-    if args.json and args.plot and os.path.realpath(args.json) == os.path.realpath(args.plot):
+    from cyprop._archive import same_file   # (cyprop is imported where it is used)
+
+    if args.json and args.plot and same_file(args.json, args.plot):
         p.error(f"--json {args.json!r} and --plot {args.plot!r} name the same file: the "
                 "numbers would be written over the plot; give two names")
     if args.plot is not None:
