@@ -684,8 +684,7 @@ def test_plot_format_is_checked_before_training(capsys, tmp_path, name, fragment
     assert_one_line_error(err, fragment, ".png", ".pdf", ".svg")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_unwritable_destinations(capsys, tmp_path, pickle_persistence):
+def test_unwritable_destinations(capsys, tmp_path, pickle_persistence, permissions_as_owner):
     folder = tmp_path / "locked"
     folder.mkdir()
     readonly = tmp_path / "readonly.npz"
