@@ -68,6 +68,14 @@ def softplus(z: NDArray[Any]) -> NDArray[Any]:
     return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
 
+def log_softmax(z: NDArray[Any]) -> NDArray[Any]:
+    """log softmax(z), row by row, as (z_k - max z) - log-sum-exp(z - max z): z_k - (max z
+    + lse) would lose lse (log k for k equal logits) to rounding once the logits are
+    large."""
+    zmax = z.max(axis=1, keepdims=True)
+    return (z - zmax) - np.log(np.sum(np.exp(z - zmax), axis=1, keepdims=True))
+
+
 def sample_losses(loss: str, output: str, a: NDArray[Any], z: NDArray[Any],
                   y: NDArray[Any]) -> NDArray[Any]:
     """The loss of each sample (one per row), from the output activations a and, where
@@ -75,12 +83,8 @@ def sample_losses(loss: str, output: str, a: NDArray[Any], z: NDArray[Any],
     if loss == "mse":
         return 0.5 * np.sum((a - y) ** 2, axis=1)
     if output == "softmax":
-        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k): every term >= 0.
-        # As log-sum-exp(z - max z) + (max z - z_k): (max z + lse) - z_k would lose lse
-        # (log k for k equal logits) to rounding once the logits are large.
-        zmax = z.max(axis=1, keepdims=True)
-        lse = np.log(np.sum(np.exp(z - zmax), axis=1, keepdims=True))
-        return np.sum(y * (lse + (zmax - z)), axis=1)
+        # -sum_k y_k log softmax(z)_k: every term >= 0
+        return np.sum(y * -log_softmax(z), axis=1)
     # sigmoid: -[y log a + (1 - y) log(1 - a)] = softplus(z) - y z, with the large terms
     # max(z, 0) - y z cancelled first, for the same reason
     return np.sum((np.maximum(z, 0) - y * z) + np.log1p(np.exp(-np.abs(z))), axis=1)

@@ -334,9 +334,7 @@ class Ensemble:
         for net in networks:   # one member's output at a time in memory
             out = net.forward(X).astype(np.float64)
             total = out if total is None else total + out
-        dtype = np.result_type(*(net.dtype for net in networks))
-        assert total is not None   # an Ensemble has one network at least
-        return (total / len(networks)).astype(dtype, copy=False)
+        return _mean(networks, total)
 
     def predict(self, X: npt.ArrayLike) -> npt.NDArray[np.integer]:
         """Class labels: the argmax of the mean output (a 0.5 threshold for one output).
@@ -528,15 +526,20 @@ def _mean_of_members(networks: list[Network], X: Any,
             log_p, log_q = -_maths.softplus(-z), -_maths.softplus(z)
             rest_sum = log_q if rest_sum is None else np.logaddexp(rest_sum, log_q)
         else:
-            zmax = z.max(axis=1, keepdims=True)
-            log_p = (z - zmax) - np.log(np.sum(np.exp(z - zmax), axis=1, keepdims=True))
+            log_p = _maths.log_softmax(z)
         log_sum = log_p if log_sum is None else np.logaddexp(log_sum, log_p)
-    assert total is not None   # an Ensemble has one network at least
-    dtype = np.result_type(*(net.dtype for net in networks))
-    mean = (total / len(networks)).astype(dtype, copy=False).astype(np.float64)
+    mean = _mean(networks, total).astype(np.float64)
     log_m = np.log(len(networks))
     return (mean, None if log_sum is None else log_sum - log_m,
             None if rest_sum is None else rest_sum - log_m)
+
+
+def _mean(networks: list[Network], total: np.ndarray | None) -> npt.NDArray[np.floating]:
+    """The members' mean output from the float64 sum of their outputs, in their dtype
+    (float64 if they differ)."""
+    assert total is not None   # an Ensemble has one network at least
+    dtype = np.result_type(*(net.dtype for net in networks))
+    return (total / len(networks)).astype(dtype, copy=False)
 
 
 def _check_networks(networks: list[Network]) -> None:
