@@ -37,6 +37,15 @@ def never_whole(monkeypatch):
         return read(self, start, stop, out)
 
     monkeypatch.setattr(_chunks.Rows, "read", recorded)
+    # a memory map's rows gathered by the stochastic solvers (a part of an epoch each)
+    getitem = np.memmap.__getitem__
+
+    def gathered(self, index):
+        if isinstance(index, np.ndarray):
+            reads.append(len(index))
+        return getitem(self, index)
+
+    monkeypatch.setattr(np.memmap, "__getitem__", gathered)
     return reads
 
 
@@ -74,7 +83,7 @@ def test_classifier_on_lazy_X_as_in_memory(small_blocks, never_whole, tmp_path, 
     for name, lazy in lazy_forms(X, tmp_path):
         never_whole.clear()
         clf = BackpropClassifier(**kwargs).fit(lazy, y, sample_weight=weights)
-        assert never_whole and max(never_whole) < len(X), name
+        assert never_whole and max(never_whole) < len(X), name   # read in blocks, or parts
         for a, b in zip(clf.coefs_ + clf.intercepts_,
                         reference.coefs_ + reference.intercepts_):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=name)
@@ -110,9 +119,65 @@ def test_shuffled_blocks_are_reproducible(small_blocks, never_whole, tmp_path):
     X, y = data()
     fits = [BackpropClassifier(hidden_layer_sizes=(6,), random_state=0, max_iter=3,
                                tol=0.0, dtype="float64").fit(lazy, y).coefs_[0]
-            for _, lazy in [*lazy_forms(X, tmp_path), *lazy_forms(X, tmp_path)]]
-    for other in fits[1:]:
-        np.testing.assert_array_equal(other, fits[0])
+            for _ in range(2) for name, lazy in lazy_forms(X, tmp_path) if name == "dask"]
+    np.testing.assert_array_equal(fits[1], fits[0])
+
+
+@pytest.mark.parametrize("stored", [np.float32, np.uint8])
+@pytest.mark.parametrize("params", [
+    dict(solver="adam"),
+    dict(solver="sgd", batch_size=1, momentum=0.0),
+    dict(solver="sgd", momentum=0.9, batch_size=7, sample_weight=True),
+    dict(solver="adam", dropout=0.2, batch_size=16),
+    dict(solver="adam", partial_fit=True)])
+def test_a_memory_map_that_needs_converting_trains_as_in_memory(small_blocks, never_whole,
+                                                               tmp_path, stored, params):
+    """Shuffled as in memory, so a grid search's results do not depend on its n_jobs
+    (joblib hands an int X over 1 MB to parallel fits as such a map), and never
+    converted whole: its rows are gathered and converted a part of an epoch at a time."""
+    X, y = data()
+    X = np.round(np.abs(X) * 40) if stored is np.uint8 else X
+    params = dict(params)
+    weights = np.random.default_rng(5).random(len(X)) if params.pop("sample_weight", False) \
+        else None
+    partial = params.pop("partial_fit", False)
+    np.save(tmp_path / "X.npy", X.astype(stored))
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    kwargs = dict(hidden_layer_sizes=(6,), random_state=0, max_iter=3, tol=0.0,
+                  dtype="float64", **params)
+    if partial:
+        reference = BackpropClassifier(**kwargs).partial_fit(X, y, classes=[0, 1, 2])
+        clf = BackpropClassifier(**kwargs).partial_fit(mapped, y, classes=[0, 1, 2])
+        reference.partial_fit(X, y)
+        clf.partial_fit(mapped, y)
+    else:
+        reference = BackpropClassifier(**kwargs).fit(X, y, sample_weight=weights)
+        never_whole.clear()
+        clf = BackpropClassifier(**kwargs).fit(mapped, y, sample_weight=weights)
+        assert never_whole and max(never_whole) < len(X)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, reference.coefs_ + reference.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    # (the epoch's loss summed part by part: equal to rounding)
+    np.testing.assert_allclose(clf.loss_curve_, reference.loss_curve_, rtol=1e-12)
+
+
+def test_a_nan_in_a_later_part_of_a_memory_map_undoes_the_epoch(small_blocks, tmp_path):
+    X, y = data()
+    clf = BackpropClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                             dtype="float64").fit(X, y)
+    before = [c.copy() for c in clf.coefs_]
+    bad = X.astype(np.float32)
+    bad[-1, 1] = np.nan
+    np.save(tmp_path / "X.npy", bad)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    with pytest.raises(ValueError, match="NaN"):
+        clf.partial_fit(mapped, y)
+    for a, b in zip(clf.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="NaN"):
+        clf.fit(mapped, y)   # from scratch: the fitted model is kept
+    for a, b in zip(clf.coefs_, before):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_what_needs_X_in_memory_says_so(small_blocks, tmp_path):
@@ -245,3 +310,24 @@ def test_lbfgs_that_fails_midway_keeps_the_weights_it_started_from(small_blocks,
     for a, b in zip(clf.coefs_ + clf.intercepts_, before):
         np.testing.assert_array_equal(a, b)
     assert clf.n_iter_ == n_iter
+
+
+def test_parallel_fits_of_an_int_x_do_not_depend_on_n_jobs():
+    """joblib hands an int X over 1 MB to VotingClassifier(n_jobs=2)'s fits (in other
+    processes: the real block sizes) as a memory map that needs converting; its
+    float64 form spans two of cyprop's blocks."""
+    from sklearn.ensemble import VotingClassifier
+
+    rng = np.random.default_rng(0)
+    rows = 2 * _chunks.BLOCK_BYTES // (784 * 8) - 500
+    X = rng.integers(0, 256, size=(rows, 784), dtype=np.uint8)
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    coefs = []
+    for n_jobs in (1, 2):
+        voting = VotingClassifier(
+            [(f"m{i}", BackpropClassifier(hidden_layer_sizes=(4,), max_iter=1, tol=0.0,
+                                          random_state=i)) for i in range(2)],
+            voting="soft", n_jobs=n_jobs).fit(X, y)
+        coefs.append([member.coefs_[0] for member in voting.estimators_])
+    for a, b in zip(*coefs):
+        np.testing.assert_array_equal(a, b)

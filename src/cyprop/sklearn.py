@@ -318,12 +318,15 @@ class _BaseBackprop(BaseEstimator):
             if sample_weight is not None:
                 # negative weights are allowed, as in scikit-learn
                 sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-            # a Dask array or memory map: read a block of rows at a time, never whole
+            # a Dask array: read a block of rows at a time, never whole; so is a memory
+            # map that needs converting for 'lbfgs' (the stochastic solvers gather and
+            # convert its rows a part of their epoch at a time: see _Epoch)
+            blockwise = blockwise and (_chunks.is_dask(X) or params["solver"] == "lbfgs")
             X = _chunks.Rows(X, X.shape[1], Y.dtype) if blockwise else _sparse.as_rows(X)
             rng = check_random_state(self.random_state)
             sizes = [X.shape[1], *params["hidden"], self._n_out]
             if first_pass:
-                self._initialize(sizes, params, rng, X.dtype)
+                self._initialize(sizes, params, rng, Y.dtype)
             else:
                 self._check_architecture(sizes, params)
                 # training options, not architecture: the current ones train from here
@@ -497,7 +500,7 @@ class _BaseBackprop(BaseEstimator):
                     loss_sum, correct, penalty_factor, data_scale = epoch.run(sample_idx,
                                                                               dropout_seed)
                 except Exception:
-                    if epoch.blockwise:   # a block that could not be read (a NaN?): undone
+                    if epoch.blockwise or epoch.mapped:   # a part with a NaN?: undone
                         with net._state_lock:
                             net._params[...] = kept[0]
                             optimizer.steps, optimizer.state = kept[1], kept[2]
@@ -847,10 +850,13 @@ class _Epoch:
     """One epoch of a stochastic solver over the training rows, in scikit-learn's order.
 
     A dense X goes to the compiled core in one call per epoch (the core gathers the
-    rows of each batch itself); a sparse X in parts of whole batches, each part's rows
-    gathered and densified (``_sparse.BLOCK_BYTES`` at a time), with the optimizer
-    state, dropout positions and sample weights carried across parts: the same
-    batches, the same steps, the same weights as the dense input.
+    rows of each batch itself); a sparse X, or a memory map that needs converting, in
+    parts of whole batches, each part's rows gathered, densified and converted
+    (``_sparse.BLOCK_BYTES`` at a time), with the optimizer state, dropout positions and
+    sample weights carried across parts: the same batches, the same steps, the same
+    weights as the dense input in memory.  (joblib hands an int X to parallel fits as
+    such a map: a grid search's results do not depend on its ``n_jobs``.)  A Dask array
+    is read in blocks of whole batches, visited in their own order (``order_blocks``).
     """
 
     def __init__(self, estimator: _BaseBackprop, net: Network, X: Any, Y: np.ndarray,
@@ -860,6 +866,8 @@ class _Epoch:
         self.batch_size = batch_size
         self.n = X.shape[0]
         self.sparse = _sparse.issparse(X)
+        # (a memory map that needs no converting is used in place, as an array in memory)
+        self.mapped = not self.sparse and _read_in_blocks(X, net.dtype)
         self.blockwise = isinstance(X, _chunks.Rows)
         self.blocks: list[tuple[int, int, npt.NDArray[np.intp]]] = []
         self.batch_starts: npt.NDArray[np.intp] | None = None
@@ -892,14 +900,17 @@ class _Epoch:
                 total += float(loss)
                 correct += int(right)
             return self._totals(total, correct, weights, penalty_factor)
-        parts = [(0, self.n)] if not self.sparse else \
+        parts = [(0, self.n)] if not (self.sparse or self.mapped) else \
             [(s, min(s + self.part_rows, self.n)) for s in range(0, self.n, self.part_rows)]
         for start, stop in parts:
             dropout = None if dropout_seed is None else \
                 Dropout(rates, dropout_seed + start * n_units)
-            if self.sparse:
+            if self.sparse or self.mapped:
                 rows = order[start:stop]
-                X = _sparse.take(self.X, rows, net.dtype)
+                # (a map's rows are checked as they are read: a NaN in a later part is
+                # found during the epoch, which is then undone)
+                X = _sparse.take(self.X, rows, net.dtype) if self.sparse else \
+                    _validation.check_X(self.X[rows], self.X.shape[1], net.dtype)[0]
                 Y = np.ascontiguousarray(self.Y[rows])
                 w = None if weights is None else np.ascontiguousarray(weights[rows])
                 part_order = np.arange(stop - start, dtype=np.intp)
