@@ -331,3 +331,26 @@ def test_parallel_fits_of_an_int_x_do_not_depend_on_n_jobs():
         coefs.append([member.coefs_[0] for member in voting.estimators_])
     for a, b in zip(*coefs):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("warm", ["warm_start", "partial_fit"])
+def test_a_refused_warm_fit_leaves_the_estimator_as_it_was(small_blocks, tmp_path, warm):
+    """A NaN in a later part of a memory map is found during the call's first epoch: the
+    estimator keeps its records and the optimizer that partial_fit carries on with."""
+    X, y = data()
+    bad = X.astype(np.float32)
+    bad[-1, 1] = np.nan
+    np.save(tmp_path / "X.npy", bad)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    kwargs = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0, dtype="float64",
+                  warm_start=warm == "warm_start")
+    clf, twin = (BackpropClassifier(**kwargs).fit(X, y) for _ in range(2))
+    optimizer = clf.network_.optimizer
+    with pytest.raises(ValueError, match="NaN"):
+        (clf.fit if warm == "warm_start" else clf.partial_fit)(mapped, y)
+    assert clf.network_.optimizer is optimizer
+    assert (clf.n_iter_, clf.t_, clf.loss_curve_) == (twin.n_iter_, twin.t_, twin.loss_curve_)
+    for model in (clf, twin):
+        model.partial_fit(X, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, twin.coefs_ + twin.intercepts_):
+        np.testing.assert_array_equal(a, b)

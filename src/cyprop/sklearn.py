@@ -339,6 +339,7 @@ class _BaseBackprop(BaseEstimator):
         # (the network's training lock, as its own fit takes it: no fit of the network
         # itself meanwhile)
         net = self.network_
+        optimizer, epochs = net.optimizer, getattr(net.history, "epochs", None)
         _loop.hold_training(net)
         try:
             if params["solver"] == "lbfgs":
@@ -355,6 +356,13 @@ class _BaseBackprop(BaseEstimator):
                 # (the model fitted before, or none), not the new network part trained.
                 self.__dict__.clear()
                 self.__dict__.update(fitted)
+            elif getattr(net.history, "epochs", None) == epochs:
+                # so is a warm fit or partial_fit refused before its first epoch ended
+                # (that epoch undone): its records, and the optimizer partial_fit
+                # carries on with, which a fit replaces at its start
+                self.__dict__.clear()
+                self.__dict__.update(fitted)
+                net.optimizer = optimizer
             raise
         finally:
             _loop.release_training(net)
