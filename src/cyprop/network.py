@@ -1001,6 +1001,8 @@ class Network:
         with self._state_lock:
             state = self.__dict__.copy()
             state["_params"] = self._params.copy()
+            # the generator too: a copy.copy sharing it would move the original's shuffles
+            state["_rng"] = copy.deepcopy(self._rng)
             state["optimizer"] = copy.deepcopy(self.optimizer)
             state["history"] = copy.deepcopy(self.history)
         for name in ("_lock", "_state_lock", "_impl", "_training_thread", "_few_rows"):
