@@ -631,9 +631,11 @@ def test_history_records_missing_or_unknown_in_format_1(saved):
 @pytest.mark.parametrize("clone", [
     lambda net: pickle.loads(pickle.dumps(net)),
     lambda net: pickle.loads(pickle.dumps(net, protocol=2)),
+    lambda net: pickle.loads(pickle.dumps(net, protocol=5)),
     copy.deepcopy,
+    copy.copy,
     lambda net: net.copy(),
-], ids=["pickle", "pickle2", "deepcopy", "copy"])
+], ids=["pickle", "pickle2", "pickle5", "deepcopy", "copy.copy", "copy"])
 def test_pickle_and_deepcopy(backend, clone):
     X, y = data(3)
     net = trained(backend=backend)
@@ -641,6 +643,7 @@ def test_pickle_and_deepcopy(backend, clone):
     assert_same(net, twin)
     assert twin.backend == backend and twin._params is not net._params
     assert twin.optimizer is not net.optimizer and twin.optimizer.state is not net.optimizer.state
+    assert twin._rng is not net._rng   # (a shared generator: one trained moves the other)
     net.fit(X, y, epochs=2, batch_size=7)             # each trains with its own lock
     twin.fit(X, y, epochs=2, batch_size=7)
     assert_same(net, twin, timings=False)

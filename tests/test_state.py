@@ -104,6 +104,23 @@ def test_a_fresh_network_and_other_generators_round_trip():
         assert copy._rng.integers(2**62) == net._rng.integers(2**62)
 
 
+@pytest.mark.parametrize("seed", [np.random.default_rng, np.random.PCG64],
+                         ids=["Generator", "BitGenerator"])
+def test_a_state_leaves_a_generator_given_as_seed_alone(seed, tmp_path):
+    """A network seeded with a generator shuffles with that generator; its state held
+    the same object as ``seed``, and from_state (save too, which checks the state so)
+    drew the new network's initial weights from it, moving the original's shuffles:
+    the original trained on unlike itself, and unlike its file."""
+    X, y = data()
+    net, twin = (cyprop.Network([4, 6, 3], seed=seed(5)) for _ in range(2))
+    cyprop.Network.from_state(net.get_state())
+    net.save(tmp_path / "net.npz")
+    for n in (net, twin):
+        n.fit(X, y, epochs=2, batch_size=7, verbose=0)
+    assert net._rng.bit_generator.state == twin._rng.bit_generator.state
+    np.testing.assert_array_equal(net._params, twin._params)
+
+
 def test_load_builds_the_network_from_its_state(tmp_path):
     net = trained()
     net.save(tmp_path / "net")

@@ -799,7 +799,10 @@ class Network:
             history = _history_records(self.history, "take the state of")
             return NetworkState(
                 sizes=list(self.arch.sizes), activations=list(self.arch.activations),
-                loss=self.arch.loss, dtype=self.dtype.name, init=self.init, seed=self.seed,
+                loss=self.arch.loss, dtype=self.dtype.name, init=self.init,
+                # a copy: a seed that is a generator is the network's own, which
+                # from_state's constructor (save's check too) would draw from
+                seed=copy.deepcopy(self.seed),
                 backend=self._requested_backend, dropout=self.dropout,
                 max_norm=self.max_norm, params=self._params.copy(),
                 rng=_state.plain(self._rng.bit_generator.state),   # new lists and ints
@@ -1001,6 +1004,8 @@ class Network:
         with self._state_lock:
             state = self.__dict__.copy()
             state["_params"] = self._params.copy()
+            # the generator too: a copy.copy sharing it would move the original's shuffles
+            state["_rng"] = copy.deepcopy(self._rng)
             state["optimizer"] = copy.deepcopy(self.optimizer)
             state["history"] = copy.deepcopy(self.history)
         for name in ("_lock", "_state_lock", "_impl", "_training_thread", "_few_rows"):
