@@ -1320,6 +1320,19 @@ def test_masked_class_labels_with_masked_values_are_refused():
     clean = np.ma.masked_array([0, 1], mask=False)
     assert net.evaluate(X, clean) == net.evaluate(X, [0, 1])
 
+
+def test_masked_sample_weights_with_masked_values_are_refused():
+    # (the masked entries' data was taken for weights)
+    net = cyprop.Network([3, 4, 2], seed=0)
+    X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    weights = np.ma.masked_array([1.0, 1e6], mask=[0, 1])
+    before = net.get_state().params
+    with pytest.raises(ValueError, match="sample_weight is a masked array with masked values"):
+        net.fit(X, [0, 1], sample_weight=weights, epochs=1, verbose=0)
+    np.testing.assert_array_equal(net.get_state().params, before)
+    clean = np.ma.masked_array([1.0, 2.0], mask=False)
+    net.fit(X, [0, 1], sample_weight=clean, epochs=1, verbose=0)
+
 def test_callbacks_none_means_none():
     net = cyprop.Network([3, 4, 2], seed=0)
     history = net.fit(np.eye(3), [0, 1, 1], epochs=2, verbose=0, callbacks=None)
