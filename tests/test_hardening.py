@@ -1303,6 +1303,55 @@ def test_masked_arrays_with_masked_values_are_refused_and_others_read_as_their_d
     np.testing.assert_array_equal(net.forward(clean), net.forward(X.data))
 
 
+
+def test_masked_class_labels_with_masked_values_are_refused():
+    # (the labels were one-hot encoded from their data, masked entries included)
+    net = cyprop.Network([3, 4, 2], seed=0)
+    X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    y = np.ma.masked_array([0, 1], mask=[0, 1])
+    before = net.get_state().params
+    for call in (lambda: net.fit(X, y, epochs=1, verbose=0), lambda: net.partial_fit(X, y),
+                 lambda: net.evaluate(X, y), lambda: net.loss(X, y),
+                 lambda: net.gradients(X, y), lambda: cyprop.check_gradients(net, X, y),
+                 lambda: cyprop.Ensemble([net]).evaluate(X, y)):
+        with pytest.raises(ValueError, match="Y is a masked array with masked values"):
+            call()
+    np.testing.assert_array_equal(net.get_state().params, before)
+    clean = np.ma.masked_array([0, 1], mask=False)
+    assert net.evaluate(X, clean) == net.evaluate(X, [0, 1])
+
+
+def test_masked_sample_weights_with_masked_values_are_refused():
+    # (the masked entries' data was taken for weights)
+    net = cyprop.Network([3, 4, 2], seed=0)
+    X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    weights = np.ma.masked_array([1.0, 1e6], mask=[0, 1])
+    before = net.get_state().params
+    with pytest.raises(ValueError, match="sample_weight is a masked array with masked values"):
+        net.fit(X, [0, 1], sample_weight=weights, epochs=1, verbose=0)
+    np.testing.assert_array_equal(net.get_state().params, before)
+    clean = np.ma.masked_array([1.0, 2.0], mask=False)
+    net.fit(X, [0, 1], sample_weight=clean, epochs=1, verbose=0)
+
+
+def test_one_masked_sample_with_masked_values_is_refused():
+    # (a 1-D row and its label were read through np.asarray, which drops the mask)
+    net = cyprop.Network([3, 4, 2], seed=0)
+    x = np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+    label = np.ma.masked_array(1, mask=True)
+    before = net.get_state().params
+    for call, name in ((lambda: net.partial_fit(x, 0), "X"),
+                       (lambda: net.partial_fit(x.data, label), "Y"),
+                       (lambda: cyprop.explain(net, x, 0), "x"),
+                       (lambda: cyprop.explain(net, x.data, label), "y")):
+        with pytest.raises(ValueError, match=f"{name} is a masked array with masked values"):
+            call()
+    np.testing.assert_array_equal(net.get_state().params, before)
+    clean = np.ma.masked_array(x.data, mask=False)
+    assert cyprop.explain(net, clean, 0).new_weights[0].tolist() == \
+        cyprop.explain(net, x.data, 0).new_weights[0].tolist()
+    net.partial_fit(clean, np.ma.masked_array(0, mask=False))
+
 def test_callbacks_none_means_none():
     net = cyprop.Network([3, 4, 2], seed=0)
     history = net.fit(np.eye(3), [0, 1, 1], epochs=2, verbose=0, callbacks=None)

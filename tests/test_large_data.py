@@ -306,6 +306,30 @@ def test_bad_dask_input_is_refused_as_in_memory(bad, error, message):
         net.fit(da.from_array(bad, chunks=3), np.zeros(len(bad), dtype=int), verbose=0)
 
 
+
+@pytest.mark.parametrize("chunks", [1003, 50])   # blocks within one chunk, across chunks
+@needs_dask
+def test_a_masked_dask_array_with_masked_values_is_refused_as_in_memory(small_blocks,
+                                                                        chunks):
+    """Computed chunks went through np.asarray, which drops the mask: the masked
+    entries' data was trained on and predicted from."""
+    X, y = data()
+    mask = np.zeros(X.shape, dtype=bool)
+    mask[700, 3] = True
+    lazy = da.ma.masked_array(da.from_array(X, chunks=(chunks, 8)),
+                              mask=da.from_array(mask, chunks=(chunks, 8)))
+    net = cyprop.Network([8, 5, 3], seed=1)
+    before = net.get_state().params
+    for call in (lambda: net.fit(lazy, y, epochs=1, verbose=0), lambda: net.forward(lazy),
+                 lambda: net.predict(lazy), lambda: net.evaluate(lazy, y),
+                 lambda: net.partial_fit(lazy, y),
+                 lambda: cyprop.Ensemble([net]).predict(lazy)):
+        with pytest.raises(ValueError, match="X is a masked array with masked values"):
+            call()
+    np.testing.assert_array_equal(net.get_state().params, before)
+    clean = da.ma.masked_array(da.from_array(X, chunks=(chunks, 8)), mask=False)
+    np.testing.assert_array_equal(net.forward(clean), net.forward(X))
+
 LABELS_CHILD = """
 import sys
 import numpy as np

@@ -98,6 +98,8 @@ class Rows:
         a, b = self.start + start, self.start + stop
         n = b - a
         pieces = _dask_pieces(self.data, a, b) if is_dask(self.data) else [self.data[a:b]]
+        # (a Dask masked array computes to masked pieces: refused with masked values)
+        pieces = [_validation._unmasked(self.name, piece) for piece in pieces]
         # (a Dask chunk may compute other than the rows it announced: counted here, the
         # copy below refuses it)
         if len(pieces) == 1 and _fits(pieces[0], self.dtype) and pieces[0].shape[:1] == (n,):
@@ -167,7 +169,9 @@ def _compute(blocks: list[Any]) -> list[np.ndarray]:
     import dask.base
 
     scheduler = None if dask.base.get_scheduler() is not None else "synchronous"
-    return [np.asarray(block) for block in dask.compute(*blocks, scheduler=scheduler)]
+    # (a masked chunk keeps its mask, for Rows.read to check)
+    return [block if isinstance(block, np.ma.MaskedArray) else np.asarray(block)
+            for block in dask.compute(*blocks, scheduler=scheduler)]
 
 
 def head(X: Any, m: int) -> Any:

@@ -571,7 +571,7 @@ def check_sample_weight(sample_weight: ArrayLike, n: int) -> NDArray[np.float64]
     naming it."""
     _validation._refuse_sparse("sample_weight", sample_weight)
     _validation._refuse_iterator("sample_weight", sample_weight)
-    sw = np.asarray(sample_weight)
+    sw = np.asarray(_validation._unmasked("sample_weight", sample_weight))
     if sw.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
     sw = sw.astype(np.float64)

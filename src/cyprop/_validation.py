@@ -96,14 +96,21 @@ def _refuse_iterator(name: str, data: object) -> None:
                         "than memory, a memory map or a Dask array")
 
 
-def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:
-    """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
+def _unmasked(name: str, data: Any) -> Any:
+    """``data``, or the data of a masked array without masked values; a ValueError for
+    one with masked values."""
     if isinstance(data, np.ma.MaskedArray):
         # (its masked entries hold whatever was there: read as numbers, silently)
         if np.ma.getmaskarray(data).any():
             raise ValueError(f"{name} is a masked array with masked values; fill them "
                              f"(.filled(value)) or leave those rows out")
         data = np.ma.getdata(data)
+    return data
+
+
+def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
+    data = _unmasked(name, data)
     _refuse_sparse(name, data)
     _refuse_iterator(name, data)
     if isinstance(data, np.ndarray):
@@ -207,7 +214,7 @@ def check_Y(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: np.dtype[Any],
 
 def check_labels(y: ArrayLike, n_classes: int, name: str = "Y") -> NDArray[np.int64]:
     """Class labels as an int array, each in [0, n_classes)."""
-    y = np.asarray(y)
+    y = np.asarray(_unmasked(name, y))
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or infinity")

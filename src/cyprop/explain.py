@@ -499,13 +499,13 @@ def _one_sample(net: Network, x: Any, y: Any,
     """(X, Y) as (1, n_inputs) and (1, n_outputs) arrays of the network's dtype."""
     _validation._refuse_sparse("x", x)   # (np.asarray would make it a 0-d object array)
     _validation._refuse_sparse("y", y)
-    x = np.asarray(x)
+    x = np.asarray(_validation._unmasked("x", x))   # (np.asarray drops a mask)
     if x.ndim == 2 and x.shape[0] == 1:
         x = x[0]
     if x.ndim != 1:
         raise ValueError(f"explain takes one sample: x must be (n_inputs,) or one row "
                          f"(1, n_inputs), got shape {x.shape}")
-    y = np.asarray(y)
+    y = np.asarray(_validation._unmasked("y", y))
     if y.ndim == 0:
         y = y.reshape(1)        # a class label, or the target of a single output
     elif y.ndim == 1 and net.arch.n_outputs > 1 and y.shape[0] == net.arch.n_outputs:

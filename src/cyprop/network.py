@@ -1269,10 +1269,11 @@ def _one_sample(X: ArrayLike, Y: ArrayLike,
                 n_outputs: int) -> tuple[NDArray[Any], NDArray[Any]]:
     """A 1-D X as one row, and its Y as that row's targets (n_outputs values) or class
     label (a number, or one value)."""
-    Y = np.asarray(Y)
+    # (np.asarray drops a mask: masked values are refused here, as in check_X)
+    Y = np.asarray(_validation._unmasked("Y", Y))
     if Y.ndim == 0 or (Y.ndim == 1 and n_outputs > 1 and Y.shape[0] == n_outputs):
         Y = Y.reshape(1, -1) if Y.ndim == 1 else Y.reshape(1)
-    return np.asarray(X).reshape(1, -1), Y
+    return np.asarray(_validation._unmasked("X", X)).reshape(1, -1), Y
 
 
 def _unshared(data: NDArray[Any], params: NDArray[Any]) -> NDArray[Any]:
