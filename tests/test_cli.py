@@ -796,3 +796,24 @@ def test_train_refuses_before_training_labels_a_model_file_cannot_hold(capsys, t
     status, out, err = run(capsys, "train", "--data", f"csv:{tmp_path / 'train.csv'}",
                            *QUICK)
     assert status == 0, err
+
+
+def test_script_predict_labels_the_output_encoding_cannot_write(tmp_path):
+    """A label the output's encoding has no letters for (a Latin-1 or ASCII locale) is
+    an error that says what to do, with nothing printed (labels are data: never
+    changed); --output writes UTF-8."""
+    lines = ["a,label"] + [f"{i % 2},{['café', '猫'][i % 2]}" for i in range(10)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "rows.csv").write_text("0\n1\n")
+    status, _, err = run_script(tmp_path, "train", "--data", "csv:train.csv", "--epochs",
+                                "200", "--quiet", "--no-compare", "--save", "m.npz")
+    assert status == 0, err
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([str(sys.executable), "-m", "cyprop", "predict", "m.npz",
+                           "rows.csv"], capture_output=True, cwd=tmp_path, env=env)
+    assert done.returncode == 1 and done.stdout == b""
+    err = done.stderr.decode("latin-1")
+    assert_one_line_error(err, "'\\u732b'", "latin-1", "--output")
+    status, out, err = run_script(tmp_path, "predict", "m.npz", "rows.csv", "-o", "l.txt")
+    assert status == 0, err
+    assert (tmp_path / "l.txt").read_text(encoding="utf-8") == "café\n猫\n"

@@ -933,7 +933,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         target, mode = _archive.save_target(args.output)
         _archive.write_file_atomic(target, lambda fh: fh.write(text.encode()), mode)
     else:
-        _write_whole(sys.stdout, text)
+        try:
+            _write_whole(sys.stdout, text)
+        except UnicodeEncodeError as exc:   # (raised before anything is written)
+            start = text.rfind("\n", 0, exc.start) + 1
+            label = text[start:text.index("\n", exc.start)]
+            raise ValueError(f"the output's encoding ({exc.encoding}) cannot write the "
+                             f"label {label!r}; write the labels to a file with --output "
+                             "FILE (UTF-8), or set PYTHONIOENCODING=utf-8") from None
     return 0
 
 
