@@ -1093,18 +1093,21 @@ def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray,
     if args.target_column is not None:
         assert labels is not None   # read with a target column
         return X[index], labels[index]
-    return X[index], _parse_target(args.target, net.sizes[-1])
+    return X[index], _parse_target(args.target, net.sizes[-1], net.classes)
 
 
-def _parse_target(text: str, n_outputs: int) -> int | np.ndarray:
+def _parse_target(text: str, n_outputs: int,
+                  classes: Sequence[int | str] | None = None) -> int | np.ndarray:
     """--target as explain takes it: a class label, or a (1, n_outputs) target row."""
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
+        hint = ("class names are not stored in the model: give the number 'cyprop train' "
+                "showed for the class" if classes is None else
+                "give the class's number: " + _abbreviate(
+                    [f"{i}={c}" for i, c in enumerate(classes)]))
         raise ValueError(f"--target {text!r}: expected a class number or comma-separated "
-                         "numbers, one per output (class names are not stored in the "
-                         "model: give the number 'cyprop train' showed for the class)"
-                         ) from None
+                         f"numbers, one per output ({hint})") from None
     if len(values) == 1 and n_outputs > 1:
         value = values[0]
         if not (value.is_integer() and 0 <= value < n_outputs):
