@@ -741,3 +741,79 @@ def test_a_delimiter_that_is_not_one_character_is_a_usage_error(capsys, tmp_path
     status, out, err = run(capsys, "predict", str(model), str(data), "--delimiter", delimiter)
     assert status == 2 and not out
     assert_one_line_error(err, "--delimiter must be one character")
+
+
+@pytest.mark.parametrize("labels, rows", [
+    (("7", "107"), None), (("cat", "dog"), None), (("-1", "5000"), None),
+    # (as written: 007 is the class 7, and a float's 7.0 too)
+    (("007", "107.0"), ("7", "107"))])
+def test_predict_prints_the_labels_of_the_training_file(capsys, tmp_path, labels, rows):
+    """cyprop train numbers a CSV file's classes 0..k-1; predict printed those numbers
+    instead of the file's own labels."""
+    lines = ["a,b,label"] + [f"{i % 2 * 3 + j * 0.1},{i % 2 * 3},{labels[i % 2]}"
+                             for i in range(20) for j in range(2)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "rows.csv").write_text("a,b\n0,0\n3,3\n0.1,0\n")
+    model = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", "--data", f"csv:{tmp_path / 'train.csv'}",
+                           "--epochs", "40", "--quiet", "--no-compare", "--save", str(model))
+    assert status == 0, err
+    expected = rows or labels
+    status, out, err = run(capsys, "predict", str(model), str(tmp_path / "rows.csv"))
+    assert status == 0, err
+    assert out.split("\n") == [expected[0], expected[1], expected[0], ""]
+    status, out, err = run(capsys, "predict", str(model), str(tmp_path / "rows.csv"),
+                           "-o", str(tmp_path / "labels.txt"))
+    assert status == 0 and out == "", err
+    assert (tmp_path / "labels.txt").read_text().split() == [expected[0], expected[1],
+                                                             expected[0]]
+
+
+def test_predict_of_one_output_unit_prints_the_labels(capsys, tmp_path):
+    lines = ["a,label"] + [f"{i % 2 * 3},{['no', 'yes'][i % 2]}" for i in range(20)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "rows.csv").write_text("0\n3\n")
+    model = tmp_path / "m.npz"
+    status, _, err = run(capsys, "train", "--data", f"csv:{tmp_path / 'train.csv'}",
+                         "--layers", "1,4,1", "--epochs", "60", "--quiet", "--no-compare",
+                         "--save", str(model))
+    assert status == 0, err
+    status, out, err = run(capsys, "predict", str(model), str(tmp_path / "rows.csv"))
+    assert status == 0, err
+    assert out == "no\nyes\n"
+
+
+def test_train_refuses_before_training_labels_a_model_file_cannot_hold(capsys, tmp_path):
+    lines = ["a,label"] + [f"{i % 2},\"{['one', 'two' + chr(10) + 'lines'][i % 2]}\""
+                           for i in range(10)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    model = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", "--data", f"csv:{tmp_path / 'train.csv'}",
+                           *QUICK, "--save", str(model))
+    assert status == 1 and "epoch" not in out and not model.exists()
+    assert_one_line_error(err, "cannot save the labels", "line break")
+    # without --save the labels are not needed: it trains
+    status, out, err = run(capsys, "train", "--data", f"csv:{tmp_path / 'train.csv'}",
+                           *QUICK)
+    assert status == 0, err
+
+
+def test_script_predict_labels_the_output_encoding_cannot_write(tmp_path):
+    """A label the output's encoding has no letters for (a Latin-1 or ASCII locale) is
+    an error that says what to do, with nothing printed (labels are data: never
+    changed); --output writes UTF-8."""
+    lines = ["a,label"] + [f"{i % 2},{['café', '猫'][i % 2]}" for i in range(10)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "rows.csv").write_text("0\n1\n")
+    status, _, err = run_script(tmp_path, "train", "--data", "csv:train.csv", "--epochs",
+                                "200", "--quiet", "--no-compare", "--save", "m.npz")
+    assert status == 0, err
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([str(sys.executable), "-m", "cyprop", "predict", "m.npz",
+                           "rows.csv"], capture_output=True, cwd=tmp_path, env=env)
+    assert done.returncode == 1 and done.stdout == b""
+    err = done.stderr.decode("latin-1")
+    assert_one_line_error(err, "'\\u732b'", "latin-1", "--output")
+    status, out, err = run_script(tmp_path, "predict", "m.npz", "rows.csv", "-o", "l.txt")
+    assert status == 0, err
+    assert (tmp_path / "l.txt").read_text(encoding="utf-8") == "café\n猫\n"

@@ -281,3 +281,18 @@ def test_help(capsys):
         assert option in out
     status, out, _ = run(capsys, "--help")
     assert status == 0 and re.search(r"^\s+explain\s+one backpropagation step", out, re.M)
+
+
+def test_a_class_name_as_target_names_the_models_classes(capsys, tmp_path):
+    """A model trained on a CSV file keeps its labels: the error for --target NAME said
+    that class names are not stored in the model; it now gives their numbers."""
+    lines = ["a,b,kind"] + [f"{i % 2},{i % 3},{['cat', 'dog'][i % 2]}" for i in range(12)]
+    (tmp_path / "pets.csv").write_text("\n".join(lines) + "\n")
+    model = tmp_path / "m.npz"
+    assert cli.main(["train", "--data", f"csv:{tmp_path / 'pets.csv'}", "--epochs", "2",
+                     "--quiet", "--no-compare", "--save", str(model)]) == 0
+    (tmp_path / "row.csv").write_text("0,1\n")
+    status, _, err = run(capsys, "explain", str(model), "--row", str(tmp_path / "row.csv"),
+                         "--target", "dog")
+    assert status == 1 and "not stored" not in err
+    assert "give the class's number: 0=cat, 1=dog" in err and err.count("\n") == 1

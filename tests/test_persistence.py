@@ -895,3 +895,88 @@ def test_metadata_load_would_not_read_is_refused_by_save(tmp_path):
     with pytest.raises(ValueError, match="network 0 of the ensemble: .*its metadata takes"):
         cyprop.Ensemble([net]).save(tmp_path / "ensemble.npz")
     assert not (tmp_path / "ensemble.npz").exists()
+
+
+# ---------------------------------------------------------------------------- classes
+@pytest.mark.parametrize("classes", [[7, 107, -3], ["cat", "dog", "gnu"],
+                                     ["ünïcode", "猫", "a,b"]])
+def test_classes_round_trip(tmp_path, classes):
+    net = trained()
+    net.classes = classes
+    net.save(tmp_path / "net")
+    back = cyprop.load(tmp_path / "net")
+    assert back.classes == tuple(classes)
+    assert all(type(a) is type(b) for a, b in zip(back.classes, classes))
+    assert metadata_of(members(tmp_path / "net"))["classes"] == classes
+    back.save(tmp_path / "again")   # (kept by a load and a save)
+    assert cyprop.load(tmp_path / "again").classes == tuple(classes)
+
+
+def test_a_network_without_classes_is_saved_as_before(saved):
+    net, path = saved
+    assert net.classes is None
+    meta = metadata_of(members(path))
+    assert "classes" not in meta and meta["format_version"] == persistence.FORMAT_VERSION
+    assert cyprop.load(path).classes is None
+
+
+def test_metadata_keys_a_reader_does_not_know_are_skipped(saved):
+    # What lets an older cyprop, which knows no classes, read a file that has them (the
+    # format version stays the same): load skips every key it does not know.
+    net, path = saved
+    net.classes = ["a", "b", "c"]
+    net.save(path)
+    arrays = members(path)
+    meta = metadata_of(arrays)
+    assert meta["format_version"] == persistence.FORMAT_VERSION
+    meta["from_a_newer_cyprop"] = {"anything": [1, 2]}
+    rewrite(path, with_metadata(arrays, meta))
+    assert cyprop.load(path).classes == ("a", "b", "c")
+
+
+def test_one_output_unit_has_two_classes(tmp_path):
+    net = trained(sizes=(4, 3, 1))
+    net.classes = ["no", "yes"]
+    net.save(tmp_path / "net")
+    assert cyprop.load(tmp_path / "net").classes == ("no", "yes")
+    with pytest.raises(ValueError, match="1 labels for a network of 2 classes"):
+        net.classes = ["yes"]
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("abc", "expected a list of labels"),
+    ({"a": 1}, "expected a list of labels"),
+    ([0, 1], "2 labels for a network of 3 classes"),
+    ([0, 1, 2, 3], "4 labels for a network of 3 classes"),
+    ([1, 2, "c"], "not all integers or all names"),
+    ([1.0, 2.0, 3.0], "not all integers or all names"),
+    ([True, False, 2], "not all integers or all names"),
+    ([None, 1, 2], "not all integers or all names"),
+    ([[1], 2, 3], "not all integers or all names"),
+    ([1, 2, 2 ** 53], "is not below 2**53"),
+    (["a", "b", "a"], "not distinct"),
+    ([5, 6, 5], "not distinct"),
+    (["a", "b", "x" * 1001], "more than 1000"),
+    (["a", "b", "two\nlines"], "line break"),
+    (["a", "b", "\ud800"], "not valid Unicode"),
+])
+def test_invalid_classes_in_a_file(saved, value, problem):
+    assert_metadata_refused(saved[1], ["classes"], value, problem)
+    assert "invalid classes (" in load_error(saved[1])
+
+
+def test_invalid_classes_are_refused_when_set(saved):
+    net, path = saved
+    with pytest.raises(ValueError, match="invalid classes: .*not distinct"):
+        net.classes = ["a", "a", "b"]
+    assert net.classes is None
+    net.classes = np.array([7, 107, 9])   # NumPy's integers, as Python's
+    assert net.classes == (7, 107, 9) and type(net.classes[0]) is int
+    net.classes = None
+    assert net.classes is None
+
+
+def test_classes_too_many_for_the_file_are_refused_without_a_huge_allocation(saved):
+    # a long list is refused by its length, before anything is built from it
+    assert_metadata_refused(saved[1], ["classes"], list(range(100_000)),
+                            "100000 labels for a network of 3 classes")

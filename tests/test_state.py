@@ -4,6 +4,7 @@ around persistence depending one way."""
 import ast
 import dataclasses
 import io
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -297,3 +298,15 @@ def test_the_state_file_bytes_are_what_save_writes(tmp_path):
         assert sorted(npz.files) == sorted(saved)
         for name in saved:
             np.testing.assert_array_equal(npz[name], saved[name])
+
+
+def test_classes_are_part_of_the_state():
+    net = trained()
+    net.classes = ["x", "y", "z"]
+    state = net.get_state()
+    assert state.classes == ["x", "y", "z"]
+    assert cyprop.Network.from_state(state).classes == ("x", "y", "z")
+    assert net.copy().classes == ("x", "y", "z")
+    assert pickle.loads(pickle.dumps(net)).classes == ("x", "y", "z")
+    with pytest.raises(InvalidState, match="invalid classes"):
+        cyprop.Network.from_state(dataclasses.replace(state, classes=["x", "y"]))

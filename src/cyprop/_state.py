@@ -57,6 +57,13 @@ HISTORY_NONE = "history_none"
 OPTIMIZER_KEYS = {"name", "config", "steps", "has_state"}
 OPTIMIZER_OPTIONAL_KEYS = {"initial_learning_rate"}
 SEED_LIMIT = 2**128
+#: A class label (``Network.classes``) is an integer of less than this size (as
+#: ``cyprop.datasets.load_csv`` reads class numbers) or a name of at most
+#: ``CLASS_NAME_LIMIT`` characters.
+CLASS_NUMBER_LIMIT = 2**53
+CLASS_NAME_LIMIT = 1000
+# What would split one label into several lines where labels are printed one a line.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 # ---------------------------------------------------------------------- a state's file
@@ -71,7 +78,7 @@ def encode(state: NetworkState) -> dict[str, NDArray[Any]]:
                      "has_state": opt.state is not None,
                      "initial_learning_rate": (None if opt.initial_learning_rate is None
                                                else float(opt.initial_learning_rate))}
-    metadata = {
+    metadata: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "cyprop_version": __version__,
@@ -88,6 +95,10 @@ def encode(state: NetworkState) -> dict[str, NDArray[Any]]:
         "history": {"records": list(History.KEYS), "epochs": history_epochs(state.history),
                     "stop_reason": state.stop_reason},
     }
+    if state.classes is not None:
+        # optional: a file without it is as before, and readers that do not know it
+        # (older cyprop) skip it
+        metadata["classes"] = list(state.classes)
     try:
         text = json.dumps(metadata, default=_archive.json_default)
     except (TypeError, ValueError) as exc:
@@ -196,6 +207,46 @@ def validate_optimizer(require: Callable[[object, str], None], opt: Any) -> None
     initial = opt.get("initial_learning_rate")
     require(initial is None or (is_finite(initial) and initial > 0),
             f"invalid initial learning rate {r(initial)}")
+
+
+def n_classes(n_outputs: int) -> int:
+    """The classes of a network with ``n_outputs`` output units (one unit: two)."""
+    return max(n_outputs, 2)
+
+
+def classes_problem(classes: Any, n_outputs: int) -> str | None:
+    """None if ``classes`` is None or a list (or tuple) of one label per class of a
+    network with ``n_outputs`` outputs, all integers or all names, distinct, that a
+    file's JSON holds as they are; else the problem."""
+    if classes is None:
+        return None
+    if not isinstance(classes, (list, tuple)):
+        return f"expected a list of labels or None, got {type(classes).__name__}"
+    wanted = n_classes(n_outputs)
+    if len(classes) != wanted:
+        return (f"{len(classes)} labels for a network of {wanted} classes "
+                f"({n_outputs} output{'s' if n_outputs > 1 else ''})")
+    if all(is_int(label) for label in classes):
+        bad = next((v for v in classes if abs(v) >= CLASS_NUMBER_LIMIT), None)
+        if bad is not None:
+            return f"the class number {short.repr(bad)} is not below 2**53 in size"
+    elif all(isinstance(label, str) for label in classes):
+        for label in classes:
+            if len(label) > CLASS_NAME_LIMIT:
+                return (f"the class name {short.repr(label)} has {len(label)} characters, "
+                        f"more than {CLASS_NAME_LIMIT}")
+            if _LINE_BREAKS.intersection(label):
+                return f"the class name {short.repr(label)} holds a line break"
+            try:
+                label.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the class name {short.repr(label)} is not valid Unicode text"
+    else:
+        return (f"the labels {short.repr(list(classes))} are not all integers or all "
+                "names (str)")
+    if len(set(classes)) != len(classes):
+        return f"the labels {short.repr(list(classes))} are not distinct"
+    return None
 
 
 def config_problem(name: str, config: dict[str, Any]) -> str | None:

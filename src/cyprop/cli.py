@@ -510,6 +510,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     sizes = _network_sizes(args.layers, data, args.hidden)
     net = cyprop.Network(sizes, activation=args.activation, dtype=args.dtype,
                          seed=args.seed, backend=args.backend)
+    _keep_classes(net, data, args.save)
     optimizer = _make_optimizer(args)
     if not args.quiet:
         _print_header(data, net, optimizer, args)
@@ -534,6 +535,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         net.save(args.save)
         print(f"model saved to {args.save}")
     return 0
+
+
+def _keep_classes(net: Network, data: Data, save: str | None) -> None:
+    """The data's own labels as ``net.classes``, saved with the model for 'cyprop
+    predict' to print, where they are not 0..k-1 already.  Labels a model file cannot
+    hold (a name on several lines) are refused before training when the model is to
+    be saved; a file of one class leaves the model's second class without a label,
+    and its classes are not kept."""
+    classes = data.classes
+    if classes is None or np.array_equal(classes, np.arange(len(classes))):
+        return
+    if len(classes) != net.sizes[-1] and not (len(classes) == 2 and net.sizes[-1] == 1):
+        return
+    try:
+        net.classes = classes.tolist()
+    except ValueError as exc:
+        if save is not None:
+            raise ValueError(f"cannot save the labels of {data.name} with the model: "
+                             f"{str(exc).removeprefix('invalid classes: ')}") from None
 
 
 class _EveryKthEpoch:
@@ -903,14 +923,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if X.shape[1] != net.sizes[0]:
         raise ValueError(f"{args.input} has {X.shape[1]} columns, but the model takes "
                          f"{net.sizes[0]} features (the file must hold features only)")
-    text = "".join(f"{label}\n" for label in net.predict(X))
+    labels = net.predict(X)
+    # the data's own labels where the model keeps them (cyprop train on a CSV file)
+    names = labels if net.classes is None else [net.classes[i] for i in labels]
+    text = "".join(f"{label}\n" for label in names)
     if args.output:
         # as Network.save writes: a write that fails part way (a full disk) keeps the
         # file that was there instead of leaving the first labels, which read as all
         target, mode = _archive.save_target(args.output)
         _archive.write_file_atomic(target, lambda fh: fh.write(text.encode()), mode)
     else:
-        _write_whole(sys.stdout, text)
+        try:
+            _write_whole(sys.stdout, text)
+        except UnicodeEncodeError as exc:   # (raised before anything is written)
+            start = text.rfind("\n", 0, exc.start) + 1
+            label = text[start:text.index("\n", exc.start)]
+            raise ValueError(f"the output's encoding ({exc.encoding}) cannot write the "
+                             f"label {label!r}; write the labels to a file with --output "
+                             "FILE (UTF-8), or set PYTHONIOENCODING=utf-8") from None
     return 0
 
 
@@ -1063,18 +1093,21 @@ def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray,
     if args.target_column is not None:
         assert labels is not None   # read with a target column
         return X[index], labels[index]
-    return X[index], _parse_target(args.target, net.sizes[-1])
+    return X[index], _parse_target(args.target, net.sizes[-1], net.classes)
 
 
-def _parse_target(text: str, n_outputs: int) -> int | np.ndarray:
+def _parse_target(text: str, n_outputs: int,
+                  classes: Sequence[int | str] | None = None) -> int | np.ndarray:
     """--target as explain takes it: a class label, or a (1, n_outputs) target row."""
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
+        hint = ("class names are not stored in the model: give the number 'cyprop train' "
+                "showed for the class" if classes is None else
+                "give the class's number: " + _abbreviate(
+                    [f"{i}={c}" for i, c in enumerate(classes)]))
         raise ValueError(f"--target {text!r}: expected a class number or comma-separated "
-                         "numbers, one per output (class names are not stored in the "
-                         "model: give the number 'cyprop train' showed for the class)"
-                         ) from None
+                         f"numbers, one per output ({hint})") from None
     if len(values) == 1 and n_outputs > 1:
         value = values[0]
         if not (value.is_integer() and 0 <= value < n_outputs):

@@ -132,6 +132,9 @@ class NetworkState:
         ``History.KEYS``, one value per epoch.
     stop_reason : str or None
         ``history.stop_reason``.
+    classes : list of int or list of str, or None
+        ``Network.classes``: the label of each class (None: none given).  Optional,
+        so that states built without it keep working.
     """
 
     sizes: list[int]
@@ -148,6 +151,7 @@ class NetworkState:
     optimizer: OptimizerState | None
     history: dict[str, list[float | None]]
     stop_reason: str | None
+    classes: list[int | str] | None = None
 
 
 class Network:
@@ -192,6 +196,14 @@ class Network:
         The backend in use: ``"cython"`` or ``"numpy"``.
     stop_training : bool
         A callback may set it to end ``fit`` after the current epoch.
+    classes : tuple of int or tuple of str, or None
+        The label each class stands for, ``classes[i]`` for the class ``predict``
+        returns as ``i``; None (the default) when none were given.  ``save`` stores
+        it and ``load`` restores it (``cyprop train --data csv:...`` stores the
+        labels of the file, which ``cyprop predict`` then prints); ``predict`` itself
+        still returns 0..k-1.  Set it to a list of one label per class (two for one
+        output unit), all integers or all names, distinct, a name at most 1000
+        characters and on one line.
 
     Raises
     ------
@@ -210,6 +222,7 @@ class Network:
     _dtype: np.dtype[Any]
     _training_thread: int | None
     _few_rows: Any   # the backend's few_rows(): a compiled FewRows, or None
+    _classes: tuple[int | str, ...] | None = None   # (pickles from before lack it)
 
     def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "sigmoid",
                  output: str | None = None, loss: str = "cross_entropy", init: str = "normal",
@@ -249,6 +262,20 @@ class Network:
         # compiled call, a restore): save() and pickling take it to see a state that existed.
         self._state_lock = threading.RLock()
         _LIVE[id(self)] = self
+
+    @property
+    def classes(self) -> tuple[int | str, ...] | None:
+        """The label each class stands for, or None (see the class's Attributes)."""
+        return self._classes
+
+    @classes.setter
+    def classes(self, value: Sequence[int | str] | NDArray[Any] | None) -> None:
+        if isinstance(value, np.ndarray):
+            value = value.tolist()   # NumPy integers and strings as Python's
+        problem = _state.classes_problem(value, self.arch.n_outputs)
+        if problem is not None:
+            raise ValueError(f"invalid classes: {problem}")
+        self._classes = None if value is None else tuple(value)
 
     # ------------------------------------------------------------------ model
     # The architecture and dtype are fixed: the parameter buffer was laid out for them.
@@ -809,7 +836,8 @@ class Network:
                 optimizer=optimizer,
                 history={key: [None if v is None else float(v) for v in values]
                          for key, values in history["records"].items()},
-                stop_reason=history["stop_reason"])
+                stop_reason=history["stop_reason"],
+                classes=None if self._classes is None else list(self._classes))
 
     def _optimizer_state(self) -> OptimizerState:
         opt = self.optimizer
@@ -1104,6 +1132,11 @@ def _from_state(cls: type[Network], state: NetworkState) -> Network:
         setattr(net.history, key, [None if v is None else float(v)
                                    for v in state.history.get(key, [None] * epochs)])
     net.history.stop_reason = state.stop_reason
+
+    classes = getattr(state, "classes", None)
+    problem = _state.classes_problem(classes, net.arch.n_outputs)
+    require(problem is None, f"invalid classes ({problem})")
+    net._classes = None if classes is None else tuple(classes)
     return net
 
 
@@ -1186,6 +1219,8 @@ def _check_pickled(state: dict[str, Any], doing: str = "unpickle") -> NDArray[An
     require(optimizer is None or isinstance(optimizer, Optimizer),
             f"its optimizer is a {type(optimizer).__name__}")
     _history_records(state["history"], doing)
+    problem = _state.classes_problem(state.get("_classes"), arch.n_outputs)
+    require(problem is None, f"invalid classes ({problem})")
     return own
 
 

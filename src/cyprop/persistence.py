@@ -26,6 +26,10 @@ The JSON object in ``metadata``::
     dropout                  the dropout rate of each hidden layer (a list, [] without
                              hidden layers); absent in early files: no dropout
     max_norm                 the max-norm bound, 0 for none; absent in early files: none
+    classes                  ``Network.classes``: the label of each class, a list of
+                             integers or of names (one per output unit, two for one
+                             unit); absent when the network has none (and in files of
+                             earlier versions, whose readers skip it)
     optimizer                null, or {name, config, steps, has_state,
                              initial_learning_rate}: ``name`` is a key of
                              ``cyprop.optimizers.OPTIMIZERS``, ``config`` the keyword
@@ -263,7 +267,7 @@ def _state_of(meta: dict[str, Any], arrays: dict[str, NDArray[Any]],
         dropout=meta["dropout"], max_norm=meta["max_norm"], params=params, rng=meta["rng"],
         optimizer=optimizer,
         history={key: values for key, values in records.items() if key in History.KEYS},
-        stop_reason=meta["history"]["stop_reason"])
+        stop_reason=meta["history"]["stop_reason"], classes=meta["classes"])
 
 
 def _read(path: str, fh: BinaryIO, size: int) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
@@ -359,6 +363,11 @@ def _validate(path: str, meta: Any) -> dict[str, Any]:
     max_norm = meta.setdefault("max_norm", 0.0)
     require(_state.is_finite(max_norm) and max_norm >= 0, f"invalid max_norm {r(max_norm)}")
     _state.validate_optimizer(require, meta["optimizer"])
+    # Added later, and optional (a network without classes has none): older readers
+    # skip it, as they skip every key they do not know.
+    classes = meta.setdefault("classes", None)
+    problem = _state.classes_problem(classes, sizes[-1])
+    require(problem is None, f"invalid classes ({problem})")
     if version == 1:
         _state.validate_history(require, meta["history"])
     else:
