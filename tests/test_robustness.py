@@ -391,6 +391,27 @@ def test_non_numeric_dtypes_raise_type_error(spec, kind, where, layout, n):
                        inference=False)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pandas_nullable_numbers_are_taken_as_numbers(dtype):
+    # NumPy makes a frame of Float64/Int64/boolean columns an array of objects: it was
+    # refused as "X must hold numbers (got dtype object)", as scikit-learn's MLP is not
+    pd = pytest.importorskip("pandas")
+    net = cyprop.Network([3, 4, 2], seed=0, dtype=dtype)
+    frame = pd.DataFrame({"a": pd.array([0.5, 2.0, -1.0, 3.0], dtype="Float64"),
+                          "b": pd.array([1, 0, 3, 2], dtype="Int64"),
+                          "c": pd.array([True, False, True, True], dtype="boolean")})
+    plain = frame.astype("float64").to_numpy()
+    np.testing.assert_array_equal(net.forward(frame), net.forward(plain))
+    Y = pd.DataFrame({"p": pd.array([0.0, 1.0, 0.5, 1.0], dtype="Float64"),
+                      "q": pd.array([1.0, 0.0, 0.5, 0.0], dtype="Float64")})
+    twin = net.copy()
+    net.fit(frame, Y, epochs=2, verbose=0)
+    twin.fit(plain, Y.astype("float64").to_numpy(), epochs=2, verbose=0)
+    np.testing.assert_array_equal(net._params, twin._params)
+    frame.iloc[2, 1] = pd.NA   # missing: refused as NaN is
+    assert_refused(net, frame, np.eye(4, 2), ValueError, r"X contains NaN")
+
+
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok", "bsr", "dia"])
 def test_sparse_input_is_refused_by_name(fmt):
     # np.asarray wraps a sparse matrix in a 0-d object array: the message said

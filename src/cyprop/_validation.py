@@ -110,7 +110,7 @@ def _unmasked(name: str, data: Any) -> Any:
 
 def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray[Any]:
     """``data`` as an ndarray of ``dtype``, rejecting what is not numeric."""
-    data = _unmasked(name, data)
+    data = _from_pandas(_unmasked(name, data), dtype)
     _refuse_sparse(name, data)
     _refuse_iterator(name, data)
     if isinstance(data, np.ndarray):
@@ -131,6 +131,31 @@ def _as_float_array(name: str, data: ArrayLike, dtype: np.dtype[Any]) -> NDArray
     if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity (or values too large for {dtype.name})")
     return arr
+
+
+def _from_pandas(data: Any, dtype: np.dtype[Any]) -> Any:
+    """A pandas DataFrame or Series of numbers in its nullable or Arrow dtypes (Float64,
+    Int64, boolean, float64[pyarrow], ...) as an array of ``dtype``, a missing value as
+    NaN (refused as any NaN is): NumPy makes a frame of them an array of objects, as
+    scikit-learn's check_array does not.  Anything else as it is."""
+    if type(data).__module__.split(".")[0] != "pandas" or getattr(data, "ndim", 0) not in (1, 2):
+        return data
+    dtypes = list(data.dtypes) if data.ndim == 2 else [data.dtype]
+    if not dtypes or isinstance(dtypes[0], np.dtype) and all(
+            isinstance(d, np.dtype) for d in dtypes):
+        return data   # NumPy's own dtypes: np.asarray converts them (and refuses objects)
+    if not all(getattr(d, "kind", "O") in "biuf" for d in dtypes):
+        return data   # categories, strings: refused below by their dtype
+    with np.errstate(over="ignore"):
+        return data.to_numpy(dtype=dtype, na_value=np.nan)
+
+
+def as_targets(Y: Any, dtype: np.dtype[Any]) -> NDArray[Any]:
+    """Targets or class labels as an ndarray, a pandas frame of targets in nullable or
+    Arrow dtypes converted to ``dtype`` (a Series of labels converts as it is)."""
+    if isinstance(Y, np.ndarray):
+        return Y
+    return np.asarray(_from_pandas(Y, dtype) if getattr(Y, "ndim", 0) == 2 else Y)
 
 
 def all_finite(arr: NDArray[Any], block: int = 1 << 20) -> bool:
@@ -193,7 +218,7 @@ def check_Y(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: np.dtype[Any],
     if not isinstance(Y, np.ndarray):
         _refuse_sparse(name, Y)
         _refuse_iterator(name, Y)
-        Y = np.asarray(Y)
+        Y = as_targets(Y, dtype)
     if Y.ndim == 1 and n_outputs > 1:
         Y = one_hot(Y, n_outputs, dtype, name)   # (counted below, as targets are)
     else:

@@ -981,7 +981,7 @@ class Network:
         # enough for the callers, which read its shape and slice it)
         _validation._refuse_sparse("Y", Y)   # (before np.asarray hides it in an object)
         _validation._refuse_iterator("Y", Y)
-        labels = Y if isinstance(Y, np.ndarray) else np.asarray(Y)   # (Y is read whole)
+        labels = _validation.as_targets(Y, self.dtype)   # (Y is read whole)
         if _chunks.is_blockwise(X):   # read a block at a time (checked as it is read)
             X = _chunks.Rows(X, self.arch.n_inputs, self.dtype)
             Y = _validation.check_Y(labels, X.shape[0], self.arch.n_outputs, self.dtype)
