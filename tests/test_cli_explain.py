@@ -293,6 +293,47 @@ def test_a_class_name_as_target_names_the_models_classes(capsys, tmp_path):
                      "--quiet", "--no-compare", "--save", str(model)]) == 0
     (tmp_path / "row.csv").write_text("0,1\n")
     status, _, err = run(capsys, "explain", str(model), "--row", str(tmp_path / "row.csv"),
-                         "--target", "dog")
+                         "--target", "cow")
     assert status == 1 and "not stored" not in err
-    assert "give the class's number: 0=cat, 1=dog" in err and err.count("\n") == 1
+    assert "give the class's number or name: 0=cat, 1=dog" in err and err.count("\n") == 1
+
+
+def _model_of_labels(capsys, tmp_path, labels):
+    """A model trained by 'cyprop train' on a CSV file of these labels (it keeps them)."""
+    lines = ["a,b,kind"] + [f"{i % 2},{i % 3},{labels[i % len(labels)]}" for i in range(12)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    model = tmp_path / "m.npz"
+    assert cli.main(["train", "--data", f"csv:{tmp_path / 'train.csv'}", "--epochs", "2",
+                     "--quiet", "--no-compare", "--save", str(model)]) == 0
+    capsys.readouterr()
+    return model
+
+
+def test_a_class_name_as_target_is_the_models_class(capsys, tmp_path):
+    model = _model_of_labels(capsys, tmp_path, ["cat", "dog", "emu"])
+    (tmp_path / "row.csv").write_text("0,1\n")
+    outputs = []
+    for target in ("emu", "2"):   # a name, and the class's number
+        status, out, _ = run(capsys, "explain", str(model), "--row",
+                             str(tmp_path / "row.csv"), "--target", target)
+        assert status == 0
+        outputs.append(out)
+    assert outputs[0] == outputs[1]
+
+
+def test_a_target_column_is_read_through_the_models_labels(capsys, tmp_path):
+    """The file numbers its own classes (here only 107 and 7: 0 and 1); the model's
+    class of 107 is 2: the row's label was taken as the model's class 0."""
+    model = _model_of_labels(capsys, tmp_path, [7, 50, 107])
+    (tmp_path / "rows.csv").write_text("a,b,kind\n0,1,107\n1,1,7\n")
+    status, by_column, _ = run(capsys, "explain", str(model), "--row",
+                               str(tmp_path / "rows.csv") + ":0", "--target-column", "kind")
+    assert status == 0
+    (tmp_path / "row.csv").write_text("0,1\n")
+    status, by_number, _ = run(capsys, "explain", str(model), "--row",
+                               str(tmp_path / "row.csv"), "--target", "2")
+    assert status == 0 and by_column == by_number
+    (tmp_path / "other.csv").write_text("a,b,kind\n0,1,8\n")
+    status, _, err = run(capsys, "explain", str(model), "--row", str(tmp_path / "other.csv"),
+                         "--target-column", "kind")
+    assert status == 1 and "its label 8 is not one of the model's classes (0=7, 1=50, 2=107)" in err

@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the sample: row N of a CSV file (default row: 0)")
     target = explain.add_mutually_exclusive_group()
     target.add_argument("--target", metavar="LABEL|T1,T2,...",
-                        help="the sample's target: a class number, or one target value per "
+                        help="the sample's target: a class number (or name, where the "
+                             "model keeps its classes' names), or one target value per "
                              "output unit, comma-separated")
     target.add_argument("--target-column", metavar="COLUMN",
                         help="read the target from this column of the CSV file (an index, "
@@ -991,9 +992,11 @@ _EXPLAIN_EPILOG = """\
 The CSV file is read as 'cyprop predict' reads it (a header row is recognised and
 skipped, blank lines too); N counts its data rows from 0 (negative: from the end).
 The row holds features only, unless --target-column names the column that holds the
-label: its labels are numbered as 'cyprop train --data csv:FILE:COLUMN' numbers them
-(the 'classes:' line of its header), so give the file the model was trained on, or
-one with the same classes.
+label. A model saved by 'cyprop train --data csv:FILE:COLUMN' keeps its file's labels
+(the 'classes:' line of its header): the row's label is then looked up among them,
+and --target also takes a class's name. Other models number the labels of the file
+as 'cyprop train' numbers them, so give the file the model was trained on, or one
+with the same classes.
 
 examples:
   cyprop explain --example textbook --plot step.png
@@ -1070,6 +1073,7 @@ def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray,
     """(x, y) of the row ``args.row`` of the CSV file, for ``net``."""
     path, index = args.row.path, args.row.index
     delimiter = _delimiter(args.delimiter)
+    classes = None    # the file's own label of each of its class numbers
     if args.target_column is None:
         X, labels = datasets.load_csv(path, target=None, delimiter=delimiter)
     else:
@@ -1078,7 +1082,8 @@ def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray,
             column = int(column)
         except ValueError:
             pass          # a column name
-        X, labels = datasets.load_csv(path, target=column, delimiter=delimiter)
+        X, labels, classes = datasets.load_csv(path, target=column, delimiter=delimiter,
+                                               return_classes=True)
     n_inputs = net.sizes[0]
     if X.shape[1] != n_inputs:
         hint = ("with the target column left out" if args.target_column is not None
@@ -1091,20 +1096,31 @@ def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray,
         raise ValueError(f"--row {args.row}: the file has {len(X)} data "
                          f"row{'s' if len(X) != 1 else ''}, numbered 0 to {len(X) - 1}")
     if args.target_column is not None:
-        assert labels is not None   # read with a target column
-        return X[index], labels[index]
+        assert labels is not None and classes is not None   # read with a target column
+        if net.classes is None:
+            return X[index], labels[index]
+        # the file numbers its own classes: the model's numbers are those of its labels
+        label = classes.tolist()[labels[index]]
+        if label not in net.classes:
+            raise ValueError(f"--row {args.row}: its label {label!r} is not one of the "
+                             "model's classes (" + _abbreviate(
+                                 [f"{i}={c}" for i, c in enumerate(net.classes)]) + ")")
+        return X[index], net.classes.index(label)
     return X[index], _parse_target(args.target, net.sizes[-1], net.classes)
 
 
 def _parse_target(text: str, n_outputs: int,
                   classes: Sequence[int | str] | None = None) -> int | np.ndarray:
-    """--target as explain takes it: a class label, or a (1, n_outputs) target row."""
+    """--target as explain takes it: a class number (or the name of one of the model's
+    classes), or a (1, n_outputs) target row."""
+    if classes is not None and text in classes and isinstance(classes[0], str):
+        return classes.index(text)   # (a number is a class number, as without names)
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
         hint = ("class names are not stored in the model: give the number 'cyprop train' "
                 "showed for the class" if classes is None else
-                "give the class's number: " + _abbreviate(
+                "give the class's number or name: " + _abbreviate(
                     [f"{i}={c}" for i, c in enumerate(classes)]))
         raise ValueError(f"--target {text!r}: expected a class number or comma-separated "
                          f"numbers, one per output ({hint})") from None
