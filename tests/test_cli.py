@@ -486,6 +486,10 @@ def test_script_train_and_predict(tmp_path):
     status, out, err = run_script(tmp_path, "predict", "m.npz", "x.tsv", "--delimiter", "tab")
     assert status == 0, err
     assert len(out.split()) == 2
+    # '-o -' writes to stdout, as most tools take it, not to a file named '-'
+    status, dashed, err = run_script(tmp_path, "predict", "m.npz", "x.tsv", "--delimiter",
+                                     "tab", "-o", "-")
+    assert status == 0 and dashed == out and not (tmp_path / "-").exists(), err
 
 
 @pytest.mark.skipif(os.name != "posix", reason="limits the file size with setrlimit")

@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", metavar="MODEL.npz")
     predict.add_argument("input", metavar="INPUT.csv")
     predict.add_argument("--output", "-o", metavar="FILE",
-                         help="write the labels here instead of to stdout")
+                         help="write the labels here instead of to stdout ('-': to stdout)")
     predict.add_argument("--delimiter", default=",",
                          help="one character, or 'tab' (default: ,)")
     predict.set_defaults(handler=cmd_predict)
@@ -915,6 +915,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Everything is checked before the (slower) model load.
     if getattr(cyprop, "load", None) is None:
         raise RuntimeError(_NO_PERSISTENCE)
+    if args.output == "-":   # as most tools take it (write ./- to name a file so)
+        args.output = None
     if args.output is not None:   # (an empty name is refused, not taken as stdout)
         _check_destination(args.output, "--output", [args.input, args.model])
     delimiter = _delimiter(args.delimiter)
