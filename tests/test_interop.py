@@ -379,6 +379,23 @@ def test_from_torch_refuses_weights_without_values(torch):
             cyprop.Network.from_torch(module)
 
 
+def test_from_torch_reads_sparse_weights_exactly(torch):
+    # torch's Linear computes with a sparse weight (CSR); reading one ended in torch's
+    # "can't convert Sparse layout tensor to numpy", naming no layer
+    torch.manual_seed(0)
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 4, dtype=torch.float64), nn.Tanh(),
+                           nn.Linear(4, 2, dtype=torch.float64))
+    dense = module[2].weight.detach().clone()
+    dense[0, 1] = 0.0
+    for layout in ("to_sparse", "to_sparse_csr"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # (CSR's "beta state")
+            module[2].weight = nn.Parameter(getattr(dense, layout)())
+        net = cyprop.Network.from_torch(module)
+        np.testing.assert_array_equal(net.weights[1], dense.numpy())
+
+
 def test_from_torch_refuses_a_sequential_with_a_forward_of_its_own(torch):
     # its layers in a row are not what it computes: reading them gave a network that
     # computes something else, without a word

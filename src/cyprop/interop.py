@@ -368,6 +368,8 @@ def _values(torch: Any, tensor: Any, where: str, what: str) -> np.ndarray:
         raise ValueError(f"{where}: its {what} is {tensor.dtype}; cyprop's parameters are "
                          "real, float32 or float64")
     tensor = tensor.detach().cpu()
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()   # a sparse weight (torch's Linear takes CSR): same values
     if tensor.dtype not in (torch.float32, torch.float64):
         tensor = tensor.float()   # float16, bfloat16: float32 holds their values exactly
     return tensor.numpy().copy()
