@@ -558,6 +558,29 @@ def test_from_sklearn_refuses():
         cyprop.Network.from_sklearn(mlp)
 
 
+@pytest.mark.parametrize("attribute, value, words", [
+    ("coefs_", [], "coefs_"),
+    ("coefs_", None, "coefs_"),
+    ("intercepts_", None, "intercepts_"),
+    ("coefs_", lambda mlp: [mlp.coefs_[0][:, 0], mlp.coefs_[1]], r"coefs_\[0\] has shape \(5,\)"),
+    ("intercepts_", lambda mlp: [mlp.intercepts_[0][None], mlp.intercepts_[1]],
+     r"intercepts_\[0\] has shape \(1, 4\)"),
+    ("intercepts_", lambda mlp: mlp.intercepts_[:1], "2 coefs_ and 1 intercepts_"),
+    ("out_activation_", ["softmax"], "out_activation_"),
+    ("activation", ["relu"], "activation"),
+    ("loss", ["log_loss"], "loss"),
+])
+def test_from_sklearn_refuses_attributes_set_by_hand(attribute, value, words):
+    # each ended in an IndexError or "unhashable type" naming nothing
+    neural_network = pytest.importorskip("sklearn.neural_network")
+    X, rng = sk_data()
+    mlp = fitted(neural_network.MLPClassifier((4,), max_iter=5, random_state=0), X,
+                 rng.integers(0, 3, size=len(X)))
+    setattr(mlp, attribute, value(mlp) if callable(value) else value)
+    with pytest.raises((TypeError, ValueError), match=words):
+        cyprop.Network.from_sklearn(mlp)
+
+
 def test_from_sklearn_takes_cyprop_estimators(sklearn_estimators):
     X, rng = sk_data()
     y = rng.integers(0, 3, size=len(X))

@@ -525,7 +525,8 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
         ``activation`` or ``output`` (the estimator's).
     ValueError
         If its activation or loss has no cyprop equivalent (pass ``loss=`` for the
-        latter).
+        latter), or its ``coefs_`` / ``intercepts_`` are not one matrix and one vector
+        per layer (set by hand).
     """
     net = getattr(mlp, "network_", None)
     if net is not None:   # cyprop's own estimators
@@ -540,17 +541,45 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
         raise TypeError(f"from_sklearn needs a fitted MLPClassifier or MLPRegressor, got "
                         f"{type(mlp).__name__}" + (" (not fitted?)" if hasattr(mlp, "activation")
                                                     else ""))
-    names = [mlp.activation] * (len(mlp.coefs_) - 1) + [mlp.out_activation_]
-    for name in names:
-        if name not in SKLEARN_ACTIVATIONS:
-            raise ValueError(f"the activation {name!r} has no cyprop equivalent"
+    coefs, intercepts = _sklearn_parameters(mlp)
+    names: list[Any] = ([getattr(mlp, "activation", None)] * (len(coefs) - 1)
+                        + [mlp.out_activation_])
+    for attribute, name in zip(["activation"] * (len(coefs) - 1) + ["out_activation_"], names):
+        # (isinstance first: a list set by hand is no key of the table)
+        if not isinstance(name, str) or name not in SKLEARN_ACTIVATIONS:
+            raise ValueError(f"the activation {name!r} ({attribute}) has no cyprop equivalent"
                              + (" (loss='poisson'; BackpropRegressor(loss='poisson') "
                                 "trains that)" if name == "exp" else ""))
     if "loss" not in kwargs:
-        if mlp.loss not in SKLEARN_LOSSES:
-            raise ValueError(f"the loss {mlp.loss!r} has no cyprop equivalent; pass loss=")
-        kwargs["loss"] = SKLEARN_LOSSES[mlp.loss]
-    weights = [np.ascontiguousarray(np.asarray(W).T) for W in mlp.coefs_]
+        loss = getattr(mlp, "loss", None)
+        if not isinstance(loss, str) or loss not in SKLEARN_LOSSES:
+            raise ValueError(f"the loss {loss!r} has no cyprop equivalent; pass loss=")
+        kwargs["loss"] = SKLEARN_LOSSES[loss]
+    weights = [np.ascontiguousarray(W.T) for W in coefs]
     sizes = [weights[0].shape[1]] + [W.shape[0] for W in weights]
-    return _network(sizes, [SKLEARN_ACTIVATIONS[n] for n in names], weights,
-                    [np.asarray(b) for b in mlp.intercepts_], kwargs)
+    return _network(sizes, [SKLEARN_ACTIVATIONS[n] for n in names], weights, intercepts,
+                    kwargs)
+
+
+def _sklearn_parameters(mlp: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``coefs_`` and ``intercepts_`` as arrays: one (n_in, n_out) matrix and one vector
+    per layer.  ValueError if they are not (set by hand): an empty list or a vector
+    for a matrix ended in an IndexError."""
+    coefs: Any = mlp.coefs_
+    intercepts: Any = getattr(mlp, "intercepts_", None)
+    for attribute, value in (("coefs_", coefs), ("intercepts_", intercepts)):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{attribute} must be a non-empty list of arrays, one per "
+                             f"layer, got {type(value).__name__}"
+                             + (" (empty)" if isinstance(value, (list, tuple)) else ""))
+    if len(coefs) != len(intercepts):
+        raise ValueError(f"{len(coefs)} coefs_ and {len(intercepts)} intercepts_: "
+                         "one of each per layer")
+    coefs = [np.asarray(W) for W in coefs]
+    intercepts = [np.asarray(b) for b in intercepts]
+    for attribute, arrays, ndim in (("coefs_", coefs, 2), ("intercepts_", intercepts, 1)):
+        for l, array in enumerate(arrays):
+            if array.ndim != ndim:
+                raise ValueError(f"{attribute}[{l}] has shape {array.shape}; a "
+                                 f"{'matrix' if ndim == 2 else 'vector'} is needed")
+    return coefs, intercepts
