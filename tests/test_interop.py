@@ -569,9 +569,11 @@ def test_from_sklearn_refuses():
     ("out_activation_", ["softmax"], "out_activation_"),
     ("activation", ["relu"], "activation"),
     ("loss", ["log_loss"], "loss"),
+    ("n_layers_", 2, "n_layers_ is 2"),
 ])
 def test_from_sklearn_refuses_attributes_set_by_hand(attribute, value, words):
-    # each ended in an IndexError or "unhashable type" naming nothing
+    # each ended in an IndexError or "unhashable type" naming nothing, and a wrong
+    # n_layers_ (which predict_proba goes by) was ignored: another model, without a word
     neural_network = pytest.importorskip("sklearn.neural_network")
     X, rng = sk_data()
     mlp = fitted(neural_network.MLPClassifier((4,), max_iter=5, random_state=0), X,

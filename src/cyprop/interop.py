@@ -526,7 +526,7 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
     ValueError
         If its activation or loss has no cyprop equivalent (pass ``loss=`` for the
         latter), or its ``coefs_`` / ``intercepts_`` are not one matrix and one vector
-        per layer (set by hand).
+        per layer, or ``n_layers_`` does not count them (set by hand).
     """
     net = getattr(mlp, "network_", None)
     if net is not None:   # cyprop's own estimators
@@ -575,6 +575,11 @@ def _sklearn_parameters(mlp: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if len(coefs) != len(intercepts):
         raise ValueError(f"{len(coefs)} coefs_ and {len(intercepts)} intercepts_: "
                          "one of each per layer")
+    # scikit-learn's predict computes n_layers_ - 1 layers, whatever coefs_ holds
+    n_layers = getattr(mlp, "n_layers_", len(coefs) + 1)
+    if n_layers != len(coefs) + 1:
+        raise ValueError(f"n_layers_ is {n_layers!r}, but coefs_ holds {len(coefs)} "
+                         f"layers (n_layers_ {len(coefs) + 1}, the input layer counted)")
     coefs = [np.asarray(W) for W in coefs]
     intercepts = [np.asarray(b) for b in intercepts]
     for attribute, arrays, ndim in (("coefs_", coefs, 2), ("intercepts_", intercepts, 1)):
