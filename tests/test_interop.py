@@ -583,6 +583,15 @@ def test_from_sklearn_refuses_attributes_set_by_hand(attribute, value, words):
         cyprop.Network.from_sklearn(mlp)
 
 
+def test_from_sklearn_refuses_a_network_that_is_not_one():
+    # (set by hand) it ended in an AttributeError on loss_name
+    class Estimator:
+        network_ = "not a network"
+
+    with pytest.raises(TypeError, match="network_ .*str"):
+        cyprop.Network.from_sklearn(Estimator())
+
+
 def test_from_sklearn_takes_cyprop_estimators(sklearn_estimators):
     X, rng = sk_data()
     y = rng.integers(0, 3, size=len(X))

@@ -528,8 +528,13 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
         latter), or its ``coefs_`` / ``intercepts_`` are not one matrix and one vector
         per layer, or ``n_layers_`` does not count them (set by hand).
     """
+    from .network import Network
+
     net = getattr(mlp, "network_", None)
     if net is not None:   # cyprop's own estimators
+        if not isinstance(net, Network):
+            raise TypeError(f"from_sklearn: the estimator's network_ is a "
+                            f"{type(net).__name__}, not a cyprop Network (set by hand?)")
         settings = dict(loss=net.loss_name, dtype=net.dtype.name, dropout=net.dropout,
                         max_norm=net.max_norm or None)
         with net._state_lock:   # (as onnx_model: every layer from the same step)
