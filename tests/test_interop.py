@@ -456,6 +456,22 @@ def test_from_torch_refuses_layers_that_compute_something_else(torch):
     assert cyprop.Network.from_torch(module).activations == ["tanh"]
 
 
+def test_from_torch_refuses_while_hooks_for_every_module_are_registered(torch):
+    # register_module_forward_hook changes what every layer computes: the network
+    # read computed something else, without a word
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    for register in (nn.modules.module.register_module_forward_hook,
+                     nn.modules.module.register_module_forward_pre_hook):
+        handle = register(lambda layer, *args: None)
+        try:
+            with pytest.raises(TypeError, match="every module"):
+                cyprop.Network.from_torch(module)
+        finally:
+            handle.remove()
+    assert cyprop.Network.from_torch(module).activations == ["tanh"]
+
+
 def test_from_torch_refuses_a_weight_that_is_not_a_matrix(torch):
     # torch's linear also takes a vector as the weight (one output, dropped from the
     # shape); reading one ended in an IndexError

@@ -408,7 +408,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         If ``module`` is not a torch module, a layer is of an unsupported kind
         (convolutions, normalisation, ...; the message names the layer), an
         ``nn.Sequential`` subclass overrides ``forward``, a layer or ``nn.Sequential``
-        has forward hooks (``weight_norm``'s too), or ``kwargs`` holds
+        has forward hooks (``weight_norm``'s too) or hooks for every module are
+        registered, or ``kwargs`` holds
         ``sizes``, ``activation`` or ``output`` (the module's).
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
@@ -421,6 +422,15 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch needs a torch.nn.Sequential, got {type(module).__name__}")
+    # hooks registered for every module (register_module_forward_hook) may change what
+    # each layer computes, as its own hooks
+    everywhere = nn.modules.module
+    if getattr(everywhere, "_global_forward_hooks", None) \
+            or getattr(everywhere, "_global_forward_pre_hooks", None):
+        raise TypeError("forward hooks for every module are registered "
+                        "(torch.nn.modules.module.register_module_forward_hook or _pre_hook): "
+                        "from_torch reads parameters alone and cannot tell what they "
+                        "change; remove them first")
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     activations: list[str | None]   # None until the layer's activation is seen
