@@ -379,6 +379,23 @@ def test_from_torch_refuses_weights_without_values(torch):
             cyprop.Network.from_torch(module)
 
 
+def test_from_torch_reads_sparse_weights_exactly(torch):
+    # torch's Linear computes with a sparse weight (CSR); reading one ended in torch's
+    # "can't convert Sparse layout tensor to numpy", naming no layer
+    torch.manual_seed(0)
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 4, dtype=torch.float64), nn.Tanh(),
+                           nn.Linear(4, 2, dtype=torch.float64))
+    dense = module[2].weight.detach().clone()
+    dense[0, 1] = 0.0
+    for layout in ("to_sparse", "to_sparse_csr"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # (CSR's "beta state")
+            module[2].weight = nn.Parameter(getattr(dense, layout)())
+        net = cyprop.Network.from_torch(module)
+        np.testing.assert_array_equal(net.weights[1], dense.numpy())
+
+
 def test_from_torch_refuses_a_sequential_with_a_forward_of_its_own(torch):
     # its layers in a row are not what it computes: reading them gave a network that
     # computes something else, without a word
@@ -436,6 +453,22 @@ def test_from_torch_refuses_layers_that_compute_something_else(torch):
     module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())   # (hooks removed: read as usual)
     handle = module[1].register_forward_hook(lambda layer, inputs, output: -output)
     handle.remove()
+    assert cyprop.Network.from_torch(module).activations == ["tanh"]
+
+
+def test_from_torch_refuses_while_hooks_for_every_module_are_registered(torch):
+    # register_module_forward_hook changes what every layer computes: the network
+    # read computed something else, without a word
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    for register in (nn.modules.module.register_module_forward_hook,
+                     nn.modules.module.register_module_forward_pre_hook):
+        handle = register(lambda layer, *args: None)
+        try:
+            with pytest.raises(TypeError, match="every module"):
+                cyprop.Network.from_torch(module)
+        finally:
+            handle.remove()
     assert cyprop.Network.from_torch(module).activations == ["tanh"]
 
 
@@ -539,6 +572,40 @@ def test_from_sklearn_refuses():
     mlp = fitted(mlp, X, rng.poisson(2.0, size=len(X)).astype(float))
     with pytest.raises(ValueError, match="poisson"):
         cyprop.Network.from_sklearn(mlp)
+
+
+@pytest.mark.parametrize("attribute, value, words", [
+    ("coefs_", [], "coefs_"),
+    ("coefs_", None, "coefs_"),
+    ("intercepts_", None, "intercepts_"),
+    ("coefs_", lambda mlp: [mlp.coefs_[0][:, 0], mlp.coefs_[1]], r"coefs_\[0\] has shape \(5,\)"),
+    ("intercepts_", lambda mlp: [mlp.intercepts_[0][None], mlp.intercepts_[1]],
+     r"intercepts_\[0\] has shape \(1, 4\)"),
+    ("intercepts_", lambda mlp: mlp.intercepts_[:1], "2 coefs_ and 1 intercepts_"),
+    ("out_activation_", ["softmax"], "out_activation_"),
+    ("activation", ["relu"], "activation"),
+    ("loss", ["log_loss"], "loss"),
+    ("n_layers_", 2, "n_layers_ is 2"),
+])
+def test_from_sklearn_refuses_attributes_set_by_hand(attribute, value, words):
+    # each ended in an IndexError or "unhashable type" naming nothing, and a wrong
+    # n_layers_ (which predict_proba goes by) was ignored: another model, without a word
+    neural_network = pytest.importorskip("sklearn.neural_network")
+    X, rng = sk_data()
+    mlp = fitted(neural_network.MLPClassifier((4,), max_iter=5, random_state=0), X,
+                 rng.integers(0, 3, size=len(X)))
+    setattr(mlp, attribute, value(mlp) if callable(value) else value)
+    with pytest.raises((TypeError, ValueError), match=words):
+        cyprop.Network.from_sklearn(mlp)
+
+
+def test_from_sklearn_refuses_a_network_that_is_not_one():
+    # (set by hand) it ended in an AttributeError on loss_name
+    class Estimator:
+        network_ = "not a network"
+
+    with pytest.raises(TypeError, match="network_ .*str"):
+        cyprop.Network.from_sklearn(Estimator())
 
 
 def test_from_sklearn_takes_cyprop_estimators(sklearn_estimators):

@@ -368,6 +368,8 @@ def _values(torch: Any, tensor: Any, where: str, what: str) -> np.ndarray:
         raise ValueError(f"{where}: its {what} is {tensor.dtype}; cyprop's parameters are "
                          "real, float32 or float64")
     tensor = tensor.detach().cpu()
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()   # a sparse weight (torch's Linear takes CSR): same values
     if tensor.dtype not in (torch.float32, torch.float64):
         tensor = tensor.float()   # float16, bfloat16: float32 holds their values exactly
     return tensor.numpy().copy()
@@ -406,7 +408,8 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
         If ``module`` is not a torch module, a layer is of an unsupported kind
         (convolutions, normalisation, ...; the message names the layer), an
         ``nn.Sequential`` subclass overrides ``forward``, a layer or ``nn.Sequential``
-        has forward hooks (``weight_norm``'s too), or ``kwargs`` holds
+        has forward hooks (``weight_norm``'s too) or hooks for every module are
+        registered, or ``kwargs`` holds
         ``sizes``, ``activation`` or ``output`` (the module's).
     ValueError
         If the layers do not make a cyprop network: ``LogSoftmax``, a Linear without
@@ -419,6 +422,15 @@ def from_torch(module: torch.nn.Module, **kwargs: Any) -> Network:
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch needs a torch.nn.Sequential, got {type(module).__name__}")
+    # hooks registered for every module (register_module_forward_hook) may change what
+    # each layer computes, as its own hooks
+    everywhere = nn.modules.module
+    if getattr(everywhere, "_global_forward_hooks", None) \
+            or getattr(everywhere, "_global_forward_pre_hooks", None):
+        raise TypeError("forward hooks for every module are registered "
+                        "(torch.nn.modules.module.register_module_forward_hook or _pre_hook): "
+                        "from_torch reads parameters alone and cannot tell what they "
+                        "change; remove them first")
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     activations: list[str | None]   # None until the layer's activation is seen
@@ -523,10 +535,16 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
         ``activation`` or ``output`` (the estimator's).
     ValueError
         If its activation or loss has no cyprop equivalent (pass ``loss=`` for the
-        latter).
+        latter), or its ``coefs_`` / ``intercepts_`` are not one matrix and one vector
+        per layer, or ``n_layers_`` does not count them (set by hand).
     """
+    from .network import Network
+
     net = getattr(mlp, "network_", None)
     if net is not None:   # cyprop's own estimators
+        if not isinstance(net, Network):
+            raise TypeError(f"from_sklearn: the estimator's network_ is a "
+                            f"{type(net).__name__}, not a cyprop Network (set by hand?)")
         settings = dict(loss=net.loss_name, dtype=net.dtype.name, dropout=net.dropout,
                         max_norm=net.max_norm or None)
         with net._state_lock:   # (as onnx_model: every layer from the same step)
@@ -538,17 +556,50 @@ def from_sklearn(mlp: Any, **kwargs: Any) -> Network:
         raise TypeError(f"from_sklearn needs a fitted MLPClassifier or MLPRegressor, got "
                         f"{type(mlp).__name__}" + (" (not fitted?)" if hasattr(mlp, "activation")
                                                     else ""))
-    names = [mlp.activation] * (len(mlp.coefs_) - 1) + [mlp.out_activation_]
-    for name in names:
-        if name not in SKLEARN_ACTIVATIONS:
-            raise ValueError(f"the activation {name!r} has no cyprop equivalent"
+    coefs, intercepts = _sklearn_parameters(mlp)
+    names: list[Any] = ([getattr(mlp, "activation", None)] * (len(coefs) - 1)
+                        + [mlp.out_activation_])
+    for attribute, name in zip(["activation"] * (len(coefs) - 1) + ["out_activation_"], names):
+        # (isinstance first: a list set by hand is no key of the table)
+        if not isinstance(name, str) or name not in SKLEARN_ACTIVATIONS:
+            raise ValueError(f"the activation {name!r} ({attribute}) has no cyprop equivalent"
                              + (" (loss='poisson'; BackpropRegressor(loss='poisson') "
                                 "trains that)" if name == "exp" else ""))
     if "loss" not in kwargs:
-        if mlp.loss not in SKLEARN_LOSSES:
-            raise ValueError(f"the loss {mlp.loss!r} has no cyprop equivalent; pass loss=")
-        kwargs["loss"] = SKLEARN_LOSSES[mlp.loss]
-    weights = [np.ascontiguousarray(np.asarray(W).T) for W in mlp.coefs_]
+        loss = getattr(mlp, "loss", None)
+        if not isinstance(loss, str) or loss not in SKLEARN_LOSSES:
+            raise ValueError(f"the loss {loss!r} has no cyprop equivalent; pass loss=")
+        kwargs["loss"] = SKLEARN_LOSSES[loss]
+    weights = [np.ascontiguousarray(W.T) for W in coefs]
     sizes = [weights[0].shape[1]] + [W.shape[0] for W in weights]
-    return _network(sizes, [SKLEARN_ACTIVATIONS[n] for n in names], weights,
-                    [np.asarray(b) for b in mlp.intercepts_], kwargs)
+    return _network(sizes, [SKLEARN_ACTIVATIONS[n] for n in names], weights, intercepts,
+                    kwargs)
+
+
+def _sklearn_parameters(mlp: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``coefs_`` and ``intercepts_`` as arrays: one (n_in, n_out) matrix and one vector
+    per layer.  ValueError if they are not (set by hand): an empty list or a vector
+    for a matrix ended in an IndexError."""
+    coefs: Any = mlp.coefs_
+    intercepts: Any = getattr(mlp, "intercepts_", None)
+    for attribute, value in (("coefs_", coefs), ("intercepts_", intercepts)):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{attribute} must be a non-empty list of arrays, one per "
+                             f"layer, got {type(value).__name__}"
+                             + (" (empty)" if isinstance(value, (list, tuple)) else ""))
+    if len(coefs) != len(intercepts):
+        raise ValueError(f"{len(coefs)} coefs_ and {len(intercepts)} intercepts_: "
+                         "one of each per layer")
+    # scikit-learn's predict computes n_layers_ - 1 layers, whatever coefs_ holds
+    n_layers = getattr(mlp, "n_layers_", len(coefs) + 1)
+    if n_layers != len(coefs) + 1:
+        raise ValueError(f"n_layers_ is {n_layers!r}, but coefs_ holds {len(coefs)} "
+                         f"layers (n_layers_ {len(coefs) + 1}, the input layer counted)")
+    coefs = [np.asarray(W) for W in coefs]
+    intercepts = [np.asarray(b) for b in intercepts]
+    for attribute, arrays, ndim in (("coefs_", coefs, 2), ("intercepts_", intercepts, 1)):
+        for l, array in enumerate(arrays):
+            if array.ndim != ndim:
+                raise ValueError(f"{attribute}[{l}] has shape {array.shape}; a "
+                                 f"{'matrix' if ndim == 2 else 'vector'} is needed")
+    return coefs, intercepts
