@@ -1224,6 +1224,8 @@ def _check_pickled(state: dict[str, Any], doing: str = "unpickle") -> NDArray[An
     _history_records(state["history"], doing)
     problem = _state.classes_problem(state.get("_classes"), arch.n_outputs)
     require(problem is None, f"invalid classes ({problem})")
+    if state.get("_classes") is not None:   # (a list would be the network's own, mutable)
+        state["_classes"] = tuple(state["_classes"])
     return own
 
 
