@@ -773,6 +773,33 @@ def test_predict_prints_the_labels_of_the_training_file(capsys, tmp_path, labels
                                                              expected[0]]
 
 
+@pytest.mark.parametrize("labels", [("cat", "dog", "gnu"), ("7", "107", "300")])
+def test_evaluate_numbers_a_files_labels_as_the_model_does(capsys, tmp_path, labels):
+    """A file holding some of the model's classes numbered them 0..k-1 among its own
+    (dog and gnu as 0 and 1, the model's cat and dog): the accuracy was of other
+    classes, without a word."""
+    def rows(classes):
+        return ["a,b,label"] + [f"{labels.index(c) * 3 + j * 0.1},{labels.index(c) * 3},{c}"
+                                for c in classes for j in range(8)]
+    (tmp_path / "train.csv").write_text("\n".join(rows(labels)) + "\n")
+    (tmp_path / "some.csv").write_text("\n".join(rows(labels[1:])) + "\n")
+    model = tmp_path / "m.npz"
+    status, _, err = run(capsys, "train", "--data", f"csv:{tmp_path / 'train.csv'}",
+                         "--epochs", "100", "--quiet", "--no-compare", "--save", str(model))
+    assert status == 0, err
+    status, out, err = run(capsys, "evaluate", str(model), "--data",
+                           f"csv:{tmp_path / 'some.csv'}", "--test-size", "0")
+    assert status == 0, err
+    assert "accuracy 100.00%" in out
+    unknown = "999" if labels[0].isdigit() else "emu"
+    (tmp_path / "other.csv").write_text("\n".join(rows(labels[1:])).replace(
+        f",{labels[2]}", f",{unknown}") + "\n")
+    status, out, err = run(capsys, "evaluate", str(model), "--data",
+                           f"csv:{tmp_path / 'other.csv'}", "--test-size", "0")
+    assert status == 1 and out == ""
+    assert_one_line_error(err, unknown, "not one of the model's classes")
+
+
 def test_predict_of_one_output_unit_prints_the_labels(capsys, tmp_path):
     lines = ["a,label"] + [f"{i % 2 * 3},{['no', 'yes'][i % 2]}" for i in range(20)]
     (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")

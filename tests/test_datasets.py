@@ -585,6 +585,15 @@ def test_csv_bad_bytes_are_clear_errors(tmp_path, data, message):
         datasets.load_csv(write_bytes(tmp_path, data))
 
 
+def test_csv_a_label_holding_a_nul_byte_is_refused(tmp_path):
+    """NumPy's strings drop trailing NULs: 'cat' and 'cat\\0' were two classes whose
+    classes entries both read 'cat'."""
+    path = write_bytes(tmp_path, b"1,cat\n2,cat\x00\n3,dog\n")
+    with pytest.raises(ValueError, match=r"line 2, column 1: target 'cat\\x00' holds a NUL "
+                                         "byte"):
+        datasets.load_csv(path, return_classes=True)
+
+
 def test_csv_record_length_is_limited(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "MAX_RECORD_CHARS", 1000)
     X, _ = datasets.load_csv(write(tmp_path, "0." + "1" * 990 + ",0\n"))

@@ -419,6 +419,26 @@ def test_ensemble_members_must_agree():
         cyprop.Ensemble([net]).evaluate(X, y + 1)
 
 
+def test_ensemble_members_must_agree_on_their_classes(tmp_path):
+    """Members whose outputs stand for other labels were averaged unit by unit (a cat's
+    probability with a dog's), and saved and loaded so."""
+    X, y = blobs()
+    first, second, third = trained(0, X, y), trained(1, X, y), trained(2, X, y)
+    first.classes, second.classes = ["cat", "dog", "gnu"], ["dog", "cat", "gnu"]
+    with pytest.raises(ValueError, match="network 2 has classes .*'dog', 'cat'.*, network 1 "
+                                         "has .*'cat', 'dog'.*must agree"):
+        cyprop.Ensemble([third, first, second])
+    ensemble = cyprop.Ensemble([third, first])   # (a member without classes names none)
+    ensemble.networks.append(second)
+    with pytest.raises(ValueError, match="classes"):
+        ensemble.save(tmp_path / "e.npz")
+    assert not (tmp_path / "e.npz").exists()
+    second.classes = first.classes
+    cyprop.Ensemble([third, first, second]).save(tmp_path / "e.npz")
+    loaded = cyprop.Ensemble.load(tmp_path / "e.npz")
+    assert [net.classes for net in loaded.networks] == [None, first.classes, first.classes]
+
+
 def test_members_changed_after_construction_are_checked_as_the_constructor_checks_them():
     """networks is a plain list: emptied, or given a member of other outputs, forward
     failed with 'at least one array or dtype is required' or NumPy's broadcasting

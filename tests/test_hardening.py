@@ -1083,6 +1083,20 @@ def test_a_crafted_network_pickle_names_what_it_lacks():
         pickle.loads(crafted_pickle(net, history=history))
 
 
+def test_a_crafted_network_pickle_holds_its_classes_as_set():
+    """A list of labels in the pickle became the network's own list: net.classes
+    could then be appended to, past its checks."""
+    import pickle
+
+    net, _, _ = small_problem()
+    back = pickle.loads(crafted_pickle(net, _classes=["a", "b", "c"]))
+    assert back.classes == ("a", "b", "c")
+    with pytest.raises(ValueError, match=r"invalid classes \(.*not distinct"):
+        pickle.loads(crafted_pickle(net, _classes=["a", "a", "c"]))
+    assert "_classes" not in net.__getstate__()   # (as pickles from before them)
+    assert pickle.loads(crafted_pickle(net)).classes is None
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_pickled_architecture_is_rebuilt_not_trusted(backend):
     """What the compiled core reads of the architecture (unit counts, activation codes,

@@ -976,6 +976,22 @@ def test_invalid_classes_are_refused_when_set(saved):
     assert net.classes is None
 
 
+def test_classes_of_numpy_scalars_are_taken_as_pythons(tmp_path):
+    # a list of NumPy's labels (list(np.unique(y))), as an array of them is taken
+    net = cyprop.Network([2, 3, 3], seed=0)
+    net.classes = list(np.array([7, 107, 9]))
+    assert net.classes == (7, 107, 9) and all(type(c) is int for c in net.classes)
+    net.classes = tuple(np.array(["cat", "dog", "gnu"]))
+    assert net.classes == ("cat", "dog", "gnu") and all(type(c) is str for c in net.classes)
+    net.save(tmp_path / "net")
+    assert cyprop.load(tmp_path / "net").classes == net.classes
+    for bad in ([np.float64(1), np.float64(2), np.float64(3)], list(np.array([True, False, True])),
+                list(np.array([b"a", b"b", b"c"]))):
+        with pytest.raises(ValueError, match="not all integers or all names"):
+            net.classes = bad
+    assert net.classes == ("cat", "dog", "gnu")
+
+
 def test_classes_too_many_for_the_file_are_refused_without_a_huge_allocation(saved):
     # a long list is refused by its length, before anything is built from it
     assert_metadata_refused(saved[1], ["classes"], list(range(100_000)),

@@ -212,6 +212,21 @@ def test_a_network_state_pickled_without_its_generator_loads():
     _assert_same(est, back)
 
 
+def test_the_network_classes_survive_pickle():
+    est = _fitted(*FITTED[0])
+    est.network_.classes = ["setosa", "versicolor", "virginica"]
+    assert pickle.loads(pickle.dumps(est)).network_.classes == tuple(est.network_.classes)
+    state = est.__getstate__()
+    state["_network_state"]["classes"] = ["a", "a", "b"]
+    with pytest.raises(ValueError, match="cannot unpickle this estimator's network: "
+                                         "invalid classes .*not distinct"):
+        BackpropClassifier.__new__(BackpropClassifier).__setstate__(state)
+    state["_network_state"].pop("classes")   # (states pickled before it was kept)
+    back = BackpropClassifier.__new__(BackpropClassifier)
+    back.__setstate__(state)
+    assert back.network_.classes is None
+
+
 def test_a_long_stream_of_partial_fit_calls_saves_compactly():
     # Each partial_fit call records an epoch.  Held as lists of floats, a record took
     # skops.io hundreds of bytes per value: an estimator fed for a day made files of

@@ -904,11 +904,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if data.n_features != net.sizes[0]:
         raise ValueError(f"the model takes {net.sizes[0]} features, but {data.name} has "
                          f"{data.n_features}")
-    result = net.evaluate(data.X_test, data.y_test)
+    result = net.evaluate(data.X_test, _as_the_model_numbers(net, data, data.y_test))
     where = "training sample" if data.tested_on_training else "test sample"
     print(f"{args.model} on {data.name}: loss {result['loss']:.4f}, accuracy "
           f"{result['accuracy']:.2%} ({_count(len(data.y_test), where)})")
     return 0
+
+
+def _as_the_model_numbers(net: Network, data: Data, y: np.ndarray) -> np.ndarray:
+    """The labels ``y`` of a CSV file numbered as the model numbers its classes: the
+    file numbers its own 0..k-1, and one holding only some of the model's classes
+    would be scored against others.  A label the model does not know is refused."""
+    if net.classes is None or data.classes is None:
+        return y
+    number = {label: i for i, label in enumerate(net.classes)}
+    code = np.array([number.get(label, -1) for label in data.classes.tolist()])
+    unknown = [data.classes[k].item() for k in np.unique(y) if code[k] < 0]
+    if unknown:
+        raise ValueError(f"{data.name} has the label {unknown[0]!r}, which is not one of "
+                         f"the model's classes ({_abbreviate([repr(c) for c in net.classes])})")
+    return code[y]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -854,6 +854,9 @@ class _Labels:
         text = text.strip()
         if not text:
             raise self._error(line, "the target is missing (an empty field)")
+        if "\0" in text:   # (as in a feature; NumPy's strings would drop a trailing one)
+            raise self._error(line, f"target {text[:100]!r} holds a NUL byte (is this a "
+                              "text file?)")
         key: float | str | None
         # (float() also reads "1_1" and other scripts' digits: names, as for features)
         key = _number(text) if text.isascii() and "_" not in text else None

@@ -255,7 +255,8 @@ class Ensemble:
     """Networks whose outputs are averaged.
 
     The members must share their inputs, outputs, output activation and loss (their
-    hidden layers, dtypes and backends may differ).  ``forward`` is the mean of the
+    hidden layers, dtypes and backends may differ), and the classes of those that have
+    them (``Network.classes``).  ``forward`` is the mean of the
     members' outputs (computed in float64, returned in the members' dtype, float64
     if they differ); ``predict`` its argmax, or a 0.5 threshold for one output, as
     ``Network.predict``; ``evaluate`` the loss of that mean output and the accuracy
@@ -277,7 +278,7 @@ class Ensemble:
         If a member is not a ``Network``.
     ValueError
         If there is no member, or the members disagree on their inputs, outputs,
-        output activation or loss.
+        output activation, loss or classes.
 
     >>> import cyprop
     >>> X, y = cyprop.datasets.load_digits()          # needs scikit-learn
@@ -560,6 +561,15 @@ def _check_networks(networks: list[Network]) -> None:
             if mine != theirs:
                 raise ValueError(f"network {i} has {what} {mine!r}, network 0 has "
                                  f"{theirs!r}: an Ensemble's networks must agree")
+    # Outputs averaged unit by unit must stand for the same labels (a member without
+    # classes names none).
+    named = [(i, net.classes) for i, net in enumerate(networks) if net.classes is not None]
+    for i, classes in named[1:]:
+        if classes != named[0][1]:
+            short = _state.short.repr
+            raise ValueError(f"network {i} has classes {short(classes)}, network "
+                             f"{named[0][0]} has {short(named[0][1])}: an Ensemble's "
+                             "networks must agree")
 
 
 def _as_bytes_array(data: bytes) -> npt.NDArray[np.uint8]:

@@ -272,6 +272,9 @@ class Network:
     def classes(self, value: Sequence[int | str] | NDArray[Any] | None) -> None:
         if isinstance(value, np.ndarray):
             value = value.tolist()   # NumPy integers and strings as Python's
+        elif isinstance(value, (list, tuple)):   # (a list of NumPy's, as list(np.unique(y)))
+            value = [label.item() if isinstance(label, np.generic) else label
+                     for label in value]
         problem = _state.classes_problem(value, self.arch.n_outputs)
         if problem is not None:
             raise ValueError(f"invalid classes: {problem}")
@@ -1221,6 +1224,8 @@ def _check_pickled(state: dict[str, Any], doing: str = "unpickle") -> NDArray[An
     _history_records(state["history"], doing)
     problem = _state.classes_problem(state.get("_classes"), arch.n_outputs)
     require(problem is None, f"invalid classes ({problem})")
+    if state.get("_classes") is not None:   # (a list would be the network's own, mutable)
+        state["_classes"] = tuple(state["_classes"])
     return own
 
 

@@ -1965,7 +1965,8 @@ def _network_from_state(state: Any) -> Network:
             params=state["params"], rng=rng, optimizer=optimizer,
             # records a newer cyprop keeps and this one does not know are left out
             history={key: values for key, values in history.items() if key in History.KEYS},
-            stop_reason=state["stop_reason"]))
+            # (optional: states pickled before it was kept lack it)
+            stop_reason=state["stop_reason"], classes=state.get("classes")))
     except InvalidState as exc:
         raise invalid(exc.problem) from exc
 
