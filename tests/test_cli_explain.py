@@ -329,6 +329,9 @@ def test_a_target_column_is_read_through_the_models_labels(capsys, tmp_path):
     status, by_column, _ = run(capsys, "explain", str(model), "--row",
                                str(tmp_path / "rows.csv") + ":0", "--target-column", "kind")
     assert status == 0
+    status, from_the_end, _ = run(capsys, "explain", str(model), "--row",
+                                  str(tmp_path / "rows.csv") + ":-2", "--target-column", "kind")
+    assert status == 0 and from_the_end == by_column
     (tmp_path / "row.csv").write_text("0,1\n")
     status, by_number, _ = run(capsys, "explain", str(model), "--row",
                                str(tmp_path / "row.csv"), "--target", "2")
@@ -336,4 +339,4 @@ def test_a_target_column_is_read_through_the_models_labels(capsys, tmp_path):
     (tmp_path / "other.csv").write_text("a,b,kind\n0,1,8\n")
     status, _, err = run(capsys, "explain", str(model), "--row", str(tmp_path / "other.csv"),
                          "--target-column", "kind")
-    assert status == 1 and "its label 8 is not one of the model's classes (0=7, 1=50, 2=107)" in err
+    assert status == 1 and "has the label 8, which is not one of the model's classes (0=7, 1=50, 2=107)" in err

@@ -904,25 +904,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if data.n_features != net.sizes[0]:
         raise ValueError(f"the model takes {net.sizes[0]} features, but {data.name} has "
                          f"{data.n_features}")
-    result = net.evaluate(data.X_test, _as_the_model_numbers(net, data, data.y_test))
+    result = net.evaluate(data.X_test, _as_the_model_numbers(net, data.classes, data.y_test,
+                                                             data.name))
     where = "training sample" if data.tested_on_training else "test sample"
     print(f"{args.model} on {data.name}: loss {result['loss']:.4f}, accuracy "
           f"{result['accuracy']:.2%} ({_count(len(data.y_test), where)})")
     return 0
 
 
-def _as_the_model_numbers(net: Network, data: Data, y: np.ndarray) -> np.ndarray:
-    """The labels ``y`` of a CSV file numbered as the model numbers its classes: the
-    file numbers its own 0..k-1, and one holding only some of the model's classes
-    would be scored against others.  A label the model does not know is refused."""
-    if net.classes is None or data.classes is None:
+def _as_the_model_numbers(net: Network, classes: np.ndarray | None, y: np.ndarray,
+                          name: str) -> np.ndarray:
+    """The labels ``y`` of a CSV file (``classes[y]`` its own labels) numbered as the
+    model numbers its classes: the file numbers its own 0..k-1, and one holding only
+    some of the model's classes would be taken as others.  A label the model does not
+    know is refused."""
+    if net.classes is None or classes is None:
         return y
     number = {label: i for i, label in enumerate(net.classes)}
-    code = np.array([number.get(label, -1) for label in data.classes.tolist()])
-    unknown = [data.classes[k].item() for k in np.unique(y) if code[k] < 0]
+    code = np.array([number.get(label, -1) for label in classes.tolist()])
+    unknown = [classes[k].item() for k in np.unique(y) if code[k] < 0]
     if unknown:
-        raise ValueError(f"{data.name} has the label {unknown[0]!r}, which is not one of "
-                         f"the model's classes ({_abbreviate([repr(c) for c in net.classes])})")
+        raise ValueError(f"{name} has the label {unknown[0]!r}, which is not one of the "
+                         "model's classes (" + _abbreviate(
+                             [f"{i}={c!r}" for i, c in enumerate(net.classes)]) + ")")
     return code[y]
 
 
@@ -1113,16 +1117,9 @@ def _explain_sample(args: argparse.Namespace, net: Network) -> tuple[np.ndarray,
         raise ValueError(f"--row {args.row}: the file has {len(X)} data "
                          f"row{'s' if len(X) != 1 else ''}, numbered 0 to {len(X) - 1}")
     if args.target_column is not None:
-        assert labels is not None and classes is not None   # read with a target column
-        if net.classes is None:
-            return X[index], labels[index]
-        # the file numbers its own classes: the model's numbers are those of its labels
-        label = classes.tolist()[labels[index]]
-        if label not in net.classes:
-            raise ValueError(f"--row {args.row}: its label {label!r} is not one of the "
-                             "model's classes (" + _abbreviate(
-                                 [f"{i}={c}" for i, c in enumerate(net.classes)]) + ")")
-        return X[index], net.classes.index(label)
+        assert labels is not None   # read with a target column
+        return X[index], _as_the_model_numbers(net, classes, labels[[index]],
+                                               f"--row {args.row}")[0]
     return X[index], _parse_target(args.target, net.sizes[-1], net.classes)
 
 
