@@ -215,7 +215,7 @@ def test_train_plot_without_matplotlib(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails
     status, out, err = run(capsys, "train", "--data", "moons", "--plot", "x.png", *QUICK)
     assert status == 1 and out == ""        # found out before training
-    assert_one_line_error(err, "pip install matplotlib")
+    assert_one_line_error(err, "pip install matplotlib", 'pip install "cyprop[plot]"')
 
 
 # ------------------------------------------------------------- usage errors

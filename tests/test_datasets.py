@@ -63,7 +63,9 @@ def test_load_digits_without_sklearn_says_how_to_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
-    with pytest.raises(ImportError, match=r"pip install scikit-learn.*cyprop\[sklearn\]"):
+    # quoted: zsh, macOS's shell, takes an unquoted cyprop[sklearn] for a file pattern
+    with pytest.raises(ImportError,
+                       match=r'pip install scikit-learn.*pip install "cyprop\[sklearn\]"'):
         datasets.load_digits()
 
 

@@ -8,6 +8,7 @@ ed., Tables 9.1-9.4); every other case checks the step against a real
 
 import copy
 import re
+import sys
 import warnings
 
 import numpy as np
@@ -415,6 +416,15 @@ def test_plot_renders_with_agg(tmp_path):
     big = explain(cyprop.Network([30, 20, 10], seed=0), np.ones(30), 3).plot()
     FigureCanvasAgg(big).draw()      # too many to label: lines and units only
     assert not big.axes[0].texts
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch):
+    for name in ("matplotlib", "matplotlib.collections", "matplotlib.colors",
+                 "matplotlib.figure", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)      # import fails
+    with pytest.raises(ImportError,
+                       match=r'pip install matplotlib.*pip install "cyprop\[plot\]"'):
+        explain(*textbook_example()).plot()
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")

@@ -176,6 +176,27 @@ def test_numpy_fallback_without_the_extension(tmp_path):
     assert out.strip() == "ok"
 
 
+@pytest.mark.parametrize("value", ["bogus", "avx-512", "none"])
+def test_unknown_cyprop_kernel_is_ignored_by_name(tmp_path, monkeypatch, value):
+    """A CYPROP_KERNEL that names no instruction set is ignored with a warning naming
+    it, as one this CPU cannot run is: the compiled core still runs, never NumPy."""
+    monkeypatch.setenv("CYPROP_KERNEL", value)
+    out = run_python("""
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import cyprop
+            from cyprop import _compiled
+        print(cyprop.available_backends(), cyprop.Network([2, 3, 1]).backend,
+              _compiled.CHOSEN == next(iter(_compiled.KERNELS)))
+        print("|".join(str(w.message) for w in caught))
+        """, cwd=tmp_path)
+    result, messages = out.splitlines()
+    assert result == "('cython', 'numpy') cython True", out
+    assert f"CYPROP_KERNEL={value!r}" in messages and "baseline" in messages, messages
+    assert "NumPy" not in messages, messages
+
+
 # examples/ ships because tests/test_scaling.py runs the Dask example: the sdist's own
 # test suite (which the release wheels are tested with) must pass from the sdist alone.
 SDIST_TOP_LEVEL = {"csrc", "src", "tests", "examples", "CMakeLists.txt", "pyproject.toml",

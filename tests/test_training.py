@@ -745,7 +745,7 @@ def test_plot_without_matplotlib(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)      # import fails
     X, y = blobs()
     history = make().fit(X, y, epochs=1, verbose=0)
-    with pytest.raises(ImportError, match=r"pip install matplotlib.*cyprop\[plot\]"):
+    with pytest.raises(ImportError, match=r'pip install matplotlib.*pip install "cyprop\[plot\]"'):
         history.plot()
 
 

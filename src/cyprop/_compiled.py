@@ -47,13 +47,17 @@ def _load_kernels() -> dict[str, ModuleType]:
 
 def _choose(kernels: dict[str, ModuleType]) -> str:
     forced = os.environ.get("CYPROP_KERNEL", "").strip().lower()
+    best = next(iter(kernels))
     if not forced or forced == "auto":
-        return next(iter(kernels))
+        return best
+    # Not an ImportError: _backend takes that for a missing extension and would run
+    # everything on NumPy over a typo.
     if forced not in INSTRUCTION_SETS:
-        raise ImportError(f"CYPROP_KERNEL={forced!r} is not one of "
-                          f"{', '.join(INSTRUCTION_SETS)} or 'auto'")
+        warnings.warn(f"CYPROP_KERNEL={forced!r} is not one of "
+                      f"{', '.join(INSTRUCTION_SETS)} or 'auto'; ignored, using {best!r}",
+                      RuntimeWarning, stacklevel=2)
+        return best
     if forced not in kernels:
-        best = next(iter(kernels))
         warnings.warn(f"CYPROP_KERNEL={forced!r}: this build or CPU cannot run it; "
                       f"using {best!r}", RuntimeWarning, stacklevel=2)
         return best

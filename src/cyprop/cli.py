@@ -865,7 +865,8 @@ def _import_matplotlib() -> Any:
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("--plot needs matplotlib, which is not installed; install it "
-                          "with `pip install matplotlib`") from None
+                          'with `pip install matplotlib` (or `pip install "cyprop[plot]"`)'
+                          ) from None
     return Figure
 
 

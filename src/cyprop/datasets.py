@@ -49,7 +49,7 @@ def __dir__() -> list[str]:
 def load_digits() -> _Data:
     """scikit-learn's 8x8 handwritten digits: 1797 samples, 64 features in [0, 1], 10 classes.
 
-    Needs scikit-learn (``pip install cyprop[sklearn]``), which ships the data.
+    Needs scikit-learn (``pip install "cyprop[sklearn]"``), which ships the data.
 
     Returns
     -------
@@ -68,7 +68,7 @@ def load_digits() -> _Data:
     except ImportError as exc:
         raise ImportError(
             "the digits data set comes with scikit-learn, which is not installed; "
-            "install it with `pip install scikit-learn` (or `pip install cyprop[sklearn]`)"
+            'install it with `pip install scikit-learn` (or `pip install "cyprop[sklearn]"`)'
         ) from exc
     digits = _sk_load_digits()
     # Pixel intensities are 0..16; scale them to [0, 1] like the other data sets.

@@ -231,7 +231,7 @@ class Step:
             from matplotlib.figure import Figure
         except ImportError:
             raise ImportError("Step.plot needs matplotlib, which is not installed: "
-                              "pip install matplotlib (or pip install cyprop[plot])") from None
+                              'pip install matplotlib (or pip install "cyprop[plot]")') from None
         n_columns, tallest = len(self.sizes), max(self.sizes)
         size = (max(6.0, 3.2 * n_columns), max(4.5, 1.5 * min(tallest, 12)))
         if show:

@@ -107,7 +107,7 @@ class History:
         Three panels over the epochs: the loss, the accuracy (training, and validation
         when it was recorded, the best validation loss marked) and, smaller, the
         learning rate.  Needs matplotlib: ``pip install matplotlib`` (or
-        ``pip install cyprop[plot]``).
+        ``pip install "cyprop[plot]"``).
 
         Parameters
         ----------
@@ -141,7 +141,7 @@ class History:
             from matplotlib.ticker import NullFormatter
         except ImportError:
             raise ImportError("History.plot needs matplotlib, which is not installed: "
-                              "pip install matplotlib (or pip install cyprop[plot])") from None
+                              'pip install matplotlib (or pip install "cyprop[plot]")') from None
         size = (7.0, 7.5)
         if show:
             import matplotlib.pyplot as plt
