@@ -48,9 +48,9 @@ def config() -> dict[str, Any]:
                                       else "")
         elif core.has_own_products():
             info["blas"] = ("none (the kernel's own products run the mini-batches; "
-                            "pip install scipy: faster small layers)")
+                            "pip install \"cyprop[fast]\": faster small layers)")
         else:
-            info["blas"] = "none (pip install scipy: faster mini-batches)"
+            info["blas"] = 'none (pip install "cyprop[fast]": faster mini-batches)'
         info["threads"] = core.max_threads()
     else:
         info["kernel"] = None
