@@ -543,3 +543,105 @@ def test_a_child_forked_while_an_estimator_is_fitted_elsewhere_can_fit_it():
     result = subprocess.run([sys.executable, "-c", ESTIMATOR_FORKED_WHILE_FITTING],
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.split()[-1:] == ["0"], (result.stdout, result.stderr)
+
+
+# ------------------------------------------------------------------- Ctrl-C
+INTERRUPTED_AS_TAKEN = textwrap.dedent("""
+    import os
+    import signal
+    import sys
+    import warnings
+
+    import numpy as np
+    import cyprop
+    from cyprop import _loop
+    from cyprop.schedules import ReduceOnPlateau
+
+    warnings.simplefilter("ignore")
+    backend, taken, call = sys.argv[1:]
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+
+    def interrupt():   # Ctrl-C, as it arrives just as the lock or claim is taken
+        os.kill(os.getpid(), signal.SIGINT)
+
+    class InterruptedLock:
+        def __init__(self, lock):
+            self.lock = lock
+
+        def acquire(self, *args, **kwargs):
+            got = self.lock.acquire(*args, **kwargs)
+            # (taken in Python's code: the compiled one-row path takes it in C, where
+            # Ctrl-C is not raised, and its code that gives it back follows at once)
+            if got and sys._getframe(1).f_code.co_name in ("hold_training",
+                                                           "claim_optimizer"):
+                interrupt()
+            return got
+
+        def __getattr__(self, name):
+            return getattr(self.lock, name)
+
+    def interrupted_claims(claims):
+        real = claims.claim
+
+        def claim(thing, refusal):
+            real(thing, refusal)
+            interrupt()
+        claims.claim = claim
+        return lambda: vars(claims).pop("claim")
+
+    if call == "estimator":
+        from cyprop import sklearn
+        clf = sklearn.BackpropClassifier(hidden_layer_sizes=(5,), max_iter=2,
+                                         random_state=0, backend=backend)
+        clf.fit(X, y)
+        net = clf.network_
+    else:
+        net = cyprop.Network([4, 5, 3], seed=0, backend=backend)
+        net.partial_fit(X, y)
+    optimizer, schedule = net.optimizer, ReduceOnPlateau(patience=0)
+    if taken == "training lock":
+        net._lock = InterruptedLock(net._lock)
+    elif taken == "optimizer":
+        optimizer._claim = InterruptedLock(optimizer._claim)
+    undo = lambda: None   # noqa: E731
+    if taken == "schedule":
+        undo = interrupted_claims(_loop._SCHEDULES_IN_USE)
+    elif taken == "estimator":
+        undo = interrupted_claims(sklearn._FITTING)
+    try:
+        {"fit": lambda: net.fit(X, y, epochs=2, verbose=0, schedule=schedule),
+         "partial_fit": lambda: net.partial_fit(X, y),
+         "estimator": lambda: clf.partial_fit(X, y)}[call]()
+    except KeyboardInterrupt:
+        print("interrupted")
+    undo()
+    if taken == "training lock":
+        net._lock = net._lock.lock
+    elif taken == "optimizer":
+        optimizer._claim = optimizer._claim.lock
+    # nothing left held: the network, its optimizer, the schedule, the estimator train
+    net.fit(X, y, epochs=1, verbose=0, schedule=schedule)
+    if call == "estimator":
+        clf.partial_fit(X, y)
+    net.get_state()
+    print("trains on")
+""")
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("taken,call", [
+    ("training lock", "fit"), ("training lock", "partial_fit"), ("optimizer", "fit"),
+    ("optimizer", "partial_fit"), ("schedule", "fit"), ("training lock", "estimator"),
+    ("estimator", "estimator")])
+def test_ctrl_c_as_a_lock_or_claim_is_taken_leaves_nothing_held(backend, taken, call):
+    """Ctrl-C that arrives just as a training call takes its network's training lock,
+    its optimizer's claim, its schedule's or its estimator's (before the code that
+    gives it back on the way out is reached) left it held for good: every later fit of
+    that network, with that optimizer or schedule, or of that estimator, was refused."""
+    if call == "estimator":
+        pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_AS_TAKEN, backend, taken, call],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["interrupted", "trains", "on"], (result.stdout,
+                                                                      result.stderr)

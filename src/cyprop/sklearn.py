@@ -340,7 +340,15 @@ class _BaseBackprop(BaseEstimator):
         # itself meanwhile)
         net = self.network_
         optimizer, epochs = net.optimizer, getattr(net.history, "epochs", None)
-        _loop.hold_training(net)
+        holding = False
+        try:
+            with _loop.taking():   # (Ctrl-C held back until the lock is noted)
+                _loop.hold_training(net)
+                holding = True
+        except BaseException:
+            if holding:
+                _loop.release_training(net)
+            raise
         try:
             if params["solver"] == "lbfgs":
                 self._fit_lbfgs(X, Y, sample_weight)
@@ -1765,13 +1773,17 @@ def _fitting(estimator: _BaseBackprop) -> Any:
     """Mark ``estimator`` as being fitted for the ``with`` block, or refuse: two fits of
     one estimator at once would each build a network and train whichever was
     ``network_`` at the time, the records of both in one ``loss_curve_``."""
-    _FITTING.claim(estimator, f"this {type(estimator).__name__} is already being fitted "
-                   "(in another thread); fit a clone of it (sklearn.base.clone), or wait "
-                   "for that fit to return")
+    claimed = False
     try:
+        with _loop.taking():   # (Ctrl-C held back until the claim is noted)
+            _FITTING.claim(estimator, f"this {type(estimator).__name__} is already being "
+                           "fitted (in another thread); fit a clone of it "
+                           "(sklearn.base.clone), or wait for that fit to return")
+            claimed = True
         yield
     finally:
-        _FITTING.release(estimator)
+        if claimed:
+            _FITTING.release(estimator)
 
 
 class _LayerList(list):
