@@ -203,6 +203,59 @@ def test_optimizers_copy_and_pickle_without_their_lock():
             other.fit(X, y, epochs=1, verbose=0, optimizer=opt)
 
 
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("replacement", ["busy", "None"])
+def test_an_optimizer_set_from_another_thread_as_a_fit_starts_is_not_trained_unclaimed(
+        backend, replacement):
+    """``net.optimizer = ...`` from another thread just after a fit claimed the
+    network's optimizer, before its first epoch: the epoch trained with whatever
+    ``net.optimizer`` was by then, unclaimed (one that another network was training
+    with was stepped under that training), or failed on an assertion (None).  The fit
+    trains with the optimizer it claimed."""
+    X, y = problem()
+    busy = cyprop.SGD(0.1, momentum=0.9)
+    elsewhere = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    hold = Hold()
+    thread, errors = in_thread(lambda: elsewhere.fit(X, y, epochs=4, batch_size=5, seed=1,
+                                                     verbose=0, optimizer=busy,
+                                                     callbacks=[hold]))
+    net = cyprop.Network([6, 8, 3], seed=3, backend=backend)
+    own = cyprop.Adam(0.01)
+    inside, go_on = threading.Event(), threading.Event()
+
+    class HeldBackend:
+        """The network's backend, whose first loss (the divergence limit's, measured
+        once the optimizer is claimed and before the first epoch) waits."""
+
+        def __init__(self, impl):
+            self.impl = impl
+
+        def __getattr__(self, name):
+            return getattr(self.impl, name)
+
+        def loss_and_gradients(self, *args, **kwargs):
+            if not inside.is_set():
+                inside.set()
+                assert go_on.wait(timeout=60), "never let go"
+            return self.impl.loss_and_gradients(*args, **kwargs)
+
+    net._impl = HeldBackend(net._impl)
+    with while_held(hold, thread, errors):
+        fit, fit_errors = in_thread(lambda: net.fit(X, y, epochs=1, batch_size=5, seed=1,
+                                                    verbose=0, optimizer=own))
+        assert inside.wait(timeout=60)
+        net.optimizer = busy if replacement == "busy" else None
+        go_on.set()
+        fit.join(timeout=60)
+        assert not fit.is_alive() and not fit_errors, fit_errors
+    assert_same(elsewhere, trained_alone(backend, cyprop.SGD(0.1, momentum=0.9)))
+    alone = cyprop.Network([6, 8, 3], seed=3, backend=backend)
+    alone.fit(X, y, epochs=1, batch_size=5, seed=1, verbose=0, optimizer=cyprop.Adam(0.01))
+    np.testing.assert_array_equal(net._params, alone._params)
+    assert own.steps == alone.optimizer.steps
+
+
 # --------------------------------------------------------------- a shared schedule
 @pytest.mark.parametrize("where", ["callback", "thread"])
 def test_a_schedule_that_keeps_state_serves_one_fit_at_a_time(where):

@@ -190,8 +190,11 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                  else (optimizer, optimizer.state, optimizer.steps))
         previous = net.optimizer, net.history
         set_optimizer(net, optimizer)
-        training = net.optimizer
-        assert training is not None   # (set_optimizer set it)
+        # the one claimed: net.optimizer may have been set since, from another thread
+        # (the next epoch takes it up, as one a callback set)
+        training = chosen if chosen is not None else net.optimizer
+        if not isinstance(training, Optimizer):   # (the new SGD set to None since)
+            training = net.optimizer = SGD()
         if claimed is None:   # a new SGD()
             with taking():
                 claimed = claim_optimizer(training)
@@ -227,8 +230,8 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                                 raise
                             claimed.release()
                             claimed, training = next_claim, net.optimizer
-                logs = one_epoch(net, X, Y, weights, batch_size, shuffle, rng, schedule,
-                             validation, progress, n_threads, limit)
+                logs = one_epoch(net, training, X, Y, weights, batch_size, shuffle, rng,
+                                 schedule, validation, progress, n_threads, limit)
                 with net._state_lock:
                     history.record(**logs)
                 recorded = True
@@ -362,16 +365,16 @@ def divergence_limit(net: Network, X: Any, Y: NDArray[Any],
     return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
 
 
-def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None,
+def one_epoch(net: Network, optimizer: Optimizer, X: Any, Y: NDArray[Any],
+              weights: NDArray[Any] | None,
               batch_size: int, shuffle: bool, rng: np.random.Generator,
               schedule: Schedule | None, validation: tuple[Any, NDArray[Any]] | None,
               progress: Progress | None, n_threads: int | None = None,
               limit: float = np.inf) -> dict[str, Any]:
-    """One epoch; returns its records.  Divergence restores the epoch's start."""
+    """One epoch with ``optimizer`` (the one the call claimed); returns its records.
+    Divergence restores the epoch's start."""
     n = X.shape[0]
     epoch = net.history.epochs
-    optimizer = net.optimizer
-    assert optimizer is not None   # (run set it)
     if not _validation.all_finite(net._params):   # (before anything of the epoch)
         net.history.stop_reason = "diverged"
         raise TrainingDiverged(
