@@ -376,6 +376,39 @@ def test_an_estimator_fits_again_after_a_failed_fit():
     assert clf.n_iter_ == 2
 
 
+@pytest.mark.filterwarnings("ignore:.*Maximum iterations")
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_network_cannot_train_with_the_optimizer_of_an_estimator_fitting_in_another_thread(
+        monkeypatch, solver):
+    """An estimator's stochastic fit trains its network with an optimizer of its own,
+    which it did not claim: another network could train with it meanwhile (reset, then
+    stepped by both).  Refused, as for a network's fit; the estimator ends as it would
+    alone."""
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    X, y = problem(n=120)
+    params = dict(hidden_layer_sizes=(8,), solver=solver, max_iter=4, random_state=0,
+                  tol=0.0, n_iter_no_change=100)
+    alone, clf = sklearn.BackpropClassifier(**params), sklearn.BackpropClassifier(**params)
+    alone.fit(X, y)
+    hold = held_epochs(monkeypatch, sklearn._Epoch, "run")
+    errors = []
+
+    def train():
+        try:
+            clf.fit(X, y)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=train, name="held")
+    thread.start()
+    other = cyprop.Network([6, 8, 3], seed=1)
+    with while_held(hold, thread, errors):
+        with pytest.raises(RuntimeError, match="training another network"):
+            other.fit(X, y, epochs=1, verbose=0, optimizer=clf.network_.optimizer)
+    np.testing.assert_array_equal(clf.network_._params, alone.network_._params)
+    assert clf.loss_curve_ == alone.loss_curve_
+
+
 # ------------------------------------------------------ weights set during a fit
 def _set_layers(net, what):
     """``what`` assigned with every layer 0.5: the ways a user assigns layers."""

@@ -481,6 +481,23 @@ class _BaseBackprop(BaseEstimator):
             net.optimizer = self._make_optimizer(solver, 1.0)
         # Any: the solver's own class (weight_decay is not on the Optimizer base class)
         optimizer: Any = net.optimizer
+        # claimed, as a network's fit claims its optimizer: another network training
+        # with it meanwhile would reset it and step it too
+        claimed = None
+        try:
+            with _loop.taking():
+                claimed = _loop.claim_optimizer(optimizer)
+            self._train_stochastic(X, Y, targets, sample_weight, incremental, rng, solver,
+                                   optimizer)
+        finally:
+            if claimed is not None:
+                claimed.release()
+
+    def _train_stochastic(self, X: Any, Y: np.ndarray, targets: np.ndarray,
+                          sample_weight: np.ndarray | None, incremental: bool,
+                          rng: np.random.RandomState, solver: str, optimizer: Any) -> None:
+        """``_fit_stochastic``'s epochs, with its claimed ``optimizer``."""
+        net = self.network_
         if (not hasattr(self, "loss_curve_")
                 or (self.validation_scores_ is None) == bool(self.early_stopping)):
             # a warm start after 'lbfgs', or with early stopping turned on or off
@@ -572,7 +589,7 @@ class _BaseBackprop(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=3)
+                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
             # as scikit-learn: the epochs done so far are kept (a compiled epoch is whole)
             warnings.warn("Training interrupted by user.")
@@ -601,7 +618,7 @@ class _BaseBackprop(BaseEstimator):
                 self._no_improvement_count = 0   # NaN never compares worse
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                           "reached and the optimization hasn't converged yet.",
-                          ConvergenceWarning, stacklevel=4)
+                          ConvergenceWarning, stacklevel=5)
         if validation is None:
             optimizer = net.optimizer
             assert optimizer is not None
