@@ -203,6 +203,59 @@ def test_optimizers_copy_and_pickle_without_their_lock():
             other.fit(X, y, epochs=1, verbose=0, optimizer=opt)
 
 
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("replacement", ["busy", "None"])
+def test_an_optimizer_set_from_another_thread_as_a_fit_starts_is_not_trained_unclaimed(
+        backend, replacement):
+    """``net.optimizer = ...`` from another thread just after a fit claimed the
+    network's optimizer, before its first epoch: the epoch trained with whatever
+    ``net.optimizer`` was by then, unclaimed (one that another network was training
+    with was stepped under that training), or failed on an assertion (None).  The fit
+    trains with the optimizer it claimed."""
+    X, y = problem()
+    busy = cyprop.SGD(0.1, momentum=0.9)
+    elsewhere = cyprop.Network([6, 8, 3], seed=0, backend=backend)
+    hold = Hold()
+    thread, errors = in_thread(lambda: elsewhere.fit(X, y, epochs=4, batch_size=5, seed=1,
+                                                     verbose=0, optimizer=busy,
+                                                     callbacks=[hold]))
+    net = cyprop.Network([6, 8, 3], seed=3, backend=backend)
+    own = cyprop.Adam(0.01)
+    inside, go_on = threading.Event(), threading.Event()
+
+    class HeldBackend:
+        """The network's backend, whose first loss (the divergence limit's, measured
+        once the optimizer is claimed and before the first epoch) waits."""
+
+        def __init__(self, impl):
+            self.impl = impl
+
+        def __getattr__(self, name):
+            return getattr(self.impl, name)
+
+        def loss_and_gradients(self, *args, **kwargs):
+            if not inside.is_set():
+                inside.set()
+                assert go_on.wait(timeout=60), "never let go"
+            return self.impl.loss_and_gradients(*args, **kwargs)
+
+    net._impl = HeldBackend(net._impl)
+    with while_held(hold, thread, errors):
+        fit, fit_errors = in_thread(lambda: net.fit(X, y, epochs=1, batch_size=5, seed=1,
+                                                    verbose=0, optimizer=own))
+        assert inside.wait(timeout=60)
+        net.optimizer = busy if replacement == "busy" else None
+        go_on.set()
+        fit.join(timeout=60)
+        assert not fit.is_alive() and not fit_errors, fit_errors
+    assert_same(elsewhere, trained_alone(backend, cyprop.SGD(0.1, momentum=0.9)))
+    alone = cyprop.Network([6, 8, 3], seed=3, backend=backend)
+    alone.fit(X, y, epochs=1, batch_size=5, seed=1, verbose=0, optimizer=cyprop.Adam(0.01))
+    np.testing.assert_array_equal(net._params, alone._params)
+    assert own.steps == alone.optimizer.steps
+
+
 # --------------------------------------------------------------- a shared schedule
 @pytest.mark.parametrize("where", ["callback", "thread"])
 def test_a_schedule_that_keeps_state_serves_one_fit_at_a_time(where):
@@ -321,6 +374,39 @@ def test_an_estimator_fits_again_after_a_failed_fit():
         clf.fit(X, y[:50])
     clf.fit(X, y)   # not refused as "being fitted"
     assert clf.n_iter_ == 2
+
+
+@pytest.mark.filterwarnings("ignore:.*Maximum iterations")
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_network_cannot_train_with_the_optimizer_of_an_estimator_fitting_in_another_thread(
+        monkeypatch, solver):
+    """An estimator's stochastic fit trains its network with an optimizer of its own,
+    which it did not claim: another network could train with it meanwhile (reset, then
+    stepped by both).  Refused, as for a network's fit; the estimator ends as it would
+    alone."""
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    X, y = problem(n=120)
+    params = dict(hidden_layer_sizes=(8,), solver=solver, max_iter=4, random_state=0,
+                  tol=0.0, n_iter_no_change=100)
+    alone, clf = sklearn.BackpropClassifier(**params), sklearn.BackpropClassifier(**params)
+    alone.fit(X, y)
+    hold = held_epochs(monkeypatch, sklearn._Epoch, "run")
+    errors = []
+
+    def train():
+        try:
+            clf.fit(X, y)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=train, name="held")
+    thread.start()
+    other = cyprop.Network([6, 8, 3], seed=1)
+    with while_held(hold, thread, errors):
+        with pytest.raises(RuntimeError, match="training another network"):
+            other.fit(X, y, epochs=1, verbose=0, optimizer=clf.network_.optimizer)
+    np.testing.assert_array_equal(clf.network_._params, alone.network_._params)
+    assert clf.loss_curve_ == alone.loss_curve_
 
 
 # ------------------------------------------------------ weights set during a fit
@@ -543,3 +629,105 @@ def test_a_child_forked_while_an_estimator_is_fitted_elsewhere_can_fit_it():
     result = subprocess.run([sys.executable, "-c", ESTIMATOR_FORKED_WHILE_FITTING],
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.split()[-1:] == ["0"], (result.stdout, result.stderr)
+
+
+# ------------------------------------------------------------------- Ctrl-C
+INTERRUPTED_AS_TAKEN = textwrap.dedent("""
+    import os
+    import signal
+    import sys
+    import warnings
+
+    import numpy as np
+    import cyprop
+    from cyprop import _loop
+    from cyprop.schedules import ReduceOnPlateau
+
+    warnings.simplefilter("ignore")
+    backend, taken, call = sys.argv[1:]
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+
+    def interrupt():   # Ctrl-C, as it arrives just as the lock or claim is taken
+        os.kill(os.getpid(), signal.SIGINT)
+
+    class InterruptedLock:
+        def __init__(self, lock):
+            self.lock = lock
+
+        def acquire(self, *args, **kwargs):
+            got = self.lock.acquire(*args, **kwargs)
+            # (taken in Python's code: the compiled one-row path takes it in C, where
+            # Ctrl-C is not raised, and its code that gives it back follows at once)
+            if got and sys._getframe(1).f_code.co_name in ("hold_training",
+                                                           "claim_optimizer"):
+                interrupt()
+            return got
+
+        def __getattr__(self, name):
+            return getattr(self.lock, name)
+
+    def interrupted_claims(claims):
+        real = claims.claim
+
+        def claim(thing, refusal):
+            real(thing, refusal)
+            interrupt()
+        claims.claim = claim
+        return lambda: vars(claims).pop("claim")
+
+    if call == "estimator":
+        from cyprop import sklearn
+        clf = sklearn.BackpropClassifier(hidden_layer_sizes=(5,), max_iter=2,
+                                         random_state=0, backend=backend)
+        clf.fit(X, y)
+        net = clf.network_
+    else:
+        net = cyprop.Network([4, 5, 3], seed=0, backend=backend)
+        net.partial_fit(X, y)
+    optimizer, schedule = net.optimizer, ReduceOnPlateau(patience=0)
+    if taken == "training lock":
+        net._lock = InterruptedLock(net._lock)
+    elif taken == "optimizer":
+        optimizer._claim = InterruptedLock(optimizer._claim)
+    undo = lambda: None   # noqa: E731
+    if taken == "schedule":
+        undo = interrupted_claims(_loop._SCHEDULES_IN_USE)
+    elif taken == "estimator":
+        undo = interrupted_claims(sklearn._FITTING)
+    try:
+        {"fit": lambda: net.fit(X, y, epochs=2, verbose=0, schedule=schedule),
+         "partial_fit": lambda: net.partial_fit(X, y),
+         "estimator": lambda: clf.partial_fit(X, y)}[call]()
+    except KeyboardInterrupt:
+        print("interrupted")
+    undo()
+    if taken == "training lock":
+        net._lock = net._lock.lock
+    elif taken == "optimizer":
+        optimizer._claim = optimizer._claim.lock
+    # nothing left held: the network, its optimizer, the schedule, the estimator train
+    net.fit(X, y, epochs=1, verbose=0, schedule=schedule)
+    if call == "estimator":
+        clf.partial_fit(X, y)
+    net.get_state()
+    print("trains on")
+""")
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("taken,call", [
+    ("training lock", "fit"), ("training lock", "partial_fit"), ("optimizer", "fit"),
+    ("optimizer", "partial_fit"), ("schedule", "fit"), ("training lock", "estimator"),
+    ("estimator", "estimator")])
+def test_ctrl_c_as_a_lock_or_claim_is_taken_leaves_nothing_held(backend, taken, call):
+    """Ctrl-C that arrives just as a training call takes its network's training lock,
+    its optimizer's claim, its schedule's or its estimator's (before the code that
+    gives it back on the way out is reached) left it held for good: every later fit of
+    that network, with that optimizer or schedule, or of that estimator, was refused."""
+    if call == "estimator":
+        pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_AS_TAKEN, backend, taken, call],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["interrupted", "trains", "on"], (result.stdout,
+                                                                      result.stderr)

@@ -261,6 +261,54 @@ def test_ctrl_c_stops_within_a_long_epoch_and_leaves_a_usable_network(backend):
     assert latency < max(0.6 * epoch_seconds, 0.3), (latency, epoch_seconds)
 
 
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("how", ["fit", "partial_fit", "one_row"])
+def test_ctrl_c_while_an_epoch_is_recorded_leaves_records_that_line_up(backend, how):
+    """Ctrl-C raised at each line of History.record (as the interpreter raises it
+    between two statements): the epoch is recorded whole or not at all.  With some of
+    its records appended and not the others, the history no longer lined up, and
+    save, copy, pickle and get_state refused the network from then on."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+    code = cyprop.history.History.record.__code__
+    lines = 0
+    while True:
+        net = cyprop.Network([4, 5, 3], seed=0, backend=backend)
+        net.partial_fit(X[:10], y[:10])   # the one-row setting seen, a record to keep
+        seen = [0]
+
+        def tracer(frame, event, arg, seen=seen):
+            if frame.f_code is not code:
+                return None
+
+            def line(frame, event, arg):
+                if event == "line":
+                    seen[0] += 1
+                    if seen[0] == lines + 1:
+                        raise KeyboardInterrupt
+                return line
+            return line
+
+        sys.settrace(tracer)
+        try:
+            {"fit": lambda: net.fit(X, y, epochs=2, verbose=0),
+             "partial_fit": lambda: net.partial_fit(X, y),
+             "one_row": lambda: net.partial_fit(X[0], y[0])}[how]()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        if seen[0] <= lines:
+            break   # the call ran every line: each was interrupted once
+        records = net.history.to_dict()
+        assert len({len(values) for values in records.values()}) == 1, (lines, records)
+        assert net.history.stop_reason == "interrupted"
+        net.copy().fit(X, y, epochs=1, verbose=0)
+        lines += 1
+    assert lines >= 1
+
+
 # ----------------------------------------------------------------- concurrency
 def concurrent_fit(backend, second_call, **first_kwargs):
     """Thread A trains; while it is inside fit (held at the end of epoch 0), the main

@@ -907,6 +907,43 @@ def test_save_during_fit_writes_a_state_that_existed(tmp_path):
     assert len(seen) >= 2, seen
 
 
+
+def test_ctrl_c_as_save_creates_its_temporary_file_leaves_nothing_behind(tmp_path):
+    """Ctrl-C that arrives just as the temporary file is created (before the code that
+    removes it on failure is reached) left it beside the target, its descriptor open."""
+    code = f"""
+        import os, signal, numpy as np, cyprop
+
+        path = {str(tmp_path / "m.npz")!r}
+        net = cyprop.Network([4, 6, 3], seed=0)
+        net.save(path)
+        before = open(path, "rb").read()
+        real_open = os.open
+
+        def open_then_interrupted(name, *args, **kwargs):
+            fd = real_open(name, *args, **kwargs)
+            if str(name).endswith(".tmp"):
+                os.kill(os.getpid(), signal.SIGINT)
+            return fd
+
+        os.open = open_then_interrupted
+        fds = len(os.listdir("/proc/self/fd"))
+        try:
+            net.fit(np.ones((8, 4)), np.zeros(8, dtype=int), epochs=1, verbose=0)
+            net.save(path)
+        except KeyboardInterrupt:
+            print("interrupted")
+        os.open = real_open
+        print(sorted(os.listdir(os.path.dirname(path))))
+        assert open(path, "rb").read() == before or cyprop.load(path).history.epochs == 1
+        assert len(os.listdir("/proc/self/fd")) == fds, "a descriptor left open"
+        print("clean")
+    """
+    status, output = run_child(code)
+    assert status == 0, output
+    assert "interrupted" in output and "['m.npz']" in output and "clean" in output, output
+
+
 # --------------------------------------------------------------- 7. the corpus
 def test_corpus_replays_cleanly():
     """Every kept input either loads (and then trains) or is refused with a

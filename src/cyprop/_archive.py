@@ -42,6 +42,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import NDArray
 
+from . import _reference
+
 #: The name of the member that holds a file's metadata (UTF-8 JSON as uint8).
 METADATA = "metadata"
 #: The largest ``.npy`` header read, in bytes (NumPy's own safe limit).
@@ -108,15 +110,20 @@ def write_file_atomic(path: str, write: Callable[[BinaryIO], Any], mode: int | N
     # O_EXCL: never clobber an existing file.  Created with at most the kept bits (the
     # umask may take some away: fchmod restores them), so never readable by more
     # people than the file it replaces, even for a moment.
+    fd, fh = -1, None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666 if mode is None else mode)
-    except OSError as exc:
-        # (a missing or read-only folder) named by the path the caller gave, as
-        # open(path, "wb") names it, not by the temporary file's
-        raise type(exc)(exc.errno, exc.strerror, path) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        # Ctrl-C held back until the file and its file object exist: landing in
+        # between, it left the file beside the target and its descriptor open
+        with _reference._interrupts_deferred():
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                             | getattr(os, "O_BINARY", 0), 0o666 if mode is None else mode)
+            except OSError as exc:
+                # (a missing or read-only folder) named by the path the caller gave, as
+                # open(path, "wb") names it, not by the temporary file's
+                raise type(exc)(exc.errno, exc.strerror, path) from None
+            fh = os.fdopen(fd, "wb")
+        with fh:
             if mode is not None and hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), mode)
             write(fh)
@@ -124,8 +131,14 @@ def write_file_atomic(path: str, write: Callable[[BinaryIO], Any], mode: int | N
             os.fsync(fh.fileno())  # the data is on disk before the rename makes it visible
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if fd != -1:   # (created by this call: O_EXCL)
+            with contextlib.suppress(OSError):
+                if fh is not None:
+                    fh.close()
+                else:
+                    os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
     _fsync_directory(directory)
 

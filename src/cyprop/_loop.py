@@ -10,6 +10,7 @@ nothing of ``network`` at run time.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import sys
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _chunks, _validation
+from . import _chunks, _reference, _validation
 from ._progress import Progress, is_interactive
 from ._training import Dropout, TrainingOptions
 from .errors import TrainingDiverged
@@ -163,30 +164,40 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
     """The training loop shared by fit and partial_fit (``history`` None: the
     network's own, added to)."""
     batch_size = min(batch_size, X.shape[0])   # larger is one batch; keeps C indices small
-    hold_training(net)
+    holding = False   # the network's training lock
     previous = None   # the optimizer and history before this call, once known
     given = None      # an optimizer given from elsewhere, with its state and steps
     recorded = False  # whether an epoch of this call was recorded
     claimed = None    # the claim of the optimizer training, once held
     schedule_claimed = False
     try:
-        schedule_claimed = claim_schedule(schedule)
+        # Each lock or claim is taken and noted with Ctrl-C held back (see taking):
+        # raised in between, it was never given back, and every later call refused.
+        with taking():
+            hold_training(net)
+            holding = True
+            schedule_claimed = claim_schedule(schedule)
         # Only now, with the lock held: a refused call must not change the optimizer
         # under a fit running in another thread.
         check_optimizer(net.optimizer if optimizer is None else optimizer)
         (optimizer or net.optimizer or SGD()).check()
         chosen = net.optimizer if optimizer is None else optimizer
         if chosen is not None:   # before set_optimizer, which resets one from elsewhere
-            claimed = claim_optimizer(chosen)
+            with taking():
+                claimed = claim_optimizer(chosen)
         # an optimizer from elsewhere as it was before set_optimizer resets it
         given = (None if optimizer is None or optimizer is net.optimizer
                  else (optimizer, optimizer.state, optimizer.steps))
         previous = net.optimizer, net.history
         set_optimizer(net, optimizer)
-        training = net.optimizer
-        assert training is not None   # (set_optimizer set it)
+        # the one claimed: net.optimizer may have been set since, from another thread
+        # (the next epoch takes it up, as one a callback set)
+        training = chosen if chosen is not None else net.optimizer
+        if not isinstance(training, Optimizer):   # (the new SGD set to None since)
+            training = net.optimizer = SGD()
         if claimed is None:   # a new SGD()
-            claimed = claim_optimizer(training)
+            with taking():
+                claimed = claim_optimizer(training)
         history = net.history if history is None else history
         check_history(history)
         # One step in all: its loss is taken before the step, so it cannot show growth
@@ -209,17 +220,18 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                         schedule.check(has_validation=validation is not None)
                     if net.optimizer is not training:   # replaced by a callback
                         assert net.optimizer is not None   # (checked)
-                        try:
-                            next_claim = claim_optimizer(net.optimizer)
-                        except RuntimeError:
-                            # training elsewhere: refused, and the one that trained
-                            # so far put back, as for one that is no optimizer
-                            net.optimizer = training
-                            raise
-                        claimed.release()
-                        claimed, training = next_claim, net.optimizer
-                logs = one_epoch(net, X, Y, weights, batch_size, shuffle, rng, schedule,
-                             validation, progress, n_threads, limit)
+                        with taking():
+                            try:
+                                next_claim = claim_optimizer(net.optimizer)
+                            except RuntimeError:
+                                # training elsewhere: refused, and the one that trained
+                                # so far put back, as for one that is no optimizer
+                                net.optimizer = training
+                                raise
+                            claimed.release()
+                            claimed, training = next_claim, net.optimizer
+                logs = one_epoch(net, training, X, Y, weights, batch_size, shuffle, rng,
+                                 schedule, validation, progress, n_threads, limit)
                 with net._state_lock:
                     history.record(**logs)
                 recorded = True
@@ -266,12 +278,25 @@ def run(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None, epo
                 given[0].state, given[0].steps = given[1], given[2]
         raise
     finally:
-        if claimed is not None:
-            claimed.release()
-        if schedule_claimed:
-            release_schedule(schedule)
-        release_training(net)
+        # (each given back even if Ctrl-C lands as another is)
+        try:
+            try:
+                if claimed is not None:
+                    claimed.release()
+            finally:
+                if schedule_claimed:
+                    release_schedule(schedule)
+        finally:
+            if holding:
+                release_training(net)
     return history
+
+
+def taking() -> contextlib.AbstractContextManager[None]:
+    """A ``with`` block, inside the ``try`` whose ``finally`` gives back what it
+    notes as taken, that takes a lock or claim and notes it: Ctrl-C is held back
+    until the block ends (in the main thread, where Python handles it)."""
+    return _reference._interrupts_deferred()
 
 
 def hold_training(net: Network) -> None:
@@ -340,16 +365,16 @@ def divergence_limit(net: Network, X: Any, Y: NDArray[Any],
     return DIVERGENCE_FACTOR * max(start, 1.0) if np.isfinite(start) else np.inf
 
 
-def one_epoch(net: Network, X: Any, Y: NDArray[Any], weights: NDArray[Any] | None,
+def one_epoch(net: Network, optimizer: Optimizer, X: Any, Y: NDArray[Any],
+              weights: NDArray[Any] | None,
               batch_size: int, shuffle: bool, rng: np.random.Generator,
               schedule: Schedule | None, validation: tuple[Any, NDArray[Any]] | None,
               progress: Progress | None, n_threads: int | None = None,
               limit: float = np.inf) -> dict[str, Any]:
-    """One epoch; returns its records.  Divergence restores the epoch's start."""
+    """One epoch with ``optimizer`` (the one the call claimed); returns its records.
+    Divergence restores the epoch's start."""
     n = X.shape[0]
     epoch = net.history.epochs
-    optimizer = net.optimizer
-    assert optimizer is not None   # (run set it)
     if not _validation.all_finite(net._params):   # (before anything of the epoch)
         net.history.stop_reason = "diverged"
         raise TrainingDiverged(

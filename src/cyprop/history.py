@@ -73,14 +73,26 @@ class History:
         """
         # (one append per record, written out: a stream of one-sample partial_fit
         # calls records an epoch each)
-        self.loss.append(loss)
-        self.accuracy.append(accuracy)
-        self.val_loss.append(val_loss)
-        self.val_accuracy.append(val_accuracy)
-        self.learning_rate.append(learning_rate)
-        self.seconds.append(seconds)
-        self.samples_per_second.append(samples_per_second)
-        self.largest_update.append(largest_update)
+        n = len(self.loss)
+        try:
+            self.loss.append(loss)
+            self.accuracy.append(accuracy)
+            self.val_loss.append(val_loss)
+            self.val_accuracy.append(val_accuracy)
+            self.learning_rate.append(learning_rate)
+            self.seconds.append(seconds)
+            self.samples_per_second.append(samples_per_second)
+            self.largest_update.append(largest_update)
+        except BaseException:
+            # Ctrl-C raised between two appends: the epoch is recorded whole or not at
+            # all, else the records no longer line up (save, copy and get_state
+            # refuse them).  The appends made are the first records', one each.
+            for key in History.KEYS:
+                values = getattr(self, key)
+                if len(values) != n + 1:
+                    break
+                del values[n]
+            raise
 
     @property
     def epochs(self) -> int:

@@ -340,7 +340,15 @@ class _BaseBackprop(BaseEstimator):
         # itself meanwhile)
         net = self.network_
         optimizer, epochs = net.optimizer, getattr(net.history, "epochs", None)
-        _loop.hold_training(net)
+        holding = False
+        try:
+            with _loop.taking():   # (Ctrl-C held back until the lock is noted)
+                _loop.hold_training(net)
+                holding = True
+        except BaseException:
+            if holding:
+                _loop.release_training(net)
+            raise
         try:
             if params["solver"] == "lbfgs":
                 self._fit_lbfgs(X, Y, sample_weight)
@@ -473,6 +481,23 @@ class _BaseBackprop(BaseEstimator):
             net.optimizer = self._make_optimizer(solver, 1.0)
         # Any: the solver's own class (weight_decay is not on the Optimizer base class)
         optimizer: Any = net.optimizer
+        # claimed, as a network's fit claims its optimizer: another network training
+        # with it meanwhile would reset it and step it too
+        claimed = None
+        try:
+            with _loop.taking():
+                claimed = _loop.claim_optimizer(optimizer)
+            self._train_stochastic(X, Y, targets, sample_weight, incremental, rng, solver,
+                                   optimizer)
+        finally:
+            if claimed is not None:
+                claimed.release()
+
+    def _train_stochastic(self, X: Any, Y: np.ndarray, targets: np.ndarray,
+                          sample_weight: np.ndarray | None, incremental: bool,
+                          rng: np.random.RandomState, solver: str, optimizer: Any) -> None:
+        """``_fit_stochastic``'s epochs, with its claimed ``optimizer``."""
+        net = self.network_
         if (not hasattr(self, "loss_curve_")
                 or (self.validation_scores_ is None) == bool(self.early_stopping)):
             # a warm start after 'lbfgs', or with early stopping turned on or off
@@ -564,7 +589,7 @@ class _BaseBackprop(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=3)
+                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
             # as scikit-learn: the epochs done so far are kept (a compiled epoch is whole)
             warnings.warn("Training interrupted by user.")
@@ -593,7 +618,7 @@ class _BaseBackprop(BaseEstimator):
                 self._no_improvement_count = 0   # NaN never compares worse
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                           "reached and the optimization hasn't converged yet.",
-                          ConvergenceWarning, stacklevel=4)
+                          ConvergenceWarning, stacklevel=5)
         if validation is None:
             optimizer = net.optimizer
             assert optimizer is not None
@@ -1765,13 +1790,17 @@ def _fitting(estimator: _BaseBackprop) -> Any:
     """Mark ``estimator`` as being fitted for the ``with`` block, or refuse: two fits of
     one estimator at once would each build a network and train whichever was
     ``network_`` at the time, the records of both in one ``loss_curve_``."""
-    _FITTING.claim(estimator, f"this {type(estimator).__name__} is already being fitted "
-                   "(in another thread); fit a clone of it (sklearn.base.clone), or wait "
-                   "for that fit to return")
+    claimed = False
     try:
+        with _loop.taking():   # (Ctrl-C held back until the claim is noted)
+            _FITTING.claim(estimator, f"this {type(estimator).__name__} is already being "
+                           "fitted (in another thread); fit a clone of it "
+                           "(sklearn.base.clone), or wait for that fit to return")
+            claimed = True
         yield
     finally:
-        _FITTING.release(estimator)
+        if claimed:
+            _FITTING.release(estimator)
 
 
 class _LayerList(list):
