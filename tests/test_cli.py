@@ -848,3 +848,15 @@ def test_script_predict_labels_the_output_encoding_cannot_write(tmp_path):
     status, out, err = run_script(tmp_path, "predict", "m.npz", "rows.csv", "-o", "l.txt")
     assert status == 0, err
     assert (tmp_path / "l.txt").read_text(encoding="utf-8") == "café\n猫\n"
+
+
+@pytest.mark.parametrize("debug", ["", "0", "1"])
+def test_cyprop_debug_raises_the_error_only_when_set(capsys, monkeypatch, tmp_path, debug):
+    monkeypatch.setenv("CYPROP_DEBUG", debug)
+    missing = str(tmp_path / "missing.csv")
+    if debug == "1":
+        with pytest.raises(OSError):
+            cli.main(["train", "--data", f"csv:{missing}", "--epochs", "1"])
+    else:
+        assert cli.main(["train", "--data", f"csv:{missing}", "--epochs", "1"]) == 1
+        assert capsys.readouterr().err.startswith("cyprop: error: ")

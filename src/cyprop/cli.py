@@ -362,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 1
     except Exception as exc:    # noqa: BLE001 - every failure becomes one line
-        if os.environ.get("CYPROP_DEBUG"):
+        if os.environ.get("CYPROP_DEBUG", "") not in ("", "0"):   # (0: off, as unset)
             raise
         status = _fail(exc, 1)
         _drop_unwritable_stdout()
