@@ -354,3 +354,30 @@ def test_a_refused_warm_fit_leaves_the_estimator_as_it_was(small_blocks, tmp_pat
         model.partial_fit(X, y)
     for a, b in zip(clf.coefs_ + clf.intercepts_, twin.coefs_ + twin.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+def test_y_beside_a_memory_map_that_needs_converting_is_read_as_scikit_learn_reads_it(
+        tmp_path):
+    """A memory map X read in blocks (an int X, as joblib hands it to parallel fits) leaves
+    y to be checked whole, as validate_data checks it beside X in memory: a nullable
+    pandas y gives the classes_ it gives there, a sparse multilabel y is read."""
+    pd = pytest.importorskip("pandas")
+    from scipy.sparse import csr_matrix
+
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 5, (40, 3))
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    labels = (X[:, 0] > 2).astype(int)
+    for y in (pd.Series(labels, dtype="Int64"), pd.Series(labels.astype(bool), dtype="boolean"),
+              csr_matrix(np.c_[labels, 1 - labels])):
+        params = dict(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+        in_memory = BackpropClassifier(**params).fit(X, y)
+        lazy = BackpropClassifier(**params).fit(mapped, y)
+        assert lazy.classes_.dtype == in_memory.classes_.dtype
+        np.testing.assert_array_equal(lazy.classes_, in_memory.classes_)
+        got, want = lazy.predict(X), in_memory.predict(X)
+        if hasattr(want, "toarray"):   # (a sparse y's labels come back sparse)
+            got, want = got.toarray(), want.toarray()
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

@@ -86,13 +86,14 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
-    from sklearn.utils import check_array, check_consistent_length, check_random_state, column_or_1d
+    from sklearn.utils import check_consistent_length, check_random_state, column_or_1d
     from sklearn.utils._param_validation import InvalidParameterError as _BadParam
     from sklearn.utils._param_validation import (Interval, Options, StrOptions,
                                                  validate_parameter_constraints)
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+    from sklearn.utils.validation import (_check_sample_weight, _check_y, check_is_fitted,
+                                          validate_data)
 except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no validate_data)
     raise ImportError(
         "cyprop.sklearn needs scikit-learn >= 1.6, which is not installed (or is older): "
@@ -786,10 +787,8 @@ class _BaseBackprop(BaseEstimator):
             raise ValueError(f"Found array with shape {X.shape}: X needs at least one "
                              "sample and one feature")
         validate_data(self, X, reset=reset, skip_check_array=True)
-        y = check_array(np.asarray(y), ensure_2d=False, dtype=None, input_name="y",
-                        estimator=self)
-        if y_numeric and y.dtype.kind == "O":
-            y = y.astype(np.float64)
+        # y as validate_data checks it beside X in memory (a nullable pandas or sparse y)
+        y = _check_y(y, multi_output=True, y_numeric=y_numeric, estimator=self)
         check_consistent_length(X, y)
         if isinstance(dtype, tuple):   # X's own floating dtype, else the first
             dtype = _float_dtype(X.dtype, dtype)
