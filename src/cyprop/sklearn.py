@@ -512,7 +512,7 @@ class _BaseBackprop(BaseEstimator):
         mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
         if solver != "rprop":
             optimizer.weight_decay = self._weight_decay(batch_size * mean_weight)
-        epoch = _Epoch(self, net, X, Y, sample_weight, batch_size)
+        epoch = _Epoch(self, net, optimizer, X, Y, sample_weight, batch_size)
         sample_idx = np.arange(n, dtype=np.intp)
         invscaling = solver == "sgd" and self.learning_rate == "invscaling"
         adaptive = solver == "sgd" and self.learning_rate == "adaptive"
@@ -566,7 +566,7 @@ class _BaseBackprop(BaseEstimator):
                                        / (self.t_ + 1) ** float(self.power_t))
                 if diverged:
                     stop_reason = "diverged"
-                    self._diverged(kept, n, validation, incremental)
+                    self._diverged(optimizer, kept, n, validation, incremental)
                     break
                 if self._no_improvement_count > self.n_iter_no_change:
                     what = "Validation score" if validation is not None else "Training loss"
@@ -598,12 +598,12 @@ class _BaseBackprop(BaseEstimator):
         if self.early_stopping:
             net._params[...] = self._best_params   # the best validation score's weights
 
-    def _diverged(self, kept: tuple[np.ndarray, int, np.ndarray | None], n: int,
-                  validation: tuple[Any, ...] | None, incremental: bool) -> None:
+    def _diverged(self, optimizer: Optimizer, kept: tuple[np.ndarray, int, np.ndarray | None],
+                  n: int, validation: tuple[Any, ...] | None, incremental: bool) -> None:
         """The weights became NaN or infinite.  scikit-learn's MLP trains on with them
         (every later epoch NaN) to max_iter: with early stopping it then keeps the best
         epoch's weights, else it raises a ValueError.  The same here, without computing
-        the NaN epochs."""
+        the NaN epochs (``optimizer``: the fit's, whose state ``kept`` holds)."""
         net = self.network_
         if not incremental:
             remaining = self.max_iter - self.n_iter_
@@ -620,8 +620,6 @@ class _BaseBackprop(BaseEstimator):
                           "reached and the optimization hasn't converged yet.",
                           ConvergenceWarning, stacklevel=5)
         if validation is None:
-            optimizer = net.optimizer
-            assert optimizer is not None
             net._params[...] = kept[0]
             optimizer.steps, optimizer.state = kept[1], kept[2]
             net.history.stop_reason = "diverged"
@@ -892,9 +890,11 @@ class _Epoch:
     is read in blocks of whole batches, visited in their own order (``order_blocks``).
     """
 
-    def __init__(self, estimator: _BaseBackprop, net: Network, X: Any, Y: np.ndarray,
-                 sample_weight: np.ndarray | None, batch_size: int) -> None:
-        self.net, self.X, self.Y = net, X, Y
+    def __init__(self, estimator: _BaseBackprop, net: Network, optimizer: Optimizer, X: Any,
+                 Y: np.ndarray, sample_weight: np.ndarray | None, batch_size: int) -> None:
+        # (the optimizer the fit claimed: net.optimizer may be set meanwhile, from
+        # another thread, to one that is not the fit's to step)
+        self.net, self.optimizer, self.X, self.Y = net, optimizer, X, Y
         self.weights = sample_weight
         self.batch_size = batch_size
         self.n = X.shape[0]
@@ -952,10 +952,11 @@ class _Epoch:
             options = TrainingOptions(w, dropout, net.max_norm, self.n_threads)
             with net._state_lock, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if self.poisson:
-                    loss, right = _poisson_epoch(net, X, Y, part_order, self.batch_size, options)
+                    loss, right = _poisson_epoch(net, self.optimizer, X, Y, part_order,
+                                                 self.batch_size, options)
                 else:
                     loss, right = net._impl.train_epoch(net.arch, net._params, X, Y, part_order,
-                                                        self.batch_size, net.optimizer, options)
+                                                        self.batch_size, self.optimizer, options)
             total += float(loss)
             correct += int(right)
         return self._totals(total, correct, weights, penalty_factor)
@@ -998,10 +999,11 @@ class _Epoch:
             Y = self.Y[start:stop]
             with net._state_lock, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if self.poisson:
-                    result = _poisson_epoch(net, X, Y, order, self.batch_size, options)
+                    result = _poisson_epoch(net, self.optimizer, X, Y, order, self.batch_size,
+                                            options)
                 else:
                     result = net._impl.train_epoch(net.arch, net._params, X, Y, order,
-                                                   self.batch_size, net.optimizer, options)
+                                                   self.batch_size, self.optimizer, options)
             done += stop - start
             yield result
 
@@ -1034,18 +1036,18 @@ class _Epoch:
         return weights, float(np.sum(factors))
 
 
-def _poisson_epoch(net: Network, X: np.ndarray, Y: np.ndarray, order: npt.NDArray[np.intp],
-                   batch_size: int, options: TrainingOptions) -> tuple[float, int]:
+def _poisson_epoch(net: Network, optimizer: Optimizer, X: np.ndarray, Y: np.ndarray,
+                   order: npt.NDArray[np.intp], batch_size: int,
+                   options: TrainingOptions) -> tuple[float, int]:
     """Mini-batch training for the Poisson loss (an exp output, which the compiled core
     does not have): NumPy per batch, through the reference backend's forward and
-    backward passes, with the network's optimizer step.  Returns (sum of the weighted
+    backward passes, with ``optimizer``'s step.  Returns (sum of the weighted
     exp(z) - y z, 0)."""
     from . import _reference
 
     arch, params = net.arch, net._params
     weights = options.sample_weight
     total = 0.0
-    assert net.optimizer is not None   # set by the stochastic solvers
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         activations, z = _reference.feedforward(arch, params, X[batch], options.dropout, start)
@@ -1057,7 +1059,7 @@ def _poisson_epoch(net: Network, X: np.ndarray, Y: np.ndarray, order: npt.NDArra
             losses = losses * weights[batch]
         total += float(np.sum(losses))
         grad = _reference.backprop(arch, params, activations, delta, options.dropout, start)
-        net.optimizer.update_params(params, grad / len(batch), arch)
+        optimizer.update_params(params, grad / len(batch), arch)
         if options.max_norm:
             _reference.apply_max_norm(arch, params, options.max_norm)
     return total, 0
