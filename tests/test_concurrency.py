@@ -448,6 +448,39 @@ def test_an_estimator_fit_trains_with_its_claimed_optimizer_when_network_optimiz
     assert other.steps == 0
 
 
+
+@pytest.mark.filterwarnings("ignore:.*Maximum iterations")
+@pytest.mark.parametrize("call", ["fit", "partial_fit"])
+def test_ctrl_c_as_an_estimator_takes_its_network_lock_keeps_the_fitted_model(monkeypatch,
+                                                                              call):
+    """Ctrl-C as an estimator's fit takes its network's training lock (held back until
+    the lock is noted, then raised) ended the call past the code that puts the
+    estimator back: a fit from scratch left a new, untrained network_ (n_iter_ 0, the
+    fitted model gone).  The estimator is left as it was, as for any failed call."""
+    import signal
+
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    X, y = problem(n=60)
+    clf = sklearn.BackpropClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    clf.fit(X, y)
+    net, params = clf.network_, clf.network_._params.copy()
+    optimizer, curve, n_iter = net.optimizer, list(clf.loss_curve_), clf.n_iter_
+    real = sklearn._loop.hold_training
+
+    def hold_training(network):
+        real(network)
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C, just as the lock is taken
+
+    monkeypatch.setattr(sklearn._loop, "hold_training", hold_training)
+    with pytest.raises(KeyboardInterrupt):
+        getattr(clf, call)(X, y)
+    monkeypatch.undo()
+    assert clf.network_ is net and clf.n_iter_ == n_iter and clf.loss_curve_ == curve
+    assert net.optimizer is optimizer
+    np.testing.assert_array_equal(net._params, params)
+    clf.partial_fit(X, y)   # nothing left held
+
+
 # ------------------------------------------------------ weights set during a fit
 def _set_layers(net, what):
     """``what`` assigned with every layer 0.5: the ways a user assigns layers."""

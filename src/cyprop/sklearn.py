@@ -342,14 +342,11 @@ class _BaseBackprop(BaseEstimator):
         optimizer, epochs = net.optimizer, getattr(net.history, "epochs", None)
         holding = False
         try:
-            with _loop.taking():   # (Ctrl-C held back until the lock is noted)
+            # (Ctrl-C held back until the lock is noted; raised then, the estimator is
+            # put back below, as for a call refused during training)
+            with _loop.taking():
                 _loop.hold_training(net)
                 holding = True
-        except BaseException:
-            if holding:
-                _loop.release_training(net)
-            raise
-        try:
             if params["solver"] == "lbfgs":
                 self._fit_lbfgs(X, Y, sample_weight)
             else:
@@ -370,10 +367,12 @@ class _BaseBackprop(BaseEstimator):
                 # carries on with, which a fit replaces at its start
                 self.__dict__.clear()
                 self.__dict__.update(fitted)
-                net.optimizer = optimizer
+                if holding:   # (else another thread's fit of the network holds it)
+                    net.optimizer = optimizer
             raise
         finally:
-            _loop.release_training(net)
+            if holding:
+                _loop.release_training(net)
         return self
 
     def _input_dtype(self, first_pass: bool) -> np.dtype | tuple[type, type]:
