@@ -317,7 +317,9 @@ class _BaseBackprop(BaseEstimator):
                 dtype=dtype)
             if sample_weight is not None:
                 # negative weights are allowed, as in scikit-learn
-                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+                sample_weight = _check_sample_weight(
+                    _validation._unmasked("sample_weight", sample_weight), X,
+                    dtype=np.float64)
             # a Dask array: read a block of rows at a time, never whole; so is a memory
             # map that needs converting for 'lbfgs' (the stochastic solvers gather and
             # convert its rows a part of their epoch at a time: see _Epoch)
@@ -772,7 +774,10 @@ class _BaseBackprop(BaseEstimator):
                       ) -> tuple[Any, np.ndarray, np.dtype]:
         """(X, y, the dtype for training) checked as scikit-learn's ``validate_data``
         does.  A Dask array or memory map X is checked for its shape and feature count
-        only, not converted (its blocks are checked as they are read); y is read whole."""
+        only, not converted (its blocks are checked as they are read); y is read whole.
+        A masked X or y with masked values is refused, as ``cyprop.Network`` refuses it
+        (validate_data drops the mask: the masked entries' data was trained on)."""
+        X, y = _validation._unmasked("X", X), _validation._unmasked("y", y)
         if not _read_in_blocks(X, dtype):
             X, y = validate_data(self, X, y, reset=reset, multi_output=True,
                                  y_numeric=y_numeric, accept_sparse=["csr", "csc", "coo"],
@@ -806,6 +811,7 @@ class _BaseBackprop(BaseEstimator):
         if not isinstance(net, Network):
             raise TypeError(f"network_ must be a cyprop Network, got {type(net).__name__}")
         x_dtype = None
+        X = _validation._unmasked("X", X)   # (validate_data would drop the mask)
         if _read_in_blocks(X, (np.float64, np.float32)):   # a block at a time
             _check_lazy_numbers(X)
             validate_data(self, X, reset=False, skip_check_array=True)
