@@ -409,6 +409,78 @@ def test_a_network_cannot_train_with_the_optimizer_of_an_estimator_fitting_in_an
     assert clf.loss_curve_ == alone.loss_curve_
 
 
+
+@pytest.mark.filterwarnings("ignore:.*Maximum iterations")
+@pytest.mark.parametrize("loss", ["log_loss", "poisson"])
+@pytest.mark.parametrize("replacement", ["unclaimed", "None"])
+def test_an_estimator_fit_trains_with_its_claimed_optimizer_when_network_optimizer_is_set(
+        monkeypatch, loss, replacement):
+    """``clf.network_.optimizer = ...`` from another thread during an estimator's fit:
+    its epochs stepped whatever ``net.optimizer`` held by then, not the optimizer the
+    fit claimed (an optimizer of another's stepped, unclaimed; None failed inside the
+    core with an AttributeError).  The fit trains with its own, as it would alone."""
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    X, y = problem(n=120)
+    params = dict(hidden_layer_sizes=(8,), solver="adam", max_iter=3, random_state=0,
+                  tol=0.0, n_iter_no_change=100)
+    if loss == "poisson":
+        make = lambda: sklearn.BackpropRegressor(loss="poisson", **params)  # noqa: E731
+        y = y.astype(float)
+    else:
+        make = lambda: sklearn.BackpropClassifier(**params)  # noqa: E731
+    alone, est = make().fit(X, y), make()
+    other = cyprop.Adam(0.5)
+    hold = held_epochs(monkeypatch, sklearn._Epoch, "run")
+    errors = []
+
+    def train():
+        try:
+            est.fit(X, y)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=train, name="held")
+    thread.start()
+    with while_held(hold, thread, errors):
+        est.network_.optimizer = other if replacement == "unclaimed" else None
+    np.testing.assert_array_equal(est.network_._params, alone.network_._params)
+    assert est.loss_curve_ == alone.loss_curve_
+    assert other.steps == 0
+
+
+
+@pytest.mark.filterwarnings("ignore:.*Maximum iterations")
+@pytest.mark.parametrize("call", ["fit", "partial_fit"])
+def test_ctrl_c_as_an_estimator_takes_its_network_lock_keeps_the_fitted_model(monkeypatch,
+                                                                              call):
+    """Ctrl-C as an estimator's fit takes its network's training lock (held back until
+    the lock is noted, then raised) ended the call past the code that puts the
+    estimator back: a fit from scratch left a new, untrained network_ (n_iter_ 0, the
+    fitted model gone).  The estimator is left as it was, as for any failed call."""
+    import signal
+
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    X, y = problem(n=60)
+    clf = sklearn.BackpropClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    clf.fit(X, y)
+    net, params = clf.network_, clf.network_._params.copy()
+    optimizer, curve, n_iter = net.optimizer, list(clf.loss_curve_), clf.n_iter_
+    real = sklearn._loop.hold_training
+
+    def hold_training(network):
+        real(network)
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C, just as the lock is taken
+
+    monkeypatch.setattr(sklearn._loop, "hold_training", hold_training)
+    with pytest.raises(KeyboardInterrupt):
+        getattr(clf, call)(X, y)
+    monkeypatch.undo()
+    assert clf.network_ is net and clf.n_iter_ == n_iter and clf.loss_curve_ == curve
+    assert net.optimizer is optimizer
+    np.testing.assert_array_equal(net._params, params)
+    clf.partial_fit(X, y)   # nothing left held
+
+
 # ------------------------------------------------------ weights set during a fit
 def _set_layers(net, what):
     """``what`` assigned with every layer 0.5: the ways a user assigns layers."""

@@ -1366,6 +1366,39 @@ def test_one_masked_sample_with_masked_values_is_refused():
         cyprop.explain(net, x.data, 0).new_weights[0].tolist()
     net.partial_fit(clean, np.ma.masked_array(0, mask=False))
 
+
+@pytest.mark.filterwarnings("ignore:.*Maximum iterations")
+def test_the_estimators_refuse_masked_arrays_with_masked_values():
+    """An estimator took a masked X, y or sample_weight through scikit-learn's
+    validate_data, which drops the mask: the masked entries' data was trained on and
+    predicted from, where cyprop.Network (and the estimators, for a masked Dask array)
+    refuse it."""
+    sklearn = pytest.importorskip("cyprop.sklearn")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), np.tile([0, 1], 10)
+    masked_X = np.ma.masked_array(X, mask=np.zeros(X.shape, dtype=bool))
+    masked_X[2, 1] = np.ma.masked
+    masked_y = np.ma.masked_array(y, mask=[1] + [0] * 19)
+    weights = np.ma.masked_array(np.ones(20), mask=[0] * 19 + [1])
+    params = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    clf = sklearn.BackpropClassifier(**params).fit(X, y)
+    reg = sklearn.BackpropRegressor(**params)
+    before = clf.network_._params.copy()
+    for call, name in ((lambda: clf.fit(masked_X, y), "X"), (lambda: clf.fit(X, masked_y), "y"),
+                       (lambda: clf.partial_fit(X, masked_y), "y"),
+                       (lambda: clf.fit(X, y, sample_weight=weights), "sample_weight"),
+                       (lambda: reg.fit(X, masked_y.astype(float)), "y"),
+                       (lambda: clf.predict(masked_X), "X"),
+                       (lambda: clf.predict_proba(masked_X), "X")):
+        with pytest.raises(ValueError, match=f"{name} is a masked array with masked values"):
+            call()
+    np.testing.assert_array_equal(clf.network_._params, before)
+    clean = np.ma.masked_array(X, mask=False)
+    np.testing.assert_array_equal(clf.predict_proba(clean), clf.predict_proba(X))
+    fitted = sklearn.BackpropClassifier(**params).fit(clean, np.ma.masked_array(y, mask=False))
+    np.testing.assert_array_equal(fitted.network_._params, before)
+
+
 def test_callbacks_none_means_none():
     net = cyprop.Network([3, 4, 2], seed=0)
     history = net.fit(np.eye(3), [0, 1, 1], epochs=2, verbose=0, callbacks=None)

@@ -318,7 +318,9 @@ class _BaseBackprop(BaseEstimator):
                 dtype=dtype)
             if sample_weight is not None:
                 # negative weights are allowed, as in scikit-learn
-                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+                sample_weight = _check_sample_weight(
+                    _validation._unmasked("sample_weight", sample_weight), X,
+                    dtype=np.float64)
             # a Dask array: read a block of rows at a time, never whole; so is a memory
             # map that needs converting for 'lbfgs' (the stochastic solvers gather and
             # convert its rows a part of their epoch at a time: see _Epoch)
@@ -343,14 +345,11 @@ class _BaseBackprop(BaseEstimator):
         optimizer, epochs = net.optimizer, getattr(net.history, "epochs", None)
         holding = False
         try:
-            with _loop.taking():   # (Ctrl-C held back until the lock is noted)
+            # (Ctrl-C held back until the lock is noted; raised then, the estimator is
+            # put back below, as for a call refused during training)
+            with _loop.taking():
                 _loop.hold_training(net)
                 holding = True
-        except BaseException:
-            if holding:
-                _loop.release_training(net)
-            raise
-        try:
             if params["solver"] == "lbfgs":
                 self._fit_lbfgs(X, Y, sample_weight)
             else:
@@ -371,10 +370,12 @@ class _BaseBackprop(BaseEstimator):
                 # carries on with, which a fit replaces at its start
                 self.__dict__.clear()
                 self.__dict__.update(fitted)
-                net.optimizer = optimizer
+                if holding:   # (else another thread's fit of the network holds it)
+                    net.optimizer = optimizer
             raise
         finally:
-            _loop.release_training(net)
+            if holding:
+                _loop.release_training(net)
         return self
 
     def _input_dtype(self, first_pass: bool) -> np.dtype | tuple[type, type]:
@@ -513,7 +514,7 @@ class _BaseBackprop(BaseEstimator):
         mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
         if solver != "rprop":
             optimizer.weight_decay = self._weight_decay(batch_size * mean_weight)
-        epoch = _Epoch(self, net, X, Y, sample_weight, batch_size)
+        epoch = _Epoch(self, net, optimizer, X, Y, sample_weight, batch_size)
         sample_idx = np.arange(n, dtype=np.intp)
         invscaling = solver == "sgd" and self.learning_rate == "invscaling"
         adaptive = solver == "sgd" and self.learning_rate == "adaptive"
@@ -567,7 +568,7 @@ class _BaseBackprop(BaseEstimator):
                                        / (self.t_ + 1) ** float(self.power_t))
                 if diverged:
                     stop_reason = "diverged"
-                    self._diverged(kept, n, validation, incremental)
+                    self._diverged(optimizer, kept, n, validation, incremental)
                     break
                 if self._no_improvement_count > self.n_iter_no_change:
                     what = "Validation score" if validation is not None else "Training loss"
@@ -599,12 +600,12 @@ class _BaseBackprop(BaseEstimator):
         if self.early_stopping:
             net._params[...] = self._best_params   # the best validation score's weights
 
-    def _diverged(self, kept: tuple[np.ndarray, int, np.ndarray | None], n: int,
-                  validation: tuple[Any, ...] | None, incremental: bool) -> None:
+    def _diverged(self, optimizer: Optimizer, kept: tuple[np.ndarray, int, np.ndarray | None],
+                  n: int, validation: tuple[Any, ...] | None, incremental: bool) -> None:
         """The weights became NaN or infinite.  scikit-learn's MLP trains on with them
         (every later epoch NaN) to max_iter: with early stopping it then keeps the best
         epoch's weights, else it raises a ValueError.  The same here, without computing
-        the NaN epochs."""
+        the NaN epochs (``optimizer``: the fit's, whose state ``kept`` holds)."""
         net = self.network_
         if not incremental:
             remaining = self.max_iter - self.n_iter_
@@ -621,8 +622,6 @@ class _BaseBackprop(BaseEstimator):
                           "reached and the optimization hasn't converged yet.",
                           ConvergenceWarning, stacklevel=5)
         if validation is None:
-            optimizer = net.optimizer
-            assert optimizer is not None
             net._params[...] = kept[0]
             optimizer.steps, optimizer.state = kept[1], kept[2]
             net.history.stop_reason = "diverged"
@@ -776,7 +775,10 @@ class _BaseBackprop(BaseEstimator):
                       ) -> tuple[Any, np.ndarray, np.dtype]:
         """(X, y, the dtype for training) checked as scikit-learn's ``validate_data``
         does.  A Dask array or memory map X is checked for its shape and feature count
-        only, not converted (its blocks are checked as they are read); y is read whole."""
+        only, not converted (its blocks are checked as they are read); y is read whole.
+        A masked X or y with masked values is refused, as ``cyprop.Network`` refuses it
+        (validate_data drops the mask: the masked entries' data was trained on)."""
+        X, y = _validation._unmasked("X", X), _validation._unmasked("y", y)
         if not _read_in_blocks(X, dtype):
             X, y = validate_data(self, X, y, reset=reset, multi_output=True,
                                  y_numeric=y_numeric, accept_sparse=["csr", "csc", "coo"],
@@ -808,6 +810,7 @@ class _BaseBackprop(BaseEstimator):
         if not isinstance(net, Network):
             raise TypeError(f"network_ must be a cyprop Network, got {type(net).__name__}")
         x_dtype = None
+        X = _validation._unmasked("X", X)   # (validate_data would drop the mask)
         if _read_in_blocks(X, (np.float64, np.float32)):   # a block at a time
             _check_lazy_numbers(X)
             validate_data(self, X, reset=False, skip_check_array=True)
@@ -891,9 +894,11 @@ class _Epoch:
     is read in blocks of whole batches, visited in their own order (``order_blocks``).
     """
 
-    def __init__(self, estimator: _BaseBackprop, net: Network, X: Any, Y: np.ndarray,
-                 sample_weight: np.ndarray | None, batch_size: int) -> None:
-        self.net, self.X, self.Y = net, X, Y
+    def __init__(self, estimator: _BaseBackprop, net: Network, optimizer: Optimizer, X: Any,
+                 Y: np.ndarray, sample_weight: np.ndarray | None, batch_size: int) -> None:
+        # (the optimizer the fit claimed: net.optimizer may be set meanwhile, from
+        # another thread, to one that is not the fit's to step)
+        self.net, self.optimizer, self.X, self.Y = net, optimizer, X, Y
         self.weights = sample_weight
         self.batch_size = batch_size
         self.n = X.shape[0]
@@ -951,10 +956,11 @@ class _Epoch:
             options = TrainingOptions(w, dropout, net.max_norm, self.n_threads)
             with net._state_lock, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if self.poisson:
-                    loss, right = _poisson_epoch(net, X, Y, part_order, self.batch_size, options)
+                    loss, right = _poisson_epoch(net, self.optimizer, X, Y, part_order,
+                                                 self.batch_size, options)
                 else:
                     loss, right = net._impl.train_epoch(net.arch, net._params, X, Y, part_order,
-                                                        self.batch_size, net.optimizer, options)
+                                                        self.batch_size, self.optimizer, options)
             total += float(loss)
             correct += int(right)
         return self._totals(total, correct, weights, penalty_factor)
@@ -997,10 +1003,11 @@ class _Epoch:
             Y = self.Y[start:stop]
             with net._state_lock, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if self.poisson:
-                    result = _poisson_epoch(net, X, Y, order, self.batch_size, options)
+                    result = _poisson_epoch(net, self.optimizer, X, Y, order, self.batch_size,
+                                            options)
                 else:
                     result = net._impl.train_epoch(net.arch, net._params, X, Y, order,
-                                                   self.batch_size, net.optimizer, options)
+                                                   self.batch_size, self.optimizer, options)
             done += stop - start
             yield result
 
@@ -1033,18 +1040,18 @@ class _Epoch:
         return weights, float(np.sum(factors))
 
 
-def _poisson_epoch(net: Network, X: np.ndarray, Y: np.ndarray, order: npt.NDArray[np.intp],
-                   batch_size: int, options: TrainingOptions) -> tuple[float, int]:
+def _poisson_epoch(net: Network, optimizer: Optimizer, X: np.ndarray, Y: np.ndarray,
+                   order: npt.NDArray[np.intp], batch_size: int,
+                   options: TrainingOptions) -> tuple[float, int]:
     """Mini-batch training for the Poisson loss (an exp output, which the compiled core
     does not have): NumPy per batch, through the reference backend's forward and
-    backward passes, with the network's optimizer step.  Returns (sum of the weighted
+    backward passes, with ``optimizer``'s step.  Returns (sum of the weighted
     exp(z) - y z, 0)."""
     from . import _reference
 
     arch, params = net.arch, net._params
     weights = options.sample_weight
     total = 0.0
-    assert net.optimizer is not None   # set by the stochastic solvers
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         activations, z = _reference.feedforward(arch, params, X[batch], options.dropout, start)
@@ -1056,7 +1063,7 @@ def _poisson_epoch(net: Network, X: np.ndarray, Y: np.ndarray, order: npt.NDArra
             losses = losses * weights[batch]
         total += float(np.sum(losses))
         grad = _reference.backprop(arch, params, activations, delta, options.dropout, start)
-        net.optimizer.update_params(params, grad / len(batch), arch)
+        optimizer.update_params(params, grad / len(batch), arch)
         if options.max_norm:
             _reference.apply_max_norm(arch, params, options.max_norm)
     return total, 0
