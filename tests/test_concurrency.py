@@ -39,8 +39,9 @@ class Hold:
             assert self.go_on.wait(timeout=60), "never let go"
 
 
-def in_thread(call):
-    """Start ``call()`` in a thread; returns (thread, list of what it raised)."""
+def in_thread(call, name=None):
+    """Start ``call()`` in a thread (of that name); returns (thread, list of what it
+    raised)."""
     errors = []
 
     def run():
@@ -49,7 +50,7 @@ def in_thread(call):
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, name=name)
     thread.start()
     return thread, errors
 
@@ -342,16 +343,7 @@ def test_an_estimator_fitting_in_another_thread_refuses_a_second_fit(monkeypatch
     getattr(alone, first)(X, y)
     hold = (held_epochs(monkeypatch, sklearn._Epoch, "run") if solver != "lbfgs"
             else held_epochs(monkeypatch, _lbfgs, "minimize"))
-    errors = []
-
-    def train():
-        try:
-            getattr(clf, first)(X, y)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=train, name="held")
-    thread.start()
+    thread, errors = in_thread(lambda: getattr(clf, first)(X, y), name="held")
     with while_held(hold, thread, errors):
         calls = {"fit": lambda: clf.fit(X2, y2),
                  "partial_fit": lambda: clf.partial_fit(X2, y2),
@@ -391,16 +383,7 @@ def test_a_network_cannot_train_with_the_optimizer_of_an_estimator_fitting_in_an
     alone, clf = sklearn.BackpropClassifier(**params), sklearn.BackpropClassifier(**params)
     alone.fit(X, y)
     hold = held_epochs(monkeypatch, sklearn._Epoch, "run")
-    errors = []
-
-    def train():
-        try:
-            clf.fit(X, y)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=train, name="held")
-    thread.start()
+    thread, errors = in_thread(lambda: clf.fit(X, y), name="held")
     other = cyprop.Network([6, 8, 3], seed=1)
     with while_held(hold, thread, errors):
         with pytest.raises(RuntimeError, match="training another network"):
@@ -431,16 +414,7 @@ def test_an_estimator_fit_trains_with_its_claimed_optimizer_when_network_optimiz
     alone, est = make().fit(X, y), make()
     other = cyprop.Adam(0.5)
     hold = held_epochs(monkeypatch, sklearn._Epoch, "run")
-    errors = []
-
-    def train():
-        try:
-            est.fit(X, y)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=train, name="held")
-    thread.start()
+    thread, errors = in_thread(lambda: est.fit(X, y), name="held")
     with while_held(hold, thread, errors):
         est.network_.optimizer = other if replacement == "unclaimed" else None
     np.testing.assert_array_equal(est.network_._params, alone.network_._params)
