@@ -10,10 +10,11 @@ Every function takes the network's ``Architecture`` and its flat parameter vecto
 
 from __future__ import annotations
 
-import contextlib
+# signal's own functions, without signal.signal's conversions to and from enums,
+# which cost more than a small fit's step
+import _signal  # type: ignore[import-not-found]
 import signal
 import threading
-from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -157,26 +158,34 @@ def train_epoch(arch: Architecture, params: NDArray[Any], X: NDArray[Any], Y: ND
     return total, correct
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT (Ctrl-C) back until the block is done, then deliver it."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is None):
-        # signals are only handled by the main thread; a handler installed from C
-        # (None here) could not be put back
-        yield
-        return
-    received: list[FrameType | None] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        if callable(previous):
-            previous(signal.SIGINT, received[0])
-        elif previous == signal.SIG_DFL:
-            signal.default_int_handler(signal.SIGINT, received[0])
+class _interrupts_deferred:
+    """``with _interrupts_deferred():`` holds SIGINT (Ctrl-C) back until the block is
+    done, then delivers it.  (A class, not a generator: a small fit enters a few.)"""
+
+    __slots__ = ("previous", "received")
+
+    def __enter__(self) -> None:
+        self.previous: Any = None
+        if (threading.current_thread() is not threading.main_thread()
+                or _signal.getsignal(signal.SIGINT) is None):
+            # signals are only handled by the main thread; a handler installed from C
+            # (None here) could not be put back
+            return
+        received: list[FrameType | None] = []
+        self.received = received
+        self.previous = _signal.signal(signal.SIGINT,
+                                       lambda signum, frame: received.append(frame))
+
+    def __exit__(self, *exc_info: object) -> None:
+        previous = self.previous
+        if previous is None:
+            return
+        _signal.signal(signal.SIGINT, previous)
+        if self.received:
+            if callable(previous):
+                previous(signal.SIGINT, self.received[0])
+            elif previous == signal.SIG_DFL:
+                signal.default_int_handler(signal.SIGINT, self.received[0])
 
 
 def apply_max_norm(arch: Architecture, params: NDArray[Any], max_norm: float) -> None:
