@@ -141,8 +141,7 @@ def _from_pandas(data: Any, dtype: np.dtype[Any]) -> Any:
     if type(data).__module__.split(".")[0] != "pandas" or getattr(data, "ndim", 0) not in (1, 2):
         return data
     dtypes = list(data.dtypes) if data.ndim == 2 else [data.dtype]
-    if not dtypes or isinstance(dtypes[0], np.dtype) and all(
-            isinstance(d, np.dtype) for d in dtypes):
+    if all(isinstance(d, np.dtype) for d in dtypes):
         return data   # NumPy's own dtypes: np.asarray converts them (and refuses objects)
     if not all(getattr(d, "kind", "O") in "biuf" for d in dtypes):
         return data   # categories, strings: refused below by their dtype

@@ -357,20 +357,17 @@ class _BaseBackprop(BaseEstimator):
         except TrainingDiverged:
             raise   # the fit's own last finite weights are kept, as documented
         except BaseException:
-            if first_pass:
-                # Data in memory is refused before training; a Dask array or memory map
-                # is read a block at a time, so a NaN in a later block is found during
-                # it.  A fit from scratch refused so leaves the estimator as it was too
-                # (the model fitted before, or none), not the new network part trained.
+            # Data in memory is refused before training; a Dask array or memory map
+            # is read a block at a time, so a NaN in a later block is found during it.
+            # A fit from scratch refused so leaves the estimator as it was too (the
+            # model fitted before, or none), not the new network part trained; so does
+            # a warm fit or partial_fit refused before its first epoch ended (that
+            # epoch undone): its records, and the optimizer partial_fit carries on
+            # with, which a fit replaces at its start.
+            if first_pass or getattr(net.history, "epochs", None) == epochs:
                 self.__dict__.clear()
                 self.__dict__.update(fitted)
-            elif getattr(net.history, "epochs", None) == epochs:
-                # so is a warm fit or partial_fit refused before its first epoch ended
-                # (that epoch undone): its records, and the optimizer partial_fit
-                # carries on with, which a fit replaces at its start
-                self.__dict__.clear()
-                self.__dict__.update(fitted)
-                if holding:   # (else another thread's fit of the network holds it)
+                if not first_pass and holding:   # (else another thread's fit holds it)
                     net.optimizer = optimizer
             raise
         finally:
